@@ -92,7 +92,9 @@ pub async fn create(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         }
     };
     if b.phone.as_deref().is_some_and(|p| !p.is_empty()) {
-        return Err(AuthError::Validation("Phone users are not supported".into()));
+        return Err(AuthError::Validation(
+            "Phone users are not supported".into(),
+        ));
     }
     let user_meta = Value::Object(metadata_object(b.user_metadata, "user_metadata")?);
     let app_meta = Value::Object(metadata_object(b.app_metadata, "app_metadata")?);
@@ -117,7 +119,12 @@ pub async fn create(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         (None, None) => None,
     };
     let role = b.role.clone().unwrap_or_else(|| "authenticated".into());
-    let ban = b.ban_duration.as_deref().map(parse_ban).transpose()?.flatten();
+    let ban = b
+        .ban_duration
+        .as_deref()
+        .map(parse_ban)
+        .transpose()?
+        .flatten();
     let mut client = ctx.state.admin.get().await?;
     let tx = client.transaction().await?;
     users::check_assignable_role(&tx, &role).await?;
@@ -143,23 +150,24 @@ pub async fn create(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         )
         .await?;
     }
-    let user = users::by_id(&tx, id).await?.ok_or(AuthError::UserNotFound)?;
+    let user = users::by_id(&tx, id)
+        .await?
+        .ok_or(AuthError::UserNotFound)?;
     tx.commit().await?;
     ok_json(&user.to_json())
 }
 
 pub async fn list(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     require_admin(ctx)?;
-    let num = |k: &str, default: i64| -> Result<i64, AuthError> {
-        match ctx.q(k).filter(|v| !v.is_empty()) {
-            None => Ok(default),
-            Some(v) => v
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| AuthError::Validation(format!("{k} must be a positive integer"))),
-        }
-    };
+    let num =
+        |k: &str, default: i64| -> Result<i64, AuthError> {
+            match ctx.q(k).filter(|v| !v.is_empty()) {
+                None => Ok(default),
+                Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    AuthError::Validation(format!("{k} must be a positive integer"))
+                }),
+            }
+        };
     let page = num("page", 1)?;
     let per_page = num("per_page", 50)?.min(MAX_PER_PAGE);
     let client = ctx.state.admin.get().await?;
@@ -178,7 +186,7 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         .collect();
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        if let Some(u) = users::by_id(&**client, id).await? {
+        if let Some(u) = users::by_id(&client, id).await? {
             out.push(u.to_json());
         }
     }
@@ -208,7 +216,9 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
 pub async fn get(ctx: &Ctx<'_>, id: Uuid) -> Result<Response<Body>, AuthError> {
     require_admin(ctx)?;
     let client = ctx.state.admin.get().await?;
-    let user = users::by_id(&**client, id).await?.ok_or(AuthError::UserNotFound)?;
+    let user = users::by_id(&client, id)
+        .await?
+        .ok_or(AuthError::UserNotFound)?;
     ok_json(&user.to_json())
 }
 
@@ -250,8 +260,11 @@ pub async fn update(ctx: &Ctx<'_>, id: Uuid) -> Result<Response<Body>, AuthError
     };
     if let Some(role) = &b.role {
         users::check_assignable_role(&tx, role).await?;
-        tx.execute("update auth.users set role = $2 where id = $1", &[&id, role])
-            .await?;
+        tx.execute(
+            "update auth.users set role = $2 where id = $1",
+            &[&id, role],
+        )
+        .await?;
     }
     if !user_patch.is_empty() {
         let stored: Option<Value> = row.get(0);
@@ -289,11 +302,8 @@ pub async fn update(ctx: &Ctx<'_>, id: Uuid) -> Result<Response<Body>, AuthError
         if taken {
             return Err(AuthError::EmailExists);
         }
-        tx.execute(
-            "update auth.users set email = $2 where id = $1",
-            &[&id, &e],
-        )
-        .await?;
+        tx.execute("update auth.users set email = $2 where id = $1", &[&id, &e])
+            .await?;
         tx.execute(
             "update auth.identities set identity_data = identity_data || jsonb_build_object('email', $2::text) \
              where user_id = $1 and provider = 'email'",
@@ -320,14 +330,22 @@ pub async fn update(ctx: &Ctx<'_>, id: Uuid) -> Result<Response<Body>, AuthError
                 .await?;
         }
         Some(None) => {
-            tx.execute("update auth.users set banned_until = null where id = $1", &[&id])
-                .await?;
+            tx.execute(
+                "update auth.users set banned_until = null where id = $1",
+                &[&id],
+            )
+            .await?;
         }
         None => {}
     }
-    tx.execute("update auth.users set updated_at = now() where id = $1", &[&id])
-        .await?;
-    let user = users::by_id(&tx, id).await?.ok_or(AuthError::UserNotFound)?;
+    tx.execute(
+        "update auth.users set updated_at = now() where id = $1",
+        &[&id],
+    )
+    .await?;
+    let user = users::by_id(&tx, id)
+        .await?
+        .ok_or(AuthError::UserNotFound)?;
     tx.commit().await?;
     ok_json(&user.to_json())
 }
@@ -342,7 +360,9 @@ pub async fn delete(ctx: &Ctx<'_>, id: Uuid) -> Result<Response<Body>, AuthError
     let b: DeleteBody = parse(ctx)?;
     let mut client = ctx.state.admin.get().await?;
     let tx = client.transaction().await?;
-    let user = users::by_id(&tx, id).await?.ok_or(AuthError::UserNotFound)?;
+    let user = users::by_id(&tx, id)
+        .await?
+        .ok_or(AuthError::UserNotFound)?;
     if b.should_soft_delete.unwrap_or(false) {
         // GoTrue's soft delete: keep the row (foreign keys stay valid), scrub what identifies it,
         // end its sessions and make it unable to sign in.

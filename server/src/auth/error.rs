@@ -16,7 +16,9 @@ pub enum AuthError {
     BadJson(String),
     Validation(String),
     EmailInvalid,
-    WeakPassword { min_length: usize },
+    WeakPassword {
+        min_length: usize,
+    },
     UserAlreadyExists,
     EmailExists,
     InvalidCredentials,
@@ -37,7 +39,9 @@ pub enum AuthError {
     OtpExpired,
     SignupDisabled,
     AnonymousDisabled,
-    RateLimited { retry_after_secs: u64 },
+    RateLimited {
+        retry_after_secs: u64,
+    },
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
@@ -75,9 +79,7 @@ impl AuthError {
         use AuthError::*;
         match self {
             BadJson(_) => "bad_json",
-            Validation(_) | RoleNotAllowed(_) | PayloadTooLarge => {
-                "validation_failed"
-            }
+            Validation(_) | RoleNotAllowed(_) | PayloadTooLarge => "validation_failed",
             EmailInvalid => "email_address_invalid",
             WeakPassword { .. } => "weak_password",
             UserAlreadyExists => "user_already_exists",
@@ -116,9 +118,7 @@ impl AuthError {
                 format!("Password should be at least {min_length} characters.")
             }
             UserAlreadyExists => "User already registered".into(),
-            EmailExists => {
-                "A user with this email address has already been registered".into()
-            }
+            EmailExists => "A user with this email address has already been registered".into(),
             InvalidCredentials => "Invalid login credentials".into(),
             EmailNotConfirmed => "Email not confirmed".into(),
             UserBanned => "User is banned".into(),
@@ -247,9 +247,23 @@ mod tests {
         let cases = [
             (AuthError::InvalidCredentials, 400, "invalid_credentials"),
             (AuthError::UserAlreadyExists, 422, "user_already_exists"),
-            (AuthError::WeakPassword { min_length: 6 }, 422, "weak_password"),
-            (AuthError::RefreshTokenAlreadyUsed, 400, "refresh_token_already_used"),
-            (AuthError::RateLimited { retry_after_secs: 3 }, 429, "over_request_rate_limit"),
+            (
+                AuthError::WeakPassword { min_length: 6 },
+                422,
+                "weak_password",
+            ),
+            (
+                AuthError::RefreshTokenAlreadyUsed,
+                400,
+                "refresh_token_already_used",
+            ),
+            (
+                AuthError::RateLimited {
+                    retry_after_secs: 3,
+                },
+                429,
+                "over_request_rate_limit",
+            ),
             (AuthError::BadJwt("x".into()), 401, "bad_jwt"),
             (AuthError::SessionNotFound, 403, "session_not_found"),
             (AuthError::NotAdmin, 403, "not_admin"),

@@ -5,20 +5,20 @@
 //! validation_failed), weak passwords (422), wrong credentials (400 invalid_credentials, same body
 //! and same work for an unknown user), bad tokens (401), ended sessions (403 session_not_found).
 
+use deadpool_postgres::GenericClient;
 use http::{Response, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
-use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
+use super::Ctx;
 use super::error::AuthError;
 use super::password::Verified;
 use super::ratelimit::Class;
 use super::refresh::{self, Issued, Scope};
 use super::tokens::{self, TokenInput};
 use super::users::{self, NewUser, User};
-use super::Ctx;
 use crate::http::body::{self, Body};
 
 /// Longest password accepted (bytes); longer ones are refused before any hashing.
@@ -67,7 +67,9 @@ pub fn metadata_object(v: Option<Value>, field: &str) -> Result<Map<String, Valu
     match v {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(m)) => Ok(m),
-        Some(_) => Err(AuthError::Validation(format!("{field} must be a JSON object"))),
+        Some(_) => Err(AuthError::Validation(format!(
+            "{field} must be a JSON object"
+        ))),
     }
 }
 
@@ -124,8 +126,20 @@ pub fn session_response(ctx: &Ctx<'_>, user: &User, issued: &Issued, amr: &str) 
         amr_method: amr,
         amr_timestamp: issued.session_created_at.timestamp(),
     };
-    let access = tokens::sign_access(&ctx.state.jwt_secret, &input, &cfg.jwt_issuer, now, cfg.jwt_exp);
-    tokens::session_body(&access, &issued.refresh_token, now, cfg.jwt_exp, &user.to_json())
+    let access = tokens::sign_access(
+        &ctx.state.jwt_secret,
+        &input,
+        &cfg.jwt_issuer,
+        now,
+        cfg.jwt_exp,
+    );
+    tokens::session_body(
+        &access,
+        &issued.refresh_token,
+        now,
+        cfg.jwt_exp,
+        &user.to_json(),
+    )
 }
 
 /// Opens a session for `user_id` inside `c`'s transaction, stamps the sign-in and re-reads the user
@@ -136,7 +150,10 @@ pub async fn open_session<C: GenericClient>(
     user_id: Uuid,
     amr: &str,
 ) -> Result<Value, AuthError> {
-    let ua = ctx.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok());
+    let ua = ctx
+        .headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
     let issued = refresh::create_session(c, user_id, ctx.rc.client_ip, ua).await?;
     c.execute(
         "update auth.users set last_sign_in_at = now() where id = $1",
@@ -148,7 +165,9 @@ pub async fn open_session<C: GenericClient>(
         &[&user_id],
     )
     .await?;
-    let user = users::by_id(c, user_id).await?.ok_or(AuthError::UserNotFound)?;
+    let user = users::by_id(c, user_id)
+        .await?
+        .ok_or(AuthError::UserNotFound)?;
     Ok(session_response(ctx, &user, &issued, amr))
 }
 
@@ -196,7 +215,9 @@ pub async fn signup(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     let data = Value::Object(metadata_object(b.data, "data")?);
     let email = b.email.filter(|e| !e.trim().is_empty());
     if b.phone.as_deref().is_some_and(|p| !p.is_empty()) && email.is_none() {
-        return Err(AuthError::Validation("Phone sign-ups are not supported".into()));
+        return Err(AuthError::Validation(
+            "Phone sign-ups are not supported".into(),
+        ));
     }
     let Some(email) = email else {
         // Anonymous sign-in.
@@ -258,7 +279,9 @@ pub async fn signup(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         return ok_json(&session);
     }
     super::mail::send_link(ctx, &tx, id, &email, super::mail::LinkKind::Signup).await?;
-    let user = users::by_id(&tx, id).await?.ok_or(AuthError::UserNotFound)?;
+    let user = users::by_id(&tx, id)
+        .await?
+        .ok_or(AuthError::UserNotFound)?;
     tx.commit().await?;
     ok_json(&user.to_json())
 }
@@ -304,7 +327,7 @@ async fn password_grant(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     }
     rate_limit(ctx, Class::SignInAccount, &email)?;
     let client = ctx.state.admin.get().await?;
-    let user = users::by_email(&**client, &email).await?;
+    let user = users::by_email(&client, &email).await?;
     drop(client);
     // Same work and same answer whether the user is unknown or the password wrong.
     let stored = user.as_ref().and_then(|u| u.encrypted_password.as_deref());
@@ -366,7 +389,11 @@ async fn refresh_grant(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     if user.is_banned(chrono::Utc::now()) {
         return Err(AuthError::UserBanned);
     }
-    let amr = if user.is_anonymous { "anonymous" } else { "password" };
+    let amr = if user.is_anonymous {
+        "anonymous"
+    } else {
+        "password"
+    };
     let session = session_response(ctx, &user, &issued, amr);
     tx.commit().await?;
     ok_json(&session)
@@ -374,8 +401,8 @@ async fn refresh_grant(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
 
 pub async fn get_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     let client = ctx.state.admin.get().await?;
-    let me = signed_in(ctx, &**client).await?;
-    let user = users::by_id(&**client, me.user_id)
+    let me = signed_in(ctx, &client).await?;
+    let user = users::by_id(&client, me.user_id)
         .await?
         .ok_or(AuthError::UserNotFound)?;
     ok_json(&user.to_json())
@@ -405,8 +432,8 @@ pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         None => None,
     };
     let mut client = ctx.state.admin.get().await?;
-    let me = signed_in(ctx, &**client).await?;
-    let user = users::by_id(&**client, me.user_id)
+    let me = signed_in(ctx, &client).await?;
+    let user = users::by_id(&client, me.user_id)
         .await?
         .ok_or(AuthError::UserNotFound)?;
     // Password change: check the current password or the reauthentication nonce, and refuse
@@ -415,7 +442,10 @@ pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         Some(p) => {
             let stored = user.encrypted_password.as_deref().filter(|s| !s.is_empty());
             if let Some(s) = stored
-                && matches!(ctx.auth.hasher.verify(&p, Some(s)).await?, Verified::Yes { .. })
+                && matches!(
+                    ctx.auth.hasher.verify(&p, Some(s)).await?,
+                    Verified::Yes { .. }
+                )
             {
                 return Err(AuthError::SamePassword);
             }
@@ -427,7 +457,7 @@ pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
                         }
                     }
                     (None, Some(nonce)) => {
-                        super::mail::consume_reauth_nonce(&**client, user.id, nonce, ctx).await?
+                        super::mail::consume_reauth_nonce(&client, user.id, nonce, ctx).await?
                     }
                     (None, None) => return Err(AuthError::ReauthenticationNeeded),
                 }
@@ -494,7 +524,9 @@ pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
             super::mail::send_email_change(ctx, &tx, user.id, &email).await?;
         }
     }
-    let user = users::by_id(&tx, user.id).await?.ok_or(AuthError::UserNotFound)?;
+    let user = users::by_id(&tx, user.id)
+        .await?
+        .ok_or(AuthError::UserNotFound)?;
     tx.commit().await?;
     ok_json(&user.to_json())
 }
@@ -503,8 +535,8 @@ pub async fn logout(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     let scope = Scope::parse(ctx.q("scope"))
         .ok_or_else(|| AuthError::Validation("scope must be local, global or others".into()))?;
     let client = ctx.state.admin.get().await?;
-    let me = signed_in(ctx, &**client).await?;
-    refresh::logout(&**client, me.user_id, me.session_id, scope).await?;
+    let me = signed_in(ctx, &client).await?;
+    refresh::logout(&client, me.user_id, me.session_id, scope).await?;
     let mut resp = Response::new(body::empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
     Ok(resp)

@@ -7,11 +7,11 @@
 //! database. Links redirect only to the site URL or an allow-listed URL (else the site URL).
 //! Rejects: unknown, used or expired codes (403 otp_expired), bad `type`s (400).
 
+use deadpool_postgres::GenericClient;
 use http::{HeaderValue, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::Ctx;
@@ -97,9 +97,16 @@ fn external_url(ctx: &Ctx<'_>) -> String {
         .headers
         .get(http::header::HOST)
         .and_then(|v| v.to_str().ok())
-        .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        })
         .unwrap_or("localhost:8000");
-    let proto = match ctx.headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) {
+    let proto = match ctx
+        .headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+    {
         Some("https") => "https",
         _ => "http",
     };
@@ -112,17 +119,28 @@ pub fn allowed_redirect(site_url: &str, allow: &[String], wanted: Option<&str>) 
         return site_url.to_owned();
     };
     let site = site_url.trim_end_matches('/');
-    let same_site = w == site || w.starts_with(&format!("{site}/")) || w.starts_with(&format!("{site}?")) || w.starts_with(&format!("{site}#"));
+    let same_site = w == site
+        || w.starts_with(&format!("{site}/"))
+        || w.starts_with(&format!("{site}?"))
+        || w.starts_with(&format!("{site}#"));
     let listed = allow.iter().any(|a| match a.strip_suffix('*') {
         Some(prefix) => w.starts_with(prefix),
         None => w == a,
     });
-    if same_site || listed { w.to_owned() } else { site_url.to_owned() }
+    if same_site || listed {
+        w.to_owned()
+    } else {
+        site_url.to_owned()
+    }
 }
 
 fn redirect_for(ctx: &Ctx<'_>, wanted: Option<&str>) -> String {
     let c = &ctx.auth.config;
-    allowed_redirect(&c.site_url, &c.redirect_urls, wanted.or(ctx.q("redirect_to")))
+    allowed_redirect(
+        &c.site_url,
+        &c.redirect_urls,
+        wanted.or(ctx.q("redirect_to")),
+    )
 }
 
 fn enc(s: &str) -> String {
@@ -161,7 +179,12 @@ async fn mint<C: GenericClient>(
         kind.as_str(),
         enc(&redirect_to)
     );
-    Ok(Minted { code, token_hash: th, action_link, redirect_to })
+    Ok(Minted {
+        code,
+        token_hash: th,
+        action_link,
+        redirect_to,
+    })
 }
 
 /// Queues a mail in the outbox; the log says only that one is waiting.
@@ -180,7 +203,11 @@ async fn enqueue<C: GenericClient>(
         )
         .await?
         .get(0);
-    tracing::info!(outbox_id = id, kind, "auth: a message is waiting in auth.mail_outbox");
+    tracing::info!(
+        outbox_id = id,
+        kind,
+        "auth: a message is waiting in auth.mail_outbox"
+    );
     Ok(())
 }
 
@@ -252,7 +279,9 @@ pub async fn otp(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     rate_limit(ctx, Class::Otp, &ip_key(ctx))?;
     let b: EmailBody = parse(ctx)?;
     if b.phone.as_deref().is_some_and(|p| !p.is_empty()) {
-        return Err(AuthError::Validation("Phone one-time passwords are not supported".into()));
+        return Err(AuthError::Validation(
+            "Phone one-time passwords are not supported".into(),
+        ));
     }
     let email = required_email(b.email)?;
     rate_limit(ctx, Class::OtpAccount, &email)?;
@@ -320,7 +349,9 @@ async fn redeem(ctx: &Ctx<'_>, kind: LinkKind, th: &str) -> Result<Value, AuthEr
     )
     .await?;
     if kind == LinkKind::EmailChange {
-        let new_email = email_change.filter(|e| !e.is_empty()).ok_or(AuthError::OtpExpired)?;
+        let new_email = email_change
+            .filter(|e| !e.is_empty())
+            .ok_or(AuthError::OtpExpired)?;
         let taken = tx
             .query_opt(
                 "select 1 from auth.users where email = $1 and id <> $2",
@@ -372,9 +403,15 @@ fn verify_input(b: &VerifyBody) -> Result<(LinkKind, String), AuthError> {
         .ok_or_else(|| AuthError::Validation("Verify requires a valid type".into()))?;
     let th = match (&b.token_hash, &b.token, &b.email) {
         (Some(h), _, _) if !h.is_empty() && h.len() <= 128 => h.clone(),
-        (_, Some(t), Some(e)) if !t.is_empty() && t.len() <= 64 => token_hash(&users::normalize_email(e)?, t.trim()),
+        (_, Some(t), Some(e)) if !t.is_empty() && t.len() <= 64 => {
+            token_hash(&users::normalize_email(e)?, t.trim())
+        }
         (_, Some(t), None) if !t.is_empty() && t.len() <= 128 => t.clone(),
-        _ => return Err(AuthError::Validation("Verify requires a token or a token_hash".into())),
+        _ => {
+            return Err(AuthError::Validation(
+                "Verify requires a token or a token_hash".into(),
+            ));
+        }
     };
     Ok((kind, th))
 }
@@ -433,8 +470,8 @@ pub async fn verify_link(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
 pub async fn reauthenticate(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     rate_limit(ctx, Class::Otp, &ip_key(ctx))?;
     let client = ctx.state.admin.get().await?;
-    let me = signed_in(ctx, &**client).await?;
-    let user = users::by_id(&**client, me.user_id)
+    let me = signed_in(ctx, &client).await?;
+    let user = users::by_id(&client, me.user_id)
         .await?
         .ok_or(AuthError::UserNotFound)?;
     let email = user
@@ -451,7 +488,14 @@ pub async fn reauthenticate(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> 
         )
         .await?;
     let text = format!("Enter this code to confirm it is you: {code}\n");
-    enqueue(&**client, &email, "reauthentication", "Confirm reauthentication", &text).await?;
+    enqueue(
+        &client,
+        &email,
+        "reauthentication",
+        "Confirm reauthentication",
+        &text,
+    )
+    .await?;
     ok_json(&json!({}))
 }
 
@@ -479,7 +523,11 @@ pub async fn consume_reauth_nonce<C: GenericClient>(
             ],
         )
         .await?;
-    if n == 1 { Ok(()) } else { Err(AuthError::ReauthenticationNotValid) }
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(AuthError::ReauthenticationNotValid)
+    }
 }
 
 pub async fn invite(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
@@ -505,7 +553,9 @@ pub async fn invite(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     .await?
     .ok_or(AuthError::EmailExists)?;
     send_link(ctx, &tx, id, &email, LinkKind::Invite).await?;
-    let user = users::by_id(&tx, id).await?.ok_or(AuthError::UserNotFound)?;
+    let user = users::by_id(&tx, id)
+        .await?
+        .ok_or(AuthError::UserNotFound)?;
     tx.commit().await?;
     ok_json(&user.to_json())
 }
@@ -538,7 +588,9 @@ pub async fn generate_link(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
             Some(ctx.auth.hasher.hash(p).await?)
         }
         (None, LinkKind::Signup) => {
-            return Err(AuthError::Validation("A signup link requires a password".into()));
+            return Err(AuthError::Validation(
+                "A signup link requires a password".into(),
+            ));
         }
         _ => None,
     };
@@ -579,7 +631,9 @@ pub async fn generate_link(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         _ => (kind, email),
     };
     let m = mint(ctx, &tx, id, &mail_to, kind, b.redirect_to.as_deref()).await?;
-    let user = users::by_id(&tx, id).await?.ok_or(AuthError::UserNotFound)?;
+    let user = users::by_id(&tx, id)
+        .await?
+        .ok_or(AuthError::UserNotFound)?;
     tx.commit().await?;
     let mut out = user.to_json();
     out["action_link"] = json!(m.action_link);
@@ -596,15 +650,27 @@ mod tests {
 
     #[test]
     fn redirect_allow_list() {
-        let allow = vec!["https://app.example.com/cb".to_string(), "http://localhost:5173/*".to_string()];
+        let allow = vec![
+            "https://app.example.com/cb".to_string(),
+            "http://localhost:5173/*".to_string(),
+        ];
         let site = "https://school.example.com";
         for (wanted, want) in [
             (None, site),
-            (Some("https://school.example.com/welcome"), "https://school.example.com/welcome"),
+            (
+                Some("https://school.example.com/welcome"),
+                "https://school.example.com/welcome",
+            ),
             (Some("https://school.example.com.evil.io/"), site),
-            (Some("https://app.example.com/cb"), "https://app.example.com/cb"),
+            (
+                Some("https://app.example.com/cb"),
+                "https://app.example.com/cb",
+            ),
             (Some("https://app.example.com/cb2"), site),
-            (Some("http://localhost:5173/any/path"), "http://localhost:5173/any/path"),
+            (
+                Some("http://localhost:5173/any/path"),
+                "http://localhost:5173/any/path",
+            ),
             (Some("javascript:alert(1)"), site),
         ] {
             assert_eq!(allowed_redirect(site, &allow, wanted), want, "{wanted:?}");
@@ -616,8 +682,14 @@ mod tests {
         let c = new_code();
         assert_eq!(c.len(), 6);
         assert!(c.bytes().all(|b| b.is_ascii_digit()));
-        assert_eq!(token_hash("A@b.co", "123456"), token_hash("a@b.co", "123456"));
-        assert_ne!(token_hash("a@b.co", "123456"), token_hash("a@b.co", "123457"));
+        assert_eq!(
+            token_hash("A@b.co", "123456"),
+            token_hash("a@b.co", "123456")
+        );
+        assert_ne!(
+            token_hash("a@b.co", "123456"),
+            token_hash("a@b.co", "123457")
+        );
         for k in ["signup", "invite", "magiclink", "recovery", "email_change"] {
             assert_eq!(LinkKind::parse(k).unwrap().as_str(), k);
         }

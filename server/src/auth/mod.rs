@@ -318,9 +318,21 @@ mod tests {
             (Method::PUT, "/user/".into(), Ok(Endpoint::UpdateUser)),
             (Method::DELETE, "/user".into(), Err("method_not_allowed")),
             (Method::GET, "/nope".into(), Err("not_found")),
-            (Method::GET, format!("/admin/users/{id}"), Ok(Endpoint::AdminGetUser(id))),
-            (Method::GET, "/admin/users/not-a-uuid".into(), Err("user_not_found")),
-            (Method::GET, format!("/admin/users/{id}/x"), Err("not_found")),
+            (
+                Method::GET,
+                format!("/admin/users/{id}"),
+                Ok(Endpoint::AdminGetUser(id)),
+            ),
+            (
+                Method::GET,
+                "/admin/users/not-a-uuid".into(),
+                Err("user_not_found"),
+            ),
+            (
+                Method::GET,
+                format!("/admin/users/{id}/x"),
+                Err("not_found"),
+            ),
             (Method::GET, "/verify".into(), Ok(Endpoint::VerifyLink)),
         ];
         for (m, p, want) in cases {
@@ -331,7 +343,9 @@ mod tests {
 
     #[test]
     fn query_parsing() {
-        let q = parse_query(Some("grant_type=password&redirect_to=http%3A%2F%2Fx%2Fa+b&x"));
+        let q = parse_query(Some(
+            "grant_type=password&redirect_to=http%3A%2F%2Fx%2Fa+b&x",
+        ));
         assert_eq!(q["grant_type"], "password");
         assert_eq!(q["redirect_to"], "http://x/a b");
         assert_eq!(q["x"], "");

@@ -22,7 +22,11 @@ pub struct Argon2Cost {
 
 impl Default for Argon2Cost {
     fn default() -> Self {
-        Argon2Cost { m_kib: 19 * 1024, t: 2, p: 1 }
+        Argon2Cost {
+            m_kib: 19 * 1024,
+            t: 2,
+            p: 1,
+        }
     }
 }
 
@@ -50,7 +54,9 @@ impl std::error::Error for PasswordError {}
 pub enum Verified {
     No,
     /// Matches; `rehash` asks the caller to store a fresh argon2id hash (bcrypt import, old cost).
-    Yes { rehash: bool },
+    Yes {
+        rehash: bool,
+    },
 }
 
 /// Hashes and verifies passwords; cheap to clone.
@@ -66,7 +72,9 @@ pub struct Hasher {
 
 /// Pool size by default: every core but one, at least one.
 pub fn default_pool_size() -> usize {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     cores.saturating_sub(1).max(1)
 }
 
@@ -183,7 +191,11 @@ mod tests {
     use super::*;
 
     fn cheap() -> Argon2Cost {
-        Argon2Cost { m_kib: 1024, t: 1, p: 1 }
+        Argon2Cost {
+            m_kib: 1024,
+            t: 1,
+            p: 1,
+        }
     }
 
     #[tokio::test]
@@ -228,7 +240,15 @@ mod tests {
             Verified::Yes { rehash: true }
         );
         assert_eq!(
-            verify_blocking("pw-123456", &stored, Argon2Cost { m_kib: 2048, t: 1, p: 1 }),
+            verify_blocking(
+                "pw-123456",
+                &stored,
+                Argon2Cost {
+                    m_kib: 2048,
+                    t: 1,
+                    p: 1
+                }
+            ),
             Verified::Yes { rehash: false }
         );
     }
@@ -243,12 +263,29 @@ mod tests {
 
     #[test]
     fn bad_params_are_rejected() {
-        assert!(Hasher::new(Argon2Cost { m_kib: 1, t: 0, p: 1 }, 1).is_err());
+        assert!(
+            Hasher::new(
+                Argon2Cost {
+                    m_kib: 1,
+                    t: 0,
+                    p: 1
+                },
+                1
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn default_is_owasp() {
-        assert_eq!(Argon2Cost::default(), Argon2Cost { m_kib: 19456, t: 2, p: 1 });
+        assert_eq!(
+            Argon2Cost::default(),
+            Argon2Cost {
+                m_kib: 19456,
+                t: 2,
+                p: 1
+            }
+        );
         assert!(default_pool_size() >= 1);
     }
 }

@@ -107,7 +107,10 @@ const PRUNE_AT: usize = 10_000;
 
 impl Limiter {
     pub fn new(limits: RateLimits) -> Limiter {
-        Limiter { limits, buckets: Mutex::new(HashMap::new()) }
+        Limiter {
+            limits,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Takes one token from `class`'s bucket for `key`; `Err(secs)` when empty.
@@ -133,9 +136,10 @@ impl Limiter {
                 full < f64::from(r.burst)
             });
         }
-        let b = buckets
-            .entry((class, key.to_owned()))
-            .or_insert(Bucket { tokens: burst, at: now });
+        let b = buckets.entry((class, key.to_owned())).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
         b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec).min(burst);
         b.at = now;
         if b.tokens >= 1.0 {
@@ -153,7 +157,10 @@ mod tests {
     use std::time::Duration;
 
     fn limiter(rate: Rate) -> Limiter {
-        Limiter::new(RateLimits { sign_in: rate, ..RateLimits::default() })
+        Limiter::new(RateLimits {
+            sign_in: rate,
+            ..RateLimits::default()
+        })
     }
 
     #[test]
@@ -174,7 +181,10 @@ mod tests {
 
     #[test]
     fn disabled_never_refuses() {
-        let l = Limiter::new(RateLimits { enabled: false, ..RateLimits::default() });
+        let l = Limiter::new(RateLimits {
+            enabled: false,
+            ..RateLimits::default()
+        });
         for _ in 0..1000 {
             assert!(l.check(Class::SignIn, "k").is_ok());
         }

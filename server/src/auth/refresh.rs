@@ -10,8 +10,8 @@ use std::net::IpAddr;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
 use sha2::{Digest, Sha256};
-use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::error::AuthError;
@@ -167,8 +167,11 @@ pub async fn logout<C: GenericClient>(
 ) -> Result<u64, AuthError> {
     Ok(match (scope, session_id) {
         (Scope::Local, Some(sid)) => {
-            c.execute("delete from auth.sessions where id = $1 and user_id = $2", &[&sid, &user_id])
-                .await?
+            c.execute(
+                "delete from auth.sessions where id = $1 and user_id = $2",
+                &[&sid, &user_id],
+            )
+            .await?
         }
         (Scope::Others, Some(sid)) => {
             c.execute(
@@ -187,13 +190,12 @@ pub async fn logout<C: GenericClient>(
 
 /// True when the session still exists (not logged out, not revoked).
 pub async fn session_exists<C: GenericClient>(c: &C, session_id: Uuid) -> Result<bool, AuthError> {
-    Ok(c
-        .query_opt(
-            "select 1 from auth.sessions where id = $1 and (not_after is null or not_after > now())",
-            &[&session_id],
-        )
-        .await?
-        .is_some())
+    Ok(c.query_opt(
+        "select 1 from auth.sessions where id = $1 and (not_after is null or not_after > now())",
+        &[&session_id],
+    )
+    .await?
+    .is_some())
 }
 
 #[cfg(test)]

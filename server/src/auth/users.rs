@@ -5,8 +5,9 @@
 //! Rejects: role assignments outside that set (`RoleNotAllowed`).
 
 use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
 use serde_json::{Map, Value, json};
-use tokio_postgres::{GenericClient, Row};
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::error::AuthError;
@@ -74,8 +75,14 @@ impl User {
         m.insert("id".into(), json!(self.id));
         m.insert("aud".into(), json!(self.aud));
         m.insert("role".into(), json!(self.role));
-        m.insert("email".into(), json!(self.email.clone().unwrap_or_default()));
-        m.insert("phone".into(), json!(self.phone.clone().unwrap_or_default()));
+        m.insert(
+            "email".into(),
+            json!(self.email.clone().unwrap_or_default()),
+        );
+        m.insert(
+            "phone".into(),
+            json!(self.phone.clone().unwrap_or_default()),
+        );
         for (k, v) in [
             ("email_confirmed_at", self.email_confirmed_at),
             ("phone_confirmed_at", self.phone_confirmed_at),
@@ -314,7 +321,11 @@ pub fn normalize_email(raw: &str) -> Result<String, AuthError> {
             }
             None => false,
         };
-    if valid { Ok(e) } else { Err(AuthError::EmailInvalid) }
+    if valid {
+        Ok(e)
+    } else {
+        Err(AuthError::EmailInvalid)
+    }
 }
 
 #[cfg(test)]
