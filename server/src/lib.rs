@@ -6,5 +6,6 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod jwt;
+pub mod pg;
 pub mod secret;
 pub mod state;
