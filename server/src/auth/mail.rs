@@ -328,19 +328,32 @@ struct VerifyBody {
 
 /// Redeems a credential: finds its user, clears it, applies what it confirms and opens a session.
 async fn redeem(ctx: &Ctx<'_>, kind: LinkKind, th: &str) -> Result<Value, AuthError> {
-    let (tok_col, sent_col) = kind.columns();
     let mut client = ctx.state.admin.get().await?;
     let tx = client.transaction().await?;
-    let row = tx
-        .query_opt(
-            &format!(
-                "select id, email_change from auth.users where {tok_col} = $1 and {tok_col} <> '' \
-                 and {sent_col} > now() - make_interval(secs => $2) for update"
-            ),
-            &[&sha256_hex(th), &(ctx.auth.config.otp_exp_secs as f64)],
-        )
-        .await?
-        .ok_or(AuthError::OtpExpired)?;
+    // "email"/"magiclink" codes also redeem a sign-up confirmation (a magic link to a new user
+    // confirms the sign-up), as GoTrue's `email` type does.
+    let tries: &[LinkKind] = match kind {
+        LinkKind::MagicLink => &[LinkKind::MagicLink, LinkKind::Signup],
+        _ => std::slice::from_ref(&kind),
+    };
+    let mut found = None;
+    for k in tries {
+        let (tok_col, sent_col) = k.columns();
+        if let Some(row) = tx
+            .query_opt(
+                &format!(
+                    "select id, email_change from auth.users where {tok_col} = $1 and {tok_col} <> '' \
+                     and {sent_col} > now() - make_interval(secs => $2) for update"
+                ),
+                &[&sha256_hex(th), &(ctx.auth.config.otp_exp_secs as f64)],
+            )
+            .await?
+        {
+            found = Some((row, tok_col));
+            break;
+        }
+    }
+    let (row, tok_col) = found.ok_or(AuthError::OtpExpired)?;
     let id: Uuid = row.get(0);
     let email_change: Option<String> = row.get(1);
     tx.execute(
