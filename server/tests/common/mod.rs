@@ -38,11 +38,19 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 
 /// Removes data dirs of earlier test processes that are gone.
 fn sweep_stale() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix("doska-cluster-") else { continue };
-        let pid: i32 = rest.split('-').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let Some(rest) = name.strip_prefix("doska-cluster-") else {
+            continue;
+        };
+        let pid: i32 = rest
+            .split('-')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
         // SAFETY: kill with signal 0 only checks that the process exists.
         if pid > 0 && unsafe { libc::kill(pid, 0) } != 0 {
             let _ = std::fs::remove_dir_all(e.path());
@@ -54,13 +62,19 @@ pub fn cluster() -> &'static pg::Cluster {
     CLUSTER.get_or_init(|| {
         sweep_stale();
         let dir = temp_dir("cluster");
-        pg::Cluster::start(&pg::EmbeddedOptions { data_dir: dir, mode: pg::Mode::Serve })
-            .expect("starting the test PostgreSQL")
+        pg::Cluster::start(&pg::EmbeddedOptions {
+            data_dir: dir,
+            mode: pg::Mode::Serve,
+        })
+        .expect("starting the test PostgreSQL")
     })
 }
 
 pub async fn connect(config: &tokio_postgres::Config) -> Client {
-    let (client, conn) = config.connect(NoTls).await.expect("connecting to the test PostgreSQL");
+    let (client, conn) = config
+        .connect(NoTls)
+        .await
+        .expect("connecting to the test PostgreSQL");
     tokio::spawn(conn);
     client
 }
@@ -79,11 +93,19 @@ impl TestDb {
 
     pub async fn with_settings(settings: Settings) -> TestDb {
         let cluster = tokio::task::spawn_blocking(cluster).await.unwrap();
-        let name = format!("t{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let name = format!(
+            "t{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
         let boot = connect(&cluster.config("postgres")).await;
-        boot.batch_execute(&format!("create database {name}")).await.expect("create database");
+        boot.batch_execute(&format!("create database {name}"))
+            .await
+            .expect("create database");
         let mut admin = connect(&cluster.config(&name)).await;
-        db::internal::apply(&mut admin).await.expect("internal migrations");
+        db::internal::apply(&mut admin)
+            .await
+            .expect("internal migrations");
         let settings = Settings {
             jwt_secret: Some(JWT_SECRET.into()),
             data_dir: Some(temp_dir("data")),
@@ -100,7 +122,8 @@ impl TestDb {
         let mut target = db::pools::Target::embedded(cluster.config(&name));
         target.external = false;
         let admin_pool = db::pools::pool(target.admin.clone(), 2).unwrap();
-        let pool = db::pools::pool(target.authenticator(JWT_SECRET.as_bytes()), config.db_pool).unwrap();
+        let pool =
+            db::pools::pool(target.authenticator(JWT_SECRET.as_bytes()), config.db_pool).unwrap();
         let state = Arc::new(doska::state::AppState {
             config: Arc::new(config),
             admin: admin_pool,
@@ -110,7 +133,12 @@ impl TestDb {
             metrics: Default::default(),
             shutdown: rx,
         });
-        TestDb { name, state, admin, shutdown }
+        TestDb {
+            name,
+            state,
+            admin,
+            shutdown,
+        }
     }
 
     /// A superuser connection to this test's database.
@@ -175,9 +203,13 @@ pub async fn request(
 ) -> Response {
     let uri: http::Uri = url.parse().expect("test URL");
     let authority = uri.authority().expect("URL with host").clone();
-    let stream = tokio::net::TcpStream::connect(authority.as_str()).await.expect("connect");
+    let stream = tokio::net::TcpStream::connect(authority.as_str())
+        .await
+        .expect("connect");
     let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let mut req = http::Request::builder()
         .method(method)
@@ -186,11 +218,18 @@ pub async fn request(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let res = sender.send_request(req.body(Full::new(body.into())).unwrap()).await.expect("request");
+    let res = sender
+        .send_request(req.body(Full::new(body.into())).unwrap())
+        .await
+        .expect("request");
     let status = res.status().as_u16();
     let headers = res.headers().clone();
     let body = res.into_body().collect().await.expect("body").to_bytes();
-    Response { status, headers, body }
+    Response {
+        status,
+        headers,
+        body,
+    }
 }
 
 pub async fn get(url: &str) -> Response {
