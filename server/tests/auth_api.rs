@@ -758,6 +758,8 @@ async fn settings_and_health() {
     assert_eq!(r.json()["mailer_autoconfirm"], true);
     let r = e.call("GET", "/health", None, "").await;
     assert_eq!(r.status, 200);
+    let r = e.call("GET", "/.well-known/jwks.json", None, "").await;
+    assert_eq!(r.json(), json!({"keys": []}));
 }
 
 #[tokio::test]
@@ -1069,5 +1071,83 @@ async fn rate_limits_answer_429_with_retry_after() {
     assert_eq!(
         e.sign_in("other@example.com", "x-password").await.status,
         400
+    );
+}
+
+#[tokio::test]
+async fn without_autoconfirm_sign_up_waits_for_the_mailed_link() {
+    let mut cfg = test_config();
+    cfg.autoconfirm = false;
+    let e = env_with(cfg).await;
+    let r = e
+        .post(
+            "/signup",
+            json!({"email": "conf@example.com", "password": "password-1"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let u = r.json();
+    assert!(
+        u.get("access_token").is_none(),
+        "no session before confirmation: {u}"
+    );
+    assert_eq!(u["email"], "conf@example.com");
+    assert!(u["confirmation_sent_at"].is_string());
+    assert_eq!(
+        error_code(&e.sign_in("conf@example.com", "password-1").await),
+        "email_not_confirmed"
+    );
+    // The outbox holds the link; its token_hash redeems it.
+    let body: String =
+        e.db.admin()
+            .query_one(
+                "select body from auth.mail_outbox where kind = 'signup'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    let link = body
+        .lines()
+        .find(|l| l.contains("/auth/v1/verify?"))
+        .unwrap();
+    let th = link
+        .split("token=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let r = e
+        .post("/verify", json!({"type": "signup", "token_hash": th}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["access_token"].is_string());
+    let s = e.sign_in("conf@example.com", "password-1").await.json();
+    let at = s["access_token"].as_str().unwrap();
+
+    // E-mail change goes through a link to the new address.
+    let r = e
+        .call(
+            "PUT",
+            "/user",
+            Some(at),
+            &json!({"email": "moved@example.com"}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["email"], "conf@example.com");
+    let code = e.outbox_code("moved@example.com").await;
+    let r = e
+        .post(
+            "/verify",
+            json!({"type": "email_change", "email": "moved@example.com", "token": code}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["user"]["email"], "moved@example.com");
+    assert_eq!(
+        e.sign_in("moved@example.com", "password-1").await.status,
+        200
     );
 }

@@ -142,6 +142,7 @@ fn auth_for(state: &Arc<AppState>) -> Result<Arc<Auth>, AuthError> {
 pub enum Endpoint {
     Health,
     Settings,
+    Jwks,
     Signup,
     Token,
     GetUser,
@@ -169,6 +170,7 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, AuthError> {
     let found = match path {
         "/health" => [("GET", Health)].to_vec(),
         "/settings" => [("GET", Settings)].to_vec(),
+        "/.well-known/jwks.json" => [("GET", Jwks)].to_vec(),
         "/signup" => [("POST", Signup)].to_vec(),
         "/token" => [("POST", Token)].to_vec(),
         "/user" => [("GET", GetUser), ("PUT", UpdateUser)].to_vec(),
@@ -284,6 +286,8 @@ async fn serve(
     match endpoint {
         Health => Ok(handlers::health()),
         Settings => Ok(handlers::settings(&ctx)),
+        // HS256 keys are symmetric and never published; auth-js then verifies through GET /user.
+        Jwks => handlers::ok_json(&serde_json::json!({ "keys": [] })),
         Signup => handlers::signup(&ctx).await,
         Token => handlers::token(&ctx).await,
         GetUser => handlers::get_user(&ctx).await,
