@@ -1151,3 +1151,37 @@ async fn without_autoconfirm_sign_up_waits_for_the_mailed_link() {
         200
     );
 }
+
+#[tokio::test]
+async fn mail_links_ignore_a_forged_host_header() {
+    let mut cfg = test_config();
+    cfg.external_url = Some("https://api.school.test/".into());
+    let e = env_with(cfg).await;
+    e.signup("host@example.com", "password-1").await;
+    let r = request(
+        "POST",
+        &format!("{}/recover", e.url),
+        &[
+            ("apikey", &e.anon),
+            ("host", "evil.test"),
+            ("content-type", "application/json"),
+        ],
+        json!({"email": "host@example.com"}).to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body: String =
+        e.db.admin()
+            .query_one(
+                "select body from auth.mail_outbox where kind = 'recovery'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    assert!(
+        body.contains("https://api.school.test/auth/v1/verify?token="),
+        "{body}"
+    );
+    assert!(!body.contains("evil.test"), "{body}");
+}

@@ -88,29 +88,13 @@ fn new_code() -> String {
     format!("{:06}", rand::random_range(0..1_000_000u32))
 }
 
-/// doska's public base URL for links.
+/// doska's public base URL for links: the configured one, else the listen address. Never the
+/// request's Host header: a forged Host would put an attacker's server into a victim's reset link.
 fn external_url(ctx: &Ctx<'_>) -> String {
-    if let Some(u) = &ctx.auth.config.external_url {
-        return u.trim_end_matches('/').to_owned();
+    match &ctx.auth.config.external_url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => format!("http://{}", ctx.state.config.listen),
     }
-    let host = ctx
-        .headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| {
-            h.chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
-        })
-        .unwrap_or("localhost:8000");
-    let proto = match ctx
-        .headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some("https") => "https",
-        _ => "http",
-    };
-    format!("{proto}://{host}")
 }
 
 /// `wanted` if the allow-list permits it, else the site URL.

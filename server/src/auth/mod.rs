@@ -39,7 +39,7 @@ pub struct AuthConfig {
     pub site_url: String,
     /// More allowed redirect targets; an entry ending in `*` allows that prefix (`--redirect-urls`).
     pub redirect_urls: Vec<String>,
-    /// doska's public base URL for links in mail; `None` → taken from the request's Host header.
+    /// doska's public base URL for links in mail (`--external-url`); `None` → `http://<listen>`.
     pub external_url: Option<String>,
     pub password_min_length: usize,
     /// Sign-ups are confirmed at once (no mail server needed). GoTrue's `MAILER_AUTOCONFIRM`.
