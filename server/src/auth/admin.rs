@@ -175,21 +175,11 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         .query_one("select count(*) from auth.users", &[])
         .await?
         .get(0);
-    let ids: Vec<Uuid> = client
-        .query(
-            "select id from auth.users order by created_at desc, id limit $1 offset $2",
-            &[&per_page, &((page - 1).saturating_mul(per_page))],
-        )
+    let out: Vec<Value> = users::page(&client, per_page, (page - 1).saturating_mul(per_page))
         .await?
         .iter()
-        .map(|r| r.get(0))
+        .map(users::User::to_json)
         .collect();
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        if let Some(u) = users::by_id(&client, id).await? {
-            out.push(u.to_json());
-        }
-    }
     let mut resp = body::json(
         StatusCode::OK,
         &json!({ "users": out, "aud": "authenticated" }),

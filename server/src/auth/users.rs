@@ -157,32 +157,59 @@ fn from_row(row: &Row) -> User {
     }
 }
 
-async fn load_identities<C: GenericClient>(c: &C, user: &mut User) -> Result<(), AuthError> {
+fn identity_json(r: &Row) -> (Uuid, Value) {
+    let user_id: Uuid = r.get(2);
+    let v = json!({
+        "identity_id": r.get::<_, Uuid>(0),
+        "id": r.get::<_, String>(1),
+        "user_id": user_id,
+        "identity_data": r.get::<_, Value>(3),
+        "provider": r.get::<_, String>(4),
+        "last_sign_in_at": r.get::<_, Ts>(5),
+        "created_at": r.get::<_, Ts>(6),
+        "updated_at": r.get::<_, Ts>(7),
+        "email": r.get::<_, Option<String>>(8),
+    });
+    (user_id, v)
+}
+
+/// Fills in the identities of `users` with one query.
+async fn load_identities<C: GenericClient>(c: &C, users: &mut [User]) -> Result<(), AuthError> {
+    let ids: Vec<Uuid> = users.iter().map(|u| u.id).collect();
     let rows = c
         .query(
             "select id, provider_id, user_id, identity_data, provider, last_sign_in_at, \
-             created_at, updated_at, email from auth.identities where user_id = $1 \
+             created_at, updated_at, email from auth.identities where user_id = any($1) \
              order by created_at",
-            &[&user.id],
+            &[&ids],
         )
         .await?;
-    user.identities = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "identity_id": r.get::<_, Uuid>(0),
-                "id": r.get::<_, String>(1),
-                "user_id": r.get::<_, Uuid>(2),
-                "identity_data": r.get::<_, Value>(3),
-                "provider": r.get::<_, String>(4),
-                "last_sign_in_at": r.get::<_, Ts>(5),
-                "created_at": r.get::<_, Ts>(6),
-                "updated_at": r.get::<_, Ts>(7),
-                "email": r.get::<_, Option<String>>(8),
-            })
-        })
-        .collect();
+    for r in &rows {
+        let (user_id, v) = identity_json(r);
+        if let Some(u) = users.iter_mut().find(|u| u.id == user_id) {
+            u.identities.push(v);
+        }
+    }
     Ok(())
+}
+
+/// One page of users, newest first, with their identities (two queries).
+pub async fn page<C: GenericClient>(
+    c: &C,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<User>, AuthError> {
+    let sql = format!(
+        "select {USER_COLUMNS} from auth.users u order by u.created_at desc, u.id limit $1 offset $2"
+    );
+    let mut users: Vec<User> = c
+        .query(&sql, &[&limit, &offset])
+        .await?
+        .iter()
+        .map(from_row)
+        .collect();
+    load_identities(c, &mut users).await?;
+    Ok(users)
 }
 
 pub async fn by_id<C: GenericClient>(c: &C, id: Uuid) -> Result<Option<User>, AuthError> {
@@ -190,8 +217,9 @@ pub async fn by_id<C: GenericClient>(c: &C, id: Uuid) -> Result<Option<User>, Au
     let Some(row) = c.query_opt(&sql, &[&id]).await? else {
         return Ok(None);
     };
-    let mut u = from_row(&row);
+    let mut u = [from_row(&row)];
     load_identities(c, &mut u).await?;
+    let [u] = u;
     Ok(Some(u))
 }
 
