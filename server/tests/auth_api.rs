@@ -781,6 +781,14 @@ async fn bad_inputs_and_attacks() {
         b64(json!({"alg": "none", "typ": "JWT"})),
         b64(json!({"role": "authenticated", "sub": uuid::Uuid::new_v4()}))
     );
+    let not_yet =
+        e.db.sign(json!({"role": "authenticated", "sub": uuid::Uuid::new_v4(), "nbf": now + 3600}));
+    let hs384 = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS384),
+        &json!({"role": "authenticated", "sub": uuid::Uuid::new_v4()}),
+        &jsonwebtoken::EncodingKey::from_secret(common::JWT_SECRET.as_bytes()),
+    )
+    .unwrap();
     let huge = format!(
         "{{\"email\":\"a@b.co\",\"password\":\"{}\"}}",
         "x".repeat(2_000_000)
