@@ -1211,3 +1211,140 @@ async fn mail_links_ignore_a_forged_host_header() {
     );
     assert!(!body.contains("evil.test"), "{body}");
 }
+
+/// A minimal SMTP relay for the test: records each session's commands and message.
+async fn fake_relay(
+    refuse_rcpt: bool,
+) -> (u16, tokio::sync::mpsc::Receiver<(Vec<String>, String)>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut r = BufReader::new(stream);
+                let mut commands = vec![];
+                let mut data = String::new();
+                r.get_mut().write_all(b"220 fake relay\r\n").await.unwrap();
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).await.unwrap() == 0 {
+                        break;
+                    }
+                    commands.push(line.trim_end().to_owned());
+                    let reply: &[u8] = match line.split_whitespace().next().unwrap_or("") {
+                        "EHLO" => b"250-fake\r\n250 AUTH PLAIN\r\n",
+                        "AUTH" => b"235 ok\r\n",
+                        "DATA" => {
+                            r.get_mut().write_all(b"354 go on\r\n").await.unwrap();
+                            loop {
+                                let mut l = String::new();
+                                r.read_line(&mut l).await.unwrap();
+                                if l == ".\r\n" {
+                                    break;
+                                }
+                                data.push_str(&l);
+                            }
+                            b"250 queued\r\n"
+                        }
+                        "RCPT" if refuse_rcpt => b"550 no such mailbox\r\n",
+                        "QUIT" => {
+                            r.get_mut().write_all(b"221 bye\r\n").await.unwrap();
+                            break;
+                        }
+                        _ => b"250 ok\r\n",
+                    };
+                    r.get_mut().write_all(reply).await.unwrap();
+                }
+                let _ = tx.send((commands, data)).await;
+            });
+        }
+    });
+    (port, rx)
+}
+
+#[tokio::test]
+async fn smtp_relay_gets_the_mail_and_the_outbox_marks_it_sent() {
+    let (port, mut rx) = fake_relay(false).await;
+    let mut cfg = test_config();
+    cfg.smtp_url = Some(format!(
+        "smtp://mailer:s3cret@127.0.0.1:{port}?from=school@example.com"
+    ));
+    let e = env_with(cfg).await;
+    e.signup("smtp@example.com", "password-1").await;
+    let r = e
+        .post("/recover", json!({"email": "smtp@example.com"}))
+        .await;
+    assert_eq!(r.status, 200);
+    let (commands, data) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("the relay got a session")
+        .unwrap();
+    use base64::Engine;
+    let plain = base64::engine::general_purpose::STANDARD.encode("\0mailer\0s3cret");
+    assert!(
+        commands.contains(&format!("AUTH PLAIN {plain}")),
+        "{commands:?}"
+    );
+    assert!(commands.contains(&"MAIL FROM:<school@example.com>".to_string()));
+    assert!(commands.contains(&"RCPT TO:<smtp@example.com>".to_string()));
+    assert!(data.contains("Subject: Reset your password\r\n"), "{data}");
+    assert!(data.contains("/auth/v1/verify?token="), "{data}");
+    // The mailed code works.
+    let code = e.outbox_code("smtp@example.com").await;
+    assert!(data.contains(&code));
+    let mut sent = false;
+    for _ in 0..50 {
+        sent =
+            e.db.admin()
+                .query_one("select sent_at is not null from auth.mail_outbox", &[])
+                .await
+                .unwrap()
+                .get(0);
+        if sent {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sent, "the outbox row is marked sent");
+}
+
+#[tokio::test]
+async fn mail_the_relay_refuses_stays_in_the_outbox() {
+    let (port, mut rx) = fake_relay(true).await;
+    let mut cfg = test_config();
+    cfg.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+    let e = env_with(cfg).await;
+    e.signup("refused@example.com", "password-1").await;
+    assert_eq!(
+        e.post("/recover", json!({"email": "refused@example.com"}))
+            .await
+            .status,
+        200
+    );
+    let (commands, _) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("the relay got a session")
+        .unwrap();
+    assert!(
+        !commands.iter().any(|c| c.starts_with("AUTH")),
+        "no credentials, no AUTH"
+    );
+    assert!(!commands.iter().any(|c| c == "DATA"), "{commands:?}");
+    let mut waiting = false;
+    for _ in 0..50 {
+        waiting =
+            e.db.admin()
+                .query_one("select sent_at is null from auth.mail_outbox", &[])
+                .await
+                .unwrap()
+                .get(0);
+        if waiting {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(waiting, "a refused message is released for a later attempt");
+}

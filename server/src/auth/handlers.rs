@@ -283,6 +283,7 @@ pub async fn signup(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         .await?
         .ok_or(AuthError::UserNotFound)?;
     tx.commit().await?;
+    ctx.kick_mail();
     ok_json(&user.to_json())
 }
 
@@ -528,6 +529,7 @@ pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         .await?
         .ok_or(AuthError::UserNotFound)?;
     tx.commit().await?;
+    ctx.kick_mail();
     ok_json(&user.to_json())
 }
 

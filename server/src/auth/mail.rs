@@ -1,7 +1,8 @@
 //! E-mailed one-time credentials: sign-up confirmation, magic link, recovery, invite, e-mail
-//! change and the reauthentication nonce; the /verify endpoints that redeem them; and the outbox
-//! mailer that stores outgoing mail in `auth.mail_outbox` for an admin to read (no SMTP yet). The
-//! log only says that a message is waiting, never its token.
+//! change and the reauthentication nonce; the /verify endpoints that redeem them; and the outbox:
+//! every mail is stored in `auth.mail_outbox` (an admin can read it there) and, with `--smtp-url`,
+//! handed to the relay after the commit (smtp.rs). The log only says that a message is waiting,
+//! never its token.
 //! Each mail carries a 6-digit code and a link with `token_hash = sha256(email ":" code)`; the user
 //! row stores only `sha256(token_hash)`, so neither the code nor the link can be read back from the
 //! database. Links redirect only to the site URL or an allow-listed URL (else the site URL).
@@ -256,6 +257,7 @@ pub async fn recover(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         send_link(ctx, &tx, u.id, &email, LinkKind::Recovery).await?;
     }
     tx.commit().await?;
+    ctx.kick_mail();
     ok_json(&json!({}))
 }
 
@@ -297,6 +299,7 @@ pub async fn otp(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         }
     }
     tx.commit().await?;
+    ctx.kick_mail();
     ok_json(&json!({}))
 }
 
@@ -493,6 +496,7 @@ pub async fn reauthenticate(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> 
         &text,
     )
     .await?;
+    ctx.kick_mail();
     ok_json(&json!({}))
 }
 
@@ -554,6 +558,7 @@ pub async fn invite(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         .await?
         .ok_or(AuthError::UserNotFound)?;
     tx.commit().await?;
+    ctx.kick_mail();
     ok_json(&user.to_json())
 }
 

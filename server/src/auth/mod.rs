@@ -12,6 +12,7 @@ pub mod mail;
 pub mod password;
 pub mod ratelimit;
 pub mod refresh;
+pub mod smtp;
 pub mod tokens;
 pub mod users;
 
@@ -56,6 +57,8 @@ pub struct AuthConfig {
     /// Lifetime of e-mailed links and one-time codes.
     pub otp_exp_secs: i64,
     pub rate_limits: ratelimit::RateLimits,
+    /// Relay for auth mail (`--smtp-url`); without it mail waits in auth.mail_outbox.
+    pub smtp_url: Option<String>,
 }
 
 impl Default for AuthConfig {
@@ -76,6 +79,7 @@ impl Default for AuthConfig {
             refresh_reuse_window_secs: 10,
             otp_exp_secs: 3600,
             rate_limits: ratelimit::RateLimits::default(),
+            smtp_url: None,
         }
     }
 }
@@ -90,18 +94,45 @@ impl AuthConfig {
     }
 }
 
-/// Auth's per-process machinery: settings, the hashing pool and the rate-limit buckets.
+/// Auth's per-process machinery: settings, the hashing pool, the rate-limit buckets, the relay.
 pub struct Auth {
     pub config: AuthConfig,
     pub hasher: password::Hasher,
     pub limiter: ratelimit::Limiter,
+    pub smtp: Option<smtp::SmtpConfig>,
 }
 
+/// Auth settings that cannot work (reported at start-up).
+#[derive(Debug)]
+pub enum SetupError {
+    Password(password::PasswordError),
+    Smtp(smtp::SmtpError),
+}
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SetupError::Password(e) => e.fmt(f),
+            SetupError::Smtp(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {}
+
 impl Auth {
-    pub fn new(config: AuthConfig) -> Result<Auth, password::PasswordError> {
+    pub fn new(config: AuthConfig) -> Result<Auth, SetupError> {
+        let smtp = config
+            .smtp_url
+            .as_deref()
+            .map(smtp::SmtpConfig::parse)
+            .transpose()
+            .map_err(SetupError::Smtp)?;
         Ok(Auth {
-            hasher: password::Hasher::new(config.argon2, config.hash_pool_size)?,
+            hasher: password::Hasher::new(config.argon2, config.hash_pool_size)
+                .map_err(SetupError::Password)?,
             limiter: ratelimit::Limiter::new(config.rate_limits.clone()),
+            smtp,
             config,
         })
     }
@@ -114,7 +145,7 @@ type Registry = Mutex<Vec<(Weak<AppState>, Arc<Auth>)>>;
 static REGISTRY: Registry = Mutex::new(Vec::new());
 
 /// Uses `config` for `state` from now on (tests use it to set rate limits per test).
-pub fn install(state: &Arc<AppState>, config: AuthConfig) -> Result<(), password::PasswordError> {
+pub fn install(state: &Arc<AppState>, config: AuthConfig) -> Result<(), SetupError> {
     let auth = Arc::new(Auth::new(config)?);
     let mut reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
     reg.retain(|(w, _)| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(state)));
@@ -215,6 +246,13 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     pub fn q(&self, key: &str) -> Option<&str> {
         self.query.get(key).map(String::as_str)
+    }
+
+    /// After a commit that queued mail: hand it to the relay, if one is configured.
+    pub fn kick_mail(&self) {
+        if let Some(cfg) = &self.auth.smtp {
+            smtp::deliver_pending(self.state.admin.clone(), cfg.clone());
+        }
     }
 }
 

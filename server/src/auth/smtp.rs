@@ -1,0 +1,288 @@
+//! Delivers auth mail over SMTP (RFC 5321) to the relay named by `--smtp-url`
+//! (`smtp://[user:password@]host[:port][?from=address]`, plain TCP to a local or trusted relay,
+//! AUTH PLAIN when credentials are given). Messages come from `auth.mail_outbox`: rows are claimed
+//! with `FOR UPDATE SKIP LOCKED` (several doska processes never send one twice), marked sent, and
+//! released again if the relay refuses them.
+//! Rejects: URLs of other schemes (TLS to the relay is not built yet), recipients with line breaks,
+//! relay replies outside 2xx/3xx where expected.
+
+use std::time::Duration;
+
+use base64::Engine;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// Where and as whom to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub credentials: Option<(String, String)>,
+    pub from: String,
+}
+
+#[derive(Debug)]
+pub enum SmtpError {
+    BadUrl(String),
+    Io(String),
+    /// The relay answered with an unexpected code.
+    Refused {
+        step: &'static str,
+        reply: String,
+    },
+    Timeout,
+}
+
+impl std::fmt::Display for SmtpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SmtpError::BadUrl(m) => write!(f, "invalid --smtp-url: {m}"),
+            SmtpError::Io(m) => write!(f, "SMTP connection failed: {m}"),
+            SmtpError::Refused { step, reply } => write!(f, "SMTP relay refused {step}: {reply}"),
+            SmtpError::Timeout => write!(f, "SMTP relay did not answer in time"),
+        }
+    }
+}
+
+impl std::error::Error for SmtpError {}
+
+impl From<std::io::Error> for SmtpError {
+    fn from(e: std::io::Error) -> Self {
+        SmtpError::Io(e.to_string())
+    }
+}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+impl SmtpConfig {
+    pub fn parse(url: &str) -> Result<SmtpConfig, SmtpError> {
+        let bad = |m: &str| SmtpError::BadUrl(m.to_owned());
+        let rest = url
+            .strip_prefix("smtp://")
+            .ok_or_else(|| bad("only smtp:// (a plain relay) is supported"))?;
+        let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let authority = authority.trim_end_matches('/');
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let credentials = userinfo.map(|u| {
+            let (user, pass) = u.split_once(':').unwrap_or((u, ""));
+            (decode(user), decode(pass))
+        });
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (
+                h.to_owned(),
+                p.parse::<u16>().map_err(|_| bad("invalid port"))?,
+            ),
+            _ => (hostport.to_owned(), 25),
+        };
+        if host.is_empty() {
+            return Err(bad("missing host"));
+        }
+        let mut from = "doska@localhost".to_owned();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            if let Some(v) = pair.strip_prefix("from=") {
+                from = decode(v);
+            }
+        }
+        if from.contains(['\r', '\n', '<', '>']) {
+            return Err(bad("invalid from address"));
+        }
+        Ok(SmtpConfig {
+            host: host.trim_matches(['[', ']']).to_owned(),
+            port,
+            credentials,
+            from,
+        })
+    }
+}
+
+/// The message as sent after DATA: headers, blank line, dot-stuffed CRLF body, final dot.
+pub fn render_message(from: &str, to: &str, subject: &str, body: &str) -> String {
+    let mut out = format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {}\r\nMessage-ID: <{}@doska>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\r\n",
+        chrono::Utc::now().to_rfc2822(),
+        uuid::Uuid::new_v4()
+    );
+    for line in body.replace("\r\n", "\n").split('\n') {
+        if line.starts_with('.') {
+            out.push('.');
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str(".\r\n");
+    out
+}
+
+struct Session {
+    reader: BufReader<TcpStream>,
+}
+
+impl Session {
+    /// Reads one (possibly multi-line) reply; returns its code and text.
+    async fn reply(&mut self) -> Result<(u16, String), SmtpError> {
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line).await? == 0 {
+                return Err(SmtpError::Io("connection closed".into()));
+            }
+            if line.len() < 4 {
+                return Err(SmtpError::Io(format!("malformed reply {line:?}")));
+            }
+            text.push_str(line.trim_end());
+            text.push(' ');
+            if line.as_bytes()[3] == b' ' {
+                let code = line[..3]
+                    .parse()
+                    .map_err(|_| SmtpError::Io(format!("malformed reply {line:?}")))?;
+                return Ok((code, text.trim_end().to_owned()));
+            }
+        }
+    }
+
+    async fn expect(&mut self, step: &'static str, ok: &[u16]) -> Result<String, SmtpError> {
+        let (code, text) = self.reply().await?;
+        if ok.contains(&code) {
+            Ok(text)
+        } else {
+            Err(SmtpError::Refused { step, reply: text })
+        }
+    }
+
+    async fn command(
+        &mut self,
+        step: &'static str,
+        line: &str,
+        ok: &[u16],
+    ) -> Result<String, SmtpError> {
+        self.reader.get_mut().write_all(line.as_bytes()).await?;
+        self.reader.get_mut().write_all(b"\r\n").await?;
+        self.expect(step, ok).await
+    }
+}
+
+/// Sends one message; the whole exchange is bounded by 30 seconds.
+pub async fn send(cfg: &SmtpConfig, to: &str, subject: &str, body: &str) -> Result<(), SmtpError> {
+    if to.contains(['\r', '\n', '<', '>']) {
+        return Err(SmtpError::Refused {
+            step: "RCPT",
+            reply: "recipient contains forbidden characters".into(),
+        });
+    }
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let stream = TcpStream::connect((cfg.host.as_str(), cfg.port)).await?;
+        let mut s = Session {
+            reader: BufReader::new(stream),
+        };
+        s.expect("the connection", &[220]).await?;
+        s.command("EHLO", "EHLO doska", &[250]).await?;
+        if let Some((user, pass)) = &cfg.credentials {
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"));
+            s.command("AUTH", &format!("AUTH PLAIN {token}"), &[235])
+                .await?;
+        }
+        s.command("MAIL", &format!("MAIL FROM:<{}>", cfg.from), &[250])
+            .await?;
+        s.command("RCPT", &format!("RCPT TO:<{to}>"), &[250, 251])
+            .await?;
+        s.command("DATA", "DATA", &[354]).await?;
+        let msg = render_message(&cfg.from, to, subject, body);
+        s.reader.get_mut().write_all(msg.as_bytes()).await?;
+        s.expect("the message", &[250]).await?;
+        // The message is accepted; a failed QUIT changes nothing.
+        let _ = s.command("QUIT", "QUIT", &[221]).await;
+        Ok(())
+    })
+    .await
+    .map_err(|_| SmtpError::Timeout)?
+}
+
+/// Sends what is waiting in the outbox (claimed rows only), in the background.
+pub fn deliver_pending(admin: deadpool_postgres::Pool, cfg: SmtpConfig) {
+    tokio::spawn(async move {
+        if let Err(e) = deliver(&admin, &cfg).await {
+            tracing::warn!(error = %e, "auth: outbox delivery failed");
+        }
+    });
+}
+
+async fn deliver(admin: &deadpool_postgres::Pool, cfg: &SmtpConfig) -> Result<(), String> {
+    let client = admin.get().await.map_err(|e| e.to_string())?;
+    let rows = client
+        .query(
+            "update auth.mail_outbox set sent_at = now() where id in ( \
+               select id from auth.mail_outbox where sent_at is null \
+               and created_at > now() - interval '1 day' order by id limit 20 \
+               for update skip locked) \
+             returning id, recipient, subject, body",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    for r in rows {
+        let id: i64 = r.get(0);
+        let (to, subject, body): (String, String, String) = (r.get(1), r.get(2), r.get(3));
+        match send(cfg, &to, &subject, &body).await {
+            Ok(()) => tracing::info!(outbox_id = id, "auth: mail sent"),
+            Err(e) => {
+                tracing::warn!(outbox_id = id, error = %e, "auth: mail not sent; left in the outbox");
+                client
+                    .execute(
+                        "update auth.mail_outbox set sent_at = null where id = $1",
+                        &[&id],
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let c =
+            SmtpConfig::parse("smtp://me%40x.io:p%3Ass@mail.local:2525?from=school@x.io").unwrap();
+        assert_eq!(c.host, "mail.local");
+        assert_eq!(c.port, 2525);
+        assert_eq!(c.credentials, Some(("me@x.io".into(), "p:ss".into())));
+        assert_eq!(c.from, "school@x.io");
+        let c = SmtpConfig::parse("smtp://localhost").unwrap();
+        assert_eq!(
+            (c.port, c.credentials, c.from.as_str()),
+            (25, None, "doska@localhost")
+        );
+        let c = SmtpConfig::parse("smtp://[::1]:2525").unwrap();
+        assert_eq!((c.host.as_str(), c.port), ("::1", 2525));
+        for bad in [
+            "smtps://x",
+            "http://x",
+            "smtp://",
+            "smtp://x:port",
+            "smtp://x?from=a%0d%0aBcc:b",
+        ] {
+            assert!(SmtpConfig::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn messages_are_dot_stuffed_with_crlf() {
+        let m = render_message("a@x", "b@y", "Hi", "line\n.dot\nend");
+        assert!(m.contains("\r\n\r\nline\r\n..dot\r\nend\r\n.\r\n"), "{m}");
+        assert!(m.starts_with("From: a@x\r\nTo: b@y\r\nSubject: Hi\r\n"));
+    }
+}
