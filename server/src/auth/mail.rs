@@ -304,6 +304,56 @@ pub async fn otp(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
 }
 
 #[derive(Deserialize)]
+struct ResendBody {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    email: Option<String>,
+}
+
+/// Sends a sign-up confirmation or a pending e-mail change's link again. Like /recover it answers
+/// the same whether or not there is anything to resend.
+pub async fn resend(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
+    rate_limit(ctx, Class::Otp, &ip_key(ctx))?;
+    let b: ResendBody = parse(ctx)?;
+    let kind = match b.kind.as_deref() {
+        Some("signup") => LinkKind::Signup,
+        Some("email_change") => LinkKind::EmailChange,
+        _ => {
+            return Err(AuthError::Validation(
+                "resend type must be signup or email_change".into(),
+            ));
+        }
+    };
+    let email = required_email(b.email)?;
+    rate_limit(ctx, Class::OtpAccount, &email)?;
+    let mut client = ctx.state.admin.get().await?;
+    let tx = client.transaction().await?;
+    let target = match kind {
+        LinkKind::Signup => {
+            tx.query_opt(
+                "select id, email from auth.users where email = $1 and email_confirmed_at is null",
+                &[&email],
+            )
+            .await?
+        }
+        _ => {
+            tx.query_opt(
+                "select id, email_change from auth.users where email = $1 and email_change <> ''",
+                &[&email],
+            )
+            .await?
+        }
+    };
+    if let Some(row) = target {
+        let to: String = row.get(1);
+        send_link(ctx, &tx, row.get(0), &to, kind).await?;
+    }
+    tx.commit().await?;
+    ctx.kick_mail();
+    ok_json(&json!({}))
+}
+
+#[derive(Deserialize)]
 struct VerifyBody {
     #[serde(rename = "type")]
     kind: Option<String>,
