@@ -30,6 +30,30 @@ impl Default for Argon2Cost {
     }
 }
 
+impl Argon2Cost {
+    /// Parses `--argon2`: `m=KIB,t=ITERATIONS,p=LANES` (any subset, over the defaults).
+    pub fn parse(spec: &str) -> Result<Argon2Cost, String> {
+        let mut c = Argon2Cost::default();
+        for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("argon2 parameter {pair:?} is not key=value"))?;
+            let v: u32 = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("argon2 parameter {pair:?} is not a number"))?;
+            match k.trim() {
+                "m" => c.m_kib = v,
+                "t" => c.t = v,
+                "p" => c.p = v,
+                other => return Err(format!("unknown argon2 parameter {other:?}")),
+            }
+        }
+        Params::new(c.m_kib, c.t, c.p, None).map_err(|e| format!("argon2 parameters: {e}"))?;
+        Ok(c)
+    }
+}
+
 #[derive(Debug)]
 pub enum PasswordError {
     /// The argon2 parameters are out of range (a configuration mistake).
@@ -274,6 +298,22 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn parse_cost_specs() {
+        assert_eq!(Argon2Cost::parse("").unwrap(), Argon2Cost::default());
+        assert_eq!(
+            Argon2Cost::parse("m=65536, t=3,p=4").unwrap(),
+            Argon2Cost {
+                m_kib: 65536,
+                t: 3,
+                p: 4
+            }
+        );
+        for bad in ["m", "m=x", "q=1", "t=0", "m=1"] {
+            assert!(Argon2Cost::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

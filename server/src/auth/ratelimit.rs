@@ -78,6 +78,37 @@ impl Default for RateLimits {
 }
 
 impl RateLimits {
+    /// Parses `--rate-limits`: `off`, or `name=N/SECONDS` pairs (comma-separated) over the defaults,
+    /// names as the fields (`sign_in`, `sign_in_account`, `refresh`, `otp`, `otp_account`, `verify`,
+    /// `anonymous`), each value also accepting `off`.
+    pub fn parse(spec: &str) -> Result<RateLimits, String> {
+        let mut limits = RateLimits::default();
+        let spec = spec.trim();
+        if spec == "off" {
+            limits.enabled = false;
+            return Ok(limits);
+        }
+        for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("rate limit {pair:?} is not name=N/SECONDS"))?;
+            let rate = Rate::parse(value)
+                .ok_or_else(|| format!("rate limit {pair:?}: value is not N/SECONDS or off"))?;
+            let slot = match name.trim() {
+                "sign_in" => &mut limits.sign_in,
+                "sign_in_account" => &mut limits.sign_in_account,
+                "refresh" => &mut limits.refresh,
+                "otp" => &mut limits.otp,
+                "otp_account" => &mut limits.otp_account,
+                "verify" => &mut limits.verify,
+                "anonymous" => &mut limits.anonymous,
+                other => return Err(format!("unknown rate limit {other:?}")),
+            };
+            *slot = rate;
+        }
+        Ok(limits)
+    }
+
     pub fn rate(&self, class: Class) -> Rate {
         match class {
             Class::SignIn => self.sign_in,
@@ -200,6 +231,20 @@ mod tests {
         assert_eq!(Rate::parse(" 5 / 60 "), Some(Rate::new(5, 60)));
         for bad in ["", "30", "30/0", "x/5", "-1/5"] {
             assert_eq!(Rate::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn parse_limit_specs() {
+        assert!(!RateLimits::parse("off").unwrap().enabled);
+        let l = RateLimits::parse("sign_in=5/60, refresh=off").unwrap();
+        assert!(l.enabled);
+        assert_eq!(l.sign_in, Rate::new(5, 60));
+        assert_eq!(l.refresh.burst, 0);
+        assert_eq!(l.verify, RateLimits::default().verify);
+        assert_eq!(RateLimits::parse("").unwrap(), RateLimits::default());
+        for bad in ["sign_in", "nope=1/1", "sign_in=1", "sign_in=1/0"] {
+            assert!(RateLimits::parse(bad).is_err(), "{bad}");
         }
     }
 
