@@ -99,7 +99,7 @@ pub struct Auth {
     pub config: AuthConfig,
     pub hasher: password::Hasher,
     pub limiter: ratelimit::Limiter,
-    pub smtp: Option<smtp::SmtpConfig>,
+    pub smtp: Option<Arc<smtp::Relay>>,
 }
 
 /// Auth settings that cannot work (reported at start-up).
@@ -125,9 +125,10 @@ impl Auth {
         let smtp = config
             .smtp_url
             .as_deref()
-            .map(smtp::SmtpConfig::parse)
+            .map(|u| smtp::SmtpConfig::parse(u).and_then(smtp::Relay::new))
             .transpose()
-            .map_err(SetupError::Smtp)?;
+            .map_err(SetupError::Smtp)?
+            .map(Arc::new);
         Ok(Auth {
             hasher: password::Hasher::new(config.argon2, config.hash_pool_size)
                 .map_err(SetupError::Password)?,
@@ -252,8 +253,8 @@ impl Ctx<'_> {
 
     /// After a commit that queued mail: hand it to the relay, if one is configured.
     pub fn kick_mail(&self) {
-        if let Some(cfg) = &self.auth.smtp {
-            smtp::deliver_pending(self.state.admin.clone(), cfg.clone());
+        if let Some(relay) = &self.auth.smtp {
+            smtp::deliver_pending(self.state.admin.clone(), relay.clone());
         }
     }
 }
