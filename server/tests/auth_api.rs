@@ -1219,3 +1219,93 @@ async fn mail_links_ignore_a_forged_host_header() {
     );
     assert!(!body.contains("evil.test"), "{body}");
 }
+
+#[tokio::test]
+async fn pkce_link_redirects_with_a_code_that_a_verifier_exchanges() {
+    use base64::Engine;
+    use sha2::Digest;
+    let e = env().await;
+    e.signup("pkce@example.com", "password-1").await;
+    let verifier = "a-very-long-code-verifier-of-enough-length-0123456789";
+    let challenge =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier));
+    let r = e
+        .post(
+            "/recover?redirect_to=http%3A%2F%2Fapp.test%2Freset",
+            json!({"email": "pkce@example.com", "code_challenge": challenge, "code_challenge_method": "s256"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body: String =
+        e.db.admin()
+            .query_one(
+                "select body from auth.mail_outbox where kind = 'recovery'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    let link = body
+        .lines()
+        .find(|l| l.contains("/auth/v1/verify?"))
+        .unwrap();
+    let path = link.split("/auth/v1").nth(1).unwrap();
+    let r = e.call("GET", path, None, "").await;
+    assert_eq!(r.status, 303);
+    let loc = r.header("location").unwrap().to_owned();
+    assert!(loc.starts_with("http://app.test/reset?code="), "{loc}");
+    assert!(!loc.contains("access_token"), "{loc}");
+    let code = loc.split("code=").nth(1).unwrap();
+    let grant = |code: &str, verifier: &str| {
+        e.post(
+            "/token?grant_type=pkce",
+            json!({"auth_code": code, "code_verifier": verifier}),
+        )
+    };
+    let r = grant(code, "the-wrong-verifier-the-wrong-verifier-the-wrong").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(error_code(&r), "bad_code_verifier");
+    let r = grant(code, verifier).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let s = r.json();
+    assert_eq!(s["user"]["email"], "pkce@example.com");
+    assert_eq!(
+        e.claims(s["access_token"].as_str().unwrap())["amr"][0]["method"],
+        "recovery"
+    );
+    // one use only
+    let r = grant(code, verifier).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(error_code(&r), "flow_state_not_found");
+    let r = grant("", verifier).await;
+    assert_eq!(error_code(&r), "validation_failed");
+    // A malformed challenge is refused up front.
+    let r = e
+        .post(
+            "/recover",
+            json!({"email": "pkce@example.com", "code_challenge": "short"}),
+        )
+        .await;
+    assert_eq!(error_code(&r), "validation_failed");
+    // Without a challenge the link still signs in through the fragment.
+    e.post("/recover", json!({"email": "pkce@example.com"}))
+        .await;
+    let body: String = e
+        .db
+        .admin()
+        .query_one(
+            "select body from auth.mail_outbox where kind = 'recovery' order by id desc limit 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let link = body
+        .lines()
+        .find(|l| l.contains("/auth/v1/verify?"))
+        .unwrap();
+    let r = e
+        .call("GET", link.split("/auth/v1").nth(1).unwrap(), None, "")
+        .await;
+    assert!(r.header("location").unwrap().contains("#access_token="));
+}

@@ -37,6 +37,9 @@ pub enum AuthError {
     ReauthenticationNeeded,
     ReauthenticationNotValid,
     OtpExpired,
+    FlowStateNotFound,
+    FlowStateExpired,
+    BadCodeVerifier,
     SignupDisabled,
     AnonymousDisabled,
     RateLimited {
@@ -63,7 +66,9 @@ impl AuthError {
             }
             NoAuthorization | BadJwt(_) => StatusCode::UNAUTHORIZED,
             SessionNotFound | NotAdmin | OtpExpired => StatusCode::FORBIDDEN,
-            UserNotFound | NotFound => StatusCode::NOT_FOUND,
+            UserNotFound | NotFound | FlowStateNotFound => StatusCode::NOT_FOUND,
+            FlowStateExpired => StatusCode::UNPROCESSABLE_ENTITY,
+            BadCodeVerifier => StatusCode::BAD_REQUEST,
             RoleNotAllowed(_) => StatusCode::BAD_REQUEST,
             ReauthenticationNeeded | ReauthenticationNotValid => StatusCode::BAD_REQUEST,
             SignupDisabled | AnonymousDisabled => StatusCode::UNPROCESSABLE_ENTITY,
@@ -99,6 +104,9 @@ impl AuthError {
             ReauthenticationNeeded => "reauthentication_needed",
             ReauthenticationNotValid => "reauthentication_not_valid",
             OtpExpired => "otp_expired",
+            FlowStateNotFound => "flow_state_not_found",
+            FlowStateExpired => "flow_state_expired",
+            BadCodeVerifier => "bad_code_verifier",
             SignupDisabled => "signup_disabled",
             AnonymousDisabled => "anonymous_provider_disabled",
             RateLimited { .. } => "over_request_rate_limit",
@@ -137,6 +145,11 @@ impl AuthError {
             ReauthenticationNeeded => "Password update requires reauthentication".into(),
             ReauthenticationNotValid => "Requires a valid reauthentication nonce".into(),
             OtpExpired => "Token has expired or is invalid".into(),
+            FlowStateNotFound => "invalid flow state, no valid flow state found".into(),
+            FlowStateExpired => "invalid flow state, flow state has expired".into(),
+            BadCodeVerifier => {
+                "code challenge does not match previously saved code verifier".into()
+            }
             SignupDisabled => "Signups not allowed for this instance".into(),
             AnonymousDisabled => "Anonymous sign-ins are disabled".into(),
             RateLimited { .. } => "Request rate limit reached".into(),

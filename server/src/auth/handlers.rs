@@ -203,6 +203,8 @@ pub fn settings(ctx: &Ctx<'_>) -> Response<Body> {
 
 #[derive(Deserialize)]
 struct SignupBody {
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
     email: Option<String>,
     phone: Option<String>,
     password: Option<String>,
@@ -213,6 +215,10 @@ pub async fn signup(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     let b: SignupBody = parse(ctx)?;
     let cfg = &ctx.auth.config;
     let data = Value::Object(metadata_object(b.data, "data")?);
+    let challenge = super::pkce::parse_challenge(
+        b.code_challenge.as_deref(),
+        b.code_challenge_method.as_deref(),
+    )?;
     let email = b.email.filter(|e| !e.trim().is_empty());
     if b.phone.as_deref().is_some_and(|p| !p.is_empty()) && email.is_none() {
         return Err(AuthError::Validation(
@@ -278,6 +284,10 @@ pub async fn signup(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         tx.commit().await?;
         return ok_json(&session);
     }
+    if let Some(ch) = &challenge {
+        let method = super::mail::LinkKind::Signup.auth_method();
+        super::pkce::start(&tx, id, ch, method).await?;
+    }
     super::mail::send_link(ctx, &tx, id, &email, super::mail::LinkKind::Signup).await?;
     let user = users::by_id(&tx, id)
         .await?
@@ -303,6 +313,7 @@ pub async fn token(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     match ctx.q("grant_type") {
         Some("password") => password_grant(ctx).await,
         Some("refresh_token") => refresh_grant(ctx).await,
+        Some("pkce") => super::pkce::grant(ctx).await,
         _ => Err(AuthError::UnsupportedGrantType),
     }
 }
@@ -411,6 +422,8 @@ pub async fn get_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
 
 #[derive(Deserialize)]
 struct UpdateUserBody {
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
     email: Option<String>,
     password: Option<String>,
     current_password: Option<String>,
@@ -421,6 +434,10 @@ struct UpdateUserBody {
 pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     let b: UpdateUserBody = parse(ctx)?;
     let patch = metadata_object(b.data.clone(), "data")?;
+    let challenge = super::pkce::parse_challenge(
+        b.code_challenge.as_deref(),
+        b.code_challenge_method.as_deref(),
+    )?;
     let new_email = match b.email.as_deref().filter(|e| !e.is_empty()) {
         Some(e) => Some(users::normalize_email(e)?),
         None => None,
@@ -522,6 +539,10 @@ pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
             )
             .await?;
         } else {
+            if let Some(ch) = &challenge {
+                let method = super::mail::LinkKind::EmailChange.auth_method();
+                super::pkce::start(&tx, user.id, ch, method).await?;
+            }
             super::mail::send_email_change(ctx, &tx, user.id, &email).await?;
         }
     }

@@ -64,6 +64,16 @@ impl LinkKind {
             LinkKind::EmailChange => ("email_change_token_new", "email_change_sent_at"),
         }
     }
+    /// GoTrue's authentication method names (the `amr` claim, the PKCE flow's method).
+    pub fn auth_method(self) -> &'static str {
+        match self {
+            LinkKind::Signup => "email/signup",
+            LinkKind::Invite => "invite",
+            LinkKind::MagicLink => "magiclink",
+            LinkKind::Recovery => "recovery",
+            LinkKind::EmailChange => "email_change",
+        }
+    }
     fn subject(self) -> &'static str {
         match self {
             LinkKind::Signup => "Confirm your signup",
@@ -128,8 +138,15 @@ fn redirect_for(ctx: &Ctx<'_>, wanted: Option<&str>) -> String {
     )
 }
 
+/// Everything but RFC 3986's unreserved characters is escaped.
+const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(s, COMPONENT).to_string()
 }
 
 /// A freshly minted credential, stored on the user row.
@@ -231,6 +248,8 @@ pub async fn send_email_change<C: GenericClient>(
 
 #[derive(Deserialize)]
 struct EmailBody {
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
     email: Option<String>,
     data: Option<Value>,
     create_user: Option<bool>,
@@ -248,12 +267,19 @@ fn required_email(e: Option<String>) -> Result<String, AuthError> {
 pub async fn recover(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     rate_limit(ctx, Class::Otp, &ip_key(ctx))?;
     let b: EmailBody = parse(ctx)?;
+    let challenge = super::pkce::parse_challenge(
+        b.code_challenge.as_deref(),
+        b.code_challenge_method.as_deref(),
+    )?;
     let email = required_email(b.email)?;
     rate_limit(ctx, Class::OtpAccount, &email)?;
     let mut client = ctx.state.admin.get().await?;
     let tx = client.transaction().await?;
     // Unknown addresses get the same answer: the endpoint does not reveal who has an account.
     if let Some(u) = users::by_email(&tx, &email).await? {
+        if let Some(ch) = &challenge {
+            super::pkce::start(&tx, u.id, ch, LinkKind::Recovery.auth_method()).await?;
+        }
         send_link(ctx, &tx, u.id, &email, LinkKind::Recovery).await?;
     }
     tx.commit().await?;
@@ -269,13 +295,22 @@ pub async fn otp(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
             "Phone one-time passwords are not supported".into(),
         ));
     }
+    let challenge = super::pkce::parse_challenge(
+        b.code_challenge.as_deref(),
+        b.code_challenge_method.as_deref(),
+    )?;
     let email = required_email(b.email)?;
     rate_limit(ctx, Class::OtpAccount, &email)?;
     let data = Value::Object(metadata_object(b.data, "data")?);
     let mut client = ctx.state.admin.get().await?;
     let tx = client.transaction().await?;
     match users::by_email(&tx, &email).await? {
-        Some(u) => send_link(ctx, &tx, u.id, &email, LinkKind::MagicLink).await?,
+        Some(u) => {
+            if let Some(ch) = &challenge {
+                super::pkce::start(&tx, u.id, ch, LinkKind::MagicLink.auth_method()).await?;
+            }
+            send_link(ctx, &tx, u.id, &email, LinkKind::MagicLink).await?
+        }
         None => {
             if !b.create_user.unwrap_or(true) || ctx.auth.config.disable_signup {
                 return Err(AuthError::SignupDisabled);
@@ -295,6 +330,9 @@ pub async fn otp(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
             )
             .await?
             .ok_or(AuthError::UserAlreadyExists)?;
+            if let Some(ch) = &challenge {
+                super::pkce::start(&tx, id, ch, LinkKind::Signup.auth_method()).await?;
+            }
             send_link(ctx, &tx, id, &email, LinkKind::Signup).await?;
         }
     }
@@ -364,9 +402,14 @@ struct VerifyBody {
 }
 
 /// Redeems a credential: finds its user, clears it, applies what it confirms and opens a session.
-async fn redeem(ctx: &Ctx<'_>, kind: LinkKind, th: &str) -> Result<Value, AuthError> {
-    let mut client = ctx.state.admin.get().await?;
-    let tx = client.transaction().await?;
+/// Redeems a credential inside `tx`: finds its user, clears it and applies what it confirms.
+/// Returns the user and the kind of credential that matched.
+async fn confirm<C: GenericClient>(
+    ctx: &Ctx<'_>,
+    tx: &C,
+    kind: LinkKind,
+    th: &str,
+) -> Result<(Uuid, LinkKind), AuthError> {
     // "email"/"magiclink" codes also redeem a sign-up confirmation (a magic link to a new user
     // confirms the sign-up), as GoTrue's `email` type does.
     let tries: &[LinkKind] = match kind {
@@ -386,11 +429,11 @@ async fn redeem(ctx: &Ctx<'_>, kind: LinkKind, th: &str) -> Result<Value, AuthEr
             )
             .await?
         {
-            found = Some((row, tok_col));
+            found = Some((row, tok_col, *k));
             break;
         }
     }
-    let (row, tok_col) = found.ok_or(AuthError::OtpExpired)?;
+    let (row, tok_col, found_kind) = found.ok_or(AuthError::OtpExpired)?;
     let id: Uuid = row.get(0);
     let email_change: Option<String> = row.get(1);
     tx.execute(
@@ -430,19 +473,40 @@ async fn redeem(ctx: &Ctx<'_>, kind: LinkKind, th: &str) -> Result<Value, AuthEr
         &[&id],
     )
     .await?;
-    let user = users::by_id(&tx, id).await?.ok_or(AuthError::OtpExpired)?;
+    let user = users::by_id(tx, id).await?.ok_or(AuthError::OtpExpired)?;
     if user.is_banned(chrono::Utc::now()) {
         return Err(AuthError::UserBanned);
     }
-    let amr = match kind {
-        LinkKind::Recovery => "recovery",
-        LinkKind::Invite => "invite",
-        LinkKind::Signup | LinkKind::EmailChange => "otp",
-        LinkKind::MagicLink => "magiclink",
-    };
-    let session = open_session(ctx, &tx, id, amr).await?;
+    Ok((id, found_kind))
+}
+
+/// Redeems a credential and opens a session with it.
+async fn redeem(ctx: &Ctx<'_>, kind: LinkKind, th: &str) -> Result<Value, AuthError> {
+    let mut client = ctx.state.admin.get().await?;
+    let tx = client.transaction().await?;
+    let (id, found) = confirm(ctx, &tx, kind, th).await?;
+    let session = open_session(ctx, &tx, id, found.auth_method()).await?;
     tx.commit().await?;
     Ok(session)
+}
+
+/// What the mailed link leads to: a session in the fragment (implicit flow), or, when the mail
+/// was requested with a PKCE challenge, a one-time `code` for `grant_type=pkce`.
+enum LinkOutcome {
+    Session(Value),
+    Code(String),
+}
+
+async fn redeem_link(ctx: &Ctx<'_>, kind: LinkKind, th: &str) -> Result<LinkOutcome, AuthError> {
+    let mut client = ctx.state.admin.get().await?;
+    let tx = client.transaction().await?;
+    let (id, found) = confirm(ctx, &tx, kind, th).await?;
+    let outcome = match super::pkce::issue_code(&tx, id, found.auth_method(), ctx).await? {
+        Some(code) => LinkOutcome::Code(code),
+        None => LinkOutcome::Session(open_session(ctx, &tx, id, found.auth_method()).await?),
+    };
+    tx.commit().await?;
+    Ok(outcome)
 }
 
 fn verify_input(b: &VerifyBody) -> Result<(LinkKind, String), AuthError> {
@@ -485,32 +549,35 @@ pub async fn verify_link(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         redirect_to: ctx.q("redirect_to").map(str::to_owned),
     };
     let target = redirect_for(ctx, b.redirect_to.as_deref());
-    let fragment = match verify_input(&b) {
-        Ok((kind, th)) => match redeem(ctx, kind, &th).await {
-            Ok(s) => format!(
-                "access_token={}&expires_at={}&expires_in={}&refresh_token={}&token_type=bearer&type={}",
+    let error_fragment = |e: &AuthError| {
+        format!(
+            "#error=access_denied&error_code={}&error_description={}",
+            e.code(),
+            enc(&e.message())
+        )
+    };
+    let suffix = match verify_input(&b) {
+        Ok((kind, th)) => match redeem_link(ctx, kind, &th).await {
+            Ok(LinkOutcome::Session(s)) => format!(
+                "#access_token={}&expires_at={}&expires_in={}&refresh_token={}&token_type=bearer&type={}",
                 enc(s["access_token"].as_str().unwrap_or_default()),
                 s["expires_at"],
                 s["expires_in"],
                 enc(s["refresh_token"].as_str().unwrap_or_default()),
                 kind.as_str()
             ),
+            Ok(LinkOutcome::Code(code)) => {
+                let sep = if target.contains('?') { '&' } else { '?' };
+                format!("{sep}code={}", enc(&code))
+            }
             Err(e @ AuthError::Internal(_)) => return Err(e),
-            Err(e) => format!(
-                "error=access_denied&error_code={}&error_description={}",
-                e.code(),
-                enc(&e.message())
-            ),
+            Err(e) => error_fragment(&e),
         },
-        Err(e) => format!(
-            "error=access_denied&error_code={}&error_description={}",
-            e.code(),
-            enc(&e.message())
-        ),
+        Err(e) => error_fragment(&e),
     };
     let mut resp = Response::new(body::empty());
     *resp.status_mut() = StatusCode::SEE_OTHER;
-    let loc = HeaderValue::from_str(&format!("{target}#{fragment}"))
+    let loc = HeaderValue::from_str(&format!("{target}{suffix}"))
         .map_err(|e| AuthError::Internal(e.to_string()))?;
     resp.headers_mut().insert(http::header::LOCATION, loc);
     Ok(resp)

@@ -10,6 +10,7 @@ pub mod error;
 pub mod handlers;
 pub mod mail;
 pub mod password;
+pub mod pkce;
 pub mod ratelimit;
 pub mod refresh;
 pub mod smtp;

@@ -134,3 +134,24 @@ create table auth.mail_outbox (
     sent_at timestamptz null
 );
 comment on table auth.mail_outbox is 'doska: outgoing auth mail (confirmation, magic link, recovery, invite).';
+
+-- PKCE flows of mailed links (GoTrue's auth.flow_state). doska stores sha256(auth_code).
+create type auth.code_challenge_method as enum ('s256', 'plain');
+create table auth.flow_state (
+    id uuid primary key,
+    user_id uuid null,
+    auth_code text not null,
+    code_challenge_method auth.code_challenge_method not null,
+    code_challenge text not null,
+    provider_type text not null,
+    provider_access_token text null,
+    provider_refresh_token text null,
+    created_at timestamptz null,
+    updated_at timestamptz null,
+    authentication_method text not null,
+    auth_code_issued_at timestamptz null
+);
+comment on table auth.flow_state is 'Stores metadata for pkce logins';
+create index idx_auth_code on auth.flow_state (auth_code);
+create index idx_user_id_auth_method on auth.flow_state (user_id, authentication_method);
+create index flow_state_created_at_idx on auth.flow_state (created_at desc);
