@@ -65,6 +65,7 @@ struct Owned {
     /// Dropped after the postmaster has exited, so no other doska starts a second one meanwhile.
     lock: DataDirLock,
     cluster_dir: PathBuf,
+    socket_dir: PathBuf,
     log: PathBuf,
 }
 
@@ -73,6 +74,10 @@ impl Owned {
         self.lock.unpublish();
         tracing::info!(cluster = %self.cluster_dir.display(), "stopping PostgreSQL");
         let result = self.postmaster.stop();
+        if result.is_ok() {
+            // Empty once PostgreSQL removed its socket; a leftover from a crash is reused anyway.
+            let _ = std::fs::remove_dir(&self.socket_dir);
+        }
         drop(self.lock);
         result
     }
@@ -275,12 +280,13 @@ fn start_with(opts: &EmbeddedOptions, search: &SearchPath) -> Result<Cluster, Pg
         "PostgreSQL is ready"
     );
     Ok(Cluster {
-        socket_dir,
+        socket_dir: socket_dir.clone(),
         port: PORT,
         owned: Some(Owned {
             postmaster,
             lock,
             cluster_dir,
+            socket_dir,
             log,
         }),
     })
