@@ -400,3 +400,35 @@ fn processes_in(cluster: &Path) -> Vec<i32> {
     pids.sort_unstable();
     pids
 }
+
+#[test]
+fn postgres_failing_at_start_is_reported_with_its_log_line() {
+    let tmp = TempDir::new("badconf");
+    let cluster = Cluster::start(&opts(&tmp.data(), Mode::Serve)).unwrap();
+    let auto_conf = cluster.cluster_dir().unwrap().join("postgresql.auto.conf");
+    cluster.stop().unwrap();
+    let mut text = std::fs::read_to_string(&auto_conf).unwrap();
+    text.push_str("shared_buffers = 'plenty'\n");
+    std::fs::write(&auto_conf, text).unwrap();
+
+    let err = Cluster::start(&opts(&tmp.data(), Mode::Serve)).unwrap_err();
+    assert!(matches!(err, PgError::StartFailed { .. }), "{err:?}");
+    let message = err.to_string();
+    let log = std::fs::read_to_string(tmp.data().join("postgres.log")).unwrap();
+    assert!(message.contains("shared_buffers"), "{message}\n{log}");
+    assert!(message.contains("postgres.log"), "{message}");
+    // Nothing half-started: the data dir is free for the next try.
+    assert!(!tmp.data().join("doska.serve").exists());
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .open(tmp.data().join("doska.lock"))
+        .unwrap();
+    // SAFETY: the fd is open for the call.
+    let free = unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&lock),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    };
+    assert_eq!(free, 0, "the lock must be released after a failed start");
+}

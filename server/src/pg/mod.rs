@@ -190,8 +190,8 @@ enum Claim {
 }
 
 /// Takes the data dir, or finds the doska serve that has it.
-fn claim(data_dir: &Path, mode: Mode) -> Result<Claim, PgError> {
-    let deadline = Instant::now() + BUSY_PATIENCE;
+fn claim(data_dir: &Path, mode: Mode, patience: Duration) -> Result<Claim, PgError> {
+    let deadline = Instant::now() + patience;
     loop {
         let holder = match lock::try_lock(data_dir, mode == Mode::Serve)? {
             TryLock::Acquired(lock) => return Ok(Claim::Own(lock)),
@@ -219,7 +219,7 @@ fn claim(data_dir: &Path, mode: Mode) -> Result<Claim, PgError> {
             return Err(PgError::Busy {
                 data_dir: data_dir.to_path_buf(),
                 pid: holder.pid,
-                waited: BUSY_PATIENCE,
+                waited: patience,
             });
         }
         thread::sleep(Duration::from_millis(100));
@@ -229,7 +229,7 @@ fn claim(data_dir: &Path, mode: Mode) -> Result<Claim, PgError> {
 fn start_with(opts: &EmbeddedOptions, search: &SearchPath) -> Result<Cluster, PgError> {
     let run_as = RunAs::for_postgres()?;
     let data_dir = layout::prepare_data_dir(&opts.data_dir, &run_as)?;
-    let lock = match claim(&data_dir, opts.mode)? {
+    let lock = match claim(&data_dir, opts.mode, BUSY_PATIENCE)? {
         Claim::Own(lock) => lock,
         Claim::Join(cluster) => return Ok(cluster),
     };
@@ -314,6 +314,56 @@ mod tests {
     #[test]
     fn cluster_is_send_and_sync() {
         assert_send_sync::<Cluster>();
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("doska-claim-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn serve_is_refused_at_once_while_another_serve_holds_the_data_dir() {
+        let dir = scratch("serve");
+        let TryLock::Acquired(_held) = lock::try_lock(&dir, true).unwrap() else {
+            panic!("fresh dir must lock");
+        };
+        let started = Instant::now();
+        let Err(err) = claim(&dir, Mode::Serve, Duration::from_secs(5)) else {
+            panic!("second serve claimed a held data dir");
+        };
+        assert!(started.elapsed() < Duration::from_secs(1), "must not wait");
+        assert!(
+            matches!(err, PgError::Locked { pid: Some(_), .. }),
+            "{err:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn waits_for_another_command_then_says_busy() {
+        let dir = scratch("busy");
+        let TryLock::Acquired(held) = lock::try_lock(&dir, false).unwrap() else {
+            panic!("fresh dir must lock");
+        };
+        for mode in [Mode::Serve, Mode::Attach] {
+            let Err(err) = claim(&dir, mode, Duration::from_millis(300)) else {
+                panic!("{mode:?} claimed a held data dir");
+            };
+            assert!(matches!(err, PgError::Busy { .. }), "{err:?}");
+            assert!(err.to_string().contains("wait for it to finish"), "{err}");
+        }
+        // Released meanwhile: the waiting command gets the data dir.
+        let releaser = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(200));
+            drop(held);
+        });
+        assert!(matches!(
+            claim(&dir, Mode::Serve, Duration::from_secs(5)),
+            Ok(Claim::Own(_))
+        ));
+        releaser.join().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

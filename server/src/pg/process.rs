@@ -362,19 +362,58 @@ fn log_since(log: &Path, start: u64) -> String {
     text
 }
 
-/// The line that explains a failure: the last FATAL/PANIC/ERROR, else the last non-empty line.
+/// The line that explains a failure: the last FATAL/PANIC/ERROR (else the last line), with the
+/// same process's line just before it (PostgreSQL logs the bad setting there, then "configuration
+/// file contains errors") and its DETAIL/HINT lines, without timestamps.
 pub(crate) fn telling_line(text: &str) -> Option<String> {
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
-    let severe = lines.iter().rev().find(|l| {
+    let severe = |l: &str| {
         ["FATAL:", "PANIC:", "ERROR:", "error:"]
             .iter()
             .any(|tag| l.contains(tag))
-    });
-    severe.or(lines.last()).map(|l| l.to_string())
+    };
+    let at = lines
+        .iter()
+        .rposition(|l| severe(l))
+        .or(lines.len().checked_sub(1))?;
+    let tag = pid_tag(lines[at]);
+    let same_process = |l: &str| tag.is_some() && pid_tag(l) == tag;
+    let routine = |l: &str| {
+        ["starting PostgreSQL", "listening on", "database system"]
+            .iter()
+            .any(|r| l.contains(r))
+    };
+    let mut parts = Vec::new();
+    if at > 0 && same_process(lines[at - 1]) && !routine(lines[at - 1]) {
+        parts.push(after_tag(lines[at - 1]));
+    }
+    parts.push(after_tag(lines[at]));
+    parts.extend(
+        lines[at + 1..]
+            .iter()
+            .take_while(|l| same_process(l) && (l.contains("DETAIL:") || l.contains("HINT:")))
+            .map(|l| after_tag(l)),
+    );
+    Some(parts.join(" "))
+}
+
+/// The "[12345]" process tag of a log line with PostgreSQL's default prefix "%m [%p] ".
+fn pid_tag(line: &str) -> Option<&str> {
+    let open = line.find('[')?;
+    let close = open + line[open..].find(']')?;
+    let inner = &line[open + 1..close];
+    (!inner.is_empty() && inner.bytes().all(|b| b.is_ascii_digit())).then(|| &line[open..=close])
+}
+
+fn after_tag(line: &str) -> &str {
+    match pid_tag(line) {
+        Some(tag) => line[line.find(tag).unwrap_or(0) + tag.len()..].trim_start(),
+        None => line,
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -450,12 +489,28 @@ mod tests {
 
     #[test]
     fn finds_the_telling_line() {
-        let log = "2024 LOG:  starting PostgreSQL 15\n2024 FATAL:  could not create lock file\n2024 LOG:  database system is shut down\n";
-        assert_eq!(
-            telling_line(log).as_deref(),
-            Some("2024 FATAL:  could not create lock file")
-        );
-        assert_eq!(telling_line("a\nlast\n\n").as_deref(), Some("last"));
+        let cases = [
+            (
+                "2024 UTC [7] LOG:  starting PostgreSQL 15\n2024 UTC [7] FATAL:  could not create lock file\n2024 UTC [7] HINT:  Is another postmaster running?\n2024 UTC [7] LOG:  database system is shut down\n",
+                "FATAL:  could not create lock file HINT:  Is another postmaster running?",
+            ),
+            (
+                "2024 UTC [5] LOG:  starting\n2024 UTC [9] LOG:  invalid value for parameter \"shared_buffers\": \"x\"\n2024 UTC [9] FATAL:  configuration file \"a\" contains errors\n",
+                "LOG:  invalid value for parameter \"shared_buffers\": \"x\" FATAL:  configuration file \"a\" contains errors",
+            ),
+            (
+                "2024 UTC [5] LOG:  listening on Unix socket\n2024 UTC [5] FATAL:  out of memory\n",
+                "FATAL:  out of memory",
+            ),
+            (
+                "creating directory /x ... ok\ninitdb: error: could not create directory \"/x/y\": Permission denied\n",
+                "initdb: error: could not create directory \"/x/y\": Permission denied",
+            ),
+            ("a\nlast\n\n", "last"),
+        ];
+        for (log, want) in cases {
+            assert_eq!(telling_line(log).as_deref(), Some(want), "{log}");
+        }
         assert_eq!(telling_line("\n \n"), None);
     }
 
