@@ -406,7 +406,12 @@ fn postgres_failing_at_start_is_reported_with_its_log_line() {
     let tmp = TempDir::new("badconf");
     let cluster = Cluster::start(&opts(&tmp.data(), Mode::Serve)).unwrap();
     let auto_conf = cluster.cluster_dir().unwrap().join("postgresql.auto.conf");
+    let socket_dir = cluster.socket_dir().to_path_buf();
     cluster.stop().unwrap();
+    assert!(
+        !socket_dir.exists(),
+        "a clean stop removes the socket directory"
+    );
     let mut text = std::fs::read_to_string(&auto_conf).unwrap();
     text.push_str("shared_buffers = 'plenty'\n");
     std::fs::write(&auto_conf, text).unwrap();
@@ -419,6 +424,10 @@ fn postgres_failing_at_start_is_reported_with_its_log_line() {
     assert!(message.contains("postgres.log"), "{message}");
     // Nothing half-started: the data dir is free for the next try.
     assert!(!tmp.data().join("doska.serve").exists());
+    assert!(
+        !socket_dir.exists(),
+        "a failed start removes the socket directory"
+    );
     let lock = std::fs::OpenOptions::new()
         .write(true)
         .open(tmp.data().join("doska.lock"))

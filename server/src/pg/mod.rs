@@ -241,6 +241,8 @@ fn start_with(opts: &EmbeddedOptions, search: &SearchPath) -> Result<Cluster, Pg
         _ => bins,
     };
     let socket_dir = layout::socket_dir(&data_dir, &run_as)?;
+    // Declared before the postmaster, so on an early return it is dropped after PostgreSQL stopped.
+    let socket_guard = EmptyDirGuard(Some(socket_dir.clone()));
 
     if opts.mode == Mode::Attach
         && let Some(cluster) = join_unowned_postmaster(&cluster_dir)
@@ -272,6 +274,7 @@ fn start_with(opts: &EmbeddedOptions, search: &SearchPath) -> Result<Cluster, Pg
     if opts.mode == Mode::Serve {
         lock.publish(&socket_dir, PORT)?;
     }
+    socket_guard.disarm();
     tracing::info!(
         cluster = %cluster_dir.display(),
         socket_dir = %socket_dir.display(),
@@ -290,6 +293,23 @@ fn start_with(opts: &EmbeddedOptions, search: &SearchPath) -> Result<Cluster, Pg
             log,
         }),
     })
+}
+
+/// Removes a directory on drop if it is empty; a failed start leaves no socket directory behind.
+struct EmptyDirGuard(Option<PathBuf>);
+
+impl EmptyDirGuard {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for EmptyDirGuard {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }
 
 /// A postmaster that runs on the cluster while no doska holds the lock (started by hand, or
