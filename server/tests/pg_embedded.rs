@@ -441,3 +441,37 @@ fn postgres_failing_at_start_is_reported_with_its_log_line() {
     };
     assert_eq!(free, 0, "the lock must be released after a failed start");
 }
+
+#[test]
+fn interrupted_initdb_is_redone_and_foreign_files_are_refused() {
+    let tmp = TempDir::new("initdb");
+    // What a doska killed during its first start leaves: a half-made cluster in the staging dir.
+    let staging = tmp.data().join("pg.initdb");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(staging.join("PG_VERSION"), "15\n").unwrap();
+    let cluster = Cluster::start(&opts(&tmp.data(), Mode::Serve)).unwrap();
+    assert_eq!(sql(&cluster, &["select 1"]), ["1"]);
+    assert!(!staging.exists());
+    cluster.stop().unwrap();
+
+    let other = TempDir::new("foreign");
+    let pg = other.data().join("pg");
+    std::fs::create_dir_all(&pg).unwrap();
+    std::fs::write(pg.join("notes.txt"), "mine").unwrap();
+    if is_root() {
+        // As PostgreSQL's account made it, so the ownership check passes and the content is judged.
+        // SAFETY: a valid C string; the result is read at once.
+        let pw = unsafe { libc::getpwnam(c"postgres".as_ptr()) };
+        assert!(!pw.is_null());
+        // SAFETY: checked non-null above.
+        let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+        std::os::unix::fs::chown(&pg, Some(uid), Some(gid)).unwrap();
+    }
+    let err = Cluster::start(&opts(&other.data(), Mode::Serve)).unwrap_err();
+    assert!(matches!(err, PgError::ClusterDir { .. }), "{err:?}");
+    assert!(err.to_string().contains("no PG_VERSION"), "{err}");
+    assert!(
+        pg.join("notes.txt").exists(),
+        "never delete files doska did not make"
+    );
+}

@@ -168,7 +168,7 @@ pub(crate) fn socket_dir(data_dir: &Path, run_as: &RunAs) -> Result<PathBuf, PgE
 
 /// Makes sure `dir` is a real directory (not a symlink) owned by the postgres account with
 /// `mode`, creating it when missing. Another owner is refused: in /tmp that could be a trap.
-fn ensure_owned_dir(dir: &Path, run_as: &RunAs, mode: u32) -> Result<(), String> {
+pub(crate) fn ensure_owned_dir(dir: &Path, run_as: &RunAs, mode: u32) -> Result<(), String> {
     match fs::symlink_metadata(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             fs::DirBuilder::new()

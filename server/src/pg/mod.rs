@@ -252,7 +252,7 @@ fn start_with(opts: &EmbeddedOptions, search: &SearchPath) -> Result<Cluster, Pg
     postmaster::clear_leftovers(&cluster_dir, &socket_dir, LEFTOVER_PATIENCE)?;
 
     if existing.is_none() {
-        process::initdb(&bins, &run_as, &cluster_dir, SUPERUSER)?;
+        process::create_cluster(&bins, &run_as, &cluster_dir, SUPERUSER)?;
     }
     if relocated {
         layout::record_location(&data_dir, &cluster_dir)?;

@@ -54,14 +54,53 @@ fn clean_env(cmd: &mut Command, bins: &Binaries) {
         .current_dir("/");
 }
 
-/// `initdb -E UTF8 --locale=C.UTF-8 -U postgres --auth=trust`. Trust is safe: there is no TCP
-/// listener and only the cluster's account (and root) may enter the socket directory.
-pub(crate) fn initdb(
+/// Creates the cluster in `<cluster>.initdb` and renames it into place only when initdb
+/// succeeded: initdb writes PG_VERSION early, so an interrupted run (doska killed meanwhile) in
+/// place would later pass for a finished cluster. `cluster` must be empty.
+pub(crate) fn create_cluster(
     bins: &Binaries,
     run_as: &RunAs,
     cluster: &Path,
     superuser: &str,
 ) -> Result<(), PgError> {
+    let holds_files = fs::read_dir(cluster)
+        .map_err(|e| PgError::io(format!("reading {}", cluster.display()), e))?
+        .next()
+        .is_some();
+    if holds_files {
+        return Err(PgError::ClusterDir {
+            path: cluster.to_path_buf(),
+            reason: "holds files but no PostgreSQL cluster (no PG_VERSION): move them away or remove the directory".into(),
+        });
+    }
+    let mut staging_name = cluster.file_name().unwrap_or_default().to_os_string();
+    staging_name.push(".initdb");
+    let staging = cluster.with_file_name(staging_name);
+    if staging.exists() {
+        tracing::info!(path = %staging.display(), "removing an interrupted initdb");
+        fs::remove_dir_all(&staging)
+            .map_err(|e| PgError::io(format!("removing {}", staging.display()), e))?;
+    }
+    super::layout::ensure_owned_dir(&staging, run_as, 0o700).map_err(|reason| {
+        PgError::ClusterDir {
+            path: staging.clone(),
+            reason,
+        }
+    })?;
+    initdb(bins, run_as, &staging, superuser)?;
+    fs::remove_dir(cluster)
+        .map_err(|e| PgError::io(format!("replacing {}", cluster.display()), e))?;
+    fs::rename(&staging, cluster).map_err(|e| {
+        PgError::io(
+            format!("moving {} to {}", staging.display(), cluster.display()),
+            e,
+        )
+    })
+}
+
+/// `initdb -E UTF8 --locale=C.UTF-8 -U postgres --auth=trust`. Trust is safe: there is no TCP
+/// listener and only the cluster's account (and root) may enter the socket directory.
+fn initdb(bins: &Binaries, run_as: &RunAs, cluster: &Path, superuser: &str) -> Result<(), PgError> {
     tracing::info!(cluster = %cluster.display(), "creating the PostgreSQL cluster (initdb)");
     let mut cmd = Command::new(&bins.initdb);
     cmd.arg("-D")
