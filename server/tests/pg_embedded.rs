@@ -475,3 +475,24 @@ fn interrupted_initdb_is_redone_and_foreign_files_are_refused() {
         "never delete files doska did not make"
     );
 }
+
+#[test]
+fn racing_serves_on_a_fresh_data_dir_start_exactly_one_server() {
+    let tmp = TempDir::new("race");
+    let data = tmp.data();
+    let results: Vec<Result<Cluster, PgError>> = std::thread::scope(|s| {
+        let racers: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| Cluster::start(&opts(&data, Mode::Serve))))
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let (won, lost): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+    assert_eq!(won.len(), 1, "{lost:?}");
+    for err in lost {
+        let err = err.unwrap_err();
+        assert!(matches!(err, PgError::Locked { .. }), "{err:?}");
+    }
+    let cluster = won.into_iter().next().unwrap().unwrap();
+    assert_eq!(sql(&cluster, &["select 1"]), ["1"]);
+    cluster.stop().unwrap();
+}

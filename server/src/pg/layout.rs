@@ -7,6 +7,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -50,7 +51,7 @@ pub(crate) fn prepare_data_dir(path: &Path, run_as: &RunAs) -> Result<PathBuf, P
         .canonicalize()
         .map_err(|e| fail(format!("cannot be resolved ({e})")))?;
     // Proven by writing, not by reading mode bits: read-only mounts and ACLs count too.
-    let probe = canonical.join(format!(".doska-write-test-{}", std::process::id()));
+    let probe = canonical.join(format!(".doska-write-test-{}", unique_suffix()));
     fs::write(&probe, b"")
         .and_then(|_| fs::remove_file(&probe))
         .map_err(|e| {
@@ -206,9 +207,19 @@ pub(crate) fn ensure_owned_dir(dir: &Path, run_as: &RunAs, mode: u32) -> Result<
         .map_err(|e| format!("cannot be made private ({e})"))
 }
 
+/// Unique among the threads of all processes: "<pid>-<counter>".
+fn unique_suffix() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// Writes via a temporary file and rename, so readers never see half a file.
 pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let tmp = path.with_extension(format!("tmp-{}", unique_suffix()));
     let mut file = fs::File::create(&tmp)?;
     file.write_all(contents)?;
     file.sync_all()?;

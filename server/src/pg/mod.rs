@@ -206,12 +206,22 @@ fn claim(data_dir: &Path, mode: Mode, patience: Duration) -> Result<Claim, PgErr
             }
             if let Some(record) = lock::read_record(data_dir)
                 && Some(record.pid) == holder.pid
-                && process::ping(
-                    &process::socket_path(&record.socket_dir, record.port),
-                    SUPERUSER,
-                ) == Ping::Ready
             {
-                return Ok(Claim::Join(Cluster::joined(record.socket_dir, record.port)));
+                let socket = process::socket_path(&record.socket_dir, record.port);
+                if let Err(e) = std::fs::symlink_metadata(&socket)
+                    && e.kind() == std::io::ErrorKind::PermissionDenied
+                {
+                    return Err(PgError::SocketDir {
+                        path: record.socket_dir,
+                        reason: format!(
+                            "belongs to the doska serve running on this data dir (pid {}) but this user may not enter it: run this command as the same user as doska serve",
+                            record.pid
+                        ),
+                    });
+                }
+                if process::ping(&socket, SUPERUSER) == Ping::Ready {
+                    return Ok(Claim::Join(Cluster::joined(record.socket_dir, record.port)));
+                }
             }
             // That serve is still starting; its record appears once PostgreSQL is ready.
         }
