@@ -496,3 +496,104 @@ fn racing_serves_on_a_fresh_data_dir_start_exactly_one_server() {
     assert_eq!(sql(&cluster, &["select 1"]), ["1"]);
     cluster.stop().unwrap();
 }
+
+/// `postgres` started by hand on the cluster (as its owner), outside any doska.
+fn start_foreign_postmaster(cluster_dir: &Path, socket_dir: &Path) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let meta = std::fs::metadata(cluster_dir).unwrap();
+    let (uid, gid) = (
+        std::os::unix::fs::MetadataExt::uid(&meta),
+        std::os::unix::fs::MetadataExt::gid(&meta),
+    );
+    std::fs::create_dir_all(socket_dir).unwrap();
+    std::os::unix::fs::chown(socket_dir, Some(uid), Some(gid)).unwrap();
+    let postgres = std::fs::canonicalize(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap())
+            .map(|d| d.join("postgres"))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin/postgres")),
+    )
+    .unwrap();
+    let mut cmd = Command::new(postgres);
+    cmd.arg("-D")
+        .arg(cluster_dir)
+        .args(["-c", "listen_addresses="])
+        .arg("-c")
+        .arg(format!("unix_socket_directories={}", socket_dir.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .current_dir("/");
+    let root = is_root();
+    // SAFETY: only async-signal-safe calls.
+    unsafe {
+        cmd.pre_exec(move || {
+            if root
+                && (libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0u64,
+                0u64,
+                0u64,
+            );
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    // Wait only until its pid file names the socket: attach must cope with a server still starting.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(cluster_dir.join("postmaster.pid"))
+        .is_ok_and(|t| t.lines().count() >= 5)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "hand-started postgres never wrote its pid file"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+#[test]
+fn a_hand_started_postgres_is_joined_by_attach_and_named_by_serve() {
+    let tmp = TempDir::new("foreignpm");
+    let cluster = Cluster::start(&opts(&tmp.data(), Mode::Serve)).unwrap();
+    let cluster_dir = cluster.cluster_dir().unwrap().to_path_buf();
+    sql(
+        &cluster,
+        &[
+            "create table t (v text)",
+            "insert into t values ('by hand')",
+        ],
+    );
+    cluster.stop().unwrap();
+
+    let mut foreign = start_foreign_postmaster(&cluster_dir, &tmp.0.join("s"));
+    let pid = foreign.id() as i32;
+    let attach = Cluster::start(&opts(&tmp.data(), Mode::Attach)).unwrap();
+    assert!(!attach.owns_server(), "attach must join the running server");
+    assert_eq!(sql(&attach, &["select v from t"]), ["by hand"]);
+    drop(attach);
+    assert!(alive(pid), "attach must not stop a server it joined");
+
+    let started = Instant::now();
+    let err = Cluster::start(&opts(&tmp.data(), Mode::Serve)).unwrap_err();
+    assert!(
+        started.elapsed() >= Duration::from_secs(10),
+        "serve waits first"
+    );
+    assert!(matches!(err, PgError::ForeignPostmaster { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&format!("kill -INT {pid}")),
+        "{err}"
+    );
+
+    // SAFETY: our child.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    foreign.wait().unwrap();
+}

@@ -331,8 +331,16 @@ fn join_unowned_postmaster(cluster_dir: &Path) -> Option<Cluster> {
     }
     let socket_dir = pid_file.socket_dir?;
     let port = pid_file.port?;
-    (process::ping(&process::socket_path(&socket_dir, port), SUPERUSER) == Ping::Ready)
-        .then(|| Cluster::joined(socket_dir, port))
+    let socket = process::socket_path(&socket_dir, port);
+    // It may still be starting up or recovering; give it the time a start of our own would get.
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while Instant::now() < deadline && postmaster::is_alive(pid_file.pid) {
+        if process::ping(&socket, SUPERUSER) == Ping::Ready {
+            return Some(Cluster::joined(socket_dir, port));
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    None
 }
 
 #[cfg(test)]
