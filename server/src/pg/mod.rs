@@ -52,7 +52,10 @@ pub enum Mode {
     Attach,
 }
 
-/// A running (or joined) PostgreSQL.
+/// A running (or joined) PostgreSQL. `stop` and `Drop` block until a server this Cluster started
+/// has exited (normally well under a second; at most about 80 s before SIGKILL): in async code call
+/// them from `spawn_blocking`. A Cluster that is never dropped (a `static`, `process::exit`) takes
+/// its PostgreSQL along with a SIGKILL when the process ends; crash recovery runs on the next start.
 pub struct Cluster {
     socket_dir: PathBuf,
     port: u16,
