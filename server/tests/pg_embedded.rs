@@ -135,6 +135,11 @@ fn restart_keeps_data() {
     assert_eq!(sql(&cluster, &["show listen_addresses"]), [""]);
     assert_eq!(sql(&cluster, &["show max_slot_wal_keep_size"]), ["1GB"]);
     assert_eq!(sql(&cluster, &["show server_encoding"]), ["UTF8"]);
+    let log_mode = std::fs::metadata(cluster.log_file().unwrap()).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&log_mode.permissions()) & 0o777,
+        0o600
+    );
 
     sql(
         &cluster,

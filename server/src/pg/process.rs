@@ -5,6 +5,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -345,9 +346,11 @@ pub(crate) fn open_log(path: &Path) -> Result<(File, u64), PgError> {
     if fs::metadata(path).is_ok_and(|m| m.len() > 10 << 20) {
         let _ = fs::rename(path, path.with_extension("log.1"));
     }
+    // Failed statements are logged with their text, which may hold data: owner only.
     let file = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)
         .map_err(|e| PgError::io(format!("opening {}", path.display()), e))?;
     let start = file
