@@ -195,7 +195,7 @@ pub(crate) fn ensure_owned_dir(dir: &Path, run_as: &RunAs, mode: u32) -> Result<
                     .map_err(|e| format!("cannot be given to the postgres user ({e})"))?;
             } else {
                 return Err(format!(
-                    "is owned by uid {} but PostgreSQL runs as uid {}: remove it or fix its owner",
+                    "is owned by uid {} but PostgreSQL runs as uid {} (doska as root runs it as `postgres`, otherwise as doska's own user): run doska as the user that fits, or chown -R the directory",
                     meta.uid(),
                     run_as.uid
                 ));
