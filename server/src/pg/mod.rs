@@ -328,22 +328,24 @@ impl Drop for EmptyDirGuard {
 /// A postmaster that runs on the cluster while no doska holds the lock (started by hand, or
 /// still finishing after its doska died) and accepts connections: an Attach may use it as is.
 fn join_unowned_postmaster(cluster_dir: &Path) -> Option<Cluster> {
-    let pid_file = postmaster::read_pid_file(cluster_dir)?;
-    if !postmaster::processes_in(cluster_dir).contains(&pid_file.pid) {
-        return None;
-    }
-    let socket_dir = pid_file.socket_dir?;
-    let port = pid_file.port?;
-    let socket = process::socket_path(&socket_dir, port);
-    // It may still be starting up or recovering; give it the time a start of our own would get.
+    // It may still be starting (its pid file names the socket only once it exists) or
+    // recovering; give it the time a start of our own would get.
     let deadline = Instant::now() + READY_TIMEOUT;
-    while Instant::now() < deadline && postmaster::is_alive(pid_file.pid) {
-        if process::ping(&socket, SUPERUSER) == Ping::Ready {
+    loop {
+        let pid_file = postmaster::read_pid_file(cluster_dir)?;
+        if !postmaster::processes_in(cluster_dir).contains(&pid_file.pid) {
+            return None;
+        }
+        if let (Some(socket_dir), Some(port)) = (pid_file.socket_dir, pid_file.port)
+            && process::ping(&process::socket_path(&socket_dir, port), SUPERUSER) == Ping::Ready
+        {
             return Some(Cluster::joined(socket_dir, port));
+        }
+        if Instant::now() >= deadline {
+            return None;
         }
         thread::sleep(Duration::from_millis(50));
     }
-    None
 }
 
 #[cfg(test)]

@@ -162,6 +162,10 @@ pub(crate) fn write_config(cluster: &Path, run_as: &RunAs) -> Result<(), PgError
 #[derive(Default)]
 struct ExitState {
     status: Option<ExitStatus>,
+    /// Set once it accepted connections; an exit before is reported by `wait_ready` instead.
+    ready: bool,
+    /// Set once doska asked it to stop; an exit without it is a crash worth logging.
+    stopping: bool,
 }
 
 /// A running postmaster.
@@ -217,6 +221,9 @@ pub(crate) fn spawn(
                 use std::os::unix::process::ExitStatusExt;
                 ExitStatus::from_raw(0)
             });
+            if state.ready && !state.stopping {
+                tracing::error!(pid, %status, "PostgreSQL exited unexpectedly; see postgres.log in the data dir");
+            }
             state.status = Some(status);
             cvar.notify_all();
         })
@@ -276,7 +283,8 @@ impl Postmaster {
 
     /// Sends `signal` unless the postmaster is already gone.
     fn signal(&self, signal: libc::c_int) {
-        let state = self.state.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.0.lock().unwrap_or_else(|p| p.into_inner());
+        state.stopping = true;
         if state.status.is_none() {
             // SAFETY: the pid is our unreaped child (see the supervisor thread).
             unsafe { libc::kill(self.pid, signal) };
@@ -380,6 +388,12 @@ pub(crate) fn wait_ready(
             });
         }
         if ping(socket, superuser) == Ping::Ready {
+            postmaster
+                .state
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .ready = true;
             return Ok(());
         }
         if Instant::now() >= deadline {
