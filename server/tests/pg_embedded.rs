@@ -602,3 +602,26 @@ fn a_hand_started_postgres_is_joined_by_attach_and_named_by_serve() {
     unsafe { libc::kill(pid, libc::SIGINT) };
     foreign.wait().unwrap();
 }
+
+#[test]
+fn a_crashed_postgres_is_noticed_and_the_next_start_recovers() {
+    let tmp = TempDir::new("crash");
+    let cluster = Cluster::start(&opts(&tmp.data(), Mode::Serve)).unwrap();
+    sql(
+        &cluster,
+        &["create table c (v int)", "insert into c values (42)"],
+    );
+    let pid = cluster.postmaster_pid().unwrap();
+    // SAFETY: the postmaster is a child of this process.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cluster.is_running() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!cluster.is_running());
+    cluster.stop().unwrap();
+
+    let again = Cluster::start(&opts(&tmp.data(), Mode::Serve)).unwrap();
+    assert_eq!(sql(&again, &["select v from c"]), ["42"]);
+    again.stop().unwrap();
+}
