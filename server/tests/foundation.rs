@@ -523,3 +523,53 @@ async fn internal_schema_is_supabase_shaped() {
     let mut admin = common::connect(&common::cluster().config(&t.name)).await;
     assert!(db::internal::apply(&mut admin).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_panicking_handler_becomes_a_logged_500_and_the_server_lives_on() {
+    let t = TestDb::new().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = t.state.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, remote) = listener.accept().await.unwrap();
+            let state = state.clone();
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let state = state.clone();
+                        async move {
+                            let panics = req.uri().path() == "/boom";
+                            Ok::<_, std::convert::Infallible>(
+                                doska::http::router::handle_with(
+                                    state,
+                                    req,
+                                    remote,
+                                    move |_, _, _| async move {
+                                        if panics {
+                                            panic!("handler bug");
+                                        }
+                                        doska::http::json(
+                                            http::StatusCode::OK,
+                                            &json!({"fine": true}),
+                                        )
+                                    },
+                                )
+                                .await,
+                            )
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let res = get(&format!("http://{addr}/boom")).await;
+    assert_eq!(res.status, 500);
+    let body = res.json();
+    assert_eq!(body["message"], "Internal server error");
+    assert_eq!(body["request_id"].as_str(), res.header("x-request-id"));
+    let res = get(&format!("http://{addr}/fine")).await;
+    assert_eq!(res.status, 200);
+}
