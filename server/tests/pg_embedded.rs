@@ -297,6 +297,8 @@ fn relocates_when_the_postgres_user_cannot_reach_the_data_dir() {
     );
     let record = std::fs::read_to_string(data.join("pg-location")).unwrap();
     assert_eq!(record.trim(), cluster_dir.to_str().unwrap());
+    let back = std::fs::read_to_string(cluster_dir.join("doska-data-dir")).unwrap();
+    assert_eq!(back.trim(), data.canonicalize().unwrap().to_str().unwrap());
     sql(
         &cluster,
         &[

@@ -16,6 +16,8 @@ use super::user::RunAs;
 
 /// Records where the cluster lives when it is not `<data_dir>/pg`.
 const LOCATION_RECORD: &str = "pg-location";
+/// Inside a relocated cluster: the data dir it belongs to.
+const BACK_REFERENCE: &str = "doska-data-dir";
 /// Shared parent of relocated clusters; falls back to /tmp when the postgres account cannot reach it.
 const RELOCATED_ROOT: &str = "/var/lib/doska";
 
@@ -150,10 +152,15 @@ pub(crate) fn cluster_dir(
 
 /// Remembers a relocated cluster so every later start finds the same data. Written only once the
 /// cluster is initialized, so a failed first start leaves no record pointing at nothing.
+/// The cluster also names its data dir (`doska-data-dir`), so a relocated cluster whose data dir
+/// was deleted can be recognised as an orphan and removed.
 pub(crate) fn record_location(data_dir: &Path, cluster: &Path) -> Result<(), PgError> {
     let record = data_dir.join(LOCATION_RECORD);
     write_atomic(&record, format!("{}\n", cluster.display()).as_bytes())
-        .map_err(|e| PgError::io(format!("writing {}", record.display()), e))
+        .map_err(|e| PgError::io(format!("writing {}", record.display()), e))?;
+    let back = cluster.join(BACK_REFERENCE);
+    write_atomic(&back, format!("{}\n", data_dir.display()).as_bytes())
+        .map_err(|e| PgError::io(format!("writing {}", back.display()), e))
 }
 
 /// `/tmp/doska-<hash>`: keeps `<dir>/.s.PGSQL.<port>` far below the 107-byte socket path limit
