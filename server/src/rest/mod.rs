@@ -4,4 +4,7 @@
 
 pub mod error;
 pub mod grammar;
+pub mod plan;
 pub mod request;
+pub mod schema;
+pub mod sql;
