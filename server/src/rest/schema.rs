@@ -233,6 +233,7 @@ SELECT coalesce(json_agg(f), '[]')::text FROM (
 
 #[derive(Debug)]
 pub enum SchemaError {
+    Pool(String),
     Db(tokio_postgres::Error),
     Decode(serde_json::Error),
 }
@@ -240,6 +241,7 @@ pub enum SchemaError {
 impl std::fmt::Display for SchemaError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            SchemaError::Pool(e) => write!(f, "no connection for the schema cache: {e}"),
             SchemaError::Db(e) => write!(f, "loading the schema cache: {e}"),
             SchemaError::Decode(e) => write!(f, "decoding the schema cache: {e}"),
         }
