@@ -140,6 +140,8 @@ pub struct Embed {
     pub lateral: String,
     /// For spread embeds: the names of the keys they contribute.
     pub spread_names: Vec<String>,
+    /// `rel()`: joined for filtering (`rel=is.null`, `!inner`) but not part of the output.
+    pub hidden: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -615,6 +617,7 @@ fn build_node(
                     name: out_alias.clone().unwrap_or_else(|| name.clone()),
                     lateral,
                     spread_names,
+                    hidden: select.is_empty() && !*spread,
                 };
                 node.embeds.push(embed);
                 node.outputs.push(Output::Embed(node.embeds.len() - 1));

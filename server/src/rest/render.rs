@@ -54,10 +54,11 @@ pub fn success(input: RenderInput) -> Result<Response<Body>, RestError> {
                     body = None;
                     204
                 }
-                (_, Some(t)) if first > 0 && first >= t && n == 0 && t > 0 => {
+                // PostgREST's rule: past the end is 416, a page smaller than the total is 206.
+                (_, Some(t)) if is_rows && first > t => {
                     return Err(RequestError::InvalidRange.into());
                 }
-                (_, Some(t)) if is_rows && n < t && (first > 0 || n < t) => 206,
+                (_, Some(t)) if is_rows && n < t => 206,
                 _ => 200,
             }
         }

@@ -112,7 +112,9 @@ impl Builder {
             Output::Embed(i) => {
                 let e = &node.embeds[*i];
                 let j = ident(&e.lateral);
-                if e.spread {
+                if e.hidden {
+                    Vec::new()
+                } else if e.spread {
                     e.spread_names
                         .iter()
                         .map(|n| format!("{j}.{}", ident(n)))
