@@ -44,7 +44,9 @@ insert into technical_specs values (1, 149), (3, 162);
 insert into employees values (1, 'Boss', null), (2, 'Mid', 1), (3, 'Low', 2), (4, 'Other', 1);
 insert into messages values (1, 1, 2, 'hi'), (2, 2, 1, 'hello');
 insert into items values (1, 'a', 10), (2, 'a', 5), (3, 'b', 7);
-alter sequence films_id_seq restart with 100;
+alter table films alter column id restart with 100;
+alter table actors alter column id restart with 100;
+alter table directors alter column id restart with 100;
 select setval('notes_id_seq', 1, false);
 
 create function add(a int, b int default 1) returns int language sql immutable as 'select a + b';
