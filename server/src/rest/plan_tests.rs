@@ -481,8 +481,4 @@ fn bad_plans_table() {
             "{m} {path}?{q}"
         );
     }
-    let _ = Accept {
-        media: MediaType::Json,
-        strip_nulls: false,
-    };
 }
