@@ -69,7 +69,8 @@ pub async fn run(
     stmt: &Statement,
     guards: Guards,
 ) -> Result<Outcome, RestError> {
-    let anonymous = req.caller.token.is_none();
+    // PostgREST answers 401 rather than 403 to the anonymous role, token or not (the anon key is a JWT).
+    let anonymous = req.caller.role == "anon";
     let tx = RequestTx::begin(
         req.pool,
         req.caller,

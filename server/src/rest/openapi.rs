@@ -25,7 +25,7 @@ pub async fn serve(
     caller: &Caller,
     info: RequestInfo<'_>,
 ) -> Result<Response<Body>, RestError> {
-    let anonymous = caller.token.is_none();
+    let anonymous = caller.role == "anon";
     let tx = RequestTx::begin(&state.pool, caller, &info, true, 0)
         .await
         .map_err(|e| match e {
