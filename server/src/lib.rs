@@ -1,6 +1,7 @@
 //! doska: a Supabase-compatible backend in one binary. This crate is the server; `main.rs` is only the
 //! command line on top of `commands`.
 
+pub mod commands;
 pub mod config;
 pub mod db;
 pub mod http;
@@ -8,4 +9,5 @@ pub mod jwt;
 pub mod pg;
 pub mod rest;
 pub mod secret;
+pub mod startup;
 pub mod state;

@@ -117,6 +117,21 @@ pub async fn handle(
     req: Request<Incoming>,
     remote: SocketAddr,
 ) -> Response<Body> {
+    handle_with(state, req, remote, dispatch).await
+}
+
+/// The wrapping around a dispatcher: request id, CORS, limits, panic containment, compression,
+/// metrics and the log line. Public so tests can wrap a dispatcher of their own.
+pub async fn handle_with<F, Fut>(
+    state: SharedState,
+    req: Request<Incoming>,
+    remote: SocketAddr,
+    dispatch: F,
+) -> Response<Body>
+where
+    F: FnOnce(SharedState, Request<Incoming>, RequestContext) -> Fut,
+    Fut: std::future::Future<Output = Response<Body>>,
+{
     let started = Instant::now();
     let id = request_id(&req);
     let method = req.method().clone();
