@@ -13,6 +13,8 @@ pub mod request;
 pub mod schema;
 pub mod sql;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
@@ -64,6 +66,76 @@ impl RestState {
         self.cache.set(cache);
         Ok(())
     }
+}
+
+/// The REST state of each live `AppState` (one per process in production; one per test database in
+/// tests). Kept here until `AppState` holds a `RestState` itself; weak so a dropped state is forgotten.
+static REGISTRY: std::sync::Mutex<Vec<(std::sync::Weak<AppState>, RestState)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn registered(state: &Arc<AppState>) -> Option<RestState> {
+    let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    reg.retain(|(w, _)| w.strong_count() > 0);
+    reg.iter()
+        .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(state)))
+        .map(|(_, r)| r.clone())
+}
+
+/// Loads the schema cache for `state` and remembers it; with `listen`, also keeps it fresh on
+/// `NOTIFY pgrst` over a dedicated connection made from that config. Call once at startup (after
+/// migrations); [`handle`] otherwise loads the cache on the first request.
+pub async fn start(
+    state: &Arc<AppState>,
+    listen: Option<tokio_postgres::Config>,
+) -> Result<RestState, schema::SchemaError> {
+    let rest = match registered(state) {
+        Some(r) => {
+            r.reload(&state.admin).await?;
+            r
+        }
+        None => {
+            let r = RestState::load(&state.admin, &state.config).await?;
+            REGISTRY
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((Arc::downgrade(state), r.clone()));
+            r
+        }
+    };
+    if let Some(config) = listen {
+        listen::spawn(
+            rest.clone(),
+            state.admin.clone(),
+            config,
+            state.shutdown.clone(),
+        );
+    }
+    Ok(rest)
+}
+
+/// Reloads the schema cache of `state` (after migrations or policy changes). The old cache stays
+/// on failure.
+pub async fn reload(state: &Arc<AppState>) -> Result<(), schema::SchemaError> {
+    start(state, None).await.map(|_| ())
+}
+
+/// The front door as the router mounts it at `/rest/v1`.
+pub async fn handle(
+    state: Arc<AppState>,
+    req: Request<hyper::body::Incoming>,
+    ctx: RequestContext,
+) -> Response<Body> {
+    let rest = match registered(&state) {
+        Some(r) => r,
+        None => match start(&state, None).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "rest: cannot load the schema cache");
+                return render::error(&RestError::SchemaCacheNotLoaded);
+            }
+        },
+    };
+    serve(&rest, &state, req, ctx).await
 }
 
 /// Handles one request under `/rest/v1` (`ctx.path` is what follows the prefix).
