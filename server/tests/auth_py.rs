@@ -1,6 +1,6 @@
 //! Runs the Python `supabase` client's auth check (tests/py/auth_test.py) against an in-process
-//! doska. Needs `pip install -r server/tests/py/requirements.txt` (for the interpreter in
-//! $DOSKA_PYTHON, default python3).
+//! doska. The interpreter is $DOSKA_PYTHON, else the virtualenv `scripts/setup` makes in
+//! server/tests/py/.venv (from requirements.txt), else python3.
 
 mod common;
 
@@ -13,15 +13,23 @@ use serde_json::json;
 
 #[tokio::test]
 async fn python_supabase_sign_up_and_sign_in() {
-    let python = std::env::var("DOSKA_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/auth_test.py");
+    let py_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py");
+    let venv = py_dir.join(".venv/bin/python");
+    let python = std::env::var("DOSKA_PYTHON").unwrap_or_else(|_| {
+        if venv.exists() {
+            venv.display().to_string()
+        } else {
+            "python3".into()
+        }
+    });
+    let script = py_dir.join("auth_test.py");
     let probe = Command::new(&python)
         .args(["-c", "import supabase"])
         .output()
         .expect("running python");
     assert!(
         probe.status.success(),
-        "the Python supabase client is missing: pip install -r server/tests/py/requirements.txt"
+        "the Python supabase client is missing for {python}: run scripts/setup"
     );
     let db = TestDb::new().await;
     auth::install(&db.state, AuthConfig::default()).unwrap();

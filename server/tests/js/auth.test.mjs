@@ -1,7 +1,7 @@
 // Auth with the official client: @supabase/supabase-js (auth-js) against a live doska, unchanged.
-// Runs against the binary (startDoska) or, when DOSKA_URL/DOSKA_ANON_KEY/DOSKA_SERVICE_KEY are set,
-// against a doska someone else started with fixtures/auth_teacher_role.sql applied (the Rust test
-// auth_js.rs does that, in-process).
+// Runs against the binary (startDoska, with fixtures/auth_teacher_role.sql as the app migration)
+// or, when DOSKA_URL/DOSKA_ANON_KEY/DOSKA_SERVICE_KEY are set, against a doska someone else
+// started with that fixture applied.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -155,4 +155,22 @@ test('admin: createUser, listUsers, updateUserById with a role', async () => {
   assert.equal(notAdmin.error?.status, 403);
   assert.equal((await admin.deleteUser(id)).error, null);
   assert.equal((await admin.getUserById(id)).error?.status, 404);
+});
+
+test('a token with an app role makes REST run as that role', async () => {
+  const admin = client(doska.serviceKey).auth.admin;
+  const addr = email('role-rest');
+  const { data: created } = await admin.createUser({ email: addr, password: 'role-pass-1', email_confirm: true });
+  const sb = client();
+  await sb.auth.signInWithPassword({ email: addr, password: 'role-pass-1' });
+  const before = await sb.from('lessons').select('id');
+  assert.equal(before.error, null);
+  assert.deepEqual(before.data, [], 'a plain authenticated user sees no lessons');
+  assert.equal((await admin.updateUserById(created.user.id, { role: 'teacher' })).error, null);
+  // The role is in the next token, not the current one.
+  const ref = await sb.auth.refreshSession();
+  assert.equal(claims(ref.data.session.access_token).role, 'teacher');
+  const after = await sb.from('lessons').select('id, title').order('id');
+  assert.equal(after.error, null);
+  assert.deepEqual(after.data.map((l) => l.title), ['Fractions', 'Photosynthesis']);
 });
