@@ -1309,3 +1309,35 @@ async fn pkce_link_redirects_with_a_code_that_a_verifier_exchanges() {
         .await;
     assert!(r.header("location").unwrap().contains("#access_token="));
 }
+
+#[tokio::test]
+async fn rotated_tokens_older_than_a_day_are_cleaned_up() {
+    let e = env().await;
+    let s = e.signup("long@example.com", "password-1").await;
+    let first = s["refresh_token"].as_str().unwrap().to_owned();
+    let second = e.refresh(&first).await.json();
+    // Age the rotated token by a day.
+    e.db.admin()
+        .execute(
+            "update auth.refresh_tokens set updated_at = now() - interval '2 days' where revoked",
+            &[],
+        )
+        .await
+        .unwrap();
+    let third = e.refresh(second["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(third.status, 200);
+    let n: i64 =
+        e.db.admin()
+            .query_one("select count(*) from auth.refresh_tokens", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(
+        n, 2,
+        "the day-old rotated token is gone; the fresh rotated one and the live one stay"
+    );
+    assert_eq!(
+        error_code(&e.refresh(&first).await),
+        "refresh_token_not_found"
+    );
+}

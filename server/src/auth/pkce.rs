@@ -81,6 +81,12 @@ pub async fn start<C: GenericClient>(
     ch: &Challenge,
     auth_method: &str,
 ) -> Result<(), AuthError> {
+    // Flows nobody finished within a day are dead; drop them as new ones start.
+    c.execute(
+        "delete from auth.flow_state where created_at < now() - interval '1 day'",
+        &[],
+    )
+    .await?;
     c.execute(
         "insert into auth.flow_state (id, user_id, auth_code, code_challenge_method, \
            code_challenge, provider_type, created_at, updated_at, authentication_method) \

@@ -125,6 +125,14 @@ pub async fn rotate<C: GenericClient>(
         .await?;
     }
     let refresh_token = insert_token(c, user_id, session_id, Some(&h)).await?;
+    // Housekeeping: rotated tokens older than a day only ever answer "not found" from now on
+    // (reuse detection covers the recent ones), so a long session does not grow without bound.
+    c.execute(
+        "delete from auth.refresh_tokens where session_id = $1 and revoked \
+         and updated_at < now() - interval '1 day'",
+        &[&session_id],
+    )
+    .await?;
     c.execute(
         "update auth.sessions set refreshed_at = now() at time zone 'utc', updated_at = now() \
          where id = $1",
