@@ -449,13 +449,17 @@ pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         }
         None => None,
     };
-    let mut client = ctx.state.admin.get().await?;
-    let me = signed_in(ctx, &client).await?;
-    let user = users::by_id(&client, me.user_id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
-    // Password change: check the current password or the reauthentication nonce, and refuse
-    // the same password.
+    let user = {
+        // Released before any hashing, so slow password work never holds a connection.
+        let client = ctx.state.admin.get().await?;
+        let me = signed_in(ctx, &client).await?;
+        users::by_id(&client, me.user_id)
+            .await?
+            .ok_or(AuthError::UserNotFound)?
+    };
+    // Password change: refuse the same password, and check the current password or the
+    // reauthentication nonce (consumed in the transaction below).
+    let mut nonce_to_consume = None;
     let new_hash = match new_hash {
         Some(p) => {
             let stored = user.encrypted_password.as_deref().filter(|s| !s.is_empty());
@@ -470,13 +474,13 @@ pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
             if ctx.auth.config.secure_password_change && stored.is_some() {
                 match (&b.current_password, &b.nonce) {
                     (Some(cur), _) => {
+                        // A stolen access token must not become a password-guessing oracle.
+                        rate_limit(ctx, Class::SignInAccount, &user.id.to_string())?;
                         if ctx.auth.hasher.verify(cur, stored).await? == Verified::No {
                             return Err(AuthError::InvalidCredentials);
                         }
                     }
-                    (None, Some(nonce)) => {
-                        super::mail::consume_reauth_nonce(&client, user.id, nonce, ctx).await?
-                    }
+                    (None, Some(nonce)) => nonce_to_consume = Some(nonce.clone()),
                     (None, None) => return Err(AuthError::ReauthenticationNeeded),
                 }
             }
@@ -484,7 +488,11 @@ pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         }
         None => None,
     };
+    let mut client = ctx.state.admin.get().await?;
     let tx = client.transaction().await?;
+    if let Some(nonce) = nonce_to_consume {
+        super::mail::consume_reauth_nonce(&tx, user.id, &nonce, ctx).await?;
+    }
     if !patch.is_empty() {
         let stored: Option<Value> = tx
             .query_one(
