@@ -1098,6 +1098,18 @@ async fn rate_limits_answer_429_with_retry_after() {
         e.sign_in("other@example.com", "x-password").await.status,
         400
     );
+
+    // Guessing the current password through PUT /user is limited per account too.
+    let s = e.signup("guess@example.com", "password-1").await;
+    let at = s["access_token"].as_str().unwrap();
+    let body = json!({"password": "password-2", "current_password": "guess-1"}).to_string();
+    assert_eq!(
+        error_code(&e.call("PUT", "/user", Some(at), &body).await),
+        "invalid_credentials"
+    );
+    let r = e.call("PUT", "/user", Some(at), &body).await;
+    assert_eq!(r.status, 429);
+    assert!(r.header("retry-after").is_some());
 }
 
 #[tokio::test]
