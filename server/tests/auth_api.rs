@@ -1353,3 +1353,82 @@ async fn rotated_tokens_older_than_a_day_are_cleaned_up() {
         "refresh_token_not_found"
     );
 }
+
+#[tokio::test]
+async fn es256_signing_key_tokens_and_jwks() {
+    use std::sync::Arc;
+    let db = TestDb::new().await;
+    let pem = rcgen::KeyPair::generate().unwrap().serialize_pem();
+    let key = doska::auth::keys::SigningKey::from_pem(pem.as_bytes()).unwrap();
+    // The state startup would build: the shared verifier knows the public key too.
+    let state = Arc::new(doska::state::AppState {
+        config: db.state.config.clone(),
+        admin: db.state.admin.clone(),
+        pool: db.state.pool.clone(),
+        verifier: doska::jwt::Verifier::hs256(common::JWT_SECRET.as_bytes()).with_key(
+            Some(key.kid.clone()),
+            jsonwebtoken::Algorithm::ES256,
+            key.decoding_key().unwrap(),
+        ),
+        jwt_secret: db.state.jwt_secret.clone(),
+        metrics: Default::default(),
+        shutdown: db.state.shutdown.clone(),
+    });
+    let cfg = AuthConfig {
+        jwt_signing_key_pem: Some(pem),
+        ..test_config()
+    };
+    auth::install(&state, cfg).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(doska::http::server::run(
+        listener,
+        None,
+        state.clone(),
+        db.state.shutdown.clone(),
+        Duration::from_secs(1),
+    ));
+    let e = Env {
+        url: format!("{base}/auth/v1"),
+        anon: db.sign(json!({"role": "anon"})),
+        service: db.sign(json!({"role": "service_role"})),
+        db,
+    };
+    let s = e.signup("es@example.com", "password-1").await;
+    let at = s["access_token"].as_str().unwrap();
+    let header = jsonwebtoken::decode_header(at).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
+    assert_eq!(header.kid.as_deref(), Some(key.kid.as_str()));
+    // What a client does: fetch the JWKS, pick the key by kid, verify.
+    let jwks = e
+        .call("GET", "/.well-known/jwks.json", None, "")
+        .await
+        .json();
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwks["keys"][0].clone()).unwrap();
+    assert_eq!(jwk.common.key_id.as_deref(), Some(key.kid.as_str()));
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_audience(&["authenticated"]);
+    let claims = jsonwebtoken::decode::<Value>(
+        at,
+        &jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap(),
+        &validation,
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(claims["email"], "es@example.com");
+    // doska itself accepts it, and an HS256 token with the shared secret still works.
+    assert_eq!(e.call("GET", "/user", Some(at), "").await.status, 200);
+    let r = e.refresh(s["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        jsonwebtoken::decode_header(r.json()["access_token"].as_str().unwrap())
+            .unwrap()
+            .alg,
+        jsonwebtoken::Algorithm::ES256
+    );
+    assert_eq!(
+        e.call("GET", "/admin/users", Some(&e.service), "")
+            .await
+            .status,
+        200
+    );
+}

@@ -126,13 +126,12 @@ pub fn session_response(ctx: &Ctx<'_>, user: &User, issued: &Issued, amr: &str) 
         amr_method: amr,
         amr_timestamp: issued.session_created_at.timestamp(),
     };
-    let access = tokens::sign_access(
-        &ctx.state.jwt_secret,
-        &input,
-        &cfg.jwt_issuer,
-        now,
-        cfg.jwt_exp,
-    );
+    let claims = tokens::access_claims(&input, &cfg.jwt_issuer, now, cfg.jwt_exp);
+    // HS256 keys are symmetric and never published; with an asymmetric key, clients can verify.
+    let access = match &ctx.auth.signing_key {
+        Some(k) => k.sign(&claims),
+        None => crate::jwt::sign(&ctx.state.jwt_secret, &claims),
+    };
     tokens::session_body(
         &access,
         &issued.refresh_token,

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod error;
 pub mod handlers;
+pub mod keys;
 pub mod mail;
 pub mod password;
 pub mod pkce;
@@ -60,6 +61,10 @@ pub struct AuthConfig {
     pub rate_limits: ratelimit::RateLimits,
     /// Relay for auth mail (`--smtp-url`); without it mail waits in auth.mail_outbox.
     pub smtp_url: Option<String>,
+    /// PEM of an EC P-256 or RSA private key (`--jwt-signing-key FILE`): access tokens are then
+    /// ES256/RS256 with a `kid`, published at /.well-known/jwks.json. The shared verifier must be
+    /// given the same key (`keys::SigningKey::decoding_key`).
+    pub jwt_signing_key_pem: Option<String>,
 }
 
 impl Default for AuthConfig {
@@ -81,6 +86,7 @@ impl Default for AuthConfig {
             otp_exp_secs: 3600,
             rate_limits: ratelimit::RateLimits::default(),
             smtp_url: None,
+            jwt_signing_key_pem: None,
         }
     }
 }
@@ -101,6 +107,7 @@ pub struct Auth {
     pub hasher: password::Hasher,
     pub limiter: ratelimit::Limiter,
     pub smtp: Option<Arc<smtp::Relay>>,
+    pub signing_key: Option<keys::SigningKey>,
 }
 
 /// Auth settings that cannot work (reported at start-up).
@@ -108,6 +115,7 @@ pub struct Auth {
 pub enum SetupError {
     Password(password::PasswordError),
     Smtp(smtp::SmtpError),
+    Key(keys::KeyError),
 }
 
 impl std::fmt::Display for SetupError {
@@ -115,6 +123,7 @@ impl std::fmt::Display for SetupError {
         match self {
             SetupError::Password(e) => e.fmt(f),
             SetupError::Smtp(e) => e.fmt(f),
+            SetupError::Key(e) => e.fmt(f),
         }
     }
 }
@@ -130,7 +139,14 @@ impl Auth {
             .transpose()
             .map_err(SetupError::Smtp)?
             .map(Arc::new);
+        let signing_key = config
+            .jwt_signing_key_pem
+            .as_deref()
+            .map(|pem| keys::SigningKey::from_pem(pem.as_bytes()))
+            .transpose()
+            .map_err(SetupError::Key)?;
         Ok(Auth {
+            signing_key,
             hasher: password::Hasher::new(config.argon2, config.hash_pool_size)
                 .map_err(SetupError::Password)?,
             limiter: ratelimit::Limiter::new(config.rate_limits.clone()),
@@ -328,8 +344,7 @@ async fn serve(
     match endpoint {
         Health => Ok(handlers::health()),
         Settings => Ok(handlers::settings(&ctx)),
-        // HS256 keys are symmetric and never published; auth-js then verifies through GET /user.
-        Jwks => handlers::ok_json(&serde_json::json!({ "keys": [] })),
+        Jwks => handlers::ok_json(&keys::jwks(auth.signing_key.as_ref())),
         Signup => handlers::signup(&ctx).await,
         Token => handlers::token(&ctx).await,
         GetUser => handlers::get_user(&ctx).await,
