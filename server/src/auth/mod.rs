@@ -32,7 +32,7 @@ use error::AuthError;
 
 /// Auth's settings. `from_config` maps the shared `Config` onto it; fields the shared config does
 /// not carry yet keep these defaults.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AuthConfig {
     /// Access token lifetime in seconds (`--jwt-exp`).
     pub jwt_exp: i64,
@@ -65,6 +65,32 @@ pub struct AuthConfig {
     /// ES256/RS256 with a `kid`, published at /.well-known/jwks.json. The shared verifier must be
     /// given the same key (`keys::SigningKey::decoding_key`).
     pub jwt_signing_key_pem: Option<String>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The SMTP URL may carry a password and the PEM is a private key: never print them.
+        let mask = |o: &Option<String>| o.as_ref().map(|_| "***");
+        f.debug_struct("AuthConfig")
+            .field("jwt_exp", &self.jwt_exp)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("site_url", &self.site_url)
+            .field("redirect_urls", &self.redirect_urls)
+            .field("external_url", &self.external_url)
+            .field("password_min_length", &self.password_min_length)
+            .field("autoconfirm", &self.autoconfirm)
+            .field("disable_signup", &self.disable_signup)
+            .field("anonymous_enabled", &self.anonymous_enabled)
+            .field("secure_password_change", &self.secure_password_change)
+            .field("argon2", &self.argon2)
+            .field("hash_pool_size", &self.hash_pool_size)
+            .field("refresh_reuse_window_secs", &self.refresh_reuse_window_secs)
+            .field("otp_exp_secs", &self.otp_exp_secs)
+            .field("rate_limits", &self.rate_limits)
+            .field("smtp_url", &mask(&self.smtp_url))
+            .field("jwt_signing_key_pem", &mask(&self.jwt_signing_key_pem))
+            .finish()
+    }
 }
 
 impl Default for AuthConfig {
@@ -159,7 +185,7 @@ impl Auth {
 type Registry = Mutex<Vec<(Weak<AppState>, Arc<Auth>)>>;
 
 /// Auth machinery per AppState. AppState has no slot for it (yet), so it is kept here, keyed by
-/// the state it serves; entries of dropped states are swept on the next lookup.
+/// the state it serves; entries of dropped states are swept on the next `install`.
 static REGISTRY: Registry = Mutex::new(Vec::new());
 
 /// Uses `config` for `state` from now on (tests use it to set rate limits per test).
@@ -401,6 +427,20 @@ mod tests {
             let got = route(&m, &p).map_err(|e| e.code());
             assert_eq!(got, want, "{m} {p}");
         }
+    }
+
+    #[test]
+    fn config_debug_masks_secrets() {
+        let c = AuthConfig {
+            smtp_url: Some("smtp://u:hunter2@x".into()),
+            jwt_signing_key_pem: Some("-----BEGIN PRIVATE KEY-----".into()),
+            ..AuthConfig::default()
+        };
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("BEGIN"),
+            "{shown}"
+        );
     }
 
     #[test]
