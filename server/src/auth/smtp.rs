@@ -30,7 +30,7 @@ pub enum Tls {
 }
 
 /// Where and as whom to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SmtpConfig {
     pub host: String,
     pub port: u16,
@@ -39,6 +39,19 @@ pub struct SmtpConfig {
     pub tls: Tls,
     /// An extra trusted CA (PEM), for relays with a private CA.
     pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.credentials.as_ref().map(|(u, _)| u))
+            .field("from", &self.from)
+            .field("tls", &self.tls)
+            .field("ca_file", &self.ca_file)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A relay ready to use: its settings and, for TLS, the client configuration built once.
