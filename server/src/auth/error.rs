@@ -169,7 +169,9 @@ impl AuthError {
             tracing::error!(request_id, cause = %cause, "auth: unexpected failure");
         }
         let mut body = if api_version_2024 {
-            json!({ "code": self.code(), "message": self.message() })
+            // GoTrue's 2024 shape, plus `error_code`: should a proxy or a CORS setup hide the
+            // version header from the client, auth-js falls back to reading `error_code`.
+            json!({ "code": self.code(), "error_code": self.code(), "message": self.message() })
         } else {
             json!({ "code": status.as_u16(), "error_code": self.code(), "msg": self.message() })
         };
