@@ -1,7 +1,8 @@
 //! The one error type of /auth/v1 and its rendering in GoTrue's two body shapes: the legacy
 //! `{"code": <status>, "error_code": "...", "msg": "..."}` and, when the request carries
 //! `X-Supabase-Api-Version: 2024-01-01` or later, `{"code": "...", "message": "..."}` (plus
-//! `error_code`) with the header echoed (auth-js reads `code` only then). Every variant has a fixed status and code.
+//! `error_code`) with the header echoed (auth-js reads `code` only then).
+//! Every variant has a fixed status and code.
 
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::{Value, json};
