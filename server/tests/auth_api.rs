@@ -189,6 +189,25 @@ async fn signup_sign_in_get_user_refresh_and_logout() {
         .await;
     assert_eq!(r.status, 204);
     assert_eq!(e.call("GET", "/user", Some(first), "").await.status, 403);
+
+    // The audit trail, in GoTrue's payload shape, without secrets.
+    let rows =
+        e.db.admin()
+            .query(
+                "select payload::jsonb from auth.audit_log_entries order by created_at, id",
+                &[],
+            )
+            .await
+            .unwrap();
+    let payloads: Vec<Value> = rows.iter().map(|r| r.get(0)).collect();
+    let count = |action: &str| payloads.iter().filter(|p| p["action"] == action).count();
+    assert_eq!(count("user_signedup"), 1, "{payloads:?}");
+    assert_eq!(count("login"), 2, "{payloads:?}");
+    assert_eq!(count("logout"), 2, "{payloads:?}");
+    let all = format!("{payloads:?}");
+    assert!(all.contains("ada@example.com"));
+    assert!(!all.contains("correct-horse"));
+    assert!(!all.contains(s2["refresh_token"].as_str().unwrap()));
 }
 
 #[tokio::test]
@@ -376,6 +395,17 @@ async fn reuse_outside_the_window_revokes_the_family() {
         )
         .await;
     assert_eq!(error_code(&r), "session_not_found");
+    let revoked: i64 = e
+        .db
+        .admin()
+        .query_one(
+            "select count(*) from auth.audit_log_entries where payload->>'action' = 'token_revoked'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(revoked, 1);
 }
 
 #[tokio::test]

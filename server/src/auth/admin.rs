@@ -143,6 +143,14 @@ pub async fn create(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     )
     .await?
     .ok_or(AuthError::EmailExists)?;
+    super::audit::record(
+        &tx,
+        ctx.rc.client_ip,
+        super::audit::Action::UserSignedUp,
+        id,
+        json!({"provider": "email", "by": "service_role"}),
+    )
+    .await?;
     if let Some(d) = ban {
         tx.execute(
             "update auth.users set banned_until = now() + make_interval(secs => $2) where id = $1",
@@ -333,6 +341,14 @@ pub async fn update(ctx: &Ctx<'_>, id: Uuid) -> Result<Response<Body>, AuthError
         &[&id],
     )
     .await?;
+    super::audit::record(
+        &tx,
+        ctx.rc.client_ip,
+        super::audit::Action::UserModified,
+        id,
+        json!({"by": "service_role"}),
+    )
+    .await?;
     let user = users::by_id(&tx, id)
         .await?
         .ok_or(AuthError::UserNotFound)?;
@@ -353,6 +369,14 @@ pub async fn delete(ctx: &Ctx<'_>, id: Uuid) -> Result<Response<Body>, AuthError
     let user = users::by_id(&tx, id)
         .await?
         .ok_or(AuthError::UserNotFound)?;
+    super::audit::record(
+        &tx,
+        ctx.rc.client_ip,
+        super::audit::Action::UserDeleted,
+        id,
+        json!({"by": "service_role", "soft": b.should_soft_delete.unwrap_or(false)}),
+    )
+    .await?;
     if b.should_soft_delete.unwrap_or(false) {
         // GoTrue's soft delete: keep the row (foreign keys stay valid), scrub what identifies it,
         // end its sessions and make it unable to sign in.

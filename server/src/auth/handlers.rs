@@ -167,6 +167,14 @@ pub async fn open_session<C: GenericClient>(
     let user = users::by_id(c, user_id)
         .await?
         .ok_or(AuthError::UserNotFound)?;
+    super::audit::record(
+        c,
+        ctx.rc.client_ip,
+        super::audit::Action::Login,
+        user_id,
+        json!({"provider": amr}),
+    )
+    .await?;
     Ok(session_response(ctx, &user, &issued, amr))
 }
 
@@ -247,6 +255,14 @@ pub async fn signup(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         )
         .await?
         .ok_or_else(|| AuthError::Internal("anonymous insert conflicted".into()))?;
+        super::audit::record(
+            &tx,
+            ctx.rc.client_ip,
+            super::audit::Action::UserSignedUp,
+            id,
+            json!({"provider": "anonymous"}),
+        )
+        .await?;
         let session = open_session(ctx, &tx, id, "anonymous").await?;
         tx.commit().await?;
         return ok_json(&session);
@@ -278,6 +294,14 @@ pub async fn signup(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     )
     .await?
     .ok_or(AuthError::UserAlreadyExists)?;
+    super::audit::record(
+        &tx,
+        ctx.rc.client_ip,
+        super::audit::Action::UserSignedUp,
+        id,
+        json!({"provider": "email"}),
+    )
+    .await?;
     if cfg.autoconfirm {
         let session = open_session(ctx, &tx, id, "password").await?;
         tx.commit().await?;
@@ -385,15 +409,21 @@ async fn refresh_grant(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     }
     let mut client = ctx.state.admin.get().await?;
     let tx = client.transaction().await?;
-    let issued =
-        match refresh::rotate(&tx, &presented, ctx.auth.config.refresh_reuse_window_secs).await? {
-            Ok(i) => i,
-            Err(e) => {
-                // Commit the family revocation before refusing.
-                tx.commit().await?;
-                return Err(e);
-            }
-        };
+    let issued = match refresh::rotate(
+        &tx,
+        &presented,
+        ctx.auth.config.refresh_reuse_window_secs,
+        ctx.rc.client_ip,
+    )
+    .await?
+    {
+        Ok(i) => i,
+        Err(e) => {
+            // Commit the family revocation before refusing.
+            tx.commit().await?;
+            return Err(e);
+        }
+    };
     let user = users::by_id(&tx, issued.user_id)
         .await?
         .ok_or(AuthError::RefreshTokenNotFound)?;
@@ -507,6 +537,7 @@ pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         )
         .await?;
     }
+    let password_changed = new_hash.is_some();
     if let Some(h) = new_hash {
         tx.execute(
             "update auth.users set encrypted_password = $2, updated_at = now() where id = $1",
@@ -553,6 +584,12 @@ pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
             super::mail::send_email_change(ctx, &tx, user.id, &email).await?;
         }
     }
+    let action = if password_changed {
+        super::audit::Action::UserUpdatedPassword
+    } else {
+        super::audit::Action::UserModified
+    };
+    super::audit::record(&tx, ctx.rc.client_ip, action, user.id, json!({})).await?;
     let user = users::by_id(&tx, user.id)
         .await?
         .ok_or(AuthError::UserNotFound)?;
@@ -567,6 +604,14 @@ pub async fn logout(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     let client = ctx.state.admin.get().await?;
     let me = signed_in(ctx, &client).await?;
     refresh::logout(&client, me.user_id, me.session_id, scope).await?;
+    super::audit::record(
+        &client,
+        ctx.rc.client_ip,
+        super::audit::Action::Logout,
+        me.user_id,
+        json!({"scope": format!("{scope:?}").to_lowercase()}),
+    )
+    .await?;
     let mut resp = Response::new(body::empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
     Ok(resp)

@@ -281,6 +281,14 @@ pub async fn recover(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
             super::pkce::start(&tx, u.id, ch, LinkKind::Recovery.auth_method()).await?;
         }
         send_link(ctx, &tx, u.id, &email, LinkKind::Recovery).await?;
+        super::audit::record(
+            &tx,
+            ctx.rc.client_ip,
+            super::audit::Action::UserRecoveryRequested,
+            u.id,
+            json!({}),
+        )
+        .await?;
     }
     tx.commit().await?;
     ctx.kick_mail();
@@ -671,6 +679,14 @@ pub async fn invite(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     .await?
     .ok_or(AuthError::EmailExists)?;
     send_link(ctx, &tx, id, &email, LinkKind::Invite).await?;
+    super::audit::record(
+        &tx,
+        ctx.rc.client_ip,
+        super::audit::Action::UserInvited,
+        id,
+        json!({"by": "service_role"}),
+    )
+    .await?;
     let user = users::by_id(&tx, id)
         .await?
         .ok_or(AuthError::UserNotFound)?;

@@ -6,6 +6,7 @@
 //! own database user is); user input only ever reaches SQL as bind parameters.
 
 pub mod admin;
+pub mod audit;
 pub mod error;
 pub mod handlers;
 pub mod keys;

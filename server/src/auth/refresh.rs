@@ -85,6 +85,7 @@ pub async fn rotate<C: GenericClient>(
     c: &C,
     presented: &str,
     reuse_window_secs: i64,
+    ip: IpAddr,
 ) -> Result<Result<Issued, AuthError>, AuthError> {
     let h = hash(presented);
     let Some(row) = c
@@ -115,6 +116,14 @@ pub async fn rotate<C: GenericClient>(
             c.execute("delete from auth.sessions where id = $1", &[&session_id])
                 .await?;
             tracing::warn!(session = %session_id, user = %user_id, "refresh token reused outside the window; session revoked");
+            super::audit::record(
+                c,
+                ip,
+                super::audit::Action::TokenRevoked,
+                user_id,
+                serde_json::json!({"reason": "refresh_token_reused", "session_id": session_id}),
+            )
+            .await?;
             return Ok(Err(AuthError::RefreshTokenAlreadyUsed));
         }
     } else {
