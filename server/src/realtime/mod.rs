@@ -2,6 +2,7 @@
 //! `replication` (the WAL stream from PostgreSQL) → `decode` (pgoutput bytes → typed changes)
 //! → `subscriptions` (which subscriber wants which change). The Phoenix socket layer sits on top.
 
+pub mod decode;
 pub mod lsn;
 pub mod replication;
 pub mod wire;
