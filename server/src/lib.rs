@@ -1,1 +1,10 @@
+//! doska: a Supabase-compatible backend in one binary. This crate is the server; `main.rs` is only the
+//! command line on top of `commands`.
+
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod jwt;
 pub mod realtime;
+pub mod secret;
+pub mod state;

@@ -1,0 +1,502 @@
+//! The one configuration of doska: every key comes from a flag, an env var `DOSKA_<KEY>` or a TOML file
+//! (`--config`), in that order of precedence, else its default. Each key maps mechanically: the field
+//! `jwt_secret` is `--jwt-secret`, `DOSKA_JWT_SECRET` and `jwt_secret` in the file. Rejects unknown file
+//! keys, malformed values and impossible combinations (a TLS cert without its key).
+
+use std::{fmt, net::SocketAddr, path::PathBuf};
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+/// Every setting as it arrives from the command line + env, or from the file: all optional, so the
+/// layers can be merged field by field before defaults apply.
+#[derive(Args, Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address of the HTTP listener (REST, auth, realtime, storage, health, metrics).
+    #[arg(long, global = true, env = "DOSKA_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Where doska keeps its state: the embedded PostgreSQL, the JWT secret, stored files.
+    #[arg(long, global = true, env = "DOSKA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// An external PostgreSQL to use instead of the embedded one (its user needs superuser rights,
+    /// or CREATEROLE + REPLICATION + BYPASSRLS; see docs/operations.md).
+    #[arg(long, global = true, env = "DOSKA_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// HS256 secret for every JWT doska signs and checks; generated into the data dir when absent.
+    #[arg(long, global = true, env = "DOSKA_JWT_SECRET")]
+    pub jwt_secret: Option<String>,
+    /// Lifetime of access tokens doska issues, in seconds.
+    #[arg(long, global = true, env = "DOSKA_JWT_EXP")]
+    pub jwt_exp: Option<i64>,
+    /// Folder of the app's SQL migrations, applied in file-name order.
+    #[arg(long, global = true, env = "DOSKA_MIGRATIONS")]
+    pub migrations: Option<PathBuf>,
+    /// Folder of the access policy files.
+    #[arg(long, global = true, env = "DOSKA_POLICIES")]
+    pub policies: Option<PathBuf>,
+    /// A folder of static files served at `/` (the frontend).
+    #[arg(long = "static", global = true, env = "DOSKA_STATIC")]
+    #[serde(rename = "static")]
+    pub static_dir: Option<PathBuf>,
+    /// Supabase's default grants on `public` (`supabase`) or none (`none`).
+    #[arg(long, global = true, env = "DOSKA_DEFAULT_GRANTS")]
+    pub default_grants: Option<DefaultGrants>,
+    /// Log lines as `text` or `json`.
+    #[arg(long, global = true, env = "DOSKA_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// PEM certificate chain; with --tls-key, every listener speaks TLS.
+    #[arg(long, global = true, env = "DOSKA_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, global = true, env = "DOSKA_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Comma-separated origins browsers may call from; `*` (the default) allows any.
+    #[arg(long, global = true, env = "DOSKA_CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
+    /// Body size limits per route prefix, `prefix=bytes` comma-separated (suffixes K, M, G);
+    /// merged over the defaults.
+    #[arg(long, global = true, env = "DOSKA_BODY_LIMITS")]
+    pub body_limits: Option<String>,
+    /// Schemas the REST API exposes, comma-separated; the first is the default.
+    #[arg(long, global = true, env = "DOSKA_DB_SCHEMAS")]
+    pub db_schemas: Option<String>,
+    /// Cap on the rows any REST response returns.
+    #[arg(long, global = true, env = "DOSKA_DB_MAX_ROWS")]
+    pub db_max_rows: Option<i64>,
+    /// Connections in the request pool (and, halved, the admin pool).
+    #[arg(long, global = true, env = "DOSKA_DB_POOL")]
+    pub db_pool: Option<usize>,
+    /// Per-request statement timeout in milliseconds (0 = none).
+    #[arg(long, global = true, env = "DOSKA_DB_STATEMENT_TIMEOUT")]
+    pub db_statement_timeout: Option<u64>,
+    /// How long a graceful shutdown waits for in-flight requests, in seconds.
+    #[arg(long, global = true, env = "DOSKA_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<u64>,
+    /// Public URL of the site, the default redirect target of auth links.
+    #[arg(long, global = true, env = "DOSKA_SITE_URL")]
+    pub site_url: Option<String>,
+}
+
+#[derive(clap::ValueEnum, Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultGrants {
+    Supabase,
+    None,
+}
+
+#[derive(clap::ValueEnum, Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The effective configuration, defaults applied.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    /// `None` until the secret is loaded from (or created in) the data dir.
+    pub jwt_secret: Option<String>,
+    pub jwt_exp: i64,
+    pub migrations: PathBuf,
+    pub policies: PathBuf,
+    pub static_dir: Option<PathBuf>,
+    pub default_grants: DefaultGrants,
+    pub log_format: LogFormat,
+    pub tls: Option<TlsFiles>,
+    pub cors_origins: CorsOrigins,
+    pub body_limits: BodyLimits,
+    pub db_schemas: Vec<String>,
+    pub db_max_rows: Option<i64>,
+    pub db_pool: usize,
+    pub db_statement_timeout_ms: u64,
+    pub shutdown_timeout_secs: u64,
+    pub site_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CorsOrigins {
+    Any,
+    List(Vec<String>),
+}
+
+impl CorsOrigins {
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            CorsOrigins::Any => true,
+            CorsOrigins::List(list) => list.iter().any(|o| o == origin),
+        }
+    }
+}
+
+/// Body size limits by route prefix; the longest matching prefix wins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BodyLimits {
+    pub by_prefix: Vec<(String, u64)>,
+    pub fallback: u64,
+}
+
+impl BodyLimits {
+    pub fn for_path(&self, path: &str) -> u64 {
+        self.by_prefix
+            .iter()
+            .filter(|(p, _)| path.starts_with(p.as_str()))
+            .max_by_key(|(p, _)| p.len())
+            .map(|(_, l)| *l)
+            .unwrap_or(self.fallback)
+    }
+}
+
+const MIB: u64 = 1024 * 1024;
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        BodyLimits {
+            by_prefix: vec![
+                ("/rest/v1".into(), 10 * MIB),
+                ("/auth/v1".into(), MIB),
+                ("/realtime/v1".into(), MIB),
+                ("/storage/v1".into(), 50 * 1024 * MIB),
+            ],
+            fallback: MIB,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum ConfigError {
+    File { path: PathBuf, reason: String },
+    Invalid { key: &'static str, reason: String },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::File { path, reason } => {
+                write!(f, "config file {}: {reason}", path.display())
+            }
+            ConfigError::Invalid { key, reason } => write!(f, "setting {key}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+macro_rules! merge_fields {
+    ($hi:expr, $lo:expr, $($f:ident),* $(,)?) => {
+        Settings { $($f: $hi.$f.or($lo.$f),)* }
+    };
+}
+
+impl Settings {
+    /// Fields set here win; the rest come from `lower`.
+    pub fn over(self, lower: Settings) -> Settings {
+        merge_fields!(
+            self,
+            lower,
+            listen,
+            data_dir,
+            database_url,
+            jwt_secret,
+            jwt_exp,
+            migrations,
+            policies,
+            static_dir,
+            default_grants,
+            log_format,
+            tls_cert,
+            tls_key,
+            cors_origins,
+            body_limits,
+            db_schemas,
+            db_max_rows,
+            db_pool,
+            db_statement_timeout,
+            shutdown_timeout,
+            site_url,
+        )
+    }
+
+    pub fn from_file(path: &std::path::Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: path.to_owned(),
+            reason: e.message().to_string()
+                + &e.span()
+                    .map(|s| format!(" (line {})", line_of(&text, s.start)))
+                    .unwrap_or_default(),
+        })
+    }
+}
+
+fn line_of(text: &str, byte: usize) -> usize {
+    text[..byte.min(text.len())].matches('\n').count() + 1
+}
+
+/// Parses `10M`, `512K`, `5G` or plain bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let upper = s.to_ascii_uppercase();
+    let trimmed = upper.trim_end_matches("IB").trim_end_matches('B');
+    let (num, mult) = match trimmed.chars().last()? {
+        'K' => (&trimmed[..trimmed.len() - 1], 1024),
+        'M' => (&trimmed[..trimmed.len() - 1], MIB),
+        'G' => (&trimmed[..trimmed.len() - 1], 1024 * MIB),
+        _ => (trimmed, 1),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mult)
+}
+
+fn parse_body_limits(s: &str) -> Result<BodyLimits, ConfigError> {
+    let mut limits = BodyLimits::default();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let invalid = || ConfigError::Invalid {
+            key: "body_limits",
+            reason: format!("`{part}` is not `prefix=size` (e.g. /rest/v1=10M)"),
+        };
+        let (prefix, size) = part.split_once('=').ok_or_else(invalid)?;
+        let size = parse_size(size).ok_or_else(invalid)?;
+        if !prefix.starts_with('/') {
+            return Err(invalid());
+        }
+        limits.by_prefix.retain(|(p, _)| p != prefix);
+        limits.by_prefix.push((prefix.to_string(), size));
+    }
+    Ok(limits)
+}
+
+impl Config {
+    pub fn resolve(s: Settings) -> Result<Config, ConfigError> {
+        let tls = match (s.tls_cert, s.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    key: "tls_cert",
+                    reason: "--tls-cert and --tls-key go together".into(),
+                });
+            }
+        };
+        let cors_origins = match s.cors_origins.as_deref().map(str::trim) {
+            None | Some("*") | Some("") => CorsOrigins::Any,
+            Some(list) => CorsOrigins::List(
+                list.split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_string())
+                    .filter(|o| !o.is_empty())
+                    .collect(),
+            ),
+        };
+        let db_schemas: Vec<String> = s
+            .db_schemas
+            .as_deref()
+            .unwrap_or("public")
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect();
+        if db_schemas.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "db_schemas",
+                reason: "needs at least one schema".into(),
+            });
+        }
+        if let Some(secret) = &s.jwt_secret
+            && secret.len() < 32
+        {
+            return Err(ConfigError::Invalid {
+                key: "jwt_secret",
+                reason: "must be at least 32 characters".into(),
+            });
+        }
+        let db_pool = s.db_pool.unwrap_or(16);
+        if db_pool == 0 {
+            return Err(ConfigError::Invalid {
+                key: "db_pool",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(Config {
+            listen: s
+                .listen
+                .unwrap_or_else(|| "127.0.0.1:8000".parse().expect("literal address")),
+            data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("./doska-data")),
+            database_url: s.database_url,
+            jwt_secret: s.jwt_secret,
+            jwt_exp: s.jwt_exp.unwrap_or(3600),
+            migrations: s
+                .migrations
+                .unwrap_or_else(|| PathBuf::from("./migrations")),
+            policies: s.policies.unwrap_or_else(|| PathBuf::from("./policies")),
+            static_dir: s.static_dir,
+            default_grants: s.default_grants.unwrap_or(DefaultGrants::Supabase),
+            log_format: s.log_format.unwrap_or(LogFormat::Text),
+            tls,
+            cors_origins,
+            body_limits: match s.body_limits {
+                Some(b) => parse_body_limits(&b)?,
+                None => BodyLimits::default(),
+            },
+            db_schemas,
+            db_max_rows: s.db_max_rows,
+            db_pool,
+            db_statement_timeout_ms: s.db_statement_timeout.unwrap_or(0),
+            shutdown_timeout_secs: s.shutdown_timeout.unwrap_or(10),
+            site_url: s
+                .site_url
+                .unwrap_or_else(|| "http://localhost:3000".to_string()),
+        })
+    }
+
+    /// The effective configuration as `doska config` prints it: TOML, secrets masked.
+    pub fn masked_toml(&self) -> String {
+        let mask = |s: &Option<String>| s.as_ref().map(|_| "********".to_string());
+        let v = serde_json::json!({
+            "listen": self.listen.to_string(),
+            "data_dir": self.data_dir.display().to_string(),
+            "database_url": self.database_url.as_deref().map(mask_url),
+            "jwt_secret": mask(&self.jwt_secret),
+            "jwt_exp": self.jwt_exp,
+            "migrations": self.migrations.display().to_string(),
+            "policies": self.policies.display().to_string(),
+            "static": self.static_dir.as_ref().map(|p| p.display().to_string()),
+            "default_grants": self.default_grants,
+            "log_format": self.log_format,
+            "tls_cert": self.tls.as_ref().map(|t| t.cert.display().to_string()),
+            "tls_key": self.tls.as_ref().map(|t| t.key.display().to_string()),
+            "cors_origins": match &self.cors_origins { CorsOrigins::Any => "*".to_string(), CorsOrigins::List(l) => l.join(",") },
+            "body_limits": self.body_limits.by_prefix.iter().map(|(p, l)| format!("{p}={l}")).collect::<Vec<_>>().join(","),
+            "db_schemas": self.db_schemas.join(","),
+            "db_max_rows": self.db_max_rows,
+            "db_pool": self.db_pool,
+            "db_statement_timeout": self.db_statement_timeout_ms,
+            "shutdown_timeout": self.shutdown_timeout_secs,
+            "site_url": self.site_url,
+        });
+        let mut out = String::new();
+        if let serde_json::Value::Object(map) = v {
+            for (k, v) in map {
+                match v {
+                    serde_json::Value::Null => out.push_str(&format!("# {k} is not set\n")),
+                    other => out.push_str(&format!("{k} = {other}\n")),
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Hides the password of a `postgres://user:pass@host/db` URL (and of `password=` in key/value form).
+pub fn mask_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((creds, host)) = rest.rsplit_once('@')
+    {
+        let user = creds.split(':').next().unwrap_or("");
+        if creds.contains(':') {
+            return format!("{scheme}://{user}:********@{host}");
+        }
+        return url.to_string();
+    }
+    url.split_whitespace()
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=********".to_string()
+            } else {
+                kv.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_env_beats_file_beats_default() {
+        let cli = Settings {
+            listen: Some("127.0.0.1:1".parse().unwrap()),
+            ..Default::default()
+        };
+        let file: Settings = toml::from_str("listen = \"127.0.0.1:2\"\njwt_exp = 60\n").unwrap();
+        let c = Config::resolve(cli.over(file)).unwrap();
+        assert_eq!(c.listen.port(), 1);
+        assert_eq!(c.jwt_exp, 60);
+        assert_eq!(c.db_pool, 16);
+    }
+
+    #[test]
+    fn file_errors_name_the_line() {
+        let dir = std::env::temp_dir().join(format!("doska-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("bad.toml");
+        std::fs::write(&p, "listen = \"127.0.0.1:2\"\nnot_a_key = 1\n").unwrap();
+        let e = Settings::from_file(&p).unwrap_err().to_string();
+        assert!(e.contains("not_a_key") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn sizes_and_body_limits() {
+        assert_eq!(parse_size("10M"), Some(10 * MIB));
+        assert_eq!(parse_size("512k"), Some(512 * 1024));
+        assert_eq!(parse_size("1GiB"), Some(1024 * MIB));
+        assert_eq!(parse_size("12"), Some(12));
+        assert_eq!(parse_size("x"), None);
+        let l = parse_body_limits("/rest/v1=1K,/storage/v1/object=2K").unwrap();
+        assert_eq!(l.for_path("/rest/v1/todos"), 1024);
+        assert_eq!(l.for_path("/storage/v1/object/x"), 2048);
+        assert_eq!(l.for_path("/storage/v1/bucket"), 50 * 1024 * MIB);
+        assert_eq!(l.for_path("/other"), MIB);
+        assert!(parse_body_limits("rest=1").is_err());
+    }
+
+    #[test]
+    fn masks_secrets() {
+        assert_eq!(
+            mask_url("postgres://u:secret@h/db"),
+            "postgres://u:********@h/db"
+        );
+        assert_eq!(
+            mask_url("host=h password=x user=u"),
+            "host=h password=******** user=u"
+        );
+        let c = Config::resolve(Settings {
+            jwt_secret: Some("s".repeat(40)),
+            database_url: Some("postgres://u:pw@h/db".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let t = c.masked_toml();
+        assert!(!t.contains("ssss") && !t.contains(":pw@"), "{t}");
+    }
+
+    #[test]
+    fn rejects_half_tls_and_short_secret() {
+        assert!(
+            Config::resolve(Settings {
+                tls_cert: Some("c".into()),
+                ..Default::default()
+            })
+            .is_err()
+        );
+        assert!(
+            Config::resolve(Settings {
+                jwt_secret: Some("short".into()),
+                ..Default::default()
+            })
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,83 @@
+//! doska's own schema, embedded in the binary and applied before the app's migrations: each file once,
+//! in order, in its own transaction, ledgered in `doska.internal_migrations`. Several doska processes
+//! starting against one database serialize on an advisory lock; a failing file changes nothing.
+
+use tokio_postgres::Client;
+
+/// (name, SQL) in the order they apply. Never edit an applied entry: add a new one.
+pub const MIGRATIONS: &[(&str, &str)] = &[("0001_base", include_str!("internal/0001_base.sql"))];
+
+/// Advisory lock key shared by every doska migration runner (internal and app).
+pub const MIGRATION_LOCK: i64 = 0x646f_736b_615f_6d67; // "doska_mg"
+
+#[derive(Debug)]
+pub struct InternalMigrationError {
+    pub name: &'static str,
+    pub source: tokio_postgres::Error,
+}
+
+impl std::fmt::Display for InternalMigrationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "internal migration {} failed: {}",
+            self.name,
+            super::migrate::describe(&self.source)
+        )
+    }
+}
+
+impl std::error::Error for InternalMigrationError {}
+
+/// Applies the internal migrations not yet applied; returns their names.
+pub async fn apply(client: &mut Client) -> Result<Vec<&'static str>, InternalMigrationError> {
+    let setup = |source| InternalMigrationError {
+        name: "setup",
+        source,
+    };
+    client
+        .batch_execute(
+            "create schema if not exists doska;
+             create table if not exists doska.internal_migrations (
+               name text primary key, applied_at timestamptz not null default now());",
+        )
+        .await
+        .or_else(|e| {
+            // Two processes creating the ledger at once: the loser's error is harmless.
+            if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(setup)?;
+    let mut applied = Vec::new();
+    for (name, sql) in MIGRATIONS {
+        let err = |source| InternalMigrationError { name, source };
+        let tx = client.transaction().await.map_err(err)?;
+        tx.execute("select pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(err)?;
+        let done = tx
+            .query_opt(
+                "select 1 from doska.internal_migrations where name = $1",
+                &[name],
+            )
+            .await
+            .map_err(err)?
+            .is_some();
+        if done {
+            continue;
+        }
+        tx.batch_execute(sql).await.map_err(err)?;
+        tx.execute(
+            "insert into doska.internal_migrations (name) values ($1)",
+            &[name],
+        )
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        applied.push(*name);
+    }
+    Ok(applied)
+}

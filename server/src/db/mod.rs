@@ -1,0 +1,30 @@
+//! Everything doska does with PostgreSQL outside the front doors: connecting (admin and request pools),
+//! checking an external server, the internal schema, the app's migrations, default grants, and the
+//! per-request transaction the front doors run their work in.
+
+pub mod checks;
+pub mod grants;
+pub mod internal;
+pub mod migrate;
+pub mod pools;
+pub mod request_tx;
+
+/// Quotes an identifier for SQL text (doubling embedded quotes). Only for names doska itself controls
+/// or has checked against the catalog.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a string literal for SQL text (statements that take no bind parameters, such as ALTER ROLE).
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quoting() {
+        assert_eq!(super::quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(super::quote_literal("it's"), "'it''s'");
+    }
+}

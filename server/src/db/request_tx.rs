@@ -1,0 +1,153 @@
+//! The per-request transaction: BEGIN (read-only when the work only reads), then the caller's role,
+//! JWT claims, method, path and headers as transaction-local settings — sent pipelined, in one round
+//! trip — then the front door's work, then COMMIT or ROLLBACK. A transaction dropped unfinished (a
+//! panic, a cancelled request) discards its connection instead of returning it to the pool mid-way.
+
+use deadpool_postgres::{Object, Pool};
+use tokio_postgres::types::{ToSql, Type};
+
+use crate::jwt::Caller;
+
+/// What PostgreSQL code may read about the request (`current_setting('request.method')`, …).
+pub struct RequestInfo<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    /// Header names lower-cased → values, a JSON object.
+    pub headers: serde_json::Value,
+}
+
+#[derive(Debug)]
+pub enum TxError {
+    /// No connection could be had (pool exhausted past its wait, or the server is down).
+    Pool(deadpool_postgres::PoolError),
+    Db(tokio_postgres::Error),
+}
+
+impl std::fmt::Display for TxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TxError::Pool(e) => write!(f, "no database connection: {e}"),
+            TxError::Db(e) => write!(f, "{}", super::migrate::describe(e)),
+        }
+    }
+}
+
+impl std::error::Error for TxError {}
+
+impl From<tokio_postgres::Error> for TxError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        TxError::Db(e)
+    }
+}
+
+pub struct RequestTx {
+    client: Option<Object>,
+}
+
+const SETTINGS_SQL: &str = "select set_config('role', $1, true), \
+    set_config('request.jwt.claims', $2, true), set_config('request.method', $3, true), \
+    set_config('request.path', $4, true), set_config('request.headers', $5, true)";
+
+const SETTINGS_TIMEOUT_SQL: &str = "select set_config('role', $1, true), \
+    set_config('request.jwt.claims', $2, true), set_config('request.method', $3, true), \
+    set_config('request.path', $4, true), set_config('request.headers', $5, true), \
+    set_config('statement_timeout', $6, true)";
+
+impl RequestTx {
+    /// Opens the transaction as `caller`. `statement_timeout_ms` 0 leaves the server's setting.
+    pub async fn begin(
+        pool: &Pool,
+        caller: &Caller,
+        info: &RequestInfo<'_>,
+        read_only: bool,
+        statement_timeout_ms: u64,
+    ) -> Result<RequestTx, TxError> {
+        let client = pool.get().await.map_err(TxError::Pool)?;
+        let tx = RequestTx {
+            client: Some(client),
+        };
+        let c = tx.client();
+        let claims = caller.claims.to_string();
+        let headers = info.headers.to_string();
+        let timeout = statement_timeout_ms.to_string();
+        let begin = if read_only {
+            "BEGIN READ ONLY"
+        } else {
+            "BEGIN"
+        };
+        let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![
+            (&caller.role, Type::TEXT),
+            (&claims, Type::TEXT),
+            (&info.method, Type::TEXT),
+            (&info.path, Type::TEXT),
+            (&headers, Type::TEXT),
+        ];
+        let sql = if statement_timeout_ms > 0 {
+            params.push((&timeout, Type::TEXT));
+            SETTINGS_TIMEOUT_SQL
+        } else {
+            SETTINGS_SQL
+        };
+        // Polled together, tokio-postgres writes both before reading either answer: one round trip.
+        let (b, s) = tokio::join!(c.batch_execute(begin), c.query_typed(sql, &params));
+        b?;
+        if let Err(e) = s {
+            tx.rollback().await.ok();
+            return Err(TxError::Db(e));
+        }
+        Ok(tx)
+    }
+
+    pub fn client(&self) -> &tokio_postgres::Client {
+        // Only `commit`/`rollback` take the client out, and they consume `self`.
+        self.client.as_ref().expect("transaction already finished")
+    }
+
+    pub async fn commit(mut self) -> Result<(), TxError> {
+        let client = self.client.take().expect("transaction already finished");
+        match client.batch_execute("COMMIT").await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // The connection's state is unknown now: do not reuse it.
+                drop(Object::take(client));
+                Err(TxError::Db(e))
+            }
+        }
+    }
+
+    pub async fn rollback(mut self) -> Result<(), TxError> {
+        let client = self.client.take().expect("transaction already finished");
+        match client.batch_execute("ROLLBACK").await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                drop(Object::take(client));
+                Err(TxError::Db(e))
+            }
+        }
+    }
+}
+
+impl Drop for RequestTx {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            // Unfinished: close the connection rather than hand a live transaction to the next request.
+            drop(Object::take(client));
+        }
+    }
+}
+
+/// The request headers as the JSON object `request.headers` holds (names lower-case; non-UTF-8 values
+/// skipped). Credentials are left out: policies read claims, never raw tokens.
+pub fn headers_json(headers: &http::HeaderMap) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for (name, value) in headers {
+        let n = name.as_str();
+        if n == "authorization" || n == "apikey" || n == "cookie" {
+            continue;
+        }
+        if let Ok(v) = value.to_str() {
+            map.insert(n.to_string(), serde_json::Value::String(v.to_string()));
+        }
+    }
+    serde_json::Value::Object(map)
+}

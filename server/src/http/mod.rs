@@ -1,0 +1,27 @@
+//! The HTTP layer every front door shares: one listener (plain or TLS), routing by URL prefix, and the
+//! wrapping done around every handler — request ids, CORS, compression, metrics, access logs, body
+//! limits and panic containment. Rejects nothing itself except oversized declared bodies and unknown
+//! routes; each front door answers its own errors in its own dialect.
+
+pub mod body;
+pub mod compress;
+pub mod cors;
+pub mod metrics;
+pub mod router;
+pub mod server;
+pub mod static_files;
+
+use std::net::IpAddr;
+
+pub use body::{Body, full, json};
+
+/// What the foundation tells a front door about the request besides the request itself.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub request_id: String,
+    pub client_ip: IpAddr,
+    /// The path after the front door's prefix, e.g. `/todos` for `/rest/v1/todos`.
+    pub path: String,
+    /// The route's body limit in bytes.
+    pub body_limit: u64,
+}

@@ -1,0 +1,189 @@
+//! Routing by URL prefix and everything wrapped around a front door: request id, CORS, declared-body
+//! limits, panic containment, compression, metrics and the access log line (method, path without query,
+//! status, latency — never a token or password). Unknown routes get a JSON 404.
+
+use std::{net::SocketAddr, panic::AssertUnwindSafe, time::Instant};
+
+use futures_util::FutureExt;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use super::{
+    RequestContext,
+    body::{Body, json},
+    compress, cors,
+    metrics::door_of,
+    static_files,
+};
+use crate::state::SharedState;
+
+/// A request id the client sent, if it is short and harmless; else a fresh one.
+fn request_id(req: &Request<Incoming>) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Error body of the foundation's own routes.
+pub fn error(status: StatusCode, message: &str) -> Response<Body> {
+    json(
+        status,
+        &json!({"message": message, "code": status.as_u16()}),
+    )
+}
+
+/// Strips `prefix` from `path` when it is that route (`/rest/v1`, `/rest/v1/…`), not `/rest/v10`.
+fn strip<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = path.strip_prefix(prefix)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+async fn health(state: &SharedState) -> Response<Body> {
+    let check = async {
+        let client = state.admin.get().await.map_err(|e| e.to_string())?;
+        client
+            .simple_query("select 1")
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<(), String>(())
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(3), check).await {
+        Ok(Ok(())) => json(StatusCode::OK, &json!({"status": "ok", "database": "ok"})),
+        Ok(Err(e)) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "error", "database": e}),
+        ),
+        Err(_) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "error", "database": "no answer within 3 seconds"}),
+        ),
+    }
+}
+
+fn metrics(state: &SharedState) -> Response<Body> {
+    let mut res = Response::new(super::body::full(state.metrics.render()));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    res
+}
+
+async fn dispatch(
+    state: SharedState,
+    req: Request<Incoming>,
+    ctx: RequestContext,
+) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    match path.as_str() {
+        "/health" | "/health/" => return health(&state).await,
+        "/metrics" => return metrics(&state),
+        _ => {}
+    }
+    for (prefix, door) in FRONT_DOORS {
+        if let Some(sub) = strip(&path, prefix) {
+            let ctx = RequestContext {
+                path: sub.to_string(),
+                ..ctx
+            };
+            return door(state, req, ctx).await;
+        }
+    }
+    if let Some(dir) = &state.config.static_dir {
+        return static_files::serve(dir, &method, &path).await;
+    }
+    error(StatusCode::NOT_FOUND, "No route for this path")
+}
+
+type DoorFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>>;
+type Door = fn(SharedState, Request<Incoming>, RequestContext) -> DoorFuture;
+
+/// The front doors by prefix. Each answers its own errors in its own dialect.
+const FRONT_DOORS: &[(&str, Door)] = &[];
+
+/// Handles one request end to end.
+pub async fn handle(
+    state: SharedState,
+    req: Request<Incoming>,
+    remote: SocketAddr,
+) -> Response<Body> {
+    let started = Instant::now();
+    let id = request_id(&req);
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let door = door_of(&path);
+    let req_headers = req.headers().clone();
+    let body_limit = state.config.body_limits.for_path(&path);
+
+    let mut res =
+        if let Some(pre) = cors::preflight(&state.config.cors_origins, &method, &req_headers) {
+            pre
+        } else if req_headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|len| len > body_limit)
+        {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("Request body is larger than {body_limit} bytes"),
+            )
+        } else {
+            let ctx = RequestContext {
+                request_id: id.clone(),
+                client_ip: remote.ip(),
+                path: path.clone(),
+                body_limit,
+            };
+            match AssertUnwindSafe(dispatch(state.clone(), req, ctx))
+                .catch_unwind()
+                .await
+            {
+                Ok(res) => res,
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!(request_id = %id, panic = %what, "handler panicked");
+                    json(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &json!({"message": "Internal server error", "code": 500, "request_id": id}),
+                    )
+                }
+            }
+        };
+
+    if method != Method::HEAD
+        && let Some(enc) = compress::eligible(&path, &req_headers, &res)
+    {
+        res = compress::apply(enc, res).await;
+    }
+    cors::decorate(&state.config.cors_origins, &req_headers, &mut res);
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert("x-request-id", v);
+    }
+    let status = res.status().as_u16();
+    let latency = started.elapsed();
+    state.metrics.observe(door, status, latency);
+    tracing::info!(
+        request_id = %id,
+        method = %method,
+        path = %path,
+        status,
+        latency_ms = latency.as_secs_f64() * 1000.0,
+        "request"
+    );
+    res
+}

@@ -1,0 +1,334 @@
+//! The one JWT verifier every front door shares (REST, auth, realtime, storage): HS256 with the project
+//! secret, exp/nbf checked with a small leeway. Rejects `alg: none`, any algorithm it was not given a key
+//! for, bad signatures, expired and not-yet-valid tokens, and claims that are not a JSON object.
+//! Also turns request headers into the `Caller` whose role and claims a request transaction runs as.
+
+use std::fmt;
+
+use http::HeaderMap;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use serde_json::{Value, json};
+
+/// Seconds of clock skew tolerated on exp/nbf (PostgREST allows 30).
+const LEEWAY_SECS: u64 = 30;
+
+/// Who is calling: the role the request transaction switches to and the claims it exposes as
+/// `request.jwt.claims`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caller {
+    pub role: String,
+    /// Always a JSON object (empty for an anonymous caller without a token).
+    pub claims: Value,
+    /// The raw token, for front doors that hand it on (realtime's access_token refresh).
+    pub token: Option<String>,
+}
+
+impl Caller {
+    pub fn anonymous() -> Caller {
+        Caller {
+            role: "anon".into(),
+            claims: json!({}),
+            token: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwtError {
+    /// Not three base64url parts, undecodable header or claims.
+    Malformed,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    /// `alg: none` or an algorithm no key is configured for.
+    AlgorithmNotAllowed,
+    /// The `Authorization` header is not `Bearer <token>`.
+    BadAuthorizationHeader,
+    /// Claims are valid JSON but not an object, or `role` is not a string.
+    BadClaims,
+}
+
+impl JwtError {
+    /// Stable code, shared by the front doors' error bodies.
+    pub fn message(&self) -> &'static str {
+        match self {
+            JwtError::Malformed => "JWT is malformed",
+            JwtError::BadSignature => "JWT signature is invalid",
+            JwtError::Expired => "JWT expired",
+            JwtError::NotYetValid => "JWT is not yet valid",
+            JwtError::AlgorithmNotAllowed => "JWT algorithm is not allowed",
+            JwtError::BadAuthorizationHeader => "Authorization header is not a Bearer token",
+            JwtError::BadClaims => "JWT claims are invalid",
+        }
+    }
+}
+
+impl fmt::Display for JwtError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for JwtError {}
+
+struct Key {
+    kid: Option<String>,
+    alg: Algorithm,
+    key: DecodingKey,
+}
+
+pub struct Verifier {
+    keys: Vec<Key>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print key material.
+        f.debug_struct("Verifier")
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+impl Verifier {
+    pub fn hs256(secret: &[u8]) -> Verifier {
+        Verifier {
+            keys: vec![Key {
+                kid: None,
+                alg: Algorithm::HS256,
+                key: DecodingKey::from_secret(secret),
+            }],
+        }
+    }
+
+    /// Adds an asymmetric public key (ES256/RS256) selected by `kid`.
+    pub fn with_key(mut self, kid: Option<String>, alg: Algorithm, key: DecodingKey) -> Verifier {
+        self.keys.push(Key { kid, alg, key });
+        self
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Value, JwtError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            // `alg: none` and algorithms the library does not know fail header parsing: tell them
+            // apart from garbage, so the error says what is wrong.
+            if header_alg(token).is_some() {
+                JwtError::AlgorithmNotAllowed
+            } else {
+                JwtError::Malformed
+            }
+        })?;
+        let key = self
+            .keys
+            .iter()
+            .filter(|k| k.alg == header.alg)
+            .find(|k| k.kid.is_none() || k.kid == header.kid)
+            .ok_or(JwtError::AlgorithmNotAllowed)?;
+        let mut validation = Validation::new(key.alg);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        // PostgREST checks `aud` only when configured to; Supabase's anon key has none.
+        validation.validate_aud = false;
+        // PostgREST accepts tokens without `exp`.
+        validation.required_spec_claims.clear();
+        let data =
+            jsonwebtoken::decode::<Value>(token, &key.key, &validation).map_err(|e| {
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => JwtError::Expired,
+                    ErrorKind::ImmatureSignature => JwtError::NotYetValid,
+                    ErrorKind::InvalidSignature => JwtError::BadSignature,
+                    ErrorKind::InvalidAlgorithm => JwtError::AlgorithmNotAllowed,
+                    ErrorKind::Json(_) => JwtError::BadClaims,
+                    _ => JwtError::Malformed,
+                }
+            })?;
+        if !data.claims.is_object() {
+            return Err(JwtError::BadClaims);
+        }
+        Ok(data.claims)
+    }
+
+    /// The caller of a request: `Authorization: Bearer` first, then the `apikey` header; no token at
+    /// all is the anonymous caller. A token without `role` runs as `anon` (PostgREST's rule).
+    pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, JwtError> {
+        match bearer_token(headers)? {
+            Some(token) => self.caller_from_token(token),
+            None => Ok(Caller::anonymous()),
+        }
+    }
+
+    pub fn caller_from_token(&self, token: &str) -> Result<Caller, JwtError> {
+        let claims = self.verify(token)?;
+        let role = match claims.get("role") {
+            None => "anon".to_string(),
+            Some(Value::String(r)) if !r.is_empty() => r.clone(),
+            Some(_) => return Err(JwtError::BadClaims),
+        };
+        Ok(Caller {
+            role,
+            claims,
+            token: Some(token.to_string()),
+        })
+    }
+}
+
+/// The `alg` of a token's header, read leniently.
+fn header_alg(token: &str) -> Option<String> {
+    use base64::Engine;
+    let first = token.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(first.trim_end_matches('='))
+        .ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("alg")?.as_str().map(str::to_string)
+}
+
+/// The token a request carries: `Authorization: Bearer …`, else `apikey`.
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, JwtError> {
+    if let Some(v) = headers.get(http::header::AUTHORIZATION) {
+        let v = v.to_str().map_err(|_| JwtError::BadAuthorizationHeader)?;
+        let (scheme, token) = v.split_once(' ').ok_or(JwtError::BadAuthorizationHeader)?;
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(JwtError::BadAuthorizationHeader);
+        }
+        return Ok(Some(token.trim()));
+    }
+    match headers.get("apikey") {
+        Some(v) => Ok(Some(v.to_str().map_err(|_| JwtError::Malformed)?.trim())),
+        None => Ok(None),
+    }
+}
+
+/// Signs claims with HS256.
+pub fn sign(secret: &[u8], claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("HS256 signing of a JSON value cannot fail")
+}
+
+/// The project keys `doska keys` prints: long-lived, `role` and no `aud`, as Supabase's.
+pub fn project_keys(secret: &[u8]) -> Value {
+    let iat = chrono::Utc::now().timestamp();
+    // Ten years, as Supabase's keys.
+    let exp = iat + 10 * 365 * 24 * 3600;
+    let key = |role: &str| {
+        sign(
+            secret,
+            &json!({"iss": "doska", "role": role, "iat": iat, "exp": exp}),
+        )
+    };
+    json!({"anon_key": key("anon"), "service_role_key": key("service_role")})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    const SECRET: &[u8] = b"a-test-secret-that-is-long-enough-32";
+
+    fn now() -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+
+    fn b64(v: &Value) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    #[test]
+    fn table() {
+        let v = Verifier::hs256(SECRET);
+        let valid = sign(
+            SECRET,
+            &json!({"role": "authenticated", "sub": "u1", "exp": now() + 60}),
+        );
+        let other_secret = sign(
+            b"another-secret-another-secret-xx",
+            &json!({"role": "anon"}),
+        );
+        let expired = sign(SECRET, &json!({"role": "anon", "exp": now() - 3600}));
+        let future = sign(SECRET, &json!({"role": "anon", "nbf": now() + 3600}));
+        let none = format!(
+            "{}.{}.",
+            b64(&json!({"alg": "none", "typ": "JWT"})),
+            b64(&json!({"role": "service_role"}))
+        );
+        let hs384 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS384),
+            &json!({"role": "service_role"}),
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        let array_claims = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &json!([1, 2]),
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        let numeric_role = sign(SECRET, &json!({"role": 5}));
+        let cases: Vec<(&str, String, Result<&str, JwtError>)> = vec![
+            ("valid", valid, Ok("authenticated")),
+            ("bad signature", other_secret, Err(JwtError::BadSignature)),
+            ("expired", expired, Err(JwtError::Expired)),
+            ("not yet valid", future, Err(JwtError::NotYetValid)),
+            ("alg none", none, Err(JwtError::AlgorithmNotAllowed)),
+            ("wrong algorithm", hs384, Err(JwtError::AlgorithmNotAllowed)),
+            ("garbage", "abc".into(), Err(JwtError::Malformed)),
+            (
+                "claims not an object",
+                array_claims,
+                Err(JwtError::BadClaims),
+            ),
+            ("role not a string", numeric_role, Err(JwtError::BadClaims)),
+            ("no role", sign(SECRET, &json!({"sub": "x"})), Ok("anon")),
+        ];
+        for (name, token, want) in cases {
+            let got = v.caller_from_token(&token).map(|c| c.role);
+            assert_eq!(got.as_deref().map_err(Clone::clone), want, "case {name}");
+        }
+    }
+
+    #[test]
+    fn tampered_payload_is_rejected() {
+        let v = Verifier::hs256(SECRET);
+        let t = sign(SECRET, &json!({"role": "anon"}));
+        let parts: Vec<&str> = t.split('.').collect();
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            b64(&json!({"role": "service_role"})),
+            parts[2]
+        );
+        assert_eq!(v.verify(&forged), Err(JwtError::BadSignature));
+    }
+
+    #[test]
+    fn headers() {
+        let v = Verifier::hs256(SECRET);
+        let t = sign(SECRET, &json!({"role": "service_role"}));
+        let mut h = HeaderMap::new();
+        assert_eq!(v.caller(&h).unwrap(), Caller::anonymous());
+        h.insert("apikey", t.parse().unwrap());
+        assert_eq!(v.caller(&h).unwrap().role, "service_role");
+        h.insert("authorization", "Basic abc".parse().unwrap());
+        assert_eq!(v.caller(&h), Err(JwtError::BadAuthorizationHeader));
+        let user = sign(SECRET, &json!({"role": "authenticated"}));
+        h.insert("authorization", format!("Bearer {user}").parse().unwrap());
+        assert_eq!(v.caller(&h).unwrap().role, "authenticated");
+    }
+
+    #[test]
+    fn project_keys_verify() {
+        let v = Verifier::hs256(SECRET);
+        let keys = project_keys(SECRET);
+        let anon = v.verify(keys["anon_key"].as_str().unwrap()).unwrap();
+        assert_eq!(anon["role"], "anon");
+        assert!(anon.get("aud").is_none());
+        let svc = v
+            .caller_from_token(keys["service_role_key"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(svc.role, "service_role");
+    }
+}
