@@ -508,3 +508,85 @@ proptest! {
         let _ = typed_value(oid, &text);
     }
 }
+
+/// One transaction recorded from PostgreSQL 15 by `tests/realtime_replication.rs`
+/// (`DOSKA_DUMP_PGOUTPUT=1`): an INSERT, UPDATE and DELETE of `public.todos
+/// (id bigserial primary key, title text, done bool, tags text[], meta jsonb, price numeric(10,2),
+/// due timestamptz)`.
+const RECORDED_TX: &[&str] = &[
+    "42000000000152c7e00003041ff6bfdfeb000002d5",
+    "52000040017075626c696300746f646f73006400070169640000000014ffffffff007469746c650000000019ffffffff00646f6e650000000010ffffffff007461677300000003f1ffffffff006d6574610000000edaffffffff00707269636500000006a4000a00060064756500000004a0ffffffff",
+    "49000040014e000774000000013174000000046d696c6b74000000016674000000097b612c22622063227d74000000087b226e223a20317d7400000004322e35307400000016323032342d30352d30312031303a30303a30302b3030",
+    "55000040014e000774000000013174000000046d696c6b74000000017474000000097b612c22622063227d74000000087b226e223a20317d7400000004322e35307400000016323032342d30352d30312031303a30303a30302b3030",
+    "44000040014b00077400000001316e6e6e6e6e6e",
+    "4300000000000152c7e0000000000152c8100003041ff6bfdfeb",
+];
+
+#[test]
+fn decodes_a_recorded_transaction() {
+    let messages: Vec<Vec<u8>> = RECORDED_TX
+        .iter()
+        .map(|h| hex::decode(h).unwrap())
+        .collect();
+    let PgOutput::Relation(rel) = PgOutput::parse(&messages[1]).unwrap() else {
+        panic!("not a relation")
+    };
+    assert_eq!(
+        (rel.id, rel.replica_identity),
+        (16_385, ReplicaIdentity::Default)
+    );
+    assert_eq!(
+        rel.columns[5],
+        RelationColumn {
+            key: false,
+            name: "price".into(),
+            type_oid: 1700,
+            type_modifier: 0x000a_0006
+        }
+    );
+
+    let mut d = Decoder::new();
+    let events = decode_all(&mut d, &messages);
+    let Event::Begin {
+        final_lsn,
+        commit_timestamp,
+        xid,
+    } = events[0]
+    else {
+        panic!("not a begin")
+    };
+    assert_eq!((final_lsn.to_string(), xid), ("0/152C7E0".to_string(), 725));
+    assert_eq!(
+        commit_timestamp.to_rfc3339(),
+        "2026-11-25T22:17:40.399083+00:00"
+    );
+    let Event::Commit { end_lsn, .. } = events[4] else {
+        panic!("not a commit")
+    };
+    assert_eq!(end_lsn.to_string(), "0/152C810");
+
+    let row = json!({"id": 1, "title": "milk", "done": false, "tags": ["a", "b c"], "meta": {"n": 1},
+                     "price": 2.5, "due": "2024-05-01 10:00:00+00"});
+    let Event::Change(ins) = &events[1] else {
+        panic!("not a change")
+    };
+    assert_eq!(
+        (ins.kind, Value::Object(ins.record.clone())),
+        (ChangeKind::Insert, row.clone())
+    );
+    let Event::Change(upd) = &events[2] else {
+        panic!("not a change")
+    };
+    assert_eq!(upd.record.get("done"), Some(&json!(true)));
+    let Event::Change(del) = &events[3] else {
+        panic!("not a change")
+    };
+    assert_eq!(
+        del.old_record.clone().map(Value::Object),
+        Some(json!({"id": 1}))
+    );
+    assert_eq!(
+        [ins.index_in_tx, upd.index_in_tx, del.index_in_tx],
+        [0, 1, 2]
+    );
+}
