@@ -5,4 +5,5 @@
 pub mod decode;
 pub mod lsn;
 pub mod replication;
+pub mod subscriptions;
 pub mod wire;
