@@ -24,6 +24,7 @@ const BIN: &str = "/usr/lib/postgresql/15/bin";
 /// A PostgreSQL cluster in a temp dir, stopped and removed on drop.
 struct Cluster {
     dir: PathBuf,
+    port: u16,
     child: Child,
 }
 
@@ -41,7 +42,13 @@ fn as_postgres(cmd: &mut Command) -> &mut Command {
 }
 
 impl Cluster {
+    /// Unix socket only.
     fn start(hba: &str) -> Cluster {
+        Cluster::start_with(hba, false)
+    }
+
+    /// With `tcp`, also listens on 127.0.0.1 at a free port.
+    fn start_with(hba: &str, tcp: bool) -> Cluster {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = PathBuf::from(format!(
             "/tmp/doska-rt-{}-{}",
@@ -75,20 +82,23 @@ impl Cluster {
         );
         std::fs::write(data.join("pg_hba.conf"), hba).unwrap();
         let log = std::fs::File::create(dir.join("log")).unwrap();
+        let (listen, port) = if tcp {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            ("127.0.0.1", probe.local_addr().unwrap().port())
+        } else {
+            ("", 5432)
+        };
         let mut cmd = Command::new(format!("{BIN}/postgres"));
         as_postgres(&mut cmd)
             .arg("-D")
             .arg(&data)
             .arg("-k")
             .arg(&dir)
-            .args([
-                "-c",
-                "listen_addresses=",
-                "-c",
-                "wal_level=logical",
-                "-c",
-                "fsync=off",
-            ])
+            .arg(format!("-clisten_addresses={listen}"))
+            .arg(format!("-cport={port}"))
+            .args(["-c", "wal_level=logical", "-c", "fsync=off"])
+            // Short, so a client that stops answering keepalives is cut off within the test.
+            .args(["-c", "wal_sender_timeout=2s"])
             .args(["-c", "max_wal_senders=10", "-c", "max_replication_slots=10"])
             .stdout(Stdio::null())
             .stderr(log)
@@ -102,9 +112,12 @@ impl Cluster {
             });
         }
         let child = cmd.spawn().unwrap();
-        let cluster = Cluster { dir, child };
+        let cluster = Cluster { dir, port, child };
         for _ in 0..300 {
-            if cluster.dir.join(".s.PGSQL.5432").exists() {
+            // The socket file appears at bind(), just before listen(): connect to be sure.
+            if std::os::unix::net::UnixStream::connect(cluster.dir.join(format!(".s.PGSQL.{port}")))
+                .is_ok()
+            {
                 return cluster;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -118,7 +131,7 @@ impl Cluster {
     fn config(&self, user: &str, password: Option<&str>) -> tokio_postgres::Config {
         let mut c = tokio_postgres::Config::new();
         c.host_path(&self.dir)
-            .port(5432)
+            .port(self.port)
             .user(user)
             .dbname("postgres");
         if let Some(p) = password {
@@ -507,6 +520,7 @@ async fn streams_typed_changes_and_resumes_after_ack() {
 #[tokio::test]
 async fn refuses_bad_names_and_stops_on_shutdown() {
     let pg = Cluster::start(TRUST_HBA);
+    let _admin = pg.admin().await; // waits until the server accepts connections
     let (stop, shutdown) = watch::channel(false);
     let mut conn = ReplicationConnection::connect(&pg.config("postgres", None), shutdown.clone())
         .await
@@ -533,4 +547,51 @@ async fn refuses_bad_names_and_stops_on_shutdown() {
         ReplicationConnection::connect(&pg.config("postgres", None), shutdown).await,
         Err(ReplicationError::Shutdown)
     ));
+}
+
+#[tokio::test]
+async fn tcp_with_scram_and_keepalive_replies() {
+    let hba = "host all r_scram 127.0.0.1/32 scram-sha-256\nhost replication r_scram 127.0.0.1/32 scram-sha-256\n"
+        .to_string()
+        + TRUST_HBA;
+    let pg = Cluster::start_with(&hba, true);
+    let admin = pg.admin().await;
+    admin
+        .batch_execute(
+            "CREATE ROLE r_scram LOGIN REPLICATION PASSWORD 'pw scram';
+             CREATE TABLE public.todos (id bigserial PRIMARY KEY, title text NOT NULL);
+             CREATE PUBLICATION supabase_realtime FOR TABLE public.todos;",
+        )
+        .await
+        .unwrap();
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(pg.port)
+        .user("r_scram")
+        .password("pw scram")
+        .dbname("postgres");
+    let (_stop, shutdown) = watch::channel(false);
+    let mut conn = ReplicationConnection::connect(&config, shutdown.clone())
+        .await
+        .unwrap();
+    conn.create_slot(SLOT).await.unwrap();
+    // No periodic updates within the test: only replies to the server's keepalive requests
+    // keep the connection alive past wal_sender_timeout (2 s).
+    let options = StreamOptions {
+        status_interval: Duration::from_secs(3600),
+        ..StreamOptions::default()
+    };
+    let mut stream = conn
+        .start_replication(SLOT, Lsn::INVALID, options)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    admin
+        .batch_execute("INSERT INTO todos (title) VALUES ('late')")
+        .await
+        .unwrap();
+    let tx = next_tx(&mut stream, &mut Decoder::new()).await;
+    assert_eq!(titles(&tx), [json!("late")]);
+    stream.close().await.unwrap();
 }

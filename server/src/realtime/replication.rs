@@ -319,6 +319,9 @@ impl ReplicationConnection {
             .unwrap_or(Duration::from_secs(10));
         let mut last_err = None;
         for target in targets(config)? {
+            // The timeout covers connecting, authenticating and the startup exchange: a server
+            // that accepts and then says nothing must not hang us.
+            let conn_shutdown = shutdown.clone();
             let attempt = async {
                 let io: Pin<Box<dyn Socket>> = match &target {
                     Target::Tcp(host, port) => {
@@ -328,7 +331,13 @@ impl ReplicationConnection {
                     }
                     Target::Unix(path) => Box::pin(UnixStream::connect(path).await?),
                 };
-                Ok::<_, ReplicationError>(io)
+                let mut conn = ReplicationConnection {
+                    io,
+                    read_buf: BytesMut::with_capacity(8192),
+                    shutdown: conn_shutdown,
+                };
+                conn.startup(&user, &dbname, config.get_password()).await?;
+                Ok::<_, ReplicationError>(conn)
             };
             let connected = or_shutdown(&mut shutdown, async {
                 tokio::time::timeout(timeout, attempt)
@@ -337,17 +346,11 @@ impl ReplicationConnection {
             })
             .await;
             match connected {
-                Ok(io) => {
-                    let mut conn = ReplicationConnection {
-                        io,
-                        read_buf: BytesMut::with_capacity(8192),
-                        shutdown,
-                    };
-                    conn.startup(&user, &dbname, config.get_password()).await?;
-                    return Ok(conn);
-                }
-                Err(ReplicationError::Shutdown) => return Err(ReplicationError::Shutdown),
-                Err(e) => last_err = Some(e),
+                Ok(conn) => return Ok(conn),
+                // An unreachable host is worth trying the next one; a refused login or
+                // shutdown is final.
+                Err(e @ ReplicationError::Io(_)) => last_err = Some(e),
+                Err(e) => return Err(e),
             }
         }
         Err(last_err.unwrap_or_else(|| ReplicationError::Config("no host given".into())))
@@ -874,8 +877,11 @@ async fn stream_task(
                 match handle_frame(frame, &mut progress) {
                     Ok(Streamed::Data(msg)) => pending = Some(msg),
                     Ok(Streamed::Keepalive { reply }) => {
-                        if reply && let Err(e) = send_raw(&mut conn.io, &standby_status(&progress, acked_now(), false)).await {
-                            break Err(e);
+                        if reply {
+                            let status = standby_status(&progress, acked_now(), false);
+                            if let Err(e) = send_raw(&mut conn.io, &status).await {
+                                break Err(e);
+                            }
                         }
                     }
                     Ok(Streamed::Ignored) => {}
