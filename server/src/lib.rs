@@ -5,6 +5,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod jwt;
+pub mod pg;
 pub mod realtime;
 pub mod secret;
 pub mod state;

@@ -1,0 +1,335 @@
+//! Embedded PostgreSQL: runs a cluster from the machine's installed binaries for one data dir.
+//! `Serve` owns the data dir for its lifetime (a second serve is refused, naming the first);
+//! `Attach` joins a running serve's server, or runs one itself until stopped. PostgreSQL listens
+//! on a unix socket only, in its own process group, and dies with doska even on `kill -9`.
+//! Rejects: missing binaries, an unusable data dir, a data dir held by another doska serve, and a
+//! server that does not come up — each with one line saying what to do.
+
+mod binaries;
+mod error;
+mod layout;
+mod lock;
+mod postmaster;
+mod process;
+mod user;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub use error::PgError;
+
+use binaries::SearchPath;
+use lock::{DataDirLock, TryLock};
+use process::{Ping, Postmaster};
+use user::RunAs;
+
+/// The superuser initdb creates; doska's admin connections log in as it.
+pub const SUPERUSER: &str = "postgres";
+/// Only names the socket file (`.s.PGSQL.5432`): there is no TCP listener, and every cluster has
+/// its own socket directory, so clusters never clash over it.
+const PORT: u16 = 5432;
+/// How long PostgreSQL may take to accept connections after it was started.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long processes of a crashed doska's PostgreSQL may take to exit.
+const LEFTOVER_PATIENCE: Duration = Duration::from_secs(15);
+/// How long to wait for another doska command (not a serve) to release the data dir.
+const BUSY_PATIENCE: Duration = Duration::from_secs(30);
+
+/// What to run and how.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    pub data_dir: PathBuf,
+    pub mode: Mode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `doska serve`: owns the data dir and its PostgreSQL until stopped.
+    Serve,
+    /// `doska migrate` and friends: use a running serve's PostgreSQL, or run one meanwhile.
+    Attach,
+}
+
+/// A running (or joined) PostgreSQL.
+pub struct Cluster {
+    socket_dir: PathBuf,
+    port: u16,
+    /// Set when this Cluster started PostgreSQL and must stop it.
+    owned: Option<Owned>,
+}
+
+struct Owned {
+    postmaster: Postmaster,
+    /// Dropped after the postmaster has exited, so no other doska starts a second one meanwhile.
+    lock: DataDirLock,
+    cluster_dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Owned {
+    fn shutdown(mut self) -> Result<(), PgError> {
+        self.lock.unpublish();
+        tracing::info!(cluster = %self.cluster_dir.display(), "stopping PostgreSQL");
+        let result = self.postmaster.stop();
+        drop(self.lock);
+        result
+    }
+}
+
+impl Cluster {
+    /// Serve: take the data dir's lock (refused, naming the holder's pid, when another doska serve
+    /// has it), initdb on first start, start postgres, wait until it accepts connections.
+    /// Attach: join the PostgreSQL of a doska serve on this data dir and never stop it; else start
+    /// PostgreSQL and stop it when this Cluster is stopped or dropped. Blocking.
+    pub fn start(opts: &EmbeddedOptions) -> Result<Cluster, PgError> {
+        start_with(opts, &SearchPath::system())
+    }
+
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket_dir
+    }
+
+    /// The number in the socket file name `.s.PGSQL.<port>`.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn superuser(&self) -> &str {
+        SUPERUSER
+    }
+
+    /// Connection settings for the superuser on `dbname`, over the unix socket.
+    pub fn config(&self, dbname: &str) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host_path(&self.socket_dir)
+            .port(self.port)
+            .user(SUPERUSER)
+            .dbname(dbname);
+        config
+    }
+
+    /// True when this Cluster started PostgreSQL (and will stop it); false when it joined a
+    /// running doska serve's.
+    pub fn owns_server(&self) -> bool {
+        self.owned.is_some()
+    }
+
+    /// The postmaster's pid when this Cluster started it.
+    pub fn postmaster_pid(&self) -> Option<i32> {
+        self.owned.as_ref().map(|o| o.postmaster.pid())
+    }
+
+    /// The cluster directory when this Cluster started PostgreSQL.
+    pub fn cluster_dir(&self) -> Option<&Path> {
+        self.owned.as_ref().map(|o| o.cluster_dir.as_path())
+    }
+
+    /// Where PostgreSQL's own log goes when this Cluster started it.
+    pub fn log_file(&self) -> Option<&Path> {
+        self.owned.as_ref().map(|o| o.log.as_path())
+    }
+
+    /// False once a PostgreSQL this Cluster started has exited on its own (a crash).
+    pub fn is_running(&self) -> bool {
+        self.owned
+            .as_ref()
+            .is_none_or(|o| o.postmaster.exit_status().is_none())
+    }
+
+    /// Fast shutdown of a PostgreSQL this Cluster started, waiting for it to exit; a joined
+    /// server is left running. Dropping the Cluster does the same.
+    pub fn stop(mut self) -> Result<(), PgError> {
+        match self.owned.take() {
+            Some(owned) => owned.shutdown(),
+            None => Ok(()),
+        }
+    }
+
+    fn joined(socket_dir: PathBuf, port: u16) -> Cluster {
+        tracing::info!(socket_dir = %socket_dir.display(), "using the running PostgreSQL of this data dir");
+        Cluster {
+            socket_dir,
+            port,
+            owned: None,
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(owned) = self.owned.take()
+            && let Err(e) = owned.shutdown()
+        {
+            tracing::error!("{e}");
+        }
+    }
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster")
+            .field("socket_dir", &self.socket_dir)
+            .field("port", &self.port)
+            .field("postmaster_pid", &self.postmaster_pid())
+            .field("cluster_dir", &self.cluster_dir())
+            .finish()
+    }
+}
+
+enum Claim {
+    Own(DataDirLock),
+    Join(Cluster),
+}
+
+/// Takes the data dir, or finds the doska serve that has it.
+fn claim(data_dir: &Path, mode: Mode) -> Result<Claim, PgError> {
+    let deadline = Instant::now() + BUSY_PATIENCE;
+    loop {
+        let holder = match lock::try_lock(data_dir, mode == Mode::Serve)? {
+            TryLock::Acquired(lock) => return Ok(Claim::Own(lock)),
+            TryLock::Held(holder) => holder,
+        };
+        if holder.serving {
+            if mode == Mode::Serve {
+                return Err(PgError::Locked {
+                    data_dir: data_dir.to_path_buf(),
+                    pid: holder.pid,
+                });
+            }
+            if let Some(record) = lock::read_record(data_dir)
+                && Some(record.pid) == holder.pid
+                && process::ping(
+                    &process::socket_path(&record.socket_dir, record.port),
+                    SUPERUSER,
+                ) == Ping::Ready
+            {
+                return Ok(Claim::Join(Cluster::joined(record.socket_dir, record.port)));
+            }
+            // That serve is still starting; its record appears once PostgreSQL is ready.
+        }
+        if Instant::now() >= deadline {
+            return Err(PgError::Busy {
+                data_dir: data_dir.to_path_buf(),
+                pid: holder.pid,
+                waited: BUSY_PATIENCE,
+            });
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn start_with(opts: &EmbeddedOptions, search: &SearchPath) -> Result<Cluster, PgError> {
+    let run_as = RunAs::for_postgres()?;
+    let data_dir = layout::prepare_data_dir(&opts.data_dir, &run_as)?;
+    let lock = match claim(&data_dir, opts.mode)? {
+        Claim::Own(lock) => lock,
+        Claim::Join(cluster) => return Ok(cluster),
+    };
+    let bins = binaries::find(search, None)?;
+    let (cluster_dir, relocated) = layout::cluster_dir(&data_dir, &run_as, &bins.postgres)?;
+    let existing = binaries::cluster_major(&cluster_dir);
+    let bins = match existing {
+        Some(major) if major != bins.major => binaries::find(search, Some((&cluster_dir, major)))?,
+        _ => bins,
+    };
+    let socket_dir = layout::socket_dir(&data_dir, &run_as)?;
+
+    if opts.mode == Mode::Attach
+        && let Some(cluster) = join_unowned_postmaster(&cluster_dir)
+    {
+        return Ok(cluster);
+    }
+    postmaster::clear_leftovers(&cluster_dir, &socket_dir, LEFTOVER_PATIENCE)?;
+
+    if existing.is_none() {
+        process::initdb(&bins, &run_as, &cluster_dir, SUPERUSER)?;
+    }
+    if relocated {
+        layout::record_location(&data_dir, &cluster_dir)?;
+    }
+    process::write_config(&cluster_dir, &run_as)?;
+
+    let log = data_dir.join("postgres.log");
+    let (log_file, log_start) = process::open_log(&log)?;
+    let postmaster = process::spawn(&bins, &run_as, &cluster_dir, &socket_dir, PORT, log_file)?;
+    // On any error below, dropping `postmaster` stops it: nothing is left half-started.
+    process::wait_ready(
+        &postmaster,
+        &process::socket_path(&socket_dir, PORT),
+        SUPERUSER,
+        &log,
+        log_start,
+        READY_TIMEOUT,
+    )?;
+    if opts.mode == Mode::Serve {
+        lock.publish(&socket_dir, PORT)?;
+    }
+    tracing::info!(
+        cluster = %cluster_dir.display(),
+        socket_dir = %socket_dir.display(),
+        pid = postmaster.pid(),
+        version = bins.major,
+        "PostgreSQL is ready"
+    );
+    Ok(Cluster {
+        socket_dir,
+        port: PORT,
+        owned: Some(Owned {
+            postmaster,
+            lock,
+            cluster_dir,
+            log,
+        }),
+    })
+}
+
+/// A postmaster that runs on the cluster while no doska holds the lock (started by hand, or
+/// still finishing after its doska died) and accepts connections: an Attach may use it as is.
+fn join_unowned_postmaster(cluster_dir: &Path) -> Option<Cluster> {
+    let pid_file = postmaster::read_pid_file(cluster_dir)?;
+    if !postmaster::processes_in(cluster_dir).contains(&pid_file.pid) {
+        return None;
+    }
+    let socket_dir = pid_file.socket_dir?;
+    let port = pid_file.port?;
+    (process::ping(&process::socket_path(&socket_dir, port), SUPERUSER) == Ping::Ready)
+        .then(|| Cluster::joined(socket_dir, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn cluster_is_send_and_sync() {
+        assert_send_sync::<Cluster>();
+    }
+
+    #[test]
+    fn missing_binaries_fail_before_anything_starts() {
+        let root = std::env::temp_dir().join(format!("doska-nobins-{}", std::process::id()));
+        let empty = root.join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        let search = SearchPath {
+            path_var: Some(empty.clone().into_os_string()),
+            roots: vec![(empty.clone(), String::new())],
+        };
+        let opts = EmbeddedOptions {
+            data_dir: root.join("data"),
+            mode: Mode::Serve,
+        };
+        let err = start_with(&opts, &search).unwrap_err();
+        assert!(matches!(err, PgError::BinariesNotFound { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("apt-get install postgresql"),
+            "{err}"
+        );
+        assert!(!root.join("data").join("pg").exists());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
