@@ -2,8 +2,10 @@
 //! slot creation, typed INSERT/UPDATE/DELETE changes, and resuming after acknowledgement
 //! (acknowledged transactions are not sent again, unacknowledged ones are).
 //!
-//! Each test starts its own throwaway cluster (unix socket only) as the `postgres` user.
-//! TODO(lead): switch to `common::TestDb` once it lands on main.
+//! The streaming tests run on doska's embedded PostgreSQL (`doska::pg::Cluster`, the same code
+//! `doska serve` uses). The authentication tests need their own `pg_hba.conf` and a TCP
+//! listener, which the embedded cluster deliberately does not offer, so they start a throwaway
+//! cluster of their own (`HbaCluster`) as the `postgres` user.
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -21,8 +23,8 @@ use tokio::sync::watch;
 
 const BIN: &str = "/usr/lib/postgresql/15/bin";
 
-/// A PostgreSQL cluster in a temp dir, stopped and removed on drop.
-struct Cluster {
+/// A PostgreSQL cluster with a given `pg_hba.conf`, in a temp dir, stopped and removed on drop.
+struct HbaCluster {
     dir: PathBuf,
     port: u16,
     child: Child,
@@ -41,14 +43,14 @@ fn as_postgres(cmd: &mut Command) -> &mut Command {
     cmd.uid(uid).gid(gid)
 }
 
-impl Cluster {
+impl HbaCluster {
     /// Unix socket only.
-    fn start(hba: &str) -> Cluster {
-        Cluster::start_with(hba, false)
+    fn start(hba: &str) -> HbaCluster {
+        HbaCluster::start_with(hba, false)
     }
 
     /// With `tcp`, also listens on 127.0.0.1 at a free port.
-    fn start_with(hba: &str, tcp: bool) -> Cluster {
+    fn start_with(hba: &str, tcp: bool) -> HbaCluster {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = PathBuf::from(format!(
             "/tmp/doska-rt-{}-{}",
@@ -112,7 +114,7 @@ impl Cluster {
             });
         }
         let child = cmd.spawn().unwrap();
-        let cluster = Cluster { dir, port, child };
+        let cluster = HbaCluster { dir, port, child };
         for _ in 0..300 {
             // The socket file appears at bind(), just before listen(): connect to be sure.
             if std::os::unix::net::UnixStream::connect(cluster.dir.join(format!(".s.PGSQL.{port}")))
@@ -139,7 +141,30 @@ impl Cluster {
         }
         c
     }
+}
 
+impl Drop for HbaCluster {
+    fn drop(&mut self) {
+        // SAFETY: plain signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What the tests need of a running PostgreSQL.
+trait Server {
+    /// Superuser (`postgres`, no password) or the given login, on database `postgres`.
+    fn config(&self, user: &str, password: Option<&str>) -> tokio_postgres::Config;
+
+    /// A superuser client, once the server accepts connections.
     async fn admin(&self) -> tokio_postgres::Client {
         let mut last = None;
         for _ in 0..100 {
@@ -160,19 +185,61 @@ impl Cluster {
     }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        // SAFETY: plain signal to our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+impl Server for HbaCluster {
+    fn config(&self, user: &str, password: Option<&str>) -> tokio_postgres::Config {
+        HbaCluster::config(self, user, password)
+    }
+}
+
+/// doska's embedded PostgreSQL in a temp data dir, removed on drop.
+struct Embedded {
+    cluster: Option<doska::pg::Cluster>,
+    data_dir: PathBuf,
+}
+
+impl Embedded {
+    fn start() -> Embedded {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let data_dir = PathBuf::from(format!(
+            "/tmp/doska-rt-embedded-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        let options = doska::pg::EmbeddedOptions {
+            data_dir: data_dir.clone(),
+            mode: doska::pg::Mode::Serve,
+        };
+        let cluster = doska::pg::Cluster::start(&options)
+            .unwrap_or_else(|e| panic!("embedded PostgreSQL: {e}"));
+        Embedded {
+            cluster: Some(cluster),
+            data_dir,
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Server for Embedded {
+    fn config(&self, user: &str, password: Option<&str>) -> tokio_postgres::Config {
+        let mut c = self
+            .cluster
+            .as_ref()
+            .expect("running until drop")
+            .config("postgres");
+        c.user(user);
+        if let Some(p) = password {
+            c.password(p);
+        }
+        c
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        if let Some(cluster) = self.cluster.take() {
+            let _ = cluster.stop();
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
 
@@ -185,7 +252,7 @@ async fn authenticates_with_each_method() {
                local all r_clear password\nlocal replication r_clear password\n"
         .to_string()
         + TRUST_HBA;
-    let pg = Cluster::start(&hba);
+    let pg = HbaCluster::start(&hba);
     let admin = pg.admin().await;
     admin
         .batch_execute(
@@ -286,7 +353,7 @@ const SLOT: &str = "doska_test";
 
 /// Starts streaming from the slot's confirmed position, retrying while the previous
 /// walsender still holds the slot.
-async fn start(pg: &Cluster, shutdown: watch::Receiver<bool>) -> ReplicationStream {
+async fn start(pg: &impl Server, shutdown: watch::Receiver<bool>) -> ReplicationStream {
     let options = StreamOptions {
         status_interval: Duration::from_millis(200),
         ..StreamOptions::default()
@@ -335,7 +402,7 @@ async fn wait_confirmed(admin: &tokio_postgres::Client, ok: impl Fn(Lsn) -> bool
 
 #[tokio::test]
 async fn streams_typed_changes_and_resumes_after_ack() {
-    let pg = Cluster::start(TRUST_HBA);
+    let pg = Embedded::start();
     let admin = pg.admin().await;
     admin
         .batch_execute(
@@ -519,8 +586,7 @@ async fn streams_typed_changes_and_resumes_after_ack() {
 
 #[tokio::test]
 async fn refuses_bad_names_and_stops_on_shutdown() {
-    let pg = Cluster::start(TRUST_HBA);
-    let _admin = pg.admin().await; // waits until the server accepts connections
+    let pg = Embedded::start();
     let (stop, shutdown) = watch::channel(false);
     let mut conn = ReplicationConnection::connect(&pg.config("postgres", None), shutdown.clone())
         .await
@@ -554,7 +620,7 @@ async fn tcp_with_scram_and_keepalive_replies() {
     let hba = "host all r_scram 127.0.0.1/32 scram-sha-256\nhost replication r_scram 127.0.0.1/32 scram-sha-256\n"
         .to_string()
         + TRUST_HBA;
-    let pg = Cluster::start_with(&hba, true);
+    let pg = HbaCluster::start_with(&hba, true);
     let admin = pg.admin().await;
     admin
         .batch_execute(
