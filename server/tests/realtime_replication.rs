@@ -661,3 +661,91 @@ async fn tcp_with_scram_and_keepalive_replies() {
     assert_eq!(titles(&tx), [json!("late")]);
     stream.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn toast_replica_identity_and_schema_changes() {
+    let pg = Embedded::start();
+    let admin = pg.admin().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE public.docs (id int PRIMARY KEY, body text, n int);
+             CREATE PUBLICATION supabase_realtime FOR TABLE public.docs;",
+        )
+        .await
+        .unwrap();
+    let (_stop, shutdown) = watch::channel(false);
+    let mut conn = ReplicationConnection::connect(&pg.config("postgres", None), shutdown.clone())
+        .await
+        .unwrap();
+    conn.create_slot(SLOT).await.unwrap();
+    let mut stream = start(&pg, shutdown.clone()).await;
+    let mut decoder = Decoder::new();
+
+    // ~13 kB of hex: compresses to well over the 2 kB TOAST threshold, so it is stored out of line.
+    admin
+        .batch_execute(
+            "INSERT INTO docs SELECT 1, string_agg(md5(i::text), ''), 0 FROM generate_series(1, 400) i",
+        )
+        .await
+        .unwrap();
+    let inserted = next_tx(&mut stream, &mut decoder).await;
+    let body = changes(&inserted)[0].record["body"].clone();
+    assert_eq!(body.as_str().map(str::len), Some(400 * 32));
+
+    // Default identity: the unchanged TOASTed column is not sent.
+    admin
+        .batch_execute("UPDATE docs SET n = 1 WHERE id = 1")
+        .await
+        .unwrap();
+    let tx = next_tx(&mut stream, &mut decoder).await;
+    let c = changes(&tx)[0];
+    assert_eq!(Value::Object(c.record.clone()), json!({"id": 1, "n": 1}));
+    assert_eq!(c.unchanged_toast, ["body"]);
+    assert_eq!(c.old_record, None);
+
+    // Identity full: the old row carries it, and fills the new record.
+    admin
+        .batch_execute("ALTER TABLE docs REPLICA IDENTITY FULL; UPDATE docs SET n = 2 WHERE id = 1")
+        .await
+        .unwrap();
+    let tx = next_tx(&mut stream, &mut decoder).await;
+    let c = changes(&tx)[0];
+    assert_eq!(c.record["body"], body);
+    assert_eq!(c.record["n"], json!(2));
+    assert!(c.unchanged_toast.is_empty());
+    let old = c.old_record.as_ref().expect("full old row");
+    assert_eq!(
+        (old["n"].clone(), old["body"].clone()),
+        (json!(1), body.clone())
+    );
+
+    // A new column: pgoutput describes the relation again before the next row.
+    admin
+        .batch_execute("ALTER TABLE docs ADD COLUMN tag text DEFAULT 'x'; INSERT INTO docs (id, n) VALUES (2, 0)")
+        .await
+        .unwrap();
+    let tx = next_tx(&mut stream, &mut decoder).await;
+    let c = changes(&tx)[0];
+    assert_eq!(
+        c.columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["id", "body", "n", "tag"]
+    );
+    assert_eq!(
+        Value::Object(c.record.clone()),
+        json!({"id": 2, "body": null, "n": 0, "tag": "x"})
+    );
+
+    // Deleting under identity full: the whole old row, with the TOASTed value.
+    admin
+        .batch_execute("DELETE FROM docs WHERE id = 1")
+        .await
+        .unwrap();
+    let tx = next_tx(&mut stream, &mut decoder).await;
+    let c = changes(&tx)[0];
+    assert_eq!(c.kind, ChangeKind::Delete);
+    assert_eq!(c.old_record.as_ref().map(|o| o["body"].clone()), Some(body));
+    stream.close().await.unwrap();
+}
