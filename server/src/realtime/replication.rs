@@ -395,6 +395,7 @@ impl ReplicationConnection {
         let need_password =
             || ReplicationError::Config("the server asks for a password and none was given".into());
         let mut scram: Option<sasl::ScramSha256> = None;
+        let mut scram_verified = false;
         loop {
             let frame = self.read_frame().await?;
             match frame.tag {
@@ -405,6 +406,12 @@ impl ReplicationConnection {
             let mut r = Reader::new(&frame.body);
             let mut out = BytesMut::new();
             match r.i32()? {
+                // SCRAM is mutual: without the server's final message it proved nothing.
+                0 if scram.is_some() && !scram_verified => {
+                    return Err(ReplicationError::Protocol(
+                        "server ended SCRAM without proving it knows the password".into(),
+                    ));
+                }
                 0 => return Ok(()),
                 3 => frontend::password_message(password.ok_or_else(need_password)?, &mut out)?,
                 5 => {
@@ -455,6 +462,7 @@ impl ReplicationConnection {
                     state
                         .finish(r.rest())
                         .map_err(|e| ReplicationError::Protocol(format!("SCRAM: {e}")))?;
+                    scram_verified = true;
                     continue;
                 }
                 other => {
