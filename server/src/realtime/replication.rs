@@ -77,6 +77,13 @@ impl ReplicationError {
     pub fn is_slot_in_use(&self) -> bool {
         self.sqlstate() == Some("55006")
     }
+
+    /// `START_REPLICATION` named a slot that does not exist (42704 undefined_object): it was
+    /// dropped, or lost with a restored cluster. The caller recreates it (loudly: changes made
+    /// meanwhile are gone) with [`ReplicationConnection::create_slot`].
+    pub fn is_slot_missing(&self) -> bool {
+        self.sqlstate() == Some("42704")
+    }
 }
 
 impl fmt::Display for ReplicationError {
