@@ -2,6 +2,7 @@
 //! messages into [`Change`]s carrying their table, transaction position and JSON-typed values.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -61,7 +62,8 @@ pub struct Change {
     pub commit_timestamp: DateTime<Utc>,
     /// Position of this change among its transaction's changes, from 0.
     pub index_in_tx: u32,
-    pub columns: Vec<ColumnInfo>,
+    /// Shared by every change of the relation until it is described again.
+    pub columns: Arc<[ColumnInfo]>,
     /// The new row (empty for deletes). Unchanged TOASTed columns are filled from the old
     /// row when the WAL carried one, else left out and named in `unchanged_toast`.
     pub record: Map<String, Value>,
@@ -102,6 +104,14 @@ pub enum Event {
     },
 }
 
+/// A relation as the typed stage needs it, with type names resolved once.
+#[derive(Debug, Clone)]
+struct CachedRelation {
+    schema: String,
+    table: String,
+    columns: Arc<[ColumnInfo]>,
+}
+
 #[derive(Debug, Clone)]
 struct OpenTx {
     final_lsn: Lsn,
@@ -113,7 +123,7 @@ struct OpenTx {
 /// each relation once per connection, so a new connection needs a new decoder.
 #[derive(Debug, Default)]
 pub struct Decoder {
-    relations: HashMap<u32, Relation>,
+    relations: HashMap<u32, CachedRelation>,
     /// Non-built-in types described by `Type` messages: oid → name.
     types: HashMap<u32, String>,
     tx: Option<OpenTx>,
@@ -160,7 +170,8 @@ impl Decoder {
                 }))
             }
             PgOutput::Relation(r) => {
-                self.relations.insert(r.id, r);
+                let cached = self.cache(&r);
+                self.relations.insert(r.id, cached);
                 Ok(None)
             }
             PgOutput::Type(t) => {
@@ -186,7 +197,7 @@ impl Decoder {
                             .relations
                             .get(id)
                             .ok_or(DecodeError::UnknownRelation(*id))?;
-                        Ok((schema_name(rel), rel.name.clone()))
+                        Ok((rel.schema.clone(), rel.table.clone()))
                     })
                     .collect::<Result<Vec<_>, DecodeError>>()?;
                 let tx = self
@@ -207,18 +218,9 @@ impl Decoder {
         }
     }
 
-    fn change(
-        &mut self,
-        relation_id: u32,
-        kind: ChangeKind,
-        old: Option<OldTuple>,
-        new: Option<Tuple>,
-    ) -> Result<Option<Event>, DecodeError> {
-        let rel = self
-            .relations
-            .get(&relation_id)
-            .ok_or(DecodeError::UnknownRelation(relation_id))?;
-        let columns: Vec<ColumnInfo> = rel
+    /// Resolves type names now: pgoutput sends a relation's `Type` messages before it.
+    fn cache(&self, rel: &Relation) -> CachedRelation {
+        let columns = rel
             .columns
             .iter()
             .map(|c| ColumnInfo {
@@ -233,6 +235,25 @@ impl Decoder {
                 key: c.key,
             })
             .collect();
+        CachedRelation {
+            schema: schema_name(rel),
+            table: rel.name.clone(),
+            columns,
+        }
+    }
+
+    fn change(
+        &mut self,
+        relation_id: u32,
+        kind: ChangeKind,
+        old: Option<OldTuple>,
+        new: Option<Tuple>,
+    ) -> Result<Option<Event>, DecodeError> {
+        let rel = self
+            .relations
+            .get(&relation_id)
+            .ok_or(DecodeError::UnknownRelation(relation_id))?;
+        let columns = Arc::clone(&rel.columns);
 
         let (old_values, key_only) = match &old {
             Some(OldTuple::Key(t)) => (Some(t), true),
@@ -295,8 +316,8 @@ impl Decoder {
             }
         }
 
-        let schema = schema_name(rel);
-        let table = rel.name.clone();
+        let schema = rel.schema.clone();
+        let table = rel.table.clone();
         let tx = self
             .tx
             .as_mut()

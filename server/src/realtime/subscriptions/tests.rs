@@ -45,7 +45,8 @@ fn change(kind: ChangeKind, row: Value) -> Change {
             col("meta", 3802, false),
             col("tags", 1009, false),
             col("score", 701, false),
-        ],
+        ]
+        .into(),
         record,
         old_record,
         unchanged_toast: vec![],
