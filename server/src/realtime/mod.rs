@@ -4,6 +4,7 @@
 
 pub mod decode;
 pub mod lsn;
+pub mod phoenix;
 pub mod replication;
 pub mod subscriptions;
 pub mod wire;
