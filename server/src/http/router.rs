@@ -109,7 +109,10 @@ type DoorFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Response<Bo
 type Door = fn(SharedState, Request<Incoming>, RequestContext) -> DoorFuture;
 
 /// The front doors by prefix. Each answers its own errors in its own dialect.
-const FRONT_DOORS: &[(&str, Door)] = &[];
+const FRONT_DOORS: &[(&str, Door)] = &[
+    ("/rest/v1", |s, r, c| Box::pin(crate::rest::handle(s, r, c))),
+    ("/auth/v1", |s, r, c| Box::pin(crate::auth::handle(s, r, c))),
+];
 
 /// Handles one request end to end.
 pub async fn handle(
@@ -117,6 +120,21 @@ pub async fn handle(
     req: Request<Incoming>,
     remote: SocketAddr,
 ) -> Response<Body> {
+    handle_with(state, req, remote, dispatch).await
+}
+
+/// The wrapping around a dispatcher: request id, CORS, limits, panic containment, compression,
+/// metrics and the log line. Public so tests can wrap a dispatcher of their own.
+pub async fn handle_with<F, Fut>(
+    state: SharedState,
+    req: Request<Incoming>,
+    remote: SocketAddr,
+    dispatch: F,
+) -> Response<Body>
+where
+    F: FnOnce(SharedState, Request<Incoming>, RequestContext) -> Fut,
+    Fut: std::future::Future<Output = Response<Body>>,
+{
     let started = Instant::now();
     let id = request_id(&req);
     let method = req.method().clone();

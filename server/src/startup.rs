@@ -1,0 +1,326 @@
+//! Bringing doska up and down, in the order that leaves nothing half-started: data dir, listener and
+//! TLS (cheap to check, so a taken port fails before PostgreSQL starts), JWT secret, database (embedded
+//! or external, checked), internal schema, grants, app migrations, pools; then serving until SIGINT or
+//! SIGTERM, draining requests, and stopping PostgreSQL last. Every failure is one clear line.
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use tokio::sync::watch;
+use tokio_postgres::Client;
+
+use crate::{
+    config::Config,
+    db::{
+        self, checks::CheckError, internal::InternalMigrationError, migrate::MigrateError,
+        pools::Target,
+    },
+    http::{self, metrics::Metrics, server::TlsError},
+    jwt::Verifier,
+    pg,
+    secret::{self, SecretError},
+    state::{AppState, SharedState},
+};
+
+#[derive(Debug)]
+pub enum StartError {
+    DataDir(String),
+    Secret(SecretError),
+    Pg(pg::PgError),
+    Connect { what: String, reason: String },
+    Check(CheckError),
+    Internal(InternalMigrationError),
+    Migrate(MigrateError),
+    Pool(db::pools::PoolError),
+    Listen { addr: String, reason: String },
+    Tls(TlsError),
+    Db(String),
+    Auth(crate::auth::SetupError),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::DataDir(e) => f.write_str(e),
+            StartError::Secret(e) => write!(f, "{e}"),
+            StartError::Pg(e) => write!(f, "{e}"),
+            StartError::Connect { what, reason } => write!(f, "cannot connect to {what}: {reason}"),
+            StartError::Check(e) => write!(f, "{e}"),
+            StartError::Internal(e) => write!(f, "{e}"),
+            StartError::Migrate(e) => write!(f, "{e}"),
+            StartError::Pool(e) => write!(f, "{e}"),
+            StartError::Listen { addr, reason } => write!(
+                f,
+                "cannot listen on {addr}: {reason} (is another doska running? choose another address with --listen)"
+            ),
+            StartError::Tls(e) => write!(f, "{e}"),
+            StartError::Db(e) => write!(f, "database: {e}"),
+            StartError::Auth(e) => write!(f, "auth: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Creates the data dir if needed and checks doska can write there.
+pub fn ensure_data_dir(dir: &Path) -> Result<(), StartError> {
+    let fail = |e: std::io::Error| {
+        StartError::DataDir(format!(
+            "data dir {} is not usable: {e} (choose another with --data-dir)",
+            dir.display()
+        ))
+    };
+    if dir.exists() && !dir.is_dir() {
+        return Err(StartError::DataDir(format!(
+            "data dir {} is a file, not a folder (choose another with --data-dir)",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let probe = dir.join(".doska-write-test");
+    std::fs::write(&probe, b"ok").map_err(fail)?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// The database doska works on: where it is, and the embedded cluster when doska runs one.
+pub struct Database {
+    pub target: Target,
+    cluster: Option<pg::Cluster>,
+}
+
+impl Database {
+    /// Opens the configured database: `--database-url` (checked for what doska needs), else the
+    /// embedded cluster in the data dir (started, or attached to a running `doska serve`'s).
+    pub async fn open(config: &Config, mode: pg::Mode) -> Result<Database, StartError> {
+        match &config.database_url {
+            Some(url) => {
+                let target = Target::external(url).map_err(StartError::Pool)?;
+                let client =
+                    db::pools::connect(&target.admin)
+                        .await
+                        .map_err(|e| StartError::Connect {
+                            what: format!("the database at {}", crate::config::mask_url(url)),
+                            reason: db::migrate::describe(&e),
+                        })?;
+                db::checks::external(&client)
+                    .await
+                    .map_err(StartError::Check)?;
+                Ok(Database {
+                    target,
+                    cluster: None,
+                })
+            }
+            None => {
+                let opts = pg::EmbeddedOptions {
+                    data_dir: config.data_dir.clone(),
+                    mode,
+                };
+                let cluster = tokio::task::spawn_blocking(move || pg::Cluster::start(&opts))
+                    .await
+                    .map_err(|e| StartError::Db(format!("starting PostgreSQL panicked: {e}")))?
+                    .map_err(StartError::Pg)?;
+                Ok(Database {
+                    target: Target::embedded(cluster.config("postgres")),
+                    cluster: Some(cluster),
+                })
+            }
+        }
+    }
+
+    pub async fn admin_client(&self) -> Result<Client, StartError> {
+        db::pools::connect(&self.target.admin)
+            .await
+            .map_err(|e| StartError::Connect {
+                what: "the database as admin".into(),
+                reason: db::migrate::describe(&e),
+            })
+    }
+
+    /// Stops the embedded cluster when this process started it.
+    pub async fn close(self) {
+        if let Some(cluster) = self.cluster {
+            match tokio::task::spawn_blocking(move || cluster.stop()).await {
+                Ok(Ok(())) => tracing::info!("PostgreSQL stopped"),
+                Ok(Err(e)) => tracing::error!(error = %e, "stopping PostgreSQL"),
+                Err(e) => tracing::error!(error = %e, "stopping PostgreSQL panicked"),
+            }
+        }
+    }
+}
+
+/// Internal schema, the authenticator's password (external servers), default grants, the app's
+/// migrations and the no-RLS warning. Returns the app migrations applied.
+pub async fn prepare(
+    config: &Config,
+    database: &Database,
+    jwt_secret: &str,
+) -> Result<Vec<String>, StartError> {
+    let mut client = database.admin_client().await?;
+    let applied_internal = db::internal::apply(&mut client)
+        .await
+        .map_err(StartError::Internal)?;
+    if !applied_internal.is_empty() {
+        tracing::info!(migrations = ?applied_internal, "applied internal migrations");
+    }
+    if database.target.external {
+        // A SCRAM verifier computed here, so the password itself never reaches the server's logs.
+        let verifier = postgres_protocol::password::scram_sha_256(
+            db::pools::authenticator_password(jwt_secret.as_bytes()).as_bytes(),
+        );
+        client
+            .batch_execute(&format!(
+                "alter role authenticator password {}",
+                db::quote_literal(&verifier)
+            ))
+            .await
+            .map_err(|e| StartError::Db(db::migrate::describe(&e)))?;
+    }
+    db::grants::apply_default_grants(&client, config.default_grants, &config.db_schemas)
+        .await
+        .map_err(|e| StartError::Db(db::migrate::describe(&e)))?;
+    let applied = db::migrate::apply_dir(&mut client, &config.migrations)
+        .await
+        .map_err(StartError::Migrate)?;
+    for name in &applied {
+        tracing::info!(migration = %name, "applied migration");
+    }
+    let exposed = db::grants::tables_without_rls(&client, &config.db_schemas)
+        .await
+        .map_err(|e| StartError::Db(db::migrate::describe(&e)))?;
+    for table in exposed {
+        tracing::warn!(table = %table, "table is exposed to API roles without row-level security: anyone with the anon key can read and write it (enable RLS or revoke the grants)");
+    }
+    Ok(applied)
+}
+
+/// Builds the shared state on an open, prepared database.
+pub fn build_state(
+    config: Arc<Config>,
+    database: &Database,
+    jwt_secret: &str,
+    shutdown: watch::Receiver<bool>,
+) -> Result<SharedState, StartError> {
+    let admin = db::pools::pool(database.target.admin.clone(), (config.db_pool / 2).max(2))
+        .map_err(StartError::Pool)?;
+    let pool = db::pools::pool(
+        database.target.authenticator(jwt_secret.as_bytes()),
+        config.db_pool,
+    )
+    .map_err(StartError::Pool)?;
+    let mut verifier = Verifier::hs256(jwt_secret.as_bytes());
+    // Tokens auth signs with an asymmetric key must pass the shared verifier too.
+    let auth_config = crate::auth::AuthConfig::from_config(&config).map_err(StartError::Auth)?;
+    if let Some(pem) = &auth_config.jwt_signing_key_pem {
+        let key = crate::auth::keys::SigningKey::from_pem(pem.as_bytes())
+            .map_err(|e| StartError::Auth(crate::auth::SetupError::Key(e)))?;
+        let decoding = key
+            .decoding_key()
+            .map_err(|e| StartError::Auth(crate::auth::SetupError::Key(e)))?;
+        verifier = verifier.with_key(Some(key.kid.clone()), key.alg, decoding);
+    }
+    let metrics = Metrics::default();
+    for (name, p) in [("request", pool.clone()), ("admin", admin.clone())] {
+        metrics.gauge(
+            &format!("doska_db_pool_{name}_connections"),
+            &format!("Connections of the {name} pool by state."),
+            move || {
+                let s = p.status();
+                vec![
+                    ("state=\"open\"".into(), s.size as f64),
+                    ("state=\"idle\"".into(), s.available as f64),
+                    ("state=\"max\"".into(), s.max_size as f64),
+                    ("state=\"waiting\"".into(), s.waiting as f64),
+                ]
+            },
+        );
+    }
+    let state = Arc::new(AppState {
+        verifier,
+        jwt_secret: Arc::from(jwt_secret.as_bytes()),
+        config,
+        admin,
+        pool,
+        metrics,
+        shutdown,
+    });
+    crate::auth::install(&state, auth_config).map_err(StartError::Auth)?;
+    Ok(state)
+}
+
+/// Binds the listener (before anything heavier starts, so a taken port fails fast).
+pub fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
+    let fail = |e: std::io::Error| StartError::Listen {
+        addr: addr.to_string(),
+        reason: e.to_string(),
+    };
+    let std_listener = std::net::TcpListener::bind(addr).map_err(fail)?;
+    std_listener.set_nonblocking(true).map_err(fail)?;
+    tokio::net::TcpListener::from_std(std_listener).map_err(fail)
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+/// `doska serve`.
+pub async fn serve(config: Config) -> Result<(), StartError> {
+    // Settings that cannot work fail here, before anything starts.
+    crate::auth::AuthConfig::from_config(&config)
+        .and_then(|c| crate::auth::Auth::new(c).map(drop))
+        .map_err(StartError::Auth)?;
+    ensure_data_dir(&config.data_dir)?;
+    let listener = bind(config.listen)?;
+    let tls = match &config.tls {
+        Some(t) => Some(http::server::tls_acceptor(&t.cert, &t.key).map_err(StartError::Tls)?),
+        None => None,
+    };
+    let jwt_secret = secret::load_or_create(config.jwt_secret.as_deref(), &config.data_dir)
+        .map_err(StartError::Secret)?;
+    let database = Database::open(&config, pg::Mode::Serve).await?;
+    if let Err(e) = prepare(&config, &database, &jwt_secret).await {
+        database.close().await;
+        return Err(e);
+    }
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let config = Arc::new(config);
+    let state = match build_state(config.clone(), &database, &jwt_secret, shutdown_rx.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            database.close().await;
+            return Err(e);
+        }
+    };
+    // The REST schema cache, kept fresh on NOTIFY pgrst; a failure here is retried on the first request.
+    if let Err(e) = crate::rest::start(&state, Some(database.target.admin.clone())).await {
+        tracing::warn!(error = %e, "rest: schema cache not loaded at start");
+    }
+    let addr = listener.local_addr().map_err(|e| StartError::Listen {
+        addr: config.listen.to_string(),
+        reason: e.to_string(),
+    })?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(url = %format!("{scheme}://{addr}"), "doska listening");
+    let server = tokio::spawn(http::server::run(
+        listener,
+        tls,
+        state.clone(),
+        shutdown_rx,
+        Duration::from_secs(config.shutdown_timeout_secs),
+    ));
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining requests");
+    let _ = shutdown_tx.send(true);
+    let _ = server.await;
+    state.pool.close();
+    state.admin.close();
+    drop(state);
+    database.close().await;
+    Ok(())
+}

@@ -1,0 +1,527 @@
+//! The `doska` binary as an operator runs it: serve with its own PostgreSQL, stop with Ctrl-C or die
+//! by SIGKILL without leaving PostgreSQL behind, keep data across restarts, refuse a second serve on
+//! one data dir, migrate (broken and changed files), keys, config, and one clear line for bad input.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_doska");
+
+fn doska(data: &Path, migrations: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("--data-dir")
+        .arg(data)
+        .arg("--migrations")
+        .arg(migrations)
+        .arg("--policies")
+        .arg(data.join("no-policies"))
+        .env_remove("DOSKA_LOG")
+        .env("NO_COLOR", "1");
+    c
+}
+
+struct Serving {
+    child: Child,
+    url: String,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+/// Starts `doska serve` on a random port and waits for its "listening" line.
+fn serve(data: &Path, migrations: &Path) -> Serving {
+    serve_with(data, migrations, &[])
+}
+
+fn serve_with(data: &Path, migrations: &Path, extra: &[&str]) -> Serving {
+    let mut child = doska(data, migrations)
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawning doska");
+    let stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            log2.lock().unwrap().push_str(&format!("{line}\n"));
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(url) = v["fields"]["url"].as_str()
+            {
+                let _ = tx.send(url.to_string());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("doska did not start: {}", log.lock().unwrap()));
+    Serving { child, url, log }
+}
+
+fn postmaster_pid(data: &Path) -> i32 {
+    // The cluster lives in the data dir, or where `pg-location` says.
+    let cluster = std::fs::read_to_string(data.join("pg-location"))
+        .map(|s| std::path::PathBuf::from(s.trim()))
+        .unwrap_or_else(|_| data.join("pg"));
+    let pidfile = std::fs::read_to_string(cluster.join("postmaster.pid")).expect("postmaster.pid");
+    pidfile.lines().next().unwrap().trim().parse().unwrap()
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie still answers kill(0); check its state too.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    !stat.is_empty() && !stat.contains(") Z ")
+}
+
+fn wait_gone(pid: i32, within: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+async fn health(url: &str) -> u16 {
+    common::get(&format!("{url}/health")).await.status
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_stop_with_sigint_restart_keeps_data() {
+    let data = common::temp_dir("cli-serve");
+    let mig = common::temp_dir("cli-mig");
+    std::fs::write(mig.join("001_notes.sql"), "create table notes (id int primary key, body text);\ninsert into notes values (1, 'kept');\n").unwrap();
+    let mut s = serve(&data, &mig);
+    assert_eq!(health(&s.url).await, 200);
+    let pm = postmaster_pid(&data);
+    assert!(alive(pm));
+
+    // A second serve on the same data dir is refused while the first runs.
+    let out = doska(&data, &mig)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("already") || err.contains("in use") || err.contains("running"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"));
+
+    // Ctrl-C: doska drains and stops its PostgreSQL, then exits 0.
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGINT) };
+    let status = s.child.wait().unwrap();
+    assert!(
+        status.success(),
+        "exit {status:?}: {}",
+        s.log.lock().unwrap()
+    );
+    assert!(
+        wait_gone(pm, Duration::from_secs(10)),
+        "postgres {pm} outlived doska"
+    );
+
+    // Restart: the data is still there, and the migration is not applied twice.
+    let mut s = serve(&data, &mig);
+    assert_eq!(health(&s.url).await, 200);
+    assert!(!s.log.lock().unwrap().contains("applied migration"));
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
+    assert!(s.child.wait().unwrap().success());
+    let out = doska(&data, &mig).arg("migrate").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "no pending migrations"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_leaves_no_orphan_postgres() {
+    let data = common::temp_dir("cli-kill");
+    let mig = common::temp_dir("cli-kill-mig");
+    let mut s = serve(&data, &mig);
+    assert_eq!(health(&s.url).await, 200);
+    let pm = postmaster_pid(&data);
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    assert!(
+        wait_gone(pm, Duration::from_secs(10)),
+        "postgres {pm} outlived a SIGKILLed doska"
+    );
+    // And the next start is not blocked by what the crash left.
+    let mut s = serve(&data, &mig);
+    assert_eq!(health(&s.url).await, 200);
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+}
+
+#[test]
+fn migrate_reports_broken_and_changed_files() {
+    let data = common::temp_dir("cli-migrate");
+    let mig = common::temp_dir("cli-migrate-files");
+    std::fs::write(mig.join("001_ok.sql"), "create table ok (id int);\n").unwrap();
+    std::fs::write(
+        mig.join("002_bad.sql"),
+        "create table half (id int);\n\ncreate tabel oops (id int);\n",
+    )
+    .unwrap();
+    let out = doska(&data, &mig).arg("migrate").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("002_bad.sql") && err.contains("line 3") && err.contains("syntax error"),
+        "{err}"
+    );
+    assert_eq!(
+        err.trim()
+            .lines()
+            .filter(|l| l.starts_with("doska:"))
+            .count(),
+        1,
+        "{err}"
+    );
+
+    std::fs::write(mig.join("002_bad.sql"), "create table half (id int);\n").unwrap();
+    let out = doska(&data, &mig).arg("migrate").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 001 applied in the failed run; only 002 now.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "applied 002_bad.sql"
+    );
+
+    std::fs::write(mig.join("001_ok.sql"), "create table ok (id bigint);\n").unwrap();
+    let out = doska(&data, &mig).arg("migrate").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("001_ok.sql") && err.contains("changed"),
+        "{err}"
+    );
+}
+
+#[test]
+fn keys_verify_with_the_kept_secret_and_config_masks_it() {
+    let data = common::temp_dir("cli-keys");
+    let mig = common::temp_dir("cli-keys-mig");
+    let out = doska(&data, &mig).arg("keys").output().unwrap();
+    assert!(out.status.success());
+    let keys: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let secret = std::fs::read_to_string(data.join("jwt-secret")).unwrap();
+    let v = doska::jwt::Verifier::hs256(secret.trim().as_bytes());
+    assert_eq!(
+        v.verify(keys["anon_key"].as_str().unwrap()).unwrap()["role"],
+        "anon"
+    );
+    let svc = v
+        .verify(keys["service_role_key"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(svc["role"], "service_role");
+    assert!(svc.get("aud").is_none());
+    // Same secret next time.
+    let again: serde_json::Value =
+        serde_json::from_slice(&doska(&data, &mig).arg("keys").output().unwrap().stdout).unwrap();
+    assert!(v.verify(again["anon_key"].as_str().unwrap()).is_ok());
+
+    let out = doska(&data, &mig)
+        .args([
+            "config",
+            "--jwt-secret",
+            "a-very-secret-value-that-is-long-enough-1234",
+        ])
+        .env("DOSKA_DATABASE_URL", "postgres://u:hunter2@db.example/app")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        !text.contains("a-very-secret") && !text.contains("hunter2"),
+        "{text}"
+    );
+    assert!(text.contains("jwt_secret = \"********\""), "{text}");
+}
+
+#[test]
+fn config_precedence_flag_env_file() {
+    let dir = common::temp_dir("cli-cfg");
+    std::fs::write(
+        dir.join("doska.toml"),
+        "listen = \"127.0.0.1:7001\"\ndb_pool = 3\nsite_url = \"http://file\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "--config"])
+        .arg(dir.join("doska.toml"))
+        .args(["--listen", "127.0.0.1:7003"])
+        .env("DOSKA_LISTEN", "127.0.0.1:7002")
+        .env("DOSKA_DB_POOL", "5")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("listen = \"127.0.0.1:7003\""), "{text}");
+    assert!(text.contains("db_pool = 5"), "{text}");
+    assert!(text.contains("site_url = \"http://file\""), "{text}");
+}
+
+#[test]
+fn bad_input_gets_one_clear_line() {
+    let data = common::temp_dir("cli-bad");
+    let mig = common::temp_dir("cli-bad-mig");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let cfg = data.join("broken.toml");
+    std::fs::write(&cfg, "listen = [\n").unwrap();
+    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+        (
+            "port in use",
+            vec![
+                "serve".into(),
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+            ],
+            "cannot listen",
+        ),
+        (
+            "data dir under a file",
+            vec![
+                "serve".into(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--data-dir".into(),
+                "/etc/hostname/sub".into(),
+            ],
+            "data dir",
+        ),
+        (
+            "malformed config",
+            vec!["serve".into(), "--config".into(), cfg.display().to_string()],
+            "broken.toml",
+        ),
+        (
+            "database that does not answer",
+            vec![
+                "serve".into(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--database-url".into(),
+                "postgres://doska@127.0.0.1:1/none?connect_timeout=2".into(),
+            ],
+            "cannot connect",
+        ),
+        (
+            "short secret",
+            vec!["keys".into(), "--jwt-secret".into(), "short".into()],
+            "jwt_secret",
+        ),
+    ];
+    for (name, args, expect) in cases {
+        let out = doska(&data, &mig).args(&args).output().unwrap();
+        assert!(!out.status.success(), "{name}: exit 0");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.trim().lines().last().unwrap_or("");
+        assert!(
+            last.starts_with("doska: ") && last.contains(expect),
+            "{name}: {err}"
+        );
+        assert!(
+            !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+            "{name}: {err}"
+        );
+    }
+    drop(busy);
+    // Nothing was left running for the port-in-use case.
+    assert!(!data.join("pg").join("postmaster.pid").exists());
+}
+
+fn pg_bin(name: &str) -> std::path::PathBuf {
+    let mut dirs: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    dirs.into_iter()
+        .rev()
+        .map(|d| d.join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| name.into())
+}
+
+/// A plain PostgreSQL with `wal_level=replica`, run as the `postgres` user, on a unix socket.
+struct PlainPostgres {
+    child: Child,
+    socket: std::path::PathBuf,
+}
+
+impl PlainPostgres {
+    fn start() -> PlainPostgres {
+        let dir = common::temp_dir("plainpg");
+        let data = dir.join("data");
+        let socket = std::path::PathBuf::from(format!("/tmp/dpg{}", std::process::id()));
+        std::fs::create_dir_all(&socket).unwrap();
+        for p in [&dir, &socket] {
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(p)
+                .status()
+                .unwrap();
+        }
+        let ok = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(pg_bin("initdb"))
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "-D",
+            ])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let child = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(pg_bin("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-c", "listen_addresses=", "-c", "wal_level=replica", "-c"])
+            .arg(format!("unix_socket_directories={}", socket.display()))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while !socket.join(".s.PGSQL.5432").exists() && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        PlainPostgres { child, socket }
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "host={} port=5432 user=postgres dbname=postgres",
+            self.socket.display()
+        )
+    }
+}
+
+impl Drop for PlainPostgres {
+    fn drop(&mut self) {
+        // runuser forwards SIGTERM to postgres (smart shutdown); then reap.
+        let _ = Command::new("pkill")
+            .arg("-f")
+            .arg(format!("unix_socket_directories={}", self.socket.display()))
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn external_database_with_logical_wal_works_and_without_is_refused() {
+    // An external server with wal_level=logical: doska's own embedded code path starts one for us.
+    let ext_dir = common::temp_dir("cli-ext");
+    let cluster = tokio::task::spawn_blocking(move || {
+        doska::pg::Cluster::start(&doska::pg::EmbeddedOptions {
+            data_dir: ext_dir,
+            mode: doska::pg::Mode::Serve,
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let url = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        cluster.socket_dir().display(),
+        cluster.port()
+    );
+    let data = common::temp_dir("cli-ext-data");
+    let mig = common::temp_dir("cli-ext-mig");
+    std::fs::write(mig.join("001.sql"), "create table ext_t (id int);\n").unwrap();
+    let s = serve_with(&data, &mig, &["--database-url", &url]);
+    let (served, mut child) = (s.url.clone(), s.child);
+    let _log = s.log;
+    assert_eq!(health(&served).await, 200);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    // No embedded cluster was made, and the external one got the migration.
+    assert!(!data.join("pg").exists());
+    let client = common::connect(&cluster.config("postgres")).await;
+    let n: i64 = client
+        .query_one("select count(*) from doska.migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    drop(client);
+    tokio::task::spawn_blocking(move || cluster.stop())
+        .await
+        .unwrap()
+        .unwrap();
+
+    // wal_level=replica: refused, saying what to set.
+    let plain = tokio::task::spawn_blocking(PlainPostgres::start)
+        .await
+        .unwrap();
+    let out = doska(&data, &mig)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &plain.url(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("wal_level = logical"), "{err}");
+    drop(plain);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_log_pipe_does_not_break_requests() {
+    let data = common::temp_dir("cli-pipe");
+    let mig = common::temp_dir("cli-pipe-mig");
+    let mut child = doska(&data, &mig)
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut url = None;
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+            && let Some(u) = v["fields"]["url"].as_str()
+        {
+            url = Some(u.to_string());
+            break;
+        }
+    }
+    // The reader is gone: every later log line meets a closed pipe.
+    let url = url.expect("listening line");
+    for _ in 0..3 {
+        assert_eq!(health(&url).await, 200);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -1,0 +1,237 @@
+//! Test harness: one real PostgreSQL per test binary, started by the same code as doska's embedded
+//! default, and a fresh database per test (so tests run in parallel), with doska's internal schema
+//! applied; plus an in-process doska HTTP server on a random port and a small HTTP client.
+#![allow(dead_code)]
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use doska::{
+    config::{Config, Settings},
+    db, pg,
+    state::SharedState,
+};
+use http_body_util::{BodyExt, Full};
+use tokio::sync::watch;
+use tokio_postgres::{Client, NoTls};
+
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+
+static CLUSTER: OnceLock<pg::Cluster> = OnceLock::new();
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A folder under /tmp the `postgres` user can reach (the home of root is 0700).
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("doska-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creating a temp dir");
+    dir
+}
+
+/// Removes data dirs of earlier test processes that are gone.
+fn sweep_stale() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("doska-cluster-") else {
+            continue;
+        };
+        let pid: i32 = rest
+            .split('-')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        // SAFETY: kill with signal 0 only checks that the process exists.
+        if pid > 0 && unsafe { libc::kill(pid, 0) } != 0 {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+pub fn cluster() -> &'static pg::Cluster {
+    CLUSTER.get_or_init(|| {
+        sweep_stale();
+        let dir = temp_dir("cluster");
+        pg::Cluster::start(&pg::EmbeddedOptions {
+            data_dir: dir,
+            mode: pg::Mode::Serve,
+        })
+        .expect("starting the test PostgreSQL")
+    })
+}
+
+pub async fn connect(config: &tokio_postgres::Config) -> Client {
+    let (client, conn) = config
+        .connect(NoTls)
+        .await
+        .expect("connecting to the test PostgreSQL");
+    tokio::spawn(conn);
+    client
+}
+
+pub struct TestDb {
+    pub name: String,
+    pub state: SharedState,
+    admin: Client,
+    shutdown: watch::Sender<bool>,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        TestDb::with_settings(Settings::default()).await
+    }
+
+    pub async fn with_settings(settings: Settings) -> TestDb {
+        let cluster = tokio::task::spawn_blocking(cluster).await.unwrap();
+        let name = format!(
+            "t{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let boot = connect(&cluster.config("postgres")).await;
+        boot.batch_execute(&format!("create database {name}"))
+            .await
+            .expect("create database");
+        let mut admin = connect(&cluster.config(&name)).await;
+        db::internal::apply(&mut admin)
+            .await
+            .expect("internal migrations");
+        let settings = Settings {
+            jwt_secret: Some(JWT_SECRET.into()),
+            data_dir: Some(temp_dir("data")),
+            migrations: Some(temp_dir("migrations")),
+            db_pool: Some(4),
+            ..Default::default()
+        }
+        .over(settings);
+        let config = Config::resolve(settings).expect("test config");
+        db::grants::apply_default_grants(&admin, config.default_grants, &config.db_schemas)
+            .await
+            .expect("default grants");
+        let (shutdown, rx) = watch::channel(false);
+        let mut target = db::pools::Target::embedded(cluster.config(&name));
+        target.external = false;
+        let admin_pool = db::pools::pool(target.admin.clone(), 2).unwrap();
+        let pool =
+            db::pools::pool(target.authenticator(JWT_SECRET.as_bytes()), config.db_pool).unwrap();
+        let state = Arc::new(doska::state::AppState {
+            config: Arc::new(config),
+            admin: admin_pool,
+            pool,
+            verifier: doska::jwt::Verifier::hs256(JWT_SECRET.as_bytes()),
+            jwt_secret: Arc::from(JWT_SECRET.as_bytes()),
+            metrics: Default::default(),
+            shutdown: rx,
+        });
+        TestDb {
+            name,
+            state,
+            admin,
+            shutdown,
+        }
+    }
+
+    /// A superuser connection to this test's database.
+    pub fn admin(&self) -> &Client {
+        &self.admin
+    }
+
+    pub fn pool(&self) -> &deadpool_postgres::Pool {
+        &self.state.pool
+    }
+
+    /// A live doska HTTP server on this database; returns its base URL.
+    pub async fn server(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(doska::http::server::run(
+            listener,
+            None,
+            self.state.clone(),
+            self.shutdown.subscribe(),
+            Duration::from_secs(5),
+        ));
+        url
+    }
+
+    pub fn sign(&self, claims: serde_json::Value) -> String {
+        doska::jwt::sign(JWT_SECRET.as_bytes(), &claims)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Response {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection.
+pub async fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Response {
+    let uri: http::Uri = url.parse().expect("test URL");
+    let authority = uri.authority().expect("URL with host").clone();
+    let stream = tokio::net::TcpStream::connect(authority.as_str())
+        .await
+        .expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+        .header("host", authority.as_str());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = sender
+        .send_request(req.body(Full::new(body.into())).unwrap())
+        .await
+        .expect("request");
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.expect("body").to_bytes();
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub async fn get(url: &str) -> Response {
+    request("GET", url, &[], Bytes::new()).await
+}

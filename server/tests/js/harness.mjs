@@ -1,0 +1,79 @@
+// Starts a live doska for a JavaScript suite: the built binary on a random port, a temp data dir (its
+// own embedded PostgreSQL), the given migrations and policies; waits until it listens and hands out
+// the URL and the project keys. Every JS suite uses it; nothing here mocks doska or PostgreSQL.
+import { spawn, execFile } from 'node:child_process';
+import { mkdtemp, mkdir, writeFile, rm, chmod } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const repoRoot = resolve(here, '../../..');
+export const doskaBin = process.env.DOSKA_BIN ?? join(repoRoot, 'target/debug/doska');
+
+// A folder of files from `{ 'name.sql': 'contents' }`, or the path given as a string.
+async function folder(root, name, spec) {
+  if (typeof spec === 'string') return spec;
+  const dir = join(root, name);
+  await mkdir(dir, { recursive: true });
+  for (const [file, text] of Object.entries(spec ?? {})) await writeFile(join(dir, file), text);
+  return dir;
+}
+
+/**
+ * @param {{migrations?: string|Record<string,string>, policies?: string|Record<string,string>,
+ *          env?: Record<string,string>, args?: string[]}} options
+ */
+export async function startDoska({ migrations, policies, env = {}, args = [] } = {}) {
+  const root = await mkdtemp(join(tmpdir(), 'doska-js-'));
+  // mkdtemp makes it 0700; the `postgres` user (doska runs PostgreSQL as it under root) must pass
+  // through, or the cluster is relocated outside the folder and outlives the test.
+  await chmod(root, 0o755);
+  const dataDir = join(root, 'data');
+  const common = [
+    '--data-dir', dataDir,
+    '--migrations', await folder(root, 'migrations', migrations),
+    '--policies', await folder(root, 'policies', policies),
+  ];
+  const child = spawn(doskaBin, ['serve', '--listen', '127.0.0.1:0', '--log-format', 'json', ...common, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let log = '';
+  const url = await new Promise((resolveUrl, reject) => {
+    const timer = setTimeout(() => reject(new Error(`doska did not start within 60 s:\n${log}`)), 60_000);
+    let buffered = '';
+    child.stderr.on('data', (chunk) => {
+      log += chunk;
+      buffered += chunk;
+      let nl;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        try {
+          const url = JSON.parse(line)?.fields?.url;
+          if (url) { clearTimeout(timer); resolveUrl(url); }
+        } catch { /* not a JSON line */ }
+      }
+    });
+    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`doska exited (${code}) before listening:\n${log}`)); });
+  });
+  const { stdout } = await promisify(execFile)(doskaBin, ['keys', ...common], { env: { ...process.env, ...env } });
+  const keys = JSON.parse(stdout);
+  return {
+    url,
+    anonKey: keys.anon_key,
+    serviceKey: keys.service_role_key,
+    dataDir,
+    log: () => log,
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}
