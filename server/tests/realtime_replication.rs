@@ -18,6 +18,7 @@ use doska::realtime::lsn::Lsn;
 use doska::realtime::replication::{
     ReplicationConnection, ReplicationError, ReplicationStream, SlotStatus, StreamOptions,
 };
+use doska::realtime::source::{Source, SourceItem, SourceOptions};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -748,4 +749,147 @@ async fn toast_replica_identity_and_schema_changes() {
     assert_eq!(c.kind, ChangeKind::Delete);
     assert_eq!(c.old_record.as_ref().map(|o| o["body"].clone()), Some(body));
     stream.close().await.unwrap();
+}
+
+async fn next_item(source: &mut Source) -> SourceItem {
+    tokio::time::timeout(Duration::from_secs(15), source.recv())
+        .await
+        .expect("no source item within 15 s")
+        .expect("source stopped")
+}
+
+/// Items up to and including the next Commit, skipping nothing: (items, commit end).
+async fn source_tx(source: &mut Source) -> (Vec<SourceItem>, Lsn) {
+    let mut seen = Vec::new();
+    loop {
+        let item = next_item(source).await;
+        let end = match &item {
+            SourceItem::Event(Event::Commit { end_lsn, .. }) => Some(*end_lsn),
+            _ => None,
+        };
+        seen.push(item);
+        if let Some(end) = end {
+            return (seen, end);
+        }
+    }
+}
+
+fn source_titles(items: &[SourceItem]) -> Vec<Value> {
+    items
+        .iter()
+        .filter_map(|i| match i {
+            SourceItem::Event(Event::Change(c)) => Some(c.record["title"].clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn source_reconnects_and_resends_only_unacknowledged() {
+    let pg = Embedded::start();
+    let admin = pg.admin().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE public.todos (id bigserial PRIMARY KEY, title text NOT NULL);
+             CREATE PUBLICATION supabase_realtime FOR TABLE public.todos;",
+        )
+        .await
+        .unwrap();
+    let (stop, shutdown) = watch::channel(false);
+    let options = SourceOptions {
+        slot: SLOT.to_string(),
+        stream: StreamOptions {
+            status_interval: Duration::from_millis(200),
+            ..StreamOptions::default()
+        },
+        retry_min: Duration::from_millis(100),
+        ..SourceOptions::default()
+    };
+    let mut source = Source::spawn(
+        pg.config("postgres", None),
+        options.clone(),
+        shutdown.clone(),
+    );
+    let first = next_item(&mut source).await;
+    assert!(
+        matches!(
+            first,
+            SourceItem::Started {
+                slot_created: Some(_)
+            }
+        ),
+        "{first:?}"
+    );
+
+    admin
+        .batch_execute("INSERT INTO todos (title) VALUES ('a')")
+        .await
+        .unwrap();
+    let (items, end_a) = source_tx(&mut source).await;
+    assert_eq!(source_titles(&items), [json!("a")]);
+    source.ack(end_a);
+    admin
+        .batch_execute("INSERT INTO todos (title) VALUES ('b')")
+        .await
+        .unwrap();
+    let (items, _) = source_tx(&mut source).await;
+    assert_eq!(source_titles(&items), [json!("b")]);
+    wait_confirmed(&admin, |lsn| lsn >= end_a).await;
+
+    // Kill the walsender: the source says so, reconnects, and resends only 'b'.
+    admin
+        .execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1", &[&SLOT])
+        .await
+        .unwrap();
+    let (items, end_b) = source_tx(&mut source).await;
+    assert!(
+        matches!(items[0], SourceItem::Interrupted { .. }),
+        "{:?}",
+        items[0]
+    );
+    assert!(
+        items.contains(&SourceItem::Started { slot_created: None }),
+        "{items:?}"
+    );
+    assert_eq!(source_titles(&items), [json!("b")]);
+    source.ack(end_b);
+
+    // Shutdown stops it, after confirming what was acknowledged.
+    stop.send(true).unwrap();
+    let rest = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut rest = Vec::new();
+        while let Some(item) = source.recv().await {
+            rest.push(item);
+        }
+        rest
+    })
+    .await
+    .expect("source did not stop");
+    assert!(
+        rest.iter()
+            .all(|i| !matches!(i, SourceItem::Event(Event::Change(_)))),
+        "{rest:?}"
+    );
+    assert_eq!(confirmed_flush(&admin).await, end_b);
+
+    // A lost slot is recreated (and reported as created).
+    admin
+        .execute("SELECT pg_drop_replication_slot($1)", &[&SLOT])
+        .await
+        .unwrap();
+    let (_stop, shutdown) = watch::channel(false);
+    let mut source = Source::spawn(pg.config("postgres", None), options, shutdown);
+    assert!(matches!(
+        source.recv().await.unwrap(),
+        SourceItem::Started {
+            slot_created: Some(_)
+        }
+    ));
+    admin
+        .batch_execute("INSERT INTO todos (title) VALUES ('c')")
+        .await
+        .unwrap();
+    let (items, _) = source_tx(&mut source).await;
+    assert_eq!(source_titles(&items), [json!("c")]);
+    source.close().await;
 }

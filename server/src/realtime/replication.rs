@@ -540,10 +540,23 @@ impl ReplicationConnection {
     /// `start` = [`Lsn::INVALID`] resumes from the slot's confirmed flush position.
     /// Spawns the task that owns the socket from here on.
     pub async fn start_replication(
+        self,
+        slot: &str,
+        start: Lsn,
+        options: StreamOptions,
+    ) -> Result<ReplicationStream, ReplicationError> {
+        self.start_replication_with(slot, start, options, Acker::default())
+            .await
+    }
+
+    /// Like [`start_replication`](Self::start_replication), acknowledging through `acker`: one
+    /// `Acker` can outlive many connections, since WAL positions mean the same on all of them.
+    pub async fn start_replication_with(
         mut self,
         slot: &str,
         start: Lsn,
         options: StreamOptions,
+        acker: Acker,
     ) -> Result<ReplicationStream, ReplicationError> {
         check_name("slot", slot)?;
         check_name("publication", &options.publication)?;
@@ -573,17 +586,16 @@ impl ReplicationConnection {
             }
         }
         let (events_tx, events) = mpsc::channel(options.channel_capacity);
-        let acked = Arc::new(AtomicU64::new(0));
         let task = tokio::spawn(stream_task(
             self,
             events_tx,
-            Arc::clone(&acked),
+            Arc::clone(&acker.0),
             start,
             options.status_interval,
         ));
         Ok(ReplicationStream {
             events,
-            acker: Acker(acked),
+            acker,
             task: Some(task),
         })
     }
@@ -712,7 +724,7 @@ fn unexpected(tag: u8, during: &str) -> ReplicationError {
 
 /// Tells the stream which WAL positions the caller has fully handled. Cloneable, so the
 /// stage that finishes a change can acknowledge it without owning the stream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Acker(Arc<AtomicU64>);
 
 impl Acker {
@@ -750,14 +762,18 @@ impl ReplicationStream {
         if let Some(message) = self.events.recv().await {
             return Ok(Some(message));
         }
-        match self.task.take() {
-            Some(task) => match task.await {
-                Ok(result) => result.map(|()| None),
-                Err(join) => Err(ReplicationError::Protocol(format!(
-                    "replication task failed: {join}"
-                ))),
-            },
-            None => Ok(None),
+        // Awaited through `&mut` and cleared only once finished, so a cancelled `recv` (it is
+        // used in `select!`) does not lose the task's result.
+        let Some(task) = self.task.as_mut() else {
+            return Ok(None);
+        };
+        let finished = task.await;
+        self.task = None;
+        match finished {
+            Ok(result) => result.map(|()| None),
+            Err(join) => Err(ReplicationError::Protocol(format!(
+                "replication task failed: {join}"
+            ))),
         }
     }
 
