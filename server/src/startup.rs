@@ -305,6 +305,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         addr: config.listen.to_string(),
         reason: e.to_string(),
     })?;
+    // Database changes to realtime subscribers, from the replication slot, until shutdown.
+    let realtime = crate::realtime::start(&state, database.target.admin.clone());
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(url = %format!("{scheme}://{addr}"), "doska listening");
     let server = tokio::spawn(http::server::run(
@@ -318,6 +320,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     tracing::info!("shutting down: draining requests");
     let _ = shutdown_tx.send(true);
     let _ = server.await;
+    let _ = realtime.await;
     state.pool.close();
     state.admin.close();
     drop(state);

@@ -1,12 +1,186 @@
-//! Realtime: database changes to subscribers. Pipeline stages, one module each:
-//! `replication` (the WAL stream from PostgreSQL) → `decode` (pgoutput bytes → typed changes),
-//! run together and kept alive by `source`; then `subscriptions` (which subscriber wants which
-//! change). The Phoenix socket layer sits on top. See docs/realtime.md.
+//! Realtime: database changes, broadcast and presence to Phoenix channel subscribers. Pipeline
+//! stages, one module each: `replication` (the WAL stream from PostgreSQL) → `decode` (pgoutput
+//! bytes → typed changes), run together and kept alive by `source`; then `subscriptions` (which
+//! binding wants which change) → `authorize` (RLS, per caller) → `deliver` (queue, then ack WAL).
+//! The socket side: `phoenix` (wire messages) → `socket` (one connection) ↔ `hub` (who joined
+//! what). See docs/realtime.md.
+//!
+//! The front door answers `/realtime/v1/websocket` (upgrade) and `/realtime/v1/api/broadcast`;
+//! every other path is a 404 in this door's JSON dialect.
 
+pub mod authorize;
 pub mod decode;
+pub mod deliver;
+pub mod hub;
 pub mod lsn;
 pub mod phoenix;
 pub mod replication;
+pub mod socket;
 pub mod source;
 pub mod subscriptions;
 pub mod wire;
+
+use std::sync::{Arc, Mutex, Weak};
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use crate::http::RequestContext;
+use crate::http::body::{Body, json as json_response, read_limited};
+use crate::state::{AppState, SharedState};
+use hub::Hub;
+use phoenix::BroadcastBody;
+
+type Registry = Mutex<Vec<(Weak<AppState>, Arc<Hub>)>>;
+
+/// One hub per running doska (per AppState), like auth's and rest's registries: the state
+/// struct stays the foundation's.
+static REGISTRY: Registry = Mutex::new(Vec::new());
+
+/// The hub of this doska, made on first use.
+pub fn hub(state: &SharedState) -> Arc<Hub> {
+    let mut reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+    reg.retain(|(w, _)| w.strong_count() > 0);
+    if let Some((_, h)) = reg
+        .iter()
+        .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(state)))
+    {
+        return h.clone();
+    }
+    let h = Arc::new(Hub::new());
+    reg.push((Arc::downgrade(state), h.clone()));
+    h
+}
+
+/// Starts delivering database changes (the replication source on `admin`, a superuser config)
+/// until shutdown; await the handle before stopping PostgreSQL so the slot is released cleanly.
+pub fn start(state: &SharedState, admin: tokio_postgres::Config) -> tokio::task::JoinHandle<()> {
+    let hub = hub(state);
+    tokio::spawn(deliver::run(
+        state.clone(),
+        hub,
+        admin,
+        source::SourceOptions::default(),
+    ))
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Body> {
+    json_response(status, &json!({"message": message, "error": message}))
+}
+
+fn accepted() -> Response<Body> {
+    let mut res = Response::new(crate::http::body::empty());
+    *res.status_mut() = StatusCode::ACCEPTED;
+    res
+}
+
+pub async fn handle(
+    state: SharedState,
+    req: Request<Incoming>,
+    ctx: RequestContext,
+) -> Response<Body> {
+    let path = ctx.path.trim_end_matches('/');
+    if path == "/websocket" {
+        let hub = hub(&state);
+        return socket::upgrade(state, hub, req).await;
+    }
+    if path == "/api/broadcast" || path.starts_with("/api/broadcast/") {
+        if req.method() != Method::POST {
+            return error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+        }
+        let rest = path["/api/broadcast".len()..].to_string();
+        return broadcast_api(state, req, &rest, ctx.body_limit).await;
+    }
+    error(StatusCode::NOT_FOUND, "No realtime route for this path")
+}
+
+/// `POST /api/broadcast` `{messages: [{topic, event, payload, private?}]}` and realtime-js's
+/// `httpSend`: `POST /api/broadcast/{topic}/events/{event}` with the payload as body. 202.
+async fn broadcast_api(
+    state: SharedState,
+    req: Request<Incoming>,
+    rest: &str,
+    limit: u64,
+) -> Response<Body> {
+    if let Err(e) = state.verifier.caller(req.headers()) {
+        return error(StatusCode::UNAUTHORIZED, e.message());
+    }
+    let binary = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/octet-stream"));
+    let body =
+        match read_limited(req.into_body(), limit.min(socket::MAX_MESSAGE_BYTES as u64)).await {
+            Ok(b) => b,
+            Err(e @ crate::http::body::BodyError::TooLarge { .. }) => {
+                return error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string());
+            }
+            Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+        };
+    let hub = hub(&state);
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    if !rest.is_empty() {
+        let parts: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+        let [topic, "events", event] = parts.as_slice() else {
+            return error(StatusCode::NOT_FOUND, "No realtime route for this path");
+        };
+        let body = if binary {
+            BroadcastBody::Binary(body)
+        } else {
+            match serde_json::from_slice(&body) {
+                Ok(v) => BroadcastBody::Json(v),
+                Err(e) => return error(StatusCode::BAD_REQUEST, &format!("body is not JSON: {e}")),
+            }
+        };
+        hub.broadcast(
+            None,
+            &format!("realtime:{}", decode(topic)),
+            decode(event),
+            None,
+            body,
+        );
+        return accepted();
+    }
+    let parsed: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("body is not JSON: {e}")),
+    };
+    let Some(messages) = parsed.get("messages").and_then(Value::as_array) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "body must be {\"messages\": [...]}",
+        );
+    };
+    let mut valid = Vec::with_capacity(messages.len());
+    for m in messages {
+        let (Some(topic), Some(event)) = (
+            m.get("topic").and_then(Value::as_str),
+            m.get("event").and_then(Value::as_str),
+        ) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "each message needs a topic and an event",
+            );
+        };
+        if m.get("private").and_then(Value::as_bool) == Some(true) {
+            return error(
+                StatusCode::FORBIDDEN,
+                "private channels are not supported yet",
+            );
+        }
+        valid.push((
+            format!("realtime:{topic}"),
+            event.to_string(),
+            m.get("payload").cloned().unwrap_or(Value::Null),
+        ));
+    }
+    for (topic, event, payload) in valid {
+        hub.broadcast(None, &topic, event, None, BroadcastBody::Json(payload));
+    }
+    accepted()
+}

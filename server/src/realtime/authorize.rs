@@ -1,0 +1,161 @@
+//! Which callers may see a change, decided by PostgreSQL: for each distinct (role, claims)
+//! among a change's subscribers, one read-only transaction as that caller checks that the row
+//! is visible by primary key (RLS SELECT policies and table privileges apply); for a DELETE,
+//! that the caller may read the table at all. All groups of one change go to PostgreSQL
+//! pipelined on one connection: one round trip per change, not one per subscriber.
+//!
+//! Rejects (answers "not visible"): tables the caller lacks SELECT on, rows its policies hide,
+//! rows gone since the change, and — for tables without a key — any caller for whom the table
+//! has row-level security it does not bypass (there is no key to check the row by).
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde_json::{Map, Value};
+use tokio_postgres::types::{ToSql, Type};
+
+use super::decode::{Change, ChangeKind};
+use crate::db::quote_ident;
+
+#[derive(Debug)]
+pub enum AuthorizeError {
+    Pool(String),
+    /// The connection broke mid-check (a denial is not an error; this is).
+    Db(tokio_postgres::Error),
+}
+
+impl std::fmt::Display for AuthorizeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthorizeError::Pool(e) => write!(f, "realtime authorization: no connection: {e}"),
+            AuthorizeError::Db(e) => write!(f, "realtime authorization: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for AuthorizeError {}
+
+/// One caller to check: role and claims (JSON text, as `request.jwt.claims` holds it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Who {
+    pub role: String,
+    pub claims: String,
+}
+
+const SET_CALLER: &str = "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true), set_config('statement_timeout', '5000', true)";
+
+/// Table privilege only: what a DELETE needs.
+const CAN_READ_TABLE: &str =
+    "select coalesce(has_table_privilege(current_user, to_regclass($1), 'SELECT'), false)";
+
+/// No key to find the row by: visible only where RLS does not apply to the caller.
+const CAN_READ_UNKEYED: &str = "select coalesce((select has_table_privilege(current_user, c.oid, 'SELECT') \
+     and (not c.relrowsecurity or r.rolbypassrls) from pg_class c, pg_roles r \
+     where c.oid = to_regclass($1) and r.rolname = current_user), false)";
+
+/// The statement that checks `change` is visible, and whether it takes the record as `$2`.
+fn check_sql(change: &Change) -> (String, bool) {
+    let table = format!(
+        "{}.{}",
+        quote_ident(&change.schema),
+        quote_ident(&change.table)
+    );
+    if change.kind == ChangeKind::Delete {
+        return (CAN_READ_TABLE.to_string(), false);
+    }
+    let keys: Vec<String> = change
+        .columns
+        .iter()
+        .filter(|c| c.key && change.record.contains_key(&c.name))
+        .map(|c| quote_ident(&c.name))
+        .collect();
+    if keys.is_empty() {
+        return (CAN_READ_UNKEYED.to_string(), false);
+    }
+    let row = keys
+        .iter()
+        .map(|k| format!("x.{k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let key = keys
+        .iter()
+        .map(|k| format!("k.{k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // `$1` is unused here but keeps one parameter list for every check statement.
+    (
+        format!(
+            "select $1::text is not null and exists (select 1 from {table} x where ({row}) = \
+             (select {key} from json_populate_record(null::{table}, $2::json) k))"
+        ),
+        true,
+    )
+}
+
+/// The key columns of a change's record (what a DELETE may reveal, and what finds the row).
+pub fn key_only(change: &Change, record: &Map<String, Value>) -> Map<String, Value> {
+    change
+        .columns
+        .iter()
+        .filter(|c| c.key)
+        .filter_map(|c| record.get(&c.name).map(|v| (c.name.clone(), v.clone())))
+        .collect()
+}
+
+/// For each caller in `who`, whether it may see `change`. One pooled connection, every check
+/// pipelined.
+pub async fn visible(
+    pool: &deadpool_postgres::Pool,
+    change: &Change,
+    who: &[Who],
+) -> Result<Vec<bool>, AuthorizeError> {
+    if who.is_empty() {
+        return Ok(Vec::new());
+    }
+    let client = tokio::time::timeout(Duration::from_secs(10), pool.get())
+        .await
+        .map_err(|_| AuthorizeError::Pool("timed out".into()))?
+        .map_err(|e| AuthorizeError::Pool(e.to_string()))?;
+    let (sql, with_record) = check_sql(change);
+    let table = format!(
+        "{}.{}",
+        quote_ident(&change.schema),
+        quote_ident(&change.table)
+    );
+    let record = Value::Object(key_only(change, &change.record)).to_string();
+    let client: &tokio_postgres::Client = &client;
+    // Each caller: BEGIN; set role and claims; check; ROLLBACK. Polled together, tokio-postgres
+    // writes every message before reading any answer, in this order.
+    let groups = who.iter().map(|w| {
+        let sql = sql.as_str();
+        let table = table.as_str();
+        let record = record.as_str();
+        async move {
+            let set: [(&(dyn ToSql + Sync), Type); 2] =
+                [(&w.role, Type::TEXT), (&w.claims, Type::TEXT)];
+            let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![(&table, Type::TEXT)];
+            if with_record {
+                params.push((&record, Type::TEXT));
+            }
+            let (b, s, c, r) = tokio::join!(
+                client.batch_execute("BEGIN READ ONLY"),
+                client.query_typed(SET_CALLER, &set),
+                client.query_typed(sql, &params),
+                client.batch_execute("ROLLBACK"),
+            );
+            (b, s, c, r)
+        }
+    });
+    let results = join_all(groups).await;
+    let mut out = Vec::with_capacity(results.len());
+    for (b, s, c, r) in results {
+        b.map_err(AuthorizeError::Db)?;
+        r.map_err(AuthorizeError::Db)?;
+        let ok = s.is_ok()
+            && c.ok()
+                .and_then(|rows| rows.first().and_then(|row| row.try_get::<_, bool>(0).ok()))
+                .unwrap_or(false);
+        out.push(ok);
+    }
+    Ok(out)
+}

@@ -1,0 +1,195 @@
+//! Delivery of database changes: takes committed transactions from the change [`Source`],
+//! finds the joined channels whose bindings want each change, has PostgreSQL decide which of
+//! their callers may see it ([`authorize`]), queues a `postgres_changes` message to those, and
+//! only then acknowledges the transaction's WAL — so a restart resumes with whatever was not
+//! handed to every matching subscriber.
+//!
+//! Rejects nothing from clients (bindings were checked at join). Changes nobody subscribed to are
+//! acknowledged without a query; a failed authorization check is retried, never skipped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::authorize::{self, Who, key_only};
+use super::decode::{Change, ChangeKind, Event};
+use super::hub::Hub;
+use super::phoenix::ServerMessage;
+use super::source::{Source, SourceItem, SourceOptions};
+use crate::state::SharedState;
+
+/// Transactions larger than this are delivered as they stream instead of at their commit,
+/// so one huge transaction cannot hold unbounded memory.
+const MAX_BUFFERED: usize = 10_000;
+
+/// The `postgres_changes` payload realtime-js reads (`ids`, `data.{schema, table,
+/// commit_timestamp, type, columns, record, old_record, errors}`).
+pub fn payload(change: &Change, ids: &[u32]) -> Value {
+    let columns: Vec<Value> = change
+        .columns
+        .iter()
+        .map(|c| json!({"name": c.name, "type": c.type_name}))
+        .collect();
+    let mut data = json!({
+        "schema": change.schema,
+        "table": change.table,
+        "commit_timestamp": change.commit_timestamp.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "type": change.kind.as_str(),
+        "columns": columns,
+        "errors": null,
+    });
+    match change.kind {
+        ChangeKind::Insert => {
+            data["record"] = Value::Object(change.record.clone());
+        }
+        ChangeKind::Update => {
+            data["record"] = Value::Object(change.record.clone());
+            data["old_record"] = Value::Object(
+                change
+                    .old_record
+                    .as_ref()
+                    .map(|o| key_only(change, o))
+                    .unwrap_or_else(|| key_only(change, &change.record)),
+            );
+        }
+        ChangeKind::Delete => {
+            // A delete reveals only the key, whatever the replica identity sent.
+            let old = change.old_record.as_ref().unwrap_or(&change.record);
+            data["old_record"] = Value::Object(key_only(change, old));
+        }
+    }
+    if !change.unchanged_toast.is_empty() {
+        data["errors"] = json!([format!(
+            "unchanged TOAST values not sent: {}",
+            change.unchanged_toast.join(", ")
+        )]);
+    }
+    json!({"ids": ids, "data": data})
+}
+
+/// Hands one change to every matching subscriber allowed to see it.
+pub async fn deliver(
+    pool: &deadpool_postgres::Pool,
+    hub: &Hub,
+    change: &Change,
+) -> Result<usize, authorize::AuthorizeError> {
+    let targets = hub.change_targets(change);
+    if targets.is_empty() {
+        return Ok(0);
+    }
+    // One check per distinct (role, claims).
+    let mut groups: HashMap<Who, usize> = HashMap::new();
+    let mut who: Vec<Who> = Vec::new();
+    let mut target_group = Vec::with_capacity(targets.len());
+    for t in &targets {
+        let w = Who {
+            role: t.caller.role.clone(),
+            claims: t.caller.claims.to_string(),
+        };
+        let i = *groups.entry(w.clone()).or_insert_with(|| {
+            who.push(w);
+            who.len() - 1
+        });
+        target_group.push(i);
+    }
+    let allowed = authorize::visible(pool, change, &who).await?;
+    let mut sent = 0;
+    for (t, g) in targets.iter().zip(target_group) {
+        if !allowed[g] {
+            continue;
+        }
+        t.outbox.send(ServerMessage::Json {
+            join_ref: None,
+            reference: None,
+            topic: t.topic.clone(),
+            event: "postgres_changes",
+            payload: payload(change, &t.ids),
+        });
+        sent += 1;
+    }
+    Ok(sent)
+}
+
+/// Delivers one change, retrying a failed check until it succeeds or doska stops.
+async fn deliver_retrying(state: &SharedState, hub: &Hub, change: &Change) -> bool {
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        match deliver(&state.pool, hub, change).await {
+            Ok(_) => return true,
+            Err(e) => {
+                tracing::warn!(error = %e, table = %change.table, "realtime: delivery check failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.changed() => return false,
+                }
+            }
+        }
+    }
+}
+
+/// Runs the change source and delivers its transactions until shutdown.
+pub async fn run(
+    state: SharedState,
+    hub: Arc<Hub>,
+    config: tokio_postgres::Config,
+    options: SourceOptions,
+) {
+    let mut source = Source::spawn(config, options, state.shutdown.clone());
+    let mut buffered: Vec<Change> = Vec::new();
+    let mut streaming = false;
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        let item = tokio::select! {
+            item = source.recv() => item,
+            _ = shutdown.changed() => None,
+        };
+        let Some(item) = item else { break };
+        match item {
+            SourceItem::Started { slot_created } => {
+                buffered.clear();
+                streaming = false;
+                if let Some(lsn) = slot_created {
+                    tracing::info!(%lsn, "realtime: replication slot created");
+                }
+            }
+            SourceItem::Interrupted { error, retry_in } => {
+                tracing::warn!(%error, ?retry_in, "realtime: change stream interrupted");
+            }
+            SourceItem::Event(Event::Change(change)) => {
+                if streaming {
+                    if !deliver_retrying(&state, &hub, &change).await {
+                        break;
+                    }
+                } else {
+                    buffered.push(*change);
+                    if buffered.len() >= MAX_BUFFERED {
+                        streaming = true;
+                        for c in buffered.drain(..) {
+                            if !deliver_retrying(&state, &hub, &c).await {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            SourceItem::Event(Event::Commit { end_lsn, .. }) => {
+                let mut stopped = false;
+                for c in buffered.drain(..) {
+                    if !deliver_retrying(&state, &hub, &c).await {
+                        stopped = true;
+                        break;
+                    }
+                }
+                if stopped {
+                    break;
+                }
+                streaming = false;
+                source.ack(end_lsn);
+            }
+            SourceItem::Event(Event::Begin { .. } | Event::Truncate(_)) => {}
+        }
+    }
+    source.close().await;
+}

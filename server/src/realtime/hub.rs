@@ -1,0 +1,307 @@
+//! The hub: who has joined which topic, their presences, and their `postgres_changes`
+//! bindings; fan-out of broadcasts, presence diffs and changes to the joined channels' send
+//! queues. In-process today; its methods are the seam where a PostgreSQL-backed fan-out
+//! (several doska processes) will sit.
+//!
+//! Rejects nothing itself (the socket validates first); a full send queue marks its
+//! connection as a slow consumer, which the socket then closes — the hub never waits on a
+//! client and never buffers without bound.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::{Map, Value, json};
+use tokio::sync::{Notify, mpsc};
+
+use super::decode::Change;
+use super::phoenix::{BroadcastBody, ServerMessage};
+use super::subscriptions::{PostgresChanges, SubscriptionSet};
+use crate::jwt::Caller;
+
+/// One joined channel (a topic on one socket, one join).
+pub type ChanId = u64;
+
+/// The sending side of one socket: its bounded queue and the flag that it fell behind.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<ServerMessage>,
+    overflowed: Arc<Notify>,
+}
+
+impl Outbox {
+    pub fn new(capacity: usize) -> (Outbox, mpsc::Receiver<ServerMessage>, Arc<Notify>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let overflowed = Arc::new(Notify::new());
+        (
+            Outbox {
+                tx,
+                overflowed: overflowed.clone(),
+            },
+            rx,
+            overflowed,
+        )
+    }
+
+    /// Queues without waiting; a full queue marks the socket as too slow (it gets closed).
+    /// Returns whether the message was queued.
+    pub fn send(&self, msg: ServerMessage) -> bool {
+        match self.tx.try_send(msg) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.overflowed.notify_one();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// What a join brings to the hub.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    pub topic: Arc<str>,
+    pub join_ref: Option<Arc<str>>,
+    pub outbox: Outbox,
+    pub broadcast_self: bool,
+    pub presence_key: String,
+    pub caller: Caller,
+    /// `(id, binding)` in the client's order.
+    pub bindings: Vec<(u32, PostgresChanges)>,
+}
+
+/// A channel a change goes to, with the binding ids that matched and who is asking.
+#[derive(Debug, Clone)]
+pub struct ChangeTarget {
+    pub chan: ChanId,
+    pub topic: Arc<str>,
+    pub ids: Vec<u32>,
+    pub caller: Caller,
+    pub outbox: Outbox,
+}
+
+/// Presence key → the metas tracked under it, each with the channel that tracked it.
+type TopicPresence = HashMap<String, Vec<(ChanId, Value)>>;
+
+#[derive(Debug, Default)]
+struct Inner {
+    members: HashMap<ChanId, Membership>,
+    by_topic: HashMap<Arc<str>, HashSet<ChanId>>,
+    /// topic → presence key → the metas tracked under it (with the channel that tracked each).
+    presence: HashMap<Arc<str>, TopicPresence>,
+    changes: SubscriptionSet<(ChanId, u32)>,
+}
+
+#[derive(Debug, Default)]
+pub struct Hub {
+    inner: Mutex<Inner>,
+    next_id: AtomicU64,
+}
+
+impl Hub {
+    pub fn new() -> Hub {
+        Hub::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere never leaves Inner half-updated in a way later calls cannot use.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A fresh id for channels, binding ids and presence refs.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Adds a joined channel; returns its id.
+    pub fn join(&self, m: Membership) -> ChanId {
+        let chan = self.next_id();
+        let mut inner = self.lock();
+        for (id, binding) in &m.bindings {
+            inner.changes.insert((chan, *id), binding.clone());
+        }
+        inner
+            .by_topic
+            .entry(m.topic.clone())
+            .or_default()
+            .insert(chan);
+        inner.members.insert(chan, m);
+        chan
+    }
+
+    /// Removes a channel: its bindings, and its presences (a leave diff to the others).
+    pub fn leave(&self, chan: ChanId) {
+        let mut inner = self.lock();
+        let Some(m) = inner.members.remove(&chan) else {
+            return;
+        };
+        if let Some(set) = inner.by_topic.get_mut(&m.topic) {
+            set.remove(&chan);
+            if set.is_empty() {
+                inner.by_topic.remove(&m.topic);
+            }
+        }
+        for (id, _) in &m.bindings {
+            inner.changes.remove(&(chan, *id));
+        }
+        untrack_locked(&mut inner, &m.topic, chan);
+    }
+
+    /// The presence state of a topic, as `presence_state` carries it.
+    pub fn presence_state(&self, topic: &str) -> Value {
+        let inner = self.lock();
+        let mut state = Map::new();
+        for (key, metas) in inner.presence.get(topic).into_iter().flatten() {
+            let metas: Vec<Value> = metas.iter().map(|(_, m)| m.clone()).collect();
+            state.insert(key.clone(), json!({ "metas": metas }));
+        }
+        Value::Object(state)
+    }
+
+    /// Tracks (or re-tracks) the channel's presence under its key.
+    pub fn track(&self, chan: ChanId, mut meta: Map<String, Value>) {
+        let phx_ref = self.next_id().to_string();
+        let mut inner = self.lock();
+        let Some(m) = inner.members.get(&chan) else {
+            return;
+        };
+        let topic = m.topic.clone();
+        let key = m.presence_key.clone();
+        let leaves = take_metas(&mut inner, &topic, chan);
+        meta.insert("phx_ref".into(), Value::String(phx_ref));
+        let meta = Value::Object(meta);
+        inner
+            .presence
+            .entry(topic.clone())
+            .or_default()
+            .entry(key.clone())
+            .or_default()
+            .push((chan, meta.clone()));
+        let joins = json!({ key: { "metas": [meta] } });
+        fan_out_diff(&inner, &topic, joins, leaves);
+    }
+
+    pub fn untrack(&self, chan: ChanId) {
+        let mut inner = self.lock();
+        let Some(topic) = inner.members.get(&chan).map(|m| m.topic.clone()) else {
+            return;
+        };
+        untrack_locked(&mut inner, &topic, chan);
+    }
+
+    /// Sends a broadcast to every channel of `topic`; the sender (if any) only when it asked
+    /// for its own messages. Returns how many channels it was queued for.
+    pub fn broadcast(
+        &self,
+        from: Option<ChanId>,
+        topic: &str,
+        event: String,
+        meta: Option<Value>,
+        body: BroadcastBody,
+    ) -> usize {
+        let inner = self.lock();
+        let Some(chans) = inner.by_topic.get(topic) else {
+            return 0;
+        };
+        let topic: Arc<str> = Arc::from(topic);
+        let msg = ServerMessage::Broadcast {
+            topic,
+            event,
+            meta,
+            body,
+        };
+        let mut sent = 0;
+        for chan in chans {
+            let Some(m) = inner.members.get(chan) else {
+                continue;
+            };
+            if Some(*chan) == from && !m.broadcast_self {
+                continue;
+            }
+            if m.outbox.send(msg.clone()) {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// A channel's caller changed (in-band `access_token`).
+    pub fn set_caller(&self, chan: ChanId, caller: Caller) {
+        if let Some(m) = self.lock().members.get_mut(&chan) {
+            m.caller = caller;
+        }
+    }
+
+    /// The channels whose bindings want `change`, one entry per channel with every matching
+    /// binding id.
+    pub fn change_targets(&self, change: &Change) -> Vec<ChangeTarget> {
+        let inner = self.lock();
+        let mut targets: Vec<ChangeTarget> = Vec::new();
+        let mut index: HashMap<ChanId, usize> = HashMap::new();
+        for (chan, id) in inner.changes.matching(change) {
+            if let Some(&i) = index.get(&chan) {
+                targets[i].ids.push(id);
+                continue;
+            }
+            let Some(m) = inner.members.get(&chan) else {
+                continue;
+            };
+            index.insert(chan, targets.len());
+            targets.push(ChangeTarget {
+                chan,
+                topic: m.topic.clone(),
+                ids: vec![id],
+                caller: m.caller.clone(),
+                outbox: m.outbox.clone(),
+            });
+        }
+        targets
+    }
+
+    /// How many channels are joined (for metrics and tests).
+    pub fn channels(&self) -> usize {
+        self.lock().members.len()
+    }
+}
+
+/// Removes the channel's metas from the topic's presence; returns them as a `leaves` map.
+fn take_metas(inner: &mut Inner, topic: &Arc<str>, chan: ChanId) -> Value {
+    let mut leaves = Map::new();
+    if let Some(keys) = inner.presence.get_mut(topic) {
+        keys.retain(|key, metas| {
+            let (gone, kept): (Vec<_>, Vec<_>) = metas.drain(..).partition(|(c, _)| *c == chan);
+            if !gone.is_empty() {
+                let gone: Vec<Value> = gone.into_iter().map(|(_, m)| m).collect();
+                leaves.insert(key.clone(), json!({ "metas": gone }));
+            }
+            *metas = kept;
+            !metas.is_empty()
+        });
+        if keys.is_empty() {
+            inner.presence.remove(topic);
+        }
+    }
+    Value::Object(leaves)
+}
+
+fn untrack_locked(inner: &mut Inner, topic: &Arc<str>, chan: ChanId) {
+    let leaves = take_metas(inner, topic, chan);
+    if leaves.as_object().is_some_and(|l| !l.is_empty()) {
+        fan_out_diff(inner, topic, json!({}), leaves);
+    }
+}
+
+fn fan_out_diff(inner: &Inner, topic: &Arc<str>, joins: Value, leaves: Value) {
+    let payload = json!({ "joins": joins, "leaves": leaves });
+    for chan in inner.by_topic.get(topic).into_iter().flatten() {
+        if let Some(m) = inner.members.get(chan) {
+            m.outbox.send(ServerMessage::Json {
+                join_ref: m.join_ref.clone(),
+                reference: None,
+                topic: topic.clone(),
+                event: "presence_diff",
+                payload: payload.clone(),
+            });
+        }
+    }
+}

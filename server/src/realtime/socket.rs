@@ -1,0 +1,551 @@
+//! One Phoenix socket at `/realtime/v1/websocket`: the HTTP upgrade (apikey checked by the
+//! shared verifier, `vsn` picks the serializer), then a loop that reads client frames, answers
+//! them per [`ClientMessage`] variant, and writes what the hub queued for this socket.
+//!
+//! Rejects: upgrades without a valid apikey (401) or with an unknown vsn (400); frames that do
+//! not parse, unknown events, oversized payloads (error reply, the socket stays); messages for
+//! topics not joined (error reply); floods over the per-socket rate (a `system` error, then
+//! close); sockets silent past the idle timeout, sockets whose send queue is full (slow
+//! consumers), and all sockets at shutdown (close frame).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderMap, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{
+    CloseFrame, Role, WebSocketConfig, frame::coding::CloseCode,
+};
+use tokio_tungstenite::tungstenite::{Message, handshake::derive_accept_key};
+
+use super::hub::{ChanId, Hub, Membership, Outbox};
+use super::phoenix::{
+    Broadcast, ClientMessage, Encoded, Frame, Join, PhoenixError, PresenceOp, ServerMessage, Vsn,
+};
+use super::subscriptions::PostgresChanges;
+use crate::http::body::{Body, empty, json as json_response};
+use crate::jwt::Caller;
+use crate::state::SharedState;
+
+/// Largest client message accepted (payload included); larger ones get an error reply.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Messages queued for one socket before it counts as a slow consumer and is closed.
+pub const SEND_QUEUE: usize = 1024;
+/// A socket that sends nothing (not even heartbeats, every 25 s in realtime-js) this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Client messages allowed per second, averaged over a burst of twice that.
+const RATE_PER_SEC: f64 = 200.0;
+/// How often joined channels' tokens are checked for expiry.
+const TOKEN_CHECK: Duration = Duration::from_secs(5);
+
+/// Explicit buffer sizes: tungstenite's defaults (128 KiB read buffer per socket, unbounded write
+/// buffer) would make idle sockets costly and slow ones unbounded.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
+        .max_write_buffer_size(4 * MAX_MESSAGE_BYTES)
+        // Frames a bit over the cap still arrive whole, so they get a Phoenix error reply
+        // instead of a dropped connection; far larger ones close the socket.
+        .max_message_size(Some(4 * MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(4 * MAX_MESSAGE_BYTES))
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response<Body> {
+    json_response(status, &json!({"message": message}))
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    let query = query?;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| {
+            percent_encoding::percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    let has = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    has(header::CONNECTION, "upgrade") && has(header::UPGRADE, "websocket")
+}
+
+/// Answers the upgrade request and spawns the socket's task.
+pub async fn upgrade(
+    state: SharedState,
+    hub: Arc<Hub>,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    if req.method() != http::Method::GET || !is_upgrade(req.headers()) {
+        return refuse(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade");
+    }
+    if req
+        .headers()
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "unsupported WebSocket version (expected 13)",
+        );
+    }
+    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
+        return refuse(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
+    };
+    let query = req.uri().query().map(str::to_string);
+    let vsn = match Vsn::parse(query_param(query.as_deref(), "vsn").as_deref()) {
+        Ok(v) => v,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let apikey = query_param(query.as_deref(), "apikey").or_else(|| {
+        req.headers()
+            .get("apikey")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    });
+    let Some(apikey) = apikey.filter(|k| !k.is_empty()) else {
+        return refuse(StatusCode::UNAUTHORIZED, "apikey is required");
+    };
+    let caller = match state.verifier.caller_from_token(&apikey) {
+        Ok(c) => c,
+        Err(e) => return refuse(StatusCode::UNAUTHORIZED, e.message()),
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(ws_config()),
+                )
+                .await;
+                run(state, hub, vsn, caller, ws).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "realtime: upgrade failed"),
+        }
+    });
+    let mut res = Response::new(empty());
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONNECTION,
+        http::HeaderValue::from_static("upgrade"),
+    );
+    h.insert(header::UPGRADE, http::HeaderValue::from_static("websocket"));
+    if let Ok(v) = http::HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    res
+}
+
+/// A channel this socket has joined.
+struct Joined {
+    chan: ChanId,
+    join_ref: Option<Arc<str>>,
+    topic: Arc<str>,
+    broadcast_ack: bool,
+    caller: Caller,
+}
+
+/// Why the loop ended, for the close frame.
+enum Exit {
+    ClientGone,
+    Shutdown,
+    SlowConsumer,
+    Idle,
+    Flood,
+}
+
+/// Runs one socket until the client leaves, falls behind, floods, idles out, or doska stops.
+async fn run<S>(state: SharedState, hub: Arc<Hub>, vsn: Vsn, caller: Caller, ws: WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (outbox, mut queue, overflowed) = Outbox::new(SEND_QUEUE);
+    let mut conn = Connection {
+        state: state.clone(),
+        hub,
+        vsn,
+        caller,
+        channels: HashMap::new(),
+        outbox,
+    };
+    let (mut sink, mut stream) = ws.split();
+    let mut shutdown = state.shutdown.clone();
+    let mut token_check = tokio::time::interval(TOKEN_CHECK);
+    token_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_seen = Instant::now();
+    let mut allowance = 2.0 * RATE_PER_SEC;
+    let mut last_refill = Instant::now();
+    let exit = loop {
+        if *shutdown.borrow() {
+            break Exit::Shutdown;
+        }
+        tokio::select! {
+            _ = shutdown.changed() => break Exit::Shutdown,
+            _ = overflowed.notified() => break Exit::SlowConsumer,
+            out = queue.recv() => {
+                // The connection holds a sender itself, so the queue never ends here.
+                let Some(msg) = out else { break Exit::ClientGone };
+                let Some(encoded) = msg.encode(conn.vsn) else { continue };
+                let frame = match encoded {
+                    Encoded::Text(t) => Message::text(t),
+                    Encoded::Binary(b) => Message::binary(b),
+                };
+                if sink.send(frame).await.is_err() {
+                    break Exit::ClientGone;
+                }
+            }
+            _ = token_check.tick() => {
+                conn.expire_tokens();
+                if last_seen.elapsed() > IDLE_TIMEOUT {
+                    break Exit::Idle;
+                }
+            }
+            incoming = stream.next() => {
+                let Some(Ok(message)) = incoming else { break Exit::ClientGone };
+                last_seen = Instant::now();
+                let now = Instant::now();
+                allowance = (allowance + now.duration_since(last_refill).as_secs_f64() * RATE_PER_SEC)
+                    .min(2.0 * RATE_PER_SEC);
+                last_refill = now;
+                allowance -= 1.0;
+                if allowance < 0.0 {
+                    conn.system_error(None, "too many messages: slow down");
+                    break Exit::Flood;
+                }
+                match message {
+                    Message::Text(text) => {
+                        let size = text.len();
+                        conn.handle(Frame::decode_text(conn.vsn, text.as_str()), size);
+                    }
+                    Message::Binary(bytes) => {
+                        let size = bytes.len();
+                        conn.handle(Frame::decode_binary(conn.vsn, &bytes), size);
+                    }
+                    Message::Close(_) => break Exit::ClientGone,
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                }
+            }
+        }
+    };
+    for joined in conn.channels.values() {
+        conn.hub.leave(joined.chan);
+    }
+    let (code, reason) = match exit {
+        Exit::ClientGone => return,
+        Exit::Shutdown => (CloseCode::Away, "server shutting down"),
+        Exit::SlowConsumer => (CloseCode::Policy, "too slow: send queue full"),
+        Exit::Idle => (CloseCode::Policy, "idle timeout: no heartbeat"),
+        Exit::Flood => (CloseCode::Policy, "rate limit exceeded"),
+    };
+    // Whatever is queued (a flood's system error) goes first, without waiting on a slow peer.
+    while let Ok(msg) = queue.try_recv() {
+        if let Some(Encoded::Text(t)) = msg.encode(conn.vsn) {
+            let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::text(t))).await;
+        }
+    }
+    let close = Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }));
+    let _ = tokio::time::timeout(Duration::from_secs(2), sink.send(close)).await;
+}
+
+struct Connection {
+    state: SharedState,
+    hub: Arc<Hub>,
+    vsn: Vsn,
+    /// Who the apikey says the socket is; a join's access_token overrides it per channel.
+    caller: Caller,
+    channels: HashMap<Arc<str>, Joined>,
+    outbox: Outbox,
+}
+
+/// `realtime:room` → `room`, as Supabase names channels in system messages and the REST API.
+fn sub_topic(topic: &str) -> &str {
+    topic.strip_prefix("realtime:").unwrap_or(topic)
+}
+
+/// Whether the caller's token has expired (`exp` in the past).
+fn expired(caller: &Caller) -> bool {
+    let now = chrono::Utc::now().timestamp();
+    caller
+        .claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .is_some_and(|exp| exp < now)
+}
+
+impl Connection {
+    fn send(&self, msg: ServerMessage) {
+        self.outbox.send(msg);
+    }
+
+    fn reply(&self, frame: &Frame, ok: bool, response: Value) {
+        self.send(ServerMessage::reply(
+            frame.join_ref.as_deref().map(Arc::from),
+            frame.reference.clone(),
+            Arc::from(frame.topic.as_str()),
+            ok,
+            response,
+        ));
+    }
+
+    fn system(
+        &self,
+        topic: &Arc<str>,
+        join_ref: Option<Arc<str>>,
+        ok: bool,
+        extension: &str,
+        message: &str,
+    ) {
+        self.send(ServerMessage::Json {
+            join_ref,
+            reference: None,
+            topic: topic.clone(),
+            event: "system",
+            payload: json!({
+                "message": message,
+                "status": if ok { "ok" } else { "error" },
+                "extension": extension,
+                "channel": sub_topic(topic),
+            }),
+        });
+    }
+
+    /// An error not tied to a joined channel, on the `phoenix` topic.
+    fn system_error(&self, reference: Option<String>, message: &str) {
+        self.send(ServerMessage::Json {
+            join_ref: None,
+            reference,
+            topic: Arc::from("phoenix"),
+            event: "system",
+            payload: json!({"message": message, "status": "error", "extension": "system", "channel": "phoenix"}),
+        });
+    }
+
+    /// Ends a channel from the server side: `phx_close` to the client, out of the hub.
+    fn close_channel(&mut self, topic: &str) {
+        if let Some(j) = self.channels.remove(topic) {
+            self.hub.leave(j.chan);
+            self.send(ServerMessage::Json {
+                join_ref: j.join_ref.clone(),
+                reference: j.join_ref.as_deref().map(str::to_string),
+                topic: j.topic.clone(),
+                event: "phx_close",
+                payload: json!({}),
+            });
+        }
+    }
+
+    fn expire_tokens(&mut self) {
+        let gone: Vec<Arc<str>> = self
+            .channels
+            .values()
+            .filter(|j| expired(&j.caller))
+            .map(|j| j.topic.clone())
+            .collect();
+        for topic in gone {
+            let join_ref = self.channels.get(&topic).and_then(|j| j.join_ref.clone());
+            self.system(&topic, join_ref, false, "system", "Token has expired");
+            self.close_channel(&topic);
+        }
+    }
+
+    fn handle(&mut self, frame: Result<Frame, PhoenixError>, size: usize) {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => return self.system_error(None, &e.to_string()),
+        };
+        let message = match ClientMessage::parse(&frame, size, MAX_MESSAGE_BYTES) {
+            Ok(m) => m,
+            Err(e) => return self.reply(&frame, false, json!({"reason": e.to_string()})),
+        };
+        match message {
+            ClientMessage::Heartbeat => self.reply(&frame, true, json!({})),
+            ClientMessage::Join(join) => self.join(&frame, join),
+            ClientMessage::Leave => {
+                if self.channels.contains_key(frame.topic.as_str()) {
+                    self.reply(&frame, true, json!({}));
+                    self.close_channel(&frame.topic);
+                } else {
+                    self.reply(&frame, false, json!({"reason": "unmatched topic"}));
+                }
+            }
+            ClientMessage::AccessToken(token) => self.access_token(&frame, &token),
+            ClientMessage::Broadcast(b) => self.broadcast(&frame, b),
+            ClientMessage::Presence(op) => self.presence(&frame, op),
+        }
+    }
+
+    fn joined(&self, frame: &Frame) -> Option<&Joined> {
+        let joined = self.channels.get(frame.topic.as_str());
+        if joined.is_none() {
+            self.reply(frame, false, json!({"reason": "unmatched topic"}));
+        }
+        joined
+    }
+
+    fn join(&mut self, frame: &Frame, join: Join) {
+        let caller = match &join.access_token {
+            Some(token) if *token != self.caller.token.clone().unwrap_or_default() => {
+                match self.state.verifier.caller_from_token(token) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        return self.reply(frame, false, json!({"reason": e.message()}));
+                    }
+                }
+            }
+            _ => self.caller.clone(),
+        };
+        if expired(&caller) {
+            return self.reply(frame, false, json!({"reason": "Token has expired"}));
+        }
+        if join.config.private {
+            return self.reply(
+                frame,
+                false,
+                json!({"reason": "private channels are not supported yet"}),
+            );
+        }
+        let mut bindings = Vec::new();
+        let mut echoed = Vec::new();
+        for b in &join.config.postgres_changes {
+            let parsed = match PostgresChanges::parse(
+                &b.event,
+                &b.schema,
+                b.table.as_deref(),
+                b.filter.as_deref(),
+            ) {
+                Ok(p) => p,
+                Err(e) => return self.reply(frame, false, json!({"reason": e.to_string()})),
+            };
+            // Ids only need to be unique per channel; a hub-wide counter makes them unique.
+            let id = u32::try_from(self.hub.next_id() % u64::from(u32::MAX)).unwrap_or(1);
+            bindings.push((id, parsed));
+            echoed.push(json!({
+                "id": id,
+                "event": b.event,
+                "schema": b.schema,
+                "table": b.table,
+                "filter": b.filter,
+            }));
+        }
+        // A second join of a topic replaces the first (Phoenix's rule).
+        self.close_channel(&frame.topic);
+        let topic: Arc<str> = Arc::from(frame.topic.as_str());
+        let join_ref: Option<Arc<str>> = frame.join_ref.as_deref().map(Arc::from);
+        let presence_key = if join.config.presence_key.is_empty() {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            join.config.presence_key.clone()
+        };
+        let has_changes = !bindings.is_empty();
+        let chan = self.hub.join(Membership {
+            topic: topic.clone(),
+            join_ref: join_ref.clone(),
+            outbox: self.outbox.clone(),
+            broadcast_self: join.config.broadcast_self,
+            presence_key,
+            caller: caller.clone(),
+            bindings,
+        });
+        self.channels.insert(
+            topic.clone(),
+            Joined {
+                chan,
+                join_ref: join_ref.clone(),
+                topic: topic.clone(),
+                broadcast_ack: join.config.broadcast_ack,
+                caller,
+            },
+        );
+        self.reply(frame, true, json!({"postgres_changes": echoed}));
+        if join.config.presence_enabled {
+            self.send(ServerMessage::Json {
+                join_ref: join_ref.clone(),
+                reference: None,
+                topic: topic.clone(),
+                event: "presence_state",
+                payload: self.hub.presence_state(&topic),
+            });
+        }
+        if has_changes {
+            self.system(
+                &topic,
+                join_ref,
+                true,
+                "postgres_changes",
+                "Subscribed to PostgreSQL",
+            );
+        }
+    }
+
+    fn access_token(&mut self, frame: &Frame, token: &str) {
+        let Some(joined) = self.joined(frame) else {
+            return;
+        };
+        let (topic, join_ref, chan) = (joined.topic.clone(), joined.join_ref.clone(), joined.chan);
+        match self.state.verifier.caller_from_token(token) {
+            Ok(caller) if !expired(&caller) => {
+                self.hub.set_caller(chan, caller.clone());
+                if let Some(j) = self.channels.get_mut(&topic) {
+                    j.caller = caller;
+                }
+                self.reply(frame, true, json!({}));
+            }
+            Ok(_) => {
+                self.system(&topic, join_ref, false, "system", "Token has expired");
+                self.close_channel(&topic);
+            }
+            Err(e) => {
+                self.system(
+                    &topic,
+                    join_ref,
+                    false,
+                    "system",
+                    &format!("Invalid token: {}", e.message()),
+                );
+                self.close_channel(&topic);
+            }
+        }
+    }
+
+    fn broadcast(&mut self, frame: &Frame, b: Broadcast) {
+        let Some(joined) = self.joined(frame) else {
+            return;
+        };
+        let (chan, ack, topic) = (joined.chan, joined.broadcast_ack, joined.topic.clone());
+        self.hub
+            .broadcast(Some(chan), &topic, b.event, b.meta, b.body);
+        if ack && frame.reference.is_some() {
+            self.reply(frame, true, json!({}));
+        }
+    }
+
+    fn presence(&mut self, frame: &Frame, op: PresenceOp) {
+        let Some(joined) = self.joined(frame) else {
+            return;
+        };
+        let chan = joined.chan;
+        match op {
+            PresenceOp::Track(meta) => self.hub.track(chan, meta),
+            PresenceOp::Untrack => self.hub.untrack(chan),
+        }
+        self.reply(frame, true, json!({}));
+    }
+}
