@@ -1,0 +1,268 @@
+//! Realtime delivery against a real PostgreSQL: which callers `authorize::visible` lets see a
+//! change (RLS by primary key, table privileges for deletes, key-less tables), and `deliver`
+//! queueing `postgres_changes` only to the channels that may see it, with the ids of their
+//! matching bindings.
+
+mod common;
+
+use std::sync::Arc;
+
+use doska::jwt::Caller;
+use doska::realtime::authorize::{Who, visible};
+use doska::realtime::decode::{Change, ChangeKind, ColumnInfo};
+use doska::realtime::deliver::deliver;
+use doska::realtime::hub::{Hub, Membership, Outbox};
+use doska::realtime::lsn::Lsn;
+use doska::realtime::phoenix::ServerMessage;
+use doska::realtime::subscriptions::PostgresChanges;
+use serde_json::{Map, Value, json};
+
+const ALICE: &str = "00000000-0000-0000-0000-00000000000a";
+const BOB: &str = "00000000-0000-0000-0000-00000000000b";
+
+async fn fixture() -> common::TestDb {
+    let db = common::TestDb::new().await;
+    db.admin()
+        .batch_execute(
+            "create table public.notes (id bigint primary key, owner uuid not null, body text);
+             alter table public.notes enable row level security;
+             create policy own on public.notes for select to authenticated using (owner = auth.uid());
+             grant select on public.notes to anon, authenticated, service_role;
+             create table public.secret_table (id int primary key);
+             revoke all on public.secret_table from anon, authenticated;
+             create table public.log (msg text);
+             grant select on public.log to anon, authenticated;
+             insert into public.notes values (1, '00000000-0000-0000-0000-00000000000a', 'alice''s'),
+                                             (2, '00000000-0000-0000-0000-00000000000b', 'bob''s');",
+        )
+        .await
+        .unwrap();
+    db
+}
+
+fn columns(cols: &[(&str, &str, bool)]) -> Arc<[ColumnInfo]> {
+    cols.iter()
+        .map(|(name, ty, key)| ColumnInfo {
+            name: name.to_string(),
+            type_name: ty.to_string(),
+            type_oid: 0,
+            key: *key,
+        })
+        .collect()
+}
+
+fn change(table: &str, kind: ChangeKind, cols: Arc<[ColumnInfo]>, record: Value) -> Change {
+    let record: Map<String, Value> = record.as_object().cloned().unwrap_or_default();
+    let (record, old_record) = if kind == ChangeKind::Delete {
+        (Map::new(), Some(record))
+    } else {
+        (record, None)
+    };
+    Change {
+        schema: "public".into(),
+        table: table.into(),
+        kind,
+        commit_lsn: Lsn(1),
+        commit_timestamp: chrono::Utc::now(),
+        index_in_tx: 0,
+        columns: cols,
+        record,
+        old_record,
+        unchanged_toast: vec![],
+    }
+}
+
+fn note(kind: ChangeKind, id: i64, owner: &str) -> Change {
+    change(
+        "notes",
+        kind,
+        columns(&[
+            ("id", "int8", true),
+            ("owner", "uuid", false),
+            ("body", "text", false),
+        ]),
+        json!({"id": id, "owner": owner, "body": "x"}),
+    )
+}
+
+fn user(sub: &str) -> Who {
+    Who {
+        role: "authenticated".into(),
+        claims: json!({"sub": sub, "role": "authenticated"}).to_string(),
+    }
+}
+
+fn role(r: &str) -> Who {
+    Who {
+        role: r.into(),
+        claims: json!({"role": r}).to_string(),
+    }
+}
+
+#[tokio::test]
+async fn visibility_follows_rls_and_privileges() {
+    let db = fixture().await;
+    let pool = db.pool();
+    let callers = [
+        user(ALICE),
+        user(BOB),
+        role("anon"),
+        role("service_role"),
+        role("postgres"),
+    ];
+
+    // Row 1 is Alice's: she and service_role (BYPASSRLS) see it; Bob and anon do not; a role the
+    // authenticator may not become sees nothing.
+    let got = visible(pool, &note(ChangeKind::Insert, 1, ALICE), &callers)
+        .await
+        .unwrap();
+    assert_eq!(got, [true, false, false, true, false]);
+    let got = visible(pool, &note(ChangeKind::Update, 2, BOB), &callers)
+        .await
+        .unwrap();
+    assert_eq!(got, [false, true, false, true, false]);
+    // A row gone since the change is visible to no one.
+    let got = visible(pool, &note(ChangeKind::Insert, 99, ALICE), &callers)
+        .await
+        .unwrap();
+    assert_eq!(got, [false, false, false, false, false]);
+    // Deletes: whoever may read the table.
+    let got = visible(pool, &note(ChangeKind::Delete, 99, ALICE), &callers)
+        .await
+        .unwrap();
+    assert_eq!(got, [true, true, true, true, false]);
+    // No SELECT privilege: nothing, whatever the row.
+    let secret = change(
+        "secret_table",
+        ChangeKind::Insert,
+        columns(&[("id", "int4", true)]),
+        json!({"id": 1}),
+    );
+    let got = visible(pool, &secret, &callers[..3]).await.unwrap();
+    assert_eq!(got, [false, false, false]);
+    // No key, no RLS: table privilege decides.
+    let log = change(
+        "log",
+        ChangeKind::Insert,
+        columns(&[("msg", "text", false)]),
+        json!({"msg": "m"}),
+    );
+    let got = visible(pool, &log, &callers[..3]).await.unwrap();
+    assert_eq!(got, [true, true, true]);
+    // Empty: no query at all.
+    assert!(visible(pool, &log, &[]).await.unwrap().is_empty());
+    // The connection is back in the pool, usable and outside any transaction.
+    let c = pool.get().await.unwrap();
+    let row = c.query_one("select current_user::text", &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "authenticator");
+}
+
+fn caller(sub: Option<&str>) -> Caller {
+    match sub {
+        Some(s) => Caller {
+            role: "authenticated".into(),
+            claims: json!({"sub": s, "role": "authenticated"}),
+            token: None,
+        },
+        None => Caller::anonymous(),
+    }
+}
+
+#[tokio::test]
+async fn deliver_queues_only_to_allowed_channels_with_their_binding_ids() {
+    let db = fixture().await;
+    let hub = Hub::new();
+    let mut queues = Vec::new();
+    for (sub, ids) in [
+        (Some(ALICE), vec![7u32, 8]),
+        (Some(BOB), vec![9]),
+        (None, vec![10]),
+    ] {
+        let (outbox, rx, _) = Outbox::new(16);
+        let bindings = ids
+            .iter()
+            .map(|&id| {
+                let filter = (id == 8).then_some("id=eq.1");
+                (
+                    id,
+                    PostgresChanges::parse("*", "public", Some("notes"), filter).unwrap(),
+                )
+            })
+            .collect();
+        hub.join(Membership {
+            topic: Arc::from("realtime:t"),
+            join_ref: None,
+            outbox,
+            broadcast_self: false,
+            presence_key: String::new(),
+            caller: caller(sub),
+            bindings,
+        });
+        queues.push(rx);
+    }
+    let sent = deliver(db.pool(), &hub, &note(ChangeKind::Insert, 1, ALICE))
+        .await
+        .unwrap();
+    assert_eq!(sent, 1);
+    let ServerMessage::Json { event, payload, .. } = queues[0].try_recv().unwrap() else {
+        panic!("not JSON")
+    };
+    assert_eq!(event, "postgres_changes");
+    assert_eq!(payload["ids"], json!([7, 8]));
+    assert_eq!(payload["data"]["type"], "INSERT");
+    assert_eq!(payload["data"]["record"]["owner"], ALICE);
+    assert_eq!(
+        payload["data"]["columns"][0],
+        json!({"name": "id", "type": "int8"})
+    );
+    assert!(queues[1].try_recv().is_err());
+    assert!(queues[2].try_recv().is_err());
+
+    // A delete of Alice's row reaches everyone who may read the table, with the key only.
+    let mut del = note(ChangeKind::Delete, 1, ALICE);
+    del.old_record
+        .as_mut()
+        .unwrap()
+        .insert("body".into(), json!("secret"));
+    assert_eq!(deliver(db.pool(), &hub, &del).await.unwrap(), 3);
+    for q in &mut queues {
+        let ServerMessage::Json { payload, .. } = q.try_recv().unwrap() else {
+            panic!("not JSON")
+        };
+        assert_eq!(payload["data"]["old_record"], json!({"id": 1}));
+    }
+}
+
+#[tokio::test]
+async fn a_full_queue_marks_the_slow_consumer() {
+    let hub = Hub::new();
+    let (outbox, _rx, overflowed) = Outbox::new(2);
+    let chan = hub.join(Membership {
+        topic: Arc::from("realtime:slow"),
+        join_ref: None,
+        outbox,
+        broadcast_self: true,
+        presence_key: "k".into(),
+        caller: Caller::anonymous(),
+        bindings: vec![],
+    });
+    let body = || doska::realtime::phoenix::BroadcastBody::Json(json!(1));
+    assert_eq!(
+        hub.broadcast(Some(chan), "realtime:slow", "e".into(), None, body()),
+        1
+    );
+    assert_eq!(
+        hub.broadcast(Some(chan), "realtime:slow", "e".into(), None, body()),
+        1
+    );
+    // The third does not fit: not queued, and the socket is told to close.
+    assert_eq!(
+        hub.broadcast(Some(chan), "realtime:slow", "e".into(), None, body()),
+        0
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(1), overflowed.notified())
+        .await
+        .expect("overflow signalled");
+    hub.leave(chan);
+    assert_eq!(hub.channels(), 0);
+}
