@@ -194,6 +194,8 @@ async fn deliver_queues_only_to_allowed_channels_with_their_binding_ids() {
             join_ref: None,
             outbox,
             broadcast_self: false,
+            private: false,
+            reads_broadcast: true,
             presence_key: String::new(),
             caller: caller(sub),
             bindings,
@@ -242,22 +244,24 @@ async fn a_full_queue_marks_the_slow_consumer() {
         join_ref: None,
         outbox,
         broadcast_self: true,
+        private: false,
+        reads_broadcast: true,
         presence_key: "k".into(),
         caller: Caller::anonymous(),
         bindings: vec![],
     });
     let body = || doska::realtime::phoenix::BroadcastBody::Json(json!(1));
     assert_eq!(
-        hub.broadcast(Some(chan), "realtime:slow", "e".into(), None, body()),
+        hub.broadcast(Some(chan), "realtime:slow", false, "e".into(), None, body()),
         1
     );
     assert_eq!(
-        hub.broadcast(Some(chan), "realtime:slow", "e".into(), None, body()),
+        hub.broadcast(Some(chan), "realtime:slow", false, "e".into(), None, body()),
         1
     );
     // The third does not fit: not queued, and the socket is told to close.
     assert_eq!(
-        hub.broadcast(Some(chan), "realtime:slow", "e".into(), None, body()),
+        hub.broadcast(Some(chan), "realtime:slow", false, "e".into(), None, body()),
         0
     );
     tokio::time::timeout(std::time::Duration::from_secs(1), overflowed.notified())

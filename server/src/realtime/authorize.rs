@@ -151,6 +151,12 @@ pub async fn visible(
     for (b, s, c, r) in results {
         b.map_err(AuthorizeError::Db)?;
         r.map_err(AuthorizeError::Db)?;
+        if let Err(e) = &s {
+            tracing::debug!(error = %e, "realtime: setting the caller failed");
+        }
+        if let Err(e) = &c {
+            tracing::debug!(error = %e, "realtime: visibility check failed");
+        }
         let ok = s.is_ok()
             && c.ok()
                 .and_then(|rows| rows.first().and_then(|row| row.try_get::<_, bool>(0).ok()))
@@ -158,4 +164,87 @@ pub async fn visible(
         out.push(ok);
     }
     Ok(out)
+}
+
+/// What RLS on `realtime.messages` lets a caller do on a private channel's topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChannelPermissions {
+    pub read_broadcast: bool,
+    pub read_presence: bool,
+    pub write_broadcast: bool,
+    pub write_presence: bool,
+}
+
+impl ChannelPermissions {
+    /// Joining needs read access to broadcast or presence (Supabase's rule).
+    pub fn can_join(&self) -> bool {
+        self.read_broadcast || self.read_presence
+    }
+}
+
+const PROBE_ROWS: &str = "insert into realtime.messages (topic, extension, private) \
+     values ($1, 'broadcast', true), ($1, 'presence', true) returning id::text, extension";
+const SET_CHANNEL_CALLER: &str = "select set_config('role', $1, true), \
+     set_config('request.jwt.claims', $2, true), set_config('realtime.topic', $3, true), \
+     set_config('statement_timeout', '5000', true)";
+const READABLE: &str = "select extension from realtime.messages where id::text = any($1)";
+const WRITE_PROBE: &str =
+    "insert into realtime.messages (topic, extension, private) values ($1, $2, true)";
+
+/// Asks PostgreSQL, as the caller, what its policies on `realtime.messages` allow on `topic`
+/// (the channel name without `realtime:`). Supabase's way: probe rows are inserted as admin,
+/// read back as the caller, then written as the caller; everything is rolled back, so nothing
+/// reaches the replication stream.
+pub async fn channel_permissions(
+    admin: &deadpool_postgres::Pool,
+    who: &Who,
+    topic: &str,
+) -> Result<ChannelPermissions, AuthorizeError> {
+    let mut client = tokio::time::timeout(Duration::from_secs(10), admin.get())
+        .await
+        .map_err(|_| AuthorizeError::Pool("timed out".into()))?
+        .map_err(|e| AuthorizeError::Pool(e.to_string()))?;
+    let tx = client.transaction().await.map_err(AuthorizeError::Db)?;
+    let probes = tx
+        .query(PROBE_ROWS, &[&topic])
+        .await
+        .map_err(AuthorizeError::Db)?;
+    let ids: Vec<String> = probes.iter().map(|r| r.get(0)).collect();
+    tx.query(SET_CHANNEL_CALLER, &[&who.role, &who.claims, &topic])
+        .await
+        .map_err(AuthorizeError::Db)?;
+    let mut perms = ChannelPermissions::default();
+    // A caller without SELECT on the table reads nothing; that is an answer, not an error.
+    tx.batch_execute("savepoint probe")
+        .await
+        .map_err(AuthorizeError::Db)?;
+    match tx.query(READABLE, &[&ids]).await {
+        Ok(rows) => {
+            for r in rows {
+                match r.get::<_, &str>(0) {
+                    "broadcast" => perms.read_broadcast = true,
+                    "presence" => perms.read_presence = true,
+                    _ => {}
+                }
+            }
+        }
+        Err(_) => tx
+            .batch_execute("rollback to savepoint probe")
+            .await
+            .map_err(AuthorizeError::Db)?,
+    }
+    for (extension, flag) in [
+        ("broadcast", &mut perms.write_broadcast),
+        ("presence", &mut perms.write_presence),
+    ] {
+        tx.batch_execute("savepoint probe")
+            .await
+            .map_err(AuthorizeError::Db)?;
+        *flag = tx.execute(WRITE_PROBE, &[&topic, &extension]).await.is_ok();
+        tx.batch_execute("rollback to savepoint probe")
+            .await
+            .map_err(AuthorizeError::Db)?;
+    }
+    tx.rollback().await.map_err(AuthorizeError::Db)?;
+    Ok(perms)
 }

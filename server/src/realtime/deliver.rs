@@ -16,13 +16,17 @@ use serde_json::{Value, json};
 use super::authorize::{self, Who, key_only};
 use super::decode::{Change, ChangeKind, Event};
 use super::hub::Hub;
-use super::phoenix::ServerMessage;
+use super::phoenix::{BroadcastBody, ServerMessage};
 use super::source::{Source, SourceItem, SourceOptions};
 use crate::state::SharedState;
 
 /// Transactions larger than this are delivered as they stream instead of at their commit,
 /// so one huge transaction cannot hold unbounded memory.
 const MAX_BUFFERED: usize = 10_000;
+
+/// How long a change's rows may take to become visible after the WAL reader got its commit.
+const VISIBILITY_WAIT: Duration = Duration::from_millis(10);
+const VISIBILITY_RETRIES: usize = 100;
 
 /// The `postgres_changes` payload realtime-js reads (`ids`, `data.{schema, table,
 /// commit_timestamp, type, columns, record, old_record, errors}`).
@@ -75,6 +79,9 @@ pub async fn deliver(
     hub: &Hub,
     change: &Change,
 ) -> Result<usize, authorize::AuthorizeError> {
+    if change.schema == "realtime" && change.table == "messages" {
+        return Ok(usize::from(sql_broadcast(hub, change)));
+    }
     let targets = hub.change_targets(change);
     if targets.is_empty() {
         return Ok(0);
@@ -94,7 +101,41 @@ pub async fn deliver(
         });
         target_group.push(i);
     }
-    let allowed = authorize::visible(pool, change, &who).await?;
+    // PostgreSQL may hand a commit to the WAL reader a moment before other sessions can see
+    // it. A caller that bypasses RLS (`service_role`) goes first: until it sees the row, the
+    // answers say "not yet", not "no". After the retries (a row deleted since, or a table
+    // service_role may not read) the answers stand.
+    let probe = change.kind != ChangeKind::Delete;
+    if probe {
+        who.insert(
+            0,
+            Who {
+                role: "service_role".into(),
+                claims: "{}".into(),
+            },
+        );
+    }
+    let mut allowed = authorize::visible(pool, change, &who).await?;
+    for _ in 0..VISIBILITY_RETRIES {
+        if !probe || allowed[0] {
+            break;
+        }
+        tokio::time::sleep(VISIBILITY_WAIT).await;
+        allowed = authorize::visible(pool, change, &who).await?;
+    }
+    if probe {
+        allowed.remove(0);
+        who.remove(0);
+    }
+    tracing::debug!(
+        schema = %change.schema,
+        table = %change.table,
+        kind = change.kind.as_str(),
+        channels = targets.len(),
+        ?allowed,
+        callers = ?who.iter().map(|w| w.claims.as_str()).collect::<Vec<_>>(),
+        "realtime: change matched"
+    );
     let mut sent = 0;
     for (t, g) in targets.iter().zip(target_group) {
         if !allowed[g] {
@@ -110,6 +151,50 @@ pub async fn deliver(
         sent += 1;
     }
     Ok(sent)
+}
+
+/// A committed `realtime.send` (an insert into `realtime.messages` with extension `broadcast`)
+/// becomes a broadcast on its topic; nothing of that table is a `postgres_changes` event.
+fn sql_broadcast(hub: &Hub, change: &Change) -> bool {
+    let r = &change.record;
+    if change.kind != ChangeKind::Insert
+        || r.get("extension").and_then(Value::as_str) != Some("broadcast")
+    {
+        return false;
+    }
+    let (Some(topic), Some(event)) = (
+        r.get("topic").and_then(Value::as_str),
+        r.get("event").and_then(Value::as_str),
+    ) else {
+        return false;
+    };
+    let private = r.get("private").and_then(Value::as_bool).unwrap_or(false);
+    let payload = r.get("payload").cloned().unwrap_or(Value::Null);
+    hub.broadcast(
+        None,
+        &format!("realtime:{topic}"),
+        private,
+        event.to_string(),
+        None,
+        BroadcastBody::Json(payload),
+    );
+    true
+}
+
+/// How long `realtime.messages` rows are kept (they are only needed until delivered).
+const MESSAGES_KEPT: &str = "10 minutes";
+
+async fn trim_messages(admin: &deadpool_postgres::Pool) {
+    let sql = format!(
+        "delete from realtime.messages where inserted_at < now() - interval '{MESSAGES_KEPT}'"
+    );
+    let result = match admin.get().await {
+        Ok(c) => c.execute(&sql, &[]).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "realtime: trimming realtime.messages failed");
+    }
 }
 
 /// Delivers one change, retrying a failed check until it succeeds or doska stops.
@@ -140,10 +225,16 @@ pub async fn run(
     let mut buffered: Vec<Change> = Vec::new();
     let mut streaming = false;
     let mut shutdown = state.shutdown.clone();
+    let mut trim = tokio::time::interval(Duration::from_secs(60));
+    trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let item = tokio::select! {
             item = source.recv() => item,
             _ = shutdown.changed() => None,
+            _ = trim.tick() => {
+                trim_messages(&state.admin).await;
+                continue;
+            }
         };
         let Some(item) = item else { break };
         match item {
@@ -165,6 +256,8 @@ pub async fn run(
                 } else {
                     buffered.push(*change);
                     if buffered.len() >= MAX_BUFFERED {
+                        // Delivered before the commit is known: nothing to wait for yet, so
+                        // rows of a still-running transaction are checked as they stand.
                         streaming = true;
                         for c in buffered.drain(..) {
                             if !deliver_retrying(&state, &hub, &c).await {
@@ -175,6 +268,7 @@ pub async fn run(
                 }
             }
             SourceItem::Event(Event::Commit { end_lsn, .. }) => {
+                tracing::debug!(%end_lsn, changes = buffered.len(), "realtime: commit");
                 let mut stopped = false;
                 for c in buffered.drain(..) {
                     if !deliver_retrying(&state, &hub, &c).await {

@@ -64,6 +64,10 @@ pub struct Membership {
     pub join_ref: Option<Arc<str>>,
     pub outbox: Outbox,
     pub broadcast_self: bool,
+    /// Private channels only meet private broadcasts, public ones only public.
+    pub private: bool,
+    /// Whether broadcasts reach this channel (a private channel's policies may allow presence only).
+    pub reads_broadcast: bool,
     pub presence_key: String,
     pub caller: Caller,
     /// `(id, binding)` in the client's order.
@@ -195,6 +199,7 @@ impl Hub {
         &self,
         from: Option<ChanId>,
         topic: &str,
+        private: bool,
         event: String,
         meta: Option<Value>,
         body: BroadcastBody,
@@ -215,7 +220,10 @@ impl Hub {
             let Some(m) = inner.members.get(chan) else {
                 continue;
             };
-            if Some(*chan) == from && !m.broadcast_self {
+            if (Some(*chan) == from && !m.broadcast_self)
+                || m.private != private
+                || !m.reads_broadcast
+            {
                 continue;
             }
             if m.outbox.send(msg.clone()) {

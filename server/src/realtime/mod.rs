@@ -69,6 +69,34 @@ fn error(status: StatusCode, message: &str) -> Response<Body> {
     json_response(status, &json!({"message": message, "error": message}))
 }
 
+/// A private broadcast needs the caller's policies on `realtime.messages` to allow writing it.
+async fn may_send_private(
+    state: &SharedState,
+    caller: &crate::jwt::Caller,
+    topic: &str,
+) -> Result<(), Response<Body>> {
+    let who = authorize::Who {
+        role: caller.role.clone(),
+        claims: caller.claims.to_string(),
+    };
+    match authorize::channel_permissions(&state.admin, &who, topic).await {
+        Ok(p) if p.write_broadcast => Ok(()),
+        Ok(_) => Err(error(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "Unauthorized: You do not have permissions to write to this Channel topic: {topic}"
+            ),
+        )),
+        Err(e) => {
+            tracing::error!(error = %e, "realtime: private broadcast check failed");
+            Err(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not check this channel's policies",
+            ))
+        }
+    }
+}
+
 fn accepted() -> Response<Body> {
     let mut res = Response::new(crate::http::body::empty());
     *res.status_mut() = StatusCode::ACCEPTED;
@@ -103,9 +131,14 @@ async fn broadcast_api(
     rest: &str,
     limit: u64,
 ) -> Response<Body> {
-    if let Err(e) = state.verifier.caller(req.headers()) {
-        return error(StatusCode::UNAUTHORIZED, e.message());
-    }
+    let caller = match state.verifier.caller(req.headers()) {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::UNAUTHORIZED, e.message()),
+    };
+    let private_query = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "private=true"));
     let binary = req
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -137,9 +170,14 @@ async fn broadcast_api(
                 Err(e) => return error(StatusCode::BAD_REQUEST, &format!("body is not JSON: {e}")),
             }
         };
+        let topic = decode(topic);
+        if private_query && let Err(res) = may_send_private(&state, &caller, &topic).await {
+            return res;
+        }
         hub.broadcast(
             None,
-            &format!("realtime:{}", decode(topic)),
+            &format!("realtime:{topic}"),
+            private_query,
             decode(event),
             None,
             body,
@@ -167,20 +205,26 @@ async fn broadcast_api(
                 "each message needs a topic and an event",
             );
         };
-        if m.get("private").and_then(Value::as_bool) == Some(true) {
-            return error(
-                StatusCode::FORBIDDEN,
-                "private channels are not supported yet",
-            );
+        let private = m.get("private").and_then(Value::as_bool) == Some(true);
+        if private && let Err(res) = may_send_private(&state, &caller, topic).await {
+            return res;
         }
         valid.push((
             format!("realtime:{topic}"),
+            private,
             event.to_string(),
             m.get("payload").cloned().unwrap_or(Value::Null),
         ));
     }
-    for (topic, event, payload) in valid {
-        hub.broadcast(None, &topic, event, None, BroadcastBody::Json(payload));
+    for (topic, private, event, payload) in valid {
+        hub.broadcast(
+            None,
+            &topic,
+            private,
+            event,
+            None,
+            BroadcastBody::Json(payload),
+        );
     }
     accepted()
 }

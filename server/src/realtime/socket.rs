@@ -23,6 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::{
 };
 use tokio_tungstenite::tungstenite::{Message, handshake::derive_accept_key};
 
+use super::authorize::{self, ChannelPermissions, Who};
 use super::hub::{ChanId, Hub, Membership, Outbox};
 use super::phoenix::{
     Broadcast, ClientMessage, Encoded, Frame, Join, PhoenixError, PresenceOp, ServerMessage, Vsn,
@@ -158,6 +159,8 @@ struct Joined {
     topic: Arc<str>,
     broadcast_ack: bool,
     caller: Caller,
+    /// For a private channel, what its policies on `realtime.messages` allow.
+    perms: Option<ChannelPermissions>,
 }
 
 /// Why the loop ended, for the close frame.
@@ -230,11 +233,11 @@ where
                 match message {
                     Message::Text(text) => {
                         let size = text.len();
-                        conn.handle(Frame::decode_text(conn.vsn, text.as_str()), size);
+                        conn.handle(Frame::decode_text(conn.vsn, text.as_str()), size).await;
                     }
                     Message::Binary(bytes) => {
                         let size = bytes.len();
-                        conn.handle(Frame::decode_binary(conn.vsn, &bytes), size);
+                        conn.handle(Frame::decode_binary(conn.vsn, &bytes), size).await;
                     }
                     Message::Close(_) => break Exit::ClientGone,
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
@@ -278,6 +281,13 @@ struct Connection {
 /// `realtime:room` → `room`, as Supabase names channels in system messages and the REST API.
 fn sub_topic(topic: &str) -> &str {
     topic.strip_prefix("realtime:").unwrap_or(topic)
+}
+
+fn unauthorized_write(topic: &str) -> String {
+    format!(
+        "Unauthorized: You do not have permissions to write to this Channel topic: {}",
+        sub_topic(topic)
+    )
 }
 
 /// Whether the caller's token has expired (`exp` in the past).
@@ -366,7 +376,7 @@ impl Connection {
         }
     }
 
-    fn handle(&mut self, frame: Result<Frame, PhoenixError>, size: usize) {
+    async fn handle(&mut self, frame: Result<Frame, PhoenixError>, size: usize) {
         let frame = match frame {
             Ok(f) => f,
             Err(e) => return self.system_error(None, &e.to_string()),
@@ -377,7 +387,7 @@ impl Connection {
         };
         match message {
             ClientMessage::Heartbeat => self.reply(&frame, true, json!({})),
-            ClientMessage::Join(join) => self.join(&frame, join),
+            ClientMessage::Join(join) => self.join(&frame, join).await,
             ClientMessage::Leave => {
                 if self.channels.contains_key(frame.topic.as_str()) {
                     self.reply(&frame, true, json!({}));
@@ -400,7 +410,7 @@ impl Connection {
         joined
     }
 
-    fn join(&mut self, frame: &Frame, join: Join) {
+    async fn join(&mut self, frame: &Frame, join: Join) {
         let caller = match &join.access_token {
             Some(token) if *token != self.caller.token.clone().unwrap_or_default() => {
                 match self.state.verifier.caller_from_token(token) {
@@ -415,13 +425,32 @@ impl Connection {
         if expired(&caller) {
             return self.reply(frame, false, json!({"reason": "Token has expired"}));
         }
-        if join.config.private {
-            return self.reply(
-                frame,
-                false,
-                json!({"reason": "private channels are not supported yet"}),
-            );
-        }
+        let perms = if join.config.private {
+            let who = Who {
+                role: caller.role.clone(),
+                claims: caller.claims.to_string(),
+            };
+            let name = sub_topic(&frame.topic);
+            match authorize::channel_permissions(&self.state.admin, &who, name).await {
+                Ok(p) if p.can_join() => Some(p),
+                Ok(_) => {
+                    let reason = format!(
+                        "Unauthorized: You do not have permissions to read from this Channel topic: {name}"
+                    );
+                    return self.reply(frame, false, json!({ "reason": reason }));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "realtime: private channel check failed");
+                    return self.reply(
+                        frame,
+                        false,
+                        json!({"reason": "Realtime was unable to check this channel's policies"}),
+                    );
+                }
+            }
+        } else {
+            None
+        };
         let mut bindings = Vec::new();
         let mut echoed = Vec::new();
         for b in &join.config.postgres_changes {
@@ -460,6 +489,8 @@ impl Connection {
             join_ref: join_ref.clone(),
             outbox: self.outbox.clone(),
             broadcast_self: join.config.broadcast_self,
+            private: perms.is_some(),
+            reads_broadcast: perms.is_none_or(|p| p.read_broadcast),
             presence_key,
             caller: caller.clone(),
             bindings,
@@ -472,6 +503,7 @@ impl Connection {
                 topic: topic.clone(),
                 broadcast_ack: join.config.broadcast_ack,
                 caller,
+                perms,
             },
         );
         self.reply(frame, true, json!({"postgres_changes": echoed}));
@@ -529,9 +561,17 @@ impl Connection {
         let Some(joined) = self.joined(frame) else {
             return;
         };
-        let (chan, ack, topic) = (joined.chan, joined.broadcast_ack, joined.topic.clone());
+        let (chan, ack, topic, perms) = (
+            joined.chan,
+            joined.broadcast_ack,
+            joined.topic.clone(),
+            joined.perms,
+        );
+        if perms.is_some_and(|p| !p.write_broadcast) {
+            return self.reply(frame, false, json!({"reason": unauthorized_write(&topic)}));
+        }
         self.hub
-            .broadcast(Some(chan), &topic, b.event, b.meta, b.body);
+            .broadcast(Some(chan), &topic, perms.is_some(), b.event, b.meta, b.body);
         if ack && frame.reference.is_some() {
             self.reply(frame, true, json!({}));
         }
@@ -542,6 +582,10 @@ impl Connection {
             return;
         };
         let chan = joined.chan;
+        if matches!(op, PresenceOp::Track(_)) && joined.perms.is_some_and(|p| !p.write_presence) {
+            let reason = unauthorized_write(&joined.topic);
+            return self.reply(frame, false, json!({ "reason": reason }));
+        }
         match op {
             PresenceOp::Track(meta) => self.hub.track(chan, meta),
             PresenceOp::Untrack => self.hub.untrack(chan),

@@ -26,6 +26,20 @@ create table public.notes (
 alter table public.notes enable row level security;
 create policy notes_own on public.notes for select to authenticated using (owner = auth.uid());
 alter publication supabase_realtime add table public.notes;
+
+-- Private channel 'staff': only Alice may join (read) and send (write); Supabase's model.
+create policy staff_read on realtime.messages for select to authenticated
+  using (realtime.topic() = 'staff' and auth.uid() = '${ALICE}');
+create policy staff_write on realtime.messages for insert to authenticated
+  with check (realtime.topic() = 'staff' and auth.uid() = '${ALICE}');
+
+-- A trigger announces each note on the public channel 'feed' with realtime.send.
+create function public.announce_note() returns trigger language plpgsql security definer as $$
+begin
+  perform realtime.send(jsonb_build_object('id', new.id, 'body', new.body), 'note_added', 'feed', false);
+  return new;
+end $$;
+create trigger notes_announce after insert on public.notes for each row execute function public.announce_note();
 `;
 
 let doska;
@@ -48,6 +62,7 @@ function client(key, { token, vsn } = {}) {
     auth: { persistSession: false, autoRefreshToken: false },
     realtime: { transport: WebSocket, ...(vsn ? { vsn } : {}) },
   });
+  // setAuth(token) sets the token synchronously, before any join payload is built.
   if (token) c.realtime.setAuth(token);
   clients.push(c);
   return c;
@@ -113,6 +128,7 @@ before(async () => {
 });
 
 after(async () => {
+  if (process.env.DOSKA_SHOW_LOG) console.error(doska?.log());
   for (const c of clients) await c.removeAllChannels();
   await doska?.stop();
 });
@@ -351,4 +367,46 @@ test('phx_join echoes postgres_changes bindings in order with ids; phx_leave clo
   assert.equal((await inbox.next((m) => m[1] === '2'))[4].status, 'ok');
   await inbox.next((m) => m[3] === 'phx_close');
   ws.close();
+});
+
+test('private channels: RLS on realtime.messages decides who joins and sends', async () => {
+  const alice = client(doska.anonKey, { token: userToken(ALICE) });
+  const bob = client(doska.anonKey, { token: userToken(BOB) });
+  const atAlice = collector();
+  const chAlice = alice.channel('staff', { config: { private: true, broadcast: { self: true, ack: true } } })
+    .on('broadcast', { event: 'memo' }, (m) => atAlice.push(m));
+  await subscribed(chAlice);
+  await assert.rejects(
+    subscribed(bob.channel('staff', { config: { private: true } })),
+    /do not have permissions to read/,
+  );
+  // A public channel of the same name does not see private messages.
+  const atPublic = collector();
+  const bobPublic = client(doska.anonKey, { token: userToken(BOB) });
+  await subscribed(bobPublic.channel('staff').on('broadcast', { event: 'memo' }, (m) => atPublic.push(m)));
+
+  assert.equal(await chAlice.send({ type: 'broadcast', event: 'memo', payload: { text: 'staff only' } }), 'ok');
+  assert.deepEqual((await atAlice.next()).payload, { text: 'staff only' });
+  await sleep(300);
+  assert.deepEqual(atPublic.seen, []);
+
+  // The REST endpoint checks the same write policy.
+  const post = (token) => fetch(`${doska.url}/realtime/v1/api/broadcast`, {
+    method: 'POST',
+    headers: { apikey: doska.anonKey, authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ messages: [{ topic: 'staff', event: 'memo', payload: { via: 'rest' }, private: true }] }),
+  });
+  assert.equal((await post(userToken(BOB))).status, 403);
+  assert.equal((await post(userToken(ALICE))).status, 202);
+  assert.deepEqual((await atAlice.next()).payload, { via: 'rest' });
+});
+
+test('realtime.send from a trigger reaches the channel as a broadcast', async () => {
+  const c = client(doska.anonKey);
+  const feed = collector();
+  await subscribed(c.channel('feed').on('broadcast', { event: 'note_added' }, (m) => feed.push(m)));
+  const { data, error } = await service.from('notes').insert({ owner: ALICE, body: 'announced' }).select().single();
+  assert.equal(error, null);
+  const got = await feed.next((m) => m.payload.id === data.id);
+  assert.deepEqual(got.payload, { id: data.id, body: 'announced' });
 });
