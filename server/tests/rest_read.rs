@@ -582,6 +582,27 @@ async fn embeds() {
             Json(json!([{"title":"2001","director":"Kubrick"}])),
         ),
         case(
+            "view one-to-many",
+            "GET",
+            "/film_titles?select=title,roles(character)&id=eq.1",
+            200,
+            Json(json!([{"title":"2001","roles":[{"character":"Dave"}]}])),
+        ),
+        case(
+            "many-to-one to a view",
+            "GET",
+            "/roles?select=character,film_titles(year)&film_id=eq.3",
+            200,
+            Json(json!([{"character":"Hidetora","film_titles":{"year":1985}}])),
+        ),
+        case(
+            "view many-to-many",
+            "GET",
+            "/film_titles?select=id,actors(name)&id=eq.1",
+            200,
+            Json(json!([{"id":1,"actors":[{"name":"Keir Dullea"}]}])),
+        ),
+        case(
             "embed through view target",
             "GET",
             "/films?select=id,directors(*)&id=eq.4",

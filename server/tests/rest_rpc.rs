@@ -202,7 +202,9 @@ async fn schema_reload_sees_new_tables() {
 async fn notify_pgrst_reloads_the_schema_cache() {
     let r = Rest::new().await;
     let config = common::cluster().config(&r.db.name);
-    let rest = doska::rest::start(&r.db.state, Some(config)).await.expect("start");
+    let rest = doska::rest::start(&r.db.state, Some(config))
+        .await
+        .expect("start");
     r.db.admin()
         .batch_execute("create table arrived(id int primary key); grant select on arrived to anon; insert into arrived values (1);")
         .await
@@ -211,7 +213,10 @@ async fn notify_pgrst_reloads_the_schema_cache() {
     // The listener may still be connecting: notify until it has reloaded.
     let mut seen = false;
     for _ in 0..50 {
-        r.db.admin().batch_execute("notify pgrst, 'reload schema'").await.unwrap();
+        r.db.admin()
+            .batch_execute("notify pgrst, 'reload schema'")
+            .await
+            .unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         if rest.cache.get().relation("public", "arrived").is_some() {
             seen = true;
@@ -219,14 +224,23 @@ async fn notify_pgrst_reloads_the_schema_cache() {
         }
     }
     assert!(seen, "the cache never saw the new table");
-    let res = doska::rest::serve(&rest, &r.db.state, get_request("/arrived"), ctx("/arrived")).await;
+    let res =
+        doska::rest::serve(&rest, &r.db.state, get_request("/arrived"), ctx("/arrived")).await;
     assert_eq!(res.status(), 200);
 }
 
 fn get_request(path: &str) -> http::Request<http_body_util::Full<bytes::Bytes>> {
-    http::Request::builder().uri(format!("http://localhost/rest/v1{path}")).body(http_body_util::Full::new(bytes::Bytes::new())).unwrap()
+    http::Request::builder()
+        .uri(format!("http://localhost/rest/v1{path}"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap()
 }
 
 fn ctx(path: &str) -> doska::http::RequestContext {
-    doska::http::RequestContext { request_id: "t".into(), client_ip: std::net::IpAddr::from([127, 0, 0, 1]), path: path.into(), body_limit: 1 << 20 }
+    doska::http::RequestContext {
+        request_id: "t".into(),
+        client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        path: path.into(),
+        body_limit: 1 << 20,
+    }
 }
