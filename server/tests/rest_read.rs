@@ -582,6 +582,22 @@ async fn embeds() {
             Json(json!([{"title":"2001","director":"Kubrick"}])),
         ),
         case(
+            "computed relationship to-many",
+            "GET",
+            "/films?select=title,cast_members(name)&id=eq.2&cast_members.order=name.desc",
+            200,
+            Json(
+                json!([{"title":"The Shining","cast_members":[{"name":"Shelley Duvall"},{"name":"Jack Nicholson"}]}]),
+            ),
+        ),
+        case(
+            "computed relationship to-one",
+            "GET",
+            "/employees?select=name,boss(name)&id=eq.3",
+            200,
+            Json(json!([{"name":"Low","boss":{"name":"Mid"}}])),
+        ),
+        case(
             "view one-to-many",
             "GET",
             "/film_titles?select=title,roles(character)&id=eq.1",

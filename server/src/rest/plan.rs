@@ -97,6 +97,12 @@ pub enum Source {
     Relation(QualifiedName),
     /// The CTE `pgrst_source` (mutation results, function results).
     Cte,
+    /// A computed relationship: `function(parent_row)`.
+    Function {
+        function: QualifiedName,
+        arg_alias: String,
+        target: QualifiedName,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -581,13 +587,15 @@ fn build_node(
                 } else {
                     select
                 };
-                let child = build_node(
-                    ctx,
-                    sel,
-                    &child_shape,
-                    Source::Relation(target.name.clone()),
-                    child_alias,
-                )?;
+                let source = match &rel.function {
+                    Some(f) => Source::Function {
+                        function: f.clone(),
+                        arg_alias: alias.clone(),
+                        target: target.name.clone(),
+                    },
+                    None => Source::Relation(target.name.clone()),
+                };
+                let child = build_node(ctx, sel, &child_shape, source, child_alias)?;
                 let join_cond = match rel.junction {
                     Some((jt, child_pairs, parent_pairs)) => JoinCond::Junction {
                         table: jt,
@@ -693,6 +701,8 @@ pub struct Relationship {
     pub description: String,
     /// Matched through a column name rather than the table name (self-references).
     pub by_column: bool,
+    /// A computed relationship: this function of the parent row returns the target rows.
+    pub function: Option<QualifiedName>,
 }
 
 /// Finds the relationship `parent → name` (a table name, a foreign key column or a constraint),
@@ -730,6 +740,7 @@ pub fn resolve_relationship(
                         fk.fcolumns.join(",")
                     ),
                     by_column: by_column || fk.name == name,
+                    function: None,
                 });
             }
         }
@@ -758,6 +769,7 @@ pub fn resolve_relationship(
                     fk.columns.join(",")
                 ),
                 by_column: false,
+                function: None,
             });
         }
     }
@@ -799,7 +811,45 @@ pub fn resolve_relationship(
                     a.table.schema, a.table.name, a.name, b.name
                 ),
                 by_column: false,
+                function: None,
             });
+        }
+    }
+    // Computed relationships: `name(parent_row) returns [setof] target`.
+    if let Some(fns) = cache
+        .functions
+        .get(&QualifiedName::new(&parent.schema, name))
+    {
+        for f in fns {
+            if let (
+                1,
+                Some(rowtype),
+                Returns::Composite {
+                    relation: Some(target),
+                    ..
+                },
+            ) = (
+                f.params.len(),
+                f.params.first().and_then(|p| p.rowtype.as_ref()),
+                &f.returns,
+            ) && rowtype == parent
+            {
+                found.push(Relationship {
+                    target: target.clone(),
+                    pairs: Vec::new(),
+                    junction: None,
+                    to_one: !f.returns_set,
+                    cardinality: if f.returns_set {
+                        "one-to-many"
+                    } else {
+                        "many-to-one"
+                    },
+                    hint_names: vec![f.name.name.clone()],
+                    description: format!("{}.{}", f.name.schema, f.name.name),
+                    by_column: false,
+                    function: Some(f.name.clone()),
+                });
+            }
         }
     }
     if let Some(h) = hint {
@@ -865,8 +915,9 @@ fn shape_at(ctx: &Ctx, root: &Shape, node: &ReadNode, path: &[String]) -> Option
         return Some(root.clone());
     };
     let e = node.embeds.iter().find(|e| &e.name == first)?;
-    let Source::Relation(q) = &e.node.source else {
-        return None;
+    let q = match &e.node.source {
+        Source::Relation(q) | Source::Function { target: q, .. } => q,
+        Source::Cte => return None,
     };
     let rel = ctx.cache.relations.get(q)?;
     shape_at(ctx, &relation_shape(rel), &e.node, rest)

@@ -264,6 +264,16 @@ impl Builder {
         match &node.source {
             Source::Relation(q) => format!("{} AS {}", qualified(q), ident(&node.alias)),
             Source::Cte => format!("pgrst_source AS {}", ident(&node.alias)),
+            Source::Function {
+                function,
+                arg_alias,
+                ..
+            } => format!(
+                "{}({}) AS {}",
+                qualified(function),
+                ident(arg_alias),
+                ident(&node.alias)
+            ),
         }
     }
 
