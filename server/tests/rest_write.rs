@@ -9,7 +9,9 @@ use serde_json::json;
 
 #[tokio::test]
 async fn inserts() {
-    let r = Rest::new().await;
+    // `Prefer: tx=` is honoured only when pgrst.db_tx_end allows it (per database: roles are cluster-wide).
+    let allow = "do $$ begin execute format('alter role authenticator in database %I set pgrst.db_tx_end = %L', current_database(), 'commit-allow-override'); end $$;";
+    let r = Rest::with(&format!("{}\n{allow}", rest_fixture::FIXTURE)).await;
     let cases = vec![
         case("insert minimal", "POST", "/directors", 201, Empty)
             .body(r#"{"id":10,"name":"Lynch"}"#)
@@ -111,6 +113,7 @@ async fn inserts() {
             .want("content-range", "*/2"),
         case("tx rollback", "POST", "/directors", 201, Empty)
             .h("prefer", "tx=rollback")
+            .want("preference-applied", "tx=rollback")
             .body(r#"{"id":30,"name":"Ghost"}"#),
         case(
             "rolled back row is absent",
@@ -233,6 +236,22 @@ async fn updates_and_deletes() {
     let r = Rest::new().await;
     let cases = vec![
         case("patch minimal", "PATCH", "/films?id=eq.4", 204, Empty).body(r#"{"rating":9.0}"#),
+        case(
+            "tx=rollback ignored without db_tx_end override",
+            "PATCH",
+            "/films?id=eq.5",
+            204,
+            Empty,
+        )
+        .h("prefer", "tx=rollback")
+        .body(r#"{"year":1999}"#),
+        case(
+            "so the change stayed",
+            "GET",
+            "/films?select=year&id=eq.5",
+            200,
+            Json(json!([{"year":1999}])),
+        ),
         case(
             "patch representation",
             "PATCH",

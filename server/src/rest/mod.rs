@@ -167,7 +167,7 @@ where
 {
     let (parts, body) = req.into_parts();
     let caller = state.verifier.caller(&parts.headers).map_err(jwt_error)?;
-    let api = request::parse(&parts.method, &ctx.path, parts.uri.query(), &parts.headers)?;
+    let mut api = request::parse(&parts.method, &ctx.path, parts.uri.query(), &parts.headers)?;
     let cache = rest.cache.get();
     if cache.schemas.is_empty() {
         return Err(RestError::SchemaCacheNotLoaded);
@@ -230,7 +230,7 @@ where
         } else {
             None
         },
-        rollback: api.prefer.tx == Some(TxPref::Rollback),
+        rollback: tx_rollback(&cache, &mut api.prefer),
     };
     let exec = execute::ExecRequest {
         pool: &state.pool,
@@ -246,6 +246,25 @@ where
         prefer: &api.prefer,
         outcome,
     })
+}
+
+/// How the transaction ends: `pgrst.db_tx_end` (commit, commit-allow-override, rollback,
+/// rollback-allow-override; default commit) and, when it allows, `Prefer: tx=`. A preference that
+/// is not honoured is dropped from Preference-Applied.
+fn tx_rollback(cache: &schema::SchemaCache, prefer: &mut request::Preferences) -> bool {
+    let setting = cache
+        .settings
+        .get("pgrst.db_tx_end")
+        .map(|s| s.trim().to_ascii_lowercase())
+        .unwrap_or_else(|| "commit".into());
+    let base = setting.starts_with("rollback");
+    if setting.ends_with("allow-override")
+        && let Some(tx) = prefer.tx
+    {
+        return tx == TxPref::Rollback;
+    }
+    prefer.applied.retain(|a| !a.starts_with("tx="));
+    base
 }
 
 fn jwt_error(e: JwtError) -> RestError {
