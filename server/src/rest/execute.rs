@@ -80,6 +80,16 @@ pub async fn run(
     )
     .await
     .map_err(|e| tx_error(e, anonymous))?;
+    let planned = match &stmt.explain {
+        Some((sql, params)) => match planned_rows(tx.client(), sql, params).await {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tx.rollback().await.ok();
+                return Err(db_error(&e, anonymous));
+            }
+        },
+        None => None,
+    };
     let params: Vec<TextParam> = stmt.params.iter().map(|p| TextParam(p)).collect();
     let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
         .iter()
@@ -94,7 +104,11 @@ pub async fn run(
     };
     let outcome = match rows.first() {
         Some(row) => Outcome {
-            total: row.try_get::<_, Option<i64>>("total").ok().flatten(),
+            total: row
+                .try_get::<_, Option<i64>>("total")
+                .ok()
+                .flatten()
+                .or(planned),
             page_total: row
                 .try_get::<_, Option<i64>>("page_total")
                 .ok()
@@ -129,6 +143,27 @@ pub async fn run(
     };
     end.map_err(|e| tx_error(e, anonymous))?;
     Ok(outcome)
+}
+
+/// The planner's row estimate of the top plan node.
+async fn planned_rows(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    params: &[String],
+) -> Result<i64, tokio_postgres::Error> {
+    let params: Vec<TextParam> = params.iter().map(|p| TextParam(p)).collect();
+    let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
+        .iter()
+        .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
+        .collect();
+    let rows = client.query_typed(sql, &typed).await?;
+    let plan: Option<serde_json::Value> = rows
+        .first()
+        .and_then(|r| r.try_get::<_, serde_json::Value>(0).ok());
+    Ok(plan
+        .as_ref()
+        .and_then(|p| p[0]["Plan"]["Plan Rows"].as_f64())
+        .map_or(0, |n| n as i64))
 }
 
 fn tx_error(e: TxError, anonymous: bool) -> RestError {

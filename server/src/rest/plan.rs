@@ -234,6 +234,8 @@ pub struct Plan {
     pub target_name: String,
     pub read_only: bool,
     pub count: bool,
+    /// `count=planned` (or `estimated` under max-rows): the total is the planner's row estimate.
+    pub planned_count: bool,
     /// The root offset (Content-Range's first index).
     pub offset: i64,
     pub return_: ReturnPref,
@@ -286,10 +288,13 @@ pub fn plan(
         next: 0,
         aggregates: cache.flag("pgrst.db_aggregates_enabled", false),
     };
-    let count = matches!(
-        req.prefer.count,
-        Some(CountPref::Exact | CountPref::Planned | CountPref::Estimated)
-    );
+    // `estimated` is exact unless --db-max-rows bounds the result; then it is the planner's guess.
+    let planned = match req.prefer.count {
+        Some(CountPref::Planned) => true,
+        Some(CountPref::Estimated) => cfg.max_rows.is_some(),
+        _ => false,
+    } && matches!(req.action, Action::Read { .. });
+    let count = req.prefer.count.is_some() && !planned;
     let (root_limit, root_offset) = root_paging(req, cfg);
     match (&req.target, req.action) {
         (Target::Relation(name), Action::Read { .. }) => {
@@ -309,6 +314,7 @@ pub fn plan(
                 target_name: name.clone(),
                 read_only: true,
                 count,
+                planned_count: planned,
                 offset: root_offset.unwrap_or(0),
                 return_: ReturnPref::Representation,
                 media: req.accept.media,
@@ -326,6 +332,7 @@ pub fn plan(
                 target_name: name.clone(),
                 read_only: false,
                 count,
+                planned_count: planned,
                 offset: 0,
                 return_: req.prefer.return_.unwrap_or_default(),
                 media: req.accept.media,
@@ -347,6 +354,7 @@ pub fn plan(
                 target_name: name.clone(),
                 read_only,
                 count,
+                planned_count: planned,
                 offset: root_offset.unwrap_or(0),
                 return_: ReturnPref::Representation,
                 media: req.accept.media,

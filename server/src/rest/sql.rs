@@ -23,6 +23,8 @@ use super::schema::QualifiedName;
 pub struct Statement {
     pub sql: String,
     pub params: Vec<String>,
+    /// For planned counts: `EXPLAIN (FORMAT JSON)` of the unpaged read, with its own parameters.
+    pub explain: Option<(String, Vec<String>)>,
 }
 
 /// A value could not become SQL (e.g. a malformed `{…}` list for `(any)`).
@@ -487,9 +489,18 @@ pub fn build(plan: &Plan, opts: BodyOptions) -> Result<Statement, SqlError> {
         PlanKind::Mutate(m) => mutation(&mut b, m, plan.count, single, opts)?,
         PlanKind::Call(c) => call(&mut b, c, plan.count, single, opts)?,
     };
+    let explain = match (&plan.kind, plan.planned_count) {
+        (PlanKind::Read(node), true) => {
+            let mut e = Builder { params: Vec::new() };
+            let q = e.node(node, "", Vec::new(), true)?;
+            Some((format!("EXPLAIN (FORMAT JSON) {q}"), e.params))
+        }
+        _ => None,
+    };
     Ok(Statement {
         sql,
         params: b.params,
+        explain,
     })
 }
 
