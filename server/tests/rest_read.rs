@@ -886,3 +886,56 @@ async fn aggregates_when_enabled() {
     ];
     run(&r, cases).await;
 }
+
+#[tokio::test]
+async fn max_rows_timeouts_and_auth_headers() {
+    let r = Rest::with_settings(doska::config::Settings {
+        db_max_rows: Some(2),
+        db_statement_timeout: Some(200),
+        ..Default::default()
+    })
+    .await;
+    r.db.admin().batch_execute("create function slow() returns int language sql as 'select pg_sleep(2)::text::int + 1'; grant execute on function slow() to anon;").await.unwrap();
+    r.rest.reload(&r.db.state.admin).await.unwrap();
+    let cases = vec![
+        case(
+            "max rows caps the response",
+            "GET",
+            "/films?select=id&order=id",
+            206,
+            Json(json!([{"id":1},{"id":2}])),
+        )
+        .h("prefer", "count=exact")
+        .want("content-range", "0-1/5"),
+        case(
+            "max rows caps a larger limit",
+            "GET",
+            "/films?select=id&order=id&limit=4",
+            200,
+            Json(json!([{"id":1},{"id":2}])),
+        ),
+        case("statement timeout", "POST", "/rpc/slow", 504, Code("57014")),
+    ];
+    run(&r, cases).await;
+    let res = r
+        .send(
+            "GET",
+            "/films",
+            &[("authorization", "Bearer not.a.jwt")],
+            "",
+        )
+        .await;
+    assert_eq!(res.status, 401);
+    assert!(
+        res.header("www-authenticate")
+            .is_some_and(|v| v.starts_with("Bearer error=\"invalid_token\"")),
+        "{:?}",
+        res.headers
+    );
+    let big = "x".repeat((1 << 20) + 10);
+    let res = r.send("POST", "/directors", &[], &big).await;
+    assert_eq!(
+        (res.status, res.json()["code"].clone()),
+        (413, json!("PGRST413"))
+    );
+}
