@@ -244,3 +244,41 @@ fn ctx(path: &str) -> doska::http::RequestContext {
         body_limit: 1 << 20,
     }
 }
+
+#[tokio::test]
+async fn ddl_reloads_the_schema_cache_by_itself() {
+    let r = Rest::new().await;
+    let config = common::cluster().config(&r.db.name);
+    let rest = doska::rest::start(&r.db.state, Some(config))
+        .await
+        .expect("start");
+    let n: i64 =
+        r.db.admin()
+            .query_one(
+                "select count(*) from pg_event_trigger where evtname like 'doska_rest_%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(n, 2, "event triggers installed");
+    // Wait until the listener is connected: it reloads once when it starts listening.
+    let mut seen = false;
+    for i in 0..50 {
+        r.db.admin()
+            .batch_execute(&format!("create table ddl_{i}(id int)"))
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if rest
+            .cache
+            .get()
+            .relation("public", &format!("ddl_{i}"))
+            .is_some()
+        {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "DDL never reached the schema cache");
+}

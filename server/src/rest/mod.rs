@@ -103,6 +103,7 @@ pub async fn start(
         }
     };
     if let Some(config) = listen {
+        listen::install_ddl_watch(&state.admin).await;
         listen::spawn(
             rest.clone(),
             state.admin.clone(),
