@@ -721,6 +721,14 @@ async fn media_types_and_profiles() {
             Json(json!({"id":5})),
         )
         .h("accept", "application/vnd.pgrst.object+json;nulls=stripped"),
+        case(
+            "plans are off by default",
+            "GET",
+            "/films",
+            406,
+            Code("PGRST107"),
+        )
+        .h("accept", "application/vnd.pgrst.plan+json"),
         case("unknown accept", "GET", "/films", 406, Code("PGRST107")).h("accept", "image/png"),
         case(
             "profile public",
@@ -937,5 +945,54 @@ async fn max_rows_timeouts_and_auth_headers() {
     assert_eq!(
         (res.status, res.json()["code"].clone()),
         (413, json!("PGRST413"))
+    );
+}
+
+#[tokio::test]
+async fn execution_plans_when_enabled() {
+    let enable = "do $$ begin execute format('alter role authenticator in database %I set pgrst.db_plan_enabled = true', current_database()); end $$;";
+    let r = Rest::with(&format!("{}\n{enable}", rest_fixture::FIXTURE)).await;
+    let res = r
+        .send(
+            "GET",
+            "/films?select=id&id=eq.1",
+            &[(
+                "accept",
+                "application/vnd.pgrst.plan+json; for=\"application/json\"; options=analyze;",
+            )],
+            "",
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(
+        res.header("content-type"),
+        Some("application/vnd.pgrst.plan+json; for=\"application/json\"; charset=utf-8")
+    );
+    let plan = res.json();
+    assert!(plan[0]["Plan"].is_object(), "{plan}");
+    assert!(plan[0]["Execution Time"].is_number(), "analyze ran: {plan}");
+    let res = r
+        .send(
+            "GET",
+            "/films?select=id",
+            &[("accept", "application/vnd.pgrst.plan")],
+            "",
+        )
+        .await;
+    assert_eq!(res.status, 200);
+    assert!(res.text().contains("Aggregate"), "{}", res.text());
+    // ANALYZE of a write is rolled back.
+    let res = r
+        .send(
+            "DELETE",
+            "/messages",
+            &[("accept", "application/vnd.pgrst.plan+text; options=analyze")],
+            "",
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(
+        r.get("/messages?select=id&order=id").await.json(),
+        json!([{"id":1},{"id":2}])
     );
 }

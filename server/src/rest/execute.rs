@@ -145,6 +145,60 @@ pub async fn run(
     Ok(outcome)
 }
 
+/// `EXPLAIN` of the statement, in the caller's transaction, always rolled back (ANALYZE runs it).
+pub async fn explain(
+    req: ExecRequest<'_>,
+    stmt: &Statement,
+    ex: super::request::ExplainRequest,
+) -> Result<String, RestError> {
+    let anonymous = req.caller.role == "anon";
+    let tx = RequestTx::begin(
+        req.pool,
+        req.caller,
+        &req.info,
+        req.read_only,
+        req.statement_timeout_ms,
+    )
+    .await
+    .map_err(|e| tx_error(e, anonymous))?;
+    let mut opts = vec![if ex.json {
+        "FORMAT JSON"
+    } else {
+        "FORMAT TEXT"
+    }];
+    for (on, name) in [
+        (ex.analyze, "ANALYZE"),
+        (ex.verbose, "VERBOSE"),
+        (ex.settings, "SETTINGS"),
+        (ex.buffers, "BUFFERS"),
+        (ex.wal, "WAL"),
+    ] {
+        if on {
+            opts.push(name);
+        }
+    }
+    let sql = format!("EXPLAIN ({}) {}", opts.join(", "), stmt.sql);
+    let params: Vec<TextParam> = stmt.params.iter().map(|p| TextParam(p)).collect();
+    let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
+        .iter()
+        .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
+        .collect();
+    let result = tx.client().query_typed(&sql, &typed).await;
+    tx.rollback().await.ok();
+    let rows = result.map_err(|e| db_error(&e, anonymous))?;
+    Ok(if ex.json {
+        rows.first()
+            .and_then(|r| r.try_get::<_, serde_json::Value>(0).ok())
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    } else {
+        rows.iter()
+            .filter_map(|r| r.try_get::<_, String>(0).ok())
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
 /// The planner's row estimate of the top plan node.
 async fn planned_rows(
     client: &tokio_postgres::Client,

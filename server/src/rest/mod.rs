@@ -224,6 +224,34 @@ where
             details: e.0,
         })
     })?;
+    if let Some(ex) = api.accept.plan {
+        // Plans reveal the query and the data's shape: off unless pgrst.db_plan_enabled, as in PostgREST.
+        if !cache.flag("pgrst.db_plan_enabled", false) {
+            return Err(RequestError::NotAcceptable("application/vnd.pgrst.plan".into()).into());
+        }
+        let exec = execute::ExecRequest {
+            pool: &state.pool,
+            caller: &caller,
+            info,
+            read_only: plan.read_only,
+            statement_timeout_ms: rest.statement_timeout_ms,
+        };
+        let text = execute::explain(exec, &stmt, ex).await?;
+        let for_media = match api.accept.media {
+            MediaType::Json => "application/json",
+            MediaType::SingleObject => "application/vnd.pgrst.object+json",
+            MediaType::Csv => "text/csv",
+        };
+        let ct = format!(
+            "application/vnd.pgrst.plan+{}; for=\"{for_media}\"; charset=utf-8",
+            if ex.json { "json" } else { "text" }
+        );
+        let mut res = Response::new(crate::http::body::full(text));
+        if let Ok(v) = HeaderValue::from_str(&ct) {
+            res.headers_mut().insert(header::CONTENT_TYPE, v);
+        }
+        return Ok(res);
+    }
     let guards = execute::Guards {
         singular: api.accept.media == MediaType::SingleObject,
         max_affected: if api.prefer.strict {
