@@ -488,3 +488,87 @@ async fn bad_writes() {
     ];
     run(&r, cases).await;
 }
+
+#[tokio::test]
+async fn insert_only_tables_and_other_schemas() {
+    let r = Rest::with_settings(doska::config::Settings {
+        db_schemas: Some("public,api".into()),
+        ..Default::default()
+    })
+    .await;
+    r.db.admin()
+        .batch_execute(
+            "create table inbox(id serial primary key, msg text);
+             alter table inbox enable row level security;
+             create policy inbox_insert on inbox for insert to anon with check (true);
+             grant insert on inbox to anon; grant usage on sequence inbox_id_seq to anon;
+             create schema api; grant usage on schema api to anon;
+             create table api.things(id int primary key, name text); grant all on api.things to anon;
+             insert into api.things values (1, 'in api');
+             create function api.ping() returns text language sql as $$ select 'pong from api' $$;",
+        )
+        .await
+        .unwrap();
+    let rest = doska::rest::RestState::load(&r.db.state.admin, &r.db.state.config)
+        .await
+        .unwrap();
+    let r = rest_fixture::Rest { db: r.db, rest };
+    let cases = vec![
+        case("insert-only, minimal", "POST", "/inbox", 201, Empty).body(r#"{"msg":"hi"}"#),
+        case(
+            "insert-only, minimal with count",
+            "POST",
+            "/inbox",
+            201,
+            Empty,
+        )
+        .h("prefer", "count=exact")
+        .body(r#"[{"msg":"a"},{"msg":"b"}]"#)
+        .want("content-range", "*/2"),
+        case(
+            "insert-only, representation needs select",
+            "POST",
+            "/inbox",
+            401,
+            Code("42501"),
+        )
+        .h("prefer", "return=representation")
+        .body(r#"{"msg":"x"}"#),
+        case(
+            "default schema has no things",
+            "GET",
+            "/things",
+            404,
+            Code("PGRST205"),
+        ),
+        case(
+            "accept-profile picks api",
+            "GET",
+            "/things?select=name",
+            200,
+            Json(json!([{"name":"in api"}])),
+        )
+        .h("accept-profile", "api"),
+        case(
+            "content-profile for writes",
+            "POST",
+            "/things?select=id",
+            201,
+            Json(json!([{"id":2}])),
+        )
+        .h("content-profile", "api")
+        .h("prefer", "return=representation")
+        .body(r#"{"id":2,"name":"two"}"#),
+        case(
+            "rpc in another schema",
+            "POST",
+            "/rpc/ping",
+            200,
+            Json(json!("pong from api")),
+        )
+        .h("content-profile", "api"),
+        case("unexposed schema", "GET", "/things", 406, Code("PGRST106"))
+            .h("accept-profile", "private"),
+    ];
+    run(&r, cases).await;
+}

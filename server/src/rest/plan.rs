@@ -1078,9 +1078,9 @@ fn mutate(
 ) -> Result<MutatePlan, PlanError> {
     let shape = relation_shape(rel);
     let return_ = req.prefer.return_.unwrap_or_default();
-    let returning = return_ != ReturnPref::Minimal
-        || req.prefer.count.is_some()
-        || req.prefer.max_affected.is_some();
+    // Only reading rows back needs SELECT on them; counting works from `RETURNING 1`, so an
+    // insert-only policy (no SELECT) still allows `return=minimal`, with or without a count.
+    let returning = return_ != ReturnPref::Minimal;
     // Root filters select the rows to change; the rows read back are all of those rows.
     let mut read_req = req.clone();
     read_req.filters.retain(|(p, _)| !p.is_empty());
