@@ -67,6 +67,13 @@ async fn calls() {
             200,
             Json(json!([1952, 1968, 1980, 1985])),
         ),
+        case(
+            "returns table, filtered",
+            "GET",
+            "/rpc/squares?upto=4&sq=gt.4&order=n.desc",
+            200,
+            Json(json!([{"n":4,"sq":16},{"n":3,"sq":9}])),
+        ),
         case("void is 204", "POST", "/rpc/touch", 204, Empty),
         case(
             "volatile via get is read-only",
@@ -171,7 +178,9 @@ async fn calls() {
 #[tokio::test]
 async fn openapi_root_lists_what_the_caller_may_use() {
     let r = Rest::new().await;
-    let res = r.get("/").await;
+    let res = r
+        .send("GET", "/", &[("accept", "application/openapi+json")], "")
+        .await;
     assert_eq!(res.status, 200, "{}", res.text());
     let doc = res.json();
     assert_eq!(doc["swagger"], "2.0");

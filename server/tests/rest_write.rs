@@ -31,6 +31,15 @@ async fn inserts() {
             .body(r#"{"id":12,"name":"Fellini"}"#)
             .want("location", "/directors?id=eq.12"),
         case(
+            "arrays and json values",
+            "POST",
+            "/films?select=tags,meta",
+            201,
+            Json(json!([{"tags":["a","b c"],"meta":{"k":[1,{"x":null}]}}])),
+        )
+        .h("prefer", "return=representation")
+        .body(r#"{"title":"J","tags":["a","b c"],"meta":{"k":[1,{"x":null}]}}"#),
+        case(
             "bulk insert",
             "POST",
             "/actors?select=name",
@@ -55,7 +64,7 @@ async fn inserts() {
             "POST",
             "/films?select=id,tags",
             201,
-            Json(json!([{"id":100,"tags":[]}])),
+            Json(json!([{"id":101,"tags":[]}])),
         )
         .h("prefer", "return=representation")
         .body(r#"{"title":"New"}"#),

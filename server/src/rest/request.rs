@@ -511,7 +511,8 @@ pub fn parse_accept(headers: &HeaderMap) -> Result<Accept, RequestError> {
             | "application/*"
             | "application/json"
             | "application/vnd.pgrst.array+json"
-            | "application/vnd.pgrst.array" => MediaType::Json,
+            | "application/vnd.pgrst.array"
+            | "application/openapi+json" => MediaType::Json,
             "application/vnd.pgrst.object+json" | "application/vnd.pgrst.object" => {
                 MediaType::SingleObject
             }

@@ -73,3 +73,7 @@ create function cast_members(films) returns setof actors language sql stable as
 create function boss(employees) returns employees language sql stable as
   'select * from employees e where e.id = $1.supervisor_id';
 grant execute on all functions in schema public to anon, authenticated, service_role;
+
+create function squares(upto int) returns table(n int, sq int) language sql immutable as
+  'select g, g * g from generate_series(1, upto) g';
+grant execute on function squares(int) to anon, authenticated, service_role;
