@@ -335,6 +335,30 @@ async fn updates_and_deletes() {
             .h("prefer", "count=exact")
             .want("content-range", "*/1"),
         case(
+            "limited patch (film 5 got year 1999 above)",
+            "PATCH",
+            "/films?year=not.is.null&order=year.desc&limit=1&select=id",
+            200,
+            Json(json!([{"id":5}])),
+        )
+        .h("prefer", "return=representation")
+        .body(r#"{"rating":1.0}"#),
+        case(
+            "only that row changed",
+            "GET",
+            "/films?select=id&rating=eq.1.0",
+            200,
+            Json(json!([{"id":5}])),
+        ),
+        case(
+            "limited delete with offset",
+            "DELETE",
+            "/roles?order=film_id,actor_id&limit=1&offset=1&select=character",
+            200,
+            Json(json!([{"character":"Jack"}])),
+        )
+        .h("prefer", "return=representation"),
+        case(
             "delete fk restrict",
             "DELETE",
             "/directors?id=eq.1",

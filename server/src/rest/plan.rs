@@ -188,6 +188,18 @@ pub struct MutatePlan {
     pub read: Option<ReadNode>,
     /// Primary key columns, for `Location`.
     pub location_columns: Vec<String>,
+    /// PATCH/DELETE with `limit`/`offset`: only the rows this ordered, paged scan picks.
+    pub limited: Option<LimitedScope>,
+}
+
+/// The rows a limited update or delete may touch: `ctid` of a paged scan of the target (alias
+/// `pgrst_lim`) under the request's filters and order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitedScope {
+    pub conds: Vec<Cond>,
+    pub order: Vec<OrderBy>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1106,12 +1118,12 @@ fn mutate(
         }
         Ok(())
     };
-    let root_conds = || -> Result<Vec<Cond>, PlanError> {
+    let root_conds = |alias: &str| -> Result<Vec<Cond>, PlanError> {
         let mut conds = Vec::new();
         for (path, f) in &req.filters {
             if path.is_empty() {
                 conds.push(Cond::Filter {
-                    expr: col_expr(&shape, "t0", &f.field)?,
+                    expr: col_expr(&shape, alias, &f.field)?,
                     negated: f.negated,
                     op: f.op.clone(),
                 });
@@ -1119,7 +1131,7 @@ fn mutate(
         }
         for (path, t) in &req.logic {
             if path.is_empty() {
-                conds.push(logic_cond(&shape, "t0", t)?);
+                conds.push(logic_cond(&shape, alias, t)?);
             }
         }
         Ok(conds)
@@ -1221,13 +1233,45 @@ fn mutate(
             }
             (
                 Mutation::Update { columns },
-                root_conds()?,
+                root_conds("t0")?,
                 Value::Object(obj).to_string(),
             )
         }
-        _ => (Mutation::Delete, root_conds()?, String::new()),
+        _ => (Mutation::Delete, root_conds("t0")?, String::new()),
+    };
+    let paging = req.paging.get(&Vec::new()).copied().unwrap_or_default();
+    let limited = if matches!(req.action, Action::Update | Action::Delete)
+        && (paging.limit.is_some() || paging.offset.is_some())
+    {
+        let mut order = Vec::new();
+        for (path, terms) in &req.order {
+            if !path.is_empty() {
+                continue;
+            }
+            for t in terms {
+                if t.relation.is_some() {
+                    return Err(PlanError::NotImplemented(
+                        "ordering a limited update or delete by a related table".into(),
+                    ));
+                }
+                order.push(OrderBy {
+                    expr: OrderExpr::Column(col_expr(&shape, "pgrst_lim", &t.field)?),
+                    direction: t.direction,
+                    nulls: t.nulls,
+                });
+            }
+        }
+        Some(LimitedScope {
+            conds: root_conds("pgrst_lim")?,
+            order,
+            limit: paging.limit,
+            offset: paging.offset,
+        })
+    } else {
+        None
     };
     Ok(MutatePlan {
+        limited,
         target: rel.name.clone(),
         mutation,
         conds,

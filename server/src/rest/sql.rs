@@ -590,17 +590,7 @@ fn mutation(
                     .iter()
                     .map(|c| format!("{} = pgrst_body.{}", ident(c), ident(c)))
                     .collect();
-                let node = dummy_node();
-                let conds = m
-                    .conds
-                    .iter()
-                    .map(|c| b.cond(&node, c))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let wh = if conds.is_empty() {
-                    String::new()
-                } else {
-                    format!(" WHERE {}", conds.join(" AND "))
-                };
+                let wh = mutation_where(b, m)?;
                 format!(
                     "UPDATE {target} AS \"t0\" SET {} FROM (SELECT * FROM pg_catalog.json_populate_record(NULL::{target}, {payload}::json)) AS pgrst_body{wh} {returning}",
                     sets.join(", ")
@@ -608,17 +598,7 @@ fn mutation(
             }
         }
         Mutation::Delete => {
-            let node = dummy_node();
-            let conds = m
-                .conds
-                .iter()
-                .map(|c| b.cond(&node, c))
-                .collect::<Result<Vec<_>, _>>()?;
-            let wh = if conds.is_empty() {
-                String::new()
-            } else {
-                format!(" WHERE {}", conds.join(" AND "))
-            };
+            let wh = mutation_where(b, m)?;
             format!("DELETE FROM {target} AS \"t0\"{wh} {returning}")
         }
     };
@@ -647,6 +627,63 @@ fn mutation(
     Ok(format!(
         "WITH pgrst_source AS ({cte}) SELECT {total} AS total, (SELECT pg_catalog.count(*) FROM pgrst_source) AS page_total, {body} AS body, {location} AS location, {TAIL}"
     ))
+}
+
+/// The WHERE of an update or delete: its conditions, or the rows of its limited scan.
+fn mutation_where(b: &mut Builder, m: &MutatePlan) -> Result<String, SqlError> {
+    let node = dummy_node();
+    let conds = match &m.limited {
+        None => m
+            .conds
+            .iter()
+            .map(|c| b.cond(&node, c))
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(l) => {
+            let inner = l
+                .conds
+                .iter()
+                .map(|c| b.cond(&node, c))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut sub = format!(
+                "SELECT \"pgrst_lim\".ctid FROM {} AS \"pgrst_lim\"",
+                qualified(&m.target)
+            );
+            if !inner.is_empty() {
+                sub.push_str(&format!(" WHERE {}", inner.join(" AND ")));
+            }
+            if !l.order.is_empty() {
+                let mut terms = Vec::new();
+                for o in &l.order {
+                    if let OrderExpr::Column(c) = &o.expr {
+                        let dir = match o.direction {
+                            Some(Direction::Asc) => " ASC",
+                            Some(Direction::Desc) => " DESC",
+                            None => "",
+                        };
+                        let nulls = match o.nulls {
+                            Some(Nulls::First) => " NULLS FIRST",
+                            Some(Nulls::Last) => " NULLS LAST",
+                            None => "",
+                        };
+                        terms.push(format!("{}{dir}{nulls}", b.col(c)));
+                    }
+                }
+                sub.push_str(&format!(" ORDER BY {}", terms.join(", ")));
+            }
+            if let Some(n) = l.limit {
+                sub.push_str(&format!(" LIMIT {n}"));
+            }
+            if let Some(n) = l.offset {
+                sub.push_str(&format!(" OFFSET {n}"));
+            }
+            vec![format!("\"t0\".ctid = ANY(ARRAY({sub}))")]
+        }
+    };
+    Ok(if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    })
 }
 
 fn dummy_node() -> ReadNode {
