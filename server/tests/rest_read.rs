@@ -280,6 +280,13 @@ async fn select_and_filters() {
             Json(json!([{"title":"Ran"}])),
         ),
         case(
+            "filter and order by computed field",
+            "GET",
+            "/films?select=id&full_title=like.*(19*&order=full_title.desc",
+            200,
+            Json(json!([{"id":2},{"id":3},{"id":4},{"id":1}])),
+        ),
+        case(
             "computed field",
             "GET",
             "/films?select=id,full_title&id=in.(1,5)&order=id",

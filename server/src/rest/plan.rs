@@ -31,6 +31,8 @@ pub struct ColExpr {
     pub table_alias: String,
     pub column: String,
     pub json_path: Vec<JsonOp>,
+    /// A computed field: `function(table_alias)` instead of the column.
+    pub computed: Option<QualifiedName>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,6 +286,8 @@ struct Shape {
     label: String,
     relation: Option<QualifiedName>,
     columns: Vec<String>,
+    /// Computed fields of the relation: `(name, function)`.
+    computed: Vec<(String, QualifiedName)>,
 }
 
 /// Plans a request. `schema` is the schema chosen from the profile headers.
@@ -311,7 +315,7 @@ pub fn plan(
     match (&req.target, req.action) {
         (Target::Relation(name), Action::Read { .. }) => {
             let rel = find_relation(cache, schema, name)?;
-            let shape = relation_shape(rel);
+            let shape = relation_shape(ctx.cache, rel);
             let node = read_node(
                 &mut ctx,
                 req,
@@ -436,11 +440,30 @@ fn strsim(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-fn relation_shape(rel: &Relation) -> Shape {
+/// Functions of one row of `rel` returning a scalar: its computed fields.
+fn computed_of(cache: &SchemaCache, rel: &QualifiedName) -> Vec<(String, QualifiedName)> {
+    let mut out: Vec<(String, QualifiedName)> = cache
+        .functions
+        .values()
+        .flatten()
+        .filter(|f| {
+            f.params.len() == 1
+                && f.params[0].rowtype.as_ref() == Some(rel)
+                && !f.returns_set
+                && matches!(f.returns, Returns::Scalar)
+        })
+        .map(|f| (f.name.name.clone(), f.name.clone()))
+        .collect();
+    out.sort();
+    out
+}
+
+fn relation_shape(cache: &SchemaCache, rel: &Relation) -> Shape {
     Shape {
         label: rel.name.name.clone(),
         relation: Some(rel.name.clone()),
         columns: rel.columns.iter().map(|c| c.name.clone()).collect(),
+        computed: computed_of(cache, &rel.name),
     }
 }
 
@@ -489,6 +512,7 @@ fn build_node(
                             table_alias: alias.clone(),
                             column: c.clone(),
                             json_path: Vec::new(),
+                            computed: None,
                         },
                         cast: None,
                         aggregate: None,
@@ -541,7 +565,12 @@ fn build_node(
                         });
                         continue;
                     }
-                    if let Some(f) = computed_field(ctx, shape, &field.name) {
+                    if let Some(f) = shape
+                        .computed
+                        .iter()
+                        .find(|(n, _)| n == &field.name)
+                        .map(|(_, f)| f.clone())
+                    {
                         node.outputs.push(Output::Computed {
                             function: f,
                             table_alias: alias.clone(),
@@ -566,6 +595,7 @@ fn build_node(
                         table_alias: alias.clone(),
                         column: field.name.clone(),
                         json_path: field.json_path.clone(),
+                        computed: None,
                     },
                     cast: cast.clone(),
                     aggregate: *aggregate,
@@ -596,7 +626,7 @@ fn build_node(
                         hint: hint.clone(),
                     }
                 })?;
-                let child_shape = relation_shape(target);
+                let child_shape = relation_shape(ctx.cache, target);
                 let child_alias = ctx.alias("t");
                 let lateral = ctx.alias("j");
                 let default_select = vec![SelectItem::Star];
@@ -687,22 +717,6 @@ fn check_cast(cast: Option<&str>) -> Result<(), PlanError> {
         }
         _ => Ok(()),
     }
-}
-
-fn computed_field(ctx: &Ctx, shape: &Shape, name: &str) -> Option<QualifiedName> {
-    let rel = shape.relation.as_ref()?;
-    let fns = ctx
-        .cache
-        .functions
-        .get(&QualifiedName::new(&rel.schema, name))?;
-    fns.iter()
-        .find(|f| {
-            f.params.len() == 1
-                && f.params[0].rowtype.as_ref() == Some(rel)
-                && !f.returns_set
-                && matches!(f.returns, Returns::Scalar)
-        })
-        .map(|f| f.name.clone())
 }
 
 /// A resolved relationship from a parent to `target`.
@@ -940,7 +954,7 @@ fn shape_at(ctx: &Ctx, root: &Shape, node: &ReadNode, path: &[String]) -> Option
         Source::Cte => return None,
     };
     let rel = ctx.cache.relations.get(q)?;
-    shape_at(ctx, &relation_shape(rel), &e.node, rest)
+    shape_at(ctx, &relation_shape(ctx.cache, rel), &e.node, rest)
 }
 
 fn attach_params(
@@ -1015,7 +1029,7 @@ fn attach_params(
                         .get(&rel.target)
                         .ok_or_else(|| not_selected(path))?;
                     let o_alias = ctx.alias("o");
-                    let expr = col_expr(&relation_shape(target), &o_alias, &t.field)?;
+                    let expr = col_expr(&relation_shape(ctx.cache, target), &o_alias, &t.field)?;
                     OrderExpr::Related {
                         relation: rel.target.clone(),
                         alias: o_alias,
@@ -1047,16 +1061,24 @@ fn attach_params(
 }
 
 fn col_expr(shape: &Shape, alias: &str, field: &Field) -> Result<ColExpr, PlanError> {
-    if !shape.columns.contains(&field.name) {
-        return Err(PlanError::ColumnNotFound {
-            relation: shape.label.clone(),
-            column: field.name.clone(),
-        });
-    }
+    let computed = if shape.columns.contains(&field.name) {
+        None
+    } else {
+        match shape.computed.iter().find(|(n, _)| n == &field.name) {
+            Some((_, f)) => Some(f.clone()),
+            None => {
+                return Err(PlanError::ColumnNotFound {
+                    relation: shape.label.clone(),
+                    column: field.name.clone(),
+                });
+            }
+        }
+    };
     Ok(ColExpr {
         table_alias: alias.into(),
         column: field.name.clone(),
         json_path: field.json_path.clone(),
+        computed,
     })
 }
 
@@ -1088,7 +1110,7 @@ fn mutate(
     payload: &Payload,
     rel: &Relation,
 ) -> Result<MutatePlan, PlanError> {
-    let shape = relation_shape(rel);
+    let shape = relation_shape(ctx.cache, rel);
     let return_ = req.prefer.return_.unwrap_or_default();
     // Only reading rows back needs SELECT on them; counting works from `RETURNING 1`, so an
     // insert-only policy (no SELECT) still allows `return=minimal`, with or without a count.
@@ -1482,6 +1504,10 @@ fn call(
                 label: name.into(),
                 relation: relation.clone(),
                 columns: columns.clone(),
+                computed: relation
+                    .as_ref()
+                    .map(|r| computed_of(ctx.cache, r))
+                    .unwrap_or_default(),
             };
             let node = read_node(ctx, req, &shape, Source::Cte, "t0".into(), paging)?;
             (

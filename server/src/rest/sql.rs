@@ -58,7 +58,10 @@ impl Builder {
     }
 
     fn col(&mut self, c: &ColExpr) -> String {
-        let mut s = format!("{}.{}", ident(&c.table_alias), ident(&c.column));
+        let mut s = match &c.computed {
+            Some(f) => format!("{}({})", qualified(f), ident(&c.table_alias)),
+            None => format!("{}.{}", ident(&c.table_alias), ident(&c.column)),
+        };
         for op in &c.json_path {
             let (arrow, key) = match op {
                 JsonOp::Arrow(k) => ("->", k),
