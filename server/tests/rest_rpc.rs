@@ -291,3 +291,16 @@ async fn ddl_reloads_the_schema_cache_by_itself() {
     }
     assert!(seen, "DDL never reached the schema cache");
 }
+
+#[tokio::test]
+async fn a_failed_reload_keeps_the_old_cache() {
+    let r = Rest::new().await;
+    let before = r.rest.cache.get();
+    let broken = doska::db::pools::pool(common::cluster().config("no_such_database"), 1).unwrap();
+    assert!(r.rest.reload(&broken).await.is_err());
+    assert!(
+        std::sync::Arc::ptr_eq(&before, &r.rest.cache.get()),
+        "the cache was replaced"
+    );
+    assert_eq!(r.get("/directors?select=id&id=eq.1").await.status, 200);
+}
