@@ -892,6 +892,13 @@ async fn aggregates_when_enabled() {
         )
         .h("authorization", auth),
         case(
+            "aggregate grouped by a to-one embed",
+            "GET",
+            "/films?select=count(),year.max(),directors(name)&director_id=eq.2",
+            200,
+            Json(json!([{"count":2,"max":1985,"directors":{"name":"Kurosawa"}}])),
+        ),
+        case(
             "embedded count",
             "GET",
             "/directors?select=name,films(count)&id=eq.1",

@@ -690,11 +690,6 @@ fn build_node(
             }
         }
     }
-    if node.grouped && !node.embeds.is_empty() {
-        return Err(PlanError::NotImplemented(
-            "aggregates together with embedded resources".into(),
-        ));
-    }
     Ok(node)
 }
 

@@ -127,6 +127,13 @@ impl Builder {
                             format!("{c} AS {}", c.rsplit_once('.').map_or(c.as_str(), |x| x.1))
                         })
                         .collect()
+                } else if node.grouped {
+                    // Grouped rows group by the embed's text (json has no equality).
+                    let empty = if e.to_one { "" } else { ", '[]'" };
+                    vec![format!(
+                        "coalesce({j}.\"pgrst_v\"::text{empty})::json AS {}",
+                        ident(&e.name)
+                    )]
                 } else if e.to_one {
                     vec![format!("{j}.\"pgrst_v\" AS {}", ident(&e.name))]
                 } else {
@@ -291,8 +298,31 @@ impl Builder {
         for_count: bool,
     ) -> Result<String, SqlError> {
         let mut cols = Vec::new();
+        // GROUP BY keys: select-list positions of plain outputs, text of embeds.
+        let mut group_keys = Vec::new();
         for o in &node.outputs {
-            cols.extend(self.output(node, o));
+            let items = self.output(node, o);
+            match o {
+                Output::Column {
+                    aggregate: None, ..
+                }
+                | Output::Computed { .. } => {
+                    group_keys
+                        .extend((cols.len() + 1..=cols.len() + items.len()).map(|n| n.to_string()));
+                }
+                Output::Embed(i) if !node.embeds[*i].hidden => {
+                    let e = &node.embeds[*i];
+                    if e.spread {
+                        group_keys.extend(
+                            (cols.len() + 1..=cols.len() + items.len()).map(|n| n.to_string()),
+                        );
+                    } else {
+                        group_keys.push(format!("{}.\"pgrst_v\"::text", ident(&e.lateral)));
+                    }
+                }
+                _ => {}
+            }
+            cols.extend(items);
         }
         let mut from = format!("{}{extra_from}", self.source(node));
         for e in &node.embeds {
@@ -325,25 +355,8 @@ impl Builder {
         if !wheres.is_empty() {
             sql.push_str(&format!(" WHERE {}", wheres.join(" AND ")));
         }
-        if node.grouped && !for_count {
-            let keys: Vec<String> = node
-                .outputs
-                .iter()
-                .enumerate()
-                .filter(|(_, o)| {
-                    matches!(
-                        o,
-                        Output::Column {
-                            aggregate: None,
-                            ..
-                        } | Output::Computed { .. }
-                    )
-                })
-                .map(|(i, _)| (i + 1).to_string())
-                .collect();
-            if !keys.is_empty() {
-                sql.push_str(&format!(" GROUP BY {}", keys.join(", ")));
-            }
+        if node.grouped && !for_count && !group_keys.is_empty() {
+            sql.push_str(&format!(" GROUP BY {}", group_keys.join(", ")));
         }
         if for_count {
             return Ok(sql);
