@@ -647,6 +647,15 @@ async fn embeds() {
             Json(json!([{"id":1,"actors":[{"name":"Keir Dullea"}]}])),
         ),
         case(
+            "spread to-many",
+            "GET",
+            "/films?select=title,...actors(actor:name)&id=in.(2,4)&actors.order=name&order=id",
+            200,
+            Json(
+                json!([{"title":"The Shining","actor":["Jack Nicholson","Shelley Duvall"]},{"title":"Ikiru","actor":[]}]),
+            ),
+        ),
+        case(
             "embed through view target",
             "GET",
             "/films?select=id,directors(*)&id=eq.4",

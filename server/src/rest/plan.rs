@@ -663,11 +663,6 @@ fn build_node(
                     },
                     None => JoinCond::Direct(rel.pairs),
                 };
-                if *spread && !rel.to_one {
-                    return Err(PlanError::NotImplemented(format!(
-                        "spreading the to-many relationship '{name}'"
-                    )));
-                }
                 let spread_names = if *spread {
                     child.outputs.iter().filter_map(output_name).collect()
                 } else {

@@ -451,7 +451,21 @@ impl Builder {
             }
         };
         let inner = self.node(&e.node, &extra_from, conds, false)?;
-        Ok(if e.spread {
+        Ok(if e.spread && !e.to_one {
+            // Spreading a to-many relationship: each column becomes an array of its values.
+            let mut cols: Vec<String> = e
+                .spread_names
+                .iter()
+                .map(|n| {
+                    format!(
+                        "coalesce(json_agg(pgrst_e.{0}), '[]'::json) AS {0}",
+                        ident(n)
+                    )
+                })
+                .collect();
+            cols.push("CASE WHEN pg_catalog.count(*) > 0 THEN true END AS \"pgrst_found\"".into());
+            format!("SELECT {} FROM ({inner}) AS pgrst_e", cols.join(", "))
+        } else if e.spread {
             format!("SELECT pgrst_e.*, true AS \"pgrst_found\" FROM ({inner}) AS pgrst_e")
         } else if e.to_one {
             format!("SELECT row_to_json(pgrst_e) AS \"pgrst_v\" FROM ({inner}) AS pgrst_e")
