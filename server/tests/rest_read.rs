@@ -973,7 +973,8 @@ async fn max_rows_timeouts_and_auth_headers() {
 
 #[tokio::test]
 async fn execution_plans_when_enabled() {
-    let enable = "do $$ begin execute format('alter role authenticator in database %I set pgrst.db_plan_enabled = true', current_database()); end $$;";
+    let enable = "do $$ begin execute format('alter role authenticator in database %I set pgrst.db_plan_enabled = true', current_database());
+        execute format('alter role authenticator in database %I set pgrst.db_max_rows = 3', current_database()); end $$;";
     let r = Rest::with(&format!("{}\n{enable}", rest_fixture::FIXTURE)).await;
     let res = r
         .send(
@@ -1004,6 +1005,11 @@ async fn execution_plans_when_enabled() {
         .await;
     assert_eq!(res.status, 200);
     assert!(res.text().contains("Aggregate"), "{}", res.text());
+    // pgrst.db_max_rows from the database caps reads like --db-max-rows.
+    assert_eq!(
+        r.get("/films?select=id&order=id").await.json(),
+        json!([{"id":1},{"id":2},{"id":3}])
+    );
     // ANALYZE of a write is rolled back.
     let res = r
         .send(

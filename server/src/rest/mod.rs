@@ -208,9 +208,14 @@ where
     if api.target == Target::Root {
         return openapi::serve(state, &cache, &schema, &caller, info).await;
     }
-    let plan_cfg = plan::PlanConfig {
-        max_rows: rest.max_rows,
-    };
+    // `alter role authenticator set pgrst.db_max_rows = …` wins over --db-max-rows, as in PostgREST.
+    let max_rows = cache
+        .settings
+        .get("pgrst.db_max_rows")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|n| *n > 0)
+        .or(rest.max_rows);
+    let plan_cfg = plan::PlanConfig { max_rows };
     let plan = plan::plan(&api, &payload, &cache, &schema, &plan_cfg)?;
     let stmt = sql::build(
         &plan,
