@@ -37,6 +37,13 @@ async fn calls() {
             Json(json!([{"id":2,"title":"The Shining"}])),
         ),
         case(
+            "computed field on function rows",
+            "GET",
+            "/rpc/films_by_year?y=1985&select=full_title",
+            200,
+            Json(json!([{"full_title":"Ran (1985)"}])),
+        ),
+        case(
             "setof table with embed",
             "POST",
             "/rpc/films_by_year?select=title,directors(name)&limit=1",

@@ -98,6 +98,15 @@ async fn inserts() {
         .h("content-type", "application/x-www-form-urlencoded")
         .body("id=22&name=Wong+Kar-wai"),
         case(
+            "computed field in representation",
+            "POST",
+            "/films?select=full_title",
+            201,
+            Json(json!([{"full_title":"Comp (2020)"}])),
+        )
+        .h("prefer", "return=representation")
+        .body(r#"{"title":"Comp","year":2020}"#),
+        case(
             "embed in representation",
             "POST",
             "/films?select=title,directors(name)",

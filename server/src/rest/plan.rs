@@ -39,8 +39,9 @@ pub struct ColExpr {
     pub table_alias: String,
     pub column: String,
     pub json_path: Vec<JsonOp>,
-    /// A computed field: `function(table_alias)` instead of the column.
-    pub computed: Option<QualifiedName>,
+    /// A computed field: `function(table_alias::rowtype)` instead of the column. The cast lets
+    /// rows of mutation and function results (records) reach functions of the table's row type.
+    pub computed: Option<(QualifiedName, QualifiedName)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +60,8 @@ pub enum Output {
     /// A computed field: `schema.fn(row)`.
     Computed {
         function: QualifiedName,
+        /// The row type the function takes (the alias is cast to it).
+        rowtype: QualifiedName,
         table_alias: String,
         name: String,
     },
@@ -296,6 +299,17 @@ struct Shape {
     columns: Vec<String>,
     /// Computed fields of the relation: `(name, function)`.
     computed: Vec<(String, QualifiedName)>,
+}
+
+impl Shape {
+    /// The computed field `name`: `(function, row type)`.
+    fn computed_field(&self, name: &str) -> Option<(QualifiedName, QualifiedName)> {
+        let rel = self.relation.clone()?;
+        self.computed
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, f)| (f.clone(), rel))
+    }
 }
 
 /// Plans a request. `schema` is the schema chosen from the profile headers.
@@ -573,14 +587,10 @@ fn build_node(
                         });
                         continue;
                     }
-                    if let Some(f) = shape
-                        .computed
-                        .iter()
-                        .find(|(n, _)| n == &field.name)
-                        .map(|(_, f)| f.clone())
-                    {
+                    if let Some((f, rowtype)) = shape.computed_field(&field.name) {
                         node.outputs.push(Output::Computed {
                             function: f,
+                            rowtype,
                             table_alias: alias.clone(),
                             name: out_alias.clone().unwrap_or_else(|| field.name.clone()),
                         });
@@ -846,8 +856,8 @@ fn col_expr(shape: &Shape, alias: &str, field: &Field) -> Result<ColExpr, PlanEr
     let computed = if shape.columns.contains(&field.name) {
         None
     } else {
-        match shape.computed.iter().find(|(n, _)| n == &field.name) {
-            Some((_, f)) => Some(f.clone()),
+        match shape.computed_field(&field.name) {
+            Some(pair) => Some(pair),
             None => {
                 return Err(PlanError::ColumnNotFound {
                     relation: shape.label.clone(),

@@ -59,7 +59,12 @@ impl Builder {
 
     fn col(&mut self, c: &ColExpr) -> String {
         let mut s = match &c.computed {
-            Some(f) => format!("{}({})", qualified(f), ident(&c.table_alias)),
+            Some((f, rowtype)) => format!(
+                "{}({}::{})",
+                qualified(f),
+                ident(&c.table_alias),
+                qualified(rowtype)
+            ),
             None => format!("{}.{}", ident(&c.table_alias), ident(&c.column)),
         };
         for op in &c.json_path {
@@ -106,12 +111,14 @@ impl Builder {
             }
             Output::Computed {
                 function,
+                rowtype,
                 table_alias,
                 name,
             } => vec![format!(
-                "{}({}) AS {}",
+                "{}({}::{}) AS {}",
                 qualified(function),
                 ident(table_alias),
+                qualified(rowtype),
                 ident(name)
             )],
             Output::Embed(i) => {
