@@ -738,6 +738,23 @@ async fn media_types_and_profiles() {
         )
         .h("accept", "application/vnd.pgrst.object+json;nulls=stripped"),
         case(
+            "timezone preference",
+            "GET",
+            "/films?select=at:created_at::text&id=eq.1",
+            200,
+            Any,
+        )
+        .h("prefer", "timezone=Asia/Tokyo")
+        .want("preference-applied", "timezone=Asia/Tokyo"),
+        case(
+            "unknown timezone",
+            "GET",
+            "/films?select=id&id=eq.1",
+            400,
+            Code("22023"),
+        )
+        .h("prefer", "timezone=Mars/Olympus"),
+        case(
             "plans are off by default",
             "GET",
             "/films",
@@ -766,6 +783,22 @@ async fn media_types_and_profiles() {
             .want("allow", "OPTIONS,GET,HEAD,POST,PUT,PATCH,DELETE"),
     ];
     run(&r, cases).await;
+    r.db.admin()
+        .batch_execute("update films set created_at = '2020-01-01 00:00:00+00' where id = 1")
+        .await
+        .unwrap();
+    let res = r
+        .send(
+            "GET",
+            "/films?select=created_at&id=eq.1",
+            &[("prefer", "timezone=Asia/Tokyo")],
+            "",
+        )
+        .await;
+    assert_eq!(
+        res.json(),
+        json!([{"created_at": "2020-01-01T09:00:00+09:00"}])
+    );
 }
 
 /// Malformed or impossible reads: a 4xx with PostgREST's code, never a 500.

@@ -56,7 +56,15 @@ pub struct Guards {
     pub rollback: bool,
 }
 
+/// Per-request session settings that come from `Prefer`.
+#[derive(Debug, Clone, Default)]
+pub struct Session {
+    /// `Prefer: timezone=…`: the transaction's `TimeZone`.
+    pub timezone: Option<String>,
+}
+
 pub struct ExecRequest<'a> {
+    pub session: Session,
     pub pool: &'a deadpool_postgres::Pool,
     pub caller: &'a Caller,
     pub info: RequestInfo<'a>,
@@ -95,7 +103,21 @@ pub async fn run(
         .iter()
         .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
         .collect();
-    let rows = match tx.client().query_typed(&stmt.sql, &typed).await {
+    let rows = match &req.session.timezone {
+        None => tx.client().query_typed(&stmt.sql, &typed).await,
+        Some(tz) => {
+            // Sent together with the statement: one round trip. If the zone is unknown, its error
+            // (not the aborted statement's) is the answer.
+            let tz_param: [(&(dyn ToSql + Sync), Type); 1] = [(tz, Type::TEXT)];
+            let set = tx.client().query_typed(
+                "SELECT pg_catalog.set_config('timezone', $1, true)",
+                &tz_param,
+            );
+            let (set, rows) = tokio::join!(set, tx.client().query_typed(&stmt.sql, &typed));
+            set.and(rows)
+        }
+    };
+    let rows = match rows {
         Ok(rows) => rows,
         Err(e) => {
             tx.rollback().await.ok();

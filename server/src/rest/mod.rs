@@ -235,6 +235,9 @@ where
             return Err(RequestError::NotAcceptable("application/vnd.pgrst.plan".into()).into());
         }
         let exec = execute::ExecRequest {
+            session: execute::Session {
+                timezone: api.prefer.timezone.clone(),
+            },
             pool: &state.pool,
             caller: &caller,
             info,
@@ -267,6 +270,9 @@ where
         rollback: tx_rollback(&cache, &mut api.prefer),
     };
     let exec = execute::ExecRequest {
+        session: execute::Session {
+            timezone: api.prefer.timezone.clone(),
+        },
         pool: &state.pool,
         caller: &caller,
         info,
