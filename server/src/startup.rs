@@ -200,7 +200,7 @@ pub fn build_state(
     jwt_secret: &str,
     shutdown: watch::Receiver<bool>,
 ) -> Result<SharedState, StartError> {
-    let admin = db::pools::pool(database.target.admin.clone(), (config.db_pool / 2).max(2))
+    let admin = db::pools::pool(database.target.admin.clone(), config.db_pool.max(2))
         .map_err(StartError::Pool)?;
     let pool = db::pools::pool(
         database.target.authenticator(jwt_secret.as_bytes()),
