@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `migrate`, `keys`, `config`. Parses flags, env vars and the
+//! The command line: `serve` (the default), `migrate`, `keys`, `config`, `policies apply|check|diff`. Parses flags, env vars and the
 //! config file into one `Config`, sets up logging, runs the command and turns any failure into one
 //! line on stderr and a non-zero exit — never a backtrace.
 
@@ -37,6 +37,21 @@ pub enum Command {
     Keys,
     /// Print the effective configuration, secrets masked.
     Config,
+    /// Apply, check or diff the policy files (attaches to a running serve's database).
+    Policies {
+        #[command(subcommand)]
+        action: PoliciesAction,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoliciesAction {
+    /// Run pending migrations, then make the database match the policy files; print what changed.
+    Apply,
+    /// Validate the policy files against the database without changing anything; exit 1 if invalid.
+    Check,
+    /// Print the SQL `apply` would run, changing nothing.
+    Diff,
 }
 
 fn init_logging(format: LogFormat) {
@@ -91,6 +106,7 @@ pub fn main() -> ExitCode {
             Command::Serve => startup::serve(config).await.map_err(|e| e.to_string()),
             Command::Migrate => migrate(config).await,
             Command::Keys => keys(&config),
+            Command::Policies { action } => policies(config, action).await,
             Command::Config => unreachable!("handled before the runtime starts"),
         }
     });
@@ -126,6 +142,92 @@ async fn migrate(config: Config) -> Result<(), String> {
     }
     for name in applied {
         println!("applied {name}");
+    }
+    Ok(())
+}
+
+async fn policies(config: Config, action: PoliciesAction) -> Result<(), String> {
+    startup::ensure_data_dir(&config.data_dir).map_err(|e| e.to_string())?;
+    let secret = secret::load_or_create(config.jwt_secret.as_deref(), &config.data_dir)
+        .map_err(|e| e.to_string())?;
+    let database = startup::Database::open(&config, pg::Mode::Attach)
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = run_policies(&config, &database, &secret, action).await;
+    database.close().await;
+    result
+}
+
+async fn run_policies(
+    config: &Config,
+    database: &startup::Database,
+    secret: &str,
+    action: PoliciesAction,
+) -> Result<(), String> {
+    use crate::policies::{Mode, apply, read_dir};
+    if action == PoliciesAction::Apply {
+        for name in startup::prepare(config, database, secret)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            println!("applied migration {name}");
+        }
+    }
+    let mut client = database.admin_client().await.map_err(|e| e.to_string())?;
+    let sources = read_dir(&config.policies).map_err(|e| e.to_string())?;
+    let mode = match action {
+        PoliciesAction::Apply => Mode::Apply,
+        PoliciesAction::Check => Mode::Check,
+        PoliciesAction::Diff => Mode::Diff,
+    };
+    let outcome = match apply(&mut client, &sources, mode, &config.db_schemas).await {
+        Ok(o) => o,
+        Err(e) => {
+            for line in e.lines() {
+                eprintln!("{line}");
+            }
+            return Err(match action {
+                PoliciesAction::Apply => "the policy files are invalid; nothing was changed".into(),
+                _ => "the policy files are invalid".into(),
+            });
+        }
+    };
+    for w in &outcome.warnings {
+        eprintln!("warning: {w}");
+    }
+    match action {
+        PoliciesAction::Diff => {
+            if outcome.statements.is_empty() {
+                println!("-- no changes");
+            }
+            for s in &outcome.statements {
+                println!("{s};");
+            }
+        }
+        PoliciesAction::Apply | PoliciesAction::Check => {
+            if action == PoliciesAction::Apply {
+                for s in &outcome.statements {
+                    println!("{s};");
+                }
+            }
+            println!(
+                "{}: {} roles, {} tables, {} policies; {} statement(s) {}",
+                if action == PoliciesAction::Apply {
+                    "applied"
+                } else {
+                    "ok"
+                },
+                outcome.roles,
+                outcome.tables,
+                outcome.policies,
+                outcome.statements.len(),
+                if action == PoliciesAction::Apply {
+                    "run"
+                } else {
+                    "would run"
+                },
+            );
+        }
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod db;
 pub mod http;
 pub mod jwt;
 pub mod pg;
+pub mod policies;
 pub mod secret;
 pub mod startup;
 pub mod state;
