@@ -8,6 +8,7 @@ pub mod http;
 pub mod jwt;
 pub mod pg;
 pub mod policies;
+pub mod rest;
 pub mod secret;
 pub mod startup;
 pub mod state;

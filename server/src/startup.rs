@@ -322,6 +322,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             return Err(e);
         }
     };
+    // The REST schema cache, kept fresh on NOTIFY pgrst; a failure here is retried on the first request.
+    if let Err(e) = crate::rest::start(&state, Some(database.target.admin.clone())).await {
+        tracing::warn!(error = %e, "rest: schema cache not loaded at start");
+    }
     let addr = listener.local_addr().map_err(|e| StartError::Listen {
         addr: config.listen.to_string(),
         reason: e.to_string(),

@@ -66,6 +66,13 @@ async fn run(state: Arc<AppState>, dir: PathBuf, applied: String) {
                 for w in &outcome.warnings {
                     tracing::warn!("{w}");
                 }
+                // The NOTIFY reaches the REST listener too; reloading here means the next request
+                // after this line sees the new grants.
+                if !outcome.statements.is_empty()
+                    && let Err(e) = crate::rest::reload(&state).await
+                {
+                    tracing::warn!(error = %e, "reloading the REST schema cache after a policy change");
+                }
                 tracing::info!(
                     statements = outcome.statements.len(),
                     ms = started.elapsed().as_millis() as u64,
