@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `migrate`, `keys`, `config`, `policies apply|check|diff`. Parses flags, env vars and the
+//! The command line: `serve` (the default), `migrate`, `keys`, `config`, `policies apply|check|diff|test`. Parses flags, env vars and the
 //! config file into one `Config`, sets up logging, runs the command and turns any failure into one
 //! line on stderr and a non-zero exit — never a backtrace.
 
@@ -37,7 +37,7 @@ pub enum Command {
     Keys,
     /// Print the effective configuration, secrets masked.
     Config,
-    /// Apply, check or diff the policy files (attaches to a running serve's database).
+    /// Apply, check, diff or test the policy files (attaches to a running serve's database).
     Policies {
         #[command(subcommand)]
         action: PoliciesAction,
@@ -52,6 +52,9 @@ pub enum PoliciesAction {
     Check,
     /// Print the SQL `apply` would run, changing nothing.
     Diff,
+    /// Run the cases in <policies>/tests/*.toml against the files as written (in a rolled-back
+    /// transaction); print each case and `N passed, M failed`; exit 1 on any failure.
+    Test,
 }
 
 fn init_logging(format: LogFormat) {
@@ -165,6 +168,9 @@ async fn run_policies(
     action: PoliciesAction,
 ) -> Result<(), String> {
     use crate::policies::{Mode, apply, read_dir};
+    if action == PoliciesAction::Test {
+        return test_policies(config, database, secret).await;
+    }
     if action == PoliciesAction::Apply {
         for name in startup::prepare(config, database, secret)
             .await
@@ -178,7 +184,7 @@ async fn run_policies(
     let mode = match action {
         PoliciesAction::Apply => Mode::Apply,
         PoliciesAction::Check => Mode::Check,
-        PoliciesAction::Diff => Mode::Diff,
+        PoliciesAction::Diff | PoliciesAction::Test => Mode::Diff,
     };
     let outcome = match apply(&mut client, &sources, mode, &config.db_schemas).await {
         Ok(o) => o,
@@ -204,7 +210,7 @@ async fn run_policies(
                 println!("{s};");
             }
         }
-        PoliciesAction::Apply | PoliciesAction::Check => {
+        PoliciesAction::Apply | PoliciesAction::Check | PoliciesAction::Test => {
             if action == PoliciesAction::Apply {
                 for s in &outcome.statements {
                     println!("{s};");
@@ -228,6 +234,39 @@ async fn run_policies(
                 },
             );
         }
+    }
+    Ok(())
+}
+
+async fn test_policies(
+    config: &Config,
+    database: &startup::Database,
+    secret: &str,
+) -> Result<(), String> {
+    use crate::policies::testing::{TestError, run};
+    // The schema the cases run against: pending migrations first, as serve would.
+    startup::prepare(config, database, secret)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut client = database.admin_client().await.map_err(|e| e.to_string())?;
+    let sources = crate::policies::read_dir(&config.policies).map_err(|e| e.to_string())?;
+    let tests = config.policies.join("tests");
+    let report = run(&mut client, &sources, &tests, &config.db_schemas)
+        .await
+        .map_err(|e| match e {
+            TestError::Policies(e) => {
+                for line in e.lines() {
+                    eprintln!("{line}");
+                }
+                "the policy files are invalid".to_string()
+            }
+            other => other.to_string(),
+        })?;
+    for line in &report.lines {
+        println!("{line}");
+    }
+    if report.failed > 0 {
+        return Err(format!("{} policy test(s) failed", report.failed));
     }
     Ok(())
 }

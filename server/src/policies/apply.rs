@@ -267,9 +267,24 @@ pub async fn apply(
     mode: Mode,
     schemas: &[String],
 ) -> Result<Outcome, ApplyError> {
+    let tx = client.transaction().await?;
+    let (outcome, _) = apply_in(&tx, sources, schemas).await?;
+    match mode {
+        Mode::Apply => tx.commit().await?,
+        Mode::Check | Mode::Diff => tx.rollback().await?,
+    }
+    Ok(outcome)
+}
+
+/// The work of [`apply`] inside a transaction the caller commits or rolls back (`policies test`
+/// applies the files and runs its cases in one rolled-back transaction). Returns the plan applied.
+pub async fn apply_in(
+    tx: &Transaction<'_>,
+    sources: &Sources,
+    schemas: &[String],
+) -> Result<(Outcome, Plan), ApplyError> {
     let decls = parse(sources).map_err(ApplyError::Parse)?;
     let plan = compile(&decls);
-    let tx = client.transaction().await?;
     let prepared: bool = tx
         .query_one(
             "select to_regclass('doska.policy_objects') is not null",
@@ -282,24 +297,24 @@ pub async fn apply(
     }
     tx.execute("select pg_advisory_xact_lock($1)", &[&POLICY_LOCK])
         .await?;
-    let owned = read_ledger(&tx).await?;
-    let roles = read_roles(&tx).await?;
+    let owned = read_ledger(tx).await?;
+    let roles = read_roles(tx).await?;
     let mut tables = Vec::new();
     for t in &plan.tables {
-        tables.push(read_table(&tx, &t.schema, &t.name).await?);
+        tables.push(read_table(tx, &t.schema, &t.name).await?);
     }
     let diags = check(&plan, &tables, &roles, &owned);
     if !diags.is_empty() {
         return Err(ApplyError::Invalid(diags));
     }
     let mut run = Run {
-        tx: &tx,
+        tx,
         statements: Vec::new(),
     };
     let mut warnings = Vec::new();
 
     // 1. Roles: create, make them API roles (members of authenticated, reachable by authenticator).
-    let members = read_memberships(&tx).await?;
+    let members = read_memberships(tx).await?;
     for r in &plan.roles {
         let q = quote_ident(&r.name);
         if !roles.iter().any(|x| x.name == r.name) {
@@ -307,9 +322,13 @@ pub async fn apply(
                 .exec_shared(&format!("CREATE ROLE {q} NOLOGIN INHERIT"), &r.loc)
                 .await?;
             if created {
-                own(&tx, "role", "", "", &r.name, "", "", "", &r.loc).await?;
+                own(tx, "role", "", "", &r.name, "", "", "", &r.loc).await?;
             }
         }
+    }
+    // Memberships once every role exists (a role may be a member of one declared after it).
+    for r in &plan.roles {
+        let q = quote_ident(&r.name);
         let mut parents: Vec<&str> = vec!["authenticated"];
         parents.extend(r.member_of.iter().map(|m| m.name.as_str()));
         for parent in parents {
@@ -370,7 +389,7 @@ pub async fn apply(
                 && p.name == o.name
                 && p.fingerprint == o.fingerprint
         });
-        let exists = policy_exists(&tx, &o.schema, &o.table, &o.name).await?;
+        let exists = policy_exists(tx, &o.schema, &o.table, &o.name).await?;
         if same && exists {
             kept.insert((o.schema.clone(), o.table.clone(), o.name.clone()));
             continue;
@@ -387,14 +406,14 @@ pub async fn apply(
             )
             .await?;
         }
-        disown(&tx, o).await?;
+        disown(tx, o).await?;
     }
 
     // 4. Grants the files made and no longer declare: revoke.
     let declared: HashSet<&GrantKey> = plan.grants.iter().map(|g| &g.key).collect();
     for o in owned.iter().filter(|o| o.kind == "grant") {
         let Some(privilege) = Privilege::from_sql(&o.privilege) else {
-            disown(&tx, o).await?;
+            disown(tx, o).await?;
             continue;
         };
         let key = GrantKey {
@@ -407,7 +426,7 @@ pub async fn apply(
         if declared.contains(&key) {
             continue;
         }
-        let table_there = read_table(&tx, &o.schema, &o.table).await?.is_some();
+        let table_there = read_table(tx, &o.schema, &o.table).await?.is_some();
         if table_there && roles.iter().any(|r| r.name == o.name) {
             let loc = Loc {
                 file: "(removed)".into(),
@@ -415,7 +434,7 @@ pub async fn apply(
             };
             run.exec(&key.revoke_sql(), &loc, &[]).await?;
         }
-        disown(&tx, o).await?;
+        disown(tx, o).await?;
     }
 
     // 5. `revoke_unlisted`: what API roles hold directly on the table beyond the grants listed.
@@ -457,7 +476,12 @@ pub async fn apply(
         }
     }
 
-    // 6. Grants: give what is not held; remember only what doska gave.
+    // 6. Grants: give what is not held; remember only what doska gave. Read again: revoking a table
+    // privilege above also took the same privilege off every column.
+    let mut tables = Vec::new();
+    for t in &plan.tables {
+        tables.push(read_table(tx, &t.schema, &t.name).await?);
+    }
     for g in &plan.grants {
         let idx = plan
             .tables
@@ -482,7 +506,7 @@ pub async fn apply(
         run.exec(&g.key.grant_sql(), &g.loc, &[]).await?;
         if !ours {
             own(
-                &tx,
+                tx,
                 "grant",
                 &g.key.schema,
                 &g.key.table,
@@ -504,7 +528,7 @@ pub async fn apply(
         run.exec_policy(p).await?;
         run.exec(&p.comment_sql(), &p.loc, &[]).await?;
         own(
-            &tx,
+            tx,
             "policy",
             &p.schema,
             &p.table,
@@ -523,7 +547,7 @@ pub async fn apply(
             continue;
         }
         if !roles.iter().any(|r| r.name == o.name) {
-            disown(&tx, o).await?;
+            disown(tx, o).await?;
             continue;
         }
         let sql = format!("DROP ROLE {}", quote_ident(&o.name));
@@ -533,7 +557,7 @@ pub async fn apply(
                 tx.batch_execute("RELEASE SAVEPOINT doska_drop_role")
                     .await?;
                 run.statements.push(sql);
-                disown(&tx, o).await?;
+                disown(tx, o).await?;
             }
             Err(e) => {
                 tx.batch_execute("ROLLBACK TO SAVEPOINT doska_drop_role")
@@ -580,24 +604,21 @@ pub async fn apply(
         )
         .await?;
     }
-    let exposed = crate::db::grants::tables_without_rls(&tx, schemas).await?;
+    let exposed = crate::db::grants::tables_without_rls(tx, schemas).await?;
     for t in exposed {
         warnings.push(format!(
             "table {t} is exposed to API roles without row-level security (name it in a policy file, or revoke the grants)"
         ));
     }
-    match mode {
-        Mode::Apply => tx.commit().await?,
-        Mode::Check | Mode::Diff => tx.rollback().await?,
-    }
-    Ok(Outcome {
+    let outcome = Outcome {
         hash: sources.hash.clone(),
         statements,
         warnings,
         roles: plan.roles.len(),
         tables: plan.tables.len(),
         policies: plan.policies.len(),
-    })
+    };
+    Ok((outcome, plan))
 }
 
 /// Checks every name against the catalog; collects every problem.

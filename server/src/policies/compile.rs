@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use sha2::{Digest, Sha256};
 
-use super::parse::{Declarations, Expr, Loc, Named, Privilege};
+use super::parse::{Command, Declarations, Expr, Loc, Named, Privilege};
 use crate::db::{quote_ident, quote_literal};
 
 #[derive(Debug, Clone)]
@@ -91,6 +91,11 @@ pub struct PolicyPlan {
     pub exprs: Vec<(Range<usize>, Loc)>,
     /// Identifies the definition: the same fingerprint means nothing to redo.
     pub fingerprint: String,
+    pub command: Command,
+    pub permissive: bool,
+    /// The expressions as they go into the statement (short forms expanded).
+    pub using: Option<String>,
+    pub with_check: Option<String>,
 }
 
 impl PolicyPlan {
@@ -229,6 +234,10 @@ pub fn compile(decls: &Declarations) -> Plan {
                 fingerprint: hex::encode(Sha256::digest(sql.as_bytes())),
                 create_sql: sql,
                 exprs,
+                command: p.command,
+                permissive: p.permissive,
+                using: using.map(|e| e.sql),
+                with_check: with_check.map(|e| e.sql),
             });
         }
         plan.tables.push(TablePlan {

@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod compile;
 pub mod parse;
+pub mod testing;
 pub mod watch;
 
 pub use apply::{ApplyError, Mode, Outcome, apply};
