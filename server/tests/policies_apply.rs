@@ -299,17 +299,38 @@ async fn removing_declarations_drops_exactly_what_files_made() {
 async fn migration_objects_are_untouched() {
     let db = common::TestDb::new().await;
     setup(&db).await;
+    // A role a migration made, declared in a file too, stays when the file lets go of it.
+    let role = format!("{}_from_migration", db.name);
+    db.admin()
+        .batch_execute(&format!("create role \"{role}\" nologin"))
+        .await
+        .unwrap();
     let before = snapshot(&db).await;
     // Declaring what a migration already granted does not make it doska's; a policy name a migration
     // uses is refused.
-    let declared = r#"[tables.notes]
+    let declared = format!(
+        r#"[roles.{role}]
+[tables.notes]
 grants.anon = ["select(id)"]
 [tables.audit]
-"#;
-    apply(&db, &files(&[("a.toml", declared)]), Mode::Apply)
+"#
+    );
+    let out = apply(&db, &files(&[("a.toml", &declared)]), Mode::Apply)
         .await
         .unwrap();
+    assert!(!out.statements.iter().any(|s| s.starts_with("CREATE ROLE")));
+    assert!(!out.statements.iter().any(|s| s.starts_with("GRANT SELECT")));
     apply(&db, &files(&[]), Mode::Apply).await.unwrap();
+    let kept: bool = db
+        .admin()
+        .query_one(
+            "select exists (select from pg_roles where rolname = $1)",
+            &[&role],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(kept, "a role doska did not create was dropped");
     let after = snapshot(&db).await;
     // Only RLS on notes (left on, closed) and the history of sets differ.
     let strip = |s: &str| {

@@ -111,4 +111,46 @@ fn commands_and_serve_with_policy_files() {
     assert!(applied.starts_with(&diff), "{applied}");
     let diff = doska(&data, &mig, &pol, &["policies", "diff"]);
     assert_eq!(text(&diff.stdout), "-- no changes\n");
+
+    // policies test: cases, coverage, the last line, the exit status.
+    std::fs::create_dir_all(pol.join("tests")).unwrap();
+    let cases = pol.join("tests").join("notes.toml");
+    let base = r#"fixtures = "insert into notes values (1, '11111111-1111-1111-1111-111111111111'), (2, null)"
+
+[users.alice]
+id = "11111111-1111-1111-1111-111111111111"
+role = "authenticated"
+
+[[cases]]
+name = "alice reads her note only"
+as = "alice"
+sql = "select id from notes"
+rows = [{ id = 1 }]
+"#;
+    std::fs::write(&cases, base).unwrap();
+    let out = doska(&data, &mig, &pol, &["policies", "test"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.starts_with(&format!(
+            "ok    {}:7 alice reads her note only\n",
+            cases.display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("1 passed, 0 failed\n"), "{stdout}");
+
+    std::fs::write(
+        &cases,
+        base.replace("rows = [{ id = 1 }]", "rows = [{ id = 2 }]"),
+    )
+    .unwrap();
+    let out = doska(&data, &mig, &pol, &["policies", "test"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("expected rows [{\"id\":2}], got [{\"id\":1}]"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("0 passed, 1 failed\n"), "{stdout}");
 }
