@@ -1,6 +1,7 @@
 //! doska: a Supabase-compatible backend in one binary. This crate is the server; `main.rs` is only the
 //! command line on top of `commands`.
 
+pub mod auth;
 pub mod commands;
 pub mod config;
 pub mod db;
