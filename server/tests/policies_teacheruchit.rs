@@ -1,7 +1,8 @@
 //! TeacherUchit's schema (`migrations/`) and rules (`policies/`) from the repository: the migrations
 //! apply, `policies test` passes every case with full allow/deny coverage, coverage gaps and wrong
 //! expectations are failures, and the sign-up trigger decides roles (teacher only with a valid code,
-//! never school admin) while staff roles change only by a school admin.
+//! never school admin) while staff roles change only by a school admin; and the whole path through
+//! the front doors: sign up with metadata, get a token with the app role, read and write over REST.
 
 mod common;
 
@@ -15,20 +16,9 @@ fn repo(dir: &str) -> PathBuf {
         .join(dir)
 }
 
-/// TeacherUchit on a fresh database. auth.users is created by doska's auth schema (internal
-/// migration 0002, the auth branch); until that is in this build, a stand-in with GoTrue's columns
-/// the migrations use takes its place.
+/// TeacherUchit on a fresh database (auth.users comes from doska's internal auth schema).
 async fn teacheruchit() -> common::TestDb {
     let db = common::TestDb::new().await;
-    db.admin()
-        .batch_execute(
-            "create table if not exists auth.users (
-               id uuid primary key, aud varchar(255), role varchar(255), email varchar(255),
-               raw_user_meta_data jsonb, raw_app_meta_data jsonb,
-               created_at timestamptz, updated_at timestamptz)",
-        )
-        .await
-        .unwrap();
     let mut admin = db.state.admin.get().await.unwrap();
     doska::db::migrate::apply_dir(&mut admin, &repo("migrations"))
         .await
@@ -299,4 +289,132 @@ async fn as_caller(db: &common::TestDb, role: &str, sub: &str, sql: &str) -> Res
         Ok(()) => tx.commit().await.map_err(|e| e.to_string()),
         Err(e) => Err(doska::db::migrate::describe(&e)),
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_up_over_auth_then_rest_under_the_rules() {
+    use serde_json::{Value, json};
+    let db = teacheruchit().await;
+    let sources = policies::read_dir(&repo("policies")).unwrap();
+    let mut admin = db.state.admin.get().await.unwrap();
+    policies::apply(&mut admin, &sources, Mode::Apply, &["public".to_string()])
+        .await
+        .unwrap();
+    db.admin()
+        .batch_execute(
+            "insert into public.schools (id, name, city)
+               values ('a0000000-0000-0000-0000-00000000000a', 'Школа', 'Казань');
+             insert into public.school_codes (code, school_id)
+               values ('ALPHA-2024', 'a0000000-0000-0000-0000-00000000000a');",
+        )
+        .await
+        .unwrap();
+    let mut cfg = doska::auth::AuthConfig {
+        argon2: doska::auth::password::Argon2Cost {
+            m_kib: 1024,
+            t: 1,
+            p: 1,
+        },
+        hash_pool_size: 2,
+        ..Default::default()
+    };
+    cfg.rate_limits.enabled = false;
+    doska::auth::install(&db.state, cfg).unwrap();
+    let base = db.server().await;
+    let anon = db.sign(json!({"role": "anon"}));
+    let call = |method: &'static str, path: String, token: Option<String>, body: Value| {
+        let base = base.clone();
+        let anon = anon.clone();
+        async move {
+            let bearer = format!("Bearer {}", token.unwrap_or_else(|| anon.clone()));
+            common::request(
+                method,
+                &format!("{base}{path}"),
+                &[
+                    ("apikey", anon.as_str()),
+                    ("authorization", bearer.as_str()),
+                    ("content-type", "application/json"),
+                    ("prefer", "return=representation"),
+                ],
+                body.to_string(),
+            )
+            .await
+        }
+    };
+    let sign_up = |email: &'static str, data: Value| {
+        call(
+            "POST",
+            "/auth/v1/signup".into(),
+            None,
+            json!({"email": email, "password": "correct-horse-battery", "data": data}),
+        )
+    };
+
+    let teacher = sign_up(
+        "teacher@a.test",
+        json!({"role": "teacher", "name": "Учитель", "school_code": "ALPHA-2024"}),
+    )
+    .await;
+    assert_eq!(teacher.status, 200, "{}", teacher.text());
+    let teacher_token = teacher.json()["access_token"].as_str().unwrap().to_string();
+    let claims = db.state.verifier.verify(&teacher_token).unwrap();
+    assert_eq!(claims["role"], "teacher");
+
+    let impostor = sign_up(
+        "impostor@a.test",
+        json!({"role": "teacher", "school_code": "WRONG-CODE"}),
+    )
+    .await;
+    assert_ne!(impostor.status, 200, "{}", impostor.text());
+
+    let student = sign_up(
+        "anna@a.test",
+        json!({"name": "Анна", "school_id": "a0000000-0000-0000-0000-00000000000a", "class": 7, "letter": "Б"}),
+    )
+    .await;
+    assert_eq!(student.status, 200, "{}", student.text());
+    let student_token = student.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        db.state.verifier.verify(&student_token).unwrap()["role"],
+        "student"
+    );
+
+    // The teacher publishes one material and keeps a draft.
+    for (title, status) in [("Дроби", "published"), ("Черновик", "draft")] {
+        let r = call(
+            "POST",
+            "/rest/v1/materials".into(),
+            Some(teacher_token.clone()),
+            json!({"title": title, "subject": "математика", "status": status}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let read = |token: String| {
+        call(
+            "GET",
+            "/rest/v1/materials?select=title&order=title".into(),
+            Some(token),
+            Value::Null,
+        )
+    };
+    assert_eq!(
+        read(student_token.clone()).await.json(),
+        json!([{"title": "Дроби"}])
+    );
+    assert_eq!(
+        read(teacher_token.clone()).await.json(),
+        json!([{"title": "Дроби"}, {"title": "Черновик"}])
+    );
+    let anonymous = call("GET", "/rest/v1/materials".into(), None, Value::Null).await;
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text());
+    let denied = call(
+        "POST",
+        "/rest/v1/materials".into(),
+        Some(student_token.clone()),
+        json!({"title": "Шпаргалка", "subject": "математика"}),
+    )
+    .await;
+    assert_eq!(denied.status, 403, "{}", denied.text());
+    assert_eq!(denied.json()["code"], "42501");
 }
