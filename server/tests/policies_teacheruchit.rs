@@ -93,6 +93,18 @@ sql = \"select grade from grades\"
 rows = [{{ grade = 4 }}]
 
 [[cases]]
+name = \"rest wrong\"
+as = \"anna\"
+rest = \"GET /grades?select=grade\"
+rows = [{{ grade = 3 }}]
+
+[[cases]]
+name = \"rest refused\"
+as = \"anna\"
+rest = \"GET /nope\"
+count = 0
+
+[[cases]]
 name = \"unknown user\"
 as = \"nobody\"
 sql = \"select 1\"
@@ -119,6 +131,14 @@ count = 1
     );
     assert!(
         text.contains("unknown user: `as = \"nobody\"` is neither a user"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rest wrong: expected rows [{\"grade\":3}], got [{\"grade\":5}]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rest refused: the REST door refuses it (PGRST205)"),
         "{text}"
     );
     // Anna's read allowed her row and denied the others: that policy is covered both ways.

@@ -19,7 +19,10 @@ use std::{
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::{
+    Client, Transaction,
+    types::{Format, IsNull, ToSql, Type, to_sql_checked},
+};
 use toml::Spanned;
 
 use super::{
@@ -27,7 +30,7 @@ use super::{
     compile::{PolicyPlan, qualified},
     parse::{Command, Sources},
 };
-use crate::db::migrate::describe;
+use crate::{db::migrate::describe, rest::schema::SchemaCache};
 
 #[derive(Debug)]
 pub enum TestError {
@@ -37,6 +40,8 @@ pub enum TestError {
     },
     /// The policy files themselves are invalid.
     Policies(ApplyError),
+    /// The REST schema cache could not be loaded.
+    Rest(String),
     Db(tokio_postgres::Error),
 }
 
@@ -51,6 +56,7 @@ impl fmt::Display for TestError {
                 )
             }
             TestError::Policies(e) => write!(f, "{e}"),
+            TestError::Rest(e) => write!(f, "policy tests: loading the REST schema: {e}"),
             TestError::Db(e) => write!(f, "policy tests: {}", describe(e)),
         }
     }
@@ -101,7 +107,13 @@ struct CaseDoc {
     /// A user of `[users]`, or a role (`anon`, `authenticated`, `service_role`, an app role).
     #[serde(rename = "as")]
     who: String,
-    sql: String,
+    /// SQL run as the caller.
+    sql: Option<String>,
+    /// A REST request as `/rest/v1` takes it, e.g. `GET /grades?select=grade`, run through the REST
+    /// door's own parser, planner and SQL builder.
+    rest: Option<String>,
+    /// The JSON body of a REST write.
+    body: Option<Value>,
     /// Exactly these rows, in order (a select, or a write with RETURNING).
     rows: Option<Vec<Value>>,
     /// Exactly this many rows.
@@ -138,6 +150,10 @@ pub async fn run(
         }
     };
     files.sort();
+    // The REST door's view of the tables, for `rest = "…"` cases (tables come from migrations).
+    let cache = crate::rest::schema::load(client, schemas)
+        .await
+        .map_err(|e| TestError::Rest(e.to_string()))?;
     let mut report = Report::default();
     let mut coverage: Coverage = Vec::new();
     let mut policies: Vec<PolicyPlan> = Vec::new();
@@ -180,7 +196,7 @@ pub async fn run(
             let line = line_of(&text, case.span().start);
             let case = case.get_ref();
             let label = format!("{name}:{line} {}", case.name);
-            match run_case(&tx, &doc, case, &policies, &mut coverage).await? {
+            match run_case(&tx, &doc, case, &cache, &policies, &mut coverage).await? {
                 Ok(()) => {
                     report.passed += 1;
                     report.lines.push(format!("ok    {label}"));
@@ -238,6 +254,7 @@ async fn run_case(
     tx: &Transaction<'_>,
     doc: &TestFile,
     case: &CaseDoc,
+    cache: &SchemaCache,
     policies: &[PolicyPlan],
     coverage: &mut Coverage,
 ) -> Result<Result<(), String>, TestError> {
@@ -265,10 +282,14 @@ async fn run_case(
         }
         None => (case.who.clone(), json!({ "role": case.who })),
     };
+    let stmt = match statement(case, cache) {
+        Ok(s) => s,
+        Err(why) => return Ok(Err(why)),
+    };
     tx.batch_execute("SAVEPOINT doska_case").await?;
     // What the statement touches, from PostgreSQL's plan (as the admin: the plan of the statement
     // itself, without the policies' own subqueries).
-    let touched = match touched(tx, &case.sql).await {
+    let touched = match touched(tx, &stmt).await {
         Ok(t) => t,
         Err(e) => {
             tx.batch_execute("ROLLBACK TO SAVEPOINT doska_case").await?;
@@ -318,17 +339,33 @@ async fn run_case(
     )
     .await?;
     let wants_rows = case.rows.is_some() || case.count.is_some();
-    let result: Result<Vec<Value>, tokio_postgres::Error> = if wants_rows {
-        let wrapped = format!(
-            "with doska_case as ({}\n) select coalesce(json_agg(doska_case), '[]'::json) from doska_case",
-            case.sql
-        );
-        tx.query_one(&wrapped, &[]).await.map(|r| {
-            let v: Value = r.get(0);
-            v.as_array().cloned().unwrap_or_default()
-        })
-    } else {
-        tx.batch_execute(&case.sql).await.map(|_| Vec::new())
+    let result: Result<Vec<Value>, tokio_postgres::Error> = match &stmt {
+        Stmt::Sql(sql) if wants_rows => {
+            let wrapped = format!(
+                "with doska_case as ({sql}\n) select coalesce(json_agg(doska_case), '[]'::json) from doska_case"
+            );
+            tx.query_one(&wrapped, &[]).await.map(|r| {
+                let v: Value = r.get(0);
+                v.as_array().cloned().unwrap_or_default()
+            })
+        }
+        Stmt::Sql(sql) => tx.batch_execute(sql).await.map(|_| Vec::new()),
+        Stmt::Rest { sql, params } => {
+            let params: Vec<TextParam> = params.iter().map(|p| TextParam(p)).collect();
+            let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
+                .iter()
+                .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
+                .collect();
+            tx.query_typed(sql, &typed).await.map(|rows| {
+                let body: Option<String> =
+                    rows.first().and_then(|r| r.try_get("body").ok().flatten());
+                match body.and_then(|b| serde_json::from_str::<Value>(&b).ok()) {
+                    Some(Value::Array(a)) => a,
+                    Some(Value::Null) | None => Vec::new(),
+                    Some(other) => vec![other],
+                }
+            })
+        }
     };
     let verdict = match (&result, case) {
         (
@@ -470,11 +507,26 @@ impl Exercised<'_> {
 /// (schema, table, command) for each table the statement reads or writes, from its plan.
 async fn touched(
     tx: &Transaction<'_>,
-    sql: &str,
+    stmt: &Stmt,
 ) -> Result<Vec<(String, String, Command)>, tokio_postgres::Error> {
-    let row = tx
-        .query_one(&format!("explain (verbose, format json) {sql}"), &[])
-        .await?;
+    let row = match stmt {
+        Stmt::Sql(sql) => {
+            tx.query_one(&format!("explain (verbose, format json) {sql}"), &[])
+                .await?
+        }
+        Stmt::Rest { sql, params } => {
+            let params: Vec<TextParam> = params.iter().map(|p| TextParam(p)).collect();
+            let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
+                .iter()
+                .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
+                .collect();
+            tx.query_typed(&format!("explain (verbose, format json) {sql}"), &typed)
+                .await?
+                .into_iter()
+                .next()
+                .expect("EXPLAIN returns one row")
+        }
+    };
     let plan: Value = row.get(0);
     let mut found = Vec::new();
     let mut target: Option<(String, String)> = None;
@@ -523,4 +575,100 @@ async fn touched(
     found.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     found.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.2 == b.2);
     Ok(found)
+}
+
+/// A case's statement: SQL as written, or what the REST door builds for a request.
+enum Stmt {
+    Sql(String),
+    Rest { sql: String, params: Vec<String> },
+}
+
+/// Builds the case's statement; `Err` is a failed case (malformed, or a request REST refuses).
+fn statement(case: &CaseDoc, cache: &SchemaCache) -> Result<Stmt, String> {
+    use crate::rest::{plan, request, sql};
+    match (&case.sql, &case.rest) {
+        (Some(sql), None) => {
+            if case.body.is_some() {
+                return Err("`body` goes with `rest`".into());
+            }
+            Ok(Stmt::Sql(sql.clone()))
+        }
+        (None, Some(line)) => {
+            let (method, target) = line
+                .trim()
+                .split_once(' ')
+                .ok_or("`rest` is written `METHOD /path?query`, e.g. `GET /grades?select=grade`")?;
+            let method = http::Method::from_bytes(method.as_bytes())
+                .map_err(|_| format!("unknown method {method:?}"))?;
+            let (path, query) = match target.trim().split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (target.trim(), None),
+            };
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                "prefer",
+                http::HeaderValue::from_static("return=representation"),
+            );
+            headers.insert(
+                "content-type",
+                http::HeaderValue::from_static("application/json"),
+            );
+            let rest_error = |e: crate::rest::error::RestError| {
+                let b = e.body();
+                format!(
+                    "the REST door refuses it ({}): {}",
+                    b["code"].as_str().unwrap_or(""),
+                    b["message"].as_str().unwrap_or("")
+                )
+            };
+            let api =
+                request::parse(&method, path, query, &headers).map_err(|e| rest_error(e.into()))?;
+            let payload = match &case.body {
+                Some(v) => plan::Payload::Json(v.clone()),
+                None => plan::Payload::None,
+            };
+            let schema = cache
+                .schemas
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "public".into());
+            let p = plan::plan(
+                &api,
+                &payload,
+                cache,
+                &schema,
+                &plan::PlanConfig { max_rows: None },
+            )
+            .map_err(|e| rest_error(e.into()))?;
+            let stmt = sql::build(&p, sql::BodyOptions { strip_nulls: false })
+                .map_err(|e| format!("the REST door cannot build it: {}", e.0))?;
+            Ok(Stmt::Rest {
+                sql: stmt.sql,
+                params: stmt.params,
+            })
+        }
+        _ => Err("a case has exactly one of `sql` or `rest`".into()),
+    }
+}
+
+/// A parameter sent as text with type `unknown`, as the REST door sends its values.
+#[derive(Debug)]
+struct TextParam<'a>(&'a str);
+
+impl ToSql for TextParam<'_> {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+    fn encode_format(&self, _ty: &Type) -> Format {
+        Format::Text
+    }
+    to_sql_checked!();
 }
