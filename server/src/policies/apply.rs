@@ -47,6 +47,11 @@ pub struct Outcome {
 pub enum ApplyError {
     Parse(ParseError),
     Invalid(Vec<Diagnostic>),
+    /// Undoing something the files no longer declare failed (say, a migration dropped the table).
+    Undo {
+        statement: String,
+        message: String,
+    },
     /// The internal schema (ledger) is missing: `doska migrate` or `doska serve` makes it.
     NotPrepared,
     Db(tokio_postgres::Error),
@@ -65,6 +70,10 @@ impl fmt::Display for ApplyError {
                 }
                 Ok(())
             }
+            ApplyError::Undo { statement, message } => write!(
+                f,
+                "removing what the policy files no longer declare failed: {statement}: {message}"
+            ),
             ApplyError::NotPrepared => f.write_str(
                 "this database has no doska schema yet: run `doska migrate` (or `doska serve`) first",
             ),
@@ -192,6 +201,21 @@ impl Run<'_, '_> {
             d[0].loc = loc.clone();
         }
         Err(err)
+    }
+
+    /// Undoing what the files no longer declare: no file line to point at.
+    async fn exec_undeclared(&mut self, sql: &str) -> Result<(), ApplyError> {
+        match self.tx.execute(sql, &[]).await {
+            Ok(_) => {
+                self.statements.push(sql.to_string());
+                Ok(())
+            }
+            Err(e) if e.as_db_error().is_some() => Err(ApplyError::Undo {
+                statement: sql.to_string(),
+                message: describe(&e),
+            }),
+            Err(e) => Err(ApplyError::Db(e)),
+        }
     }
 
     /// For role statements: another database's doska may create the same (cluster-wide) role at the
@@ -395,16 +419,8 @@ pub async fn apply_in(
             continue;
         }
         if exists {
-            let loc = Loc {
-                file: "(removed)".into(),
-                line: 0,
-            };
-            run.exec(
-                &PolicyPlan::drop_sql(&o.schema, &o.table, &o.name),
-                &loc,
-                &[],
-            )
-            .await?;
+            run.exec_undeclared(&PolicyPlan::drop_sql(&o.schema, &o.table, &o.name))
+                .await?;
         }
         disown(tx, o).await?;
     }
@@ -428,11 +444,7 @@ pub async fn apply_in(
         }
         let table_there = read_table(tx, &o.schema, &o.table).await?.is_some();
         if table_there && roles.iter().any(|r| r.name == o.name) {
-            let loc = Loc {
-                file: "(removed)".into(),
-                line: 0,
-            };
-            run.exec(&key.revoke_sql(), &loc, &[]).await?;
+            run.exec_undeclared(&key.revoke_sql()).await?;
         }
         disown(tx, o).await?;
     }

@@ -905,6 +905,23 @@ with_check = "grade between 1 and 5"
     }
 
     #[test]
+    fn roles_in_one_table_and_quoted_policy_text() {
+        let text = "[roles]\nstudent = {}\nteacher = { member_of = [\"student\"] }\n[tables.t]\n\
+                    [[tables.t.policies]]\nname = \"p\"\nfor = \"DELETE\"\nusing = '''\n  a = 'x'\n'''\n\
+                    restrictive = true\n";
+        let d = parse_one(text).unwrap();
+        assert_eq!(d.roles.len(), 2);
+        assert_eq!(d.roles[1].member_of[0].name, "student");
+        assert_eq!(d.roles[1].member_of[0].loc.line, 3);
+        let p = &d.tables[0].policies[0];
+        assert_eq!(p.command, Command::Delete);
+        assert!(!p.permissive);
+        assert_eq!(p.roles[0].name, "public");
+        let u = p.using.as_ref().unwrap();
+        assert_eq!((u.sql.as_str(), u.loc.line), ("a = 'x'", 9));
+    }
+
+    #[test]
     fn hash_depends_on_content_not_folder() {
         let a = Sources::from_files(vec![("x/a.toml".into(), "1".into())]);
         let b = Sources::from_files(vec![("y/a.toml".into(), "1".into())]);
