@@ -921,6 +921,26 @@ with_check = "grade between 1 and 5"
         assert_eq!((u.sql.as_str(), u.loc.line), ("a = 'x'", 9));
     }
 
+    /// Every policy example in docs/policies.md parses (test-case examples are checked by the
+    /// test runner's own tests).
+    #[test]
+    fn docs_examples_parse() {
+        let doc = include_str!("../../../docs/policies.md");
+        let mut checked = 0;
+        for (i, block) in doc.split("```toml\n").skip(1).enumerate() {
+            let text = block.split("```").next().unwrap();
+            if text.contains("[[cases]]") {
+                continue;
+            }
+            let name = format!("docs/policies.md block {i}");
+            if let Err(e) = parse(&Sources::from_files(vec![(name.clone(), text.into())])) {
+                panic!("{name}: {e}\n{text}");
+            }
+            checked += 1;
+        }
+        assert!(checked >= 8, "only {checked} examples found");
+    }
+
     #[test]
     fn hash_depends_on_content_not_folder() {
         let a = Sources::from_files(vec![("x/a.toml".into(), "1".into())]);
