@@ -43,6 +43,7 @@ pub enum StartError {
     Db(String),
     /// Invalid policy files: doska never serves without the policies the files declare.
     Policies(crate::policies::ApplyError),
+    Auth(crate::auth::SetupError),
 }
 
 impl std::fmt::Display for StartError {
@@ -66,6 +67,7 @@ impl std::fmt::Display for StartError {
                 f,
                 "the policy files are invalid, so doska will not serve (nothing was changed):\n{e}"
             ),
+            StartError::Auth(e) => write!(f, "auth: {e}"),
         }
     }
 }
@@ -242,6 +244,17 @@ pub fn build_state(
         config.db_pool,
     )
     .map_err(StartError::Pool)?;
+    let mut verifier = Verifier::hs256(jwt_secret.as_bytes());
+    // Tokens auth signs with an asymmetric key must pass the shared verifier too.
+    let auth_config = crate::auth::AuthConfig::from_config(&config).map_err(StartError::Auth)?;
+    if let Some(pem) = &auth_config.jwt_signing_key_pem {
+        let key = crate::auth::keys::SigningKey::from_pem(pem.as_bytes())
+            .map_err(|e| StartError::Auth(crate::auth::SetupError::Key(e)))?;
+        let decoding = key
+            .decoding_key()
+            .map_err(|e| StartError::Auth(crate::auth::SetupError::Key(e)))?;
+        verifier = verifier.with_key(Some(key.kid.clone()), key.alg, decoding);
+    }
     let metrics = Metrics::default();
     for (name, p) in [("request", pool.clone()), ("admin", admin.clone())] {
         metrics.gauge(
@@ -258,15 +271,17 @@ pub fn build_state(
             },
         );
     }
-    Ok(Arc::new(AppState {
-        verifier: Verifier::hs256(jwt_secret.as_bytes()),
+    let state = Arc::new(AppState {
+        verifier,
         jwt_secret: Arc::from(jwt_secret.as_bytes()),
         config,
         admin,
         pool,
         metrics,
         shutdown,
-    }))
+    });
+    crate::auth::install(&state, auth_config).map_err(StartError::Auth)?;
+    Ok(state)
 }
 
 /// Binds the listener (before anything heavier starts, so a taken port fails fast).
@@ -293,6 +308,10 @@ pub async fn shutdown_signal() {
 
 /// `doska serve`.
 pub async fn serve(config: Config) -> Result<(), StartError> {
+    // Settings that cannot work fail here, before anything starts.
+    crate::auth::AuthConfig::from_config(&config)
+        .and_then(|c| crate::auth::Auth::new(c).map(drop))
+        .map_err(StartError::Auth)?;
     ensure_data_dir(&config.data_dir)?;
     let listener = bind(config.listen)?;
     let tls = match &config.tls {

@@ -119,12 +119,49 @@ impl Default for AuthConfig {
 }
 
 impl AuthConfig {
-    pub fn from_config(c: &crate::config::Config) -> AuthConfig {
-        AuthConfig {
+    /// Maps the shared configuration's auth settings, parsing the ones with a grammar of their own;
+    /// unset ones keep GoTrue's defaults. Rejects malformed values and unreadable key files.
+    pub fn from_config(c: &crate::config::Config) -> Result<AuthConfig, SetupError> {
+        let a = &c.auth;
+        let d = AuthConfig::default();
+        let bad = |key: &str, e: String| SetupError::Config(format!("setting {key}: {e}"));
+        Ok(AuthConfig {
             jwt_exp: c.jwt_exp,
             site_url: c.site_url.clone(),
-            ..AuthConfig::default()
-        }
+            redirect_urls: a.redirect_urls.clone(),
+            external_url: a.external_url.clone(),
+            password_min_length: a.password_min_length.unwrap_or(d.password_min_length),
+            autoconfirm: a.autoconfirm.unwrap_or(d.autoconfirm),
+            disable_signup: a.disable_signup.unwrap_or(d.disable_signup),
+            anonymous_enabled: a.anonymous.unwrap_or(d.anonymous_enabled),
+            secure_password_change: a.secure_password_change.unwrap_or(d.secure_password_change),
+            argon2: match &a.argon2 {
+                Some(spec) => password::Argon2Cost::parse(spec).map_err(|e| bad("argon2", e))?,
+                None => d.argon2,
+            },
+            hash_pool_size: a.hash_pool.unwrap_or(d.hash_pool_size).max(1),
+            refresh_reuse_window_secs: a
+                .refresh_reuse_window
+                .unwrap_or(d.refresh_reuse_window_secs),
+            otp_exp_secs: a.otp_exp.unwrap_or(d.otp_exp_secs),
+            rate_limits: match &a.rate_limits {
+                Some(spec) => {
+                    ratelimit::RateLimits::parse(spec).map_err(|e| bad("rate_limits", e))?
+                }
+                None => d.rate_limits,
+            },
+            smtp_url: a.smtp_url.clone(),
+            jwt_signing_key_pem: match &a.jwt_signing_key {
+                Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                    bad(
+                        "jwt_signing_key",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?),
+                None => None,
+            },
+            ..d
+        })
     }
 }
 
@@ -140,6 +177,7 @@ pub struct Auth {
 /// Auth settings that cannot work (reported at start-up).
 #[derive(Debug)]
 pub enum SetupError {
+    Config(String),
     Password(password::PasswordError),
     Smtp(smtp::SmtpError),
     Key(keys::KeyError),
@@ -148,6 +186,7 @@ pub enum SetupError {
 impl std::fmt::Display for SetupError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            SetupError::Config(e) => f.write_str(e),
             SetupError::Password(e) => e.fmt(f),
             SetupError::Smtp(e) => e.fmt(f),
             SetupError::Key(e) => e.fmt(f),
@@ -208,7 +247,8 @@ fn auth_for(state: &Arc<AppState>) -> Result<Arc<Auth>, AuthError> {
             return Ok(a.clone());
         }
     }
-    install(state, AuthConfig::from_config(&state.config))
+    AuthConfig::from_config(&state.config)
+        .and_then(|c| install(state, c))
         .map_err(|e| AuthError::Internal(e.to_string()))?;
     auth_for(state)
 }
