@@ -544,3 +544,31 @@ async fn watcher_applies_edits_and_keeps_the_old_set_on_a_broken_one() {
     }
     assert!(gone, "removing the file did not drop its policies");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_applies_serialize_and_agree() {
+    let db = common::TestDb::new().await;
+    setup(&db).await;
+    let role = format!("{}_writer", db.name);
+    let sources = files(&[("notes.toml", &notes_policy(&role))]);
+    let (a, b) = tokio::join!(
+        apply(&db, &sources, Mode::Apply),
+        apply(&db, &sources, Mode::Apply)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    // One did the work, the other found nothing left to do.
+    assert!(
+        a.statements.is_empty() != b.statements.is_empty(),
+        "{a:?} {b:?}"
+    );
+    let policies: i64 = db
+        .admin()
+        .query_one(
+            "select count(*) from pg_policy where polrelid = 'notes'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(policies, 2);
+}
