@@ -10,3 +10,4 @@ pub mod pg;
 pub mod secret;
 pub mod startup;
 pub mod state;
+pub mod storage;

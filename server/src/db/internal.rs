@@ -5,7 +5,10 @@
 use tokio_postgres::Client;
 
 /// (name, SQL) in the order they apply. Never edit an applied entry: add a new one.
-pub const MIGRATIONS: &[(&str, &str)] = &[("0001_base", include_str!("internal/0001_base.sql"))];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_base", include_str!("internal/0001_base.sql")),
+    ("0004_storage", include_str!("internal/0004_storage.sql")),
+];
 
 /// Advisory lock key shared by every doska migration runner (internal and app).
 pub const MIGRATION_LOCK: i64 = 0x646f_736b_615f_6d67; // "doska_mg"
