@@ -14,7 +14,7 @@ use doska::{
     storage::{
         self,
         backend::BlobKey,
-        core::{Actor, BucketSpec, PutSpec, Storage, StorageError, collect},
+        core::{Actor, BucketSpec, ByteRange, PutSpec, Storage, StorageError, collect},
         disk,
     },
 };
@@ -58,7 +58,7 @@ async fn read(
     bucket: &str,
     key: &str,
 ) -> Result<Bytes, StorageError> {
-    let (_, s) = core.get(actor, bucket, key, None).await?;
+    let (_, s, _) = core.get(actor, bucket, key, None).await?;
     collect(s, 1 << 30).await
 }
 
@@ -149,10 +149,20 @@ async fn put_get_overwrite_delete_keep_bytes_and_rows_together() {
     assert_eq!(read(&core, &svc, "files", key).await.unwrap(), "second");
     assert_eq!(blobs(&core).await, vec![v2.blob()]);
     // Ranges.
-    let (_, s) = core.get(&svc, "files", key, Some((1, 3))).await.unwrap();
+    let (_, s, span) = core
+        .get(&svc, "files", key, ByteRange::parse("bytes=1-3"))
+        .await
+        .unwrap();
+    assert_eq!(span, Some((1, 3)));
     assert_eq!(collect(s, 100).await.unwrap(), "eco");
+    let (_, s, _) = core
+        .get(&svc, "files", key, ByteRange::parse("bytes=-2"))
+        .await
+        .unwrap();
+    assert_eq!(collect(s, 100).await.unwrap(), "nd");
     assert!(matches!(
-        core.get(&svc, "files", key, Some((4, 10))).await,
+        core.get(&svc, "files", key, ByteRange::parse("bytes=6-"))
+            .await,
         Err(StorageError::InvalidRange)
     ));
     // Nothing landed outside the storage dir's data folder.

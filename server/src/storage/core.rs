@@ -307,6 +307,71 @@ pub struct Part {
     pub created_at: DateTime<Utc>,
 }
 
+/// A requested byte range, as HTTP and S3 send it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `bytes=first-` or `bytes=first-last` (inclusive).
+    From { first: u64, last: Option<u64> },
+    /// `bytes=-len`: the last `len` bytes.
+    Suffix { len: u64 },
+}
+
+impl ByteRange {
+    /// Parses one `bytes=` range (several ranges are not supported, as in S3).
+    ///
+    /// ```
+    /// use doska::storage::core::ByteRange;
+    /// assert_eq!(ByteRange::parse("bytes=0-9"), Some(ByteRange::From { first: 0, last: Some(9) }));
+    /// assert_eq!(ByteRange::parse("bytes=5-"), Some(ByteRange::From { first: 5, last: None }));
+    /// assert_eq!(ByteRange::parse("bytes=-3"), Some(ByteRange::Suffix { len: 3 }));
+    /// assert_eq!(ByteRange::parse("bytes=1-2,4-5"), None);
+    /// assert_eq!(ByteRange::parse("bytes=9-1"), None);
+    /// ```
+    pub fn parse(header: &str) -> Option<ByteRange> {
+        let spec = header.trim().strip_prefix("bytes=")?.trim();
+        if spec.contains(',') {
+            return None;
+        }
+        let (a, b) = spec.split_once('-')?;
+        let (a, b) = (a.trim(), b.trim());
+        if a.is_empty() {
+            return Some(ByteRange::Suffix {
+                len: b.parse().ok()?,
+            });
+        }
+        let first: u64 = a.parse().ok()?;
+        let last = if b.is_empty() {
+            None
+        } else {
+            Some(b.parse().ok()?)
+        };
+        if last.is_some_and(|l| l < first) {
+            return None;
+        }
+        Some(ByteRange::From { first, last })
+    }
+
+    /// `(start, len)` within an object of `size` bytes; `InvalidRange` when it starts past the end.
+    pub fn resolve(self, size: u64) -> Result<(u64, u64), StorageError> {
+        match self {
+            ByteRange::From { first, last } => {
+                if first >= size {
+                    return Err(StorageError::InvalidRange);
+                }
+                let last = last.unwrap_or(u64::MAX).min(size - 1);
+                Ok((first, last - first + 1))
+            }
+            ByteRange::Suffix { len } => {
+                if len == 0 || size == 0 {
+                    return Err(StorageError::InvalidRange);
+                }
+                let len = len.min(size);
+                Ok((size - len, len))
+            }
+        }
+    }
+}
+
 /// Checks an object key: S3's 1,024 bytes, no NUL (PostgreSQL text cannot hold it), not empty.
 pub fn check_key(key: &str) -> Result<(), StorageError> {
     if key.is_empty() || key.len() > 1024 || key.contains('\0') {
@@ -615,17 +680,13 @@ impl Storage {
         actor: &Actor,
         bucket: &str,
         key: &str,
-        range: Option<(u64, u64)>,
-    ) -> Result<(ObjectInfo, ByteStream), StorageError> {
+        range: Option<ByteRange>,
+    ) -> Result<(ObjectInfo, ByteStream, Option<(u64, u64)>), StorageError> {
         for _ in 0..3 {
             let info = self.head(actor, bucket, key).await?;
-            if let Some((start, len)) = range
-                && (start.saturating_add(len) > info.size || (len == 0 && info.size > 0))
-            {
-                return Err(StorageError::InvalidRange);
-            }
-            match self.backend.read(&info.blob(), range).await {
-                Ok(stream) => return Ok((info, stream)),
+            let span = range.map(|r| r.resolve(info.size)).transpose()?;
+            match self.backend.read(&info.blob(), span).await {
+                Ok(stream) => return Ok((info, stream, span)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -825,7 +886,7 @@ impl Storage {
         src_key: &str,
         spec: &PutSpec,
     ) -> Result<ObjectInfo, StorageError> {
-        let (src, stream) = self.get(actor, src_bucket, src_key, None).await?;
+        let (src, stream, _) = self.get(actor, src_bucket, src_key, None).await?;
         let spec = PutSpec {
             declared_len: Some(src.size),
             ..spec.clone()

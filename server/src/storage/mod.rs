@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod core;
 pub mod disk;
+pub mod s3;
 
 use std::{sync::Arc, time::Duration};
 
