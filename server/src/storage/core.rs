@@ -742,7 +742,7 @@ impl Storage {
     /// Checks a write before any byte of it is read: bucket, declared size, MIME type, and the policies
     /// (the row statement runs and is rolled back). Returns the object id the write will carry and the
     /// size limit to enforce while streaming.
-    async fn check_write(
+    pub async fn check_write(
         &self,
         actor: &Actor,
         spec: &PutSpec,

@@ -6,6 +6,8 @@
 pub mod backend;
 pub mod core;
 pub mod disk;
+pub mod form;
+pub mod http;
 pub mod s3;
 
 use std::{sync::Arc, time::Duration};
