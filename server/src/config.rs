@@ -91,6 +91,49 @@ pub struct Settings {
     /// The operator's S3 secret access key.
     #[arg(long, global = true, env = "DOSKA_S3_SECRET_ACCESS_KEY")]
     pub s3_secret_access_key: Option<String>,
+    /// doska's own public base URL, used in links auth mails (default `http://<listen>`).
+    #[arg(long, global = true, env = "DOSKA_EXTERNAL_URL")]
+    pub external_url: Option<String>,
+    /// More redirect targets auth links may lead to, comma-separated; a trailing `*` allows a prefix.
+    #[arg(long, global = true, env = "DOSKA_REDIRECT_URLS")]
+    pub redirect_urls: Option<String>,
+    /// Shortest password sign-up and password changes accept.
+    #[arg(long, global = true, env = "DOSKA_PASSWORD_MIN_LENGTH")]
+    pub password_min_length: Option<usize>,
+    /// Confirm sign-ups at once, without a mailed link (`true`/`false`).
+    #[arg(long, global = true, env = "DOSKA_AUTH_AUTOCONFIRM", action = clap::ArgAction::Set)]
+    pub auth_autoconfirm: Option<bool>,
+    /// Refuse new sign-ups (admins can still create users).
+    #[arg(long, global = true, env = "DOSKA_AUTH_DISABLE_SIGNUP", action = clap::ArgAction::Set)]
+    pub auth_disable_signup: Option<bool>,
+    /// Allow anonymous sign-ins.
+    #[arg(long, global = true, env = "DOSKA_AUTH_ANONYMOUS", action = clap::ArgAction::Set)]
+    pub auth_anonymous: Option<bool>,
+    /// A password change needs the current password or a reauthentication nonce.
+    #[arg(long, global = true, env = "DOSKA_SECURE_PASSWORD_CHANGE", action = clap::ArgAction::Set)]
+    pub secure_password_change: Option<bool>,
+    /// argon2id cost, e.g. `m=19456,t=2,p=1` (KiB, iterations, lanes).
+    #[arg(long, global = true, env = "DOSKA_ARGON2")]
+    pub argon2: Option<String>,
+    /// Concurrent password hashes (default: cores − 1, at least 1).
+    #[arg(long, global = true, env = "DOSKA_HASH_POOL")]
+    pub hash_pool: Option<usize>,
+    /// Seconds a rotated refresh token may still be presented (tabs refreshing at once).
+    #[arg(long, global = true, env = "DOSKA_REFRESH_REUSE_WINDOW")]
+    pub refresh_reuse_window: Option<i64>,
+    /// Lifetime of mailed links and one-time codes, seconds.
+    #[arg(long, global = true, env = "DOSKA_OTP_EXP")]
+    pub otp_exp: Option<i64>,
+    /// Auth rate limits: `off`, or `name=count/seconds,…` over GoTrue's defaults.
+    #[arg(long, global = true, env = "DOSKA_RATE_LIMITS")]
+    pub rate_limits: Option<String>,
+    /// SMTP relay for auth mail, `smtp://user:pass@host:port` (or smtps://); else mail waits in
+    /// auth.mail_outbox.
+    #[arg(long, global = true, env = "DOSKA_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// PEM file of an EC P-256 or RSA private key: access tokens become ES256/RS256 with a `kid`.
+    #[arg(long, global = true, env = "DOSKA_JWT_SIGNING_KEY")]
+    pub jwt_signing_key: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +178,8 @@ pub struct Config {
     pub s3_listen: SocketAddr,
     /// The operator's S3 key pair; the S3 listener runs only when it is set.
     pub s3_keys: Option<S3Keys>,
+    /// Auth's settings as given; `auth::AuthConfig::from_config` parses and defaults them.
+    pub auth: AuthSettings,
 }
 
 #[derive(Clone)]
@@ -162,6 +207,25 @@ pub fn parse_duration_secs(s: &str) -> Option<u64> {
         _ => (s, 1),
     };
     num.trim().parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// The auth front door's settings, unparsed: their grammar belongs to `auth`.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSettings {
+    pub external_url: Option<String>,
+    pub redirect_urls: Vec<String>,
+    pub password_min_length: Option<usize>,
+    pub autoconfirm: Option<bool>,
+    pub disable_signup: Option<bool>,
+    pub anonymous: Option<bool>,
+    pub secure_password_change: Option<bool>,
+    pub argon2: Option<String>,
+    pub hash_pool: Option<usize>,
+    pub refresh_reuse_window: Option<i64>,
+    pub otp_exp: Option<i64>,
+    pub rate_limits: Option<String>,
+    pub smtp_url: Option<String>,
+    pub jwt_signing_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -275,6 +339,20 @@ impl Settings {
             s3_listen,
             s3_access_key_id,
             s3_secret_access_key,
+            external_url,
+            redirect_urls,
+            password_min_length,
+            auth_autoconfirm,
+            auth_disable_signup,
+            auth_anonymous,
+            secure_password_change,
+            argon2,
+            hash_pool,
+            refresh_reuse_window,
+            otp_exp,
+            rate_limits,
+            smtp_url,
+            jwt_signing_key,
         )
     }
 
@@ -435,6 +513,29 @@ impl Config {
             site_url: s
                 .site_url
                 .unwrap_or_else(|| "http://localhost:3000".to_string()),
+            auth: AuthSettings {
+                external_url: s.external_url,
+                redirect_urls: s
+                    .redirect_urls
+                    .as_deref()
+                    .unwrap_or("")
+                    .split(',')
+                    .map(|u| u.trim().to_string())
+                    .filter(|u| !u.is_empty())
+                    .collect(),
+                password_min_length: s.password_min_length,
+                autoconfirm: s.auth_autoconfirm,
+                disable_signup: s.auth_disable_signup,
+                anonymous: s.auth_anonymous,
+                secure_password_change: s.secure_password_change,
+                argon2: s.argon2,
+                hash_pool: s.hash_pool,
+                refresh_reuse_window: s.refresh_reuse_window,
+                otp_exp: s.otp_exp,
+                rate_limits: s.rate_limits,
+                smtp_url: s.smtp_url,
+                jwt_signing_key: s.jwt_signing_key,
+            },
         })
     }
 
@@ -467,6 +568,20 @@ impl Config {
             "s3_listen": self.s3_listen.to_string(),
             "s3_access_key_id": self.s3_keys.as_ref().map(|k| k.access_key_id.clone()),
             "s3_secret_access_key": self.s3_keys.as_ref().map(|_| "********"),
+            "external_url": self.auth.external_url,
+            "redirect_urls": (!self.auth.redirect_urls.is_empty()).then(|| self.auth.redirect_urls.join(",")),
+            "password_min_length": self.auth.password_min_length,
+            "auth_autoconfirm": self.auth.autoconfirm,
+            "auth_disable_signup": self.auth.disable_signup,
+            "auth_anonymous": self.auth.anonymous,
+            "secure_password_change": self.auth.secure_password_change,
+            "argon2": self.auth.argon2,
+            "hash_pool": self.auth.hash_pool,
+            "refresh_reuse_window": self.auth.refresh_reuse_window,
+            "otp_exp": self.auth.otp_exp,
+            "rate_limits": self.auth.rate_limits,
+            "smtp_url": self.auth.smtp_url.as_deref().map(mask_url),
+            "jwt_signing_key": self.auth.jwt_signing_key.as_ref().map(|p| p.display().to_string()),
         });
         let mut out = String::new();
         if let serde_json::Value::Object(map) = v {

@@ -1,12 +1,14 @@
 //! doska: a Supabase-compatible backend in one binary. This crate is the server; `main.rs` is only the
 //! command line on top of `commands`.
 
+pub mod auth;
 pub mod commands;
 pub mod config;
 pub mod db;
 pub mod http;
 pub mod jwt;
 pub mod pg;
+pub mod rest;
 pub mod secret;
 pub mod startup;
 pub mod state;

@@ -34,6 +34,7 @@ pub enum StartError {
     Listen { addr: String, reason: String },
     Tls(TlsError),
     Db(String),
+    Auth(crate::auth::SetupError),
 }
 
 impl std::fmt::Display for StartError {
@@ -53,6 +54,7 @@ impl std::fmt::Display for StartError {
             ),
             StartError::Tls(e) => write!(f, "{e}"),
             StartError::Db(e) => write!(f, "database: {e}"),
+            StartError::Auth(e) => write!(f, "auth: {e}"),
         }
     }
 }
@@ -205,6 +207,17 @@ pub fn build_state(
         config.db_pool,
     )
     .map_err(StartError::Pool)?;
+    let mut verifier = Verifier::hs256(jwt_secret.as_bytes());
+    // Tokens auth signs with an asymmetric key must pass the shared verifier too.
+    let auth_config = crate::auth::AuthConfig::from_config(&config).map_err(StartError::Auth)?;
+    if let Some(pem) = &auth_config.jwt_signing_key_pem {
+        let key = crate::auth::keys::SigningKey::from_pem(pem.as_bytes())
+            .map_err(|e| StartError::Auth(crate::auth::SetupError::Key(e)))?;
+        let decoding = key
+            .decoding_key()
+            .map_err(|e| StartError::Auth(crate::auth::SetupError::Key(e)))?;
+        verifier = verifier.with_key(Some(key.kid.clone()), key.alg, decoding);
+    }
     let metrics = Metrics::default();
     for (name, p) in [("request", pool.clone()), ("admin", admin.clone())] {
         metrics.gauge(
@@ -221,15 +234,17 @@ pub fn build_state(
             },
         );
     }
-    Ok(Arc::new(AppState {
-        verifier: Verifier::hs256(jwt_secret.as_bytes()),
+    let state = Arc::new(AppState {
+        verifier,
         jwt_secret: Arc::from(jwt_secret.as_bytes()),
         config,
         admin,
         pool,
         metrics,
         shutdown,
-    }))
+    });
+    crate::auth::install(&state, auth_config).map_err(StartError::Auth)?;
+    Ok(state)
 }
 
 /// Binds the listener (before anything heavier starts, so a taken port fails fast).
@@ -256,6 +271,10 @@ pub async fn shutdown_signal() {
 
 /// `doska serve`.
 pub async fn serve(config: Config) -> Result<(), StartError> {
+    // Settings that cannot work fail here, before anything starts.
+    crate::auth::AuthConfig::from_config(&config)
+        .and_then(|c| crate::auth::Auth::new(c).map(drop))
+        .map_err(StartError::Auth)?;
     ensure_data_dir(&config.data_dir)?;
     let listener = bind(config.listen)?;
     let s3_bound = crate::storage::s3::bind(&config)?;
@@ -279,6 +298,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             return Err(e);
         }
     };
+    // The REST schema cache, kept fresh on NOTIFY pgrst; a failure here is retried on the first request.
+    if let Err(e) = crate::rest::start(&state, Some(database.target.admin.clone())).await {
+        tracing::warn!(error = %e, "rest: schema cache not loaded at start");
+    }
     let addr = listener.local_addr().map_err(|e| StartError::Listen {
         addr: config.listen.to_string(),
         reason: e.to_string(),

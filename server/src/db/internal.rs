@@ -7,6 +7,7 @@ use tokio_postgres::Client;
 /// (name, SQL) in the order they apply. Never edit an applied entry: add a new one.
 pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_base", include_str!("internal/0001_base.sql")),
+    ("0002_auth", include_str!("internal/0002_auth.sql")),
     ("0004_storage", include_str!("internal/0004_storage.sql")),
 ];
 

@@ -109,9 +109,13 @@ type DoorFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Response<Bo
 type Door = fn(SharedState, Request<Incoming>, RequestContext) -> DoorFuture;
 
 /// The front doors by prefix. Each answers its own errors in its own dialect.
-const FRONT_DOORS: &[(&str, Door)] = &[("/storage/v1", |s, r, c| {
-    Box::pin(crate::storage::http::handle(s, r, c))
-})];
+const FRONT_DOORS: &[(&str, Door)] = &[
+    ("/rest/v1", |s, r, c| Box::pin(crate::rest::handle(s, r, c))),
+    ("/auth/v1", |s, r, c| Box::pin(crate::auth::handle(s, r, c))),
+    ("/storage/v1", |s, r, c| {
+        Box::pin(crate::storage::http::handle(s, r, c))
+    }),
+];
 
 /// Handles one request end to end.
 pub async fn handle(

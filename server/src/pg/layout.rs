@@ -7,6 +7,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -15,6 +16,8 @@ use super::user::RunAs;
 
 /// Records where the cluster lives when it is not `<data_dir>/pg`.
 const LOCATION_RECORD: &str = "pg-location";
+/// Inside a relocated cluster: the data dir it belongs to.
+const BACK_REFERENCE: &str = "doska-data-dir";
 /// Shared parent of relocated clusters; falls back to /tmp when the postgres account cannot reach it.
 const RELOCATED_ROOT: &str = "/var/lib/doska";
 
@@ -50,7 +53,7 @@ pub(crate) fn prepare_data_dir(path: &Path, run_as: &RunAs) -> Result<PathBuf, P
         .canonicalize()
         .map_err(|e| fail(format!("cannot be resolved ({e})")))?;
     // Proven by writing, not by reading mode bits: read-only mounts and ACLs count too.
-    let probe = canonical.join(format!(".doska-write-test-{}", std::process::id()));
+    let probe = canonical.join(format!(".doska-write-test-{}", unique_suffix()));
     fs::write(&probe, b"")
         .and_then(|_| fs::remove_file(&probe))
         .map_err(|e| {
@@ -149,10 +152,15 @@ pub(crate) fn cluster_dir(
 
 /// Remembers a relocated cluster so every later start finds the same data. Written only once the
 /// cluster is initialized, so a failed first start leaves no record pointing at nothing.
+/// The cluster also names its data dir (`doska-data-dir`), so a relocated cluster whose data dir
+/// was deleted can be recognised as an orphan and removed.
 pub(crate) fn record_location(data_dir: &Path, cluster: &Path) -> Result<(), PgError> {
     let record = data_dir.join(LOCATION_RECORD);
     write_atomic(&record, format!("{}\n", cluster.display()).as_bytes())
-        .map_err(|e| PgError::io(format!("writing {}", record.display()), e))
+        .map_err(|e| PgError::io(format!("writing {}", record.display()), e))?;
+    let back = cluster.join(BACK_REFERENCE);
+    write_atomic(&back, format!("{}\n", data_dir.display()).as_bytes())
+        .map_err(|e| PgError::io(format!("writing {}", back.display()), e))
 }
 
 /// `/tmp/doska-<hash>`: keeps `<dir>/.s.PGSQL.<port>` far below the 107-byte socket path limit
@@ -168,7 +176,7 @@ pub(crate) fn socket_dir(data_dir: &Path, run_as: &RunAs) -> Result<PathBuf, PgE
 
 /// Makes sure `dir` is a real directory (not a symlink) owned by the postgres account with
 /// `mode`, creating it when missing. Another owner is refused: in /tmp that could be a trap.
-fn ensure_owned_dir(dir: &Path, run_as: &RunAs, mode: u32) -> Result<(), String> {
+pub(crate) fn ensure_owned_dir(dir: &Path, run_as: &RunAs, mode: u32) -> Result<(), String> {
     match fs::symlink_metadata(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             fs::DirBuilder::new()
@@ -194,7 +202,7 @@ fn ensure_owned_dir(dir: &Path, run_as: &RunAs, mode: u32) -> Result<(), String>
                     .map_err(|e| format!("cannot be given to the postgres user ({e})"))?;
             } else {
                 return Err(format!(
-                    "is owned by uid {} but PostgreSQL runs as uid {}: remove it or fix its owner",
+                    "is owned by uid {} but PostgreSQL runs as uid {} (doska as root runs it as `postgres`, otherwise as doska's own user): run doska as the user that fits, or chown -R the directory",
                     meta.uid(),
                     run_as.uid
                 ));
@@ -206,9 +214,19 @@ fn ensure_owned_dir(dir: &Path, run_as: &RunAs, mode: u32) -> Result<(), String>
         .map_err(|e| format!("cannot be made private ({e})"))
 }
 
+/// Unique among the threads of all processes: "<pid>-<counter>".
+fn unique_suffix() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// Writes via a temporary file and rename, so readers never see half a file.
 pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let tmp = path.with_extension(format!("tmp-{}", unique_suffix()));
     let mut file = fs::File::create(&tmp)?;
     file.write_all(contents)?;
     file.sync_all()?;

@@ -52,7 +52,10 @@ pub enum Mode {
     Attach,
 }
 
-/// A running (or joined) PostgreSQL.
+/// A running (or joined) PostgreSQL. `stop` and `Drop` block until a server this Cluster started
+/// has exited (normally well under a second; at most about 80 s before SIGKILL): in async code call
+/// them from `spawn_blocking`. A Cluster that is never dropped (a `static`, `process::exit`) takes
+/// its PostgreSQL along with a SIGKILL when the process ends; crash recovery runs on the next start.
 pub struct Cluster {
     socket_dir: PathBuf,
     port: u16,
@@ -65,6 +68,7 @@ struct Owned {
     /// Dropped after the postmaster has exited, so no other doska starts a second one meanwhile.
     lock: DataDirLock,
     cluster_dir: PathBuf,
+    socket_dir: PathBuf,
     log: PathBuf,
 }
 
@@ -73,6 +77,10 @@ impl Owned {
         self.lock.unpublish();
         tracing::info!(cluster = %self.cluster_dir.display(), "stopping PostgreSQL");
         let result = self.postmaster.stop();
+        if result.is_ok() {
+            // Empty once PostgreSQL removed its socket; a leftover from a crash is reused anyway.
+            let _ = std::fs::remove_dir(&self.socket_dir);
+        }
         drop(self.lock);
         result
     }
@@ -185,8 +193,8 @@ enum Claim {
 }
 
 /// Takes the data dir, or finds the doska serve that has it.
-fn claim(data_dir: &Path, mode: Mode) -> Result<Claim, PgError> {
-    let deadline = Instant::now() + BUSY_PATIENCE;
+fn claim(data_dir: &Path, mode: Mode, patience: Duration) -> Result<Claim, PgError> {
+    let deadline = Instant::now() + patience;
     loop {
         let holder = match lock::try_lock(data_dir, mode == Mode::Serve)? {
             TryLock::Acquired(lock) => return Ok(Claim::Own(lock)),
@@ -201,12 +209,22 @@ fn claim(data_dir: &Path, mode: Mode) -> Result<Claim, PgError> {
             }
             if let Some(record) = lock::read_record(data_dir)
                 && Some(record.pid) == holder.pid
-                && process::ping(
-                    &process::socket_path(&record.socket_dir, record.port),
-                    SUPERUSER,
-                ) == Ping::Ready
             {
-                return Ok(Claim::Join(Cluster::joined(record.socket_dir, record.port)));
+                let socket = process::socket_path(&record.socket_dir, record.port);
+                if let Err(e) = std::fs::symlink_metadata(&socket)
+                    && e.kind() == std::io::ErrorKind::PermissionDenied
+                {
+                    return Err(PgError::SocketDir {
+                        path: record.socket_dir,
+                        reason: format!(
+                            "belongs to the doska serve running on this data dir (pid {}) but this user may not enter it: run this command as the same user as doska serve",
+                            record.pid
+                        ),
+                    });
+                }
+                if process::ping(&socket, SUPERUSER) == Ping::Ready {
+                    return Ok(Claim::Join(Cluster::joined(record.socket_dir, record.port)));
+                }
             }
             // That serve is still starting; its record appears once PostgreSQL is ready.
         }
@@ -214,7 +232,7 @@ fn claim(data_dir: &Path, mode: Mode) -> Result<Claim, PgError> {
             return Err(PgError::Busy {
                 data_dir: data_dir.to_path_buf(),
                 pid: holder.pid,
-                waited: BUSY_PATIENCE,
+                waited: patience,
             });
         }
         thread::sleep(Duration::from_millis(100));
@@ -224,7 +242,7 @@ fn claim(data_dir: &Path, mode: Mode) -> Result<Claim, PgError> {
 fn start_with(opts: &EmbeddedOptions, search: &SearchPath) -> Result<Cluster, PgError> {
     let run_as = RunAs::for_postgres()?;
     let data_dir = layout::prepare_data_dir(&opts.data_dir, &run_as)?;
-    let lock = match claim(&data_dir, opts.mode)? {
+    let lock = match claim(&data_dir, opts.mode, BUSY_PATIENCE)? {
         Claim::Own(lock) => lock,
         Claim::Join(cluster) => return Ok(cluster),
     };
@@ -236,6 +254,8 @@ fn start_with(opts: &EmbeddedOptions, search: &SearchPath) -> Result<Cluster, Pg
         _ => bins,
     };
     let socket_dir = layout::socket_dir(&data_dir, &run_as)?;
+    // Declared before the postmaster, so on an early return it is dropped after PostgreSQL stopped.
+    let socket_guard = EmptyDirGuard(Some(socket_dir.clone()));
 
     if opts.mode == Mode::Attach
         && let Some(cluster) = join_unowned_postmaster(&cluster_dir)
@@ -245,7 +265,7 @@ fn start_with(opts: &EmbeddedOptions, search: &SearchPath) -> Result<Cluster, Pg
     postmaster::clear_leftovers(&cluster_dir, &socket_dir, LEFTOVER_PATIENCE)?;
 
     if existing.is_none() {
-        process::initdb(&bins, &run_as, &cluster_dir, SUPERUSER)?;
+        process::create_cluster(&bins, &run_as, &cluster_dir, SUPERUSER)?;
     }
     if relocated {
         layout::record_location(&data_dir, &cluster_dir)?;
@@ -267,6 +287,7 @@ fn start_with(opts: &EmbeddedOptions, search: &SearchPath) -> Result<Cluster, Pg
     if opts.mode == Mode::Serve {
         lock.publish(&socket_dir, PORT)?;
     }
+    socket_guard.disarm();
     tracing::info!(
         cluster = %cluster_dir.display(),
         socket_dir = %socket_dir.display(),
@@ -275,28 +296,56 @@ fn start_with(opts: &EmbeddedOptions, search: &SearchPath) -> Result<Cluster, Pg
         "PostgreSQL is ready"
     );
     Ok(Cluster {
-        socket_dir,
+        socket_dir: socket_dir.clone(),
         port: PORT,
         owned: Some(Owned {
             postmaster,
             lock,
             cluster_dir,
+            socket_dir,
             log,
         }),
     })
 }
 
+/// Removes a directory on drop if it is empty; a failed start leaves no socket directory behind.
+struct EmptyDirGuard(Option<PathBuf>);
+
+impl EmptyDirGuard {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for EmptyDirGuard {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
 /// A postmaster that runs on the cluster while no doska holds the lock (started by hand, or
 /// still finishing after its doska died) and accepts connections: an Attach may use it as is.
 fn join_unowned_postmaster(cluster_dir: &Path) -> Option<Cluster> {
-    let pid_file = postmaster::read_pid_file(cluster_dir)?;
-    if !postmaster::processes_in(cluster_dir).contains(&pid_file.pid) {
-        return None;
+    // It may still be starting (its pid file names the socket only once it exists) or
+    // recovering; give it the time a start of our own would get.
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let pid_file = postmaster::read_pid_file(cluster_dir)?;
+        if !postmaster::processes_in(cluster_dir).contains(&pid_file.pid) {
+            return None;
+        }
+        if let (Some(socket_dir), Some(port)) = (pid_file.socket_dir, pid_file.port)
+            && process::ping(&process::socket_path(&socket_dir, port), SUPERUSER) == Ping::Ready
+        {
+            return Some(Cluster::joined(socket_dir, port));
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(50));
     }
-    let socket_dir = pid_file.socket_dir?;
-    let port = pid_file.port?;
-    (process::ping(&process::socket_path(&socket_dir, port), SUPERUSER) == Ping::Ready)
-        .then(|| Cluster::joined(socket_dir, port))
 }
 
 #[cfg(test)]
@@ -308,6 +357,56 @@ mod tests {
     #[test]
     fn cluster_is_send_and_sync() {
         assert_send_sync::<Cluster>();
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("doska-claim-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn serve_is_refused_at_once_while_another_serve_holds_the_data_dir() {
+        let dir = scratch("serve");
+        let TryLock::Acquired(_held) = lock::try_lock(&dir, true).unwrap() else {
+            panic!("fresh dir must lock");
+        };
+        let started = Instant::now();
+        let Err(err) = claim(&dir, Mode::Serve, Duration::from_secs(5)) else {
+            panic!("second serve claimed a held data dir");
+        };
+        assert!(started.elapsed() < Duration::from_secs(1), "must not wait");
+        assert!(
+            matches!(err, PgError::Locked { pid: Some(_), .. }),
+            "{err:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn waits_for_another_command_then_says_busy() {
+        let dir = scratch("busy");
+        let TryLock::Acquired(held) = lock::try_lock(&dir, false).unwrap() else {
+            panic!("fresh dir must lock");
+        };
+        for mode in [Mode::Serve, Mode::Attach] {
+            let Err(err) = claim(&dir, mode, Duration::from_millis(300)) else {
+                panic!("{mode:?} claimed a held data dir");
+            };
+            assert!(matches!(err, PgError::Busy { .. }), "{err:?}");
+            assert!(err.to_string().contains("wait for it to finish"), "{err}");
+        }
+        // Released meanwhile: the waiting command gets the data dir.
+        let releaser = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(200));
+            drop(held);
+        });
+        assert!(matches!(
+            claim(&dir, Mode::Serve, Duration::from_secs(5)),
+            Ok(Claim::Own(_))
+        ));
+        releaser.join().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -54,14 +55,53 @@ fn clean_env(cmd: &mut Command, bins: &Binaries) {
         .current_dir("/");
 }
 
-/// `initdb -E UTF8 --locale=C.UTF-8 -U postgres --auth=trust`. Trust is safe: there is no TCP
-/// listener and only the cluster's account (and root) may enter the socket directory.
-pub(crate) fn initdb(
+/// Creates the cluster in `<cluster>.initdb` and renames it into place only when initdb
+/// succeeded: initdb writes PG_VERSION early, so an interrupted run (doska killed meanwhile) in
+/// place would later pass for a finished cluster. `cluster` must be empty.
+pub(crate) fn create_cluster(
     bins: &Binaries,
     run_as: &RunAs,
     cluster: &Path,
     superuser: &str,
 ) -> Result<(), PgError> {
+    let holds_files = fs::read_dir(cluster)
+        .map_err(|e| PgError::io(format!("reading {}", cluster.display()), e))?
+        .next()
+        .is_some();
+    if holds_files {
+        return Err(PgError::ClusterDir {
+            path: cluster.to_path_buf(),
+            reason: "holds files but no PostgreSQL cluster (no PG_VERSION): move them away or remove the directory".into(),
+        });
+    }
+    let mut staging_name = cluster.file_name().unwrap_or_default().to_os_string();
+    staging_name.push(".initdb");
+    let staging = cluster.with_file_name(staging_name);
+    if staging.exists() {
+        tracing::info!(path = %staging.display(), "removing an interrupted initdb");
+        fs::remove_dir_all(&staging)
+            .map_err(|e| PgError::io(format!("removing {}", staging.display()), e))?;
+    }
+    super::layout::ensure_owned_dir(&staging, run_as, 0o700).map_err(|reason| {
+        PgError::ClusterDir {
+            path: staging.clone(),
+            reason,
+        }
+    })?;
+    initdb(bins, run_as, &staging, superuser)?;
+    fs::remove_dir(cluster)
+        .map_err(|e| PgError::io(format!("replacing {}", cluster.display()), e))?;
+    fs::rename(&staging, cluster).map_err(|e| {
+        PgError::io(
+            format!("moving {} to {}", staging.display(), cluster.display()),
+            e,
+        )
+    })
+}
+
+/// `initdb -E UTF8 --locale=C.UTF-8 -U postgres --auth=trust`. Trust is safe: there is no TCP
+/// listener and only the cluster's account (and root) may enter the socket directory.
+fn initdb(bins: &Binaries, run_as: &RunAs, cluster: &Path, superuser: &str) -> Result<(), PgError> {
     tracing::info!(cluster = %cluster.display(), "creating the PostgreSQL cluster (initdb)");
     let mut cmd = Command::new(&bins.initdb);
     cmd.arg("-D")
@@ -122,6 +162,10 @@ pub(crate) fn write_config(cluster: &Path, run_as: &RunAs) -> Result<(), PgError
 #[derive(Default)]
 struct ExitState {
     status: Option<ExitStatus>,
+    /// Set once it accepted connections; an exit before is reported by `wait_ready` instead.
+    ready: bool,
+    /// Set once doska asked it to stop; an exit without it is a crash worth logging.
+    stopping: bool,
 }
 
 /// A running postmaster.
@@ -177,6 +221,9 @@ pub(crate) fn spawn(
                 use std::os::unix::process::ExitStatusExt;
                 ExitStatus::from_raw(0)
             });
+            if state.ready && !state.stopping {
+                tracing::error!(pid, %status, "PostgreSQL exited unexpectedly; see postgres.log in the data dir");
+            }
             state.status = Some(status);
             cvar.notify_all();
         })
@@ -236,7 +283,8 @@ impl Postmaster {
 
     /// Sends `signal` unless the postmaster is already gone.
     fn signal(&self, signal: libc::c_int) {
-        let state = self.state.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.0.lock().unwrap_or_else(|p| p.into_inner());
+        state.stopping = true;
         if state.status.is_none() {
             // SAFETY: the pid is our unreaped child (see the supervisor thread).
             unsafe { libc::kill(self.pid, signal) };
@@ -306,9 +354,11 @@ pub(crate) fn open_log(path: &Path) -> Result<(File, u64), PgError> {
     if fs::metadata(path).is_ok_and(|m| m.len() > 10 << 20) {
         let _ = fs::rename(path, path.with_extension("log.1"));
     }
+    // Failed statements are logged with their text, which may hold data: owner only.
     let file = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)
         .map_err(|e| PgError::io(format!("opening {}", path.display()), e))?;
     let start = file
@@ -338,6 +388,12 @@ pub(crate) fn wait_ready(
             });
         }
         if ping(socket, superuser) == Ping::Ready {
+            postmaster
+                .state
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .ready = true;
             return Ok(());
         }
         if Instant::now() >= deadline {
@@ -362,19 +418,58 @@ fn log_since(log: &Path, start: u64) -> String {
     text
 }
 
-/// The line that explains a failure: the last FATAL/PANIC/ERROR, else the last non-empty line.
+/// The line that explains a failure: the last FATAL/PANIC/ERROR (else the last line), with the
+/// same process's line just before it (PostgreSQL logs the bad setting there, then "configuration
+/// file contains errors") and its DETAIL/HINT lines, without timestamps.
 pub(crate) fn telling_line(text: &str) -> Option<String> {
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
-    let severe = lines.iter().rev().find(|l| {
+    let severe = |l: &str| {
         ["FATAL:", "PANIC:", "ERROR:", "error:"]
             .iter()
             .any(|tag| l.contains(tag))
-    });
-    severe.or(lines.last()).map(|l| l.to_string())
+    };
+    let at = lines
+        .iter()
+        .rposition(|l| severe(l))
+        .or(lines.len().checked_sub(1))?;
+    let tag = pid_tag(lines[at]);
+    let same_process = |l: &str| tag.is_some() && pid_tag(l) == tag;
+    let routine = |l: &str| {
+        ["starting PostgreSQL", "listening on", "database system"]
+            .iter()
+            .any(|r| l.contains(r))
+    };
+    let mut parts = Vec::new();
+    if at > 0 && same_process(lines[at - 1]) && !routine(lines[at - 1]) {
+        parts.push(after_tag(lines[at - 1]));
+    }
+    parts.push(after_tag(lines[at]));
+    parts.extend(
+        lines[at + 1..]
+            .iter()
+            .take_while(|l| same_process(l) && (l.contains("DETAIL:") || l.contains("HINT:")))
+            .map(|l| after_tag(l)),
+    );
+    Some(parts.join(" "))
+}
+
+/// The "[12345]" process tag of a log line with PostgreSQL's default prefix "%m [%p] ".
+fn pid_tag(line: &str) -> Option<&str> {
+    let open = line.find('[')?;
+    let close = open + line[open..].find(']')?;
+    let inner = &line[open + 1..close];
+    (!inner.is_empty() && inner.bytes().all(|b| b.is_ascii_digit())).then(|| &line[open..=close])
+}
+
+fn after_tag(line: &str) -> &str {
+    match pid_tag(line) {
+        Some(tag) => line[line.find(tag).unwrap_or(0) + tag.len()..].trim_start(),
+        None => line,
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -450,12 +545,28 @@ mod tests {
 
     #[test]
     fn finds_the_telling_line() {
-        let log = "2024 LOG:  starting PostgreSQL 15\n2024 FATAL:  could not create lock file\n2024 LOG:  database system is shut down\n";
-        assert_eq!(
-            telling_line(log).as_deref(),
-            Some("2024 FATAL:  could not create lock file")
-        );
-        assert_eq!(telling_line("a\nlast\n\n").as_deref(), Some("last"));
+        let cases = [
+            (
+                "2024 UTC [7] LOG:  starting PostgreSQL 15\n2024 UTC [7] FATAL:  could not create lock file\n2024 UTC [7] HINT:  Is another postmaster running?\n2024 UTC [7] LOG:  database system is shut down\n",
+                "FATAL:  could not create lock file HINT:  Is another postmaster running?",
+            ),
+            (
+                "2024 UTC [5] LOG:  starting\n2024 UTC [9] LOG:  invalid value for parameter \"shared_buffers\": \"x\"\n2024 UTC [9] FATAL:  configuration file \"a\" contains errors\n",
+                "LOG:  invalid value for parameter \"shared_buffers\": \"x\" FATAL:  configuration file \"a\" contains errors",
+            ),
+            (
+                "2024 UTC [5] LOG:  listening on Unix socket\n2024 UTC [5] FATAL:  out of memory\n",
+                "FATAL:  out of memory",
+            ),
+            (
+                "creating directory /x ... ok\ninitdb: error: could not create directory \"/x/y\": Permission denied\n",
+                "initdb: error: could not create directory \"/x/y\": Permission denied",
+            ),
+            ("a\nlast\n\n", "last"),
+        ];
+        for (log, want) in cases {
+            assert_eq!(telling_line(log).as_deref(), Some(want), "{log}");
+        }
         assert_eq!(telling_line("\n \n"), None);
     }
 

@@ -2,7 +2,7 @@
 // own embedded PostgreSQL), the given migrations and policies; waits until it listens and hands out
 // the URL and the project keys. Every JS suite uses it; nothing here mocks doska or PostgreSQL.
 import { spawn, execFile } from 'node:child_process';
-import { mkdtemp, mkdir, writeFile, rm } from 'node:fs/promises';
+import { mkdtemp, mkdir, writeFile, rm, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +27,9 @@ async function folder(root, name, spec) {
  */
 export async function startDoska({ migrations, policies, env = {}, args = [] } = {}) {
   const root = await mkdtemp(join(tmpdir(), 'doska-js-'));
+  // mkdtemp makes it 0700; the `postgres` user (doska runs PostgreSQL as it under root) must pass
+  // through, or the cluster is relocated outside the folder and outlives the test.
+  await chmod(root, 0o755);
   const dataDir = join(root, 'data');
   const common = [
     '--data-dir', dataDir,

@@ -1,0 +1,618 @@
+//! The user-facing endpoints: signup (password and anonymous), token (password and refresh_token
+//! grants), GET/PUT user, logout, settings and health — and the helpers they share with the mail
+//! and admin endpoints (body parsing, the signed-in caller, issuing a session).
+//! Rejects: malformed or mistyped JSON (400 bad_json), missing or overlong fields (400
+//! validation_failed), weak passwords (422), wrong credentials (400 invalid_credentials, same body
+//! and same work for an unknown user), bad tokens (401), ended sessions (403 session_not_found).
+
+use deadpool_postgres::GenericClient;
+use http::{Response, StatusCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::Ctx;
+use super::error::AuthError;
+use super::password::Verified;
+use super::ratelimit::Class;
+use super::refresh::{self, Issued, Scope};
+use super::tokens::{self, TokenInput};
+use super::users::{self, NewUser, User};
+use crate::http::body::{self, Body};
+
+/// Longest password accepted (bytes); longer ones are refused before any hashing.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+pub fn ok_json(v: &Value) -> Result<Response<Body>, AuthError> {
+    Ok(body::json(StatusCode::OK, v))
+}
+
+/// Parses the JSON body; an empty body counts as `{}`.
+pub fn parse<T: DeserializeOwned>(ctx: &Ctx<'_>) -> Result<T, AuthError> {
+    let raw: &[u8] = if ctx.body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &ctx.body
+    };
+    serde_json::from_slice(raw).map_err(|e| AuthError::BadJson(e.to_string()))
+}
+
+pub fn rate_limit(ctx: &Ctx<'_>, class: Class, key: &str) -> Result<(), AuthError> {
+    ctx.auth
+        .limiter
+        .check(class, key)
+        .map_err(|retry_after_secs| AuthError::RateLimited { retry_after_secs })
+}
+
+pub fn ip_key(ctx: &Ctx<'_>) -> String {
+    ctx.rc.client_ip.to_string()
+}
+
+pub fn check_password_strength(ctx: &Ctx<'_>, password: &str) -> Result<(), AuthError> {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(AuthError::Validation(format!(
+            "Password must be at most {MAX_PASSWORD_BYTES} bytes"
+        )));
+    }
+    let min = ctx.auth.config.password_min_length;
+    if password.chars().count() < min {
+        return Err(AuthError::WeakPassword { min_length: min });
+    }
+    Ok(())
+}
+
+/// `data`/`user_metadata` must be an object when given.
+pub fn metadata_object(v: Option<Value>, field: &str) -> Result<Map<String, Value>, AuthError> {
+    match v {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(m)) => Ok(m),
+        Some(_) => Err(AuthError::Validation(format!(
+            "{field} must be a JSON object"
+        ))),
+    }
+}
+
+/// The signed-in user making the request: a valid token with a `sub`, whose session (if named)
+/// still exists.
+pub struct SignedIn {
+    pub user_id: Uuid,
+    pub session_id: Option<Uuid>,
+    pub claims: Value,
+}
+
+pub async fn signed_in<C: GenericClient>(ctx: &Ctx<'_>, c: &C) -> Result<SignedIn, AuthError> {
+    let token = crate::jwt::bearer_token(ctx.headers)
+        .map_err(|e| AuthError::BadJwt(e.message().into()))?
+        .ok_or(AuthError::NoAuthorization)?;
+    let caller = ctx
+        .state
+        .verifier
+        .caller_from_token(token)
+        .map_err(|e| AuthError::BadJwt(e.message().into()))?;
+    let user_id = caller
+        .claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .ok_or_else(|| AuthError::BadJwt("invalid claim: missing sub claim".into()))?;
+    let session_id = match caller.claims.get("session_id") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_str()
+                .and_then(|s| Uuid::parse_str(s).ok())
+                .ok_or_else(|| AuthError::BadJwt("invalid claim: session_id".into()))?,
+        ),
+    };
+    if let Some(sid) = session_id
+        && !refresh::session_exists(c, sid).await?
+    {
+        return Err(AuthError::SessionNotFound);
+    }
+    Ok(SignedIn {
+        user_id,
+        session_id,
+        claims: caller.claims,
+    })
+}
+
+/// Signs an access token for the user's (re-read) row and builds the session object.
+pub fn session_response(ctx: &Ctx<'_>, user: &User, issued: &Issued, amr: &str) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    let cfg = &ctx.auth.config;
+    let input = TokenInput {
+        user,
+        session_id: issued.session_id,
+        amr_method: amr,
+        amr_timestamp: issued.session_created_at.timestamp(),
+    };
+    let claims = tokens::access_claims(&input, &cfg.jwt_issuer, now, cfg.jwt_exp);
+    // HS256 keys are symmetric and never published; with an asymmetric key, clients can verify.
+    let access = match &ctx.auth.signing_key {
+        Some(k) => k.sign(&claims),
+        None => crate::jwt::sign(&ctx.state.jwt_secret, &claims),
+    };
+    tokens::session_body(
+        &access,
+        &issued.refresh_token,
+        now,
+        cfg.jwt_exp,
+        &user.to_json(),
+    )
+}
+
+/// Opens a session for `user_id` inside `c`'s transaction, stamps the sign-in and re-reads the user
+/// (so whatever triggers set is in the token).
+pub async fn open_session<C: GenericClient>(
+    ctx: &Ctx<'_>,
+    c: &C,
+    user_id: Uuid,
+    amr: &str,
+) -> Result<Value, AuthError> {
+    let ua = ctx
+        .headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let issued = refresh::create_session(c, user_id, ctx.rc.client_ip, ua).await?;
+    c.execute(
+        "update auth.users set last_sign_in_at = now() where id = $1",
+        &[&user_id],
+    )
+    .await?;
+    c.execute(
+        "update auth.identities set last_sign_in_at = now() where user_id = $1",
+        &[&user_id],
+    )
+    .await?;
+    let user = users::by_id(c, user_id)
+        .await?
+        .ok_or(AuthError::UserNotFound)?;
+    super::audit::record(
+        c,
+        ctx.rc.client_ip,
+        super::audit::Action::Login,
+        user_id,
+        json!({"provider": amr}),
+    )
+    .await?;
+    Ok(session_response(ctx, &user, &issued, amr))
+}
+
+pub fn health() -> Response<Body> {
+    body::json(
+        StatusCode::OK,
+        &json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "name": "GoTrue",
+            "description": "doska's GoTrue-compatible auth"
+        }),
+    )
+}
+
+pub fn settings(ctx: &Ctx<'_>) -> Response<Body> {
+    let c = &ctx.auth.config;
+    body::json(
+        StatusCode::OK,
+        &json!({
+            "external": {
+                "anonymous_users": c.anonymous_enabled,
+                "email": true,
+                "phone": false,
+            },
+            "disable_signup": c.disable_signup,
+            "mailer_autoconfirm": c.autoconfirm,
+            "phone_autoconfirm": false,
+            "sms_provider": "",
+            "saml_enabled": false,
+        }),
+    )
+}
+
+#[derive(Deserialize)]
+struct SignupBody {
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    password: Option<String>,
+    data: Option<Value>,
+}
+
+pub async fn signup(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
+    let b: SignupBody = parse(ctx)?;
+    let cfg = &ctx.auth.config;
+    let data = Value::Object(metadata_object(b.data, "data")?);
+    let challenge = super::pkce::parse_challenge(
+        b.code_challenge.as_deref(),
+        b.code_challenge_method.as_deref(),
+    )?;
+    let email = b.email.filter(|e| !e.trim().is_empty());
+    if b.phone.as_deref().is_some_and(|p| !p.is_empty()) && email.is_none() {
+        return Err(AuthError::Validation(
+            "Phone sign-ups are not supported".into(),
+        ));
+    }
+    let Some(email) = email else {
+        // Anonymous sign-in.
+        rate_limit(ctx, Class::Anonymous, &ip_key(ctx))?;
+        if !cfg.anonymous_enabled {
+            return Err(AuthError::AnonymousDisabled);
+        }
+        let mut client = ctx.state.admin.get().await?;
+        let tx = client.transaction().await?;
+        let id = users::insert(
+            &tx,
+            &NewUser {
+                email: None,
+                encrypted_password: None,
+                confirmed: false,
+                user_metadata: &data,
+                app_metadata: &json!({}),
+                role: "authenticated",
+                is_anonymous: true,
+                invited: false,
+            },
+        )
+        .await?
+        .ok_or_else(|| AuthError::Internal("anonymous insert conflicted".into()))?;
+        super::audit::record(
+            &tx,
+            ctx.rc.client_ip,
+            super::audit::Action::UserSignedUp,
+            id,
+            json!({"provider": "anonymous"}),
+        )
+        .await?;
+        let session = open_session(ctx, &tx, id, "anonymous").await?;
+        tx.commit().await?;
+        return ok_json(&session);
+    };
+    rate_limit(ctx, Class::SignIn, &ip_key(ctx))?;
+    if cfg.disable_signup {
+        return Err(AuthError::SignupDisabled);
+    }
+    let email = users::normalize_email(&email)?;
+    let password = b
+        .password
+        .ok_or_else(|| AuthError::Validation("Signup requires a valid password".into()))?;
+    check_password_strength(ctx, &password)?;
+    let hash = ctx.auth.hasher.hash(&password).await?;
+    let mut client = ctx.state.admin.get().await?;
+    let tx = client.transaction().await?;
+    let id = users::insert(
+        &tx,
+        &NewUser {
+            email: Some(&email),
+            encrypted_password: Some(&hash),
+            confirmed: cfg.autoconfirm,
+            user_metadata: &data,
+            app_metadata: &json!({}),
+            role: "authenticated",
+            is_anonymous: false,
+            invited: false,
+        },
+    )
+    .await?
+    .ok_or(AuthError::UserAlreadyExists)?;
+    super::audit::record(
+        &tx,
+        ctx.rc.client_ip,
+        super::audit::Action::UserSignedUp,
+        id,
+        json!({"provider": "email"}),
+    )
+    .await?;
+    if cfg.autoconfirm {
+        let session = open_session(ctx, &tx, id, "password").await?;
+        tx.commit().await?;
+        return ok_json(&session);
+    }
+    if let Some(ch) = &challenge {
+        let method = super::mail::LinkKind::Signup.auth_method();
+        super::pkce::start(&tx, id, ch, method).await?;
+    }
+    super::mail::send_link(ctx, &tx, id, &email, super::mail::LinkKind::Signup).await?;
+    let user = users::by_id(&tx, id)
+        .await?
+        .ok_or(AuthError::UserNotFound)?;
+    tx.commit().await?;
+    ctx.kick_mail();
+    ok_json(&user.to_json())
+}
+
+#[derive(Deserialize)]
+struct PasswordGrant {
+    email: Option<String>,
+    phone: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RefreshGrant {
+    refresh_token: Option<String>,
+}
+
+pub async fn token(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
+    match ctx.q("grant_type") {
+        Some("password") => password_grant(ctx).await,
+        Some("refresh_token") => refresh_grant(ctx).await,
+        Some("pkce") => super::pkce::grant(ctx).await,
+        _ => Err(AuthError::UnsupportedGrantType),
+    }
+}
+
+async fn password_grant(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
+    rate_limit(ctx, Class::SignIn, &ip_key(ctx))?;
+    let b: PasswordGrant = parse(ctx)?;
+    let password = b.password.unwrap_or_default();
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(AuthError::InvalidCredentials);
+    }
+    let email = match (b.email.as_deref(), b.phone.as_deref()) {
+        (Some(e), _) if !e.is_empty() => e.trim().to_lowercase(),
+        (_, Some(p)) if !p.is_empty() => return Err(AuthError::InvalidCredentials),
+        _ => {
+            return Err(AuthError::Validation(
+                "Sign in requires an email and a password".into(),
+            ));
+        }
+    };
+    if email.len() > 255 {
+        return Err(AuthError::InvalidCredentials);
+    }
+    rate_limit(ctx, Class::SignInAccount, &email)?;
+    let client = ctx.state.admin.get().await?;
+    let user = users::by_email(&client, &email).await?;
+    drop(client);
+    // Same work and same answer whether the user is unknown or the password wrong.
+    let stored = user.as_ref().and_then(|u| u.encrypted_password.as_deref());
+    let verified = ctx.auth.hasher.verify(&password, stored).await?;
+    let (user, rehash) = match (user, verified) {
+        (Some(u), Verified::Yes { rehash }) => (u, rehash),
+        _ => return Err(AuthError::InvalidCredentials),
+    };
+    let now = chrono::Utc::now();
+    if user.is_banned(now) {
+        return Err(AuthError::UserBanned);
+    }
+    if user.email_confirmed_at.is_none() && !ctx.auth.config.autoconfirm {
+        return Err(AuthError::EmailNotConfirmed);
+    }
+    let new_hash = if rehash {
+        Some(ctx.auth.hasher.hash(&password).await?)
+    } else {
+        None
+    };
+    let mut client = ctx.state.admin.get().await?;
+    let tx = client.transaction().await?;
+    if let Some(h) = new_hash {
+        tx.execute(
+            "update auth.users set encrypted_password = $2 where id = $1",
+            &[&user.id, &h],
+        )
+        .await?;
+    }
+    let session = open_session(ctx, &tx, user.id, "password").await?;
+    tx.commit().await?;
+    ok_json(&session)
+}
+
+async fn refresh_grant(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
+    rate_limit(ctx, Class::Refresh, &ip_key(ctx))?;
+    let b: RefreshGrant = parse(ctx)?;
+    let presented = b
+        .refresh_token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| AuthError::Validation("refresh_token required".into()))?;
+    if presented.len() > 255 {
+        return Err(AuthError::RefreshTokenNotFound);
+    }
+    let mut client = ctx.state.admin.get().await?;
+    let tx = client.transaction().await?;
+    let issued = match refresh::rotate(
+        &tx,
+        &presented,
+        ctx.auth.config.refresh_reuse_window_secs,
+        ctx.rc.client_ip,
+    )
+    .await?
+    {
+        Ok(i) => i,
+        Err(e) => {
+            // Commit the family revocation before refusing.
+            tx.commit().await?;
+            return Err(e);
+        }
+    };
+    let user = users::by_id(&tx, issued.user_id)
+        .await?
+        .ok_or(AuthError::RefreshTokenNotFound)?;
+    if user.is_banned(chrono::Utc::now()) {
+        return Err(AuthError::UserBanned);
+    }
+    let amr = if user.is_anonymous {
+        "anonymous"
+    } else {
+        "password"
+    };
+    let session = session_response(ctx, &user, &issued, amr);
+    tx.commit().await?;
+    ok_json(&session)
+}
+
+pub async fn get_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
+    let client = ctx.state.admin.get().await?;
+    let me = signed_in(ctx, &client).await?;
+    let user = users::by_id(&client, me.user_id)
+        .await?
+        .ok_or(AuthError::UserNotFound)?;
+    ok_json(&user.to_json())
+}
+
+#[derive(Deserialize)]
+struct UpdateUserBody {
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+    email: Option<String>,
+    password: Option<String>,
+    current_password: Option<String>,
+    nonce: Option<String>,
+    data: Option<Value>,
+}
+
+pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
+    let b: UpdateUserBody = parse(ctx)?;
+    let patch = metadata_object(b.data.clone(), "data")?;
+    let challenge = super::pkce::parse_challenge(
+        b.code_challenge.as_deref(),
+        b.code_challenge_method.as_deref(),
+    )?;
+    let new_email = match b.email.as_deref().filter(|e| !e.is_empty()) {
+        Some(e) => Some(users::normalize_email(e)?),
+        None => None,
+    };
+    let new_hash = match &b.password {
+        Some(p) => {
+            check_password_strength(ctx, p)?;
+            Some(p.clone())
+        }
+        None => None,
+    };
+    let user = {
+        // Released before any hashing, so slow password work never holds a connection.
+        let client = ctx.state.admin.get().await?;
+        let me = signed_in(ctx, &client).await?;
+        users::by_id(&client, me.user_id)
+            .await?
+            .ok_or(AuthError::UserNotFound)?
+    };
+    // Password change: refuse the same password, and check the current password or the
+    // reauthentication nonce (consumed in the transaction below).
+    let mut nonce_to_consume = None;
+    let new_hash = match new_hash {
+        Some(p) => {
+            let stored = user.encrypted_password.as_deref().filter(|s| !s.is_empty());
+            if let Some(s) = stored
+                && matches!(
+                    ctx.auth.hasher.verify(&p, Some(s)).await?,
+                    Verified::Yes { .. }
+                )
+            {
+                return Err(AuthError::SamePassword);
+            }
+            if ctx.auth.config.secure_password_change && stored.is_some() {
+                match (&b.current_password, &b.nonce) {
+                    (Some(cur), _) => {
+                        // A stolen access token must not become a password-guessing oracle.
+                        rate_limit(ctx, Class::SignInAccount, &user.id.to_string())?;
+                        if ctx.auth.hasher.verify(cur, stored).await? == Verified::No {
+                            return Err(AuthError::InvalidCredentials);
+                        }
+                    }
+                    (None, Some(nonce)) => nonce_to_consume = Some(nonce.clone()),
+                    (None, None) => return Err(AuthError::ReauthenticationNeeded),
+                }
+            }
+            Some(ctx.auth.hasher.hash(&p).await?)
+        }
+        None => None,
+    };
+    let mut client = ctx.state.admin.get().await?;
+    let tx = client.transaction().await?;
+    if let Some(nonce) = nonce_to_consume {
+        super::mail::consume_reauth_nonce(&tx, user.id, &nonce, ctx).await?;
+    }
+    if !patch.is_empty() {
+        let stored: Option<Value> = tx
+            .query_one(
+                "select raw_user_meta_data from auth.users where id = $1 for update",
+                &[&user.id],
+            )
+            .await?
+            .get(0);
+        let merged = users::merge_metadata(&stored.unwrap_or(Value::Null), &patch);
+        tx.execute(
+            "update auth.users set raw_user_meta_data = $2, updated_at = now() where id = $1",
+            &[&user.id, &merged],
+        )
+        .await?;
+    }
+    let password_changed = new_hash.is_some();
+    if let Some(h) = new_hash {
+        tx.execute(
+            "update auth.users set encrypted_password = $2, updated_at = now() where id = $1",
+            &[&user.id, &h],
+        )
+        .await?;
+    }
+    if let Some(email) = new_email.filter(|e| Some(e) != user.email.as_ref()) {
+        let taken = tx
+            .query_opt(
+                "select 1 from auth.users where email = $1 and id <> $2 and is_sso_user = false",
+                &[&email, &user.id],
+            )
+            .await?
+            .is_some();
+        if taken {
+            return Err(AuthError::EmailExists);
+        }
+        if ctx.auth.config.autoconfirm || user.is_anonymous {
+            // No mail server to confirm through: the change applies at once (GoTrue does the same
+            // with autoconfirm).
+            tx.execute(
+                "update auth.users set email = $2, email_confirmed_at = coalesce(email_confirmed_at, now()), \
+                   is_anonymous = false, updated_at = now(), \
+                   raw_app_meta_data = coalesce(raw_app_meta_data, '{}'::jsonb) || \
+                     '{\"provider\": \"email\", \"providers\": [\"email\"]}'::jsonb where id = $1",
+                &[&user.id, &email],
+            )
+            .await?;
+            tx.execute(
+                "insert into auth.identities (provider_id, user_id, identity_data, provider, created_at, updated_at) \
+                 values ($1::uuid::text, $1, jsonb_build_object('sub', $1::uuid::text, 'email', $2::text, \
+                   'email_verified', true, 'phone_verified', false), 'email', now(), now()) \
+                 on conflict (provider_id, provider) do update set identity_data = excluded.identity_data, \
+                   updated_at = now()",
+                &[&user.id, &email],
+            )
+            .await?;
+        } else {
+            if let Some(ch) = &challenge {
+                let method = super::mail::LinkKind::EmailChange.auth_method();
+                super::pkce::start(&tx, user.id, ch, method).await?;
+            }
+            super::mail::send_email_change(ctx, &tx, user.id, &email).await?;
+        }
+    }
+    let action = if password_changed {
+        super::audit::Action::UserUpdatedPassword
+    } else {
+        super::audit::Action::UserModified
+    };
+    super::audit::record(&tx, ctx.rc.client_ip, action, user.id, json!({})).await?;
+    let user = users::by_id(&tx, user.id)
+        .await?
+        .ok_or(AuthError::UserNotFound)?;
+    tx.commit().await?;
+    ctx.kick_mail();
+    ok_json(&user.to_json())
+}
+
+pub async fn logout(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
+    let scope = Scope::parse(ctx.q("scope"))
+        .ok_or_else(|| AuthError::Validation("scope must be local, global or others".into()))?;
+    let client = ctx.state.admin.get().await?;
+    let me = signed_in(ctx, &client).await?;
+    refresh::logout(&client, me.user_id, me.session_id, scope).await?;
+    super::audit::record(
+        &client,
+        ctx.rc.client_ip,
+        super::audit::Action::Logout,
+        me.user_id,
+        json!({"scope": format!("{scope:?}").to_lowercase()}),
+    )
+    .await?;
+    let mut resp = Response::new(body::empty());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    Ok(resp)
+}

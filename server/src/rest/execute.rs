@@ -1,0 +1,223 @@
+//! The only I/O of the REST door: runs one statement inside the per-request transaction as the
+//! caller's role, checks what must hold before committing (singular responses, `max-affected`),
+//! then commits — or rolls back on `Prefer: tx=rollback` or any failure. Database errors become
+//! [`DbError`]s with their SQLSTATE; `RAISE … SQLSTATE 'PGRST'` becomes a custom response.
+
+use bytes::BytesMut;
+use tokio_postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
+
+use super::error::{DbError, RestError};
+use super::sql::Statement;
+use crate::db::request_tx::{RequestInfo, RequestTx, TxError};
+use crate::jwt::Caller;
+
+/// A parameter sent as text with type `unknown`: PostgreSQL types it from where it is used, as it
+/// does a literal, and parses the text with that type's input function.
+#[derive(Debug)]
+struct TextParam<'a>(&'a str);
+
+impl ToSql for TextParam<'_> {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+    fn encode_format(&self, _ty: &Type) -> Format {
+        Format::Text
+    }
+    to_sql_checked!();
+}
+
+/// What the statement returned.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Outcome {
+    pub total: Option<i64>,
+    pub page_total: i64,
+    pub body: Option<String>,
+    pub location: Option<String>,
+    pub response_headers: Option<String>,
+    pub response_status: Option<String>,
+}
+
+/// Checks made after the statement ran and before the transaction ends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Guards {
+    /// `application/vnd.pgrst.object+json`: exactly one row.
+    pub singular: bool,
+    /// `Prefer: handling=strict, max-affected=n`.
+    pub max_affected: Option<i64>,
+    /// `Prefer: tx=rollback`.
+    pub rollback: bool,
+}
+
+pub struct ExecRequest<'a> {
+    pub pool: &'a deadpool_postgres::Pool,
+    pub caller: &'a Caller,
+    pub info: RequestInfo<'a>,
+    pub read_only: bool,
+    pub statement_timeout_ms: u64,
+}
+
+pub async fn run(
+    req: ExecRequest<'_>,
+    stmt: &Statement,
+    guards: Guards,
+) -> Result<Outcome, RestError> {
+    // PostgREST answers 401 rather than 403 to the anonymous role, token or not (the anon key is a JWT).
+    let anonymous = req.caller.role == "anon";
+    let tx = RequestTx::begin(
+        req.pool,
+        req.caller,
+        &req.info,
+        req.read_only,
+        req.statement_timeout_ms,
+    )
+    .await
+    .map_err(|e| tx_error(e, anonymous))?;
+    let params: Vec<TextParam> = stmt.params.iter().map(|p| TextParam(p)).collect();
+    let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
+        .iter()
+        .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
+        .collect();
+    let rows = match tx.client().query_typed(&stmt.sql, &typed).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tx.rollback().await.ok();
+            return Err(db_error(&e, anonymous));
+        }
+    };
+    let outcome = match rows.first() {
+        Some(row) => Outcome {
+            total: row.try_get::<_, Option<i64>>("total").ok().flatten(),
+            page_total: row
+                .try_get::<_, Option<i64>>("page_total")
+                .ok()
+                .flatten()
+                .unwrap_or(0),
+            body: row.try_get("body").ok().flatten(),
+            location: row.try_get("location").ok().flatten(),
+            response_headers: row.try_get("response_headers").ok().flatten(),
+            response_status: row.try_get("response_status").ok().flatten(),
+        },
+        None => Outcome::default(),
+    };
+    if guards.singular && outcome.page_total != 1 {
+        tx.rollback().await.ok();
+        return Err(RestError::Singular {
+            rows: outcome.page_total,
+        });
+    }
+    if let Some(max) = guards.max_affected
+        && outcome.page_total > max
+    {
+        tx.rollback().await.ok();
+        return Err(RestError::MaxAffected {
+            affected: outcome.page_total,
+            max,
+        });
+    }
+    let end = if guards.rollback {
+        tx.rollback().await
+    } else {
+        tx.commit().await
+    };
+    end.map_err(|e| tx_error(e, anonymous))?;
+    Ok(outcome)
+}
+
+fn tx_error(e: TxError, anonymous: bool) -> RestError {
+    match e {
+        TxError::Pool(e) => {
+            tracing::warn!(error = %e, "rest: no database connection");
+            RestError::Unavailable {
+                code: "PGRST003",
+                message: "Timed out acquiring connection from connection pool.".into(),
+            }
+        }
+        TxError::Db(e) => db_error(&e, anonymous),
+    }
+}
+
+/// A database error as the REST door reports it.
+pub fn db_error(e: &tokio_postgres::Error, anonymous: bool) -> RestError {
+    let Some(db) = e.as_db_error() else {
+        tracing::warn!(error = %e, "rest: database connection error");
+        return RestError::Unavailable {
+            code: "PGRST000",
+            message: "Could not connect with the database".into(),
+        };
+    };
+    let code = db.code().code();
+    if code == "PGRST" {
+        return raise_pgrst(db.message(), db.detail());
+    }
+    if code.starts_with("XX") || code.starts_with("58") {
+        tracing::error!(
+            sqlstate = code,
+            message = db.message(),
+            "rest: internal database error"
+        );
+    }
+    RestError::Db(DbError {
+        sqlstate: code.to_string(),
+        message: db.message().to_string(),
+        details: db.detail().map(String::from),
+        hint: db.hint().map(String::from),
+        anonymous,
+    })
+}
+
+/// `RAISE SQLSTATE 'PGRST' USING message = '{"code":…,"message":…}', detail = '{"status":…,"headers":{…}}'`.
+fn raise_pgrst(message: &str, detail: Option<&str>) -> RestError {
+    let Ok(body @ serde_json::Value::Object(_)) =
+        serde_json::from_str::<serde_json::Value>(message)
+    else {
+        return RestError::RaiseJson(format!("Invalid JSON value for MESSAGE: '{message}'"));
+    };
+    let detail_v = match detail.map(serde_json::from_str::<serde_json::Value>) {
+        Some(Ok(v @ serde_json::Value::Object(_))) => v,
+        _ => {
+            return RestError::RaiseJson(format!(
+                "Invalid JSON value for DETAIL: '{}'",
+                detail.unwrap_or("")
+            ));
+        }
+    };
+    let status = detail_v["status"]
+        .as_u64()
+        .and_then(|s| u16::try_from(s).ok())
+        .filter(|s| (100..600).contains(s));
+    let Some(status) = status else {
+        return RestError::RaiseJson("DETAIL must have a numeric \"status\"".into());
+    };
+    let headers = detail_v["headers"]
+        .as_object()
+        .map(|h| {
+            h.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), String::from),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut body = body;
+    for k in ["code", "message", "details", "hint"] {
+        if body.get(k).is_none() {
+            body[k] = serde_json::Value::Null;
+        }
+    }
+    RestError::Custom {
+        status,
+        body,
+        headers,
+    }
+}

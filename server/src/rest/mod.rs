@@ -1,0 +1,408 @@
+//! The REST front door: PostgREST's dialect at `/rest/v1`. Pipeline: [`request`] (parse) →
+//! [`plan`] (resolve against the [`schema`] cache) → [`sql`] (one parameterized statement) →
+//! [`execute`] (the only I/O) → [`render`]. Every error is answered here, as PostgREST would.
+
+pub mod error;
+pub mod execute;
+pub mod grammar;
+pub mod listen;
+pub mod openapi;
+pub mod plan;
+pub mod render;
+pub mod request;
+pub mod schema;
+pub mod sql;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+use crate::db::request_tx::{RequestInfo, headers_json};
+use crate::http::RequestContext;
+use crate::http::body::{Body, empty};
+use crate::jwt::JwtError;
+use crate::state::AppState;
+use error::{RequestError, RestError};
+use plan::Payload;
+use request::{Action, ApiRequest, ContentType, MediaType, Target, TxPref};
+pub use schema::SchemaCacheHandle;
+
+/// What the REST door keeps between requests: the schema cache and its settings.
+#[derive(Clone, Debug)]
+pub struct RestState {
+    pub cache: SchemaCacheHandle,
+    /// Exposed schemas, the first being the default (`--db-schemas`).
+    pub schemas: Vec<String>,
+    pub max_rows: Option<i64>,
+    pub statement_timeout_ms: u64,
+}
+
+impl RestState {
+    /// Loads the schema cache over an admin connection.
+    pub async fn load(
+        admin: &deadpool_postgres::Pool,
+        config: &crate::config::Config,
+    ) -> Result<RestState, schema::SchemaError> {
+        let state = RestState {
+            cache: SchemaCacheHandle::default(),
+            schemas: config.db_schemas.clone(),
+            max_rows: config.db_max_rows,
+            statement_timeout_ms: config.db_statement_timeout_ms,
+        };
+        state.reload(admin).await?;
+        Ok(state)
+    }
+
+    /// Reloads the schema cache; on failure the old cache stays and the error is returned.
+    pub async fn reload(&self, admin: &deadpool_postgres::Pool) -> Result<(), schema::SchemaError> {
+        let client = admin
+            .get()
+            .await
+            .map_err(|e| schema::SchemaError::Pool(e.to_string()))?;
+        let cache = schema::load(&client, &self.schemas).await?;
+        self.cache.set(cache);
+        Ok(())
+    }
+}
+
+/// The REST state of each live `AppState` (one per process in production; one per test database in
+/// tests). Kept here until `AppState` holds a `RestState` itself; weak so a dropped state is forgotten.
+static REGISTRY: std::sync::Mutex<Vec<(std::sync::Weak<AppState>, RestState)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn registered(state: &Arc<AppState>) -> Option<RestState> {
+    let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    reg.retain(|(w, _)| w.strong_count() > 0);
+    reg.iter()
+        .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(state)))
+        .map(|(_, r)| r.clone())
+}
+
+/// Loads the schema cache for `state` and remembers it; with `listen`, also keeps it fresh on
+/// `NOTIFY pgrst` over a dedicated connection made from that config. Call once at startup (after
+/// migrations); [`handle`] otherwise loads the cache on the first request.
+pub async fn start(
+    state: &Arc<AppState>,
+    listen: Option<tokio_postgres::Config>,
+) -> Result<RestState, schema::SchemaError> {
+    let rest = match registered(state) {
+        Some(r) => {
+            r.reload(&state.admin).await?;
+            r
+        }
+        None => {
+            let r = RestState::load(&state.admin, &state.config).await?;
+            REGISTRY
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((Arc::downgrade(state), r.clone()));
+            r
+        }
+    };
+    if let Some(config) = listen {
+        listen::spawn(
+            rest.clone(),
+            state.admin.clone(),
+            config,
+            state.shutdown.clone(),
+        );
+    }
+    Ok(rest)
+}
+
+/// Reloads the schema cache of `state` (after migrations or policy changes). The old cache stays
+/// on failure.
+pub async fn reload(state: &Arc<AppState>) -> Result<(), schema::SchemaError> {
+    start(state, None).await.map(|_| ())
+}
+
+/// The front door as the router mounts it at `/rest/v1`.
+pub async fn handle(
+    state: Arc<AppState>,
+    req: Request<hyper::body::Incoming>,
+    ctx: RequestContext,
+) -> Response<Body> {
+    let rest = match registered(&state) {
+        Some(r) => r,
+        None => match start(&state, None).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "rest: cannot load the schema cache");
+                return render::error(&RestError::SchemaCacheNotLoaded);
+            }
+        },
+    };
+    serve(&rest, &state, req, ctx).await
+}
+
+/// Handles one request under `/rest/v1` (`ctx.path` is what follows the prefix).
+pub async fn serve<B>(
+    rest: &RestState,
+    state: &AppState,
+    req: Request<B>,
+    ctx: RequestContext,
+) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match serve_inner(rest, state, req, &ctx).await {
+        Ok(res) => res,
+        Err(e) => render::error(&e),
+    }
+}
+
+async fn serve_inner<B>(
+    rest: &RestState,
+    state: &AppState,
+    req: Request<B>,
+    ctx: &RequestContext,
+) -> Result<Response<Body>, RestError>
+where
+    B: http_body::Body<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = req.into_parts();
+    let caller = state.verifier.caller(&parts.headers).map_err(jwt_error)?;
+    let api = request::parse(&parts.method, &ctx.path, parts.uri.query(), &parts.headers)?;
+    let cache = rest.cache.get();
+    if cache.schemas.is_empty() {
+        return Err(RestError::SchemaCacheNotLoaded);
+    }
+    let schema = match &api.profile {
+        Some(p) if !rest.schemas.contains(p) => {
+            return Err(RequestError::UnacceptableSchema {
+                schema: p.clone(),
+                exposed: rest.schemas.clone(),
+            }
+            .into());
+        }
+        Some(p) => p.clone(),
+        None => rest.schemas[0].clone(),
+    };
+    if api.action == Action::Info {
+        return Ok(options(&api));
+    }
+    let bytes = http_body_util::Limited::new(body, ctx.body_limit as usize)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                RestError::Request(RequestError::BodyTooLarge)
+            } else {
+                RestError::Request(RequestError::InvalidBody(format!(
+                    "could not read the body: {e}"
+                )))
+            }
+        })?;
+    let payload = decode_body(&api, &bytes.to_bytes())?;
+    let info = RequestInfo {
+        method: parts.method.as_str(),
+        path: &ctx.path,
+        headers: headers_json(&parts.headers),
+    };
+    if api.target == Target::Root {
+        return openapi::serve(state, &cache, &schema, &caller, info).await;
+    }
+    let plan_cfg = plan::PlanConfig {
+        max_rows: rest.max_rows,
+    };
+    let plan = plan::plan(&api, &payload, &cache, &schema, &plan_cfg)?;
+    let stmt = sql::build(
+        &plan,
+        sql::BodyOptions {
+            strip_nulls: api.accept.strip_nulls,
+        },
+    )
+    .map_err(|e| {
+        RestError::Plan(error::PlanError::Invalid {
+            message: "invalid filter value".into(),
+            details: e.0,
+        })
+    })?;
+    let guards = execute::Guards {
+        singular: api.accept.media == MediaType::SingleObject,
+        max_affected: if api.prefer.strict {
+            api.prefer.max_affected
+        } else {
+            None
+        },
+        rollback: api.prefer.tx == Some(TxPref::Rollback),
+    };
+    let exec = execute::ExecRequest {
+        pool: &state.pool,
+        caller: &caller,
+        info,
+        read_only: plan.read_only,
+        statement_timeout_ms: rest.statement_timeout_ms,
+    };
+    let outcome = execute::run(exec, &stmt, guards).await?;
+    render::success(render::RenderInput {
+        plan: &plan,
+        action: api.action,
+        prefer: &api.prefer,
+        outcome,
+    })
+}
+
+fn jwt_error(e: JwtError) -> RestError {
+    let code = match e {
+        JwtError::Expired | JwtError::NotYetValid | JwtError::BadClaims => "PGRST303",
+        _ => "PGRST301",
+    };
+    RestError::Jwt {
+        code,
+        message: e.message().to_string(),
+    }
+}
+
+fn options(api: &ApiRequest) -> Response<Body> {
+    let allow = match api.target {
+        Target::Rpc(_) => "OPTIONS,GET,HEAD,POST",
+        Target::Root => "OPTIONS,GET,HEAD",
+        Target::Relation(_) => "OPTIONS,GET,HEAD,POST,PUT,PATCH,DELETE",
+    };
+    let mut res = Response::new(empty());
+    *res.status_mut() = StatusCode::OK;
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    res
+}
+
+/// Decodes the body by Content-Type: JSON as is, CSV and form-urlencoded into JSON objects.
+fn decode_body(api: &ApiRequest, bytes: &[u8]) -> Result<Payload, RestError> {
+    let writes = matches!(
+        api.action,
+        Action::Insert
+            | Action::Update
+            | Action::Upsert
+            | Action::Call {
+                method: request::CallMethod::Post
+            }
+    );
+    if !writes {
+        return Ok(Payload::None);
+    }
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| RequestError::InvalidBody("the body is not UTF-8".into()))?;
+    match api.content_type {
+        ContentType::Json => {
+            if text.trim().is_empty() {
+                return Ok(if matches!(api.action, Action::Call { .. }) {
+                    Payload::None
+                } else {
+                    Payload::Json(Value::Object(Default::default()))
+                });
+            }
+            serde_json::from_str(text)
+                .map(Payload::Json)
+                .map_err(|_| RequestError::InvalidBody("Empty or invalid json".into()).into())
+        }
+        ContentType::Form => {
+            let obj: serde_json::Map<String, Value> = request::parse_query(text)
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+            Ok(Payload::Json(Value::Object(obj)))
+        }
+        ContentType::Csv => csv_rows(text).map(Payload::Json),
+        ContentType::Raw => Ok(Payload::Raw(text.to_string())),
+    }
+}
+
+/// Parses CSV (RFC 4180: quoted fields, doubled quotes) into an array of objects keyed by the
+/// header line. An unquoted `NULL` is SQL NULL, as PostgREST reads it.
+fn csv_rows(text: &str) -> Result<Value, RestError> {
+    let mut records: Vec<Vec<(String, bool)>> = Vec::new();
+    let mut field = String::new();
+    let mut quoted_field = false;
+    let mut record: Vec<(String, bool)> = Vec::new();
+    let mut in_quotes = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (in_quotes, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => in_quotes = false,
+            (true, c) => field.push(c),
+            (false, '"') if field.is_empty() => {
+                in_quotes = true;
+                quoted_field = true;
+            }
+            (false, ',') => record.push((
+                std::mem::take(&mut field),
+                std::mem::replace(&mut quoted_field, false),
+            )),
+            (false, '\r') => {}
+            (false, '\n') => {
+                record.push((
+                    std::mem::take(&mut field),
+                    std::mem::replace(&mut quoted_field, false),
+                ));
+                records.push(std::mem::take(&mut record));
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    if in_quotes {
+        return Err(RequestError::InvalidBody("unterminated quoted CSV field".into()).into());
+    }
+    if !field.is_empty() || !record.is_empty() || quoted_field {
+        record.push((field, quoted_field));
+        records.push(record);
+    }
+    let mut it = records.into_iter();
+    let Some(header) = it.next() else {
+        return Ok(Value::Array(Vec::new()));
+    };
+    let mut rows = Vec::new();
+    for r in it {
+        if r.len() == 1 && r[0].0.is_empty() && !r[0].1 {
+            continue;
+        }
+        if r.len() != header.len() {
+            return Err(RequestError::InvalidBody(
+                "every CSV line must have as many fields as the header".into(),
+            )
+            .into());
+        }
+        let obj = header
+            .iter()
+            .zip(r)
+            .map(|((k, _), (v, quoted))| {
+                (
+                    k.clone(),
+                    if !quoted && v == "NULL" {
+                        Value::Null
+                    } else {
+                        Value::String(v)
+                    },
+                )
+            })
+            .collect();
+        rows.push(Value::Object(obj));
+    }
+    Ok(Value::Array(rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_parsing() {
+        let v = csv_rows("a,b\n1,\"x,\"\"y\"\"\"\r\n2,NULL\n").unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!([{"a": "1", "b": "x,\"y\""}, {"a": "2", "b": null}])
+        );
+        assert!(csv_rows("a,b\n1\n").is_err());
+        assert!(csv_rows("a\n\"open").is_err());
+        assert_eq!(csv_rows("").unwrap(), serde_json::json!([]));
+    }
+}
