@@ -385,7 +385,7 @@ async fn multipart_joins_parts_and_forgets_them() {
         .await
         .unwrap();
     let s = spec("m", "big", true);
-    let up = core.create_upload(&svc, &s).await.unwrap();
+    let up = core.create_upload(&svc, &s, None).await.unwrap();
     let e1 = core
         .upload_part(
             &svc,
@@ -394,6 +394,7 @@ async fn multipart_joins_parts_and_forgets_them() {
             &up,
             1,
             disk::once(Bytes::from_static(b"zzz")),
+            None,
         )
         .await
         .unwrap();
@@ -407,6 +408,7 @@ async fn multipart_joins_parts_and_forgets_them() {
                 &up,
                 1,
                 disk::once(Bytes::from_static(b"hello ")),
+                None,
             )
             .await
             .unwrap();
@@ -421,6 +423,7 @@ async fn multipart_joins_parts_and_forgets_them() {
             &up,
             2,
             disk::once(Bytes::from_static(b"world")),
+            None,
         )
         .await
         .unwrap();
@@ -435,7 +438,13 @@ async fn multipart_joins_parts_and_forgets_them() {
         Err(StorageError::InvalidPart(_))
     ));
     let info = core
-        .complete_upload(&svc, "m", "big", &up, &[(1, e1.clone()), (2, e2.clone())])
+        .complete_upload(
+            &svc,
+            "m",
+            "big",
+            &up,
+            &[(1, e1.0.clone()), (2, e2.0.clone())],
+        )
         .await
         .unwrap();
     assert!(info.etag.ends_with("-2\""), "{}", info.etag);
@@ -443,7 +452,7 @@ async fn multipart_joins_parts_and_forgets_them() {
     assert_eq!(blobs(&core).await, vec![info.blob()]);
     assert!(core.list_uploads(&svc, "m", "").await.unwrap().is_empty());
     // Aborting.
-    let up = core.create_upload(&svc, &s).await.unwrap();
+    let up = core.create_upload(&svc, &s, None).await.unwrap();
     core.upload_part(
         &svc,
         "m",
@@ -451,6 +460,7 @@ async fn multipart_joins_parts_and_forgets_them() {
         &up,
         1,
         disk::once(Bytes::from_static(b"x")),
+        None,
     )
     .await
     .unwrap();

@@ -36,6 +36,10 @@ pub enum ApiError {
     BadRequest(String),
     InvalidJwt(String),
     Form(form::FormError),
+    /// A request body of a content type the route does not take.
+    Unsupported(String),
+    /// A TUS PATCH at another offset than the upload's (which is given).
+    OffsetMismatch(u64),
 }
 
 impl From<StorageError> for ApiError {
@@ -84,6 +88,12 @@ impl ApiError {
             ApiError::BadRequest(m) => (S::BAD_REQUEST, "InvalidRequest", m.clone()),
             ApiError::InvalidJwt(m) => (S::BAD_REQUEST, "InvalidJWT", m.clone()),
             ApiError::Form(e) => (S::BAD_REQUEST, "InvalidRequest", e.to_string()),
+            ApiError::Unsupported(m) => (S::UNSUPPORTED_MEDIA_TYPE, "InvalidRequest", m.clone()),
+            ApiError::OffsetMismatch(at) => (
+                S::CONFLICT,
+                "InvalidUploadOffset",
+                format!("the upload is at offset {at}"),
+            ),
         }
     }
 
@@ -137,6 +147,8 @@ enum Route {
     Upload(String, String, bool),
     Remove(String),
     RemoveOne(String, String),
+    /// TUS resumable uploads; what follows `/upload/resumable`.
+    Tus(String),
 }
 
 /// Splits `bucket/rest/of/key` into bucket and key.
@@ -147,6 +159,9 @@ fn bucket_key(s: &str) -> Option<(String, String)> {
 
 fn route(method: &Method, path: &str) -> Option<Route> {
     let p = path.trim_start_matches('/');
+    if let Some(rest) = p.strip_prefix("upload/resumable") {
+        return (rest.is_empty() || rest.starts_with('/')).then(|| Route::Tus(rest.into()));
+    }
     let (m, p) = (method.as_str(), p);
     if let Some(rest) = p.strip_prefix("bucket") {
         let rest = rest.trim_start_matches('/').trim_end_matches('/');
@@ -286,6 +301,7 @@ async fn serve(state: &SharedState, req: Request<Incoming>, ctx: &RequestContext
     };
     let limit = ctx.body_limit;
     match route {
+        Route::Tus(rest) => super::tus::handle(&api.core, &actor, req, &rest).await,
         Route::ListBuckets => {
             ok(serde_json::to_value(api.core.list_buckets(&actor).await?).unwrap_or_default())
         }
@@ -540,7 +556,7 @@ fn object_json(o: &ObjectInfo) -> Value {
     })
 }
 
-fn incoming_stream(body: Incoming) -> ByteStream {
+pub(super) fn incoming_stream(body: Incoming) -> ByteStream {
     Box::pin(http_body_util::BodyDataStream::new(body).map_err(|e| Box::new(e) as BoxError))
 }
 

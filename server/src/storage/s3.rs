@@ -667,7 +667,7 @@ impl S3 for S3Door {
         };
         let id = self
             .core
-            .create_upload(&actor, &spec)
+            .create_upload(&actor, &spec, None)
             .await
             .map_err(s3_err)?;
         Ok(S3Response::new(dto::CreateMultipartUploadOutput {
@@ -684,7 +684,7 @@ impl S3 for S3Door {
     ) -> S3Result<S3Response<dto::UploadPartOutput>> {
         let actor = Self::actor(&req);
         let i = req.input;
-        let e = self
+        let (e, _) = self
             .core
             .upload_part(
                 &actor,
@@ -693,6 +693,7 @@ impl S3 for S3Door {
                 &i.upload_id,
                 i.part_number,
                 body_stream(i.body),
+                None,
             )
             .await
             .map_err(s3_err)?;
