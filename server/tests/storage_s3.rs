@@ -28,7 +28,7 @@ fn serve(data: &Path, extra: &[&str]) -> Serving {
         .arg("--data-dir")
         .arg(data)
         .arg("--migrations")
-        .arg(data.join("no-migrations"))
+        .arg(migrations(data))
         .arg("--policies")
         .arg(data.join("no-policies"))
         .args(["--s3-listen", "127.0.0.1:0"])
@@ -63,6 +63,63 @@ fn serve(data: &Path, extra: &[&str]) -> Serving {
         .flatten()
         .unwrap_or_else(|| panic!("doska did not start S3: {}", log.lock().unwrap()));
     Serving { child, s3_url, log }
+}
+
+/// A bucket where each user may write and read only under their own id.
+fn migrations(data: &Path) -> PathBuf {
+    let dir = data.join("migrations");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("0001_userkeys.sql"),
+        "insert into storage.buckets (id, name) values ('userkeys', 'userkeys');
+         create policy own_folder on storage.objects for all to authenticated
+           using (bucket_id = 'userkeys' and (storage.foldername(name))[1] = auth.uid()::text)
+           with check (bucket_id = 'userkeys' and (storage.foldername(name))[1] = auth.uid()::text);",
+    )
+    .unwrap();
+    dir
+}
+
+/// `doska s3-keys …` against the running serve's database.
+fn s3_keys(data: &Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .arg("s3-keys")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--migrations")
+        .arg(migrations(data))
+        .arg("--policies")
+        .arg(data.join("no-policies"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn user_key_check(s3_url: &str, key: &serde_json::Value, user: &str, expect: &str) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/s3/user_key_check.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .env("S3_URL", s3_url)
+        .env("S3_KEY", key["access_key_id"].as_str().unwrap())
+        .env("S3_SECRET", key["secret_access_key"].as_str().unwrap())
+        .env("S3_USER", user)
+        .env("S3_OPERATOR_KEY", KEY)
+        .env("S3_OPERATOR_SECRET", SECRET)
+        .env("S3_EXPECT", expect)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn stop(mut s: Serving) {
@@ -106,6 +163,15 @@ fn boto3_against_the_s3_listener_plain_and_tls() {
     let s = serve(&data, &[]);
     assert!(s.s3_url.starts_with("http://"), "{}", s.s3_url);
     boto3(&s.s3_url, None);
+    // Keys made with `doska s3-keys`: bound to a user they act under that user's policies.
+    let user = "7f1d2a3e-0000-4000-8000-0000000000aa";
+    let key: serde_json::Value =
+        serde_json::from_str(&s3_keys(&data, &["create", "--user", user])).unwrap();
+    assert!(s3_keys(&data, &["list"]).contains(key["access_key_id"].as_str().unwrap()));
+    assert!(!s3_keys(&data, &["list"]).contains(key["secret_access_key"].as_str().unwrap()));
+    user_key_check(&s.s3_url, &key, user, "active");
+    s3_keys(&data, &["revoke", key["access_key_id"].as_str().unwrap()]);
+    user_key_check(&s.s3_url, &key, user, "revoked");
     stop(s);
 
     let cert =

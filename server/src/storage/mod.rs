@@ -9,6 +9,7 @@ pub mod disk;
 pub mod form;
 pub mod http;
 pub mod s3;
+pub mod s3_keys;
 pub mod tus;
 
 use std::{sync::Arc, time::Duration};

@@ -183,23 +183,48 @@ impl s3s::stream::ByteStream for Outgoing {
     }
 }
 
-/// The operator's key pair, checked by s3s's SigV4 verification.
-struct OperatorAuth {
-    keys: S3Keys,
+/// Secrets for SigV4 verification: the operator's pair from config, then keys made with
+/// `doska s3-keys create` (looked up on the admin pool, decrypted with the JWT secret).
+#[derive(Clone)]
+struct KeyAuth {
+    operator: S3Keys,
+    admin: deadpool_postgres::Pool,
+    jwt_secret: std::sync::Arc<[u8]>,
+}
+
+impl KeyAuth {
+    fn is_operator(&self, access_key: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(
+            access_key
+                .as_bytes()
+                .ct_eq(self.operator.access_key_id.as_bytes()),
+        )
+    }
+
+    async fn stored(&self, access_key: &str) -> S3Result<Option<super::s3_keys::StoredKey>> {
+        let client = self.admin.get().await.map_err(|e| {
+            tracing::error!(error = %e, "S3 key lookup: no database connection");
+            s3_error!(InternalError)
+        })?;
+        super::s3_keys::lookup(&**client, &self.jwt_secret, access_key)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "S3 key lookup failed");
+                s3_error!(InternalError)
+            })
+    }
 }
 
 #[async_trait::async_trait]
-impl S3Auth for OperatorAuth {
+impl S3Auth for KeyAuth {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        use subtle::ConstantTimeEq;
-        if bool::from(
-            access_key
-                .as_bytes()
-                .ct_eq(self.keys.access_key_id.as_bytes()),
-        ) {
-            Ok(SecretKey::from(self.keys.secret_access_key.as_str()))
-        } else {
-            Err(s3_error!(InvalidAccessKeyId))
+        if self.is_operator(access_key) {
+            return Ok(SecretKey::from(self.operator.secret_access_key.as_str()));
+        }
+        match self.stored(access_key).await? {
+            Some(k) => Ok(SecretKey::from(k.secret)),
+            None => Err(s3_error!(InvalidAccessKeyId)),
         }
     }
 }
@@ -219,12 +244,38 @@ impl s3s::access::S3Access for SignedOnly {
 
 struct S3Door {
     core: Storage,
+    auth: KeyAuth,
 }
 
 impl S3Door {
-    fn actor<T>(req: &S3Request<T>) -> Actor {
-        // Every key doska knows today is the operator's: service_role.
-        Actor::service(req.method.as_str(), req.uri.path())
+    /// Who a signed request acts as: the operator and unbound keys as service_role, a key bound to a
+    /// user as that user (role `authenticated`), under the storage policies.
+    async fn actor<T>(&self, req: &S3Request<T>) -> S3Result<Actor> {
+        let service = Actor::service(req.method.as_str(), req.uri.path());
+        let access_key = req
+            .credentials
+            .as_ref()
+            .map(|c| c.access_key.as_str())
+            .ok_or_else(|| s3_error!(AccessDenied, "Signed requests only"))?;
+        if self.auth.is_operator(access_key) {
+            return Ok(service);
+        }
+        match self.auth.stored(access_key).await? {
+            None => Err(s3_error!(InvalidAccessKeyId)),
+            Some(k) => match k.user_id {
+                None => Ok(service),
+                Some(user) => Ok(Actor {
+                    caller: crate::jwt::Caller {
+                        role: "authenticated".into(),
+                        claims: serde_json::json!({
+                            "sub": user.to_string(), "role": "authenticated", "aud": "authenticated"
+                        }),
+                        token: None,
+                    },
+                    ..service
+                }),
+            },
+        }
     }
 
     async fn require_bucket(&self, actor: &Actor, bucket: &str) -> S3Result<()> {
@@ -261,7 +312,7 @@ impl S3 for S3Door {
     ) -> S3Result<S3Response<dto::ListBucketsOutput>> {
         let buckets = self
             .core
-            .list_buckets(&Self::actor(&req))
+            .list_buckets(&self.actor(&req).await?)
             .await
             .map_err(s3_err)?;
         Ok(S3Response::new(dto::ListBucketsOutput {
@@ -285,7 +336,7 @@ impl S3 for S3Door {
     ) -> S3Result<S3Response<dto::CreateBucketOutput>> {
         let b = &req.input.bucket;
         self.core
-            .create_bucket(&Self::actor(&req), b, b, &BucketSpec::default())
+            .create_bucket(&self.actor(&req).await?, b, b, &BucketSpec::default())
             .await
             .map_err(s3_err)?;
         Ok(S3Response::new(dto::CreateBucketOutput {
@@ -297,7 +348,7 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::HeadBucketInput>,
     ) -> S3Result<S3Response<dto::HeadBucketOutput>> {
-        self.require_bucket(&Self::actor(&req), &req.input.bucket)
+        self.require_bucket(&self.actor(&req).await?, &req.input.bucket)
             .await?;
         Ok(S3Response::new(dto::HeadBucketOutput::default()))
     }
@@ -306,7 +357,7 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::GetBucketLocationInput>,
     ) -> S3Result<S3Response<dto::GetBucketLocationOutput>> {
-        self.require_bucket(&Self::actor(&req), &req.input.bucket)
+        self.require_bucket(&self.actor(&req).await?, &req.input.bucket)
             .await?;
         Ok(S3Response::new(dto::GetBucketLocationOutput::default()))
     }
@@ -316,7 +367,7 @@ impl S3 for S3Door {
         req: S3Request<dto::DeleteBucketInput>,
     ) -> S3Result<S3Response<dto::DeleteBucketOutput>> {
         self.core
-            .delete_bucket(&Self::actor(&req), &req.input.bucket)
+            .delete_bucket(&self.actor(&req).await?, &req.input.bucket)
             .await
             .map_err(s3_err)?;
         Ok(S3Response::new(dto::DeleteBucketOutput {}))
@@ -326,7 +377,7 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::PutObjectInput>,
     ) -> S3Result<S3Response<dto::PutObjectOutput>> {
-        let actor = Self::actor(&req);
+        let actor = self.actor(&req).await?;
         let input = req.input;
         let spec = PutSpec {
             bucket: input.bucket,
@@ -357,7 +408,7 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::GetObjectInput>,
     ) -> S3Result<S3Response<dto::GetObjectOutput>> {
-        let actor = Self::actor(&req);
+        let actor = self.actor(&req).await?;
         let i = &req.input;
         let (info, stream, span) = self
             .core
@@ -399,7 +450,7 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::HeadObjectInput>,
     ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
-        let actor = Self::actor(&req);
+        let actor = self.actor(&req).await?;
         let i = &req.input;
         let info = self
             .core
@@ -429,7 +480,7 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::DeleteObjectInput>,
     ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
-        let actor = Self::actor(&req);
+        let actor = self.actor(&req).await?;
         self.require_bucket(&actor, &req.input.bucket).await?;
         // S3 answers 204 whether or not the key existed.
         self.core
@@ -447,7 +498,7 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::DeleteObjectsInput>,
     ) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
-        let actor = Self::actor(&req);
+        let actor = self.actor(&req).await?;
         self.require_bucket(&actor, &req.input.bucket).await?;
         let keys: Vec<String> = req
             .input
@@ -478,7 +529,7 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::CopyObjectInput>,
     ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
-        let actor = Self::actor(&req);
+        let actor = self.actor(&req).await?;
         let input = req.input;
         let (src_bucket, src_key) = match &input.copy_source {
             dto::CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
@@ -532,7 +583,7 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::ListObjectsInput>,
     ) -> S3Result<S3Response<dto::ListObjectsOutput>> {
-        let actor = Self::actor(&req);
+        let actor = self.actor(&req).await?;
         let i = req.input;
         self.require_bucket(&actor, &i.bucket).await?;
         let max = i.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
@@ -584,7 +635,7 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::ListObjectsV2Input>,
     ) -> S3Result<S3Response<dto::ListObjectsV2Output>> {
-        let actor = Self::actor(&req);
+        let actor = self.actor(&req).await?;
         let i = req.input;
         self.require_bucket(&actor, &i.bucket).await?;
         let max = i.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
@@ -651,7 +702,7 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
-        let actor = Self::actor(&req);
+        let actor = self.actor(&req).await?;
         let i = req.input;
         let spec = PutSpec {
             bucket: i.bucket.clone(),
@@ -682,7 +733,7 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::UploadPartInput>,
     ) -> S3Result<S3Response<dto::UploadPartOutput>> {
-        let actor = Self::actor(&req);
+        let actor = self.actor(&req).await?;
         let i = req.input;
         let (e, _) = self
             .core
@@ -707,7 +758,7 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::ListPartsInput>,
     ) -> S3Result<S3Response<dto::ListPartsOutput>> {
-        let actor = Self::actor(&req);
+        let actor = self.actor(&req).await?;
         let i = req.input;
         let marker = i.part_number_marker.unwrap_or(0);
         let max = i.max_parts.unwrap_or(1000).clamp(1, 1000) as usize;
@@ -746,7 +797,7 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<dto::ListMultipartUploadsOutput>> {
-        let actor = Self::actor(&req);
+        let actor = self.actor(&req).await?;
         let i = req.input;
         self.require_bucket(&actor, &i.bucket).await?;
         let prefix = i.prefix.clone().unwrap_or_default();
@@ -778,7 +829,7 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::AbortMultipartUploadOutput>> {
-        let actor = Self::actor(&req);
+        let actor = self.actor(&req).await?;
         let i = &req.input;
         self.core
             .abort_upload(&actor, &i.bucket, &i.key, &i.upload_id)
@@ -791,7 +842,7 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::CompleteMultipartUploadOutput>> {
-        let actor = Self::actor(&req);
+        let actor = self.actor(&req).await?;
         let i = req.input;
         let listed: Vec<(i32, String)> = i
             .multipart_upload
@@ -829,10 +880,16 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
+    let auth = KeyAuth {
+        operator: keys,
+        admin: state.admin.clone(),
+        jwt_secret: state.jwt_secret.clone(),
+    };
     let mut builder = S3ServiceBuilder::new(S3Door {
         core: super::core_of(&state),
+        auth: auth.clone(),
     });
-    builder.set_auth(OperatorAuth { keys });
+    builder.set_auth(auth);
     builder.set_access(SignedOnly);
     let service = builder.build();
     let graceful = GracefulShutdown::new();

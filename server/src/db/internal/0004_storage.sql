@@ -115,3 +115,16 @@ grant select on storage.s3_multipart_uploads, storage.s3_multipart_uploads_parts
 grant execute on function storage.foldername(text), storage.filename(text), storage.extension(text)
   to anon, authenticated, service_role;
 grant execute on function storage.doska_bucket(text) to anon, authenticated, service_role;
+
+-- doska: S3 access keys made with `doska s3-keys create`. SigV4 needs the plain secret, so it is
+-- stored encrypted (ChaCha20-Poly1305, key derived from the JWT secret), never hashed. A key bound to
+-- a user acts as that user under the storage policies; an unbound key acts as service_role.
+create table if not exists doska.s3_keys (
+  access_key_id text primary key,
+  secret_nonce bytea not null,
+  secret_ciphertext bytea not null,
+  user_id uuid,
+  created_at timestamptz not null default now(),
+  revoked_at timestamptz
+);
+revoke all on doska.s3_keys from public;
