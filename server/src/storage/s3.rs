@@ -754,6 +754,51 @@ impl S3 for S3Door {
         }))
     }
 
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<dto::UploadPartCopyInput>,
+    ) -> S3Result<S3Response<dto::UploadPartCopyOutput>> {
+        let actor = self.actor(&req).await?;
+        let i = req.input;
+        let (src_bucket, src_key) = match &i.copy_source {
+            dto::CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
+            _ => return Err(s3_error!(NotImplemented, "Access point copy sources")),
+        };
+        let range = match &i.copy_source_range {
+            Some(r) => Some(
+                ByteRange::parse(r)
+                    .ok_or_else(|| s3_error!(InvalidArgument, "Invalid x-amz-copy-source-range"))?,
+            ),
+            None => None,
+        };
+        let (_, stream, _) = self
+            .core
+            .get(&actor, &src_bucket, &src_key, range)
+            .await
+            .map_err(s3_err)?;
+        let (e, _) = self
+            .core
+            .upload_part(
+                &actor,
+                &i.bucket,
+                &i.key,
+                &i.upload_id,
+                i.part_number,
+                stream,
+                None,
+            )
+            .await
+            .map_err(s3_err)?;
+        Ok(S3Response::new(dto::UploadPartCopyOutput {
+            copy_part_result: Some(dto::CopyPartResult {
+                e_tag: Some(etag(&e)),
+                last_modified: Some(ts(chrono::Utc::now())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
     async fn list_parts(
         &self,
         req: S3Request<dto::ListPartsInput>,

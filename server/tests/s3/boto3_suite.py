@@ -197,6 +197,15 @@ def test_multipart_api():
     g = s3.get_object(Bucket=BUCKET, Key="parts.bin")
     assert g["ContentType"] == "application/x-test"
     assert g["Body"].read() == b"a" * (5 * 1024 * 1024) + b"tail"
+    # UploadPartCopy: a new object from a range of an existing one plus an uploaded part.
+    up = s3.create_multipart_upload(Bucket=BUCKET, Key="from-copy.bin")
+    c1 = s3.upload_part_copy(Bucket=BUCKET, Key="from-copy.bin", UploadId=up["UploadId"], PartNumber=1,
+                             CopySource={"Bucket": BUCKET, "Key": "parts.bin"},
+                             CopySourceRange="bytes=0-%d" % (5 * 1024 * 1024 - 1))
+    c2 = s3.upload_part(Bucket=BUCKET, Key="from-copy.bin", UploadId=up["UploadId"], PartNumber=2, Body=b"!")
+    s3.complete_multipart_upload(Bucket=BUCKET, Key="from-copy.bin", UploadId=up["UploadId"], MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": c1["CopyPartResult"]["ETag"]}, {"PartNumber": 2, "ETag": c2["ETag"]}]})
+    assert s3.get_object(Bucket=BUCKET, Key="from-copy.bin")["Body"].read() == b"a" * (5 * 1024 * 1024) + b"!"
     up = s3.create_multipart_upload(Bucket=BUCKET, Key="aborted.bin")
     s3.upload_part(Bucket=BUCKET, Key="aborted.bin", UploadId=up["UploadId"], PartNumber=1, Body=b"x")
     s3.abort_multipart_upload(Bucket=BUCKET, Key="aborted.bin", UploadId=up["UploadId"])
