@@ -8,6 +8,8 @@ pub mod db;
 pub mod http;
 pub mod jwt;
 pub mod pg;
+pub mod policies;
+pub mod realtime;
 pub mod rest;
 pub mod secret;
 pub mod startup;

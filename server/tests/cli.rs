@@ -65,6 +65,14 @@ fn serve_with(data: &Path, migrations: &Path, extra: &[&str]) -> Serving {
     Serving { child, url, log }
 }
 
+/// Runs `doska migrate`, which must succeed; returns what it printed.
+fn migrate_ok(data: &Path, mig: &Path) -> String {
+    let out = doska(data, mig).arg("migrate").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 fn postmaster_pid(data: &Path) -> i32 {
     // The cluster lives in the data dir, or where `pg-location` says.
     let cluster = std::fs::read_to_string(data.join("pg-location"))
@@ -137,16 +145,7 @@ async fn serve_stop_with_sigint_restart_keeps_data() {
     assert!(!s.log.lock().unwrap().contains("applied migration"));
     unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
     assert!(s.child.wait().unwrap().success());
-    let out = doska(&data, &mig).arg("migrate").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "no pending migrations"
-    );
+    assert_eq!(migrate_ok(&data, &mig), "no pending migrations");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -196,17 +195,8 @@ fn migrate_reports_broken_and_changed_files() {
     );
 
     std::fs::write(mig.join("002_bad.sql"), "create table half (id int);\n").unwrap();
-    let out = doska(&data, &mig).arg("migrate").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     // 001 applied in the failed run; only 002 now.
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "applied 002_bad.sql"
-    );
+    assert_eq!(migrate_ok(&data, &mig), "applied 002_bad.sql");
 
     std::fs::write(mig.join("001_ok.sql"), "create table ok (id bigint);\n").unwrap();
     let out = doska(&data, &mig).arg("migrate").output().unwrap();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestDb, get, request};
+use common::{TestDb, get, get_with, request};
 use doska::{
     config::{DefaultGrants, Settings},
     db::{
@@ -121,21 +121,9 @@ async fn health_metrics_request_id_and_unknown_route() {
     assert_eq!(res.status, 200);
     assert_eq!(res.json(), json!({"status": "ok", "database": "ok"}));
     assert!(res.header("x-request-id").is_some_and(|v| v.len() >= 16));
-    let res = request(
-        "GET",
-        &format!("{url}/health"),
-        &[("x-request-id", "abc-123")],
-        "",
-    )
-    .await;
+    let res = get_with(&format!("{url}/health"), &[("x-request-id", "abc-123")]).await;
     assert_eq!(res.header("x-request-id"), Some("abc-123"));
-    let res = request(
-        "GET",
-        &format!("{url}/health"),
-        &[("x-request-id", "bad id\"")],
-        "",
-    )
-    .await;
+    let res = get_with(&format!("{url}/health"), &[("x-request-id", "bad id\"")]).await;
     assert_ne!(res.header("x-request-id"), Some("bad id\""));
 
     let res = get(&format!("{url}/nope")).await;
@@ -232,11 +220,9 @@ async fn cors_preflight_and_exposed_headers() {
             .unwrap()
             .contains("PATCH")
     );
-    let res = request(
-        "GET",
+    let res = get_with(
         &format!("{url}/health"),
         &[("origin", "http://localhost:5173")],
-        "",
     )
     .await;
     assert!(
@@ -265,11 +251,9 @@ async fn cors_refuses_origins_not_listed() {
     )
     .await;
     assert!(res.header("access-control-allow-origin").is_none());
-    let res = request(
-        "GET",
+    let res = get_with(
         &format!("{url}/health"),
         &[("origin", "https://app.example")],
-        "",
     )
     .await;
     assert_eq!(
@@ -304,21 +288,9 @@ async fn json_is_compressed_when_asked() {
     for _ in 0..30 {
         get(&format!("{url}/health")).await;
     }
-    let res = request(
-        "GET",
-        &format!("{url}/metrics"),
-        &[("accept-encoding", "gzip")],
-        "",
-    )
-    .await;
+    let res = get_with(&format!("{url}/metrics"), &[("accept-encoding", "gzip")]).await;
     assert_eq!(res.header("content-encoding"), Some("gzip"));
-    let res = request(
-        "GET",
-        &format!("{url}/metrics"),
-        &[("accept-encoding", "br")],
-        "",
-    )
-    .await;
+    let res = get_with(&format!("{url}/metrics"), &[("accept-encoding", "br")]).await;
     assert_eq!(res.header("content-encoding"), Some("br"));
     let res = get(&format!("{url}/metrics")).await;
     assert!(res.header("content-encoding").is_none());

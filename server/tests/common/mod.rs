@@ -235,3 +235,8 @@ pub async fn request(
 pub async fn get(url: &str) -> Response {
     request("GET", url, &[], Bytes::new()).await
 }
+
+/// A GET with request headers.
+pub async fn get_with(url: &str, headers: &[(&str, &str)]) -> Response {
+    request("GET", url, headers, Bytes::new()).await
+}
