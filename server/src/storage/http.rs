@@ -346,6 +346,7 @@ async fn serve(state: &SharedState, req: Request<Incoming>, ctx: &RequestContext
             api.list_v2(&actor, &bucket, &v).await
         }
         Route::Move | Route::Copy => {
+            let upsert = header_is_true(req.headers(), "x-upsert");
             let v = json_body(req, limit).await?;
             let field = |k: &str| {
                 v[k].as_str()
@@ -369,7 +370,8 @@ async fn serve(state: &SharedState, req: Request<Incoming>, ctx: &RequestContext
                 let spec = PutSpec {
                     bucket: to_bucket.clone(),
                     key: to.clone(),
-                    upsert: req_upsert_default(&actor),
+                    // As in Supabase: a copy overwrites only when asked with `x-upsert`.
+                    upsert,
                     content_type: src.content_type.clone(),
                     cache_control: src.cache_control.clone(),
                     user_metadata: src.user_metadata.clone(),
@@ -487,11 +489,6 @@ async fn serve(state: &SharedState, req: Request<Incoming>, ctx: &RequestContext
             ok(json!({"Id": info.id, "Key": format!("{bucket}/{key}")}))
         }
     }
-}
-
-/// Copies keep Supabase's rule: a copy never overwrites unless asked (storage-js does not ask).
-fn req_upsert_default(_: &Actor) -> bool {
-    false
 }
 
 fn header_is_true(h: &HeaderMap, name: &str) -> bool {
