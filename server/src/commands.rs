@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `migrate`, `keys`, `config`, `policies apply|check|diff|test`. Parses flags, env vars and the
+//! The command line: `serve` (the default), `migrate`, `keys`, `s3-keys`, `config`,
+//! `policies apply|check|diff|test`. Parses flags, env vars and the
 //! config file into one `Config`, sets up logging, runs the command and turns any failure into one
 //! line on stderr and a non-zero exit — never a backtrace.
 
@@ -27,7 +28,7 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Serve everything on one port (the default command).
     Serve,
@@ -37,11 +38,28 @@ pub enum Command {
     Keys,
     /// Print the effective configuration, secrets masked.
     Config,
+    /// Manage S3 access keys (besides the operator's pair from config).
+    #[command(name = "s3-keys", subcommand)]
+    S3Keys(S3KeysAction),
     /// Apply, check, diff or test the policy files (attaches to a running serve's database).
     Policies {
         #[command(subcommand)]
         action: PoliciesAction,
     },
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum S3KeysAction {
+    /// Make a key; prints `{"access_key_id": …, "secret_access_key": …}` (the secret is shown once).
+    Create {
+        /// Bind the key to this user: it then acts as that user under the storage policies.
+        #[arg(long)]
+        user: Option<uuid::Uuid>,
+    },
+    /// List the keys (never their secrets).
+    List,
+    /// Revoke a key by its access key id.
+    Revoke { access_key_id: String },
 }
 
 #[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +127,7 @@ pub fn main() -> ExitCode {
             Command::Serve => startup::serve(config).await.map_err(|e| e.to_string()),
             Command::Migrate => migrate(config).await,
             Command::Keys => keys(&config),
+            Command::S3Keys(action) => s3_keys(config, action).await,
             Command::Policies { action } => policies(config, action).await,
             Command::Config => unreachable!("handled before the runtime starts"),
         }
@@ -128,6 +147,42 @@ fn keys(config: &Config) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     println!("{}", crate::jwt::project_keys(secret.as_bytes()));
     Ok(())
+}
+
+async fn s3_keys(config: Config, action: S3KeysAction) -> Result<(), String> {
+    use crate::storage::s3_keys;
+    startup::ensure_data_dir(&config.data_dir).map_err(|e| e.to_string())?;
+    let secret = secret::load_or_create(config.jwt_secret.as_deref(), &config.data_dir)
+        .map_err(|e| e.to_string())?;
+    let database = startup::Database::open(&config, pg::Mode::Attach)
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = async {
+        startup::prepare(&config, &database, &secret)
+            .await
+            .map_err(|e| e.to_string())?;
+        let client = database.admin_client().await.map_err(|e| e.to_string())?;
+        let db = |e: tokio_postgres::Error| crate::db::migrate::describe(&e);
+        match action {
+            S3KeysAction::Create { user } => {
+                let key = s3_keys::create(&client, secret.as_bytes(), user)
+                    .await
+                    .map_err(db)?;
+                println!("{key}");
+            }
+            S3KeysAction::List => println!("{}", s3_keys::list(&client).await.map_err(db)?),
+            S3KeysAction::Revoke { access_key_id } => {
+                if !s3_keys::revoke(&client, &access_key_id).await.map_err(db)? {
+                    return Err(format!("no active S3 key {access_key_id}"));
+                }
+                println!("revoked {access_key_id}");
+            }
+        }
+        Ok(())
+    }
+    .await;
+    database.close().await;
+    result
 }
 
 async fn migrate(config: Config) -> Result<(), String> {

@@ -14,3 +14,4 @@ pub mod rest;
 pub mod secret;
 pub mod startup;
 pub mod state;
+pub mod storage;

@@ -314,6 +314,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         .map_err(StartError::Auth)?;
     ensure_data_dir(&config.data_dir)?;
     let listener = bind(config.listen)?;
+    let s3_bound = crate::storage::s3::bind(&config)?;
     let tls = match &config.tls {
         Some(t) => Some(http::server::tls_acceptor(&t.cert, &t.key).map_err(StartError::Tls)?),
         None => None,
@@ -349,6 +350,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         addr: config.listen.to_string(),
         reason: e.to_string(),
     })?;
+    // Storage's own listener (S3) and its orphan cleanup; both stop with the shutdown signal.
+    let s3 = crate::storage::s3::spawn(s3_bound, tls.clone(), state.clone());
+    let cleanup = tokio::spawn(crate::storage::orphan_cleanup(state.clone()));
     let watcher =
         crate::policies::watch::spawn(state.clone(), config.policies.clone(), policies_hash);
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -364,6 +368,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     tracing::info!("shutting down: draining requests");
     let _ = shutdown_tx.send(true);
     let _ = server.await;
+    if let Some(s3) = s3 {
+        let _ = s3.await;
+    }
+    let _ = cleanup.await;
     let _ = watcher.await;
     state.pool.close();
     state.admin.close();

@@ -112,6 +112,9 @@ type Door = fn(SharedState, Request<Incoming>, RequestContext) -> DoorFuture;
 const FRONT_DOORS: &[(&str, Door)] = &[
     ("/rest/v1", |s, r, c| Box::pin(crate::rest::handle(s, r, c))),
     ("/auth/v1", |s, r, c| Box::pin(crate::auth::handle(s, r, c))),
+    ("/storage/v1", |s, r, c| {
+        Box::pin(crate::storage::http::handle(s, r, c))
+    }),
 ];
 
 /// Handles one request end to end.
