@@ -24,6 +24,9 @@ class Doska:
 
     def __init__(self):
         self.root = Path(tempfile.mkdtemp(prefix="doska-py-"))
+        # mkdtemp makes it 0700; the `postgres` user (doska runs PostgreSQL as it under root) must
+        # pass through, or the cluster is relocated outside the folder and outlives the test.
+        os.chmod(self.root, 0o755)
         migrations = self.root / "migrations"
         policies = self.root / "policies"
         migrations.mkdir()
