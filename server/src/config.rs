@@ -91,6 +91,10 @@ pub struct Settings {
     /// The operator's S3 secret access key.
     #[arg(long, global = true, env = "DOSKA_S3_SECRET_ACCESS_KEY")]
     pub s3_secret_access_key: Option<String>,
+    /// Proxies whose `X-Forwarded-For` names the client (comma-separated addresses or CIDR ranges);
+    /// from any other peer the header is ignored.
+    #[arg(long, global = true, env = "DOSKA_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
     /// doska's own public base URL, used in links auth mails (default `http://<listen>`).
     #[arg(long, global = true, env = "DOSKA_EXTERNAL_URL")]
     pub external_url: Option<String>,
@@ -173,6 +177,7 @@ pub struct Config {
     pub db_statement_timeout_ms: u64,
     pub shutdown_timeout_secs: u64,
     pub site_url: String,
+    pub trusted_proxies: Vec<crate::http::client_ip::IpNet>,
     pub storage_dir: PathBuf,
     pub storage_orphan_age_secs: u64,
     pub s3_listen: SocketAddr,
@@ -334,6 +339,7 @@ impl Settings {
             db_statement_timeout,
             shutdown_timeout,
             site_url,
+            trusted_proxies,
             storage_dir,
             storage_orphan_age,
             s3_listen,
@@ -405,6 +411,22 @@ fn parse_body_limits(s: &str) -> Result<BodyLimits, ConfigError> {
         limits.by_prefix.push((prefix.to_string(), size));
     }
     Ok(limits)
+}
+
+fn parse_trusted_proxies(
+    list: Option<&str>,
+) -> Result<Vec<crate::http::client_ip::IpNet>, ConfigError> {
+    list.unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            crate::http::client_ip::IpNet::parse(p).ok_or_else(|| ConfigError::Invalid {
+                key: "trusted_proxies",
+                reason: format!("`{p}` is not an address or CIDR range (e.g. 10.0.0.0/8)"),
+            })
+        })
+        .collect()
 }
 
 impl Config {
@@ -513,6 +535,7 @@ impl Config {
             site_url: s
                 .site_url
                 .unwrap_or_else(|| "http://localhost:3000".to_string()),
+            trusted_proxies: parse_trusted_proxies(s.trusted_proxies.as_deref())?,
             auth: AuthSettings {
                 external_url: s.external_url,
                 redirect_urls: s
@@ -568,6 +591,7 @@ impl Config {
             "s3_listen": self.s3_listen.to_string(),
             "s3_access_key_id": self.s3_keys.as_ref().map(|k| k.access_key_id.clone()),
             "s3_secret_access_key": self.s3_keys.as_ref().map(|_| "********"),
+            "trusted_proxies": (!self.trusted_proxies.is_empty()).then(|| self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
             "external_url": self.auth.external_url,
             "redirect_urls": (!self.auth.redirect_urls.is_empty()).then(|| self.auth.redirect_urls.join(",")),
             "password_min_length": self.auth.password_min_length,

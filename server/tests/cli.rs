@@ -321,6 +321,15 @@ fn bad_input_gets_one_clear_line() {
             vec!["keys".into(), "--jwt-secret".into(), "short".into()],
             "jwt_secret",
         ),
+        (
+            "bad trusted proxy",
+            vec![
+                "keys".into(),
+                "--trusted-proxies".into(),
+                "10.0.0.0/40".into(),
+            ],
+            "trusted_proxies",
+        ),
     ];
     for (name, args, expect) in cases {
         let out = doska(&data, &mig).args(&args).output().unwrap();

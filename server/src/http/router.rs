@@ -162,7 +162,11 @@ where
         } else {
             let ctx = RequestContext {
                 request_id: id.clone(),
-                client_ip: remote.ip(),
+                client_ip: super::client_ip::resolve(
+                    remote.ip(),
+                    &req_headers,
+                    &state.config.trusted_proxies,
+                ),
                 path: path.clone(),
                 body_limit,
             };
