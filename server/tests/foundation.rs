@@ -545,3 +545,40 @@ async fn a_panicking_handler_becomes_a_logged_500_and_the_server_lives_on() {
     let res = get(&format!("http://{addr}/fine")).await;
     assert_eq!(res.status, 200);
 }
+
+#[tokio::test]
+async fn health_is_503_with_the_reason_when_the_database_is_down() {
+    let t = TestDb::new().await;
+    // The same state, but its pools point at a socket where no PostgreSQL listens.
+    let mut gone = tokio_postgres::Config::new();
+    gone.host_path(common::temp_dir("no-db"))
+        .port(5432)
+        .user("postgres")
+        .dbname("postgres")
+        .connect_timeout(std::time::Duration::from_secs(1));
+    let pool = db::pools::pool(gone, 1).unwrap();
+    let state = std::sync::Arc::new(doska::state::AppState {
+        config: t.state.config.clone(),
+        admin: pool.clone(),
+        pool,
+        verifier: doska::jwt::Verifier::hs256(common::JWT_SECRET.as_bytes()),
+        jwt_secret: t.state.jwt_secret.clone(),
+        metrics: Default::default(),
+        shutdown: t.state.shutdown.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(doska::http::server::run(
+        listener,
+        None,
+        state,
+        rx,
+        std::time::Duration::from_secs(1),
+    ));
+    let res = get(&format!("http://{addr}/health")).await;
+    assert_eq!(res.status, 503);
+    let body = res.json();
+    assert_eq!(body["status"], "error");
+    assert!(!body["database"].as_str().unwrap().is_empty(), "{body}");
+}
