@@ -158,9 +158,7 @@ pub async fn create(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         )
         .await?;
     }
-    let user = users::by_id(&tx, id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
+    let user = users::get(&tx, id).await?;
     tx.commit().await?;
     ok_json(&user.to_json())
 }
@@ -214,9 +212,7 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
 pub async fn get(ctx: &Ctx<'_>, id: Uuid) -> Result<Response<Body>, AuthError> {
     require_admin(ctx)?;
     let client = ctx.state.admin.get().await?;
-    let user = users::by_id(&client, id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
+    let user = users::get(&client, id).await?;
     ok_json(&user.to_json())
 }
 
@@ -349,9 +345,7 @@ pub async fn update(ctx: &Ctx<'_>, id: Uuid) -> Result<Response<Body>, AuthError
         json!({"by": "service_role"}),
     )
     .await?;
-    let user = users::by_id(&tx, id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
+    let user = users::get(&tx, id).await?;
     tx.commit().await?;
     ok_json(&user.to_json())
 }
@@ -366,9 +360,7 @@ pub async fn delete(ctx: &Ctx<'_>, id: Uuid) -> Result<Response<Body>, AuthError
     let b: DeleteBody = parse(ctx)?;
     let mut client = ctx.state.admin.get().await?;
     let tx = client.transaction().await?;
-    let user = users::by_id(&tx, id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
+    let user = users::get(&tx, id).await?;
     super::audit::record(
         &tx,
         ctx.rc.client_ip,

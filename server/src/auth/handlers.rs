@@ -164,9 +164,7 @@ pub async fn open_session<C: GenericClient>(
         &[&user_id],
     )
     .await?;
-    let user = users::by_id(c, user_id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
+    let user = users::get(c, user_id).await?;
     super::audit::record(
         c,
         ctx.rc.client_ip,
@@ -307,14 +305,16 @@ pub async fn signup(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         tx.commit().await?;
         return ok_json(&session);
     }
-    if let Some(ch) = &challenge {
-        let method = super::mail::LinkKind::Signup.auth_method();
-        super::pkce::start(&tx, id, ch, method).await?;
-    }
-    super::mail::send_link(ctx, &tx, id, &email, super::mail::LinkKind::Signup).await?;
-    let user = users::by_id(&tx, id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
+    super::mail::send_link_with_pkce(
+        ctx,
+        &tx,
+        id,
+        &email,
+        super::mail::LinkKind::Signup,
+        challenge.as_ref(),
+    )
+    .await?;
+    let user = users::get(&tx, id).await?;
     tx.commit().await?;
     ctx.kick_mail();
     ok_json(&user.to_json())
@@ -443,9 +443,7 @@ async fn refresh_grant(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
 pub async fn get_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     let client = ctx.state.admin.get().await?;
     let me = signed_in(ctx, &client).await?;
-    let user = users::by_id(&client, me.user_id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
+    let user = users::get(&client, me.user_id).await?;
     ok_json(&user.to_json())
 }
 
@@ -482,9 +480,7 @@ pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         // Released before any hashing, so slow password work never holds a connection.
         let client = ctx.state.admin.get().await?;
         let me = signed_in(ctx, &client).await?;
-        users::by_id(&client, me.user_id)
-            .await?
-            .ok_or(AuthError::UserNotFound)?
+        users::get(&client, me.user_id).await?
     };
     // Password change: refuse the same password, and check the current password or the
     // reauthentication nonce (consumed in the transaction below).
@@ -590,9 +586,7 @@ pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         super::audit::Action::UserModified
     };
     super::audit::record(&tx, ctx.rc.client_ip, action, user.id, json!({})).await?;
-    let user = users::by_id(&tx, user.id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
+    let user = users::get(&tx, user.id).await?;
     tx.commit().await?;
     ctx.kick_mail();
     ok_json(&user.to_json())

@@ -214,6 +214,21 @@ async fn enqueue<C: GenericClient>(
 }
 
 /// Mints a credential of `kind` for the user and mails it.
+/// Sends `kind`'s link, first tying the client's PKCE challenge (when it sent one) to that flow.
+pub async fn send_link_with_pkce<C: GenericClient>(
+    ctx: &Ctx<'_>,
+    c: &C,
+    user_id: Uuid,
+    email: &str,
+    kind: LinkKind,
+    challenge: Option<&super::pkce::Challenge>,
+) -> Result<(), AuthError> {
+    if let Some(ch) = challenge {
+        super::pkce::start(c, user_id, ch, kind.auth_method()).await?;
+    }
+    send_link(ctx, c, user_id, email, kind).await
+}
+
 pub async fn send_link<C: GenericClient>(
     ctx: &Ctx<'_>,
     c: &C,
@@ -277,10 +292,15 @@ pub async fn recover(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     let tx = client.transaction().await?;
     // Unknown addresses get the same answer: the endpoint does not reveal who has an account.
     if let Some(u) = users::by_email(&tx, &email).await? {
-        if let Some(ch) = &challenge {
-            super::pkce::start(&tx, u.id, ch, LinkKind::Recovery.auth_method()).await?;
-        }
-        send_link(ctx, &tx, u.id, &email, LinkKind::Recovery).await?;
+        send_link_with_pkce(
+            ctx,
+            &tx,
+            u.id,
+            &email,
+            LinkKind::Recovery,
+            challenge.as_ref(),
+        )
+        .await?;
         super::audit::record(
             &tx,
             ctx.rc.client_ip,
@@ -314,10 +334,15 @@ pub async fn otp(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     let tx = client.transaction().await?;
     match users::by_email(&tx, &email).await? {
         Some(u) => {
-            if let Some(ch) = &challenge {
-                super::pkce::start(&tx, u.id, ch, LinkKind::MagicLink.auth_method()).await?;
-            }
-            send_link(ctx, &tx, u.id, &email, LinkKind::MagicLink).await?
+            send_link_with_pkce(
+                ctx,
+                &tx,
+                u.id,
+                &email,
+                LinkKind::MagicLink,
+                challenge.as_ref(),
+            )
+            .await?
         }
         None => {
             if !b.create_user.unwrap_or(true) || ctx.auth.config.disable_signup {
@@ -338,10 +363,7 @@ pub async fn otp(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
             )
             .await?
             .ok_or(AuthError::UserAlreadyExists)?;
-            if let Some(ch) = &challenge {
-                super::pkce::start(&tx, id, ch, LinkKind::Signup.auth_method()).await?;
-            }
-            send_link(ctx, &tx, id, &email, LinkKind::Signup).await?;
+            send_link_with_pkce(ctx, &tx, id, &email, LinkKind::Signup, challenge.as_ref()).await?;
         }
     }
     tx.commit().await?;
@@ -596,9 +618,7 @@ pub async fn reauthenticate(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> 
     rate_limit(ctx, Class::Otp, &ip_key(ctx))?;
     let client = ctx.state.admin.get().await?;
     let me = signed_in(ctx, &client).await?;
-    let user = users::by_id(&client, me.user_id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
+    let user = users::get(&client, me.user_id).await?;
     let email = user
         .email
         .filter(|e| !e.is_empty())
@@ -687,9 +707,7 @@ pub async fn invite(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         json!({"by": "service_role"}),
     )
     .await?;
-    let user = users::by_id(&tx, id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
+    let user = users::get(&tx, id).await?;
     tx.commit().await?;
     ctx.kick_mail();
     ok_json(&user.to_json())
@@ -766,9 +784,7 @@ pub async fn generate_link(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         _ => (kind, email),
     };
     let m = mint(ctx, &tx, id, &mail_to, kind, b.redirect_to.as_deref()).await?;
-    let user = users::by_id(&tx, id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
+    let user = users::get(&tx, id).await?;
     tx.commit().await?;
     let mut out = user.to_json();
     out["action_link"] = json!(m.action_link);

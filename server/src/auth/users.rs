@@ -224,6 +224,11 @@ pub async fn by_id<C: GenericClient>(c: &C, id: Uuid) -> Result<Option<User>, Au
     Ok(Some(u))
 }
 
+/// The user with this id, with identities; `UserNotFound` when there is none.
+pub async fn get<C: GenericClient>(c: &C, id: Uuid) -> Result<User, AuthError> {
+    by_id(c, id).await?.ok_or(AuthError::UserNotFound)
+}
+
 /// The user with this (already lower-cased) e-mail, without identities (sign-in does not need them).
 pub async fn by_email<C: GenericClient>(c: &C, email: &str) -> Result<Option<User>, AuthError> {
     let sql = format!(
