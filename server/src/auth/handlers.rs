@@ -241,14 +241,8 @@ pub async fn signup(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         let id = users::insert(
             &tx,
             &NewUser {
-                email: None,
-                encrypted_password: None,
-                confirmed: false,
-                user_metadata: &data,
-                app_metadata: &json!({}),
-                role: "authenticated",
                 is_anonymous: true,
-                invited: false,
+                ..NewUser::authenticated(None, &data)
             },
         )
         .await?
@@ -280,14 +274,9 @@ pub async fn signup(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     let id = users::insert(
         &tx,
         &NewUser {
-            email: Some(&email),
             encrypted_password: Some(&hash),
             confirmed: cfg.autoconfirm,
-            user_metadata: &data,
-            app_metadata: &json!({}),
-            role: "authenticated",
-            is_anonymous: false,
-            invited: false,
+            ..NewUser::authenticated(Some(&email), &data)
         },
     )
     .await?

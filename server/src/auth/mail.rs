@@ -348,21 +348,9 @@ pub async fn otp(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
             if !b.create_user.unwrap_or(true) || ctx.auth.config.disable_signup {
                 return Err(AuthError::SignupDisabled);
             }
-            let id = users::insert(
-                &tx,
-                &NewUser {
-                    email: Some(&email),
-                    encrypted_password: None,
-                    confirmed: false,
-                    user_metadata: &data,
-                    app_metadata: &json!({}),
-                    role: "authenticated",
-                    is_anonymous: false,
-                    invited: false,
-                },
-            )
-            .await?
-            .ok_or(AuthError::UserAlreadyExists)?;
+            let id = users::insert(&tx, &NewUser::authenticated(Some(&email), &data))
+                .await?
+                .ok_or(AuthError::UserAlreadyExists)?;
             send_link_with_pkce(ctx, &tx, id, &email, LinkKind::Signup, challenge.as_ref()).await?;
         }
     }
@@ -686,14 +674,8 @@ pub async fn invite(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     let id = users::insert(
         &tx,
         &NewUser {
-            email: Some(&email),
-            encrypted_password: None,
-            confirmed: false,
-            user_metadata: &data,
-            app_metadata: &json!({}),
-            role: "authenticated",
-            is_anonymous: false,
             invited: true,
+            ..NewUser::authenticated(Some(&email), &data)
         },
     )
     .await?
@@ -756,14 +738,9 @@ pub async fn generate_link(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         (None, LinkKind::Signup | LinkKind::Invite | LinkKind::MagicLink) => users::insert(
             &tx,
             &NewUser {
-                email: Some(&email),
                 encrypted_password: hash.as_deref(),
-                confirmed: false,
-                user_metadata: &data,
-                app_metadata: &json!({}),
-                role: "authenticated",
-                is_anonymous: false,
                 invited: kind == LinkKind::Invite,
+                ..NewUser::authenticated(Some(&email), &data)
             },
         )
         .await?

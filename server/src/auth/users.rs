@@ -250,6 +250,25 @@ pub struct NewUser<'a> {
     pub invited: bool,
 }
 
+static NO_APP_METADATA: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| json!({}));
+
+impl<'a> NewUser<'a> {
+    /// An `authenticated` user with no password, unconfirmed, not invited, not anonymous and
+    /// with empty app metadata: what the sign-up paths start from (struct update for the rest).
+    pub fn authenticated(email: Option<&'a str>, user_metadata: &'a Value) -> Self {
+        NewUser {
+            email,
+            encrypted_password: None,
+            confirmed: false,
+            user_metadata,
+            app_metadata: &NO_APP_METADATA,
+            role: "authenticated",
+            is_anonymous: false,
+            invited: false,
+        }
+    }
+}
+
 /// Inserts the user and its identity; `None` when the e-mail is taken (never a second account).
 /// Triggers on auth.users run here; the caller re-reads the row in the same transaction.
 pub async fn insert<C: GenericClient>(c: &C, n: &NewUser<'_>) -> Result<Option<Uuid>, AuthError> {
