@@ -34,6 +34,20 @@ impl ToSql for TextParam<'_> {
     to_sql_checked!();
 }
 
+/// Runs `sql` with `params` sent as [`TextParam`]s, each typed by PostgreSQL from where it is used.
+pub async fn query_text<C: tokio_postgres::GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &[String],
+) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    let params: Vec<TextParam> = params.iter().map(|p| TextParam(p)).collect();
+    let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
+        .iter()
+        .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
+        .collect();
+    client.query_typed(sql, &typed).await
+}
+
 /// What the statement returned.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Outcome {
@@ -98,13 +112,8 @@ pub async fn run(
         },
         None => None,
     };
-    let params: Vec<TextParam> = stmt.params.iter().map(|p| TextParam(p)).collect();
-    let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
-        .iter()
-        .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
-        .collect();
     let rows = match &req.session.timezone {
-        None => tx.client().query_typed(&stmt.sql, &typed).await,
+        None => query_text(tx.client(), &stmt.sql, &stmt.params).await,
         Some(tz) => {
             // Sent together with the statement: one round trip. If the zone is unknown, its error
             // (not the aborted statement's) is the answer.
@@ -113,7 +122,7 @@ pub async fn run(
                 "SELECT pg_catalog.set_config('timezone', $1, true)",
                 &tz_param,
             );
-            let (set, rows) = tokio::join!(set, tx.client().query_typed(&stmt.sql, &typed));
+            let (set, rows) = tokio::join!(set, query_text(tx.client(), &stmt.sql, &stmt.params));
             set.and(rows)
         }
     };
@@ -200,12 +209,7 @@ pub async fn explain(
         }
     }
     let sql = format!("EXPLAIN ({}) {}", opts.join(", "), stmt.sql);
-    let params: Vec<TextParam> = stmt.params.iter().map(|p| TextParam(p)).collect();
-    let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
-        .iter()
-        .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
-        .collect();
-    let result = tx.client().query_typed(&sql, &typed).await;
+    let result = query_text(tx.client(), &sql, &stmt.params).await;
     tx.rollback().await.ok();
     let rows = result.map_err(|e| db_error(&e, anonymous))?;
     Ok(if ex.json {
@@ -227,12 +231,7 @@ async fn planned_rows(
     sql: &str,
     params: &[String],
 ) -> Result<i64, tokio_postgres::Error> {
-    let params: Vec<TextParam> = params.iter().map(|p| TextParam(p)).collect();
-    let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
-        .iter()
-        .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
-        .collect();
-    let rows = client.query_typed(sql, &typed).await?;
+    let rows = query_text(client, sql, params).await?;
     let plan: Option<serde_json::Value> = rows
         .first()
         .and_then(|r| r.try_get::<_, serde_json::Value>(0).ok());
