@@ -86,22 +86,30 @@ pub struct ExecRequest<'a> {
     pub statement_timeout_ms: u64,
 }
 
+impl ExecRequest<'_> {
+    /// Opens the request's transaction, and says whether the caller is anonymous: PostgREST answers
+    /// 401 rather than 403 to the anonymous role, token or not (the anon key is a JWT).
+    async fn begin(&self) -> Result<(RequestTx, bool), RestError> {
+        let anonymous = self.caller.role == "anon";
+        let tx = RequestTx::begin(
+            self.pool,
+            self.caller,
+            &self.info,
+            self.read_only,
+            self.statement_timeout_ms,
+        )
+        .await
+        .map_err(|e| tx_error(e, anonymous))?;
+        Ok((tx, anonymous))
+    }
+}
+
 pub async fn run(
     req: ExecRequest<'_>,
     stmt: &Statement,
     guards: Guards,
 ) -> Result<Outcome, RestError> {
-    // PostgREST answers 401 rather than 403 to the anonymous role, token or not (the anon key is a JWT).
-    let anonymous = req.caller.role == "anon";
-    let tx = RequestTx::begin(
-        req.pool,
-        req.caller,
-        &req.info,
-        req.read_only,
-        req.statement_timeout_ms,
-    )
-    .await
-    .map_err(|e| tx_error(e, anonymous))?;
+    let (tx, anonymous) = req.begin().await?;
     let planned = match &stmt.explain {
         Some((sql, params)) => match planned_rows(tx.client(), sql, params).await {
             Ok(n) => Some(n),
@@ -182,16 +190,7 @@ pub async fn explain(
     stmt: &Statement,
     ex: super::request::ExplainRequest,
 ) -> Result<String, RestError> {
-    let anonymous = req.caller.role == "anon";
-    let tx = RequestTx::begin(
-        req.pool,
-        req.caller,
-        &req.info,
-        req.read_only,
-        req.statement_timeout_ms,
-    )
-    .await
-    .map_err(|e| tx_error(e, anonymous))?;
+    let (tx, anonymous) = req.begin().await?;
     let mut opts = vec![if ex.json {
         "FORMAT JSON"
     } else {
