@@ -108,14 +108,11 @@ impl Env {
     /// The body of the latest mail of this kind in the outbox.
     async fn mail_body(&self, kind: &str) -> String {
         self.db
-            .admin()
-            .query_one(
+            .value(
                 "select body from auth.mail_outbox where kind = $1 order by id desc limit 1",
                 &[&kind],
             )
             .await
-            .unwrap()
-            .get(0)
     }
     /// The verify link in the latest mail of this kind.
     async fn mail_link(&self, kind: &str) -> String {
@@ -284,11 +281,8 @@ async fn trigger_set_role_is_in_the_first_token() {
     assert_eq!(e.claims(access_token(&s))["role"], role.as_str());
     assert_eq!(s["user"]["user_metadata"]["kind"], "teacher");
     let n: i64 =
-        e.db.admin()
-            .query_one("select count(*) from public.profiles", &[])
-            .await
-            .unwrap()
-            .get(0);
+        e.db.value("select count(*) from public.profiles", &[])
+            .await;
     assert_eq!(n, 1);
 
     // A trigger that sets a role outside `authenticated` does not get it into a token.
@@ -315,12 +309,7 @@ async fn existing_email_is_refused_without_a_second_account() {
         .await;
     assert_eq!(r.status, 422);
     assert_eq!(error_code(&r), "user_already_exists");
-    let n: i64 =
-        e.db.admin()
-            .query_one("select count(*) from auth.users", &[])
-            .await
-            .unwrap()
-            .get(0);
+    let n: i64 = e.db.value("select count(*) from auth.users", &[]).await;
     assert_eq!(n, 1);
 }
 
@@ -377,15 +366,7 @@ async fn reuse_outside_the_window_revokes_the_family() {
     let r = e.get_user(access_token(&newer)).await;
     assert_eq!(error_code(&r), "session_not_found");
     let revoked: i64 = e
-        .db
-        .admin()
-        .query_one(
-            "select count(*) from auth.audit_log_entries where payload->>'action' = 'token_revoked'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+        .db.value("select count(*) from auth.audit_log_entries where payload->>'action' = 'token_revoked'", &[]).await;
     assert_eq!(revoked, 1);
 }
 
@@ -576,14 +557,11 @@ async fn imported_bcrypt_hash_is_rehashed_on_sign_in() {
         200
     );
     let stored: String =
-        e.db.admin()
-            .query_one(
-                "select encrypted_password from auth.users where email = 'old@example.com'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        e.db.value(
+            "select encrypted_password from auth.users where email = 'old@example.com'",
+            &[],
+        )
+        .await;
     assert!(stored.starts_with("$argon2id$"), "{stored}");
     assert_eq!(
         e.sign_in("old@example.com", "imported-pw").await.status,
@@ -1247,11 +1225,8 @@ async fn rotated_tokens_older_than_a_day_are_cleaned_up() {
     let third = e.refresh(second["refresh_token"].as_str().unwrap()).await;
     assert_eq!(third.status, 200);
     let n: i64 =
-        e.db.admin()
-            .query_one("select count(*) from auth.refresh_tokens", &[])
-            .await
-            .unwrap()
-            .get(0);
+        e.db.value("select count(*) from auth.refresh_tokens", &[])
+            .await;
     assert_eq!(
         n, 2,
         "the day-old rotated token is gone; the fresh rotated one and the live one stay"

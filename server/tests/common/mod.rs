@@ -212,6 +212,19 @@ impl TestDb {
     }
 
     /// A superuser connection to this test's database.
+    /// The first column of the one row `sql` returns, run as the superuser.
+    pub async fn value<T: for<'a> tokio_postgres::types::FromSql<'a>>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> T {
+        self.admin()
+            .query_one(sql, params)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+
     pub fn admin(&self) -> &Client {
         &self.admin
     }
