@@ -28,6 +28,17 @@ pub fn ok_json(v: &Value) -> Result<Response<Body>, AuthError> {
     Ok(body::json(StatusCode::OK, v))
 }
 
+/// Commits a transaction that queued mail, hands the mail to the relay, and answers 200 with `v`.
+pub async fn commit_and_mail(
+    ctx: &Ctx<'_>,
+    tx: deadpool_postgres::Transaction<'_>,
+    v: &Value,
+) -> Result<Response<Body>, AuthError> {
+    tx.commit().await?;
+    ctx.kick_mail();
+    ok_json(v)
+}
+
 /// Parses the JSON body; an empty body counts as `{}`.
 pub fn parse<T: DeserializeOwned>(ctx: &Ctx<'_>) -> Result<T, AuthError> {
     let raw: &[u8] = if ctx.body.iter().all(u8::is_ascii_whitespace) {
@@ -304,9 +315,7 @@ pub async fn signup(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     )
     .await?;
     let user = users::get(&tx, id).await?;
-    tx.commit().await?;
-    ctx.kick_mail();
-    ok_json(&user.to_json())
+    commit_and_mail(ctx, tx, &user.to_json()).await
 }
 
 #[derive(Deserialize)]
@@ -576,9 +585,7 @@ pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     };
     super::audit::record(&tx, ctx.rc.client_ip, action, user.id, json!({})).await?;
     let user = users::get(&tx, user.id).await?;
-    tx.commit().await?;
-    ctx.kick_mail();
-    ok_json(&user.to_json())
+    commit_and_mail(ctx, tx, &user.to_json()).await
 }
 
 pub async fn logout(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {

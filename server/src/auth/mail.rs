@@ -19,8 +19,8 @@ use super::Ctx;
 use super::admin::require_admin;
 use super::error::AuthError;
 use super::handlers::{
-    check_password_strength, ip_key, metadata_object, ok_json, open_session, parse, rate_limit,
-    signed_in,
+    check_password_strength, commit_and_mail, ip_key, metadata_object, ok_json, open_session,
+    parse, rate_limit, signed_in,
 };
 use super::ratelimit::Class;
 use super::users::{self, NewUser};
@@ -310,9 +310,7 @@ pub async fn recover(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         )
         .await?;
     }
-    tx.commit().await?;
-    ctx.kick_mail();
-    ok_json(&json!({}))
+    commit_and_mail(ctx, tx, &json!({})).await
 }
 
 pub async fn otp(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
@@ -354,9 +352,7 @@ pub async fn otp(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
             send_link_with_pkce(ctx, &tx, id, &email, LinkKind::Signup, challenge.as_ref()).await?;
         }
     }
-    tx.commit().await?;
-    ctx.kick_mail();
-    ok_json(&json!({}))
+    commit_and_mail(ctx, tx, &json!({})).await
 }
 
 #[derive(Deserialize)]
@@ -404,9 +400,7 @@ pub async fn resend(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         let to: String = row.get(1);
         send_link(ctx, &tx, row.get(0), &to, kind).await?;
     }
-    tx.commit().await?;
-    ctx.kick_mail();
-    ok_json(&json!({}))
+    commit_and_mail(ctx, tx, &json!({})).await
 }
 
 #[derive(Deserialize)]
@@ -690,9 +684,7 @@ pub async fn invite(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     )
     .await?;
     let user = users::get(&tx, id).await?;
-    tx.commit().await?;
-    ctx.kick_mail();
-    ok_json(&user.to_json())
+    commit_and_mail(ctx, tx, &user.to_json()).await
 }
 
 #[derive(Deserialize)]
