@@ -271,6 +271,16 @@ struct EmailBody {
     phone: Option<String>,
 }
 
+impl EmailBody {
+    /// The PKCE challenge the client sent, if any.
+    fn challenge(&self) -> Result<Option<super::pkce::Challenge>, AuthError> {
+        super::pkce::parse_challenge(
+            self.code_challenge.as_deref(),
+            self.code_challenge_method.as_deref(),
+        )
+    }
+}
+
 fn required_email(e: Option<String>) -> Result<String, AuthError> {
     users::normalize_email(
         e.as_deref()
@@ -282,10 +292,7 @@ fn required_email(e: Option<String>) -> Result<String, AuthError> {
 pub async fn recover(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     rate_limit(ctx, Class::Otp, &ip_key(ctx))?;
     let b: EmailBody = parse(ctx)?;
-    let challenge = super::pkce::parse_challenge(
-        b.code_challenge.as_deref(),
-        b.code_challenge_method.as_deref(),
-    )?;
+    let challenge = b.challenge()?;
     let email = required_email(b.email)?;
     rate_limit(ctx, Class::OtpAccount, &email)?;
     let mut client = ctx.state.admin.get().await?;
@@ -321,10 +328,7 @@ pub async fn otp(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
             "Phone one-time passwords are not supported".into(),
         ));
     }
-    let challenge = super::pkce::parse_challenge(
-        b.code_challenge.as_deref(),
-        b.code_challenge_method.as_deref(),
-    )?;
+    let challenge = b.challenge()?;
     let email = required_email(b.email)?;
     rate_limit(ctx, Class::OtpAccount, &email)?;
     let data = Value::Object(metadata_object(b.data, "data")?);
