@@ -141,24 +141,38 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn keys(config: &Config) -> Result<(), String> {
+/// The data dir made usable and the JWT secret: configured, else loaded from (or created in) it.
+fn data_dir_secret(config: &Config) -> Result<String, String> {
     startup::ensure_data_dir(&config.data_dir).map_err(|e| e.to_string())?;
-    let secret = secret::load_or_create(config.jwt_secret.as_deref(), &config.data_dir)
+    secret::load_or_create(config.jwt_secret.as_deref(), &config.data_dir)
+        .map_err(|e| e.to_string())
+}
+
+/// Runs `work` with the configured database attached (embedded or external) and the JWT secret,
+/// then closes the database whatever `work` returned.
+async fn with_database<T>(
+    config: &Config,
+    work: impl AsyncFnOnce(&startup::Database, &str) -> Result<T, String>,
+) -> Result<T, String> {
+    let secret = data_dir_secret(config)?;
+    let database = startup::Database::open(config, pg::Mode::Attach)
+        .await
         .map_err(|e| e.to_string())?;
+    let result = work(&database, &secret).await;
+    database.close().await;
+    result
+}
+
+fn keys(config: &Config) -> Result<(), String> {
+    let secret = data_dir_secret(config)?;
     println!("{}", crate::jwt::project_keys(secret.as_bytes()));
     Ok(())
 }
 
 async fn s3_keys(config: Config, action: S3KeysAction) -> Result<(), String> {
     use crate::storage::s3_keys;
-    startup::ensure_data_dir(&config.data_dir).map_err(|e| e.to_string())?;
-    let secret = secret::load_or_create(config.jwt_secret.as_deref(), &config.data_dir)
-        .map_err(|e| e.to_string())?;
-    let database = startup::Database::open(&config, pg::Mode::Attach)
-        .await
-        .map_err(|e| e.to_string())?;
-    let result = async {
-        startup::prepare(&config, &database, &secret)
+    with_database(&config, async |database, secret| {
+        startup::prepare(&config, database, secret)
             .await
             .map_err(|e| e.to_string())?;
         let client = database.admin_client().await.map_err(|e| e.to_string())?;
@@ -179,22 +193,17 @@ async fn s3_keys(config: Config, action: S3KeysAction) -> Result<(), String> {
             }
         }
         Ok(())
-    }
-    .await;
-    database.close().await;
-    result
+    })
+    .await
 }
 
 async fn migrate(config: Config) -> Result<(), String> {
-    startup::ensure_data_dir(&config.data_dir).map_err(|e| e.to_string())?;
-    let secret = secret::load_or_create(config.jwt_secret.as_deref(), &config.data_dir)
-        .map_err(|e| e.to_string())?;
-    let database = startup::Database::open(&config, pg::Mode::Attach)
-        .await
-        .map_err(|e| e.to_string())?;
-    let result = startup::prepare(&config, &database, &secret).await;
-    database.close().await;
-    let applied = result.map_err(|e| e.to_string())?;
+    let applied = with_database(&config, async |database, secret| {
+        startup::prepare(&config, database, secret)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await?;
     if applied.is_empty() {
         println!("no pending migrations");
     }
@@ -205,15 +214,10 @@ async fn migrate(config: Config) -> Result<(), String> {
 }
 
 async fn policies(config: Config, action: PoliciesAction) -> Result<(), String> {
-    startup::ensure_data_dir(&config.data_dir).map_err(|e| e.to_string())?;
-    let secret = secret::load_or_create(config.jwt_secret.as_deref(), &config.data_dir)
-        .map_err(|e| e.to_string())?;
-    let database = startup::Database::open(&config, pg::Mode::Attach)
-        .await
-        .map_err(|e| e.to_string())?;
-    let result = run_policies(&config, &database, &secret, action).await;
-    database.close().await;
-    result
+    with_database(&config, async |database, secret| {
+        run_policies(&config, database, secret, action).await
+    })
+    .await
 }
 
 async fn run_policies(

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{BIN, Serving};
+
 use std::{
     io::{BufRead, BufReader},
     path::Path,
@@ -11,25 +13,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_doska");
-
 fn doska(data: &Path, migrations: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.arg("--data-dir")
-        .arg(data)
-        .arg("--migrations")
-        .arg(migrations)
-        .arg("--policies")
-        .arg(data.join("no-policies"))
-        .env_remove("DOSKA_LOG")
-        .env("NO_COLOR", "1");
-    c
-}
-
-struct Serving {
-    child: Child,
-    url: String,
-    log: std::sync::Arc<std::sync::Mutex<String>>,
+    common::doska(data, migrations, &data.join("no-policies"))
 }
 
 /// Starts `doska serve` on a random port and waits for its "listening" line.
@@ -38,31 +23,11 @@ fn serve(data: &Path, migrations: &Path) -> Serving {
 }
 
 fn serve_with(data: &Path, migrations: &Path, extra: &[&str]) -> Serving {
-    let mut child = doska(data, migrations)
+    let mut serve = doska(data, migrations);
+    serve
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .args(extra)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawning doska");
-    let stderr = child.stderr.take().unwrap();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let log2 = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            log2.lock().unwrap().push_str(&format!("{line}\n"));
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && let Some(url) = v["fields"]["url"].as_str()
-            {
-                let _ = tx.send(url.to_string());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| panic!("doska did not start: {}", log.lock().unwrap()));
-    Serving { child, url, log }
+        .args(extra);
+    common::spawn_serving(serve)
 }
 
 /// Runs `doska migrate`, which must succeed; returns what it printed.

@@ -34,6 +34,19 @@ async fn setup(db: &common::TestDb) {
         .unwrap();
 }
 
+/// A fresh database with the notes of [`setup`], and the name of the role the notes policy makes.
+async fn notes_db() -> (common::TestDb, String) {
+    let db = common::TestDb::new().await;
+    setup(&db).await;
+    let role = format!("{}_writer", db.name);
+    (db, role)
+}
+
+/// The policy files: `notes.toml` with [`notes_policy`] for `role`.
+fn notes_files(role: &str) -> Sources {
+    files(&[("notes.toml", &notes_policy(role))])
+}
+
 fn files(list: &[(&str, &str)]) -> Sources {
     Sources::from_files(
         list.iter()
@@ -136,16 +149,8 @@ with_check = "body <> ''"
 
 #[tokio::test(flavor = "multi_thread")]
 async fn apply_puts_roles_grants_and_policies_in_force() {
-    let db = common::TestDb::new().await;
-    setup(&db).await;
-    let role = format!("{}_writer", db.name);
-    let out = apply(
-        &db,
-        &files(&[("notes.toml", &notes_policy(&role))]),
-        Mode::Apply,
-    )
-    .await
-    .unwrap();
+    let (db, role) = notes_db().await;
+    let out = apply(&db, &notes_files(&role), Mode::Apply).await.unwrap();
     assert!(
         out.statements.iter().any(|s| s.starts_with("CREATE ROLE")),
         "{out:?}"
@@ -184,61 +189,28 @@ async fn apply_puts_roles_grants_and_policies_in_force() {
     .await;
     assert!(denied.unwrap_err().contains("permission denied"));
     // The role is an API role: a member of authenticated, reachable by authenticator.
-    let member: bool = db
-        .admin()
-        .query_one(
-            "select pg_has_role('authenticator', $1, 'member') and pg_has_role($1, 'authenticated', 'member')",
-            &[&role],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let member: bool = db.value("select pg_has_role('authenticator', $1, 'member') and pg_has_role($1, 'authenticated', 'member')", &[&role]).await;
     assert!(member);
     // The policy says where it came from.
-    let comment: String = db
-        .admin()
-        .query_one(
-            "select obj_description(oid, 'pg_policy') from pg_policy where polname = 'authors read their notes'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let comment: String = db.value("select obj_description(oid, 'pg_policy') from pg_policy where polname = 'authors read their notes'", &[]).await;
     assert_eq!(comment, "doska policy file policies/notes.toml:7");
 
     // The same files again: nothing to do, the hash recorded once.
-    let again = apply(
-        &db,
-        &files(&[("notes.toml", &notes_policy(&role))]),
-        Mode::Apply,
-    )
-    .await
-    .unwrap();
+    let again = apply(&db, &notes_files(&role), Mode::Apply).await.unwrap();
     assert!(again.statements.is_empty(), "{again:?}");
     let sets: i64 = db
-        .admin()
-        .query_one(
+        .value(
             "select count(*) from doska.policy_sets where hash = $1",
             &[&out.hash],
         )
-        .await
-        .unwrap()
-        .get(0);
+        .await;
     assert_eq!(sets, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn removing_declarations_drops_exactly_what_files_made() {
-    let db = common::TestDb::new().await;
-    setup(&db).await;
-    let role = format!("{}_writer", db.name);
-    apply(
-        &db,
-        &files(&[("notes.toml", &notes_policy(&role))]),
-        Mode::Apply,
-    )
-    .await
-    .unwrap();
+    let (db, role) = notes_db().await;
+    apply(&db, &notes_files(&role), Mode::Apply).await.unwrap();
 
     // Drop the update policy and the column grant.
     let fewer = notes_policy(&role)
@@ -273,11 +245,8 @@ async fn removing_declarations_drops_exactly_what_files_made() {
         "{out:?}"
     );
     let left: i64 = db
-        .admin()
-        .query_one("select count(*) from doska.policy_objects", &[])
-        .await
-        .unwrap()
-        .get(0);
+        .value("select count(*) from doska.policy_objects", &[])
+        .await;
     assert_eq!(left, 0);
     let policies: Vec<String> = db
         .admin()
@@ -322,14 +291,11 @@ grants.anon = ["select(id)"]
     assert!(!out.statements.iter().any(|s| s.starts_with("GRANT SELECT")));
     apply(&db, &files(&[]), Mode::Apply).await.unwrap();
     let kept: bool = db
-        .admin()
-        .query_one(
+        .value(
             "select exists (select from pg_roles where rolname = $1)",
             &[&role],
         )
-        .await
-        .unwrap()
-        .get(0);
+        .await;
     assert!(kept, "a role doska did not create was dropped");
     let after = snapshot(&db).await;
     // Only RLS on notes (left on, closed) and the history of sets differ.
@@ -360,16 +326,8 @@ using = "false"
 
 #[tokio::test(flavor = "multi_thread")]
 async fn broken_files_change_nothing_and_say_where() {
-    let db = common::TestDb::new().await;
-    setup(&db).await;
-    let role = format!("{}_writer", db.name);
-    apply(
-        &db,
-        &files(&[("notes.toml", &notes_policy(&role))]),
-        Mode::Apply,
-    )
-    .await
-    .unwrap();
+    let (db, role) = notes_db().await;
+    apply(&db, &notes_files(&role), Mode::Apply).await.unwrap();
     let before = snapshot(&db).await;
     let good = notes_policy(&role);
     let cases: Vec<(String, &str)> = vec![
@@ -434,23 +392,18 @@ async fn broken_files_change_nothing_and_say_where() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn check_and_diff_change_nothing() {
-    let db = common::TestDb::new().await;
-    setup(&db).await;
-    let role = format!("{}_writer", db.name);
+    let (db, role) = notes_db().await;
     let before = snapshot(&db).await;
-    let sources = files(&[("notes.toml", &notes_policy(&role))]);
+    let sources = notes_files(&role);
     let diff = apply(&db, &sources, Mode::Diff).await.unwrap();
     let check = apply(&db, &sources, Mode::Check).await.unwrap();
     assert_eq!(snapshot(&db).await, before);
     let exists: bool = db
-        .admin()
-        .query_one(
+        .value(
             "select exists (select from pg_roles where rolname = $1)",
             &[&role],
         )
-        .await
-        .unwrap()
-        .get(0);
+        .await;
     assert!(!exists);
     assert_eq!(diff.statements, check.statements);
     assert_eq!(
@@ -481,9 +434,7 @@ async fn check_and_diff_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn watcher_applies_edits_and_keeps_the_old_set_on_a_broken_one() {
-    let db = common::TestDb::new().await;
-    setup(&db).await;
-    let role = format!("{}_writer", db.name);
+    let (db, role) = notes_db().await;
     let dir = common::temp_dir("policies-watch");
     let path = dir.join("notes.toml");
     std::fs::write(&path, notes_policy(&role)).unwrap();
@@ -532,14 +483,11 @@ async fn watcher_applies_edits_and_keeps_the_old_set_on_a_broken_one() {
     let mut gone = false;
     while started.elapsed() < Duration::from_secs(30) && !gone {
         gone = db
-            .admin()
-            .query_one(
+            .value(
                 "select not exists (select from pg_policy where polrelid = 'notes'::regclass)",
                 &[],
             )
-            .await
-            .unwrap()
-            .get(0);
+            .await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(gone, "removing the file did not drop its policies");
@@ -547,10 +495,8 @@ async fn watcher_applies_edits_and_keeps_the_old_set_on_a_broken_one() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_applies_serialize_and_agree() {
-    let db = common::TestDb::new().await;
-    setup(&db).await;
-    let role = format!("{}_writer", db.name);
-    let sources = files(&[("notes.toml", &notes_policy(&role))]);
+    let (db, role) = notes_db().await;
+    let sources = notes_files(&role);
     let (a, b) = tokio::join!(
         apply(&db, &sources, Mode::Apply),
         apply(&db, &sources, Mode::Apply)
@@ -562,13 +508,10 @@ async fn concurrent_applies_serialize_and_agree() {
         "{a:?} {b:?}"
     );
     let policies: i64 = db
-        .admin()
-        .query_one(
+        .value(
             "select count(*) from pg_policy where polrelid = 'notes'::regclass",
             &[],
         )
-        .await
-        .unwrap()
-        .get(0);
+        .await;
     assert_eq!(policies, 2);
 }

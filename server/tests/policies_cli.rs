@@ -6,23 +6,13 @@ mod common;
 
 use std::{
     path::Path,
-    process::{Command, Output, Stdio},
+    process::{Output, Stdio},
     time::{Duration, Instant},
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_doska");
-
 fn doska(data: &Path, migrations: &Path, policies: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--migrations")
-        .arg(migrations)
-        .arg("--policies")
-        .arg(policies)
+    common::doska(data, migrations, policies)
         .args(args)
-        .env_remove("DOSKA_LOG")
-        .env("NO_COLOR", "1")
         .output()
         .expect("running doska")
 }
@@ -56,13 +46,7 @@ fn commands_and_serve_with_policy_files() {
     assert!(text(&out.stderr).contains(&where_), "{}", text(&out.stderr));
 
     // serve refuses to start with invalid policies.
-    let mut child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--migrations")
-        .arg(&mig)
-        .arg("--policies")
-        .arg(&pol)
+    let mut child = common::doska(&data, &mig, &pol)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

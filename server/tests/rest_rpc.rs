@@ -269,14 +269,11 @@ async fn ddl_reloads_the_schema_cache_by_itself() {
         .await
         .expect("start");
     let n: i64 =
-        r.db.admin()
-            .query_one(
-                "select count(*) from pg_event_trigger where evtname like 'doska_rest_%'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        r.db.value(
+            "select count(*) from pg_event_trigger where evtname like 'doska_rest_%'",
+            &[],
+        )
+        .await;
     assert_eq!(n, 2, "event triggers installed");
     // Wait until the listener is connected: it reloads once when it starts listening.
     let mut seen = false;

@@ -5,46 +5,22 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::TcpStream,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Child,
     time::{Duration, Instant},
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_doska");
 const SECRET: &str = "crash-test-secret-0123456789-0123456789";
 
 fn serve(data: &Path) -> (Child, String) {
-    let mut child = Command::new(BIN)
+    let mut serve = common::doska(data, &data.join("no-migrations"), &data.join("no-policies"));
+    serve
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--migrations")
-        .arg(data.join("no-migrations"))
-        .arg("--policies")
-        .arg(data.join("no-policies"))
-        .args(["--jwt-secret", SECRET, "--storage-orphan-age", "1s"])
-        .env_remove("DOSKA_LOG")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawning doska");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && let Some(url) = v["fields"]["url"].as_str()
-            {
-                let _ = tx.send(url.trim_start_matches("http://").to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("doska did not start");
-    (child, addr)
+        .args(["--jwt-secret", SECRET, "--storage-orphan-age", "1s"]);
+    let s = common::spawn_serving(serve);
+    (s.child, s.url.trim_start_matches("http://").to_string())
 }
 
 fn service_key() -> String {

@@ -6,13 +6,10 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::Duration,
+    process::{Child, Command},
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_doska");
 const KEY: &str = "DOSKATESTKEY";
 const SECRET: &str = "doska-test-secret-access-key";
 
@@ -23,44 +20,24 @@ struct Serving {
 }
 
 fn serve(data: &Path, extra: &[&str]) -> Serving {
-    let mut child = Command::new(BIN)
+    let mut serve = common::doska(data, &migrations(data), &data.join("no-policies"));
+    serve
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--migrations")
-        .arg(migrations(data))
-        .arg("--policies")
-        .arg(data.join("no-policies"))
         .args(["--s3-listen", "127.0.0.1:0"])
         .args(["--s3-access-key-id", KEY, "--s3-secret-access-key", SECRET])
-        .args(extra)
-        .env_remove("DOSKA_LOG")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawning doska");
-    let stderr = child.stderr.take().unwrap();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let log2 = log.clone();
-    std::thread::spawn(move || {
-        let mut s3 = None;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            log2.lock().unwrap().push_str(&format!("{line}\n"));
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                if let Some(u) = v["fields"]["s3_url"].as_str() {
-                    s3 = Some(u.to_string());
-                }
-                if v["fields"]["url"].is_string() {
-                    let _ = tx.send(s3.clone());
-                }
-            }
-        }
-    });
-    let s3_url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .ok()
-        .flatten()
+        .args(extra);
+    let common::Serving {
+        child,
+        started,
+        log,
+        ..
+    } = common::spawn_serving(serve);
+    // The S3 listener logs its URL before the main one's "listening" line.
+    let s3_url = started
+        .iter()
+        .rev()
+        .find_map(|v| v["fields"]["s3_url"].as_str())
+        .map(str::to_string)
         .unwrap_or_else(|| panic!("doska did not start S3: {}", log.lock().unwrap()));
     Serving { child, s3_url, log }
 }
@@ -82,15 +59,9 @@ fn migrations(data: &Path) -> PathBuf {
 
 /// `doska s3-keys …` against the running serve's database.
 fn s3_keys(data: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
+    let out = common::doska(data, &migrations(data), &data.join("no-policies"))
         .arg("s3-keys")
         .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--migrations")
-        .arg(migrations(data))
-        .arg("--policies")
-        .arg(data.join("no-policies"))
         .output()
         .unwrap();
     assert!(

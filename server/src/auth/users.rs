@@ -224,6 +224,11 @@ pub async fn by_id<C: GenericClient>(c: &C, id: Uuid) -> Result<Option<User>, Au
     Ok(Some(u))
 }
 
+/// The user with this id, with identities; `UserNotFound` when there is none.
+pub async fn get<C: GenericClient>(c: &C, id: Uuid) -> Result<User, AuthError> {
+    by_id(c, id).await?.ok_or(AuthError::UserNotFound)
+}
+
 /// The user with this (already lower-cased) e-mail, without identities (sign-in does not need them).
 pub async fn by_email<C: GenericClient>(c: &C, email: &str) -> Result<Option<User>, AuthError> {
     let sql = format!(
@@ -243,6 +248,25 @@ pub struct NewUser<'a> {
     pub role: &'a str,
     pub is_anonymous: bool,
     pub invited: bool,
+}
+
+static NO_APP_METADATA: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| json!({}));
+
+impl<'a> NewUser<'a> {
+    /// An `authenticated` user with no password, unconfirmed, not invited, not anonymous and
+    /// with empty app metadata: what the sign-up paths start from (struct update for the rest).
+    pub fn authenticated(email: Option<&'a str>, user_metadata: &'a Value) -> Self {
+        NewUser {
+            email,
+            encrypted_password: None,
+            confirmed: false,
+            user_metadata,
+            app_metadata: &NO_APP_METADATA,
+            role: "authenticated",
+            is_anonymous: false,
+            invited: false,
+        }
+    }
 }
 
 /// Inserts the user and its identity; `None` when the e-mail is taken (never a second account).

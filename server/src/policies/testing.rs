@@ -19,10 +19,7 @@ use std::{
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio_postgres::{
-    Client, Transaction,
-    types::{Format, IsNull, ToSql, Type, to_sql_checked},
-};
+use tokio_postgres::{Client, Transaction};
 use toml::Spanned;
 
 use super::{
@@ -30,7 +27,10 @@ use super::{
     compile::{PolicyPlan, qualified},
     parse::{Command, Sources},
 };
-use crate::{db::migrate::describe, rest::schema::SchemaCache};
+use crate::{
+    db::migrate::describe,
+    rest::{execute::query_text, schema::SchemaCache},
+};
 
 #[derive(Debug)]
 pub enum TestError {
@@ -350,22 +350,14 @@ async fn run_case(
             })
         }
         Stmt::Sql(sql) => tx.batch_execute(sql).await.map(|_| Vec::new()),
-        Stmt::Rest { sql, params } => {
-            let params: Vec<TextParam> = params.iter().map(|p| TextParam(p)).collect();
-            let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
-                .iter()
-                .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
-                .collect();
-            tx.query_typed(sql, &typed).await.map(|rows| {
-                let body: Option<String> =
-                    rows.first().and_then(|r| r.try_get("body").ok().flatten());
-                match body.and_then(|b| serde_json::from_str::<Value>(&b).ok()) {
-                    Some(Value::Array(a)) => a,
-                    Some(Value::Null) | None => Vec::new(),
-                    Some(other) => vec![other],
-                }
-            })
-        }
+        Stmt::Rest { sql, params } => query_text(tx, sql, params).await.map(|rows| {
+            let body: Option<String> = rows.first().and_then(|r| r.try_get("body").ok().flatten());
+            match body.and_then(|b| serde_json::from_str::<Value>(&b).ok()) {
+                Some(Value::Array(a)) => a,
+                Some(Value::Null) | None => Vec::new(),
+                Some(other) => vec![other],
+            }
+        }),
     };
     let verdict = match (&result, case) {
         (
@@ -515,12 +507,7 @@ async fn touched(
                 .await?
         }
         Stmt::Rest { sql, params } => {
-            let params: Vec<TextParam> = params.iter().map(|p| TextParam(p)).collect();
-            let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
-                .iter()
-                .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
-                .collect();
-            tx.query_typed(&format!("explain (verbose, format json) {sql}"), &typed)
+            query_text(tx, &format!("explain (verbose, format json) {sql}"), params)
                 .await?
                 .into_iter()
                 .next()
@@ -649,26 +636,4 @@ fn statement(case: &CaseDoc, cache: &SchemaCache) -> Result<Stmt, String> {
         }
         _ => Err("a case has exactly one of `sql` or `rest`".into()),
     }
-}
-
-/// A parameter sent as text with type `unknown`, as the REST door sends its values.
-#[derive(Debug)]
-struct TextParam<'a>(&'a str);
-
-impl ToSql for TextParam<'_> {
-    fn to_sql(
-        &self,
-        _ty: &Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        out.extend_from_slice(self.0.as_bytes());
-        Ok(IsNull::No)
-    }
-    fn accepts(_ty: &Type) -> bool {
-        true
-    }
-    fn encode_format(&self, _ty: &Type) -> Format {
-        Format::Text
-    }
-    to_sql_checked!();
 }

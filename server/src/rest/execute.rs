@@ -34,6 +34,20 @@ impl ToSql for TextParam<'_> {
     to_sql_checked!();
 }
 
+/// Runs `sql` with `params` sent as [`TextParam`]s, each typed by PostgreSQL from where it is used.
+pub async fn query_text<C: tokio_postgres::GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &[String],
+) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    let params: Vec<TextParam> = params.iter().map(|p| TextParam(p)).collect();
+    let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
+        .iter()
+        .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
+        .collect();
+    client.query_typed(sql, &typed).await
+}
+
 /// What the statement returned.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Outcome {
@@ -72,22 +86,30 @@ pub struct ExecRequest<'a> {
     pub statement_timeout_ms: u64,
 }
 
+impl ExecRequest<'_> {
+    /// Opens the request's transaction, and says whether the caller is anonymous: PostgREST answers
+    /// 401 rather than 403 to the anonymous role, token or not (the anon key is a JWT).
+    async fn begin(&self) -> Result<(RequestTx, bool), RestError> {
+        let anonymous = self.caller.role == "anon";
+        let tx = RequestTx::begin(
+            self.pool,
+            self.caller,
+            &self.info,
+            self.read_only,
+            self.statement_timeout_ms,
+        )
+        .await
+        .map_err(|e| tx_error(e, anonymous))?;
+        Ok((tx, anonymous))
+    }
+}
+
 pub async fn run(
     req: ExecRequest<'_>,
     stmt: &Statement,
     guards: Guards,
 ) -> Result<Outcome, RestError> {
-    // PostgREST answers 401 rather than 403 to the anonymous role, token or not (the anon key is a JWT).
-    let anonymous = req.caller.role == "anon";
-    let tx = RequestTx::begin(
-        req.pool,
-        req.caller,
-        &req.info,
-        req.read_only,
-        req.statement_timeout_ms,
-    )
-    .await
-    .map_err(|e| tx_error(e, anonymous))?;
+    let (tx, anonymous) = req.begin().await?;
     let planned = match &stmt.explain {
         Some((sql, params)) => match planned_rows(tx.client(), sql, params).await {
             Ok(n) => Some(n),
@@ -98,13 +120,8 @@ pub async fn run(
         },
         None => None,
     };
-    let params: Vec<TextParam> = stmt.params.iter().map(|p| TextParam(p)).collect();
-    let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
-        .iter()
-        .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
-        .collect();
     let rows = match &req.session.timezone {
-        None => tx.client().query_typed(&stmt.sql, &typed).await,
+        None => query_text(tx.client(), &stmt.sql, &stmt.params).await,
         Some(tz) => {
             // Sent together with the statement: one round trip. If the zone is unknown, its error
             // (not the aborted statement's) is the answer.
@@ -113,7 +130,7 @@ pub async fn run(
                 "SELECT pg_catalog.set_config('timezone', $1, true)",
                 &tz_param,
             );
-            let (set, rows) = tokio::join!(set, tx.client().query_typed(&stmt.sql, &typed));
+            let (set, rows) = tokio::join!(set, query_text(tx.client(), &stmt.sql, &stmt.params));
             set.and(rows)
         }
     };
@@ -173,16 +190,7 @@ pub async fn explain(
     stmt: &Statement,
     ex: super::request::ExplainRequest,
 ) -> Result<String, RestError> {
-    let anonymous = req.caller.role == "anon";
-    let tx = RequestTx::begin(
-        req.pool,
-        req.caller,
-        &req.info,
-        req.read_only,
-        req.statement_timeout_ms,
-    )
-    .await
-    .map_err(|e| tx_error(e, anonymous))?;
+    let (tx, anonymous) = req.begin().await?;
     let mut opts = vec![if ex.json {
         "FORMAT JSON"
     } else {
@@ -200,12 +208,7 @@ pub async fn explain(
         }
     }
     let sql = format!("EXPLAIN ({}) {}", opts.join(", "), stmt.sql);
-    let params: Vec<TextParam> = stmt.params.iter().map(|p| TextParam(p)).collect();
-    let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
-        .iter()
-        .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
-        .collect();
-    let result = tx.client().query_typed(&sql, &typed).await;
+    let result = query_text(tx.client(), &sql, &stmt.params).await;
     tx.rollback().await.ok();
     let rows = result.map_err(|e| db_error(&e, anonymous))?;
     Ok(if ex.json {
@@ -227,12 +230,7 @@ async fn planned_rows(
     sql: &str,
     params: &[String],
 ) -> Result<i64, tokio_postgres::Error> {
-    let params: Vec<TextParam> = params.iter().map(|p| TextParam(p)).collect();
-    let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
-        .iter()
-        .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
-        .collect();
-    let rows = client.query_typed(sql, &typed).await?;
+    let rows = query_text(client, sql, params).await?;
     let plan: Option<serde_json::Value> = rows
         .first()
         .and_then(|r| r.try_get::<_, serde_json::Value>(0).ok());

@@ -229,21 +229,21 @@ where
             details: e.0,
         })
     })?;
+    let exec = execute::ExecRequest {
+        session: execute::Session {
+            timezone: api.prefer.timezone.clone(),
+        },
+        pool: &state.pool,
+        caller: &caller,
+        info,
+        read_only: plan.read_only,
+        statement_timeout_ms: rest.statement_timeout_ms,
+    };
     if let Some(ex) = api.accept.plan {
         // Plans reveal the query and the data's shape: off unless pgrst.db_plan_enabled, as in PostgREST.
         if !cache.flag("pgrst.db_plan_enabled", false) {
             return Err(RequestError::NotAcceptable("application/vnd.pgrst.plan".into()).into());
         }
-        let exec = execute::ExecRequest {
-            session: execute::Session {
-                timezone: api.prefer.timezone.clone(),
-            },
-            pool: &state.pool,
-            caller: &caller,
-            info,
-            read_only: plan.read_only,
-            statement_timeout_ms: rest.statement_timeout_ms,
-        };
         let text = execute::explain(exec, &stmt, ex).await?;
         let for_media = match api.accept.media {
             MediaType::Json => "application/json",
@@ -268,16 +268,6 @@ where
             None
         },
         rollback: tx_rollback(&cache, &mut api.prefer),
-    };
-    let exec = execute::ExecRequest {
-        session: execute::Session {
-            timezone: api.prefer.timezone.clone(),
-        },
-        pool: &state.pool,
-        caller: &caller,
-        info,
-        read_only: plan.read_only,
-        statement_timeout_ms: rest.statement_timeout_ms,
     };
     let outcome = execute::run(exec, &stmt, guards).await?;
     render::success(render::RenderInput {

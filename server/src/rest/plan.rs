@@ -132,6 +132,23 @@ pub struct ReadNode {
     pub grouped: bool,
 }
 
+impl ReadNode {
+    /// A node over `source` as `alias` that outputs, joins, filters and limits nothing yet.
+    pub fn empty(source: Source, alias: String) -> Self {
+        ReadNode {
+            source,
+            alias,
+            outputs: Vec::new(),
+            embeds: Vec::new(),
+            conds: Vec::new(),
+            order: Vec::new(),
+            limit: None,
+            offset: None,
+            grouped: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JoinCond {
     /// `child.c = parent.p` for each `(c, p)`.
@@ -507,6 +524,25 @@ fn read_node(
     Ok(node)
 }
 
+/// Adds `count()` over all rows (named `alias`, else `count`) to the node's outputs, grouping it;
+/// refused when aggregates are disabled.
+fn push_count_all(
+    ctx: &Ctx,
+    node: &mut ReadNode,
+    cast: &Option<String>,
+    alias: &Option<String>,
+) -> Result<(), PlanError> {
+    if !ctx.aggregates {
+        return Err(PlanError::AggregatesDisabled);
+    }
+    node.grouped = true;
+    node.outputs.push(Output::CountAll {
+        cast: cast.clone(),
+        name: alias.clone().unwrap_or_else(|| "count".into()),
+    });
+    Ok(())
+}
+
 fn build_node(
     ctx: &mut Ctx,
     select: &[SelectItem],
@@ -514,17 +550,7 @@ fn build_node(
     source: Source,
     alias: String,
 ) -> Result<ReadNode, PlanError> {
-    let mut node = ReadNode {
-        source,
-        alias: alias.clone(),
-        outputs: Vec::new(),
-        embeds: Vec::new(),
-        conds: Vec::new(),
-        order: Vec::new(),
-        limit: None,
-        offset: None,
-        grouped: false,
-    };
+    let mut node = ReadNode::empty(source, alias.clone());
     for item in select {
         match item {
             SelectItem::Star => {
@@ -548,16 +574,7 @@ fn build_node(
                 field: None,
                 aggregate_cast,
                 ..
-            } => {
-                if !ctx.aggregates {
-                    return Err(PlanError::AggregatesDisabled);
-                }
-                node.grouped = true;
-                node.outputs.push(Output::CountAll {
-                    cast: aggregate_cast.clone(),
-                    name: out_alias.clone().unwrap_or_else(|| "count".into()),
-                });
-            }
+            } => push_count_all(ctx, &mut node, aggregate_cast, out_alias)?,
             SelectItem::Field {
                 alias: out_alias,
                 field: Some(field),
@@ -577,14 +594,7 @@ fn build_node(
                         && cast.is_none()
                         && aggregate.is_none()
                     {
-                        if !ctx.aggregates {
-                            return Err(PlanError::AggregatesDisabled);
-                        }
-                        node.grouped = true;
-                        node.outputs.push(Output::CountAll {
-                            cast: aggregate_cast.clone(),
-                            name: out_alias.clone().unwrap_or_else(|| "count".into()),
-                        });
+                        push_count_all(ctx, &mut node, aggregate_cast, out_alias)?;
                         continue;
                     }
                     if let Some((f, rowtype)) = shape.computed_field(&field.name) {

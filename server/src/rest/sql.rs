@@ -13,7 +13,7 @@ use super::grammar::{
 };
 use super::plan::{
     CallArgs, CallPlan, CallShape, ColExpr, Cond, Embed, InsertColumn, JoinCond, MutatePlan,
-    Mutation, OrderExpr, Output, Plan, PlanKind, ReadNode, Source,
+    Mutation, OrderBy, OrderExpr, Output, Plan, PlanKind, ReadNode, Source,
 };
 use super::request::{MediaType, Resolution};
 use super::schema::QualifiedName;
@@ -401,17 +401,7 @@ impl Builder {
                         )
                     }
                 };
-                let dir = match o.direction {
-                    Some(Direction::Asc) => " ASC",
-                    Some(Direction::Desc) => " DESC",
-                    None => "",
-                };
-                let nulls = match o.nulls {
-                    Some(Nulls::First) => " NULLS FIRST",
-                    Some(Nulls::Last) => " NULLS LAST",
-                    None => "",
-                };
-                terms.push(format!("{e}{dir}{nulls}"));
+                terms.push(format!("{e}{}", order_modifiers(o)));
             }
             sql.push_str(&format!(" ORDER BY {}", terms.join(", ")));
         }
@@ -692,17 +682,7 @@ fn mutation_where(b: &mut Builder, m: &MutatePlan) -> Result<String, SqlError> {
                 let mut terms = Vec::new();
                 for o in &l.order {
                     if let OrderExpr::Column(c) = &o.expr {
-                        let dir = match o.direction {
-                            Some(Direction::Asc) => " ASC",
-                            Some(Direction::Desc) => " DESC",
-                            None => "",
-                        };
-                        let nulls = match o.nulls {
-                            Some(Nulls::First) => " NULLS FIRST",
-                            Some(Nulls::Last) => " NULLS LAST",
-                            None => "",
-                        };
-                        terms.push(format!("{}{dir}{nulls}", b.col(c)));
+                        terms.push(format!("{}{}", b.col(c), order_modifiers(o)));
                     }
                 }
                 sub.push_str(&format!(" ORDER BY {}", terms.join(", ")));
@@ -724,17 +704,22 @@ fn mutation_where(b: &mut Builder, m: &MutatePlan) -> Result<String, SqlError> {
 }
 
 fn dummy_node() -> ReadNode {
-    ReadNode {
-        source: Source::Cte,
-        alias: "t0".into(),
-        outputs: Vec::new(),
-        embeds: Vec::new(),
-        conds: Vec::new(),
-        order: Vec::new(),
-        limit: None,
-        offset: None,
-        grouped: false,
-    }
+    ReadNode::empty(Source::Cte, "t0".into())
+}
+
+/// An ORDER BY term's ` ASC`/` DESC` and ` NULLS FIRST`/` NULLS LAST`, as asked.
+fn order_modifiers(o: &OrderBy) -> String {
+    let dir = match o.direction {
+        Some(Direction::Asc) => " ASC",
+        Some(Direction::Desc) => " DESC",
+        None => "",
+    };
+    let nulls = match o.nulls {
+        Some(Nulls::First) => " NULLS FIRST",
+        Some(Nulls::Last) => " NULLS LAST",
+        None => "",
+    };
+    format!("{dir}{nulls}")
 }
 
 fn call(

@@ -27,7 +27,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::{
     backend::ByteStream,
-    core::{Actor, BucketSpec, ByteRange, ObjectInfo, PutSpec, Storage, StorageError},
+    core::{Actor, BucketSpec, ByteRange, ListPage, ObjectInfo, PutSpec, Storage, StorageError},
 };
 use crate::{config::S3Keys, state::SharedState};
 
@@ -150,6 +150,47 @@ fn encode_key(encoding: &Option<dto::EncodingType>, key: String) -> String {
         }
         _ => key,
     }
+}
+
+/// The `(bucket, key)` a copy reads from; access-point sources are not served.
+fn copy_source(src: &dto::CopySource) -> S3Result<(String, String)> {
+    match src {
+        dto::CopySource::Bucket { bucket, key, .. } => Ok((bucket.to_string(), key.to_string())),
+        _ => Err(s3_error!(NotImplemented, "Access point copy sources")),
+    }
+}
+
+/// The stored content type of an upload: the declared one, else `application/octet-stream`.
+fn content_type_or_default(declared: Option<dto::ContentType>) -> String {
+    declared.unwrap_or_else(|| "application/octet-stream".into())
+}
+
+/// A list request's page size: `max-keys` (default and ceiling 1000).
+fn max_keys(asked: Option<i32>) -> usize {
+    asked.unwrap_or(1000).clamp(0, 1000) as usize
+}
+
+/// A listing page's objects and common prefixes as S3 lists them, keys encoded as asked.
+fn listed(
+    page: &ListPage,
+    enc: &Option<dto::EncodingType>,
+) -> (Option<dto::ObjectList>, Option<dto::CommonPrefixList>) {
+    (
+        Some(
+            page.objects
+                .iter()
+                .map(|o| S3Door::s3_object(o, enc))
+                .collect(),
+        ),
+        Some(
+            page.prefixes
+                .iter()
+                .map(|p| dto::CommonPrefix {
+                    prefix: Some(encode_key(enc, p.clone())),
+                })
+                .collect(),
+        ),
+    )
 }
 
 fn range_of(r: &Option<dto::Range>) -> Option<ByteRange> {
@@ -384,10 +425,7 @@ impl S3 for S3Door {
             key: input.key,
             // `If-None-Match: *` asks for a create that fails when the key exists.
             upsert: !matches!(input.if_none_match, Some(dto::ETagCondition::Any)),
-            content_type: input
-                .content_type
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "application/octet-stream".into()),
+            content_type: content_type_or_default(input.content_type),
             cache_control: input.cache_control,
             user_metadata: user_metadata(input.metadata),
             declared_len: input.content_length.map(|l| l as u64),
@@ -531,10 +569,7 @@ impl S3 for S3Door {
     ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
         let actor = self.actor(&req).await?;
         let input = req.input;
-        let (src_bucket, src_key) = match &input.copy_source {
-            dto::CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
-            _ => return Err(s3_error!(NotImplemented, "Access point copy sources")),
-        };
+        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
         let src = self
             .core
             .head(&actor, &src_bucket, &src_key)
@@ -586,7 +621,7 @@ impl S3 for S3Door {
         let actor = self.actor(&req).await?;
         let i = req.input;
         self.require_bucket(&actor, &i.bucket).await?;
-        let max = i.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
+        let max = max_keys(i.max_keys);
         let prefix = i.prefix.clone().unwrap_or_default();
         let page = self
             .core
@@ -600,6 +635,7 @@ impl S3 for S3Door {
             )
             .await
             .map_err(s3_err)?;
+        let (contents, common_prefixes) = listed(&page, &i.encoding_type);
         Ok(S3Response::new(dto::ListObjectsOutput {
             name: Some(i.bucket),
             prefix: Some(encode_key(&i.encoding_type, prefix)),
@@ -611,20 +647,8 @@ impl S3 for S3Door {
                 .then(|| page.last.clone())
                 .flatten()
                 .map(|m| encode_key(&i.encoding_type, m)),
-            contents: Some(
-                page.objects
-                    .iter()
-                    .map(|o| Self::s3_object(o, &i.encoding_type))
-                    .collect(),
-            ),
-            common_prefixes: Some(
-                page.prefixes
-                    .into_iter()
-                    .map(|p| dto::CommonPrefix {
-                        prefix: Some(encode_key(&i.encoding_type, p)),
-                    })
-                    .collect(),
-            ),
+            contents,
+            common_prefixes,
             delimiter: i.delimiter.map(|d| encode_key(&i.encoding_type, d)),
             encoding_type: i.encoding_type.clone(),
             ..Default::default()
@@ -638,7 +662,7 @@ impl S3 for S3Door {
         let actor = self.actor(&req).await?;
         let i = req.input;
         self.require_bucket(&actor, &i.bucket).await?;
-        let max = i.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
+        let max = max_keys(i.max_keys);
         let prefix = i.prefix.clone().unwrap_or_default();
         // Continuation tokens are opaque to clients: the last key, base64 (keys may hold anything).
         let token = match &i.continuation_token {
@@ -663,6 +687,7 @@ impl S3 for S3Door {
             )
             .await
             .map_err(s3_err)?;
+        let (contents, common_prefixes) = listed(&page, &i.encoding_type);
         Ok(S3Response::new(dto::ListObjectsV2Output {
             name: Some(i.bucket),
             prefix: Some(encode_key(&i.encoding_type, prefix)),
@@ -677,20 +702,8 @@ impl S3 for S3Door {
                 .map(|l| {
                     base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, l)
                 }),
-            contents: Some(
-                page.objects
-                    .iter()
-                    .map(|o| Self::s3_object(o, &i.encoding_type))
-                    .collect(),
-            ),
-            common_prefixes: Some(
-                page.prefixes
-                    .into_iter()
-                    .map(|p| dto::CommonPrefix {
-                        prefix: Some(encode_key(&i.encoding_type, p)),
-                    })
-                    .collect(),
-            ),
+            contents,
+            common_prefixes,
             delimiter: i.delimiter.map(|d| encode_key(&i.encoding_type, d)),
             encoding_type: i.encoding_type.clone(),
             start_after: i.start_after.map(|a| encode_key(&i.encoding_type, a)),
@@ -708,10 +721,7 @@ impl S3 for S3Door {
             bucket: i.bucket.clone(),
             key: i.key.clone(),
             upsert: true,
-            content_type: i
-                .content_type
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "application/octet-stream".into()),
+            content_type: content_type_or_default(i.content_type),
             cache_control: i.cache_control,
             user_metadata: user_metadata(i.metadata),
             declared_len: None,
@@ -760,10 +770,7 @@ impl S3 for S3Door {
     ) -> S3Result<S3Response<dto::UploadPartCopyOutput>> {
         let actor = self.actor(&req).await?;
         let i = req.input;
-        let (src_bucket, src_key) = match &i.copy_source {
-            dto::CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
-            _ => return Err(s3_error!(NotImplemented, "Access point copy sources")),
-        };
+        let (src_bucket, src_key) = copy_source(&i.copy_source)?;
         let range = match &i.copy_source_range {
             Some(r) => Some(
                 ByteRange::parse(r)

@@ -197,6 +197,34 @@ impl Storage {
         }
     }
 
+    /// In a transaction as `actor`'s keeper: checks `actor` may use the upload (`bucket`, `key`,
+    /// upload id), then runs `sql` with the upload id as `$1`; rolled back when either fails.
+    async fn upload_query(
+        &self,
+        actor: &Actor,
+        (bucket, key, upload_id): (&str, &str, &str),
+        read_only: bool,
+        sql: &str,
+    ) -> Result<Vec<tokio_postgres::Row>, StorageError> {
+        let tx = self.tx(&Self::keeper(actor), read_only).await?;
+        let result = async {
+            self.upload_row(&tx, actor, upload_id, Some((bucket, key)))
+                .await?;
+            Ok::<_, StorageError>(tx.client().query(sql, &[&upload_id]).await?)
+        }
+        .await;
+        match result {
+            Ok(rows) => {
+                tx.commit().await?;
+                Ok(rows)
+            }
+            Err(e) => {
+                tx.rollback().await.ok();
+                Err(e)
+            }
+        }
+    }
+
     pub async fn list_parts(
         &self,
         actor: &Actor,
@@ -204,22 +232,15 @@ impl Storage {
         key: &str,
         upload_id: &str,
     ) -> Result<Vec<Part>, StorageError> {
-        let tx = self.tx(&Self::keeper(actor), true).await?;
-        let result = async {
-            self.upload_row(&tx, actor, upload_id, Some((bucket, key)))
-                .await?;
-            Ok::<_, StorageError>(tx
-                .client()
-                .query(
-                    "select part_number, size, etag, created_at from storage.s3_multipart_uploads_parts
-                     where upload_id = $1 order by part_number",
-                    &[&upload_id],
-                )
-                .await?)
-        }
-        .await;
-        tx.commit().await?;
-        let rows: Vec<tokio_postgres::Row> = result?;
+        let rows = self
+            .upload_query(
+                actor,
+                (bucket, key, upload_id),
+                true,
+                "select part_number, size, etag, created_at from storage.s3_multipart_uploads_parts
+                 where upload_id = $1 order by part_number",
+            )
+            .await?;
         Ok(rows
             .iter()
             .map(|r| Part {
@@ -268,28 +289,15 @@ impl Storage {
         key: &str,
         upload_id: &str,
     ) -> Result<(), StorageError> {
-        let tx = self.tx(&Self::keeper(actor), false).await?;
-        let result = async {
-            self.upload_row(&tx, actor, upload_id, Some((bucket, key)))
-                .await?;
-            Ok::<_, StorageError>(tx
-                .client()
-                .query(
-                    "with up as (delete from storage.s3_multipart_uploads where id = $1 returning id)
-                     select p.id from storage.s3_multipart_uploads_parts p join up on p.upload_id = up.id",
-                    &[&upload_id],
-                )
-                .await?)
-        }
-        .await;
-        let rows: Vec<tokio_postgres::Row> = match result {
-            Ok(r) => r,
-            Err(e) => {
-                tx.rollback().await.ok();
-                return Err(e);
-            }
-        };
-        tx.commit().await?;
+        let rows = self
+            .upload_query(
+                actor,
+                (bucket, key, upload_id),
+                false,
+                "with up as (delete from storage.s3_multipart_uploads where id = $1 returning id)
+                 select p.id from storage.s3_multipart_uploads_parts p join up on p.upload_id = up.id",
+            )
+            .await?;
         let parts: Vec<BlobKey> = rows
             .iter()
             .map(|r| BlobKey::Part { id: r.get(0) })
