@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `migrate`, `keys`, `config`. Parses flags, env vars and the
+//! The command line: `serve` (the default), `migrate`, `keys`, `s3-keys`, `config`,
+//! `policies apply|check|diff|test`. Parses flags, env vars and the
 //! config file into one `Config`, sets up logging, runs the command and turns any failure into one
 //! line on stderr and a non-zero exit — never a backtrace.
 
@@ -27,7 +28,7 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Serve everything on one port (the default command).
     Serve,
@@ -37,6 +38,41 @@ pub enum Command {
     Keys,
     /// Print the effective configuration, secrets masked.
     Config,
+    /// Manage S3 access keys (besides the operator's pair from config).
+    #[command(name = "s3-keys", subcommand)]
+    S3Keys(S3KeysAction),
+    /// Apply, check, diff or test the policy files (attaches to a running serve's database).
+    Policies {
+        #[command(subcommand)]
+        action: PoliciesAction,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum S3KeysAction {
+    /// Make a key; prints `{"access_key_id": …, "secret_access_key": …}` (the secret is shown once).
+    Create {
+        /// Bind the key to this user: it then acts as that user under the storage policies.
+        #[arg(long)]
+        user: Option<uuid::Uuid>,
+    },
+    /// List the keys (never their secrets).
+    List,
+    /// Revoke a key by its access key id.
+    Revoke { access_key_id: String },
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoliciesAction {
+    /// Run pending migrations, then make the database match the policy files; print what changed.
+    Apply,
+    /// Validate the policy files against the database without changing anything; exit 1 if invalid.
+    Check,
+    /// Print the SQL `apply` would run, changing nothing.
+    Diff,
+    /// Run the cases in <policies>/tests/*.toml against the files as written (in a rolled-back
+    /// transaction); print each case and `N passed, M failed`; exit 1 on any failure.
+    Test,
 }
 
 fn init_logging(format: LogFormat) {
@@ -91,6 +127,8 @@ pub fn main() -> ExitCode {
             Command::Serve => startup::serve(config).await.map_err(|e| e.to_string()),
             Command::Migrate => migrate(config).await,
             Command::Keys => keys(&config),
+            Command::S3Keys(action) => s3_keys(config, action).await,
+            Command::Policies { action } => policies(config, action).await,
             Command::Config => unreachable!("handled before the runtime starts"),
         }
     });
@@ -103,29 +141,191 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn keys(config: &Config) -> Result<(), String> {
+/// The data dir made usable and the JWT secret: configured, else loaded from (or created in) it.
+fn data_dir_secret(config: &Config) -> Result<String, String> {
     startup::ensure_data_dir(&config.data_dir).map_err(|e| e.to_string())?;
-    let secret = secret::load_or_create(config.jwt_secret.as_deref(), &config.data_dir)
+    secret::load_or_create(config.jwt_secret.as_deref(), &config.data_dir)
+        .map_err(|e| e.to_string())
+}
+
+/// Runs `work` with the configured database attached (embedded or external) and the JWT secret,
+/// then closes the database whatever `work` returned.
+async fn with_database<T>(
+    config: &Config,
+    work: impl AsyncFnOnce(&startup::Database, &str) -> Result<T, String>,
+) -> Result<T, String> {
+    let secret = data_dir_secret(config)?;
+    let database = startup::Database::open(config, pg::Mode::Attach)
+        .await
         .map_err(|e| e.to_string())?;
+    let result = work(&database, &secret).await;
+    database.close().await;
+    result
+}
+
+fn keys(config: &Config) -> Result<(), String> {
+    let secret = data_dir_secret(config)?;
     println!("{}", crate::jwt::project_keys(secret.as_bytes()));
     Ok(())
 }
 
+async fn s3_keys(config: Config, action: S3KeysAction) -> Result<(), String> {
+    use crate::storage::s3_keys;
+    with_database(&config, async |database, secret| {
+        startup::prepare(&config, database, secret)
+            .await
+            .map_err(|e| e.to_string())?;
+        let client = database.admin_client().await.map_err(|e| e.to_string())?;
+        let db = |e: tokio_postgres::Error| crate::db::migrate::describe(&e);
+        match action {
+            S3KeysAction::Create { user } => {
+                let key = s3_keys::create(&client, secret.as_bytes(), user)
+                    .await
+                    .map_err(db)?;
+                println!("{key}");
+            }
+            S3KeysAction::List => println!("{}", s3_keys::list(&client).await.map_err(db)?),
+            S3KeysAction::Revoke { access_key_id } => {
+                if !s3_keys::revoke(&client, &access_key_id).await.map_err(db)? {
+                    return Err(format!("no active S3 key {access_key_id}"));
+                }
+                println!("revoked {access_key_id}");
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
 async fn migrate(config: Config) -> Result<(), String> {
-    startup::ensure_data_dir(&config.data_dir).map_err(|e| e.to_string())?;
-    let secret = secret::load_or_create(config.jwt_secret.as_deref(), &config.data_dir)
-        .map_err(|e| e.to_string())?;
-    let database = startup::Database::open(&config, pg::Mode::Attach)
-        .await
-        .map_err(|e| e.to_string())?;
-    let result = startup::prepare(&config, &database, &secret).await;
-    database.close().await;
-    let applied = result.map_err(|e| e.to_string())?;
+    let applied = with_database(&config, async |database, secret| {
+        startup::prepare(&config, database, secret)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await?;
     if applied.is_empty() {
         println!("no pending migrations");
     }
     for name in applied {
         println!("applied {name}");
+    }
+    Ok(())
+}
+
+async fn policies(config: Config, action: PoliciesAction) -> Result<(), String> {
+    with_database(&config, async |database, secret| {
+        run_policies(&config, database, secret, action).await
+    })
+    .await
+}
+
+async fn run_policies(
+    config: &Config,
+    database: &startup::Database,
+    secret: &str,
+    action: PoliciesAction,
+) -> Result<(), String> {
+    use crate::policies::{Mode, apply, read_dir};
+    if action == PoliciesAction::Test {
+        return test_policies(config, database, secret).await;
+    }
+    if action == PoliciesAction::Apply {
+        for name in startup::prepare(config, database, secret)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            println!("applied migration {name}");
+        }
+    }
+    let mut client = database.admin_client().await.map_err(|e| e.to_string())?;
+    let sources = read_dir(&config.policies).map_err(|e| e.to_string())?;
+    let mode = match action {
+        PoliciesAction::Apply => Mode::Apply,
+        PoliciesAction::Check => Mode::Check,
+        PoliciesAction::Diff | PoliciesAction::Test => Mode::Diff,
+    };
+    let outcome = match apply(&mut client, &sources, mode, &config.db_schemas).await {
+        Ok(o) => o,
+        Err(e) => {
+            for line in e.lines() {
+                eprintln!("{line}");
+            }
+            return Err(match action {
+                PoliciesAction::Apply => "the policy files are invalid; nothing was changed".into(),
+                _ => "the policy files are invalid".into(),
+            });
+        }
+    };
+    for w in &outcome.warnings {
+        eprintln!("warning: {w}");
+    }
+    match action {
+        PoliciesAction::Diff => {
+            if outcome.statements.is_empty() {
+                println!("-- no changes");
+            }
+            for s in &outcome.statements {
+                println!("{s};");
+            }
+        }
+        PoliciesAction::Apply | PoliciesAction::Check | PoliciesAction::Test => {
+            if action == PoliciesAction::Apply {
+                for s in &outcome.statements {
+                    println!("{s};");
+                }
+            }
+            println!(
+                "{}: {} roles, {} tables, {} policies; {} statement(s) {}",
+                if action == PoliciesAction::Apply {
+                    "applied"
+                } else {
+                    "ok"
+                },
+                outcome.roles,
+                outcome.tables,
+                outcome.policies,
+                outcome.statements.len(),
+                if action == PoliciesAction::Apply {
+                    "run"
+                } else {
+                    "would run"
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn test_policies(
+    config: &Config,
+    database: &startup::Database,
+    secret: &str,
+) -> Result<(), String> {
+    use crate::policies::testing::{TestError, run};
+    // The schema the cases run against: pending migrations first, as serve would.
+    startup::prepare(config, database, secret)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut client = database.admin_client().await.map_err(|e| e.to_string())?;
+    let sources = crate::policies::read_dir(&config.policies).map_err(|e| e.to_string())?;
+    let tests = config.policies.join("tests");
+    let report = run(&mut client, &sources, &tests, &config.db_schemas)
+        .await
+        .map_err(|e| match e {
+            TestError::Policies(e) => {
+                for line in e.lines() {
+                    eprintln!("{line}");
+                }
+                "the policy files are invalid".to_string()
+            }
+            other => other.to_string(),
+        })?;
+    for line in &report.lines {
+        println!("{line}");
+    }
+    if report.failed > 0 {
+        return Err(format!("{} policy test(s) failed", report.failed));
     }
     Ok(())
 }

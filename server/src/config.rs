@@ -76,6 +76,25 @@ pub struct Settings {
     /// Public URL of the site, the default redirect target of auth links.
     #[arg(long, global = true, env = "DOSKA_SITE_URL")]
     pub site_url: Option<String>,
+    /// Where stored files' bytes live (default `<data-dir>/storage`).
+    #[arg(long, global = true, env = "DOSKA_STORAGE_DIR")]
+    pub storage_dir: Option<PathBuf>,
+    /// Age after which a stored file no row refers to is removed: seconds, or with a suffix s/m/h/d.
+    #[arg(long, global = true, env = "DOSKA_STORAGE_ORPHAN_AGE")]
+    pub storage_orphan_age: Option<String>,
+    /// Address of the S3 listener; it runs only when an S3 key pair is configured.
+    #[arg(long, global = true, env = "DOSKA_S3_LISTEN")]
+    pub s3_listen: Option<SocketAddr>,
+    /// The operator's S3 access key id (acts as service_role).
+    #[arg(long, global = true, env = "DOSKA_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    /// The operator's S3 secret access key.
+    #[arg(long, global = true, env = "DOSKA_S3_SECRET_ACCESS_KEY")]
+    pub s3_secret_access_key: Option<String>,
+    /// Proxies whose `X-Forwarded-For` names the client (comma-separated addresses or CIDR ranges);
+    /// from any other peer the header is ignored.
+    #[arg(long, global = true, env = "DOSKA_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
     /// doska's own public base URL, used in links auth mails (default `http://<listen>`).
     #[arg(long, global = true, env = "DOSKA_EXTERNAL_URL")]
     pub external_url: Option<String>,
@@ -158,8 +177,41 @@ pub struct Config {
     pub db_statement_timeout_ms: u64,
     pub shutdown_timeout_secs: u64,
     pub site_url: String,
+    pub trusted_proxies: Vec<crate::http::client_ip::IpNet>,
+    pub storage_dir: PathBuf,
+    pub storage_orphan_age_secs: u64,
+    pub s3_listen: SocketAddr,
+    /// The operator's S3 key pair; the S3 listener runs only when it is set.
+    pub s3_keys: Option<S3Keys>,
     /// Auth's settings as given; `auth::AuthConfig::from_config` parses and defaults them.
     pub auth: AuthSettings,
+}
+
+#[derive(Clone)]
+pub struct S3Keys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl fmt::Debug for S3Keys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Keys")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses `3600`, `90s`, `15m`, `1h`, `2d` into seconds.
+pub fn parse_duration_secs(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last()? {
+        's' => (&s[..s.len() - 1], 1),
+        'm' => (&s[..s.len() - 1], 60),
+        'h' => (&s[..s.len() - 1], 3600),
+        'd' => (&s[..s.len() - 1], 86400),
+        _ => (s, 1),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
 /// The auth front door's settings, unparsed: their grammar belongs to `auth`.
@@ -287,6 +339,12 @@ impl Settings {
             db_statement_timeout,
             shutdown_timeout,
             site_url,
+            trusted_proxies,
+            storage_dir,
+            storage_orphan_age,
+            s3_listen,
+            s3_access_key_id,
+            s3_secret_access_key,
             external_url,
             redirect_urls,
             password_min_length,
@@ -355,6 +413,22 @@ fn parse_body_limits(s: &str) -> Result<BodyLimits, ConfigError> {
     Ok(limits)
 }
 
+fn parse_trusted_proxies(
+    list: Option<&str>,
+) -> Result<Vec<crate::http::client_ip::IpNet>, ConfigError> {
+    list.unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            crate::http::client_ip::IpNet::parse(p).ok_or_else(|| ConfigError::Invalid {
+                key: "trusted_proxies",
+                reason: format!("`{p}` is not an address or CIDR range (e.g. 10.0.0.0/8)"),
+            })
+        })
+        .collect()
+}
+
 impl Config {
     pub fn resolve(s: Settings) -> Result<Config, ConfigError> {
         let tls = match (s.tls_cert, s.tls_key) {
@@ -405,11 +479,38 @@ impl Config {
                 reason: "must be at least 1".into(),
             });
         }
+        let s3_keys = match (s.s3_access_key_id, s.s3_secret_access_key) {
+            (Some(access_key_id), Some(secret_access_key)) => Some(S3Keys {
+                access_key_id,
+                secret_access_key,
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    key: "s3_access_key_id",
+                    reason: "--s3-access-key-id and --s3-secret-access-key go together".into(),
+                });
+            }
+        };
+        let storage_orphan_age_secs = match s.storage_orphan_age.as_deref() {
+            None => 3600,
+            Some(a) => parse_duration_secs(a).ok_or_else(|| ConfigError::Invalid {
+                key: "storage_orphan_age",
+                reason: format!("`{a}` is not a duration (e.g. 3600, 90s, 15m, 1h)"),
+            })?,
+        };
+        let data_dir = s.data_dir.unwrap_or_else(|| PathBuf::from("./doska-data"));
         Ok(Config {
+            storage_dir: s.storage_dir.unwrap_or_else(|| data_dir.join("storage")),
+            storage_orphan_age_secs,
+            s3_listen: s
+                .s3_listen
+                .unwrap_or_else(|| "127.0.0.1:9000".parse().expect("literal address")),
+            s3_keys,
             listen: s
                 .listen
                 .unwrap_or_else(|| "127.0.0.1:8000".parse().expect("literal address")),
-            data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("./doska-data")),
+            data_dir,
             database_url: s.database_url,
             jwt_secret: s.jwt_secret,
             jwt_exp: s.jwt_exp.unwrap_or(3600),
@@ -434,6 +535,7 @@ impl Config {
             site_url: s
                 .site_url
                 .unwrap_or_else(|| "http://localhost:3000".to_string()),
+            trusted_proxies: parse_trusted_proxies(s.trusted_proxies.as_deref())?,
             auth: AuthSettings {
                 external_url: s.external_url,
                 redirect_urls: s
@@ -484,6 +586,12 @@ impl Config {
             "db_statement_timeout": self.db_statement_timeout_ms,
             "shutdown_timeout": self.shutdown_timeout_secs,
             "site_url": self.site_url,
+            "storage_dir": self.storage_dir.display().to_string(),
+            "storage_orphan_age": self.storage_orphan_age_secs,
+            "s3_listen": self.s3_listen.to_string(),
+            "s3_access_key_id": self.s3_keys.as_ref().map(|k| k.access_key_id.clone()),
+            "s3_secret_access_key": self.s3_keys.as_ref().map(|_| "********"),
+            "trusted_proxies": (!self.trusted_proxies.is_empty()).then(|| self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
             "external_url": self.auth.external_url,
             "redirect_urls": (!self.auth.redirect_urls.is_empty()).then(|| self.auth.redirect_urls.join(",")),
             "password_min_length": self.auth.password_min_length,
@@ -595,6 +703,45 @@ mod tests {
         .unwrap();
         let t = c.masked_toml();
         assert!(!t.contains("ssss") && !t.contains(":pw@"), "{t}");
+        let c = Config::resolve(Settings {
+            s3_access_key_id: Some("AKID".into()),
+            s3_secret_access_key: Some("s3-very-secret".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let t = c.masked_toml();
+        assert!(t.contains("AKID") && !t.contains("s3-very-secret"), "{t}");
+        assert!(!format!("{c:?}").contains("s3-very-secret"));
+    }
+
+    #[test]
+    fn storage_settings() {
+        let c = Config::resolve(Settings {
+            data_dir: Some("/d".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.storage_dir, PathBuf::from("/d/storage"));
+        assert_eq!(c.storage_orphan_age_secs, 3600);
+        assert_eq!(c.s3_listen.port(), 9000);
+        assert!(c.s3_keys.is_none());
+        assert_eq!(parse_duration_secs("15m"), Some(900));
+        assert_eq!(parse_duration_secs("2"), Some(2));
+        assert_eq!(parse_duration_secs("x"), None);
+        assert!(
+            Config::resolve(Settings {
+                s3_access_key_id: Some("a".into()),
+                ..Default::default()
+            })
+            .is_err()
+        );
+        assert!(
+            Config::resolve(Settings {
+                storage_orphan_age: Some("soon".into()),
+                ..Default::default()
+            })
+            .is_err()
+        );
     }
 
     #[test]

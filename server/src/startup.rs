@@ -1,7 +1,8 @@
 //! Bringing doska up and down, in the order that leaves nothing half-started: data dir, listener and
 //! TLS (cheap to check, so a taken port fails before PostgreSQL starts), JWT secret, database (embedded
-//! or external, checked), internal schema, grants, app migrations, pools; then serving until SIGINT or
-//! SIGTERM, draining requests, and stopping PostgreSQL last. Every failure is one clear line.
+//! or external, checked), internal schema, grants, app migrations, policy files, pools; then serving
+//! (and re-applying changed policy files) until SIGINT or SIGTERM, draining requests, and stopping
+//! PostgreSQL last. Every failure is one clear line (invalid policy files: one line per problem).
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -26,14 +27,22 @@ pub enum StartError {
     DataDir(String),
     Secret(SecretError),
     Pg(pg::PgError),
-    Connect { what: String, reason: String },
+    Connect {
+        what: String,
+        reason: String,
+    },
     Check(CheckError),
     Internal(InternalMigrationError),
     Migrate(MigrateError),
     Pool(db::pools::PoolError),
-    Listen { addr: String, reason: String },
+    Listen {
+        addr: String,
+        reason: String,
+    },
     Tls(TlsError),
     Db(String),
+    /// Invalid policy files: doska never serves without the policies the files declare.
+    Policies(crate::policies::ApplyError),
     Auth(crate::auth::SetupError),
 }
 
@@ -54,6 +63,10 @@ impl std::fmt::Display for StartError {
             ),
             StartError::Tls(e) => write!(f, "{e}"),
             StartError::Db(e) => write!(f, "database: {e}"),
+            StartError::Policies(e) => write!(
+                f,
+                "the policy files are invalid, so doska will not serve (nothing was changed):\n{e}"
+            ),
             StartError::Auth(e) => write!(f, "auth: {e}"),
         }
     }
@@ -184,13 +197,37 @@ pub async fn prepare(
     for name in &applied {
         tracing::info!(migration = %name, "applied migration");
     }
-    let exposed = db::grants::tables_without_rls(&client, &config.db_schemas)
-        .await
-        .map_err(|e| StartError::Db(db::migrate::describe(&e)))?;
-    for table in exposed {
-        tracing::warn!(table = %table, "table is exposed to API roles without row-level security: anyone with the anon key can read and write it (enable RLS or revoke the grants)");
-    }
     Ok(applied)
+}
+
+/// Applies the policy files (after migrations); returns the hash of the set now in force. Logs the
+/// warnings, among them every exposed table without row-level security.
+pub async fn apply_policies(config: &Config, database: &Database) -> Result<String, StartError> {
+    let mut client = database.admin_client().await?;
+    let dir = config.policies.clone();
+    let sources = tokio::task::spawn_blocking(move || crate::policies::read_dir(&dir))
+        .await
+        .map_err(|e| StartError::Db(format!("reading the policy files panicked: {e}")))?
+        .map_err(|e| StartError::Policies(crate::policies::ApplyError::Parse(e)))?;
+    let outcome = crate::policies::apply(
+        &mut client,
+        &sources,
+        crate::policies::Mode::Apply,
+        &config.db_schemas,
+    )
+    .await
+    .map_err(StartError::Policies)?;
+    for w in &outcome.warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(
+        roles = outcome.roles,
+        tables = outcome.tables,
+        policies = outcome.policies,
+        statements = outcome.statements.len(),
+        "policies applied"
+    );
+    Ok(outcome.hash)
 }
 
 /// Builds the shared state on an open, prepared database.
@@ -200,7 +237,7 @@ pub fn build_state(
     jwt_secret: &str,
     shutdown: watch::Receiver<bool>,
 ) -> Result<SharedState, StartError> {
-    let admin = db::pools::pool(database.target.admin.clone(), (config.db_pool / 2).max(2))
+    let admin = db::pools::pool(database.target.admin.clone(), config.db_pool.max(2))
         .map_err(StartError::Pool)?;
     let pool = db::pools::pool(
         database.target.authenticator(jwt_secret.as_bytes()),
@@ -277,6 +314,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         .map_err(StartError::Auth)?;
     ensure_data_dir(&config.data_dir)?;
     let listener = bind(config.listen)?;
+    let s3_bound = crate::storage::s3::bind(&config)?;
     let tls = match &config.tls {
         Some(t) => Some(http::server::tls_acceptor(&t.cert, &t.key).map_err(StartError::Tls)?),
         None => None,
@@ -288,6 +326,13 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         database.close().await;
         return Err(e);
     }
+    let policies_hash = match apply_policies(&config, &database).await {
+        Ok(h) => h,
+        Err(e) => {
+            database.close().await;
+            return Err(e);
+        }
+    };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let config = Arc::new(config);
     let state = match build_state(config.clone(), &database, &jwt_secret, shutdown_rx.clone()) {
@@ -307,6 +352,11 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     })?;
     // Database changes to realtime subscribers, from the replication slot, until shutdown.
     let realtime = crate::realtime::start(&state, database.target.admin.clone());
+    // Storage's own listener (S3) and its orphan cleanup; both stop with the shutdown signal.
+    let s3 = crate::storage::s3::spawn(s3_bound, tls.clone(), state.clone());
+    let cleanup = tokio::spawn(crate::storage::orphan_cleanup(state.clone()));
+    let watcher =
+        crate::policies::watch::spawn(state.clone(), config.policies.clone(), policies_hash);
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(url = %format!("{scheme}://{addr}"), "doska listening");
     let server = tokio::spawn(http::server::run(
@@ -321,6 +371,11 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let _ = shutdown_tx.send(true);
     let _ = server.await;
     let _ = realtime.await;
+    if let Some(s3) = s3 {
+        let _ = s3.await;
+    }
+    let _ = cleanup.await;
+    let _ = watcher.await;
     state.pool.close();
     state.admin.close();
     drop(state);

@@ -77,6 +77,13 @@ impl Env {
         assert_eq!(r.status, 200, "{}", r.text());
         r.json()
     }
+    async fn get_user(&self, token: &str) -> Response {
+        self.call("GET", "/user", Some(token), "").await
+    }
+    async fn put_user(&self, token: &str, body: Value) -> Response {
+        self.call("PUT", "/user", Some(token), &body.to_string())
+            .await
+    }
     async fn sign_in(&self, email: &str, password: &str) -> Response {
         self.post(
             "/token?grant_type=password",
@@ -98,6 +105,21 @@ impl Env {
             .verify(token)
             .expect("a valid access token")
     }
+    /// The body of the latest mail of this kind in the outbox.
+    async fn mail_body(&self, kind: &str) -> String {
+        self.db
+            .value(
+                "select body from auth.mail_outbox where kind = $1 order by id desc limit 1",
+                &[&kind],
+            )
+            .await
+    }
+    /// The verify link in the latest mail of this kind.
+    async fn mail_link(&self, kind: &str) -> String {
+        let body = self.mail_body(kind).await;
+        let link = body.lines().find(|l| l.contains("/auth/v1/verify?"));
+        link.unwrap().to_owned()
+    }
     async fn outbox_code(&self, to: &str) -> String {
         let row = self
             .db
@@ -116,6 +138,10 @@ impl Env {
             .filter(char::is_ascii_digit)
             .collect()
     }
+}
+
+fn access_token(session: &Value) -> &str {
+    session["access_token"].as_str().unwrap()
 }
 
 fn error_code(r: &Response) -> String {
@@ -140,7 +166,7 @@ async fn signup_sign_in_get_user_refresh_and_logout() {
     }
     assert_eq!(s["token_type"], "bearer");
     assert_eq!(s["user"]["email"], "ada@example.com");
-    let c = e.claims(s["access_token"].as_str().unwrap());
+    let c = e.claims(access_token(&s));
     assert_eq!(c["role"], "authenticated");
     assert_eq!(c["aud"], "authenticated");
     assert_eq!(c["sub"], s["user"]["id"]);
@@ -149,8 +175,8 @@ async fn signup_sign_in_get_user_refresh_and_logout() {
     let r = e.sign_in("ada@example.com", "correct-horse").await;
     assert_eq!(r.status, 200, "{}", r.text());
     let s2 = r.json();
-    let at = s2["access_token"].as_str().unwrap();
-    let r = e.call("GET", "/user", Some(at), "").await;
+    let at = access_token(&s2);
+    let r = e.get_user(at).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["email"], "ada@example.com");
     assert_eq!(r.json()["identities"][0]["provider"], "email");
@@ -160,25 +186,20 @@ async fn signup_sign_in_get_user_refresh_and_logout() {
     let s3 = r.json();
     assert_ne!(s3["refresh_token"], s2["refresh_token"]);
     assert_eq!(
-        e.claims(s3["access_token"].as_str().unwrap())["session_id"],
+        e.claims(access_token(&s3))["session_id"],
         e.claims(at)["session_id"]
     );
 
     // logout local ends this session only
     let r = e
-        .call(
-            "POST",
-            "/logout?scope=local",
-            Some(s3["access_token"].as_str().unwrap()),
-            "",
-        )
+        .call("POST", "/logout?scope=local", Some(access_token(&s3)), "")
         .await;
     assert_eq!(r.status, 204);
-    let r = e.call("GET", "/user", Some(at), "").await;
+    let r = e.get_user(at).await;
     assert_eq!(r.status, 403);
     assert_eq!(error_code(&r), "session_not_found");
-    let first = s["access_token"].as_str().unwrap();
-    assert_eq!(e.call("GET", "/user", Some(first), "").await.status, 200);
+    let first = access_token(&s);
+    assert_eq!(e.get_user(first).await.status, 200);
     assert_eq!(
         error_code(&e.refresh(s3["refresh_token"].as_str().unwrap()).await),
         "refresh_token_not_found"
@@ -188,7 +209,7 @@ async fn signup_sign_in_get_user_refresh_and_logout() {
         .call("POST", "/logout?scope=global", Some(first), "")
         .await;
     assert_eq!(r.status, 204);
-    assert_eq!(e.call("GET", "/user", Some(first), "").await.status, 403);
+    assert_eq!(e.get_user(first).await.status, 403);
 
     // The audit trail, in GoTrue's payload shape, without secrets.
     let rows =
@@ -216,43 +237,13 @@ async fn logout_others_keeps_the_callers_session() {
     let a = e.signup("o@example.com", "password-1").await;
     let b = e.sign_in("o@example.com", "password-1").await.json();
     let r = e
-        .call(
-            "POST",
-            "/logout?scope=others",
-            Some(a["access_token"].as_str().unwrap()),
-            "",
-        )
+        .call("POST", "/logout?scope=others", Some(access_token(&a)), "")
         .await;
     assert_eq!(r.status, 204);
-    assert_eq!(
-        e.call(
-            "GET",
-            "/user",
-            Some(a["access_token"].as_str().unwrap()),
-            ""
-        )
-        .await
-        .status,
-        200
-    );
-    assert_eq!(
-        e.call(
-            "GET",
-            "/user",
-            Some(b["access_token"].as_str().unwrap()),
-            ""
-        )
-        .await
-        .status,
-        403
-    );
+    assert_eq!(e.get_user(access_token(&a)).await.status, 200);
+    assert_eq!(e.get_user(access_token(&b)).await.status, 403);
     let r = e
-        .call(
-            "POST",
-            "/logout?scope=everyone",
-            Some(a["access_token"].as_str().unwrap()),
-            "",
-        )
+        .call("POST", "/logout?scope=everyone", Some(access_token(&a)), "")
         .await;
     assert_eq!(r.status, 400);
 }
@@ -287,17 +278,11 @@ async fn trigger_set_role_is_in_the_first_token() {
     assert_eq!(r.status, 200, "{}", r.text());
     let s = r.json();
     assert_eq!(s["user"]["role"], role.as_str());
-    assert_eq!(
-        e.claims(s["access_token"].as_str().unwrap())["role"],
-        role.as_str()
-    );
+    assert_eq!(e.claims(access_token(&s))["role"], role.as_str());
     assert_eq!(s["user"]["user_metadata"]["kind"], "teacher");
     let n: i64 =
-        e.db.admin()
-            .query_one("select count(*) from public.profiles", &[])
-            .await
-            .unwrap()
-            .get(0);
+        e.db.value("select count(*) from public.profiles", &[])
+            .await;
     assert_eq!(n, 1);
 
     // A trigger that sets a role outside `authenticated` does not get it into a token.
@@ -309,10 +294,7 @@ async fn trigger_set_role_is_in_the_first_token() {
         .await
         .unwrap();
     let s = e.signup("evil@school.test", "secret-123").await;
-    assert_eq!(
-        e.claims(s["access_token"].as_str().unwrap())["role"],
-        "authenticated"
-    );
+    assert_eq!(e.claims(access_token(&s))["role"], "authenticated");
 }
 
 #[tokio::test]
@@ -327,12 +309,7 @@ async fn existing_email_is_refused_without_a_second_account() {
         .await;
     assert_eq!(r.status, 422);
     assert_eq!(error_code(&r), "user_already_exists");
-    let n: i64 =
-        e.db.admin()
-            .query_one("select count(*) from auth.users", &[])
-            .await
-            .unwrap()
-            .get(0);
+    let n: i64 = e.db.value("select count(*) from auth.users", &[]).await;
     assert_eq!(n, 1);
 }
 
@@ -343,7 +320,7 @@ async fn anonymous_sign_in() {
     assert_eq!(r.status, 200, "{}", r.text());
     let s = r.json();
     assert_eq!(s["user"]["is_anonymous"], true);
-    let c = e.claims(s["access_token"].as_str().unwrap());
+    let c = e.claims(access_token(&s));
     assert_eq!(c["is_anonymous"], true);
     assert_eq!(c["role"], "authenticated");
     assert_eq!(c["amr"][0]["method"], "anonymous");
@@ -386,25 +363,10 @@ async fn reuse_outside_the_window_revokes_the_family() {
     // the legitimate holder's newer token and access token are dead too
     let r = e.refresh(newer["refresh_token"].as_str().unwrap()).await;
     assert_eq!(r.status, 400);
-    let r = e
-        .call(
-            "GET",
-            "/user",
-            Some(newer["access_token"].as_str().unwrap()),
-            "",
-        )
-        .await;
+    let r = e.get_user(access_token(&newer)).await;
     assert_eq!(error_code(&r), "session_not_found");
     let revoked: i64 = e
-        .db
-        .admin()
-        .query_one(
-            "select count(*) from auth.audit_log_entries where payload->>'action' = 'token_revoked'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+        .db.value("select count(*) from auth.audit_log_entries where payload->>'action' = 'token_revoked'", &[]).await;
     assert_eq!(revoked, 1);
 }
 
@@ -412,35 +374,14 @@ async fn reuse_outside_the_window_revokes_the_family() {
 async fn update_user_metadata_email_and_password() {
     let e = env().await;
     let s = e.signup("upd@example.com", "password-1").await;
-    let at = s["access_token"].as_str().unwrap();
-    let r = e
-        .call(
-            "PUT",
-            "/user",
-            Some(at),
-            &json!({"data": {"a": 1, "b": 2}}).to_string(),
-        )
-        .await;
+    let at = access_token(&s);
+    let r = e.put_user(at, json!({"data": {"a": 1, "b": 2}})).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = e
-        .call(
-            "PUT",
-            "/user",
-            Some(at),
-            &json!({"data": {"b": null, "c": 3}}).to_string(),
-        )
-        .await;
+    let r = e.put_user(at, json!({"data": {"b": null, "c": 3}})).await;
     assert_eq!(r.json()["user_metadata"], json!({"a": 1, "c": 3}));
 
     // password change needs the current password (or a nonce)
-    let r = e
-        .call(
-            "PUT",
-            "/user",
-            Some(at),
-            &json!({"password": "password-2"}).to_string(),
-        )
-        .await;
+    let r = e.put_user(at, json!({"password": "password-2"})).await;
     assert_eq!(r.status, 400);
     assert_eq!(error_code(&r), "reauthentication_needed");
     let body = json!({"password": "password-2", "current_password": "nope-nope"}).to_string();
@@ -473,23 +414,9 @@ async fn update_user_metadata_email_and_password() {
 
     // e-mail change (autoconfirm) and a taken address
     e.signup("taken@example.com", "password-1").await;
-    let r = e
-        .call(
-            "PUT",
-            "/user",
-            Some(at),
-            &json!({"email": "taken@example.com"}).to_string(),
-        )
-        .await;
+    let r = e.put_user(at, json!({"email": "taken@example.com"})).await;
     assert_eq!(error_code(&r), "email_exists");
-    let r = e
-        .call(
-            "PUT",
-            "/user",
-            Some(at),
-            &json!({"email": "new@example.com"}).to_string(),
-        )
-        .await;
+    let r = e.put_user(at, json!({"email": "new@example.com"})).await;
     assert_eq!(r.json()["email"], "new@example.com");
     assert_eq!(e.sign_in("new@example.com", "password-3").await.status, 200);
 }
@@ -528,10 +455,7 @@ async fn admin_users_api() {
     assert_eq!(u["app_metadata"]["provider"], "email");
     let id = u["id"].as_str().unwrap().to_owned();
     let s = e.sign_in("staff@school.test", "staff-pass").await.json();
-    assert_eq!(
-        e.claims(s["access_token"].as_str().unwrap())["role"],
-        role.as_str()
-    );
+    assert_eq!(e.claims(access_token(&s))["role"], role.as_str());
 
     for bad in [
         "anon",
@@ -581,17 +505,7 @@ async fn admin_users_api() {
         error_code(&e.sign_in("staff@school.test", "staff-pass").await),
         "user_banned"
     );
-    assert_eq!(
-        e.call(
-            "GET",
-            "/user",
-            Some(s["access_token"].as_str().unwrap()),
-            ""
-        )
-        .await
-        .status,
-        403
-    );
+    assert_eq!(e.get_user(access_token(&s)).await.status, 403);
     admin(
         "PUT",
         format!("/admin/users/{id}"),
@@ -643,14 +557,11 @@ async fn imported_bcrypt_hash_is_rehashed_on_sign_in() {
         200
     );
     let stored: String =
-        e.db.admin()
-            .query_one(
-                "select encrypted_password from auth.users where email = 'old@example.com'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        e.db.value(
+            "select encrypted_password from auth.users where email = 'old@example.com'",
+            &[],
+        )
+        .await;
     assert!(stored.starts_with("$argon2id$"), "{stored}");
     assert_eq!(
         e.sign_in("old@example.com", "imported-pw").await.status,
@@ -1131,7 +1042,7 @@ async fn rate_limits_answer_429_with_retry_after() {
 
     // Guessing the current password through PUT /user is limited per account too.
     let s = e.signup("guess@example.com", "password-1").await;
-    let at = s["access_token"].as_str().unwrap();
+    let at = access_token(&s);
     let body = json!({"password": "password-2", "current_password": "guess-1"}).to_string();
     assert_eq!(
         error_code(&e.call("PUT", "/user", Some(at), &body).await),
@@ -1166,19 +1077,7 @@ async fn without_autoconfirm_sign_up_waits_for_the_mailed_link() {
         "email_not_confirmed"
     );
     // The outbox holds the link; its token_hash redeems it.
-    let body: String =
-        e.db.admin()
-            .query_one(
-                "select body from auth.mail_outbox where kind = 'signup'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-    let link = body
-        .lines()
-        .find(|l| l.contains("/auth/v1/verify?"))
-        .unwrap();
+    let link = e.mail_link("signup").await;
     let th = link
         .split("token=")
         .nth(1)
@@ -1200,17 +1099,10 @@ async fn without_autoconfirm_sign_up_waits_for_the_mailed_link() {
         .await;
     assert_eq!(r.status, 200);
     let s = e.sign_in("conf@example.com", "password-1").await.json();
-    let at = s["access_token"].as_str().unwrap();
+    let at = access_token(&s);
 
     // E-mail change goes through a link to the new address.
-    let r = e
-        .call(
-            "PUT",
-            "/user",
-            Some(at),
-            &json!({"email": "moved@example.com"}).to_string(),
-        )
-        .await;
+    let r = e.put_user(at, json!({"email": "moved@example.com"})).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["email"], "conf@example.com");
     let code = e.outbox_code("moved@example.com").await;
@@ -1246,15 +1138,7 @@ async fn mail_links_ignore_a_forged_host_header() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let body: String =
-        e.db.admin()
-            .query_one(
-                "select body from auth.mail_outbox where kind = 'recovery'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+    let body = e.mail_body("recovery").await;
     assert!(
         body.contains("https://api.school.test/auth/v1/verify?token="),
         "{body}"
@@ -1278,19 +1162,7 @@ async fn pkce_link_redirects_with_a_code_that_a_verifier_exchanges() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let body: String =
-        e.db.admin()
-            .query_one(
-                "select body from auth.mail_outbox where kind = 'recovery'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-    let link = body
-        .lines()
-        .find(|l| l.contains("/auth/v1/verify?"))
-        .unwrap();
+    let link = e.mail_link("recovery").await;
     let path = link.split("/auth/v1").nth(1).unwrap();
     let r = e.call("GET", path, None, "").await;
     assert_eq!(r.status, 303);
@@ -1311,10 +1183,7 @@ async fn pkce_link_redirects_with_a_code_that_a_verifier_exchanges() {
     assert_eq!(r.status, 200, "{}", r.text());
     let s = r.json();
     assert_eq!(s["user"]["email"], "pkce@example.com");
-    assert_eq!(
-        e.claims(s["access_token"].as_str().unwrap())["amr"][0]["method"],
-        "recovery"
-    );
+    assert_eq!(e.claims(access_token(&s))["amr"][0]["method"], "recovery");
     // one use only
     let r = grant(code, verifier).await;
     assert_eq!(r.status, 404);
@@ -1332,20 +1201,7 @@ async fn pkce_link_redirects_with_a_code_that_a_verifier_exchanges() {
     // Without a challenge the link still signs in through the fragment.
     e.post("/recover", json!({"email": "pkce@example.com"}))
         .await;
-    let body: String = e
-        .db
-        .admin()
-        .query_one(
-            "select body from auth.mail_outbox where kind = 'recovery' order by id desc limit 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    let link = body
-        .lines()
-        .find(|l| l.contains("/auth/v1/verify?"))
-        .unwrap();
+    let link = e.mail_link("recovery").await;
     let r = e
         .call("GET", link.split("/auth/v1").nth(1).unwrap(), None, "")
         .await;
@@ -1369,11 +1225,8 @@ async fn rotated_tokens_older_than_a_day_are_cleaned_up() {
     let third = e.refresh(second["refresh_token"].as_str().unwrap()).await;
     assert_eq!(third.status, 200);
     let n: i64 =
-        e.db.admin()
-            .query_one("select count(*) from auth.refresh_tokens", &[])
-            .await
-            .unwrap()
-            .get(0);
+        e.db.value("select count(*) from auth.refresh_tokens", &[])
+            .await;
     assert_eq!(
         n, 2,
         "the day-old rotated token is gone; the fresh rotated one and the live one stay"
@@ -1425,7 +1278,7 @@ async fn es256_signing_key_tokens_and_jwks() {
         db,
     };
     let s = e.signup("es@example.com", "password-1").await;
-    let at = s["access_token"].as_str().unwrap();
+    let at = access_token(&s);
     let header = jsonwebtoken::decode_header(at).unwrap();
     assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
     assert_eq!(header.kid.as_deref(), Some(key.kid.as_str()));
@@ -1447,7 +1300,7 @@ async fn es256_signing_key_tokens_and_jwks() {
     .claims;
     assert_eq!(claims["email"], "es@example.com");
     // doska itself accepts it, and an HS256 token with the shared secret still works.
-    assert_eq!(e.call("GET", "/user", Some(at), "").await.status, 200);
+    assert_eq!(e.get_user(at).await.status, 200);
     let r = e.refresh(s["refresh_token"].as_str().unwrap()).await;
     assert_eq!(
         jsonwebtoken::decode_header(r.json()["access_token"].as_str().unwrap())

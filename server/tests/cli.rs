@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{BIN, Serving};
+
 use std::{
     io::{BufRead, BufReader},
     path::Path,
@@ -11,25 +13,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_doska");
-
 fn doska(data: &Path, migrations: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.arg("--data-dir")
-        .arg(data)
-        .arg("--migrations")
-        .arg(migrations)
-        .arg("--policies")
-        .arg(data.join("no-policies"))
-        .env_remove("DOSKA_LOG")
-        .env("NO_COLOR", "1");
-    c
-}
-
-struct Serving {
-    child: Child,
-    url: String,
-    log: std::sync::Arc<std::sync::Mutex<String>>,
+    common::doska(data, migrations, &data.join("no-policies"))
 }
 
 /// Starts `doska serve` on a random port and waits for its "listening" line.
@@ -38,31 +23,19 @@ fn serve(data: &Path, migrations: &Path) -> Serving {
 }
 
 fn serve_with(data: &Path, migrations: &Path, extra: &[&str]) -> Serving {
-    let mut child = doska(data, migrations)
+    let mut serve = doska(data, migrations);
+    serve
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .args(extra)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawning doska");
-    let stderr = child.stderr.take().unwrap();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let log2 = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            log2.lock().unwrap().push_str(&format!("{line}\n"));
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && let Some(url) = v["fields"]["url"].as_str()
-            {
-                let _ = tx.send(url.to_string());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| panic!("doska did not start: {}", log.lock().unwrap()));
-    Serving { child, url, log }
+        .args(extra);
+    common::spawn_serving(serve)
+}
+
+/// Runs `doska migrate`, which must succeed; returns what it printed.
+fn migrate_ok(data: &Path, mig: &Path) -> String {
+    let out = doska(data, mig).arg("migrate").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn postmaster_pid(data: &Path) -> i32 {
@@ -137,16 +110,7 @@ async fn serve_stop_with_sigint_restart_keeps_data() {
     assert!(!s.log.lock().unwrap().contains("applied migration"));
     unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
     assert!(s.child.wait().unwrap().success());
-    let out = doska(&data, &mig).arg("migrate").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "no pending migrations"
-    );
+    assert_eq!(migrate_ok(&data, &mig), "no pending migrations");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -196,17 +160,8 @@ fn migrate_reports_broken_and_changed_files() {
     );
 
     std::fs::write(mig.join("002_bad.sql"), "create table half (id int);\n").unwrap();
-    let out = doska(&data, &mig).arg("migrate").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     // 001 applied in the failed run; only 002 now.
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "applied 002_bad.sql"
-    );
+    assert_eq!(migrate_ok(&data, &mig), "applied 002_bad.sql");
 
     std::fs::write(mig.join("001_ok.sql"), "create table ok (id bigint);\n").unwrap();
     let out = doska(&data, &mig).arg("migrate").output().unwrap();
@@ -330,6 +285,15 @@ fn bad_input_gets_one_clear_line() {
             "short secret",
             vec!["keys".into(), "--jwt-secret".into(), "short".into()],
             "jwt_secret",
+        ),
+        (
+            "bad trusted proxy",
+            vec![
+                "keys".into(),
+                "--trusted-proxies".into(),
+                "10.0.0.0/40".into(),
+            ],
+            "trusted_proxies",
         ),
     ];
     for (name, args, expect) in cases {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestDb, get, request};
+use common::{TestDb, get, get_with, request};
 use doska::{
     config::{DefaultGrants, Settings},
     db::{
@@ -121,21 +121,9 @@ async fn health_metrics_request_id_and_unknown_route() {
     assert_eq!(res.status, 200);
     assert_eq!(res.json(), json!({"status": "ok", "database": "ok"}));
     assert!(res.header("x-request-id").is_some_and(|v| v.len() >= 16));
-    let res = request(
-        "GET",
-        &format!("{url}/health"),
-        &[("x-request-id", "abc-123")],
-        "",
-    )
-    .await;
+    let res = get_with(&format!("{url}/health"), &[("x-request-id", "abc-123")]).await;
     assert_eq!(res.header("x-request-id"), Some("abc-123"));
-    let res = request(
-        "GET",
-        &format!("{url}/health"),
-        &[("x-request-id", "bad id\"")],
-        "",
-    )
-    .await;
+    let res = get_with(&format!("{url}/health"), &[("x-request-id", "bad id\"")]).await;
     assert_ne!(res.header("x-request-id"), Some("bad id\""));
 
     let res = get(&format!("{url}/nope")).await;
@@ -232,11 +220,9 @@ async fn cors_preflight_and_exposed_headers() {
             .unwrap()
             .contains("PATCH")
     );
-    let res = request(
-        "GET",
+    let res = get_with(
         &format!("{url}/health"),
         &[("origin", "http://localhost:5173")],
-        "",
     )
     .await;
     assert!(
@@ -265,11 +251,9 @@ async fn cors_refuses_origins_not_listed() {
     )
     .await;
     assert!(res.header("access-control-allow-origin").is_none());
-    let res = request(
-        "GET",
+    let res = get_with(
         &format!("{url}/health"),
         &[("origin", "https://app.example")],
-        "",
     )
     .await;
     assert_eq!(
@@ -304,21 +288,9 @@ async fn json_is_compressed_when_asked() {
     for _ in 0..30 {
         get(&format!("{url}/health")).await;
     }
-    let res = request(
-        "GET",
-        &format!("{url}/metrics"),
-        &[("accept-encoding", "gzip")],
-        "",
-    )
-    .await;
+    let res = get_with(&format!("{url}/metrics"), &[("accept-encoding", "gzip")]).await;
     assert_eq!(res.header("content-encoding"), Some("gzip"));
-    let res = request(
-        "GET",
-        &format!("{url}/metrics"),
-        &[("accept-encoding", "br")],
-        "",
-    )
-    .await;
+    let res = get_with(&format!("{url}/metrics"), &[("accept-encoding", "br")]).await;
     assert_eq!(res.header("content-encoding"), Some("br"));
     let res = get(&format!("{url}/metrics")).await;
     assert!(res.header("content-encoding").is_none());
@@ -572,4 +544,41 @@ async fn a_panicking_handler_becomes_a_logged_500_and_the_server_lives_on() {
     assert_eq!(body["request_id"].as_str(), res.header("x-request-id"));
     let res = get(&format!("http://{addr}/fine")).await;
     assert_eq!(res.status, 200);
+}
+
+#[tokio::test]
+async fn health_is_503_with_the_reason_when_the_database_is_down() {
+    let t = TestDb::new().await;
+    // The same state, but its pools point at a socket where no PostgreSQL listens.
+    let mut gone = tokio_postgres::Config::new();
+    gone.host_path(common::temp_dir("no-db"))
+        .port(5432)
+        .user("postgres")
+        .dbname("postgres")
+        .connect_timeout(std::time::Duration::from_secs(1));
+    let pool = db::pools::pool(gone, 1).unwrap();
+    let state = std::sync::Arc::new(doska::state::AppState {
+        config: t.state.config.clone(),
+        admin: pool.clone(),
+        pool,
+        verifier: doska::jwt::Verifier::hs256(common::JWT_SECRET.as_bytes()),
+        jwt_secret: t.state.jwt_secret.clone(),
+        metrics: Default::default(),
+        shutdown: t.state.shutdown.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(doska::http::server::run(
+        listener,
+        None,
+        state,
+        rx,
+        std::time::Duration::from_secs(1),
+    ));
+    let res = get(&format!("http://{addr}/health")).await;
+    assert_eq!(res.status, 503);
+    let body = res.json();
+    assert_eq!(body["status"], "error");
+    assert!(!body["database"].as_str().unwrap().is_empty(), "{body}");
 }

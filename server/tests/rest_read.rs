@@ -280,6 +280,13 @@ async fn select_and_filters() {
             Json(json!([{"title":"Ran"}])),
         ),
         case(
+            "filter and order by computed field",
+            "GET",
+            "/films?select=id&full_title=like.*(19*&order=full_title.desc",
+            200,
+            Json(json!([{"id":2},{"id":3},{"id":4},{"id":1}])),
+        ),
+        case(
             "computed field",
             "GET",
             "/films?select=id,full_title&id=in.(1,5)&order=id",
@@ -381,17 +388,38 @@ async fn order_paging_counts() {
         case("head", "HEAD", "/films?select=id", 200, Empty)
             .h("prefer", "count=exact")
             .want("content-range", "0-4/5"),
-        case(
-            "count planned is honoured as exact",
-            "GET",
-            "/films?select=id&limit=1",
-            206,
-            Any,
-        )
-        .h("prefer", "count=planned")
-        .want("content-range", "0-0/5"),
     ];
     run(&r, cases).await;
+    // A planned count is the planner's estimate: a number, whatever its value.
+    r.db.admin().batch_execute("analyze films").await.unwrap();
+    let res = r
+        .send(
+            "GET",
+            "/films?select=id&limit=1&order=id",
+            &[("prefer", "count=planned")],
+            "",
+        )
+        .await;
+    assert_eq!(res.json(), json!([{"id":1}]));
+    let range = res.header("content-range").unwrap_or_default().to_string();
+    let total: i64 = range
+        .strip_prefix("0-0/")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("content-range {range}"));
+    assert_eq!(total, 5, "after ANALYZE the estimate of a 5-row table is 5");
+    let res = r
+        .send(
+            "GET",
+            "/films?select=id&limit=1",
+            &[("prefer", "count=estimated")],
+            "",
+        )
+        .await;
+    assert_eq!(
+        res.header("content-range"),
+        Some("0-0/5"),
+        "estimated without max-rows is exact"
+    );
 }
 
 #[tokio::test]
@@ -582,6 +610,52 @@ async fn embeds() {
             Json(json!([{"title":"2001","director":"Kubrick"}])),
         ),
         case(
+            "computed relationship to-many",
+            "GET",
+            "/films?select=title,cast_members(name)&id=eq.2&cast_members.order=name.desc",
+            200,
+            Json(
+                json!([{"title":"The Shining","cast_members":[{"name":"Shelley Duvall"},{"name":"Jack Nicholson"}]}]),
+            ),
+        ),
+        case(
+            "computed relationship to-one",
+            "GET",
+            "/employees?select=name,boss(name)&id=eq.3",
+            200,
+            Json(json!([{"name":"Low","boss":{"name":"Mid"}}])),
+        ),
+        case(
+            "view one-to-many",
+            "GET",
+            "/film_titles?select=title,roles(character)&id=eq.1",
+            200,
+            Json(json!([{"title":"2001","roles":[{"character":"Dave"}]}])),
+        ),
+        case(
+            "many-to-one to a view",
+            "GET",
+            "/roles?select=character,film_titles(year)&film_id=eq.3",
+            200,
+            Json(json!([{"character":"Hidetora","film_titles":{"year":1985}}])),
+        ),
+        case(
+            "view many-to-many",
+            "GET",
+            "/film_titles?select=id,actors(name)&id=eq.1",
+            200,
+            Json(json!([{"id":1,"actors":[{"name":"Keir Dullea"}]}])),
+        ),
+        case(
+            "spread to-many",
+            "GET",
+            "/films?select=title,...actors(actor:name)&id=in.(2,4)&actors.order=name&order=id",
+            200,
+            Json(
+                json!([{"title":"The Shining","actor":["Jack Nicholson","Shelley Duvall"]},{"title":"Ikiru","actor":[]}]),
+            ),
+        ),
+        case(
             "embed through view target",
             "GET",
             "/films?select=id,directors(*)&id=eq.4",
@@ -663,6 +737,31 @@ async fn media_types_and_profiles() {
             Json(json!({"id":5})),
         )
         .h("accept", "application/vnd.pgrst.object+json;nulls=stripped"),
+        case(
+            "timezone preference",
+            "GET",
+            "/films?select=at:created_at::text&id=eq.1",
+            200,
+            Any,
+        )
+        .h("prefer", "timezone=Asia/Tokyo")
+        .want("preference-applied", "timezone=Asia/Tokyo"),
+        case(
+            "unknown timezone",
+            "GET",
+            "/films?select=id&id=eq.1",
+            400,
+            Code("22023"),
+        )
+        .h("prefer", "timezone=Mars/Olympus"),
+        case(
+            "plans are off by default",
+            "GET",
+            "/films",
+            406,
+            Code("PGRST107"),
+        )
+        .h("accept", "application/vnd.pgrst.plan+json"),
         case("unknown accept", "GET", "/films", 406, Code("PGRST107")).h("accept", "image/png"),
         case(
             "profile public",
@@ -684,6 +783,22 @@ async fn media_types_and_profiles() {
             .want("allow", "OPTIONS,GET,HEAD,POST,PUT,PATCH,DELETE"),
     ];
     run(&r, cases).await;
+    r.db.admin()
+        .batch_execute("update films set created_at = '2020-01-01 00:00:00+00' where id = 1")
+        .await
+        .unwrap();
+    let res = r
+        .send(
+            "GET",
+            "/films?select=created_at&id=eq.1",
+            &[("prefer", "timezone=Asia/Tokyo")],
+            "",
+        )
+        .await;
+    assert_eq!(
+        res.json(),
+        json!([{"created_at": "2020-01-01T09:00:00+09:00"}])
+    );
 }
 
 /// Malformed or impossible reads: a 4xx with PostgREST's code, never a 500.
@@ -819,6 +934,13 @@ async fn aggregates_when_enabled() {
         )
         .h("authorization", auth),
         case(
+            "aggregate grouped by a to-one embed",
+            "GET",
+            "/films?select=count(),year.max(),directors(name)&director_id=eq.2",
+            200,
+            Json(json!([{"count":2,"max":1985,"directors":{"name":"Kurosawa"}}])),
+        ),
+        case(
             "embedded count",
             "GET",
             "/directors?select=name,films(count)&id=eq.1",
@@ -827,4 +949,112 @@ async fn aggregates_when_enabled() {
         ),
     ];
     run(&r, cases).await;
+}
+
+#[tokio::test]
+async fn max_rows_timeouts_and_auth_headers() {
+    let r = Rest::with_settings(doska::config::Settings {
+        db_max_rows: Some(2),
+        db_statement_timeout: Some(200),
+        ..Default::default()
+    })
+    .await;
+    r.db.admin().batch_execute("create function slow() returns int language sql as 'select pg_sleep(2)::text::int + 1'; grant execute on function slow() to anon;").await.unwrap();
+    r.rest.reload(&r.db.state.admin).await.unwrap();
+    let cases = vec![
+        case(
+            "max rows caps the response",
+            "GET",
+            "/films?select=id&order=id",
+            206,
+            Json(json!([{"id":1},{"id":2}])),
+        )
+        .h("prefer", "count=exact")
+        .want("content-range", "0-1/5"),
+        case(
+            "max rows caps a larger limit",
+            "GET",
+            "/films?select=id&order=id&limit=4",
+            200,
+            Json(json!([{"id":1},{"id":2}])),
+        ),
+        case("statement timeout", "POST", "/rpc/slow", 504, Code("57014")),
+    ];
+    run(&r, cases).await;
+    let res = r
+        .send(
+            "GET",
+            "/films",
+            &[("authorization", "Bearer not.a.jwt")],
+            "",
+        )
+        .await;
+    assert_eq!(res.status, 401);
+    assert!(
+        res.header("www-authenticate")
+            .is_some_and(|v| v.starts_with("Bearer error=\"invalid_token\"")),
+        "{:?}",
+        res.headers
+    );
+    let big = "x".repeat((1 << 20) + 10);
+    let res = r.send("POST", "/directors", &[], &big).await;
+    assert_eq!(
+        (res.status, res.json()["code"].clone()),
+        (413, json!("PGRST413"))
+    );
+}
+
+#[tokio::test]
+async fn execution_plans_when_enabled() {
+    let enable = "do $$ begin execute format('alter role authenticator in database %I set pgrst.db_plan_enabled = true', current_database());
+        execute format('alter role authenticator in database %I set pgrst.db_max_rows = 3', current_database()); end $$;";
+    let r = Rest::with(&format!("{}\n{enable}", rest_fixture::FIXTURE)).await;
+    let res = r
+        .send(
+            "GET",
+            "/films?select=id&id=eq.1",
+            &[(
+                "accept",
+                "application/vnd.pgrst.plan+json; for=\"application/json\"; options=analyze;",
+            )],
+            "",
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(
+        res.header("content-type"),
+        Some("application/vnd.pgrst.plan+json; for=\"application/json\"; charset=utf-8")
+    );
+    let plan = res.json();
+    assert!(plan[0]["Plan"].is_object(), "{plan}");
+    assert!(plan[0]["Execution Time"].is_number(), "analyze ran: {plan}");
+    let res = r
+        .send(
+            "GET",
+            "/films?select=id",
+            &[("accept", "application/vnd.pgrst.plan")],
+            "",
+        )
+        .await;
+    assert_eq!(res.status, 200);
+    assert!(res.text().contains("Aggregate"), "{}", res.text());
+    // pgrst.db_max_rows from the database caps reads like --db-max-rows.
+    assert_eq!(
+        r.get("/films?select=id&order=id").await.json(),
+        json!([{"id":1},{"id":2},{"id":3}])
+    );
+    // ANALYZE of a write is rolled back.
+    let res = r
+        .send(
+            "DELETE",
+            "/messages",
+            &[("accept", "application/vnd.pgrst.plan+text; options=analyze")],
+            "",
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(
+        r.get("/messages?select=id&order=id").await.json(),
+        json!([{"id":1},{"id":2}])
+    );
 }

@@ -37,6 +37,13 @@ async fn calls() {
             Json(json!([{"id":2,"title":"The Shining"}])),
         ),
         case(
+            "computed field on function rows",
+            "GET",
+            "/rpc/films_by_year?y=1985&select=full_title",
+            200,
+            Json(json!([{"full_title":"Ran (1985)"}])),
+        ),
+        case(
             "setof table with embed",
             "POST",
             "/rpc/films_by_year?select=title,directors(name)&limit=1",
@@ -66,6 +73,13 @@ async fn calls() {
             "/rpc/years",
             200,
             Json(json!([1952, 1968, 1980, 1985])),
+        ),
+        case(
+            "returns table, filtered",
+            "GET",
+            "/rpc/squares?upto=4&sq=gt.4&order=n.desc",
+            200,
+            Json(json!([{"n":4,"sq":16},{"n":3,"sq":9}])),
         ),
         case("void is 204", "POST", "/rpc/touch", 204, Empty),
         case(
@@ -171,7 +185,9 @@ async fn calls() {
 #[tokio::test]
 async fn openapi_root_lists_what_the_caller_may_use() {
     let r = Rest::new().await;
-    let res = r.get("/").await;
+    let res = r
+        .send("GET", "/", &[("accept", "application/openapi+json")], "")
+        .await;
     assert_eq!(res.status, 200, "{}", res.text());
     let doc = res.json();
     assert_eq!(doc["swagger"], "2.0");
@@ -243,4 +259,52 @@ fn ctx(path: &str) -> doska::http::RequestContext {
         path: path.into(),
         body_limit: 1 << 20,
     }
+}
+
+#[tokio::test]
+async fn ddl_reloads_the_schema_cache_by_itself() {
+    let r = Rest::new().await;
+    let config = common::cluster().config(&r.db.name);
+    let rest = doska::rest::start(&r.db.state, Some(config))
+        .await
+        .expect("start");
+    let n: i64 =
+        r.db.value(
+            "select count(*) from pg_event_trigger where evtname like 'doska_rest_%'",
+            &[],
+        )
+        .await;
+    assert_eq!(n, 2, "event triggers installed");
+    // Wait until the listener is connected: it reloads once when it starts listening.
+    let mut seen = false;
+    for i in 0..50 {
+        r.db.admin()
+            .batch_execute(&format!("create table ddl_{i}(id int)"))
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if rest
+            .cache
+            .get()
+            .relation("public", &format!("ddl_{i}"))
+            .is_some()
+        {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "DDL never reached the schema cache");
+}
+
+#[tokio::test]
+async fn a_failed_reload_keeps_the_old_cache() {
+    let r = Rest::new().await;
+    let before = r.rest.cache.get();
+    let broken = doska::db::pools::pool(common::cluster().config("no_such_database"), 1).unwrap();
+    assert!(r.rest.reload(&broken).await.is_err());
+    assert!(
+        std::sync::Arc::ptr_eq(&before, &r.rest.cache.get()),
+        "the cache was replaced"
+    );
+    assert_eq!(r.get("/directors?select=id&id=eq.1").await.status, 200);
 }

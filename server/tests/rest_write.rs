@@ -9,7 +9,9 @@ use serde_json::json;
 
 #[tokio::test]
 async fn inserts() {
-    let r = Rest::new().await;
+    // `Prefer: tx=` is honoured only when pgrst.db_tx_end allows it (per database: roles are cluster-wide).
+    let allow = "do $$ begin execute format('alter role authenticator in database %I set pgrst.db_tx_end = %L', current_database(), 'commit-allow-override'); end $$;";
+    let r = Rest::with(&format!("{}\n{allow}", rest_fixture::FIXTURE)).await;
     let cases = vec![
         case("insert minimal", "POST", "/directors", 201, Empty)
             .body(r#"{"id":10,"name":"Lynch"}"#)
@@ -28,6 +30,15 @@ async fn inserts() {
             .h("prefer", "return=headers-only")
             .body(r#"{"id":12,"name":"Fellini"}"#)
             .want("location", "/directors?id=eq.12"),
+        case(
+            "arrays and json values",
+            "POST",
+            "/films?select=tags,meta",
+            201,
+            Json(json!([{"tags":["a","b c"],"meta":{"k":[1,{"x":null}]}}])),
+        )
+        .h("prefer", "return=representation")
+        .body(r#"{"title":"J","tags":["a","b c"],"meta":{"k":[1,{"x":null}]}}"#),
         case(
             "bulk insert",
             "POST",
@@ -53,7 +64,7 @@ async fn inserts() {
             "POST",
             "/films?select=id,tags",
             201,
-            Json(json!([{"id":100,"tags":[]}])),
+            Json(json!([{"id":101,"tags":[]}])),
         )
         .h("prefer", "return=representation")
         .body(r#"{"title":"New"}"#),
@@ -87,6 +98,15 @@ async fn inserts() {
         .h("content-type", "application/x-www-form-urlencoded")
         .body("id=22&name=Wong+Kar-wai"),
         case(
+            "computed field in representation",
+            "POST",
+            "/films?select=full_title",
+            201,
+            Json(json!([{"full_title":"Comp (2020)"}])),
+        )
+        .h("prefer", "return=representation")
+        .body(r#"{"title":"Comp","year":2020}"#),
+        case(
             "embed in representation",
             "POST",
             "/films?select=title,directors(name)",
@@ -111,6 +131,7 @@ async fn inserts() {
             .want("content-range", "*/2"),
         case("tx rollback", "POST", "/directors", 201, Empty)
             .h("prefer", "tx=rollback")
+            .want("preference-applied", "tx=rollback")
             .body(r#"{"id":30,"name":"Ghost"}"#),
         case(
             "rolled back row is absent",
@@ -234,6 +255,22 @@ async fn updates_and_deletes() {
     let cases = vec![
         case("patch minimal", "PATCH", "/films?id=eq.4", 204, Empty).body(r#"{"rating":9.0}"#),
         case(
+            "tx=rollback ignored without db_tx_end override",
+            "PATCH",
+            "/films?id=eq.5",
+            204,
+            Empty,
+        )
+        .h("prefer", "tx=rollback")
+        .body(r#"{"year":1999}"#),
+        case(
+            "so the change stayed",
+            "GET",
+            "/films?select=year&id=eq.5",
+            200,
+            Json(json!([{"year":1999}])),
+        ),
+        case(
             "patch representation",
             "PATCH",
             "/films?id=eq.4&select=id,rating",
@@ -306,6 +343,30 @@ async fn updates_and_deletes() {
         case("delete count", "DELETE", "/messages", 204, Empty)
             .h("prefer", "count=exact")
             .want("content-range", "*/1"),
+        case(
+            "limited patch (film 5 got year 1999 above)",
+            "PATCH",
+            "/films?year=not.is.null&order=year.desc&limit=1&select=id",
+            200,
+            Json(json!([{"id":5}])),
+        )
+        .h("prefer", "return=representation")
+        .body(r#"{"rating":1.0}"#),
+        case(
+            "only that row changed",
+            "GET",
+            "/films?select=id&rating=eq.1.0",
+            200,
+            Json(json!([{"id":5}])),
+        ),
+        case(
+            "limited delete with offset",
+            "DELETE",
+            "/roles?order=film_id,actor_id&limit=1&offset=1&select=character",
+            200,
+            Json(json!([{"character":"Jack"}])),
+        )
+        .h("prefer", "return=representation"),
         case(
             "delete fk restrict",
             "DELETE",
@@ -466,6 +527,90 @@ async fn bad_writes() {
             Empty,
         )
         .body(r#"{"title":"2001: A Space Odyssey"}"#),
+    ];
+    run(&r, cases).await;
+}
+
+#[tokio::test]
+async fn insert_only_tables_and_other_schemas() {
+    let r = Rest::with_settings(doska::config::Settings {
+        db_schemas: Some("public,api".into()),
+        ..Default::default()
+    })
+    .await;
+    r.db.admin()
+        .batch_execute(
+            "create table inbox(id serial primary key, msg text);
+             alter table inbox enable row level security;
+             create policy inbox_insert on inbox for insert to anon with check (true);
+             grant insert on inbox to anon; grant usage on sequence inbox_id_seq to anon;
+             create schema api; grant usage on schema api to anon;
+             create table api.things(id int primary key, name text); grant all on api.things to anon;
+             insert into api.things values (1, 'in api');
+             create function api.ping() returns text language sql as $$ select 'pong from api' $$;",
+        )
+        .await
+        .unwrap();
+    let rest = doska::rest::RestState::load(&r.db.state.admin, &r.db.state.config)
+        .await
+        .unwrap();
+    let r = rest_fixture::Rest { db: r.db, rest };
+    let cases = vec![
+        case("insert-only, minimal", "POST", "/inbox", 201, Empty).body(r#"{"msg":"hi"}"#),
+        case(
+            "insert-only, minimal with count",
+            "POST",
+            "/inbox",
+            201,
+            Empty,
+        )
+        .h("prefer", "count=exact")
+        .body(r#"[{"msg":"a"},{"msg":"b"}]"#)
+        .want("content-range", "*/2"),
+        case(
+            "insert-only, representation needs select",
+            "POST",
+            "/inbox",
+            401,
+            Code("42501"),
+        )
+        .h("prefer", "return=representation")
+        .body(r#"{"msg":"x"}"#),
+        case(
+            "default schema has no things",
+            "GET",
+            "/things",
+            404,
+            Code("PGRST205"),
+        ),
+        case(
+            "accept-profile picks api",
+            "GET",
+            "/things?select=name",
+            200,
+            Json(json!([{"name":"in api"}])),
+        )
+        .h("accept-profile", "api"),
+        case(
+            "content-profile for writes",
+            "POST",
+            "/things?select=id",
+            201,
+            Json(json!([{"id":2}])),
+        )
+        .h("content-profile", "api")
+        .h("prefer", "return=representation")
+        .body(r#"{"id":2,"name":"two"}"#),
+        case(
+            "rpc in another schema",
+            "POST",
+            "/rpc/ping",
+            200,
+            Json(json!("pong from api")),
+        )
+        .h("content-profile", "api"),
+        case("unexposed schema", "GET", "/things", 406, Code("PGRST106"))
+            .h("accept-profile", "private"),
     ];
     run(&r, cases).await;
 }

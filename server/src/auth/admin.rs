@@ -131,14 +131,11 @@ pub async fn create(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     let id = users::insert(
         &tx,
         &NewUser {
-            email: Some(&email),
             encrypted_password: hash.as_deref(),
             confirmed: b.email_confirm.unwrap_or(false),
-            user_metadata: &user_meta,
             app_metadata: &app_meta,
             role: &role,
-            is_anonymous: false,
-            invited: false,
+            ..NewUser::authenticated(Some(&email), &user_meta)
         },
     )
     .await?
@@ -158,9 +155,7 @@ pub async fn create(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         )
         .await?;
     }
-    let user = users::by_id(&tx, id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
+    let user = users::get(&tx, id).await?;
     tx.commit().await?;
     ok_json(&user.to_json())
 }
@@ -214,9 +209,7 @@ pub async fn list(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
 pub async fn get(ctx: &Ctx<'_>, id: Uuid) -> Result<Response<Body>, AuthError> {
     require_admin(ctx)?;
     let client = ctx.state.admin.get().await?;
-    let user = users::by_id(&client, id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
+    let user = users::get(&client, id).await?;
     ok_json(&user.to_json())
 }
 
@@ -264,23 +257,18 @@ pub async fn update(ctx: &Ctx<'_>, id: Uuid) -> Result<Response<Body>, AuthError
         )
         .await?;
     }
-    if !user_patch.is_empty() {
-        let stored: Option<Value> = row.get(0);
-        let merged = users::merge_metadata(&stored.unwrap_or(Value::Null), &user_patch);
-        tx.execute(
-            "update auth.users set raw_user_meta_data = $2 where id = $1",
-            &[&id, &merged],
-        )
-        .await?;
-    }
-    if !app_patch.is_empty() {
-        let stored: Option<Value> = row.get(1);
-        let merged = users::merge_metadata(&stored.unwrap_or(Value::Null), &app_patch);
-        tx.execute(
-            "update auth.users set raw_app_meta_data = $2 where id = $1",
-            &[&id, &merged],
-        )
-        .await?;
+    // Each patch merges into the stored column it was read from (`row`'s columns in this order).
+    let patches = [
+        (&user_patch, "raw_user_meta_data"),
+        (&app_patch, "raw_app_meta_data"),
+    ];
+    for (i, (patch, column)) in patches.into_iter().enumerate() {
+        if !patch.is_empty() {
+            let stored: Option<Value> = row.get(i);
+            let merged = users::merge_metadata(&stored.unwrap_or(Value::Null), patch);
+            let sql = format!("update auth.users set {column} = $2 where id = $1");
+            tx.execute(&sql, &[&id, &merged]).await?;
+        }
     }
     if let Some(h) = hash {
         tx.execute(
@@ -349,9 +337,7 @@ pub async fn update(ctx: &Ctx<'_>, id: Uuid) -> Result<Response<Body>, AuthError
         json!({"by": "service_role"}),
     )
     .await?;
-    let user = users::by_id(&tx, id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
+    let user = users::get(&tx, id).await?;
     tx.commit().await?;
     ok_json(&user.to_json())
 }
@@ -366,9 +352,7 @@ pub async fn delete(ctx: &Ctx<'_>, id: Uuid) -> Result<Response<Body>, AuthError
     let b: DeleteBody = parse(ctx)?;
     let mut client = ctx.state.admin.get().await?;
     let tx = client.transaction().await?;
-    let user = users::by_id(&tx, id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
+    let user = users::get(&tx, id).await?;
     super::audit::record(
         &tx,
         ctx.rc.client_ip,

@@ -28,6 +28,17 @@ pub fn ok_json(v: &Value) -> Result<Response<Body>, AuthError> {
     Ok(body::json(StatusCode::OK, v))
 }
 
+/// Commits a transaction that queued mail, hands the mail to the relay, and answers 200 with `v`.
+pub async fn commit_and_mail(
+    ctx: &Ctx<'_>,
+    tx: deadpool_postgres::Transaction<'_>,
+    v: &Value,
+) -> Result<Response<Body>, AuthError> {
+    tx.commit().await?;
+    ctx.kick_mail();
+    ok_json(v)
+}
+
 /// Parses the JSON body; an empty body counts as `{}`.
 pub fn parse<T: DeserializeOwned>(ctx: &Ctx<'_>) -> Result<T, AuthError> {
     let raw: &[u8] = if ctx.body.iter().all(u8::is_ascii_whitespace) {
@@ -164,9 +175,7 @@ pub async fn open_session<C: GenericClient>(
         &[&user_id],
     )
     .await?;
-    let user = users::by_id(c, user_id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
+    let user = users::get(c, user_id).await?;
     super::audit::record(
         c,
         ctx.rc.client_ip,
@@ -243,14 +252,8 @@ pub async fn signup(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         let id = users::insert(
             &tx,
             &NewUser {
-                email: None,
-                encrypted_password: None,
-                confirmed: false,
-                user_metadata: &data,
-                app_metadata: &json!({}),
-                role: "authenticated",
                 is_anonymous: true,
-                invited: false,
+                ..NewUser::authenticated(None, &data)
             },
         )
         .await?
@@ -282,14 +285,9 @@ pub async fn signup(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     let id = users::insert(
         &tx,
         &NewUser {
-            email: Some(&email),
             encrypted_password: Some(&hash),
             confirmed: cfg.autoconfirm,
-            user_metadata: &data,
-            app_metadata: &json!({}),
-            role: "authenticated",
-            is_anonymous: false,
-            invited: false,
+            ..NewUser::authenticated(Some(&email), &data)
         },
     )
     .await?
@@ -307,17 +305,17 @@ pub async fn signup(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         tx.commit().await?;
         return ok_json(&session);
     }
-    if let Some(ch) = &challenge {
-        let method = super::mail::LinkKind::Signup.auth_method();
-        super::pkce::start(&tx, id, ch, method).await?;
-    }
-    super::mail::send_link(ctx, &tx, id, &email, super::mail::LinkKind::Signup).await?;
-    let user = users::by_id(&tx, id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
-    tx.commit().await?;
-    ctx.kick_mail();
-    ok_json(&user.to_json())
+    super::mail::send_link_with_pkce(
+        ctx,
+        &tx,
+        id,
+        &email,
+        super::mail::LinkKind::Signup,
+        challenge.as_ref(),
+    )
+    .await?;
+    let user = users::get(&tx, id).await?;
+    commit_and_mail(ctx, tx, &user.to_json()).await
 }
 
 #[derive(Deserialize)]
@@ -443,9 +441,7 @@ async fn refresh_grant(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
 pub async fn get_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     let client = ctx.state.admin.get().await?;
     let me = signed_in(ctx, &client).await?;
-    let user = users::by_id(&client, me.user_id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
+    let user = users::get(&client, me.user_id).await?;
     ok_json(&user.to_json())
 }
 
@@ -482,9 +478,7 @@ pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         // Released before any hashing, so slow password work never holds a connection.
         let client = ctx.state.admin.get().await?;
         let me = signed_in(ctx, &client).await?;
-        users::by_id(&client, me.user_id)
-            .await?
-            .ok_or(AuthError::UserNotFound)?
+        users::get(&client, me.user_id).await?
     };
     // Password change: refuse the same password, and check the current password or the
     // reauthentication nonce (consumed in the transaction below).
@@ -590,12 +584,8 @@ pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         super::audit::Action::UserModified
     };
     super::audit::record(&tx, ctx.rc.client_ip, action, user.id, json!({})).await?;
-    let user = users::by_id(&tx, user.id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
-    tx.commit().await?;
-    ctx.kick_mail();
-    ok_json(&user.to_json())
+    let user = users::get(&tx, user.id).await?;
+    commit_and_mail(ctx, tx, &user.to_json()).await
 }
 
 pub async fn logout(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {

@@ -19,8 +19,8 @@ use super::Ctx;
 use super::admin::require_admin;
 use super::error::AuthError;
 use super::handlers::{
-    check_password_strength, ip_key, metadata_object, ok_json, open_session, parse, rate_limit,
-    signed_in,
+    check_password_strength, commit_and_mail, ip_key, metadata_object, ok_json, open_session,
+    parse, rate_limit, signed_in,
 };
 use super::ratelimit::Class;
 use super::users::{self, NewUser};
@@ -214,6 +214,21 @@ async fn enqueue<C: GenericClient>(
 }
 
 /// Mints a credential of `kind` for the user and mails it.
+/// Sends `kind`'s link, first tying the client's PKCE challenge (when it sent one) to that flow.
+pub async fn send_link_with_pkce<C: GenericClient>(
+    ctx: &Ctx<'_>,
+    c: &C,
+    user_id: Uuid,
+    email: &str,
+    kind: LinkKind,
+    challenge: Option<&super::pkce::Challenge>,
+) -> Result<(), AuthError> {
+    if let Some(ch) = challenge {
+        super::pkce::start(c, user_id, ch, kind.auth_method()).await?;
+    }
+    send_link(ctx, c, user_id, email, kind).await
+}
+
 pub async fn send_link<C: GenericClient>(
     ctx: &Ctx<'_>,
     c: &C,
@@ -256,6 +271,16 @@ struct EmailBody {
     phone: Option<String>,
 }
 
+impl EmailBody {
+    /// The PKCE challenge the client sent, if any.
+    fn challenge(&self) -> Result<Option<super::pkce::Challenge>, AuthError> {
+        super::pkce::parse_challenge(
+            self.code_challenge.as_deref(),
+            self.code_challenge_method.as_deref(),
+        )
+    }
+}
+
 fn required_email(e: Option<String>) -> Result<String, AuthError> {
     users::normalize_email(
         e.as_deref()
@@ -267,20 +292,22 @@ fn required_email(e: Option<String>) -> Result<String, AuthError> {
 pub async fn recover(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     rate_limit(ctx, Class::Otp, &ip_key(ctx))?;
     let b: EmailBody = parse(ctx)?;
-    let challenge = super::pkce::parse_challenge(
-        b.code_challenge.as_deref(),
-        b.code_challenge_method.as_deref(),
-    )?;
+    let challenge = b.challenge()?;
     let email = required_email(b.email)?;
     rate_limit(ctx, Class::OtpAccount, &email)?;
     let mut client = ctx.state.admin.get().await?;
     let tx = client.transaction().await?;
     // Unknown addresses get the same answer: the endpoint does not reveal who has an account.
     if let Some(u) = users::by_email(&tx, &email).await? {
-        if let Some(ch) = &challenge {
-            super::pkce::start(&tx, u.id, ch, LinkKind::Recovery.auth_method()).await?;
-        }
-        send_link(ctx, &tx, u.id, &email, LinkKind::Recovery).await?;
+        send_link_with_pkce(
+            ctx,
+            &tx,
+            u.id,
+            &email,
+            LinkKind::Recovery,
+            challenge.as_ref(),
+        )
+        .await?;
         super::audit::record(
             &tx,
             ctx.rc.client_ip,
@@ -290,9 +317,7 @@ pub async fn recover(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         )
         .await?;
     }
-    tx.commit().await?;
-    ctx.kick_mail();
-    ok_json(&json!({}))
+    commit_and_mail(ctx, tx, &json!({})).await
 }
 
 pub async fn otp(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
@@ -303,10 +328,7 @@ pub async fn otp(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
             "Phone one-time passwords are not supported".into(),
         ));
     }
-    let challenge = super::pkce::parse_challenge(
-        b.code_challenge.as_deref(),
-        b.code_challenge_method.as_deref(),
-    )?;
+    let challenge = b.challenge()?;
     let email = required_email(b.email)?;
     rate_limit(ctx, Class::OtpAccount, &email)?;
     let data = Value::Object(metadata_object(b.data, "data")?);
@@ -314,39 +336,27 @@ pub async fn otp(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     let tx = client.transaction().await?;
     match users::by_email(&tx, &email).await? {
         Some(u) => {
-            if let Some(ch) = &challenge {
-                super::pkce::start(&tx, u.id, ch, LinkKind::MagicLink.auth_method()).await?;
-            }
-            send_link(ctx, &tx, u.id, &email, LinkKind::MagicLink).await?
+            send_link_with_pkce(
+                ctx,
+                &tx,
+                u.id,
+                &email,
+                LinkKind::MagicLink,
+                challenge.as_ref(),
+            )
+            .await?
         }
         None => {
             if !b.create_user.unwrap_or(true) || ctx.auth.config.disable_signup {
                 return Err(AuthError::SignupDisabled);
             }
-            let id = users::insert(
-                &tx,
-                &NewUser {
-                    email: Some(&email),
-                    encrypted_password: None,
-                    confirmed: false,
-                    user_metadata: &data,
-                    app_metadata: &json!({}),
-                    role: "authenticated",
-                    is_anonymous: false,
-                    invited: false,
-                },
-            )
-            .await?
-            .ok_or(AuthError::UserAlreadyExists)?;
-            if let Some(ch) = &challenge {
-                super::pkce::start(&tx, id, ch, LinkKind::Signup.auth_method()).await?;
-            }
-            send_link(ctx, &tx, id, &email, LinkKind::Signup).await?;
+            let id = users::insert(&tx, &NewUser::authenticated(Some(&email), &data))
+                .await?
+                .ok_or(AuthError::UserAlreadyExists)?;
+            send_link_with_pkce(ctx, &tx, id, &email, LinkKind::Signup, challenge.as_ref()).await?;
         }
     }
-    tx.commit().await?;
-    ctx.kick_mail();
-    ok_json(&json!({}))
+    commit_and_mail(ctx, tx, &json!({})).await
 }
 
 #[derive(Deserialize)]
@@ -394,9 +404,7 @@ pub async fn resend(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         let to: String = row.get(1);
         send_link(ctx, &tx, row.get(0), &to, kind).await?;
     }
-    tx.commit().await?;
-    ctx.kick_mail();
-    ok_json(&json!({}))
+    commit_and_mail(ctx, tx, &json!({})).await
 }
 
 #[derive(Deserialize)]
@@ -596,9 +604,7 @@ pub async fn reauthenticate(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> 
     rate_limit(ctx, Class::Otp, &ip_key(ctx))?;
     let client = ctx.state.admin.get().await?;
     let me = signed_in(ctx, &client).await?;
-    let user = users::by_id(&client, me.user_id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
+    let user = users::get(&client, me.user_id).await?;
     let email = user
         .email
         .filter(|e| !e.is_empty())
@@ -666,14 +672,8 @@ pub async fn invite(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     let id = users::insert(
         &tx,
         &NewUser {
-            email: Some(&email),
-            encrypted_password: None,
-            confirmed: false,
-            user_metadata: &data,
-            app_metadata: &json!({}),
-            role: "authenticated",
-            is_anonymous: false,
             invited: true,
+            ..NewUser::authenticated(Some(&email), &data)
         },
     )
     .await?
@@ -687,12 +687,8 @@ pub async fn invite(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         json!({"by": "service_role"}),
     )
     .await?;
-    let user = users::by_id(&tx, id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
-    tx.commit().await?;
-    ctx.kick_mail();
-    ok_json(&user.to_json())
+    let user = users::get(&tx, id).await?;
+    commit_and_mail(ctx, tx, &user.to_json()).await
 }
 
 #[derive(Deserialize)]
@@ -738,14 +734,9 @@ pub async fn generate_link(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         (None, LinkKind::Signup | LinkKind::Invite | LinkKind::MagicLink) => users::insert(
             &tx,
             &NewUser {
-                email: Some(&email),
                 encrypted_password: hash.as_deref(),
-                confirmed: false,
-                user_metadata: &data,
-                app_metadata: &json!({}),
-                role: "authenticated",
-                is_anonymous: false,
                 invited: kind == LinkKind::Invite,
+                ..NewUser::authenticated(Some(&email), &data)
             },
         )
         .await?
@@ -766,9 +757,7 @@ pub async fn generate_link(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         _ => (kind, email),
     };
     let m = mint(ctx, &tx, id, &mail_to, kind, b.redirect_to.as_deref()).await?;
-    let user = users::by_id(&tx, id)
-        .await?
-        .ok_or(AuthError::UserNotFound)?;
+    let user = users::get(&tx, id).await?;
     tx.commit().await?;
     let mut out = user.to_json();
     out["action_link"] = json!(m.action_link);

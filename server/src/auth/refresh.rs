@@ -42,14 +42,16 @@ async fn insert_token<C: GenericClient>(
     parent: Option<&str>,
 ) -> Result<String, AuthError> {
     let token = new_token();
-    c.execute(
-        "insert into auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, \
+    let st = c
+        .prepare_cached(
+            "insert into auth.refresh_tokens (instance_id, token, user_id, revoked, created_at, \
            updated_at, parent, session_id) \
          values ('00000000-0000-0000-0000-000000000000', $1, $2::uuid::text, false, now(), now(), \
            $3, $4)",
-        &[&hash(&token), &user_id, &parent, &session_id],
-    )
-    .await?;
+        )
+        .await?;
+    c.execute(&st, &[&hash(&token), &user_id, &parent, &session_id])
+        .await?;
     Ok(token)
 }
 
@@ -88,16 +90,15 @@ pub async fn rotate<C: GenericClient>(
     ip: IpAddr,
 ) -> Result<Result<Issued, AuthError>, AuthError> {
     let h = hash(presented);
-    let Some(row) = c
-        .query_opt(
+    let select = c
+        .prepare_cached(
             "select rt.revoked, extract(epoch from now() - rt.updated_at)::float8, \
                rt.session_id, s.user_id, s.created_at, (s.not_after is not null and s.not_after < now()) \
              from auth.refresh_tokens rt join auth.sessions s on s.id = rt.session_id \
              where rt.token = $1 for update of rt",
-            &[&h],
         )
-        .await?
-    else {
+        .await?;
+    let Some(row) = c.query_opt(&select, &[&h]).await? else {
         return Ok(Err(AuthError::RefreshTokenNotFound));
     };
     let revoked: Option<bool> = row.get(0);
@@ -111,43 +112,55 @@ pub async fn rotate<C: GenericClient>(
             .await?;
         return Ok(Err(AuthError::SessionNotFound));
     }
-    if revoked.unwrap_or(false) {
-        if age_secs > reuse_window_secs as f64 {
-            c.execute("delete from auth.sessions where id = $1", &[&session_id])
-                .await?;
-            tracing::warn!(session = %session_id, user = %user_id, "refresh token reused outside the window; session revoked");
-            super::audit::record(
-                c,
-                ip,
-                super::audit::Action::TokenRevoked,
-                user_id,
-                serde_json::json!({"reason": "refresh_token_reused", "session_id": session_id}),
-            )
+    if revoked.unwrap_or(false) && age_secs > reuse_window_secs as f64 {
+        c.execute("delete from auth.sessions where id = $1", &[&session_id])
             .await?;
-            return Ok(Err(AuthError::RefreshTokenAlreadyUsed));
-        }
-    } else {
-        c.execute(
-            "update auth.refresh_tokens set revoked = true, updated_at = now() where token = $1",
-            &[&h],
+        tracing::warn!(session = %session_id, user = %user_id, "refresh token reused outside the window; session revoked");
+        super::audit::record(
+            c,
+            ip,
+            super::audit::Action::TokenRevoked,
+            user_id,
+            serde_json::json!({"reason": "refresh_token_reused", "session_id": session_id}),
         )
         .await?;
+        return Ok(Err(AuthError::RefreshTokenAlreadyUsed));
     }
-    let refresh_token = insert_token(c, user_id, session_id, Some(&h)).await?;
-    // Housekeeping: rotated tokens older than a day only ever answer "not found" from now on
-    // (reuse detection covers the recent ones), so a long session does not grow without bound.
-    c.execute(
-        "delete from auth.refresh_tokens where session_id = $1 and revoked \
-         and updated_at < now() - interval '1 day'",
-        &[&session_id],
-    )
-    .await?;
-    c.execute(
-        "update auth.sessions set refreshed_at = now() at time zone 'utc', updated_at = now() \
-         where id = $1",
-        &[&session_id],
-    )
-    .await?;
+    // The writes are independent of each other: send them pipelined, one round trip.
+    let (revoke_st, sweep_st, touch_st) = tokio::try_join!(
+        c.prepare_cached(
+            "update auth.refresh_tokens set revoked = true, updated_at = now() where token = $1"
+        ),
+        c.prepare_cached(
+            "delete from auth.refresh_tokens where session_id = $1 and revoked \
+             and updated_at < now() - interval '1 day'"
+        ),
+        c.prepare_cached(
+            "update auth.sessions set refreshed_at = now() at time zone 'utc', updated_at = now() \
+             where id = $1"
+        ),
+    )?;
+    let revoke = async {
+        if !revoked.unwrap_or(false) {
+            c.execute(&revoke_st, &[&h]).await?;
+        }
+        Ok::<(), tokio_postgres::Error>(())
+    };
+    let by_session: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&session_id];
+    // Housekeeping: rotated tokens older than a day only ever answer "not found" (reuse
+    // detection covers the recent ones), so a long session does not grow without bound.
+    let sweep = c.execute(&sweep_st, &by_session);
+    let touch = c.execute(&touch_st, &by_session);
+    let (refresh_token, revoke, sweep, touch) = tokio::join!(
+        insert_token(c, user_id, session_id, Some(&h)),
+        revoke,
+        sweep,
+        touch
+    );
+    let refresh_token = refresh_token?;
+    revoke?;
+    sweep?;
+    touch?;
     Ok(Ok(Issued {
         session_id,
         user_id,

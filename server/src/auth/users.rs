@@ -176,14 +176,14 @@ fn identity_json(r: &Row) -> (Uuid, Value) {
 /// Fills in the identities of `users` with one query.
 async fn load_identities<C: GenericClient>(c: &C, users: &mut [User]) -> Result<(), AuthError> {
     let ids: Vec<Uuid> = users.iter().map(|u| u.id).collect();
-    let rows = c
-        .query(
+    let st = c
+        .prepare_cached(
             "select id, provider_id, user_id, identity_data, provider, last_sign_in_at, \
              created_at, updated_at, email from auth.identities where user_id = any($1) \
              order by created_at",
-            &[&ids],
         )
         .await?;
+    let rows = c.query(&st, &[&ids]).await?;
     for r in &rows {
         let (user_id, v) = identity_json(r);
         if let Some(u) = users.iter_mut().find(|u| u.id == user_id) {
@@ -214,7 +214,8 @@ pub async fn page<C: GenericClient>(
 
 pub async fn by_id<C: GenericClient>(c: &C, id: Uuid) -> Result<Option<User>, AuthError> {
     let sql = format!("select {USER_COLUMNS} from auth.users u where u.id = $1");
-    let Some(row) = c.query_opt(&sql, &[&id]).await? else {
+    let st = c.prepare_cached(&sql).await?;
+    let Some(row) = c.query_opt(&st, &[&id]).await? else {
         return Ok(None);
     };
     let mut u = [from_row(&row)];
@@ -223,12 +224,18 @@ pub async fn by_id<C: GenericClient>(c: &C, id: Uuid) -> Result<Option<User>, Au
     Ok(Some(u))
 }
 
+/// The user with this id, with identities; `UserNotFound` when there is none.
+pub async fn get<C: GenericClient>(c: &C, id: Uuid) -> Result<User, AuthError> {
+    by_id(c, id).await?.ok_or(AuthError::UserNotFound)
+}
+
 /// The user with this (already lower-cased) e-mail, without identities (sign-in does not need them).
 pub async fn by_email<C: GenericClient>(c: &C, email: &str) -> Result<Option<User>, AuthError> {
     let sql = format!(
         "select {USER_COLUMNS} from auth.users u where u.email = $1 and u.is_sso_user = false"
     );
-    Ok(c.query_opt(&sql, &[&email]).await?.map(|r| from_row(&r)))
+    let st = c.prepare_cached(&sql).await?;
+    Ok(c.query_opt(&st, &[&email]).await?.map(|r| from_row(&r)))
 }
 
 /// What a new user row is made of.
@@ -241,6 +248,25 @@ pub struct NewUser<'a> {
     pub role: &'a str,
     pub is_anonymous: bool,
     pub invited: bool,
+}
+
+static NO_APP_METADATA: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| json!({}));
+
+impl<'a> NewUser<'a> {
+    /// An `authenticated` user with no password, unconfirmed, not invited, not anonymous and
+    /// with empty app metadata: what the sign-up paths start from (struct update for the rest).
+    pub fn authenticated(email: Option<&'a str>, user_metadata: &'a Value) -> Self {
+        NewUser {
+            email,
+            encrypted_password: None,
+            confirmed: false,
+            user_metadata,
+            app_metadata: &NO_APP_METADATA,
+            role: "authenticated",
+            is_anonymous: false,
+            invited: false,
+        }
+    }
 }
 
 /// Inserts the user and its identity; `None` when the e-mail is taken (never a second account).

@@ -45,7 +45,7 @@ pub async fn apply_default_grants(
 
 /// Tables in the exposed schemas that an API role may touch but that have no row-level security.
 pub async fn tables_without_rls(
-    client: &Client,
+    client: &impl tokio_postgres::GenericClient,
     schemas: &[String],
 ) -> Result<Vec<String>, tokio_postgres::Error> {
     let rows = client

@@ -9,6 +9,8 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_base", include_str!("internal/0001_base.sql")),
     ("0002_auth", include_str!("internal/0002_auth.sql")),
     ("0003_realtime", include_str!("internal/0003_realtime.sql")),
+    ("0004_storage", include_str!("internal/0004_storage.sql")),
+    ("0005_policies", include_str!("internal/0005_policies.sql")),
 ];
 
 /// Advisory lock key shared by every doska migration runner (internal and app).

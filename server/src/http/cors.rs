@@ -35,12 +35,8 @@ pub fn preflight(
     let mut res = Response::new(empty());
     *res.status_mut() = StatusCode::NO_CONTENT;
     if let Some(origin) = allowed_origin(origins, headers) {
+        allow(res.headers_mut(), origin);
         let h = res.headers_mut();
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-            HeaderValue::from_static("true"),
-        );
         h.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
             HeaderValue::from_static(METHODS),
@@ -52,9 +48,18 @@ pub fn preflight(
             header::ACCESS_CONTROL_MAX_AGE,
             HeaderValue::from_static("86400"),
         );
-        h.insert(header::VARY, HeaderValue::from_static("Origin"));
     }
     Some(res)
+}
+
+/// The headers every CORS answer to an allowed origin carries.
+fn allow(h: &mut HeaderMap, origin: &HeaderValue) {
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
 }
 
 /// Adds CORS headers to an actual response for an allowed origin.
@@ -62,17 +67,11 @@ pub fn decorate(origins: &CorsOrigins, req_headers: &HeaderMap, res: &mut Respon
     let Some(origin) = allowed_origin(origins, req_headers) else {
         return;
     };
-    let h = res.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-        HeaderValue::from_static("true"),
-    );
-    h.insert(
+    allow(res.headers_mut(), origin);
+    res.headers_mut().insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
         HeaderValue::from_static(EXPOSED),
     );
-    h.append(header::VARY, HeaderValue::from_static("Origin"));
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! routes; each front door answers its own errors in its own dialect.
 
 pub mod body;
+pub mod client_ip;
 pub mod compress;
 pub mod cors;
 pub mod metrics;

@@ -115,6 +115,9 @@ const FRONT_DOORS: &[(&str, Door)] = &[
     ("/realtime/v1", |s, r, c| {
         Box::pin(crate::realtime::handle(s, r, c))
     }),
+    ("/storage/v1", |s, r, c| {
+        Box::pin(crate::storage::http::handle(s, r, c))
+    }),
 ];
 
 /// Handles one request end to end.
@@ -162,7 +165,11 @@ where
         } else {
             let ctx = RequestContext {
                 request_id: id.clone(),
-                client_ip: remote.ip(),
+                client_ip: super::client_ip::resolve(
+                    remote.ip(),
+                    &req_headers,
+                    &state.config.trusted_proxies,
+                ),
                 path: path.clone(),
                 body_limit,
             };

@@ -19,7 +19,7 @@ const SERVE_RECORD: &str = "doska.serve";
 #[derive(Debug)]
 pub(crate) struct DataDirLock {
     /// Held only to keep the flock; closing it releases the data dir.
-    _file: File,
+    file: File,
     data_dir: PathBuf,
 }
 
@@ -33,6 +33,15 @@ pub(crate) struct Holder {
 pub(crate) enum TryLock {
     Acquired(DataDirLock),
     Held(Holder),
+}
+
+impl Drop for DataDirLock {
+    fn drop(&mut self) {
+        // Forget the holder's line before letting go: a child this process forks shares the lock
+        // until it execs, and during that moment the file must not claim a serve still runs here
+        // (another serve would then give up instead of waiting a moment).
+        let _ = self.file.set_len(0);
+    }
 }
 
 /// Tries once, without blocking.
@@ -72,7 +81,7 @@ pub(crate) fn try_lock(data_dir: &Path, serving: bool) -> Result<TryLock, PgErro
         .and_then(|_| file.write_all(line.as_bytes()))
         .map_err(|e| PgError::io(format!("writing {}", path.display()), e))?;
     Ok(TryLock::Acquired(DataDirLock {
-        _file: file,
+        file,
         data_dir: data_dir.to_path_buf(),
     }))
 }

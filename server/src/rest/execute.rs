@@ -34,6 +34,20 @@ impl ToSql for TextParam<'_> {
     to_sql_checked!();
 }
 
+/// Runs `sql` with `params` sent as [`TextParam`]s, each typed by PostgreSQL from where it is used.
+pub async fn query_text<C: tokio_postgres::GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &[String],
+) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    let params: Vec<TextParam> = params.iter().map(|p| TextParam(p)).collect();
+    let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
+        .iter()
+        .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
+        .collect();
+    client.query_typed(sql, &typed).await
+}
+
 /// What the statement returned.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Outcome {
@@ -56,7 +70,15 @@ pub struct Guards {
     pub rollback: bool,
 }
 
+/// Per-request session settings that come from `Prefer`.
+#[derive(Debug, Clone, Default)]
+pub struct Session {
+    /// `Prefer: timezone=…`: the transaction's `TimeZone`.
+    pub timezone: Option<String>,
+}
+
 pub struct ExecRequest<'a> {
+    pub session: Session,
     pub pool: &'a deadpool_postgres::Pool,
     pub caller: &'a Caller,
     pub info: RequestInfo<'a>,
@@ -64,28 +86,55 @@ pub struct ExecRequest<'a> {
     pub statement_timeout_ms: u64,
 }
 
+impl ExecRequest<'_> {
+    /// Opens the request's transaction, and says whether the caller is anonymous: PostgREST answers
+    /// 401 rather than 403 to the anonymous role, token or not (the anon key is a JWT).
+    async fn begin(&self) -> Result<(RequestTx, bool), RestError> {
+        let anonymous = self.caller.role == "anon";
+        let tx = RequestTx::begin(
+            self.pool,
+            self.caller,
+            &self.info,
+            self.read_only,
+            self.statement_timeout_ms,
+        )
+        .await
+        .map_err(|e| tx_error(e, anonymous))?;
+        Ok((tx, anonymous))
+    }
+}
+
 pub async fn run(
     req: ExecRequest<'_>,
     stmt: &Statement,
     guards: Guards,
 ) -> Result<Outcome, RestError> {
-    // PostgREST answers 401 rather than 403 to the anonymous role, token or not (the anon key is a JWT).
-    let anonymous = req.caller.role == "anon";
-    let tx = RequestTx::begin(
-        req.pool,
-        req.caller,
-        &req.info,
-        req.read_only,
-        req.statement_timeout_ms,
-    )
-    .await
-    .map_err(|e| tx_error(e, anonymous))?;
-    let params: Vec<TextParam> = stmt.params.iter().map(|p| TextParam(p)).collect();
-    let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
-        .iter()
-        .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
-        .collect();
-    let rows = match tx.client().query_typed(&stmt.sql, &typed).await {
+    let (tx, anonymous) = req.begin().await?;
+    let planned = match &stmt.explain {
+        Some((sql, params)) => match planned_rows(tx.client(), sql, params).await {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tx.rollback().await.ok();
+                return Err(db_error(&e, anonymous));
+            }
+        },
+        None => None,
+    };
+    let rows = match &req.session.timezone {
+        None => query_text(tx.client(), &stmt.sql, &stmt.params).await,
+        Some(tz) => {
+            // Sent together with the statement: one round trip. If the zone is unknown, its error
+            // (not the aborted statement's) is the answer.
+            let tz_param: [(&(dyn ToSql + Sync), Type); 1] = [(tz, Type::TEXT)];
+            let set = tx.client().query_typed(
+                "SELECT pg_catalog.set_config('timezone', $1, true)",
+                &tz_param,
+            );
+            let (set, rows) = tokio::join!(set, query_text(tx.client(), &stmt.sql, &stmt.params));
+            set.and(rows)
+        }
+    };
+    let rows = match rows {
         Ok(rows) => rows,
         Err(e) => {
             tx.rollback().await.ok();
@@ -94,7 +143,11 @@ pub async fn run(
     };
     let outcome = match rows.first() {
         Some(row) => Outcome {
-            total: row.try_get::<_, Option<i64>>("total").ok().flatten(),
+            total: row
+                .try_get::<_, Option<i64>>("total")
+                .ok()
+                .flatten()
+                .or(planned),
             page_total: row
                 .try_get::<_, Option<i64>>("page_total")
                 .ok()
@@ -129,6 +182,62 @@ pub async fn run(
     };
     end.map_err(|e| tx_error(e, anonymous))?;
     Ok(outcome)
+}
+
+/// `EXPLAIN` of the statement, in the caller's transaction, always rolled back (ANALYZE runs it).
+pub async fn explain(
+    req: ExecRequest<'_>,
+    stmt: &Statement,
+    ex: super::request::ExplainRequest,
+) -> Result<String, RestError> {
+    let (tx, anonymous) = req.begin().await?;
+    let mut opts = vec![if ex.json {
+        "FORMAT JSON"
+    } else {
+        "FORMAT TEXT"
+    }];
+    for (on, name) in [
+        (ex.analyze, "ANALYZE"),
+        (ex.verbose, "VERBOSE"),
+        (ex.settings, "SETTINGS"),
+        (ex.buffers, "BUFFERS"),
+        (ex.wal, "WAL"),
+    ] {
+        if on {
+            opts.push(name);
+        }
+    }
+    let sql = format!("EXPLAIN ({}) {}", opts.join(", "), stmt.sql);
+    let result = query_text(tx.client(), &sql, &stmt.params).await;
+    tx.rollback().await.ok();
+    let rows = result.map_err(|e| db_error(&e, anonymous))?;
+    Ok(if ex.json {
+        rows.first()
+            .and_then(|r| r.try_get::<_, serde_json::Value>(0).ok())
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    } else {
+        rows.iter()
+            .filter_map(|r| r.try_get::<_, String>(0).ok())
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
+/// The planner's row estimate of the top plan node.
+async fn planned_rows(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    params: &[String],
+) -> Result<i64, tokio_postgres::Error> {
+    let rows = query_text(client, sql, params).await?;
+    let plan: Option<serde_json::Value> = rows
+        .first()
+        .and_then(|r| r.try_get::<_, serde_json::Value>(0).ok());
+    Ok(plan
+        .as_ref()
+        .and_then(|p| p[0]["Plan"]["Plan Rows"].as_f64())
+        .map_or(0, |n| n as i64))
 }
 
 fn tx_error(e: TxError, anonymous: bool) -> RestError {

@@ -87,6 +87,30 @@ pub fn spawn(
     })
 }
 
+/// Makes DDL announce itself: an event trigger that sends `NOTIFY pgrst, 'reload schema'` after
+/// every DDL command, as Supabase's `pgrst_watch` does. Needs a superuser; where the database does
+/// not allow one (a managed server), NOTIFY and restarts remain the ways to reload.
+pub async fn install_ddl_watch(admin: &deadpool_postgres::Pool) {
+    const SQL: &str = r#"
+        CREATE OR REPLACE FUNCTION doska.rest_ddl_watch() RETURNS event_trigger LANGUAGE plpgsql AS $$
+        BEGIN NOTIFY pgrst, 'reload schema'; END $$;
+        DO $$ BEGIN
+          IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'doska_rest_ddl_watch') THEN
+            CREATE EVENT TRIGGER doska_rest_ddl_watch ON ddl_command_end EXECUTE FUNCTION doska.rest_ddl_watch();
+          END IF;
+          IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'doska_rest_drop_watch') THEN
+            CREATE EVENT TRIGGER doska_rest_drop_watch ON sql_drop EXECUTE FUNCTION doska.rest_ddl_watch();
+          END IF;
+        END $$;"#;
+    let result = match admin.get().await {
+        Ok(client) => client.batch_execute(SQL).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = result {
+        tracing::info!(error = %e, "rest: no DDL event trigger (reload with NOTIFY pgrst instead)");
+    }
+}
+
 fn wants_reload(payload: &str) -> bool {
     matches!(payload.trim(), "" | "reload schema" | "reload config")
 }

@@ -103,6 +103,7 @@ pub async fn start(
         }
     };
     if let Some(config) = listen {
+        listen::install_ddl_watch(&state.admin).await;
         listen::spawn(
             rest.clone(),
             state.admin.clone(),
@@ -167,7 +168,7 @@ where
 {
     let (parts, body) = req.into_parts();
     let caller = state.verifier.caller(&parts.headers).map_err(jwt_error)?;
-    let api = request::parse(&parts.method, &ctx.path, parts.uri.query(), &parts.headers)?;
+    let mut api = request::parse(&parts.method, &ctx.path, parts.uri.query(), &parts.headers)?;
     let cache = rest.cache.get();
     if cache.schemas.is_empty() {
         return Err(RestError::SchemaCacheNotLoaded);
@@ -207,9 +208,14 @@ where
     if api.target == Target::Root {
         return openapi::serve(state, &cache, &schema, &caller, info).await;
     }
-    let plan_cfg = plan::PlanConfig {
-        max_rows: rest.max_rows,
-    };
+    // `alter role authenticator set pgrst.db_max_rows = …` wins over --db-max-rows, as in PostgREST.
+    let max_rows = cache
+        .settings
+        .get("pgrst.db_max_rows")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|n| *n > 0)
+        .or(rest.max_rows);
+    let plan_cfg = plan::PlanConfig { max_rows };
     let plan = plan::plan(&api, &payload, &cache, &schema, &plan_cfg)?;
     let stmt = sql::build(
         &plan,
@@ -223,6 +229,37 @@ where
             details: e.0,
         })
     })?;
+    let exec = execute::ExecRequest {
+        session: execute::Session {
+            timezone: api.prefer.timezone.clone(),
+        },
+        pool: &state.pool,
+        caller: &caller,
+        info,
+        read_only: plan.read_only,
+        statement_timeout_ms: rest.statement_timeout_ms,
+    };
+    if let Some(ex) = api.accept.plan {
+        // Plans reveal the query and the data's shape: off unless pgrst.db_plan_enabled, as in PostgREST.
+        if !cache.flag("pgrst.db_plan_enabled", false) {
+            return Err(RequestError::NotAcceptable("application/vnd.pgrst.plan".into()).into());
+        }
+        let text = execute::explain(exec, &stmt, ex).await?;
+        let for_media = match api.accept.media {
+            MediaType::Json => "application/json",
+            MediaType::SingleObject => "application/vnd.pgrst.object+json",
+            MediaType::Csv => "text/csv",
+        };
+        let ct = format!(
+            "application/vnd.pgrst.plan+{}; for=\"{for_media}\"; charset=utf-8",
+            if ex.json { "json" } else { "text" }
+        );
+        let mut res = Response::new(crate::http::body::full(text));
+        if let Ok(v) = HeaderValue::from_str(&ct) {
+            res.headers_mut().insert(header::CONTENT_TYPE, v);
+        }
+        return Ok(res);
+    }
     let guards = execute::Guards {
         singular: api.accept.media == MediaType::SingleObject,
         max_affected: if api.prefer.strict {
@@ -230,14 +267,7 @@ where
         } else {
             None
         },
-        rollback: api.prefer.tx == Some(TxPref::Rollback),
-    };
-    let exec = execute::ExecRequest {
-        pool: &state.pool,
-        caller: &caller,
-        info,
-        read_only: plan.read_only,
-        statement_timeout_ms: rest.statement_timeout_ms,
+        rollback: tx_rollback(&cache, &mut api.prefer),
     };
     let outcome = execute::run(exec, &stmt, guards).await?;
     render::success(render::RenderInput {
@@ -246,6 +276,25 @@ where
         prefer: &api.prefer,
         outcome,
     })
+}
+
+/// How the transaction ends: `pgrst.db_tx_end` (commit, commit-allow-override, rollback,
+/// rollback-allow-override; default commit) and, when it allows, `Prefer: tx=`. A preference that
+/// is not honoured is dropped from Preference-Applied.
+fn tx_rollback(cache: &schema::SchemaCache, prefer: &mut request::Preferences) -> bool {
+    let setting = cache
+        .settings
+        .get("pgrst.db_tx_end")
+        .map(|s| s.trim().to_ascii_lowercase())
+        .unwrap_or_else(|| "commit".into());
+    let base = setting.starts_with("rollback");
+    if setting.ends_with("allow-override")
+        && let Some(tx) = prefer.tx
+    {
+        return tx == TxPref::Rollback;
+    }
+    prefer.applied.retain(|a| !a.starts_with("tx="));
+    base
 }
 
 fn jwt_error(e: JwtError) -> RestError {

@@ -18,6 +18,14 @@ use super::request::{
 };
 use super::schema::{Function, QualifiedName, Relation, Returns, SchemaCache, Volatility};
 
+mod call;
+mod relationships;
+mod write;
+
+use call::call;
+pub use relationships::{Relationship, resolve_relationship};
+use write::mutate;
+
 /// Limits that come from configuration rather than the request.
 #[derive(Debug, Clone, Default)]
 pub struct PlanConfig {
@@ -31,6 +39,9 @@ pub struct ColExpr {
     pub table_alias: String,
     pub column: String,
     pub json_path: Vec<JsonOp>,
+    /// A computed field: `function(table_alias::rowtype)` instead of the column. The cast lets
+    /// rows of mutation and function results (records) reach functions of the table's row type.
+    pub computed: Option<(QualifiedName, QualifiedName)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +60,8 @@ pub enum Output {
     /// A computed field: `schema.fn(row)`.
     Computed {
         function: QualifiedName,
+        /// The row type the function takes (the alias is cast to it).
+        rowtype: QualifiedName,
         table_alias: String,
         name: String,
     },
@@ -97,6 +110,12 @@ pub enum Source {
     Relation(QualifiedName),
     /// The CTE `pgrst_source` (mutation results, function results).
     Cte,
+    /// A computed relationship: `function(parent_row)`.
+    Function {
+        function: QualifiedName,
+        arg_alias: String,
+        target: QualifiedName,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +130,23 @@ pub struct ReadNode {
     pub offset: Option<i64>,
     /// Some output aggregates: group by the other outputs.
     pub grouped: bool,
+}
+
+impl ReadNode {
+    /// A node over `source` as `alias` that outputs, joins, filters and limits nothing yet.
+    pub fn empty(source: Source, alias: String) -> Self {
+        ReadNode {
+            source,
+            alias,
+            outputs: Vec::new(),
+            embeds: Vec::new(),
+            conds: Vec::new(),
+            order: Vec::new(),
+            limit: None,
+            offset: None,
+            grouped: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +218,18 @@ pub struct MutatePlan {
     pub read: Option<ReadNode>,
     /// Primary key columns, for `Location`.
     pub location_columns: Vec<String>,
+    /// PATCH/DELETE with `limit`/`offset`: only the rows this ordered, paged scan picks.
+    pub limited: Option<LimitedScope>,
+}
+
+/// The rows a limited update or delete may touch: `ctid` of a paged scan of the target (alias
+/// `pgrst_lim`) under the request's filters and order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitedScope {
+    pub conds: Vec<Cond>,
+    pub order: Vec<OrderBy>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,6 +276,8 @@ pub struct Plan {
     pub target_name: String,
     pub read_only: bool,
     pub count: bool,
+    /// `count=planned` (or `estimated` under max-rows): the total is the planner's row estimate.
+    pub planned_count: bool,
     /// The root offset (Content-Range's first index).
     pub offset: i64,
     pub return_: ReturnPref,
@@ -264,6 +314,19 @@ struct Shape {
     label: String,
     relation: Option<QualifiedName>,
     columns: Vec<String>,
+    /// Computed fields of the relation: `(name, function)`.
+    computed: Vec<(String, QualifiedName)>,
+}
+
+impl Shape {
+    /// The computed field `name`: `(function, row type)`.
+    fn computed_field(&self, name: &str) -> Option<(QualifiedName, QualifiedName)> {
+        let rel = self.relation.clone()?;
+        self.computed
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, f)| (f.clone(), rel))
+    }
 }
 
 /// Plans a request. `schema` is the schema chosen from the profile headers.
@@ -280,15 +343,18 @@ pub fn plan(
         next: 0,
         aggregates: cache.flag("pgrst.db_aggregates_enabled", false),
     };
-    let count = matches!(
-        req.prefer.count,
-        Some(CountPref::Exact | CountPref::Planned | CountPref::Estimated)
-    );
+    // `estimated` is exact unless --db-max-rows bounds the result; then it is the planner's guess.
+    let planned = match req.prefer.count {
+        Some(CountPref::Planned) => true,
+        Some(CountPref::Estimated) => cfg.max_rows.is_some(),
+        _ => false,
+    } && matches!(req.action, Action::Read { .. });
+    let count = req.prefer.count.is_some() && !planned;
     let (root_limit, root_offset) = root_paging(req, cfg);
     match (&req.target, req.action) {
         (Target::Relation(name), Action::Read { .. }) => {
             let rel = find_relation(cache, schema, name)?;
-            let shape = relation_shape(rel);
+            let shape = relation_shape(ctx.cache, rel);
             let node = read_node(
                 &mut ctx,
                 req,
@@ -303,6 +369,7 @@ pub fn plan(
                 target_name: name.clone(),
                 read_only: true,
                 count,
+                planned_count: planned,
                 offset: root_offset.unwrap_or(0),
                 return_: ReturnPref::Representation,
                 media: req.accept.media,
@@ -320,6 +387,7 @@ pub fn plan(
                 target_name: name.clone(),
                 read_only: false,
                 count,
+                planned_count: planned,
                 offset: 0,
                 return_: req.prefer.return_.unwrap_or_default(),
                 media: req.accept.media,
@@ -341,6 +409,7 @@ pub fn plan(
                 target_name: name.clone(),
                 read_only,
                 count,
+                planned_count: planned,
                 offset: root_offset.unwrap_or(0),
                 return_: ReturnPref::Representation,
                 media: req.accept.media,
@@ -410,11 +479,30 @@ fn strsim(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-fn relation_shape(rel: &Relation) -> Shape {
+/// Functions of one row of `rel` returning a scalar: its computed fields.
+fn computed_of(cache: &SchemaCache, rel: &QualifiedName) -> Vec<(String, QualifiedName)> {
+    let mut out: Vec<(String, QualifiedName)> = cache
+        .functions
+        .values()
+        .flatten()
+        .filter(|f| {
+            f.params.len() == 1
+                && f.params[0].rowtype.as_ref() == Some(rel)
+                && !f.returns_set
+                && matches!(f.returns, Returns::Scalar)
+        })
+        .map(|f| (f.name.name.clone(), f.name.clone()))
+        .collect();
+    out.sort();
+    out
+}
+
+fn relation_shape(cache: &SchemaCache, rel: &Relation) -> Shape {
     Shape {
         label: rel.name.name.clone(),
         relation: Some(rel.name.clone()),
         columns: rel.columns.iter().map(|c| c.name.clone()).collect(),
+        computed: computed_of(cache, &rel.name),
     }
 }
 
@@ -436,6 +524,25 @@ fn read_node(
     Ok(node)
 }
 
+/// Adds `count()` over all rows (named `alias`, else `count`) to the node's outputs, grouping it;
+/// refused when aggregates are disabled.
+fn push_count_all(
+    ctx: &Ctx,
+    node: &mut ReadNode,
+    cast: &Option<String>,
+    alias: &Option<String>,
+) -> Result<(), PlanError> {
+    if !ctx.aggregates {
+        return Err(PlanError::AggregatesDisabled);
+    }
+    node.grouped = true;
+    node.outputs.push(Output::CountAll {
+        cast: cast.clone(),
+        name: alias.clone().unwrap_or_else(|| "count".into()),
+    });
+    Ok(())
+}
+
 fn build_node(
     ctx: &mut Ctx,
     select: &[SelectItem],
@@ -443,17 +550,7 @@ fn build_node(
     source: Source,
     alias: String,
 ) -> Result<ReadNode, PlanError> {
-    let mut node = ReadNode {
-        source,
-        alias: alias.clone(),
-        outputs: Vec::new(),
-        embeds: Vec::new(),
-        conds: Vec::new(),
-        order: Vec::new(),
-        limit: None,
-        offset: None,
-        grouped: false,
-    };
+    let mut node = ReadNode::empty(source, alias.clone());
     for item in select {
         match item {
             SelectItem::Star => {
@@ -463,6 +560,7 @@ fn build_node(
                             table_alias: alias.clone(),
                             column: c.clone(),
                             json_path: Vec::new(),
+                            computed: None,
                         },
                         cast: None,
                         aggregate: None,
@@ -476,16 +574,7 @@ fn build_node(
                 field: None,
                 aggregate_cast,
                 ..
-            } => {
-                if !ctx.aggregates {
-                    return Err(PlanError::AggregatesDisabled);
-                }
-                node.grouped = true;
-                node.outputs.push(Output::CountAll {
-                    cast: aggregate_cast.clone(),
-                    name: out_alias.clone().unwrap_or_else(|| "count".into()),
-                });
-            }
+            } => push_count_all(ctx, &mut node, aggregate_cast, out_alias)?,
             SelectItem::Field {
                 alias: out_alias,
                 field: Some(field),
@@ -505,19 +594,13 @@ fn build_node(
                         && cast.is_none()
                         && aggregate.is_none()
                     {
-                        if !ctx.aggregates {
-                            return Err(PlanError::AggregatesDisabled);
-                        }
-                        node.grouped = true;
-                        node.outputs.push(Output::CountAll {
-                            cast: aggregate_cast.clone(),
-                            name: out_alias.clone().unwrap_or_else(|| "count".into()),
-                        });
+                        push_count_all(ctx, &mut node, aggregate_cast, out_alias)?;
                         continue;
                     }
-                    if let Some(f) = computed_field(ctx, shape, &field.name) {
+                    if let Some((f, rowtype)) = shape.computed_field(&field.name) {
                         node.outputs.push(Output::Computed {
                             function: f,
+                            rowtype,
                             table_alias: alias.clone(),
                             name: out_alias.clone().unwrap_or_else(|| field.name.clone()),
                         });
@@ -540,6 +623,7 @@ fn build_node(
                         table_alias: alias.clone(),
                         column: field.name.clone(),
                         json_path: field.json_path.clone(),
+                        computed: None,
                     },
                     cast: cast.clone(),
                     aggregate: *aggregate,
@@ -570,7 +654,7 @@ fn build_node(
                         hint: hint.clone(),
                     }
                 })?;
-                let child_shape = relation_shape(target);
+                let child_shape = relation_shape(ctx.cache, target);
                 let child_alias = ctx.alias("t");
                 let lateral = ctx.alias("j");
                 let default_select = vec![SelectItem::Star];
@@ -581,13 +665,15 @@ fn build_node(
                 } else {
                     select
                 };
-                let child = build_node(
-                    ctx,
-                    sel,
-                    &child_shape,
-                    Source::Relation(target.name.clone()),
-                    child_alias,
-                )?;
+                let source = match &rel.function {
+                    Some(f) => Source::Function {
+                        function: f.clone(),
+                        arg_alias: alias.clone(),
+                        target: target.name.clone(),
+                    },
+                    None => Source::Relation(target.name.clone()),
+                };
+                let child = build_node(ctx, sel, &child_shape, source, child_alias)?;
                 let join_cond = match rel.junction {
                     Some((jt, child_pairs, parent_pairs)) => JoinCond::Junction {
                         table: jt,
@@ -597,11 +683,6 @@ fn build_node(
                     },
                     None => JoinCond::Direct(rel.pairs),
                 };
-                if *spread && !rel.to_one {
-                    return Err(PlanError::NotImplemented(format!(
-                        "spreading the to-many relationship '{name}'"
-                    )));
-                }
                 let spread_names = if *spread {
                     child.outputs.iter().filter_map(output_name).collect()
                 } else {
@@ -623,11 +704,6 @@ fn build_node(
                 node.outputs.push(Output::Embed(node.embeds.len() - 1));
             }
         }
-    }
-    if node.grouped && !node.embeds.is_empty() {
-        return Err(PlanError::NotImplemented(
-            "aggregates together with embedded resources".into(),
-        ));
     }
     Ok(node)
 }
@@ -661,196 +737,6 @@ fn check_cast(cast: Option<&str>) -> Result<(), PlanError> {
     }
 }
 
-fn computed_field(ctx: &Ctx, shape: &Shape, name: &str) -> Option<QualifiedName> {
-    let rel = shape.relation.as_ref()?;
-    let fns = ctx
-        .cache
-        .functions
-        .get(&QualifiedName::new(&rel.schema, name))?;
-    fns.iter()
-        .find(|f| {
-            f.params.len() == 1
-                && f.params[0].rowtype.as_ref() == Some(rel)
-                && !f.returns_set
-                && matches!(f.returns, Returns::Scalar)
-        })
-        .map(|f| f.name.clone())
-}
-
-/// A resolved relationship from a parent to `target`.
-#[derive(Debug, Clone)]
-pub struct Relationship {
-    pub target: QualifiedName,
-    /// (child column, parent column) for direct joins.
-    pub pairs: Vec<(String, String)>,
-    /// (junction, (junction col, child col), (junction col, parent col)) for many-to-many.
-    #[allow(clippy::type_complexity)]
-    pub junction: Option<(QualifiedName, Vec<(String, String)>, Vec<(String, String)>)>,
-    pub to_one: bool,
-    pub cardinality: &'static str,
-    /// Names a hint may match: constraint names, single column names, junction name.
-    pub hint_names: Vec<String>,
-    pub description: String,
-    /// Matched through a column name rather than the table name (self-references).
-    pub by_column: bool,
-}
-
-/// Finds the relationship `parent → name` (a table name, a foreign key column or a constraint),
-/// narrowed by `hint`.
-pub fn resolve_relationship(
-    cache: &SchemaCache,
-    parent: &QualifiedName,
-    name: &str,
-    hint: Option<&str>,
-) -> Result<Relationship, PlanError> {
-    let mut found: Vec<Relationship> = Vec::new();
-    for fk in &cache.foreign_keys {
-        // Many-to-one: the key is on the parent.
-        if &fk.table == parent {
-            let by_column = fk.columns.len() == 1 && fk.columns[0] == name;
-            if fk.ftable.name == name || fk.name == name || by_column {
-                let mut hint_names = vec![fk.name.clone(), fk.ftable.name.clone()];
-                hint_names.extend(fk.columns.iter().cloned());
-                found.push(Relationship {
-                    target: fk.ftable.clone(),
-                    pairs: fk
-                        .fcolumns
-                        .iter()
-                        .cloned()
-                        .zip(fk.columns.iter().cloned())
-                        .collect(),
-                    junction: None,
-                    to_one: true,
-                    cardinality: "many-to-one",
-                    hint_names,
-                    description: format!(
-                        "{}[{}][{}]",
-                        fk.name,
-                        fk.columns.join(","),
-                        fk.fcolumns.join(",")
-                    ),
-                    by_column: by_column || fk.name == name,
-                });
-            }
-        }
-        // One-to-many (one-to-one when the key columns are unique): the key is on the child.
-        if &fk.ftable == parent && fk.table.name == name {
-            let child = cache.relations.get(&fk.table);
-            let one = child.is_some_and(|c| c.is_unique(&fk.columns));
-            let mut hint_names = vec![fk.name.clone()];
-            hint_names.extend(fk.columns.iter().cloned());
-            found.push(Relationship {
-                target: fk.table.clone(),
-                pairs: fk
-                    .columns
-                    .iter()
-                    .cloned()
-                    .zip(fk.fcolumns.iter().cloned())
-                    .collect(),
-                junction: None,
-                to_one: one,
-                cardinality: if one { "one-to-one" } else { "one-to-many" },
-                hint_names,
-                description: format!(
-                    "{}[{}][{}]",
-                    fk.name,
-                    fk.fcolumns.join(","),
-                    fk.columns.join(",")
-                ),
-                by_column: false,
-            });
-        }
-    }
-    // Many-to-many through a junction whose primary key covers both foreign keys.
-    for a in cache.foreign_keys.iter().filter(|a| &a.ftable == parent) {
-        for b in cache
-            .foreign_keys
-            .iter()
-            .filter(|b| b.table == a.table && b.name != a.name && b.ftable.name == name)
-        {
-            let Some(j) = cache.relations.get(&a.table) else {
-                continue;
-            };
-            let covered = |cols: &[String]| cols.iter().all(|c| j.primary_key.contains(c));
-            if !covered(&a.columns) || !covered(&b.columns) {
-                continue;
-            }
-            found.push(Relationship {
-                target: b.ftable.clone(),
-                pairs: Vec::new(),
-                junction: Some((
-                    a.table.clone(),
-                    b.columns
-                        .iter()
-                        .cloned()
-                        .zip(b.fcolumns.iter().cloned())
-                        .collect(),
-                    a.columns
-                        .iter()
-                        .cloned()
-                        .zip(a.fcolumns.iter().cloned())
-                        .collect(),
-                )),
-                to_one: false,
-                cardinality: "many-to-many",
-                hint_names: vec![a.table.name.clone(), a.name.clone(), b.name.clone()],
-                description: format!(
-                    "{}.{}[{}][{}]",
-                    a.table.schema, a.table.name, a.name, b.name
-                ),
-                by_column: false,
-            });
-        }
-    }
-    if let Some(h) = hint {
-        found.retain(|r| r.hint_names.iter().any(|n| n == h));
-    }
-    // A self-reference named by the table is the one-to-many side; by its column, the many-to-one side.
-    if found.len() == 2 && found[0].target == found[1].target && &found[0].target == parent {
-        let by_col = found.iter().any(|r| r.by_column);
-        found.retain(|r| {
-            if by_col {
-                r.by_column
-            } else {
-                !r.to_one || r.cardinality == "one-to-one"
-            }
-        });
-    }
-    match found.len() {
-        1 => Ok(found.remove(0)),
-        0 => Err(PlanError::RelationshipNotFound {
-            parent: parent.name.clone(),
-            child: name.into(),
-            hint: hint.map(String::from),
-        }),
-        _ => {
-            let candidates = found
-                .iter()
-                .map(|r| {
-                    serde_json::json!({
-                        "cardinality": r.cardinality,
-                        "embedding": format!("{} with {}", parent.name, r.target.name),
-                        "relationship": r.description,
-                    })
-                })
-                .collect();
-            let options: Vec<String> = found
-                .iter()
-                .map(|r| format!("'{}!{}'", r.target.name, r.hint_names[0]))
-                .collect();
-            Err(PlanError::AmbiguousRelationship {
-                parent: parent.name.clone(),
-                child: name.into(),
-                candidates,
-                hint: format!(
-                    "Try changing '{name}' to one of the following: {}. Find the desired relationship in the 'details' key.",
-                    options.join(", ")
-                ),
-            })
-        }
-    }
-}
-
 fn find_embed_mut<'a>(node: &'a mut ReadNode, path: &[String]) -> Option<&'a mut ReadNode> {
     let Some((first, rest)) = path.split_first() else {
         return Some(node);
@@ -865,11 +751,12 @@ fn shape_at(ctx: &Ctx, root: &Shape, node: &ReadNode, path: &[String]) -> Option
         return Some(root.clone());
     };
     let e = node.embeds.iter().find(|e| &e.name == first)?;
-    let Source::Relation(q) = &e.node.source else {
-        return None;
+    let q = match &e.node.source {
+        Source::Relation(q) | Source::Function { target: q, .. } => q,
+        Source::Cte => return None,
     };
     let rel = ctx.cache.relations.get(q)?;
-    shape_at(ctx, &relation_shape(rel), &e.node, rest)
+    shape_at(ctx, &relation_shape(ctx.cache, rel), &e.node, rest)
 }
 
 fn attach_params(
@@ -944,7 +831,7 @@ fn attach_params(
                         .get(&rel.target)
                         .ok_or_else(|| not_selected(path))?;
                     let o_alias = ctx.alias("o");
-                    let expr = col_expr(&relation_shape(target), &o_alias, &t.field)?;
+                    let expr = col_expr(&relation_shape(ctx.cache, target), &o_alias, &t.field)?;
                     OrderExpr::Related {
                         relation: rel.target.clone(),
                         alias: o_alias,
@@ -976,16 +863,24 @@ fn attach_params(
 }
 
 fn col_expr(shape: &Shape, alias: &str, field: &Field) -> Result<ColExpr, PlanError> {
-    if !shape.columns.contains(&field.name) {
-        return Err(PlanError::ColumnNotFound {
-            relation: shape.label.clone(),
-            column: field.name.clone(),
-        });
-    }
+    let computed = if shape.columns.contains(&field.name) {
+        None
+    } else {
+        match shape.computed_field(&field.name) {
+            Some(pair) => Some(pair),
+            None => {
+                return Err(PlanError::ColumnNotFound {
+                    relation: shape.label.clone(),
+                    column: field.name.clone(),
+                });
+            }
+        }
+    };
     Ok(ColExpr {
         table_alias: alias.into(),
         column: field.name.clone(),
         json_path: field.json_path.clone(),
+        computed,
     })
 }
 
@@ -1009,403 +904,6 @@ fn logic_cond(shape: &Shape, alias: &str, tree: &LogicTree) -> Result<Cond, Plan
                 .collect::<Result<_, _>>()?,
         },
     })
-}
-
-fn mutate(
-    ctx: &mut Ctx,
-    req: &ApiRequest,
-    payload: &Payload,
-    rel: &Relation,
-) -> Result<MutatePlan, PlanError> {
-    let shape = relation_shape(rel);
-    let return_ = req.prefer.return_.unwrap_or_default();
-    let returning = return_ != ReturnPref::Minimal
-        || req.prefer.count.is_some()
-        || req.prefer.max_affected.is_some();
-    // Root filters select the rows to change; the rows read back are all of those rows.
-    let mut read_req = req.clone();
-    read_req.filters.retain(|(p, _)| !p.is_empty());
-    read_req.logic.retain(|(p, _)| !p.is_empty());
-    let read = if return_ == ReturnPref::Representation {
-        Some(read_node(
-            ctx,
-            &read_req,
-            &shape,
-            Source::Cte,
-            "t0".into(),
-            (None, None),
-        )?)
-    } else {
-        None
-    };
-    let check_col = |c: &str| -> Result<(), PlanError> {
-        if rel.column(c).is_none() {
-            return Err(PlanError::WriteColumnNotFound {
-                relation: rel.name.name.clone(),
-                column: c.into(),
-            });
-        }
-        Ok(())
-    };
-    let root_conds = || -> Result<Vec<Cond>, PlanError> {
-        let mut conds = Vec::new();
-        for (path, f) in &req.filters {
-            if path.is_empty() {
-                conds.push(Cond::Filter {
-                    expr: col_expr(&shape, "t0", &f.field)?,
-                    negated: f.negated,
-                    op: f.op.clone(),
-                });
-            }
-        }
-        for (path, t) in &req.logic {
-            if path.is_empty() {
-                conds.push(logic_cond(&shape, "t0", t)?);
-            }
-        }
-        Ok(conds)
-    };
-    let (mutation, conds, payload_text) = match req.action {
-        Action::Insert | Action::Upsert => {
-            let rows = payload_rows(payload)?;
-            let mut columns: Vec<String> = match &req.columns {
-                Some(cols) => cols.clone(),
-                None => rows
-                    .first()
-                    .map(|r| r.keys().cloned().collect())
-                    .unwrap_or_default(),
-            };
-            if req.columns.is_none() {
-                let first: BTreeSet<&String> = columns.iter().collect();
-                if rows
-                    .iter()
-                    .any(|r| r.keys().collect::<BTreeSet<_>>() != first)
-                {
-                    return Err(PlanError::InvalidBody("All object keys must match".into()));
-                }
-            }
-            columns.dedup();
-            for c in &columns {
-                check_col(c)?;
-            }
-            let mut on_conflict = None;
-            if req.action == Action::Upsert {
-                if rel.primary_key.is_empty() {
-                    return Err(PlanError::InvalidPut("the table has no primary key".into()));
-                }
-                if req
-                    .paging
-                    .values()
-                    .any(|p| p.limit.is_some() || p.offset.is_some())
-                {
-                    return Err(PlanError::PutLimit);
-                }
-                check_put(req, rel, &rows)?;
-                on_conflict = Some((rel.primary_key.clone(), Resolution::MergeDuplicates));
-            } else if let Some(res) = req.prefer.resolution {
-                let target = req
-                    .on_conflict
-                    .clone()
-                    .unwrap_or_else(|| rel.primary_key.clone());
-                for c in &target {
-                    check_col(c)?;
-                }
-                if target.is_empty() {
-                    return Err(PlanError::Invalid {
-                        message: "on_conflict needs columns".into(),
-                        details: "the table has no primary key; give on_conflict=".into(),
-                    });
-                }
-                on_conflict = Some((target, res));
-            }
-            let update_columns = columns.clone();
-            let cols = columns
-                .into_iter()
-                .map(|c| {
-                    if req.prefer.missing_default {
-                        let default = rel.column(&c).and_then(|col| col.default.clone());
-                        InsertColumn::OrDefault { name: c, default }
-                    } else {
-                        InsertColumn::Payload(c)
-                    }
-                })
-                .collect();
-            let text = Value::Array(rows.into_iter().map(Value::Object).collect()).to_string();
-            (
-                Mutation::Insert {
-                    columns: cols,
-                    on_conflict,
-                    update_columns,
-                },
-                Vec::new(),
-                text,
-            )
-        }
-        Action::Update => {
-            let obj = match payload {
-                Payload::Json(Value::Object(o)) => o.clone(),
-                Payload::Json(Value::Array(a)) if a.len() == 1 && a[0].is_object() => {
-                    a[0].as_object().cloned().unwrap_or_default()
-                }
-                _ => {
-                    return Err(PlanError::InvalidBody(
-                        "a PATCH body must be one JSON object".into(),
-                    ));
-                }
-            };
-            let columns: Vec<String> = match &req.columns {
-                Some(cols) => cols.clone(),
-                None => obj.keys().cloned().collect(),
-            };
-            for c in &columns {
-                check_col(c)?;
-            }
-            (
-                Mutation::Update { columns },
-                root_conds()?,
-                Value::Object(obj).to_string(),
-            )
-        }
-        _ => (Mutation::Delete, root_conds()?, String::new()),
-    };
-    Ok(MutatePlan {
-        target: rel.name.clone(),
-        mutation,
-        conds,
-        payload: payload_text,
-        returning,
-        read,
-        location_columns: if return_ == ReturnPref::HeadersOnly {
-            rel.primary_key.clone()
-        } else {
-            Vec::new()
-        },
-    })
-}
-
-fn payload_rows(payload: &Payload) -> Result<Vec<serde_json::Map<String, Value>>, PlanError> {
-    match payload {
-        Payload::Json(Value::Object(o)) => Ok(vec![o.clone()]),
-        Payload::Json(Value::Array(a)) => a
-            .iter()
-            .map(|v| {
-                v.as_object().cloned().ok_or_else(|| {
-                    PlanError::InvalidBody(
-                        "every element of the array must be a JSON object".into(),
-                    )
-                })
-            })
-            .collect(),
-        Payload::None => Err(PlanError::InvalidBody("Empty or invalid json".into())),
-        _ => Err(PlanError::InvalidBody(
-            "the body must be a JSON object or an array of objects".into(),
-        )),
-    }
-}
-
-/// PUT: the filters are exactly `pk=eq.v` for every primary key column, and the body agrees.
-fn check_put(
-    req: &ApiRequest,
-    rel: &Relation,
-    rows: &[serde_json::Map<String, Value>],
-) -> Result<(), PlanError> {
-    if rows.len() != 1 {
-        return Err(PlanError::InvalidBody(
-            "PUT takes exactly one object".into(),
-        ));
-    }
-    let mut url_vals = Vec::new();
-    for (path, f) in &req.filters {
-        let ok = path.is_empty()
-            && !f.negated
-            && f.field.json_path.is_empty()
-            && rel.primary_key.contains(&f.field.name)
-            && matches!(
-                &f.op,
-                Operation::Simple {
-                    op: super::grammar::SimpleOp::Eq,
-                    quantifier: None,
-                    ..
-                }
-            );
-        if !ok {
-            return Err(PlanError::InvalidPut(format!("filter on {}", f.field.name)));
-        }
-        if let Operation::Simple { value, .. } = &f.op {
-            url_vals.push((f.field.name.clone(), value.clone()));
-        }
-    }
-    if !req.logic.is_empty()
-        || url_vals.len() != rel.primary_key.len()
-        || rel
-            .primary_key
-            .iter()
-            .any(|k| !url_vals.iter().any(|(n, _)| n == k))
-    {
-        return Err(PlanError::InvalidPut(
-            "every primary key column needs one eq filter".into(),
-        ));
-    }
-    for (name, v) in url_vals {
-        let body_v = match rows[0].get(&name) {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Null) | None => return Err(PlanError::PutMismatch),
-            Some(other) => other.to_string(),
-        };
-        if body_v != v {
-            return Err(PlanError::PutMismatch);
-        }
-    }
-    Ok(())
-}
-
-fn call(
-    ctx: &mut Ctx,
-    req: &ApiRequest,
-    payload: &Payload,
-    name: &str,
-    method: CallMethod,
-    paging: (Option<i64>, Option<i64>),
-) -> Result<(CallPlan, Volatility), PlanError> {
-    let qn = QualifiedName::new(ctx.schema, name);
-    let overloads = ctx
-        .cache
-        .functions
-        .get(&qn)
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
-    // The arguments given: JSON object keys (POST) or query parameters (GET).
-    let (args_obj, single_body): (serde_json::Map<String, Value>, Option<&Payload>) = match method {
-        CallMethod::Post => match payload {
-            Payload::Json(Value::Object(o)) => (o.clone(), Some(payload)),
-            Payload::None => (serde_json::Map::new(), None),
-            p => (serde_json::Map::new(), Some(p)),
-        },
-        _ => {
-            let mut m = serde_json::Map::new();
-            for (k, v) in &req.rpc_args {
-                match m.get_mut(k) {
-                    Some(Value::Array(a)) => a.push(Value::String(v.clone())),
-                    Some(prev) => {
-                        *prev = Value::Array(vec![prev.clone(), Value::String(v.clone())])
-                    }
-                    None => {
-                        m.insert(k.clone(), Value::String(v.clone()));
-                    }
-                }
-            }
-            (m, None)
-        }
-    };
-    let given: BTreeSet<&String> = args_obj.keys().collect();
-    let fits = |f: &&Function| {
-        let named = f.params.iter().all(|p| !p.name.is_empty());
-        named
-            && given.iter().all(|g| f.params.iter().any(|p| &&p.name == g))
-            && f.params
-                .iter()
-                .all(|p| p.has_default || given.contains(&p.name))
-    };
-    let single = |f: &&Function| {
-        f.params.len() == 1
-            && (f.params[0].name.is_empty() || req.prefer.single_object)
-            && single_arg_type(&f.params[0].type_sql)
-    };
-    let mut matching: Vec<&Function> = overloads.iter().filter(fits).collect();
-    let mut use_single = false;
-    if matching.is_empty() && method == CallMethod::Post {
-        matching = overloads.iter().filter(single).collect();
-        use_single = !matching.is_empty();
-    }
-    let f = match matching.len() {
-        1 => matching[0],
-        0 => {
-            return Err(PlanError::FunctionNotFound {
-                schema: ctx.schema.into(),
-                name: name.into(),
-                args: given.iter().map(|s| s.to_string()).collect(),
-            });
-        }
-        _ => {
-            return Err(PlanError::AmbiguousFunction {
-                schema: ctx.schema.into(),
-                name: name.into(),
-                candidates: matching
-                    .iter()
-                    .map(|f| {
-                        f.params
-                            .iter()
-                            .map(|p| format!("{} => {}", p.name, p.type_sql))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .collect(),
-            });
-        }
-    };
-    let (args, payload_text) = if use_single {
-        let text = match single_body {
-            Some(Payload::Json(v)) => v.to_string(),
-            Some(Payload::Raw(s)) => s.clone(),
-            _ => "null".into(),
-        };
-        (
-            CallArgs::Single {
-                type_sql: f.params[0].type_sql.clone(),
-            },
-            text,
-        )
-    } else {
-        let names: Vec<(String, String, bool)> = f
-            .params
-            .iter()
-            .filter(|p| given.contains(&p.name))
-            .map(|p| (p.name.clone(), p.type_sql.clone(), p.variadic))
-            .collect();
-        (CallArgs::Named(names), Value::Object(args_obj).to_string())
-    };
-    let (shape, read) = match &f.returns {
-        Returns::Void => (CallShape::Void, None),
-        Returns::Scalar => (
-            if f.returns_set {
-                CallShape::ScalarSet
-            } else {
-                CallShape::Scalar
-            },
-            None,
-        ),
-        Returns::Composite { columns, relation } => {
-            let shape = Shape {
-                label: name.into(),
-                relation: relation.clone(),
-                columns: columns.clone(),
-            };
-            let node = read_node(ctx, req, &shape, Source::Cte, "t0".into(), paging)?;
-            (
-                if f.returns_set {
-                    CallShape::Rows
-                } else {
-                    CallShape::Row
-                },
-                Some(node),
-            )
-        }
-    };
-    Ok((
-        CallPlan {
-            function: f.name.clone(),
-            args,
-            payload: payload_text,
-            shape,
-            read,
-        },
-        f.volatility,
-    ))
-}
-
-/// Types that take the whole body as a single unnamed argument.
-fn single_arg_type(t: &str) -> bool {
-    matches!(t, "json" | "jsonb" | "text" | "bytea" | "xml")
 }
 
 #[cfg(test)]

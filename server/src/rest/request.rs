@@ -104,6 +104,19 @@ pub enum MediaType {
 pub struct Accept {
     pub media: MediaType,
     pub strip_nulls: bool,
+    /// `application/vnd.pgrst.plan[+json|+text]`: the execution plan instead of the result.
+    pub plan: Option<ExplainRequest>,
+}
+
+/// What `Accept: application/vnd.pgrst.plan…` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExplainRequest {
+    pub json: bool,
+    pub analyze: bool,
+    pub verbose: bool,
+    pub settings: bool,
+    pub buffers: bool,
+    pub wal: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -448,11 +461,49 @@ pub fn parse_accept(headers: &HeaderMap) -> Result<Accept, RequestError> {
         return Ok(Accept {
             media: MediaType::Json,
             strip_nulls: false,
+            plan: None,
         });
     }
     for raw in &all {
         let mut parts = raw.split(';').map(str::trim);
         let mt = parts.next().unwrap_or("").to_ascii_lowercase();
+        if let Some(format) = mt.strip_prefix("application/vnd.pgrst.plan") {
+            let json = match format {
+                "+json" => true,
+                "" | "+text" => false,
+                _ => continue,
+            };
+            let params: Vec<&str> = raw.split(';').skip(1).map(str::trim).collect();
+            let for_media = params
+                .iter()
+                .find_map(|p| p.strip_prefix("for="))
+                .map(|v| v.trim_matches('"').to_ascii_lowercase());
+            let options = params
+                .iter()
+                .find_map(|p| p.strip_prefix("options="))
+                .unwrap_or("");
+            let has = |o: &str| options.split('|').any(|x| x.trim() == o);
+            let media = match for_media.as_deref() {
+                Some("application/vnd.pgrst.object+json" | "application/vnd.pgrst.object") => {
+                    MediaType::SingleObject
+                }
+                Some("text/csv") => MediaType::Csv,
+                _ => MediaType::Json,
+            };
+            let plan = ExplainRequest {
+                json,
+                analyze: has("analyze"),
+                verbose: has("verbose"),
+                settings: has("settings"),
+                buffers: has("buffers"),
+                wal: has("wal"),
+            };
+            return Ok(Accept {
+                media,
+                strip_nulls: false,
+                plan: Some(plan),
+            });
+        }
         let strip_nulls = parts.any(|p| p.eq_ignore_ascii_case("nulls=stripped"));
         let media = match mt.as_str() {
             ""
@@ -460,14 +511,19 @@ pub fn parse_accept(headers: &HeaderMap) -> Result<Accept, RequestError> {
             | "application/*"
             | "application/json"
             | "application/vnd.pgrst.array+json"
-            | "application/vnd.pgrst.array" => MediaType::Json,
+            | "application/vnd.pgrst.array"
+            | "application/openapi+json" => MediaType::Json,
             "application/vnd.pgrst.object+json" | "application/vnd.pgrst.object" => {
                 MediaType::SingleObject
             }
             "text/csv" | "text/*" => MediaType::Csv,
             _ => continue,
         };
-        return Ok(Accept { media, strip_nulls });
+        return Ok(Accept {
+            media,
+            strip_nulls,
+            plan: None,
+        });
     }
     Err(RequestError::NotAcceptable(all.join(",")))
 }

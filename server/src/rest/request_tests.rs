@@ -670,8 +670,29 @@ fn headers() {
     ];
     for (a, media, strip_nulls) in accepts {
         let r = with_headers(Method::GET, "/t", "", &[("accept", a)]).unwrap();
-        assert_eq!(r.accept, Accept { media, strip_nulls }, "{a}");
+        assert_eq!(
+            r.accept,
+            Accept {
+                media,
+                strip_nulls,
+                plan: None
+            },
+            "{a}"
+        );
     }
+    let r = with_headers(Method::GET, "/t", "", &[("accept", "application/vnd.pgrst.plan+json; for=\"application/vnd.pgrst.object+json\"; options=analyze|buffers;")]).unwrap();
+    assert_eq!(r.accept.media, MediaType::SingleObject);
+    assert_eq!(
+        r.accept.plan,
+        Some(ExplainRequest {
+            json: true,
+            analyze: true,
+            verbose: false,
+            settings: false,
+            buffers: true,
+            wal: false
+        })
+    );
     let ranges = [
         ("0-9", Some((0, Some(9)))),
         ("items=5-", Some((5, None))),

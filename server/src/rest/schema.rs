@@ -151,6 +151,15 @@ struct KeyRow {
 }
 
 #[derive(Deserialize)]
+struct ViewColumn {
+    schema: String,
+    view: String,
+    column: String,
+    base: QualifiedName,
+    base_column: String,
+}
+
+#[derive(Deserialize)]
 struct FnRow {
     schema: String,
     name: String,
@@ -189,8 +198,27 @@ SELECT coalesce(json_agg(k), '[]')::text FROM (
   FROM pg_constraint con
   JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_class fc ON fc.oid = con.confrelid LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
-  WHERE con.contype IN ('p', 'u', 'f') AND n.nspname = ANY($1::text[])
+  WHERE con.contype IN ('p', 'u', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND cardinality($1::text[]) >= 0
 ) k"#;
+
+/// Where each view column comes from: PostgreSQL records the origin table and column of every
+/// output column (`resorigtbl`, `resorigcol`) in the view's stored query tree.
+const VIEW_COLUMNS_SQL: &str = r#"
+SELECT coalesce(json_agg(v), '[]')::text FROM (
+  SELECT n.nspname AS schema, c.relname AS view, a.attname AS column,
+    json_build_object('schema', bn.nspname, 'name', bc.relname) AS base, ba.attname AS base_column
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_rewrite r ON r.ev_class = c.oid AND r.rulename = '_RETURN'
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  CROSS JOIN LATERAL (
+    SELECT (m[3])::oid AS tbl, (m[4])::int2 AS col
+    FROM regexp_matches(r.ev_action::text, ':resno (\d+) :resname (\S+) :ressortgroupref \d+ :resorigtbl (\d+) :resorigcol (\d+)', 'g') m
+    WHERE (m[1])::int = a.attnum AND m[3] <> '0'
+    LIMIT 1) o
+  JOIN pg_class bc ON bc.oid = o.tbl JOIN pg_namespace bn ON bn.oid = bc.relnamespace
+  JOIN pg_attribute ba ON ba.attrelid = o.tbl AND ba.attnum = o.col
+  WHERE c.relkind IN ('v', 'm') AND n.nspname = ANY($1::text[])
+) v"#;
 
 const SETTINGS_SQL: &str = r#"
 SELECT coalesce(json_object_agg(split_part(s, '=', 1), substr(s, strpos(s, '=') + 1)), '{}')::text
@@ -270,6 +298,7 @@ pub async fn load(
 ) -> Result<SchemaCache, SchemaError> {
     let rels: Vec<RelRow> = json_query(client, RELATIONS_SQL, schemas).await?;
     let keys: Vec<serde_json::Value> = json_query(client, KEYS_SQL, schemas).await?;
+    let view_columns: Vec<ViewColumn> = json_query(client, VIEW_COLUMNS_SQL, schemas).await?;
     let fns: Vec<FnRow> = json_query(client, FUNCTIONS_SQL, schemas).await?;
 
     let settings: HashMap<String, String> = json_query(client, SETTINGS_SQL, schemas).await?;
@@ -300,23 +329,48 @@ pub async fn load(
             },
         );
     }
+    let mut all_fks = Vec::new();
+    let mut base_unique: HashMap<QualifiedName, Vec<Vec<String>>> = HashMap::new();
+    let mut base_pk: HashMap<QualifiedName, Vec<String>> = HashMap::new();
     for k in keys {
         let kind = k["kind"].as_str().unwrap_or_default().to_string();
         if kind == "f" {
-            let fk: ForeignKey = serde_json::from_value(k).map_err(SchemaError::Decode)?;
-            if cache.relations.contains_key(&fk.ftable) {
-                cache.foreign_keys.push(fk);
-            }
+            all_fks.push(serde_json::from_value::<ForeignKey>(k).map_err(SchemaError::Decode)?);
             continue;
         }
         let key: KeyRow = serde_json::from_value(k).map_err(SchemaError::Decode)?;
-        if let Some(rel) = cache.relations.get_mut(&key.table) {
-            if key.kind == "p" {
-                rel.primary_key = key.columns.clone();
-            }
-            rel.unique.push(key.columns);
+        if key.kind == "p" {
+            base_pk.insert(key.table.clone(), key.columns.clone());
+        }
+        base_unique.entry(key.table).or_default().push(key.columns);
+    }
+    for rel in cache.relations.values_mut() {
+        rel.primary_key = base_pk.get(&rel.name).cloned().unwrap_or_default();
+        rel.unique = base_unique.get(&rel.name).cloned().unwrap_or_default();
+    }
+    // Base tables of views may live outside the exposed schemas: their keys still count.
+    let mut with_bases = cache.relations.clone();
+    for (q, pk) in &base_pk {
+        with_bases.entry(q.clone()).or_insert_with(|| Relation {
+            name: q.clone(),
+            kind: RelKind::Table,
+            columns: Vec::new(),
+            primary_key: pk.clone(),
+            unique: base_unique.get(q).cloned().unwrap_or_default(),
+        });
+    }
+    let fks = with_view_keys(all_fks, &view_columns, &mut with_bases);
+    for (q, rel) in cache.relations.iter_mut() {
+        if let Some(updated) = with_bases.remove(q) {
+            *rel = updated;
         }
     }
+    cache.foreign_keys = fks
+        .into_iter()
+        .filter(|f| {
+            cache.relations.contains_key(&f.table) && cache.relations.contains_key(&f.ftable)
+        })
+        .collect();
     cache
         .foreign_keys
         .sort_by(|a, b| (&a.table, &a.name).cmp(&(&b.table, &b.name)));
@@ -351,6 +405,89 @@ pub async fn load(
             });
     }
     Ok(cache)
+}
+
+/// Gives views the keys of the tables they show: a view column taken unchanged from a base
+/// column stands for it, so foreign keys (both directions), primary keys and unique keys whose
+/// columns all appear in the view hold for the view too. Runs twice so view-to-view keys appear.
+fn with_view_keys(
+    fks: Vec<ForeignKey>,
+    view_columns: &[ViewColumn],
+    relations: &mut HashMap<QualifiedName, Relation>,
+) -> Vec<ForeignKey> {
+    // view → base table → (base column → view column)
+    let mut maps: HashMap<QualifiedName, HashMap<QualifiedName, HashMap<String, String>>> =
+        HashMap::new();
+    for vc in view_columns {
+        maps.entry(QualifiedName::new(&vc.schema, &vc.view))
+            .or_default()
+            .entry(vc.base.clone())
+            .or_default()
+            .entry(vc.base_column.clone())
+            .or_insert_with(|| vc.column.clone());
+    }
+    let map_cols = |m: &HashMap<String, String>, cols: &[String]| -> Option<Vec<String>> {
+        cols.iter().map(|c| m.get(c).cloned()).collect()
+    };
+    let mut out = fks;
+    for _ in 0..2 {
+        let mut added = Vec::new();
+        for (view, bases) in &maps {
+            for (base, m) in bases {
+                for fk in &out {
+                    if &fk.table == base
+                        && let Some(cols) = map_cols(m, &fk.columns)
+                    {
+                        added.push(ForeignKey {
+                            name: fk.name.clone(),
+                            table: view.clone(),
+                            columns: cols,
+                            ftable: fk.ftable.clone(),
+                            fcolumns: fk.fcolumns.clone(),
+                        });
+                    }
+                    if &fk.ftable == base
+                        && let Some(cols) = map_cols(m, &fk.fcolumns)
+                    {
+                        added.push(ForeignKey {
+                            name: fk.name.clone(),
+                            table: fk.table.clone(),
+                            columns: fk.columns.clone(),
+                            ftable: view.clone(),
+                            fcolumns: cols,
+                        });
+                    }
+                }
+            }
+        }
+        for a in added {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+    }
+    let mut keys: Vec<(QualifiedName, Vec<String>, Vec<Vec<String>>)> = Vec::new();
+    for (view, bases) in &maps {
+        for (base, m) in bases {
+            let Some(rel) = relations.get(base) else {
+                continue;
+            };
+            let pk = map_cols(m, &rel.primary_key)
+                .filter(|p| !p.is_empty())
+                .unwrap_or_default();
+            let unique = rel.unique.iter().filter_map(|u| map_cols(m, u)).collect();
+            keys.push((view.clone(), pk, unique));
+        }
+    }
+    for (view, pk, unique) in keys {
+        if let Some(v) = relations.get_mut(&view) {
+            if v.primary_key.is_empty() && !pk.is_empty() {
+                v.primary_key = pk;
+            }
+            v.unique.extend(unique);
+        }
+    }
+    out
 }
 
 /// Shared, swappable cache: readers clone the inner `Arc` and never wait for a reload.

@@ -13,7 +13,7 @@ use super::grammar::{
 };
 use super::plan::{
     CallArgs, CallPlan, CallShape, ColExpr, Cond, Embed, InsertColumn, JoinCond, MutatePlan,
-    Mutation, OrderExpr, Output, Plan, PlanKind, ReadNode, Source,
+    Mutation, OrderBy, OrderExpr, Output, Plan, PlanKind, ReadNode, Source,
 };
 use super::request::{MediaType, Resolution};
 use super::schema::QualifiedName;
@@ -23,6 +23,8 @@ use super::schema::QualifiedName;
 pub struct Statement {
     pub sql: String,
     pub params: Vec<String>,
+    /// For planned counts: `EXPLAIN (FORMAT JSON)` of the unpaged read, with its own parameters.
+    pub explain: Option<(String, Vec<String>)>,
 }
 
 /// A value could not become SQL (e.g. a malformed `{…}` list for `(any)`).
@@ -56,7 +58,15 @@ impl Builder {
     }
 
     fn col(&mut self, c: &ColExpr) -> String {
-        let mut s = format!("{}.{}", ident(&c.table_alias), ident(&c.column));
+        let mut s = match &c.computed {
+            Some((f, rowtype)) => format!(
+                "{}({}::{})",
+                qualified(f),
+                ident(&c.table_alias),
+                qualified(rowtype)
+            ),
+            None => format!("{}.{}", ident(&c.table_alias), ident(&c.column)),
+        };
         for op in &c.json_path {
             let (arrow, key) = match op {
                 JsonOp::Arrow(k) => ("->", k),
@@ -101,12 +111,14 @@ impl Builder {
             }
             Output::Computed {
                 function,
+                rowtype,
                 table_alias,
                 name,
             } => vec![format!(
-                "{}({}) AS {}",
+                "{}({}::{}) AS {}",
                 qualified(function),
                 ident(table_alias),
+                qualified(rowtype),
                 ident(name)
             )],
             Output::Embed(i) => {
@@ -122,6 +134,13 @@ impl Builder {
                             format!("{c} AS {}", c.rsplit_once('.').map_or(c.as_str(), |x| x.1))
                         })
                         .collect()
+                } else if node.grouped {
+                    // Grouped rows group by the embed's text (json has no equality).
+                    let empty = if e.to_one { "" } else { ", '[]'" };
+                    vec![format!(
+                        "coalesce({j}.\"pgrst_v\"::text{empty})::json AS {}",
+                        ident(&e.name)
+                    )]
                 } else if e.to_one {
                     vec![format!("{j}.\"pgrst_v\" AS {}", ident(&e.name))]
                 } else {
@@ -264,6 +283,16 @@ impl Builder {
         match &node.source {
             Source::Relation(q) => format!("{} AS {}", qualified(q), ident(&node.alias)),
             Source::Cte => format!("pgrst_source AS {}", ident(&node.alias)),
+            Source::Function {
+                function,
+                arg_alias,
+                ..
+            } => format!(
+                "{}({}) AS {}",
+                qualified(function),
+                ident(arg_alias),
+                ident(&node.alias)
+            ),
         }
     }
 
@@ -276,8 +305,31 @@ impl Builder {
         for_count: bool,
     ) -> Result<String, SqlError> {
         let mut cols = Vec::new();
+        // GROUP BY keys: select-list positions of plain outputs, text of embeds.
+        let mut group_keys = Vec::new();
         for o in &node.outputs {
-            cols.extend(self.output(node, o));
+            let items = self.output(node, o);
+            match o {
+                Output::Column {
+                    aggregate: None, ..
+                }
+                | Output::Computed { .. } => {
+                    group_keys
+                        .extend((cols.len() + 1..=cols.len() + items.len()).map(|n| n.to_string()));
+                }
+                Output::Embed(i) if !node.embeds[*i].hidden => {
+                    let e = &node.embeds[*i];
+                    if e.spread {
+                        group_keys.extend(
+                            (cols.len() + 1..=cols.len() + items.len()).map(|n| n.to_string()),
+                        );
+                    } else {
+                        group_keys.push(format!("{}.\"pgrst_v\"::text", ident(&e.lateral)));
+                    }
+                }
+                _ => {}
+            }
+            cols.extend(items);
         }
         let mut from = format!("{}{extra_from}", self.source(node));
         for e in &node.embeds {
@@ -310,25 +362,8 @@ impl Builder {
         if !wheres.is_empty() {
             sql.push_str(&format!(" WHERE {}", wheres.join(" AND ")));
         }
-        if node.grouped && !for_count {
-            let keys: Vec<String> = node
-                .outputs
-                .iter()
-                .enumerate()
-                .filter(|(_, o)| {
-                    matches!(
-                        o,
-                        Output::Column {
-                            aggregate: None,
-                            ..
-                        } | Output::Computed { .. }
-                    )
-                })
-                .map(|(i, _)| (i + 1).to_string())
-                .collect();
-            if !keys.is_empty() {
-                sql.push_str(&format!(" GROUP BY {}", keys.join(", ")));
-            }
+        if node.grouped && !for_count && !group_keys.is_empty() {
+            sql.push_str(&format!(" GROUP BY {}", group_keys.join(", ")));
         }
         if for_count {
             return Ok(sql);
@@ -366,17 +401,7 @@ impl Builder {
                         )
                     }
                 };
-                let dir = match o.direction {
-                    Some(Direction::Asc) => " ASC",
-                    Some(Direction::Desc) => " DESC",
-                    None => "",
-                };
-                let nulls = match o.nulls {
-                    Some(Nulls::First) => " NULLS FIRST",
-                    Some(Nulls::Last) => " NULLS LAST",
-                    None => "",
-                };
-                terms.push(format!("{e}{dir}{nulls}"));
+                terms.push(format!("{e}{}", order_modifiers(o)));
             }
             sql.push_str(&format!(" ORDER BY {}", terms.join(", ")));
         }
@@ -423,7 +448,21 @@ impl Builder {
             }
         };
         let inner = self.node(&e.node, &extra_from, conds, false)?;
-        Ok(if e.spread {
+        Ok(if e.spread && !e.to_one {
+            // Spreading a to-many relationship: each column becomes an array of its values.
+            let mut cols: Vec<String> = e
+                .spread_names
+                .iter()
+                .map(|n| {
+                    format!(
+                        "coalesce(json_agg(pgrst_e.{0}), '[]'::json) AS {0}",
+                        ident(n)
+                    )
+                })
+                .collect();
+            cols.push("CASE WHEN pg_catalog.count(*) > 0 THEN true END AS \"pgrst_found\"".into());
+            format!("SELECT {} FROM ({inner}) AS pgrst_e", cols.join(", "))
+        } else if e.spread {
             format!("SELECT pgrst_e.*, true AS \"pgrst_found\" FROM ({inner}) AS pgrst_e")
         } else if e.to_one {
             format!("SELECT row_to_json(pgrst_e) AS \"pgrst_v\" FROM ({inner}) AS pgrst_e")
@@ -477,9 +516,18 @@ pub fn build(plan: &Plan, opts: BodyOptions) -> Result<Statement, SqlError> {
         PlanKind::Mutate(m) => mutation(&mut b, m, plan.count, single, opts)?,
         PlanKind::Call(c) => call(&mut b, c, plan.count, single, opts)?,
     };
+    let explain = match (&plan.kind, plan.planned_count) {
+        (PlanKind::Read(node), true) => {
+            let mut e = Builder { params: Vec::new() };
+            let q = e.node(node, "", Vec::new(), true)?;
+            Some((format!("EXPLAIN (FORMAT JSON) {q}"), e.params))
+        }
+        _ => None,
+    };
     Ok(Statement {
         sql,
         params: b.params,
+        explain,
     })
 }
 
@@ -569,17 +617,7 @@ fn mutation(
                     .iter()
                     .map(|c| format!("{} = pgrst_body.{}", ident(c), ident(c)))
                     .collect();
-                let node = dummy_node();
-                let conds = m
-                    .conds
-                    .iter()
-                    .map(|c| b.cond(&node, c))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let wh = if conds.is_empty() {
-                    String::new()
-                } else {
-                    format!(" WHERE {}", conds.join(" AND "))
-                };
+                let wh = mutation_where(b, m)?;
                 format!(
                     "UPDATE {target} AS \"t0\" SET {} FROM (SELECT * FROM pg_catalog.json_populate_record(NULL::{target}, {payload}::json)) AS pgrst_body{wh} {returning}",
                     sets.join(", ")
@@ -587,17 +625,7 @@ fn mutation(
             }
         }
         Mutation::Delete => {
-            let node = dummy_node();
-            let conds = m
-                .conds
-                .iter()
-                .map(|c| b.cond(&node, c))
-                .collect::<Result<Vec<_>, _>>()?;
-            let wh = if conds.is_empty() {
-                String::new()
-            } else {
-                format!(" WHERE {}", conds.join(" AND "))
-            };
+            let wh = mutation_where(b, m)?;
             format!("DELETE FROM {target} AS \"t0\"{wh} {returning}")
         }
     };
@@ -628,18 +656,70 @@ fn mutation(
     ))
 }
 
+/// The WHERE of an update or delete: its conditions, or the rows of its limited scan.
+fn mutation_where(b: &mut Builder, m: &MutatePlan) -> Result<String, SqlError> {
+    let node = dummy_node();
+    let conds = match &m.limited {
+        None => m
+            .conds
+            .iter()
+            .map(|c| b.cond(&node, c))
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(l) => {
+            let inner = l
+                .conds
+                .iter()
+                .map(|c| b.cond(&node, c))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut sub = format!(
+                "SELECT \"pgrst_lim\".ctid FROM {} AS \"pgrst_lim\"",
+                qualified(&m.target)
+            );
+            if !inner.is_empty() {
+                sub.push_str(&format!(" WHERE {}", inner.join(" AND ")));
+            }
+            if !l.order.is_empty() {
+                let mut terms = Vec::new();
+                for o in &l.order {
+                    if let OrderExpr::Column(c) = &o.expr {
+                        terms.push(format!("{}{}", b.col(c), order_modifiers(o)));
+                    }
+                }
+                sub.push_str(&format!(" ORDER BY {}", terms.join(", ")));
+            }
+            if let Some(n) = l.limit {
+                sub.push_str(&format!(" LIMIT {n}"));
+            }
+            if let Some(n) = l.offset {
+                sub.push_str(&format!(" OFFSET {n}"));
+            }
+            vec![format!("\"t0\".ctid = ANY(ARRAY({sub}))")]
+        }
+    };
+    Ok(if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    })
+}
+
 fn dummy_node() -> ReadNode {
-    ReadNode {
-        source: Source::Cte,
-        alias: "t0".into(),
-        outputs: Vec::new(),
-        embeds: Vec::new(),
-        conds: Vec::new(),
-        order: Vec::new(),
-        limit: None,
-        offset: None,
-        grouped: false,
-    }
+    ReadNode::empty(Source::Cte, "t0".into())
+}
+
+/// An ORDER BY term's ` ASC`/` DESC` and ` NULLS FIRST`/` NULLS LAST`, as asked.
+fn order_modifiers(o: &OrderBy) -> String {
+    let dir = match o.direction {
+        Some(Direction::Asc) => " ASC",
+        Some(Direction::Desc) => " DESC",
+        None => "",
+    };
+    let nulls = match o.nulls {
+        Some(Nulls::First) => " NULLS FIRST",
+        Some(Nulls::Last) => " NULLS LAST",
+        None => "",
+    };
+    format!("{dir}{nulls}")
 }
 
 fn call(

@@ -4,9 +4,11 @@
 #![allow(dead_code)]
 
 use std::{
-    path::PathBuf,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
     sync::{
-        Arc, OnceLock,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
@@ -26,6 +28,74 @@ pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
 
 static CLUSTER: OnceLock<pg::Cluster> = OnceLock::new();
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The doska binary cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_doska");
+
+/// A `doska` command on a data dir, migrations and policies folder, with no DOSKA_LOG and no colour.
+pub fn doska(data: &Path, migrations: &Path, policies: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("--data-dir")
+        .arg(data)
+        .arg("--migrations")
+        .arg(migrations)
+        .arg("--policies")
+        .arg(policies)
+        .env_remove("DOSKA_LOG")
+        .env("NO_COLOR", "1");
+    c
+}
+
+/// A `doska serve` a test spawned and saw start.
+pub struct Serving {
+    pub child: Child,
+    /// The URL of its "listening" line (`fields.url`).
+    pub url: String,
+    /// Its JSON log lines up to and including the "listening" one.
+    pub started: Vec<serde_json::Value>,
+    /// All it wrote to stderr so far.
+    pub log: Arc<Mutex<String>>,
+}
+
+/// Spawns `serve` (a `doska serve … --log-format json`) with stderr captured, and waits up to 60 s
+/// for its "listening" line; panics with the log when that does not come.
+pub fn spawn_serving(mut serve: Command) -> Serving {
+    let mut child = serve
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawning doska");
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        let (mut tx, mut started) = (Some(tx), Vec::new());
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            log2.lock().unwrap().push_str(&format!("{line}\n"));
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if tx.is_none() {
+                continue;
+            }
+            let url = v["fields"]["url"].as_str().map(str::to_string);
+            started.push(v);
+            if let Some(url) = url {
+                let _ = tx.take().unwrap().send((url, std::mem::take(&mut started)));
+            }
+        }
+    });
+    let (url, started) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("doska did not start: {}", log.lock().unwrap()));
+    Serving {
+        child,
+        url,
+        started,
+        log,
+    }
+}
 
 /// A folder under /tmp the `postgres` user can reach (the home of root is 0700).
 pub fn temp_dir(tag: &str) -> PathBuf {
@@ -142,6 +212,19 @@ impl TestDb {
     }
 
     /// A superuser connection to this test's database.
+    /// The first column of the one row `sql` returns, run as the superuser.
+    pub async fn value<T: for<'a> tokio_postgres::types::FromSql<'a>>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> T {
+        self.admin()
+            .query_one(sql, params)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+
     pub fn admin(&self) -> &Client {
         &self.admin
     }
@@ -234,4 +317,9 @@ pub async fn request(
 
 pub async fn get(url: &str) -> Response {
     request("GET", url, &[], Bytes::new()).await
+}
+
+/// A GET with request headers.
+pub async fn get_with(url: &str, headers: &[(&str, &str)]) -> Response {
+    request("GET", url, headers, Bytes::new()).await
 }

@@ -66,3 +66,14 @@ grant all on all tables in schema public to anon, authenticated, service_role;
 grant all on all sequences in schema public to anon, authenticated, service_role;
 grant execute on all functions in schema public to anon, authenticated, service_role;
 revoke all on items from anon;
+
+-- Computed relationships: functions of a row returning rows of another table.
+create function cast_members(films) returns setof actors language sql stable as
+  'select a.* from actors a join roles r on r.actor_id = a.id where r.film_id = $1.id';
+create function boss(employees) returns employees language sql stable as
+  'select * from employees e where e.id = $1.supervisor_id';
+grant execute on all functions in schema public to anon, authenticated, service_role;
+
+create function squares(upto int) returns table(n int, sq int) language sql immutable as
+  'select g, g * g from generate_series(1, upto) g';
+grant execute on function squares(int) to anon, authenticated, service_role;

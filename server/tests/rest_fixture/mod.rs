@@ -221,3 +221,15 @@ pub async fn run(r: &Rest, cases: Vec<Case>) {
         failures.join("\n")
     );
 }
+
+impl Rest {
+    /// The fixture on a database whose doska runs with these settings.
+    pub async fn with_settings(settings: doska::config::Settings) -> Rest {
+        let db = TestDb::with_settings(settings).await;
+        db.admin().batch_execute(FIXTURE).await.expect("fixture");
+        let rest = RestState::load(&db.state.admin, &db.state.config)
+            .await
+            .expect("schema cache");
+        Rest { db, rest }
+    }
+}

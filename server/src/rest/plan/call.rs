@@ -1,0 +1,157 @@
+//! Planning of RPC: overload resolution by argument names, the single unnamed json/text
+//! argument, and the shape of the result. Rejects unknown (PGRST202) and ambiguous (PGRST203) calls.
+
+use super::*;
+
+pub(super) fn call(
+    ctx: &mut Ctx,
+    req: &ApiRequest,
+    payload: &Payload,
+    name: &str,
+    method: CallMethod,
+    paging: (Option<i64>, Option<i64>),
+) -> Result<(CallPlan, Volatility), PlanError> {
+    let qn = QualifiedName::new(ctx.schema, name);
+    let overloads = ctx
+        .cache
+        .functions
+        .get(&qn)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    // The arguments given: JSON object keys (POST) or query parameters (GET).
+    let (args_obj, single_body): (serde_json::Map<String, Value>, Option<&Payload>) = match method {
+        CallMethod::Post => match payload {
+            Payload::Json(Value::Object(o)) => (o.clone(), Some(payload)),
+            Payload::None => (serde_json::Map::new(), None),
+            p => (serde_json::Map::new(), Some(p)),
+        },
+        _ => {
+            let mut m = serde_json::Map::new();
+            for (k, v) in &req.rpc_args {
+                match m.get_mut(k) {
+                    Some(Value::Array(a)) => a.push(Value::String(v.clone())),
+                    Some(prev) => {
+                        *prev = Value::Array(vec![prev.clone(), Value::String(v.clone())])
+                    }
+                    None => {
+                        m.insert(k.clone(), Value::String(v.clone()));
+                    }
+                }
+            }
+            (m, None)
+        }
+    };
+    let given: BTreeSet<&String> = args_obj.keys().collect();
+    let fits = |f: &&Function| {
+        let named = f.params.iter().all(|p| !p.name.is_empty());
+        named
+            && given.iter().all(|g| f.params.iter().any(|p| &&p.name == g))
+            && f.params
+                .iter()
+                .all(|p| p.has_default || given.contains(&p.name))
+    };
+    let single = |f: &&Function| {
+        f.params.len() == 1
+            && (f.params[0].name.is_empty() || req.prefer.single_object)
+            && single_arg_type(&f.params[0].type_sql)
+    };
+    let mut matching: Vec<&Function> = overloads.iter().filter(fits).collect();
+    let mut use_single = false;
+    if matching.is_empty() && method == CallMethod::Post {
+        matching = overloads.iter().filter(single).collect();
+        use_single = !matching.is_empty();
+    }
+    let f = match matching.len() {
+        1 => matching[0],
+        0 => {
+            return Err(PlanError::FunctionNotFound {
+                schema: ctx.schema.into(),
+                name: name.into(),
+                args: given.iter().map(|s| s.to_string()).collect(),
+            });
+        }
+        _ => {
+            return Err(PlanError::AmbiguousFunction {
+                schema: ctx.schema.into(),
+                name: name.into(),
+                candidates: matching
+                    .iter()
+                    .map(|f| {
+                        f.params
+                            .iter()
+                            .map(|p| format!("{} => {}", p.name, p.type_sql))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .collect(),
+            });
+        }
+    };
+    let (args, payload_text) = if use_single {
+        let text = match single_body {
+            Some(Payload::Json(v)) => v.to_string(),
+            Some(Payload::Raw(s)) => s.clone(),
+            _ => "null".into(),
+        };
+        (
+            CallArgs::Single {
+                type_sql: f.params[0].type_sql.clone(),
+            },
+            text,
+        )
+    } else {
+        let names: Vec<(String, String, bool)> = f
+            .params
+            .iter()
+            .filter(|p| given.contains(&p.name))
+            .map(|p| (p.name.clone(), p.type_sql.clone(), p.variadic))
+            .collect();
+        (CallArgs::Named(names), Value::Object(args_obj).to_string())
+    };
+    let (shape, read) = match &f.returns {
+        Returns::Void => (CallShape::Void, None),
+        Returns::Scalar => (
+            if f.returns_set {
+                CallShape::ScalarSet
+            } else {
+                CallShape::Scalar
+            },
+            None,
+        ),
+        Returns::Composite { columns, relation } => {
+            let shape = Shape {
+                label: name.into(),
+                relation: relation.clone(),
+                columns: columns.clone(),
+                computed: relation
+                    .as_ref()
+                    .map(|r| computed_of(ctx.cache, r))
+                    .unwrap_or_default(),
+            };
+            let node = read_node(ctx, req, &shape, Source::Cte, "t0".into(), paging)?;
+            (
+                if f.returns_set {
+                    CallShape::Rows
+                } else {
+                    CallShape::Row
+                },
+                Some(node),
+            )
+        }
+    };
+    Ok((
+        CallPlan {
+            function: f.name.clone(),
+            args,
+            payload: payload_text,
+            shape,
+            read,
+        },
+        f.volatility,
+    ))
+}
+
+/// Types that take the whole body as a single unnamed argument.
+fn single_arg_type(t: &str) -> bool {
+    matches!(t, "json" | "jsonb" | "text" | "bytea" | "xml")
+}

@@ -1,0 +1,926 @@
+//! The Supabase storage API at `/storage/v1`, as `@supabase/storage-js` calls it: buckets, object
+//! upload (raw body or multipart/form-data), download (Range, ETag/304, `?download=`), info, exists,
+//! list (v1 and v2), move, copy, remove, public URLs and signed download/upload URLs, over the storage
+//! core as the caller's role. Errors are `{statusCode, error, message}`. Rejects unknown routes,
+//! malformed JSON, bad or expired tokens; a private bucket or object the caller may not see is
+//! "not found", never "forbidden".
+
+use std::collections::HashMap;
+
+use futures_util::TryStreamExt;
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming};
+use serde_json::{Value, json};
+
+use super::{
+    backend::ByteStream,
+    core::{Actor, BucketSpec, ByteRange, ObjectInfo, PutSpec, Storage, StorageError},
+    form,
+};
+use crate::{
+    db::request_tx::headers_json,
+    http::{
+        RequestContext,
+        body::{self, Body, BoxError},
+    },
+    jwt::Caller,
+    state::SharedState,
+};
+
+/// The API's errors: each has a fixed HTTP status and a stable `error` code.
+#[derive(Debug)]
+pub enum ApiError {
+    Storage(StorageError),
+    NotFound,
+    BadRequest(String),
+    InvalidJwt(String),
+    Form(form::FormError),
+    /// A request body of a content type the route does not take.
+    Unsupported(String),
+    /// A TUS PATCH at another offset than the upload's (which is given).
+    OffsetMismatch(u64),
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        ApiError::Storage(e)
+    }
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        use StatusCode as S;
+        match self {
+            ApiError::Storage(e) => {
+                let (status, code) = match e {
+                    StorageError::NoSuchBucket => (S::NOT_FOUND, "NoSuchBucket"),
+                    StorageError::NoSuchKey => (S::NOT_FOUND, "NoSuchKey"),
+                    StorageError::NoSuchUpload => (S::NOT_FOUND, "NoSuchUpload"),
+                    StorageError::KeyExists => (S::CONFLICT, "Duplicate"),
+                    StorageError::BucketExists => (S::CONFLICT, "BucketAlreadyExists"),
+                    StorageError::BucketNotEmpty => (S::CONFLICT, "InvalidRequest"),
+                    StorageError::Denied => (S::FORBIDDEN, "AccessDenied"),
+                    StorageError::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "EntityTooLarge"),
+                    StorageError::MimeNotAllowed(_) => {
+                        (S::UNSUPPORTED_MEDIA_TYPE, "InvalidMimeType")
+                    }
+                    StorageError::InvalidKey(_) => (S::BAD_REQUEST, "InvalidKey"),
+                    StorageError::InvalidBucketName(_) => (S::BAD_REQUEST, "InvalidBucketName"),
+                    StorageError::InvalidPart(_) | StorageError::InvalidPartOrder => {
+                        (S::BAD_REQUEST, "InvalidPart")
+                    }
+                    StorageError::InvalidRange => (S::RANGE_NOT_SATISFIABLE, "InvalidRange"),
+                    StorageError::Conflict => (S::CONFLICT, "ResourceLocked"),
+                    StorageError::Body(_) => (S::BAD_REQUEST, "InvalidRequest"),
+                    StorageError::Db(_) | StorageError::Io(_) => {
+                        tracing::error!(error = %e, "storage request failed");
+                        return (
+                            S::INTERNAL_SERVER_ERROR,
+                            "InternalError",
+                            "Internal error".into(),
+                        );
+                    }
+                };
+                (status, code, e.to_string())
+            }
+            ApiError::NotFound => (S::NOT_FOUND, "not_found", "Route not found".into()),
+            ApiError::BadRequest(m) => (S::BAD_REQUEST, "InvalidRequest", m.clone()),
+            ApiError::InvalidJwt(m) => (S::BAD_REQUEST, "InvalidJWT", m.clone()),
+            ApiError::Form(e) => (S::BAD_REQUEST, "InvalidRequest", e.to_string()),
+            ApiError::Unsupported(m) => (S::UNSUPPORTED_MEDIA_TYPE, "InvalidRequest", m.clone()),
+            ApiError::OffsetMismatch(at) => (
+                S::CONFLICT,
+                "InvalidUploadOffset",
+                format!("the upload is at offset {at}"),
+            ),
+        }
+    }
+
+    fn response(&self) -> Response<Body> {
+        let (status, code, message) = self.parts();
+        body::json(
+            status,
+            &json!({"statusCode": status.as_u16().to_string(), "error": code, "message": message}),
+        )
+    }
+}
+
+/// What RFC 5987 `filename*` values escape: all but its attr-chars.
+const ATTR_CHAR_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+type ApiResult = Result<Response<Body>, ApiError>;
+
+/// One route of the API, parsed from method and path (percent-decoded, after `/storage/v1`).
+#[derive(Debug, PartialEq)]
+enum Route {
+    ListBuckets,
+    CreateBucket,
+    GetBucket(String),
+    UpdateBucket(String),
+    DeleteBucket(String),
+    EmptyBucket(String),
+    List(String),
+    ListV2(String),
+    Move,
+    Copy,
+    SignMany(String),
+    Sign(String, String),
+    GetSigned(String, String),
+    SignUpload(String, String),
+    PutSigned(String, String),
+    Info(String, String),
+    Public(String, String),
+    Get(String, String),
+    Upload(String, String, bool),
+    Remove(String),
+    RemoveOne(String, String),
+    /// TUS resumable uploads; what follows `/upload/resumable`.
+    Tus(String),
+}
+
+/// Splits `bucket/rest/of/key` into bucket and key.
+fn bucket_key(s: &str) -> Option<(String, String)> {
+    let (b, k) = s.split_once('/')?;
+    (!b.is_empty() && !k.is_empty()).then(|| (b.to_string(), k.to_string()))
+}
+
+fn route(method: &Method, path: &str) -> Option<Route> {
+    let p = path.trim_start_matches('/');
+    if let Some(rest) = p.strip_prefix("upload/resumable") {
+        return (rest.is_empty() || rest.starts_with('/')).then(|| Route::Tus(rest.into()));
+    }
+    let (m, p) = (method.as_str(), p);
+    if let Some(rest) = p.strip_prefix("bucket") {
+        let rest = rest.trim_start_matches('/').trim_end_matches('/');
+        return match (m, rest) {
+            ("GET", "") => Some(Route::ListBuckets),
+            ("POST", "") => Some(Route::CreateBucket),
+            ("POST", r) if r.ends_with("/empty") => {
+                Some(Route::EmptyBucket(r.trim_end_matches("/empty").to_string()))
+            }
+            (_, r) if r.contains('/') => None,
+            ("GET", r) => Some(Route::GetBucket(r.into())),
+            ("PUT", r) => Some(Route::UpdateBucket(r.into())),
+            ("DELETE", r) => Some(Route::DeleteBucket(r.into())),
+            _ => None,
+        };
+    }
+    let rest = p.strip_prefix("object/")?;
+    let bk = |s: &str| bucket_key(s);
+    let r = match (m, rest) {
+        ("POST", "move") => Route::Move,
+        ("POST", "copy") => Route::Copy,
+        ("POST", r) if r.starts_with("list/") => Route::List(r["list/".len()..].into()),
+        ("POST", r) if r.starts_with("list-v2/") => Route::ListV2(r["list-v2/".len()..].into()),
+        ("POST", r) if r.starts_with("upload/sign/") => {
+            let (b, k) = bk(&r["upload/sign/".len()..])?;
+            Route::SignUpload(b, k)
+        }
+        ("PUT", r) if r.starts_with("upload/sign/") => {
+            let (b, k) = bk(&r["upload/sign/".len()..])?;
+            Route::PutSigned(b, k)
+        }
+        ("POST", r) if r.starts_with("sign/") => {
+            let r = &r["sign/".len()..];
+            match bk(r) {
+                Some((b, k)) => Route::Sign(b, k),
+                None => Route::SignMany(r.trim_end_matches('/').into()),
+            }
+        }
+        ("GET" | "HEAD", r) if r.starts_with("sign/") => {
+            let (b, k) = bk(&r["sign/".len()..])?;
+            Route::GetSigned(b, k)
+        }
+        ("GET", r) if r.starts_with("info/") => {
+            let r = &r["info/".len()..];
+            let r = r
+                .strip_prefix("authenticated/")
+                .or_else(|| r.strip_prefix("public/"))
+                .unwrap_or(r);
+            let (b, k) = bk(r)?;
+            Route::Info(b, k)
+        }
+        ("GET" | "HEAD", r) if r.starts_with("public/") => {
+            let (b, k) = bk(&r["public/".len()..])?;
+            Route::Public(b, k)
+        }
+        ("GET" | "HEAD", r) => {
+            let r = r.strip_prefix("authenticated/").unwrap_or(r);
+            let (b, k) = bk(r)?;
+            Route::Get(b, k)
+        }
+        ("POST", r) => {
+            let (b, k) = bk(r)?;
+            Route::Upload(b, k, false)
+        }
+        ("PUT", r) => {
+            let (b, k) = bk(r)?;
+            Route::Upload(b, k, true)
+        }
+        ("DELETE", r) => match bk(r) {
+            Some((b, k)) => Route::RemoveOne(b, k),
+            None => Route::Remove(r.trim_end_matches('/').into()),
+        },
+        _ => return None,
+    };
+    Some(r)
+}
+
+fn query(req: &Request<Incoming>) -> HashMap<String, String> {
+    req.uri()
+        .query()
+        .map(|q| {
+            q.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    let dec = |s: &str| {
+                        percent_encoding::percent_decode_str(&s.replace('+', " "))
+                            .decode_utf8_lossy()
+                            .into_owned()
+                    };
+                    (dec(k), dec(v))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn ok(v: Value) -> ApiResult {
+    Ok(body::json(StatusCode::OK, &v))
+}
+
+/// The storage API's entry point (mounted at `/storage/v1`).
+pub async fn handle(
+    state: SharedState,
+    req: Request<Incoming>,
+    ctx: RequestContext,
+) -> Response<Body> {
+    match serve(&state, req, &ctx).await {
+        Ok(r) => r,
+        Err(e) => e.response(),
+    }
+}
+
+async fn serve(state: &SharedState, req: Request<Incoming>, ctx: &RequestContext) -> ApiResult {
+    let path = percent_encoding::percent_decode_str(&ctx.path)
+        .decode_utf8()
+        .map_err(|_| ApiError::BadRequest("path is not UTF-8".into()))?
+        .into_owned();
+    let route = route(req.method(), &path).ok_or(ApiError::NotFound)?;
+    let caller = match state.verifier.caller(req.headers()) {
+        Ok(c) => c,
+        // Signed URLs carry their own token; a stale session header must not spoil them.
+        Err(_) if matches!(route, Route::GetSigned(..) | Route::PutSigned(..)) => {
+            Caller::anonymous()
+        }
+        Err(e) => return Err(ApiError::InvalidJwt(e.message().into())),
+    };
+    let actor = Actor {
+        caller,
+        method: req.method().to_string(),
+        path: format!("/storage/v1{}", ctx.path),
+        headers: headers_json(req.headers()),
+    };
+    let api = Api {
+        core: super::core_of(state),
+        state: state.clone(),
+    };
+    let limit = ctx.body_limit;
+    match route {
+        Route::Tus(rest) => super::tus::handle(&api.core, &actor, req, &rest).await,
+        Route::ListBuckets => {
+            ok(serde_json::to_value(api.core.list_buckets(&actor).await?).unwrap_or_default())
+        }
+        Route::GetBucket(id) => {
+            ok(serde_json::to_value(api.core.get_bucket(&actor, &id).await?).unwrap_or_default())
+        }
+        Route::CreateBucket => {
+            let v = json_body(req, limit).await?;
+            let id = v["id"]
+                .as_str()
+                .or(v["name"].as_str())
+                .ok_or_else(|| ApiError::BadRequest("body needs `name`".into()))?
+                .to_string();
+            let name = v["name"].as_str().unwrap_or(&id).to_string();
+            let b = api
+                .core
+                .create_bucket(&actor, &id, &name, &bucket_spec(&v)?)
+                .await?;
+            ok(json!({"name": b.name}))
+        }
+        Route::UpdateBucket(id) => {
+            let v = json_body(req, limit).await?;
+            api.core
+                .update_bucket(&actor, &id, &bucket_spec(&v)?)
+                .await?;
+            ok(json!({"message": "Successfully updated"}))
+        }
+        Route::DeleteBucket(id) => {
+            api.core.delete_bucket(&actor, &id).await?;
+            ok(json!({"message": "Successfully deleted"}))
+        }
+        Route::EmptyBucket(id) => {
+            api.core.empty_bucket(&actor, &id).await?;
+            ok(json!({"message": "Successfully emptied"}))
+        }
+        Route::List(bucket) => {
+            let v = json_body(req, limit).await?;
+            api.list(&actor, &bucket, &v).await
+        }
+        Route::ListV2(bucket) => {
+            let v = json_body(req, limit).await?;
+            api.list_v2(&actor, &bucket, &v).await
+        }
+        Route::Move | Route::Copy => {
+            let upsert = header_is_true(req.headers(), "x-upsert");
+            let v = json_body(req, limit).await?;
+            let field = |k: &str| {
+                v[k].as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| ApiError::BadRequest(format!("body needs `{k}`")))
+            };
+            let bucket = field("bucketId")?;
+            let from = field("sourceKey")?;
+            let to = field("destinationKey")?;
+            let to_bucket = v["destinationBucket"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| bucket.clone());
+            if route == Route::Move {
+                api.core
+                    .rename(&actor, &bucket, &from, &to_bucket, &to)
+                    .await?;
+                ok(json!({"message": "Successfully moved"}))
+            } else {
+                let src = api.core.head(&actor, &bucket, &from).await?;
+                let spec = PutSpec {
+                    bucket: to_bucket.clone(),
+                    key: to.clone(),
+                    // As in Supabase: a copy overwrites only when asked with `x-upsert`.
+                    upsert,
+                    content_type: src.content_type.clone(),
+                    cache_control: src.cache_control.clone(),
+                    user_metadata: src.user_metadata.clone(),
+                    declared_len: Some(src.size),
+                };
+                let info = api.core.copy(&actor, &bucket, &from, &spec).await?;
+                ok(json!({"Id": info.id, "Key": format!("{to_bucket}/{to}")}))
+            }
+        }
+        Route::Remove(bucket) => {
+            let v = json_body(req, limit).await?;
+            let keys: Vec<String> = v["prefixes"]
+                .as_array()
+                .ok_or_else(|| ApiError::BadRequest("body needs `prefixes`".into()))?
+                .iter()
+                .filter_map(|k| k.as_str().map(str::to_string))
+                .collect();
+            let gone = api.core.delete(&actor, &bucket, &keys).await?;
+            ok(Value::Array(gone.iter().map(object_json).collect()))
+        }
+        Route::RemoveOne(bucket, key) => {
+            let gone = api
+                .core
+                .delete(&actor, &bucket, std::slice::from_ref(&key))
+                .await?;
+            if gone.is_empty() {
+                return Err(StorageError::NoSuchKey.into());
+            }
+            ok(json!({"message": "Successfully deleted"}))
+        }
+        Route::Info(bucket, key) => {
+            let o = api.core.head(&actor, &bucket, &key).await?;
+            ok(json!({
+                "id": o.id, "name": o.name, "version": o.version.to_string(),
+                "bucket_id": o.bucket_id, "size": o.size, "content_type": o.content_type,
+                "cache_control": o.cache_control, "etag": o.etag, "metadata": o.user_metadata,
+                "last_modified": o.updated_at, "created_at": o.created_at,
+            }))
+        }
+        Route::Get(bucket, key) => api.download(&actor, &req, &bucket, &key).await,
+        Route::Public(bucket, key) => {
+            if !api.is_public(&bucket).await? {
+                return Err(StorageError::NoSuchKey.into());
+            }
+            let svc = Actor::service(actor.method.as_str(), &actor.path);
+            api.download(&svc, &req, &bucket, &key).await
+        }
+        Route::Sign(bucket, key) => {
+            let v = json_body(req, limit).await?;
+            let secs = expires_in(&v)?;
+            api.core.head(&actor, &bucket, &key).await?;
+            ok(json!({"signedURL": api.signed_url("sign", &bucket, &key, secs, None)}))
+        }
+        Route::SignMany(bucket) => {
+            let v = json_body(req, limit).await?;
+            let secs = expires_in(&v)?;
+            let paths = v["paths"]
+                .as_array()
+                .ok_or_else(|| ApiError::BadRequest("body needs `paths`".into()))?;
+            let mut out = Vec::new();
+            for p in paths.iter().filter_map(Value::as_str) {
+                out.push(match api.core.head(&actor, &bucket, p).await {
+                    Ok(_) => json!({"error": null, "path": p,
+                        "signedURL": api.signed_url("sign", &bucket, p, secs, None)}),
+                    Err(StorageError::NoSuchKey) => {
+                        json!({"error": "Either the object does not exist or you do not have access to it", "path": p, "signedURL": null})
+                    }
+                    Err(e) => return Err(e.into()),
+                });
+            }
+            ok(Value::Array(out))
+        }
+        Route::GetSigned(bucket, key) => {
+            api.check_token(&req, &bucket, &key, false)?;
+            let svc = Actor::service(actor.method.as_str(), &actor.path);
+            api.download(&svc, &req, &bucket, &key).await
+        }
+        Route::SignUpload(bucket, key) => {
+            // The caller must be allowed to upload here now; the URL then lets anyone do it once.
+            let upsert = header_is_true(req.headers(), "x-upsert");
+            let spec = PutSpec {
+                bucket: bucket.clone(),
+                key: key.clone(),
+                upsert,
+                content_type: "application/octet-stream".into(),
+                cache_control: None,
+                user_metadata: None,
+                declared_len: None,
+            };
+            api.core.check_write(&actor, &spec).await?;
+            let owner = actor.caller.claims.get("sub").cloned();
+            let url = api.signed_url(
+                "upload/sign",
+                &bucket,
+                &key,
+                2 * 3600,
+                Some((owner, upsert)),
+            );
+            let token = url.split("token=").nth(1).unwrap_or_default().to_string();
+            ok(json!({"url": url, "token": token}))
+        }
+        Route::PutSigned(bucket, key) => {
+            let claims = api.check_token(&req, &bucket, &key, true)?;
+            let mut svc = Actor::service(actor.method.as_str(), &actor.path);
+            if let Some(sub) = claims.get("owner").filter(|o| o.is_string()) {
+                svc.caller.claims["sub"] = sub.clone();
+            }
+            let upsert = claims["upsert"].as_bool().unwrap_or(false);
+            let info = api.upload(&svc, req, &bucket, &key, upsert).await?;
+            ok(json!({"Id": info.id, "Key": format!("{bucket}/{key}")}))
+        }
+        Route::Upload(bucket, key, is_update) => {
+            let upsert = is_update || header_is_true(req.headers(), "x-upsert");
+            let info = api.upload(&actor, req, &bucket, &key, upsert).await?;
+            ok(json!({"Id": info.id, "Key": format!("{bucket}/{key}")}))
+        }
+    }
+}
+
+fn header_is_true(h: &HeaderMap, name: &str) -> bool {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+fn expires_in(v: &Value) -> Result<i64, ApiError> {
+    v["expiresIn"]
+        .as_i64()
+        .filter(|s| *s > 0)
+        .ok_or_else(|| ApiError::BadRequest("expiresIn must be a positive number".into()))
+}
+
+async fn json_body(req: Request<Incoming>, limit: u64) -> Result<Value, ApiError> {
+    let bytes = body::read_limited(req.into_body(), limit.min(1024 * 1024))
+        .await
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if bytes.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))
+}
+
+fn bucket_spec(v: &Value) -> Result<BucketSpec, ApiError> {
+    let limit = match v.get("file_size_limit") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::Number(n)) => Some(n.as_i64().filter(|n| *n > 0)),
+        Some(Value::String(s)) => Some(Some(
+            crate::config::parse_size(s)
+                .map(|n| n as i64)
+                .ok_or_else(|| ApiError::BadRequest(format!("file_size_limit `{s}`")))?,
+        )),
+        Some(_) => return Err(ApiError::BadRequest("file_size_limit".into())),
+    };
+    let mimes = match v.get("allowed_mime_types") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::Array(a)) => Some(Some(
+            a.iter()
+                .filter_map(|m| m.as_str().map(str::to_string))
+                .collect(),
+        )),
+        Some(_) => return Err(ApiError::BadRequest("allowed_mime_types".into())),
+    };
+    Ok(BucketSpec {
+        public: v.get("public").and_then(Value::as_bool),
+        file_size_limit: limit,
+        allowed_mime_types: mimes,
+    })
+}
+
+fn object_json(o: &ObjectInfo) -> Value {
+    json!({
+        "id": o.id, "name": o.name, "bucket_id": o.bucket_id, "owner": o.owner_id,
+        "owner_id": o.owner_id, "version": o.version.to_string(),
+        "created_at": o.created_at, "updated_at": o.updated_at,
+        "last_accessed_at": o.last_accessed_at, "metadata": o.metadata,
+        "user_metadata": o.user_metadata,
+    })
+}
+
+pub(super) fn incoming_stream(body: Incoming) -> ByteStream {
+    Box::pin(http_body_util::BodyDataStream::new(body).map_err(|e| Box::new(e) as BoxError))
+}
+
+fn stream_body(s: ByteStream) -> Body {
+    http_body_util::StreamBody::new(sync_wrapper::SyncStream::new(s.map_ok(Frame::data))).boxed()
+}
+
+struct Api {
+    core: Storage,
+    state: SharedState,
+}
+
+impl Api {
+    async fn is_public(&self, bucket: &str) -> Result<bool, ApiError> {
+        let client = self
+            .state
+            .admin
+            .get()
+            .await
+            .map_err(|e| StorageError::Db(crate::db::request_tx::TxError::Pool(e)))?;
+        let row = client
+            .query_opt("select public from storage.doska_bucket($1)", &[&bucket])
+            .await
+            .map_err(StorageError::from)?;
+        Ok(row.is_some_and(|r| r.get::<_, bool>(0)))
+    }
+
+    fn signed_url(
+        &self,
+        kind: &str,
+        bucket: &str,
+        key: &str,
+        secs: i64,
+        upload: Option<(Option<Value>, bool)>,
+    ) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = json!({"url": format!("{bucket}/{key}"), "iat": now, "exp": now + secs});
+        if let Some((owner, upsert)) = upload {
+            claims["owner"] = owner.unwrap_or(Value::Null);
+            claims["upsert"] = json!(upsert);
+        }
+        let token = crate::jwt::sign(&self.state.jwt_secret, &claims);
+        // Unencoded, as Supabase answers: storage-js runs the whole URL through `encodeURI`.
+        format!("/object/{kind}/{bucket}/{key}?token={token}")
+    }
+
+    /// A signed URL's token: ours, unexpired, for exactly this object (and an upload token for uploads).
+    fn check_token(
+        &self,
+        req: &Request<Incoming>,
+        bucket: &str,
+        key: &str,
+        upload: bool,
+    ) -> Result<Value, ApiError> {
+        let q = query(req);
+        let token = q
+            .get("token")
+            .ok_or_else(|| ApiError::BadRequest("token is missing".into()))?;
+        let claims = self
+            .state
+            .verifier
+            .verify(token)
+            .map_err(|e| ApiError::InvalidJwt(e.message().into()))?;
+        if claims["url"].as_str() != Some(&format!("{bucket}/{key}"))
+            || claims.get("upsert").is_some() != upload
+        {
+            return Err(ApiError::InvalidJwt(
+                "the token is not for this object".into(),
+            ));
+        }
+        Ok(claims)
+    }
+
+    async fn upload(
+        &self,
+        actor: &Actor,
+        req: Request<Incoming>,
+        bucket: &str,
+        key: &str,
+        upsert: bool,
+    ) -> Result<ObjectInfo, ApiError> {
+        let h = req.headers().clone();
+        let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let content_type = header("content-type");
+        let declared_len = header("content-length").and_then(|l| l.parse::<u64>().ok());
+        let incoming = incoming_stream(req.into_body());
+        let (content_type, cache_control, metadata, body) =
+            match content_type.as_deref().and_then(form::boundary) {
+                Some(boundary) => {
+                    let f = form::read(incoming, &boundary)
+                        .await
+                        .map_err(ApiError::Form)?;
+                    let meta = f
+                        .fields
+                        .get("metadata")
+                        .and_then(|m| serde_json::from_str::<Value>(m).ok());
+                    (
+                        f.content_type
+                            .unwrap_or_else(|| "application/octet-stream".into()),
+                        f.fields.get("cacheControl").map(|c| format!("max-age={c}")),
+                        meta,
+                        f.file,
+                    )
+                }
+                None => {
+                    let meta = header("x-metadata").and_then(|m| {
+                        let raw = base64::Engine::decode(
+                            &base64::engine::general_purpose::STANDARD,
+                            m.trim(),
+                        )
+                        .ok()?;
+                        serde_json::from_slice::<Value>(&raw).ok()
+                    });
+                    (
+                        content_type.unwrap_or_else(|| "application/octet-stream".into()),
+                        header("cache-control"),
+                        meta,
+                        incoming,
+                    )
+                }
+            };
+        let spec = PutSpec {
+            bucket: bucket.into(),
+            key: key.into(),
+            upsert,
+            content_type,
+            cache_control,
+            user_metadata: metadata,
+            declared_len: if body_is_form(&h) { None } else { declared_len },
+        };
+        Ok(self.core.put(actor, &spec, body).await?)
+    }
+
+    async fn download(
+        &self,
+        actor: &Actor,
+        req: &Request<Incoming>,
+        bucket: &str,
+        key: &str,
+    ) -> ApiResult {
+        let h = req.headers();
+        let range = h
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(ByteRange::parse);
+        let info = self.core.head(actor, bucket, key).await?;
+        let etag_matches = h
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|e| e.trim().trim_start_matches("W/") == info.etag || e.trim() == "*")
+            });
+        let mut res = Response::builder()
+            .header(header::ETAG, &info.etag)
+            .header(header::CONTENT_TYPE, &info.content_type)
+            .header(
+                header::CACHE_CONTROL,
+                info.cache_control.as_deref().unwrap_or("max-age=3600"),
+            )
+            .header(
+                header::LAST_MODIFIED,
+                info.updated_at
+                    .format("%a, %d %b %Y %H:%M:%S GMT")
+                    .to_string(),
+            )
+            .header(header::ACCEPT_RANGES, "bytes");
+        if let Some(name) = query(req).get("download") {
+            let name = if name.is_empty() {
+                key.rsplit('/').next().unwrap_or(key)
+            } else {
+                name
+            };
+            let encoded = percent_encoding::utf8_percent_encode(name, ATTR_CHAR_ESCAPES);
+            res = res.header(
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename*=UTF-8''{encoded}"),
+            );
+        }
+        if etag_matches {
+            return Ok(res
+                .status(StatusCode::NOT_MODIFIED)
+                .body(body::empty())
+                .expect("valid response"));
+        }
+        if req.method() == Method::HEAD {
+            return Ok(res
+                .header(header::CONTENT_LENGTH, info.size)
+                .body(body::empty())
+                .expect("valid response"));
+        }
+        let (info, stream, span) = self.core.get(actor, bucket, key, range).await?;
+        let res = match span {
+            Some((start, len)) => res
+                .status(StatusCode::PARTIAL_CONTENT)
+                .header(header::CONTENT_LENGTH, len)
+                .header(
+                    header::CONTENT_RANGE,
+                    format!("bytes {start}-{}/{}", start + len - 1, info.size),
+                ),
+            None => res.header(header::CONTENT_LENGTH, info.size),
+        };
+        Ok(res.body(stream_body(stream)).expect("valid response"))
+    }
+
+    async fn list(&self, actor: &Actor, bucket: &str, v: &Value) -> ApiResult {
+        // Supabase's list: the folder `prefix` (without a trailing slash), its direct files and
+        // subfolders, `search` filtering names by prefix, `limit`/`offset` paging, sorted by name.
+        let folder = v["prefix"].as_str().unwrap_or("").trim_matches('/');
+        let prefix = if folder.is_empty() {
+            String::new()
+        } else {
+            format!("{folder}/")
+        };
+        let search = v["search"].as_str().unwrap_or("");
+        let limit = v["limit"].as_u64().unwrap_or(100).clamp(1, 1000) as usize;
+        let offset = v["offset"].as_u64().unwrap_or(0) as usize;
+        let full = format!("{prefix}{search}");
+        let page = self
+            .core
+            .list(actor, bucket, &full, Some("/"), None, offset + limit)
+            .await?;
+        let mut entries: Vec<(String, Value)> = page
+            .prefixes
+            .iter()
+            .map(|p| {
+                let name = p[prefix.len()..].trim_end_matches('/').to_string();
+                (
+                    name.clone(),
+                    json!({"name": name, "id": null, "updated_at": null, "created_at": null,
+                           "last_accessed_at": null, "metadata": null}),
+                )
+            })
+            .chain(page.objects.iter().map(|o| {
+                let name = o.name[prefix.len()..].to_string();
+                (
+                    name.clone(),
+                    json!({"name": name, "id": o.id, "updated_at": o.updated_at,
+                           "created_at": o.created_at, "last_accessed_at": o.last_accessed_at,
+                           "metadata": o.metadata}),
+                )
+            }))
+            .collect();
+        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        if v["sortBy"]["order"].as_str() == Some("desc") {
+            entries.reverse();
+        }
+        ok(Value::Array(
+            entries
+                .into_iter()
+                .skip(offset)
+                .take(limit)
+                .map(|(_, v)| v)
+                .collect(),
+        ))
+    }
+
+    async fn list_v2(&self, actor: &Actor, bucket: &str, v: &Value) -> ApiResult {
+        let prefix = v["prefix"].as_str().unwrap_or("");
+        let limit = v["limit"].as_u64().unwrap_or(1000).clamp(1, 1000) as usize;
+        let delimiter = v["with_delimiter"]
+            .as_bool()
+            .unwrap_or(false)
+            .then_some("/");
+        let cursor = v["cursor"].as_str().and_then(|c| {
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, c)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+        });
+        let page = self
+            .core
+            .list(actor, bucket, prefix, delimiter, cursor.as_deref(), limit)
+            .await?;
+        let folders: Vec<Value> = page
+            .prefixes
+            .iter()
+            .map(|p| json!({"key": p, "name": p.trim_end_matches('/').rsplit('/').next()}))
+            .collect();
+        let objects: Vec<Value> = page
+            .objects
+            .iter()
+            .map(|o| {
+                json!({"id": o.id, "key": o.name, "name": o.name.rsplit('/').next(),
+                       "updated_at": o.updated_at, "created_at": o.created_at,
+                       "last_accessed_at": o.last_accessed_at, "metadata": o.metadata})
+            })
+            .collect();
+        let next = page.truncated.then(|| {
+            base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                page.last.clone().unwrap_or_default(),
+            )
+        });
+        ok(
+            json!({"hasNext": page.truncated, "nextCursor": next, "folders": folders, "objects": objects}),
+        )
+    }
+}
+
+fn body_is_form(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(form::boundary)
+        .is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        let r = |m: &str, p: &str| route(&m.parse().unwrap(), p);
+        assert_eq!(r("GET", "/bucket"), Some(Route::ListBuckets));
+        assert_eq!(r("GET", "/bucket/a"), Some(Route::GetBucket("a".into())));
+        assert_eq!(
+            r("POST", "/bucket/a/empty"),
+            Some(Route::EmptyBucket("a".into()))
+        );
+        assert_eq!(
+            r("POST", "/object/b/dir/ü f.txt"),
+            Some(Route::Upload("b".into(), "dir/ü f.txt".into(), false))
+        );
+        assert_eq!(
+            r("PUT", "/object/b/k"),
+            Some(Route::Upload("b".into(), "k".into(), true))
+        );
+        assert_eq!(
+            r("GET", "/object/public/b/k"),
+            Some(Route::Public("b".into(), "k".into()))
+        );
+        assert_eq!(
+            r("GET", "/object/authenticated/b/k"),
+            Some(Route::Get("b".into(), "k".into()))
+        );
+        assert_eq!(
+            r("GET", "/object/info/public/b/k"),
+            Some(Route::Info("b".into(), "k".into()))
+        );
+        assert_eq!(
+            r("POST", "/object/sign/b"),
+            Some(Route::SignMany("b".into()))
+        );
+        assert_eq!(
+            r("POST", "/object/sign/b/k"),
+            Some(Route::Sign("b".into(), "k".into()))
+        );
+        assert_eq!(r("DELETE", "/object/b"), Some(Route::Remove("b".into())));
+        assert_eq!(r("POST", "/object/list/b"), Some(Route::List("b".into())));
+        assert_eq!(r("GET", "/object/b"), None);
+        assert_eq!(r("GET", "/nothing"), None);
+        assert_eq!(r("PATCH", "/bucket/a"), None);
+    }
+
+    #[test]
+    fn errors_have_fixed_statuses() {
+        let s = |e: StorageError| ApiError::Storage(e).parts().0;
+        assert_eq!(s(StorageError::NoSuchKey), StatusCode::NOT_FOUND);
+        assert_eq!(s(StorageError::KeyExists), StatusCode::CONFLICT);
+        assert_eq!(
+            s(StorageError::TooLarge { limit: 1 }),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            s(StorageError::MimeNotAllowed("x".into())),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+        assert_eq!(s(StorageError::Denied), StatusCode::FORBIDDEN);
+    }
+}

@@ -1,0 +1,1076 @@
+//! The S3 front door: the S3 protocol (via s3s) on its own listener, over the storage core. Requests
+//! must be signed (SigV4 headers or presigned URLs) with the operator's key pair, which acts as
+//! `service_role`; unsigned or wrongly signed requests are refused by s3s before any operation runs.
+//! Operations not listed in `impl S3 for S3Door` answer NotImplemented (s3s's default). Errors carry
+//! S3's codes.
+
+use std::{
+    net::SocketAddr,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
+use s3s::{
+    S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result,
+    auth::{S3Auth, SecretKey},
+    dto::{self, ETag, StreamingBlob, Timestamp},
+    s3_error,
+    service::S3ServiceBuilder,
+};
+use tokio::{net::TcpListener, sync::watch};
+use tokio_rustls::TlsAcceptor;
+
+use super::{
+    backend::ByteStream,
+    core::{Actor, BucketSpec, ByteRange, ListPage, ObjectInfo, PutSpec, Storage, StorageError},
+};
+use crate::{config::S3Keys, state::SharedState};
+
+fn s3_err(e: StorageError) -> S3Error {
+    let code = match &e {
+        StorageError::NoSuchBucket => S3ErrorCode::NoSuchBucket,
+        StorageError::NoSuchKey => S3ErrorCode::NoSuchKey,
+        StorageError::NoSuchUpload => S3ErrorCode::NoSuchUpload,
+        StorageError::KeyExists => S3ErrorCode::PreconditionFailed,
+        StorageError::BucketExists => S3ErrorCode::BucketAlreadyOwnedByYou,
+        StorageError::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
+        StorageError::Denied => S3ErrorCode::AccessDenied,
+        StorageError::TooLarge { .. } => S3ErrorCode::EntityTooLarge,
+        StorageError::MimeNotAllowed(_) | StorageError::InvalidKey(_) => {
+            S3ErrorCode::InvalidArgument
+        }
+        StorageError::InvalidBucketName(_) => S3ErrorCode::InvalidBucketName,
+        StorageError::InvalidPart(_) => S3ErrorCode::InvalidPart,
+        StorageError::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
+        StorageError::InvalidRange => S3ErrorCode::InvalidRange,
+        StorageError::Conflict => S3ErrorCode::OperationAborted,
+        StorageError::Body(_) => S3ErrorCode::IncompleteBody,
+        StorageError::Db(_) | StorageError::Io(_) => {
+            tracing::error!(error = %e, "S3 operation failed");
+            return S3Error::with_message(S3ErrorCode::InternalError, "internal error");
+        }
+    };
+    S3Error::with_message(code, e.to_string())
+}
+
+fn etag(quoted: &str) -> ETag {
+    ETag::Strong(quoted.trim_matches('"').to_string())
+}
+
+fn ts(t: chrono::DateTime<chrono::Utc>) -> Timestamp {
+    Timestamp::from(std::time::SystemTime::from(t))
+}
+
+fn body_stream(blob: Option<StreamingBlob>) -> ByteStream {
+    match blob {
+        Some(b) => Box::pin(b),
+        None => super::disk::once(bytes::Bytes::new()),
+    }
+}
+
+fn user_metadata(m: Option<dto::Metadata>) -> Option<serde_json::Value> {
+    m.filter(|m| !m.is_empty())
+        .map(|m| serde_json::to_value(m).unwrap_or_default())
+}
+
+fn metadata_of(info: &ObjectInfo) -> Option<dto::Metadata> {
+    let obj = info.user_metadata.as_ref()?.as_object()?;
+    Some(
+        obj.iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect(),
+    )
+}
+
+/// Answers `If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since` for a read.
+fn preconditions(
+    info: &ObjectInfo,
+    if_match: &Option<dto::ETagCondition>,
+    if_none_match: &Option<dto::ETagCondition>,
+    if_modified_since: &Option<Timestamp>,
+    if_unmodified_since: &Option<Timestamp>,
+) -> S3Result<()> {
+    let current = etag(&info.etag);
+    let matches = |c: &dto::ETagCondition| match c {
+        dto::ETagCondition::Any => true,
+        dto::ETagCondition::ETag(e) => e.value() == current.value(),
+    };
+    let modified = std::time::SystemTime::from(info.updated_at);
+    let to_sys = |t: &Timestamp| std::time::SystemTime::from(time::OffsetDateTime::from(t.clone()));
+    if let Some(c) = if_match
+        && !matches(c)
+    {
+        return Err(s3_error!(PreconditionFailed));
+    }
+    if let Some(t) = if_unmodified_since
+        && if_match.is_none()
+        && modified_secs(modified) > modified_secs(to_sys(t))
+    {
+        return Err(s3_error!(PreconditionFailed));
+    }
+    if let Some(c) = if_none_match
+        && matches(c)
+    {
+        return Err(S3Error::new(S3ErrorCode::NotModified));
+    }
+    if let Some(t) = if_modified_since
+        && if_none_match.is_none()
+        && modified_secs(modified) <= modified_secs(to_sys(t))
+    {
+        return Err(S3Error::new(S3ErrorCode::NotModified));
+    }
+    Ok(())
+}
+
+/// HTTP dates have whole seconds.
+fn modified_secs(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// What `encoding-type=url` listings escape: everything but unreserved characters and `/`.
+const KEY_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+/// Applies a listing's `EncodingType` to a key (boto3 asks for `url` and decodes what it gets).
+fn encode_key(encoding: &Option<dto::EncodingType>, key: String) -> String {
+    match encoding {
+        Some(e) if e.as_str() == dto::EncodingType::URL => {
+            percent_encoding::utf8_percent_encode(&key, KEY_ESCAPES).to_string()
+        }
+        _ => key,
+    }
+}
+
+/// The `(bucket, key)` a copy reads from; access-point sources are not served.
+fn copy_source(src: &dto::CopySource) -> S3Result<(String, String)> {
+    match src {
+        dto::CopySource::Bucket { bucket, key, .. } => Ok((bucket.to_string(), key.to_string())),
+        _ => Err(s3_error!(NotImplemented, "Access point copy sources")),
+    }
+}
+
+/// The stored content type of an upload: the declared one, else `application/octet-stream`.
+fn content_type_or_default(declared: Option<dto::ContentType>) -> String {
+    declared.unwrap_or_else(|| "application/octet-stream".into())
+}
+
+/// A list request's page size: `max-keys` (default and ceiling 1000).
+fn max_keys(asked: Option<i32>) -> usize {
+    asked.unwrap_or(1000).clamp(0, 1000) as usize
+}
+
+/// A listing page's objects and common prefixes as S3 lists them, keys encoded as asked.
+fn listed(
+    page: &ListPage,
+    enc: &Option<dto::EncodingType>,
+) -> (Option<dto::ObjectList>, Option<dto::CommonPrefixList>) {
+    (
+        Some(
+            page.objects
+                .iter()
+                .map(|o| S3Door::s3_object(o, enc))
+                .collect(),
+        ),
+        Some(
+            page.prefixes
+                .iter()
+                .map(|p| dto::CommonPrefix {
+                    prefix: Some(encode_key(enc, p.clone())),
+                })
+                .collect(),
+        ),
+    )
+}
+
+fn range_of(r: &Option<dto::Range>) -> Option<ByteRange> {
+    r.as_ref().map(|r| match *r {
+        dto::Range::Int { first, last } => ByteRange::From { first, last },
+        dto::Range::Suffix { length } => ByteRange::Suffix { len: length },
+    })
+}
+
+/// An object's bytes on their way out, with their length known (s3s sends it as Content-Length).
+struct Outgoing {
+    inner: sync_wrapper::SyncStream<ByteStream>,
+    remaining: u64,
+}
+
+impl futures_util::Stream for Outgoing {
+    type Item = Result<bytes::Bytes, s3s::StdError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = Pin::new(&mut self.inner).poll_next(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &polled {
+            self.remaining = self.remaining.saturating_sub(chunk.len() as u64);
+        }
+        polled
+    }
+}
+
+impl s3s::stream::ByteStream for Outgoing {
+    fn remaining_length(&self) -> s3s::stream::RemainingLength {
+        s3s::stream::RemainingLength::new_exact(self.remaining as usize)
+    }
+}
+
+/// Secrets for SigV4 verification: the operator's pair from config, then keys made with
+/// `doska s3-keys create` (looked up on the admin pool, decrypted with the JWT secret).
+#[derive(Clone)]
+struct KeyAuth {
+    operator: S3Keys,
+    admin: deadpool_postgres::Pool,
+    jwt_secret: std::sync::Arc<[u8]>,
+}
+
+impl KeyAuth {
+    fn is_operator(&self, access_key: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(
+            access_key
+                .as_bytes()
+                .ct_eq(self.operator.access_key_id.as_bytes()),
+        )
+    }
+
+    async fn stored(&self, access_key: &str) -> S3Result<Option<super::s3_keys::StoredKey>> {
+        let client = self.admin.get().await.map_err(|e| {
+            tracing::error!(error = %e, "S3 key lookup: no database connection");
+            s3_error!(InternalError)
+        })?;
+        super::s3_keys::lookup(&**client, &self.jwt_secret, access_key)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "S3 key lookup failed");
+                s3_error!(InternalError)
+            })
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Auth for KeyAuth {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        if self.is_operator(access_key) {
+            return Ok(SecretKey::from(self.operator.secret_access_key.as_str()));
+        }
+        match self.stored(access_key).await? {
+            Some(k) => Ok(SecretKey::from(k.secret)),
+            None => Err(s3_error!(InvalidAccessKeyId)),
+        }
+    }
+}
+
+/// Only signed requests pass (s3s has verified the signature when credentials are present).
+struct SignedOnly;
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for SignedOnly {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> S3Result<()> {
+        match cx.credentials() {
+            Some(_) => Ok(()),
+            None => Err(s3_error!(AccessDenied, "Signed requests only")),
+        }
+    }
+}
+
+struct S3Door {
+    core: Storage,
+    auth: KeyAuth,
+}
+
+impl S3Door {
+    /// Who a signed request acts as: the operator and unbound keys as service_role, a key bound to a
+    /// user as that user (role `authenticated`), under the storage policies.
+    async fn actor<T>(&self, req: &S3Request<T>) -> S3Result<Actor> {
+        let service = Actor::service(req.method.as_str(), req.uri.path());
+        let access_key = req
+            .credentials
+            .as_ref()
+            .map(|c| c.access_key.as_str())
+            .ok_or_else(|| s3_error!(AccessDenied, "Signed requests only"))?;
+        if self.auth.is_operator(access_key) {
+            return Ok(service);
+        }
+        match self.auth.stored(access_key).await? {
+            None => Err(s3_error!(InvalidAccessKeyId)),
+            Some(k) => match k.user_id {
+                None => Ok(service),
+                Some(user) => Ok(Actor {
+                    caller: crate::jwt::Caller {
+                        role: "authenticated".into(),
+                        claims: serde_json::json!({
+                            "sub": user.to_string(), "role": "authenticated", "aud": "authenticated"
+                        }),
+                        token: None,
+                    },
+                    ..service
+                }),
+            },
+        }
+    }
+
+    async fn require_bucket(&self, actor: &Actor, bucket: &str) -> S3Result<()> {
+        match self
+            .core
+            .bucket_exists(actor, bucket)
+            .await
+            .map_err(s3_err)?
+        {
+            true => Ok(()),
+            false => Err(s3_error!(NoSuchBucket)),
+        }
+    }
+
+    fn s3_object(o: &ObjectInfo, enc: &Option<dto::EncodingType>) -> dto::Object {
+        dto::Object {
+            e_tag: Some(etag(&o.etag)),
+            key: Some(encode_key(enc, o.name.clone())),
+            last_modified: Some(ts(o.updated_at)),
+            size: Some(o.size as i64),
+            storage_class: Some(dto::ObjectStorageClass::from_static(
+                dto::ObjectStorageClass::STANDARD,
+            )),
+            ..Default::default()
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl S3 for S3Door {
+    async fn list_buckets(
+        &self,
+        req: S3Request<dto::ListBucketsInput>,
+    ) -> S3Result<S3Response<dto::ListBucketsOutput>> {
+        let buckets = self
+            .core
+            .list_buckets(&self.actor(&req).await?)
+            .await
+            .map_err(s3_err)?;
+        Ok(S3Response::new(dto::ListBucketsOutput {
+            buckets: Some(
+                buckets
+                    .into_iter()
+                    .map(|b| dto::Bucket {
+                        creation_date: Some(ts(b.created_at)),
+                        name: Some(b.id),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+
+    async fn create_bucket(
+        &self,
+        req: S3Request<dto::CreateBucketInput>,
+    ) -> S3Result<S3Response<dto::CreateBucketOutput>> {
+        let b = &req.input.bucket;
+        self.core
+            .create_bucket(&self.actor(&req).await?, b, b, &BucketSpec::default())
+            .await
+            .map_err(s3_err)?;
+        Ok(S3Response::new(dto::CreateBucketOutput {
+            location: Some(format!("/{b}")),
+        }))
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<dto::HeadBucketInput>,
+    ) -> S3Result<S3Response<dto::HeadBucketOutput>> {
+        self.require_bucket(&self.actor(&req).await?, &req.input.bucket)
+            .await?;
+        Ok(S3Response::new(dto::HeadBucketOutput::default()))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<dto::GetBucketLocationInput>,
+    ) -> S3Result<S3Response<dto::GetBucketLocationOutput>> {
+        self.require_bucket(&self.actor(&req).await?, &req.input.bucket)
+            .await?;
+        Ok(S3Response::new(dto::GetBucketLocationOutput::default()))
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<dto::DeleteBucketInput>,
+    ) -> S3Result<S3Response<dto::DeleteBucketOutput>> {
+        self.core
+            .delete_bucket(&self.actor(&req).await?, &req.input.bucket)
+            .await
+            .map_err(s3_err)?;
+        Ok(S3Response::new(dto::DeleteBucketOutput {}))
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<dto::PutObjectInput>,
+    ) -> S3Result<S3Response<dto::PutObjectOutput>> {
+        let actor = self.actor(&req).await?;
+        let input = req.input;
+        let spec = PutSpec {
+            bucket: input.bucket,
+            key: input.key,
+            // `If-None-Match: *` asks for a create that fails when the key exists.
+            upsert: !matches!(input.if_none_match, Some(dto::ETagCondition::Any)),
+            content_type: content_type_or_default(input.content_type),
+            cache_control: input.cache_control,
+            user_metadata: user_metadata(input.metadata),
+            declared_len: input.content_length.map(|l| l as u64),
+        };
+        let info = self
+            .core
+            .put(&actor, &spec, body_stream(input.body))
+            .await
+            .map_err(s3_err)?;
+        Ok(S3Response::new(dto::PutObjectOutput {
+            e_tag: Some(etag(&info.etag)),
+            size: Some(info.size as i64),
+            ..Default::default()
+        }))
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<dto::GetObjectInput>,
+    ) -> S3Result<S3Response<dto::GetObjectOutput>> {
+        let actor = self.actor(&req).await?;
+        let i = &req.input;
+        let (info, stream, span) = self
+            .core
+            .get(&actor, &i.bucket, &i.key, range_of(&i.range))
+            .await
+            .map_err(s3_err)?;
+        preconditions(
+            &info,
+            &i.if_match,
+            &i.if_none_match,
+            &i.if_modified_since,
+            &i.if_unmodified_since,
+        )?;
+        let (content_length, content_range) = match span {
+            Some((start, len)) => (
+                len,
+                Some(format!("bytes {start}-{}/{}", start + len - 1, info.size)),
+            ),
+            None => (info.size, None),
+        };
+        Ok(S3Response::new(dto::GetObjectOutput {
+            body: Some(StreamingBlob::new(Outgoing {
+                inner: sync_wrapper::SyncStream::new(stream),
+                remaining: content_length,
+            })),
+            accept_ranges: Some("bytes".into()),
+            content_length: Some(content_length as i64),
+            content_range,
+            content_type: info.content_type.parse().ok(),
+            cache_control: info.cache_control.clone(),
+            e_tag: Some(etag(&info.etag)),
+            last_modified: Some(ts(info.updated_at)),
+            metadata: metadata_of(&info),
+            ..Default::default()
+        }))
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<dto::HeadObjectInput>,
+    ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
+        let actor = self.actor(&req).await?;
+        let i = &req.input;
+        let info = self
+            .core
+            .head(&actor, &i.bucket, &i.key)
+            .await
+            .map_err(s3_err)?;
+        preconditions(
+            &info,
+            &i.if_match,
+            &i.if_none_match,
+            &i.if_modified_since,
+            &i.if_unmodified_since,
+        )?;
+        Ok(S3Response::new(dto::HeadObjectOutput {
+            accept_ranges: Some("bytes".into()),
+            content_length: Some(info.size as i64),
+            content_type: info.content_type.parse().ok(),
+            cache_control: info.cache_control.clone(),
+            e_tag: Some(etag(&info.etag)),
+            last_modified: Some(ts(info.updated_at)),
+            metadata: metadata_of(&info),
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<dto::DeleteObjectInput>,
+    ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
+        let actor = self.actor(&req).await?;
+        self.require_bucket(&actor, &req.input.bucket).await?;
+        // S3 answers 204 whether or not the key existed.
+        self.core
+            .delete(
+                &actor,
+                &req.input.bucket,
+                std::slice::from_ref(&req.input.key),
+            )
+            .await
+            .map_err(s3_err)?;
+        Ok(S3Response::new(dto::DeleteObjectOutput::default()))
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<dto::DeleteObjectsInput>,
+    ) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
+        let actor = self.actor(&req).await?;
+        self.require_bucket(&actor, &req.input.bucket).await?;
+        let keys: Vec<String> = req
+            .input
+            .delete
+            .objects
+            .iter()
+            .map(|o| o.key.clone())
+            .collect();
+        self.core
+            .delete(&actor, &req.input.bucket, &keys)
+            .await
+            .map_err(s3_err)?;
+        let quiet = req.input.delete.quiet.unwrap_or(false);
+        Ok(S3Response::new(dto::DeleteObjectsOutput {
+            deleted: (!quiet).then(|| {
+                keys.into_iter()
+                    .map(|k| dto::DeletedObject {
+                        key: Some(k),
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<dto::CopyObjectInput>,
+    ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
+        let actor = self.actor(&req).await?;
+        let input = req.input;
+        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+        let src = self
+            .core
+            .head(&actor, &src_bucket, &src_key)
+            .await
+            .map_err(s3_err)?;
+        let replace = input
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == dto::MetadataDirective::REPLACE);
+        let spec = PutSpec {
+            bucket: input.bucket,
+            key: input.key,
+            upsert: true,
+            content_type: match (&input.content_type, replace) {
+                (Some(c), true) => c.to_string(),
+                _ => src.content_type.clone(),
+            },
+            cache_control: if replace {
+                input.cache_control
+            } else {
+                src.cache_control.clone()
+            },
+            user_metadata: if replace {
+                user_metadata(input.metadata)
+            } else {
+                src.user_metadata.clone()
+            },
+            declared_len: Some(src.size),
+        };
+        let info = self
+            .core
+            .copy(&actor, &src_bucket, &src_key, &spec)
+            .await
+            .map_err(s3_err)?;
+        Ok(S3Response::new(dto::CopyObjectOutput {
+            copy_object_result: Some(dto::CopyObjectResult {
+                e_tag: Some(etag(&info.etag)),
+                last_modified: Some(ts(info.updated_at)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<dto::ListObjectsInput>,
+    ) -> S3Result<S3Response<dto::ListObjectsOutput>> {
+        let actor = self.actor(&req).await?;
+        let i = req.input;
+        self.require_bucket(&actor, &i.bucket).await?;
+        let max = max_keys(i.max_keys);
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let page = self
+            .core
+            .list(
+                &actor,
+                &i.bucket,
+                &prefix,
+                i.delimiter.as_deref(),
+                i.marker.as_deref(),
+                max,
+            )
+            .await
+            .map_err(s3_err)?;
+        let (contents, common_prefixes) = listed(&page, &i.encoding_type);
+        Ok(S3Response::new(dto::ListObjectsOutput {
+            name: Some(i.bucket),
+            prefix: Some(encode_key(&i.encoding_type, prefix)),
+            marker: i.marker.map(|m| encode_key(&i.encoding_type, m)),
+            max_keys: Some(max as i32),
+            is_truncated: Some(page.truncated),
+            next_marker: page
+                .truncated
+                .then(|| page.last.clone())
+                .flatten()
+                .map(|m| encode_key(&i.encoding_type, m)),
+            contents,
+            common_prefixes,
+            delimiter: i.delimiter.map(|d| encode_key(&i.encoding_type, d)),
+            encoding_type: i.encoding_type.clone(),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<dto::ListObjectsV2Input>,
+    ) -> S3Result<S3Response<dto::ListObjectsV2Output>> {
+        let actor = self.actor(&req).await?;
+        let i = req.input;
+        self.require_bucket(&actor, &i.bucket).await?;
+        let max = max_keys(i.max_keys);
+        let prefix = i.prefix.clone().unwrap_or_default();
+        // Continuation tokens are opaque to clients: the last key, base64 (keys may hold anything).
+        let token = match &i.continuation_token {
+            Some(t) => Some(
+                base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, t)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| s3_error!(InvalidArgument, "Invalid continuation token"))?,
+            ),
+            None => None,
+        };
+        let after = token.as_deref().or(i.start_after.as_deref());
+        let page = self
+            .core
+            .list(
+                &actor,
+                &i.bucket,
+                &prefix,
+                i.delimiter.as_deref(),
+                after,
+                max,
+            )
+            .await
+            .map_err(s3_err)?;
+        let (contents, common_prefixes) = listed(&page, &i.encoding_type);
+        Ok(S3Response::new(dto::ListObjectsV2Output {
+            name: Some(i.bucket),
+            prefix: Some(encode_key(&i.encoding_type, prefix)),
+            max_keys: Some(max as i32),
+            key_count: Some((page.objects.len() + page.prefixes.len()) as i32),
+            continuation_token: i.continuation_token,
+            is_truncated: Some(page.truncated),
+            next_continuation_token: page
+                .truncated
+                .then(|| page.last.clone())
+                .flatten()
+                .map(|l| {
+                    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, l)
+                }),
+            contents,
+            common_prefixes,
+            delimiter: i.delimiter.map(|d| encode_key(&i.encoding_type, d)),
+            encoding_type: i.encoding_type.clone(),
+            start_after: i.start_after.map(|a| encode_key(&i.encoding_type, a)),
+            ..Default::default()
+        }))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<dto::CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
+        let actor = self.actor(&req).await?;
+        let i = req.input;
+        let spec = PutSpec {
+            bucket: i.bucket.clone(),
+            key: i.key.clone(),
+            upsert: true,
+            content_type: content_type_or_default(i.content_type),
+            cache_control: i.cache_control,
+            user_metadata: user_metadata(i.metadata),
+            declared_len: None,
+        };
+        let id = self
+            .core
+            .create_upload(&actor, &spec, None)
+            .await
+            .map_err(s3_err)?;
+        Ok(S3Response::new(dto::CreateMultipartUploadOutput {
+            bucket: Some(i.bucket),
+            key: Some(i.key),
+            upload_id: Some(id),
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<dto::UploadPartInput>,
+    ) -> S3Result<S3Response<dto::UploadPartOutput>> {
+        let actor = self.actor(&req).await?;
+        let i = req.input;
+        let (e, _) = self
+            .core
+            .upload_part(
+                &actor,
+                &i.bucket,
+                &i.key,
+                &i.upload_id,
+                i.part_number,
+                body_stream(i.body),
+                None,
+            )
+            .await
+            .map_err(s3_err)?;
+        Ok(S3Response::new(dto::UploadPartOutput {
+            e_tag: Some(etag(&e)),
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<dto::UploadPartCopyInput>,
+    ) -> S3Result<S3Response<dto::UploadPartCopyOutput>> {
+        let actor = self.actor(&req).await?;
+        let i = req.input;
+        let (src_bucket, src_key) = copy_source(&i.copy_source)?;
+        let range = match &i.copy_source_range {
+            Some(r) => Some(
+                ByteRange::parse(r)
+                    .ok_or_else(|| s3_error!(InvalidArgument, "Invalid x-amz-copy-source-range"))?,
+            ),
+            None => None,
+        };
+        let (_, stream, _) = self
+            .core
+            .get(&actor, &src_bucket, &src_key, range)
+            .await
+            .map_err(s3_err)?;
+        let (e, _) = self
+            .core
+            .upload_part(
+                &actor,
+                &i.bucket,
+                &i.key,
+                &i.upload_id,
+                i.part_number,
+                stream,
+                None,
+            )
+            .await
+            .map_err(s3_err)?;
+        Ok(S3Response::new(dto::UploadPartCopyOutput {
+            copy_part_result: Some(dto::CopyPartResult {
+                e_tag: Some(etag(&e)),
+                last_modified: Some(ts(chrono::Utc::now())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<dto::ListPartsInput>,
+    ) -> S3Result<S3Response<dto::ListPartsOutput>> {
+        let actor = self.actor(&req).await?;
+        let i = req.input;
+        let marker = i.part_number_marker.unwrap_or(0);
+        let max = i.max_parts.unwrap_or(1000).clamp(1, 1000) as usize;
+        let parts = self
+            .core
+            .list_parts(&actor, &i.bucket, &i.key, &i.upload_id)
+            .await
+            .map_err(s3_err)?;
+        let mut rest: Vec<_> = parts.into_iter().filter(|p| p.number > marker).collect();
+        let truncated = rest.len() > max;
+        rest.truncate(max);
+        Ok(S3Response::new(dto::ListPartsOutput {
+            bucket: Some(i.bucket),
+            key: Some(i.key),
+            upload_id: Some(i.upload_id),
+            is_truncated: Some(truncated),
+            max_parts: Some(max as i32),
+            part_number_marker: i.part_number_marker,
+            next_part_number_marker: rest.last().map(|p| p.number),
+            parts: Some(
+                rest.iter()
+                    .map(|p| dto::Part {
+                        e_tag: Some(etag(&p.etag)),
+                        last_modified: Some(ts(p.created_at)),
+                        part_number: Some(p.number),
+                        size: Some(p.size as i64),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<dto::ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<dto::ListMultipartUploadsOutput>> {
+        let actor = self.actor(&req).await?;
+        let i = req.input;
+        self.require_bucket(&actor, &i.bucket).await?;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let uploads = self
+            .core
+            .list_uploads(&actor, &i.bucket, &prefix)
+            .await
+            .map_err(s3_err)?;
+        Ok(S3Response::new(dto::ListMultipartUploadsOutput {
+            bucket: Some(i.bucket),
+            prefix: Some(prefix),
+            is_truncated: Some(false),
+            uploads: Some(
+                uploads
+                    .into_iter()
+                    .map(|u| dto::MultipartUpload {
+                        initiated: Some(ts(u.created_at)),
+                        key: Some(u.key),
+                        upload_id: Some(u.id),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<dto::AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::AbortMultipartUploadOutput>> {
+        let actor = self.actor(&req).await?;
+        let i = &req.input;
+        self.core
+            .abort_upload(&actor, &i.bucket, &i.key, &i.upload_id)
+            .await
+            .map_err(s3_err)?;
+        Ok(S3Response::new(dto::AbortMultipartUploadOutput::default()))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<dto::CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::CompleteMultipartUploadOutput>> {
+        let actor = self.actor(&req).await?;
+        let i = req.input;
+        let listed: Vec<(i32, String)> = i
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| {
+                (
+                    p.part_number.unwrap_or(0),
+                    p.e_tag.map(|e| e.value().to_string()).unwrap_or_default(),
+                )
+            })
+            .collect();
+        let info = self
+            .core
+            .complete_upload(&actor, &i.bucket, &i.key, &i.upload_id, &listed)
+            .await
+            .map_err(s3_err)?;
+        Ok(S3Response::new(dto::CompleteMultipartUploadOutput {
+            bucket: Some(i.bucket.clone()),
+            key: Some(i.key.clone()),
+            e_tag: Some(etag(&info.etag)),
+            location: Some(format!("/{}/{}", i.bucket, i.key)),
+            ..Default::default()
+        }))
+    }
+}
+
+/// Serves S3 on `listener` (TLS when given) until `shutdown` turns true, then drains for `drain`.
+pub async fn run(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    state: SharedState,
+    keys: S3Keys,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let auth = KeyAuth {
+        operator: keys,
+        admin: state.admin.clone(),
+        jwt_secret: state.jwt_secret.clone(),
+    };
+    let mut builder = S3ServiceBuilder::new(S3Door {
+        core: super::core_of(&state),
+        auth: auth.clone(),
+    });
+    builder.set_auth(auth);
+    builder.set_access(SignedOnly);
+    let service = builder.build();
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, remote): (_, SocketAddr) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "S3 accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = service.clone();
+                let watcher = graceful.watcher();
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let result = match tls {
+                        None => {
+                            let conn = builder.serve_connection(TokioIo::new(stream), service);
+                            watcher.watch(conn.into_owned()).await
+                        }
+                        Some(acceptor) => {
+                            match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => {
+                                    let conn = builder.serve_connection(TokioIo::new(s), service);
+                                    watcher.watch(conn.into_owned()).await
+                                }
+                                _ => {
+                                    tracing::debug!(%remote, "S3 TLS handshake failed");
+                                    return;
+                                }
+                            }
+                        }
+                    };
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, %remote, "S3 connection ended with an error");
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(drain) => tracing::warn!("S3 shutdown timeout: closing remaining connections"),
+    }
+}
+
+/// Starts the S3 listener when an operator key pair is configured; returns its task. Binding happens
+/// here, before PostgreSQL starts doing work, so a taken port fails start-up with one clear line.
+pub fn bind(
+    config: &crate::config::Config,
+) -> Result<Option<(TcpListener, S3Keys)>, crate::startup::StartError> {
+    let Some(keys) = config.s3_keys.clone() else {
+        return Ok(None);
+    };
+    let listener = crate::startup::bind(config.s3_listen).map_err(|e| match e {
+        crate::startup::StartError::Listen { addr, reason } => crate::startup::StartError::Listen {
+            addr,
+            reason: format!("{reason} (the S3 listener; choose another address with --s3-listen)"),
+        },
+        other => other,
+    })?;
+    Ok(Some((listener, keys)))
+}
+
+/// The S3 listener as `startup::serve` runs it: logs its URL, serves until shutdown.
+pub fn spawn(
+    bound: Option<(TcpListener, S3Keys)>,
+    tls: Option<TlsAcceptor>,
+    state: SharedState,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let (listener, keys) = bound?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(s3_url = %format!("{scheme}://{addr}"), "S3 listening");
+    }
+    let drain = Duration::from_secs(state.config.shutdown_timeout_secs);
+    let shutdown = state.shutdown.clone();
+    Some(tokio::spawn(run(
+        listener,
+        tls,
+        state.clone(),
+        keys,
+        shutdown,
+        drain,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_carry_s3_codes() {
+        assert_eq!(
+            *s3_err(StorageError::NoSuchKey).code(),
+            S3ErrorCode::NoSuchKey
+        );
+        assert_eq!(
+            *s3_err(StorageError::Denied).code(),
+            S3ErrorCode::AccessDenied
+        );
+        assert_eq!(
+            *s3_err(StorageError::Io(std::io::Error::other("disk"))).code(),
+            S3ErrorCode::InternalError
+        );
+    }
+
+    #[test]
+    fn ranges_map() {
+        assert_eq!(
+            range_of(&Some(dto::Range::Int {
+                first: 1,
+                last: Some(2)
+            })),
+            Some(ByteRange::From {
+                first: 1,
+                last: Some(2)
+            })
+        );
+        assert_eq!(
+            range_of(&Some(dto::Range::Suffix { length: 4 })),
+            Some(ByteRange::Suffix { len: 4 })
+        );
+    }
+}

@@ -1,0 +1,516 @@
+//! The storage core against a real PostgreSQL: Supabase's schema and helpers, writes and overwrites
+//! (bytes visible only with their row, old version removed after commit), row-level security deciding
+//! uploads and downloads before a byte is stored, listing with delimiters, multipart uploads, orphan
+//! cleanup by age.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::TestDb;
+use doska::{
+    jwt::Caller,
+    storage::{
+        self,
+        backend::BlobKey,
+        core::{Actor, BucketSpec, ByteRange, PutSpec, Storage, StorageError, collect},
+        disk,
+    },
+};
+use serde_json::json;
+
+const ALICE: &str = "7f1d2a3e-0000-4000-8000-00000000000a";
+const BOB: &str = "7f1d2a3e-0000-4000-8000-00000000000b";
+
+fn user(sub: &str) -> Actor {
+    Actor {
+        caller: Caller {
+            role: "authenticated".into(),
+            claims: json!({"sub": sub, "role": "authenticated"}),
+            token: None,
+        },
+        method: "POST".into(),
+        path: "/object".into(),
+        headers: json!({}),
+    }
+}
+
+fn service() -> Actor {
+    Actor::service("PUT", "/")
+}
+
+fn spec(bucket: &str, key: &str, upsert: bool) -> PutSpec {
+    PutSpec {
+        bucket: bucket.into(),
+        key: key.into(),
+        upsert,
+        content_type: "text/plain".into(),
+        cache_control: None,
+        user_metadata: None,
+        declared_len: None,
+    }
+}
+
+async fn read(
+    core: &Storage,
+    actor: &Actor,
+    bucket: &str,
+    key: &str,
+) -> Result<Bytes, StorageError> {
+    let (_, s, _) = core.get(actor, bucket, key, None).await?;
+    collect(s, 1 << 30).await
+}
+
+/// Every blob file currently in the storage dir.
+async fn blobs(core: &Storage) -> Vec<BlobKey> {
+    core.backend().older_than(Duration::ZERO).await.unwrap()
+}
+
+#[tokio::test]
+async fn schema_helpers_and_rls_are_supabases() {
+    let t = TestDb::new().await;
+    let row = t
+        .admin()
+        .query_one(
+            "select storage.foldername('a/b/c.txt'), storage.filename('a/b/c.txt'),
+                    storage.extension('a/b/c.tar.gz'),
+                    (select bool_and(relrowsecurity) from pg_class
+                      where oid in ('storage.objects'::regclass, 'storage.buckets'::regclass)),
+                    (select collation_name from information_schema.columns
+                      where table_schema = 'storage' and table_name = 'objects' and column_name = 'name')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Vec<String>>(0), vec!["a", "b"]);
+    assert_eq!(row.get::<_, String>(1), "c.txt");
+    assert_eq!(row.get::<_, String>(2), "gz");
+    assert!(row.get::<_, bool>(3));
+    assert_eq!(row.get::<_, String>(4), "C");
+    for table in ["storage.buckets", "storage.objects"] {
+        for role in ["anon", "authenticated", "service_role"] {
+            let ok: bool = t
+                .admin()
+                .query_one(
+                    "select has_table_privilege($1, $2, 'select,insert,update,delete')",
+                    &[&role, &table],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert!(ok, "{role} on {table}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn put_get_overwrite_delete_keep_bytes_and_rows_together() {
+    let t = TestDb::new().await;
+    let core = storage::core_of(&t.state);
+    let svc = service();
+    core.create_bucket(&svc, "files", "files", &BucketSpec::default())
+        .await
+        .unwrap();
+    let key = "dir with space/ünïcödé ✓/../../etc/passwd";
+    let v1 = core
+        .put(
+            &svc,
+            &spec("files", key, false),
+            disk::once(Bytes::from_static(b"first")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v1.size, 5);
+    assert_eq!(v1.etag, format!("\"{}\"", hex::encode(md5_of(b"first"))));
+    assert_eq!(read(&core, &svc, "files", key).await.unwrap(), "first");
+    // Without upsert a second write is refused and the first bytes stay.
+    let e = core
+        .put(
+            &svc,
+            &spec("files", key, false),
+            disk::once(Bytes::from_static(b"second")),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StorageError::KeyExists), "{e:?}");
+    assert_eq!(blobs(&core).await, vec![v1.blob()]);
+    // Overwrite: same id, new version; the old version's bytes are gone afterwards.
+    let v2 = core
+        .put(
+            &svc,
+            &spec("files", key, true),
+            disk::once(Bytes::from_static(b"second")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v2.id, v1.id);
+    assert_ne!(v2.version, v1.version);
+    assert_eq!(read(&core, &svc, "files", key).await.unwrap(), "second");
+    assert_eq!(blobs(&core).await, vec![v2.blob()]);
+    // Ranges.
+    let (_, s, span) = core
+        .get(&svc, "files", key, ByteRange::parse("bytes=1-3"))
+        .await
+        .unwrap();
+    assert_eq!(span, Some((1, 3)));
+    assert_eq!(collect(s, 100).await.unwrap(), "eco");
+    let (_, s, _) = core
+        .get(&svc, "files", key, ByteRange::parse("bytes=-2"))
+        .await
+        .unwrap();
+    assert_eq!(collect(s, 100).await.unwrap(), "nd");
+    assert!(matches!(
+        core.get(&svc, "files", key, ByteRange::parse("bytes=6-"))
+            .await,
+        Err(StorageError::InvalidRange)
+    ));
+    // Nothing landed outside the storage dir's data folder.
+    assert!(
+        !t.state.config.storage_dir.join("etc").exists()
+            && !t.state.config.data_dir.join("etc").exists()
+    );
+    // Copy and rename.
+    let c = core
+        .copy(&svc, "files", key, &spec("files", "copy.txt", false))
+        .await
+        .unwrap();
+    assert_ne!(c.id, v2.id);
+    core.rename(&svc, "files", "copy.txt", "files", "moved.txt")
+        .await
+        .unwrap();
+    assert_eq!(
+        read(&core, &svc, "files", "moved.txt").await.unwrap(),
+        "second"
+    );
+    assert!(matches!(
+        core.head(&svc, "files", "copy.txt").await,
+        Err(StorageError::NoSuchKey)
+    ));
+    // A bucket with objects cannot be deleted; emptied, it can.
+    assert!(matches!(
+        core.delete_bucket(&svc, "files").await,
+        Err(StorageError::BucketNotEmpty)
+    ));
+    let gone = core
+        .delete(&svc, "files", &[key.to_string(), "nope".into()])
+        .await
+        .unwrap();
+    assert_eq!(gone.len(), 1);
+    assert_eq!(core.empty_bucket(&svc, "files").await.unwrap(), 1);
+    assert!(blobs(&core).await.is_empty());
+    core.delete_bucket(&svc, "files").await.unwrap();
+    assert!(matches!(
+        core.put(&svc, &spec("files", "x", false), disk::once(Bytes::new()))
+            .await,
+        Err(StorageError::NoSuchBucket)
+    ));
+}
+
+fn md5_of(b: &[u8]) -> [u8; 16] {
+    use md5::Digest;
+    md5::Md5::digest(b).into()
+}
+
+#[tokio::test]
+async fn policies_decide_before_bytes_are_stored() {
+    let t = TestDb::new().await;
+    t.admin()
+        .batch_execute(
+            "insert into storage.buckets (id, name) values ('private', 'private');
+             create policy own_read on storage.objects for select to authenticated
+               using (bucket_id = 'private' and (storage.foldername(name))[1] = auth.uid()::text);
+             create policy own_write on storage.objects for insert to authenticated
+               with check (bucket_id = 'private' and (storage.foldername(name))[1] = auth.uid()::text);
+             create policy own_update on storage.objects for update to authenticated
+               using (bucket_id = 'private' and (storage.foldername(name))[1] = auth.uid()::text);",
+        )
+        .await
+        .unwrap();
+    let core = storage::core_of(&t.state);
+    let alice = user(ALICE);
+    let bob = user(BOB);
+    let mine = format!("{ALICE}/notes.txt");
+    core.put(
+        &alice,
+        &spec("private", &mine, false),
+        disk::once(Bytes::from_static(b"alice")),
+    )
+    .await
+    .unwrap();
+    // Bob can neither read nor write into Alice's folder; his refused body is never stored.
+    assert!(matches!(
+        read(&core, &bob, "private", &mine).await,
+        Err(StorageError::NoSuchKey)
+    ));
+    let before = blobs(&core).await;
+    let body = futures_util::stream::once(async {
+        panic!("a denied upload must not read its body")
+            as Result<Bytes, doska::http::body::BoxError>
+    });
+    let e = core
+        .put(&bob, &spec("private", &mine, true), Box::pin(body))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StorageError::Denied), "{e:?}");
+    assert_eq!(blobs(&core).await, before);
+    assert_eq!(
+        read(&core, &alice, "private", &mine).await.unwrap(),
+        "alice"
+    );
+    // Anonymous callers see nothing, write nothing.
+    let anon = Actor {
+        caller: Caller {
+            role: "anon".into(),
+            claims: json!({}),
+            token: None,
+        },
+        ..user(ALICE)
+    };
+    assert!(matches!(
+        core.put(
+            &anon,
+            &spec("private", "x", false),
+            disk::once(Bytes::new())
+        )
+        .await,
+        Err(StorageError::Denied)
+    ));
+    let page = core
+        .list(&bob, "private", "", None, None, 100)
+        .await
+        .unwrap();
+    assert!(page.objects.is_empty());
+    let page = core
+        .list(&alice, "private", "", None, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(page.objects.len(), 1);
+    // Deleting without a delete policy removes nothing.
+    assert!(
+        core.delete(&alice, "private", std::slice::from_ref(&mine))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        read(&core, &alice, "private", &mine).await.unwrap(),
+        "alice"
+    );
+}
+
+#[tokio::test]
+async fn bucket_limits_refuse_before_and_while_streaming() {
+    let t = TestDb::new().await;
+    let core = storage::core_of(&t.state);
+    let svc = service();
+    core.create_bucket(
+        &svc,
+        "small",
+        "small",
+        &BucketSpec {
+            public: Some(true),
+            file_size_limit: Some(Some(4)),
+            allowed_mime_types: Some(Some(vec!["text/*".into()])),
+        },
+    )
+    .await
+    .unwrap();
+    let mut s = spec("small", "a", false);
+    s.declared_len = Some(5);
+    assert!(matches!(
+        core.put(&svc, &s, disk::once(Bytes::from_static(b"12345")))
+            .await,
+        Err(StorageError::TooLarge { limit: 4 })
+    ));
+    s.declared_len = None;
+    assert!(matches!(
+        core.put(&svc, &s, disk::once(Bytes::from_static(b"12345")))
+            .await,
+        Err(StorageError::TooLarge { .. })
+    ));
+    s.content_type = "image/png".into();
+    assert!(matches!(
+        core.put(&svc, &s, disk::once(Bytes::from_static(b"1")))
+            .await,
+        Err(StorageError::MimeNotAllowed(_))
+    ));
+    assert!(blobs(&core).await.is_empty());
+}
+
+#[tokio::test]
+async fn listing_groups_by_delimiter_and_pages() {
+    let t = TestDb::new().await;
+    let core = storage::core_of(&t.state);
+    let svc = service();
+    core.create_bucket(&svc, "l", "l", &BucketSpec::default())
+        .await
+        .unwrap();
+    for k in ["a/1", "a/2", "b", "c/x/y", "d"] {
+        core.put(
+            &svc,
+            &spec("l", k, false),
+            disk::once(Bytes::from_static(b".")),
+        )
+        .await
+        .unwrap();
+    }
+    let p = core.list(&svc, "l", "", Some("/"), None, 10).await.unwrap();
+    assert_eq!(p.prefixes, vec!["a/", "c/"]);
+    let names: Vec<_> = p.objects.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, vec!["b", "d"]);
+    assert!(!p.truncated);
+    // Pages of two entries, continuing after the last key or prefix.
+    let p1 = core.list(&svc, "l", "", Some("/"), None, 2).await.unwrap();
+    assert!(p1.truncated);
+    assert_eq!(p1.prefixes, vec!["a/"]);
+    assert_eq!(p1.objects[0].name, "b");
+    let p2 = core
+        .list(&svc, "l", "", Some("/"), p1.last.as_deref(), 2)
+        .await
+        .unwrap();
+    assert_eq!(p2.prefixes, vec!["c/"]);
+    assert_eq!(p2.objects[0].name, "d");
+    assert!(!p2.truncated);
+    let p = core.list(&svc, "l", "a/", None, None, 10).await.unwrap();
+    assert_eq!(p.objects.len(), 2);
+}
+
+#[tokio::test]
+async fn multipart_joins_parts_and_forgets_them() {
+    let t = TestDb::new().await;
+    let core = storage::core_of(&t.state);
+    let svc = service();
+    core.create_bucket(&svc, "m", "m", &BucketSpec::default())
+        .await
+        .unwrap();
+    let s = spec("m", "big", true);
+    let up = core.create_upload(&svc, &s, None).await.unwrap();
+    let e1 = core
+        .upload_part(
+            &svc,
+            "m",
+            "big",
+            &up,
+            1,
+            disk::once(Bytes::from_static(b"zzz")),
+            None,
+        )
+        .await
+        .unwrap();
+    // Uploading part 1 again replaces it (and its bytes).
+    let e1 = {
+        let again = core
+            .upload_part(
+                &svc,
+                "m",
+                "big",
+                &up,
+                1,
+                disk::once(Bytes::from_static(b"hello ")),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_ne!(again, e1);
+        again
+    };
+    let e2 = core
+        .upload_part(
+            &svc,
+            "m",
+            "big",
+            &up,
+            2,
+            disk::once(Bytes::from_static(b"world")),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        core.list_parts(&svc, "m", "big", &up).await.unwrap().len(),
+        2
+    );
+    assert_eq!(core.list_uploads(&svc, "m", "").await.unwrap().len(), 1);
+    assert!(matches!(
+        core.complete_upload(&svc, "m", "big", &up, &[(1, "\"bad\"".into())])
+            .await,
+        Err(StorageError::InvalidPart(_))
+    ));
+    let info = core
+        .complete_upload(
+            &svc,
+            "m",
+            "big",
+            &up,
+            &[(1, e1.0.clone()), (2, e2.0.clone())],
+        )
+        .await
+        .unwrap();
+    assert!(info.etag.ends_with("-2\""), "{}", info.etag);
+    assert_eq!(read(&core, &svc, "m", "big").await.unwrap(), "hello world");
+    assert_eq!(blobs(&core).await, vec![info.blob()]);
+    assert!(core.list_uploads(&svc, "m", "").await.unwrap().is_empty());
+    // Aborting.
+    let up = core.create_upload(&svc, &s, None).await.unwrap();
+    core.upload_part(
+        &svc,
+        "m",
+        "big",
+        &up,
+        1,
+        disk::once(Bytes::from_static(b"x")),
+        None,
+    )
+    .await
+    .unwrap();
+    core.abort_upload(&svc, "m", "big", &up).await.unwrap();
+    assert!(matches!(
+        core.abort_upload(&svc, "m", "big", &up).await,
+        Err(StorageError::NoSuchUpload)
+    ));
+    assert_eq!(blobs(&core).await, vec![info.blob()]);
+}
+
+#[tokio::test]
+async fn orphans_go_only_once_old() {
+    let t = TestDb::new().await;
+    let core = storage::core_of(&t.state);
+    let svc = service();
+    core.create_bucket(&svc, "o", "o", &BucketSpec::default())
+        .await
+        .unwrap();
+    let kept = core
+        .put(
+            &svc,
+            &spec("o", "kept", false),
+            disk::once(Bytes::from_static(b"k")),
+        )
+        .await
+        .unwrap();
+    // A blob no row refers to, as a crash between write and commit leaves it.
+    let orphan = BlobKey::Object {
+        id: uuid::Uuid::new_v4(),
+        version: uuid::Uuid::new_v4(),
+    };
+    core.backend()
+        .write(&orphan, disk::once(Bytes::from_static(b"o")), None)
+        .await
+        .unwrap();
+    let n = storage::core::cleanup_orphans(
+        core.backend().as_ref(),
+        &t.state.admin,
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        n, 0,
+        "young orphans may be uploads in flight in another process"
+    );
+    let n = storage::core::cleanup_orphans(core.backend().as_ref(), &t.state.admin, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(blobs(&core).await, vec![kept.blob()]);
+}
