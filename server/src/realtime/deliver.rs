@@ -133,7 +133,6 @@ pub async fn deliver(
         kind = change.kind.as_str(),
         channels = targets.len(),
         ?allowed,
-        callers = ?who.iter().map(|w| w.claims.as_str()).collect::<Vec<_>>(),
         "realtime: change matched"
     );
     let mut sent = 0;
