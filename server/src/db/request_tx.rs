@@ -53,6 +53,52 @@ const SETTINGS_TIMEOUT_SQL: &str = "select set_config('role', $1, true), \
     set_config('request.path', $4, true), set_config('request.headers', $5, true), \
     set_config('statement_timeout', $6, true)";
 
+/// The caller's transaction-local settings, as text parameters of `SETTINGS_SQL`.
+struct Settings<'a> {
+    role: &'a str,
+    claims: String,
+    method: &'a str,
+    path: &'a str,
+    headers: String,
+    /// `None` leaves the server's statement timeout.
+    timeout: Option<String>,
+}
+
+impl<'a> Settings<'a> {
+    fn new(caller: &'a Caller, info: &'a RequestInfo<'_>, statement_timeout_ms: u64) -> Self {
+        Settings {
+            role: &caller.role,
+            claims: caller.claims.to_string(),
+            method: info.method,
+            path: info.path,
+            headers: info.headers.to_string(),
+            timeout: (statement_timeout_ms > 0).then(|| statement_timeout_ms.to_string()),
+        }
+    }
+
+    fn sql(&self) -> &'static str {
+        if self.timeout.is_some() {
+            SETTINGS_TIMEOUT_SQL
+        } else {
+            SETTINGS_SQL
+        }
+    }
+
+    fn params(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
+        let mut p: Vec<(&(dyn ToSql + Sync), Type)> = vec![
+            (&self.role, Type::TEXT),
+            (&self.claims, Type::TEXT),
+            (&self.method, Type::TEXT),
+            (&self.path, Type::TEXT),
+            (&self.headers, Type::TEXT),
+        ];
+        if let Some(t) = &self.timeout {
+            p.push((t, Type::TEXT));
+        }
+        p
+    }
+}
+
 impl RequestTx {
     /// Opens the transaction as `caller`. `statement_timeout_ms` 0 leaves the server's setting.
     pub async fn begin(
@@ -67,35 +113,55 @@ impl RequestTx {
             client: Some(client),
         };
         let c = tx.client();
-        let claims = caller.claims.to_string();
-        let headers = info.headers.to_string();
-        let timeout = statement_timeout_ms.to_string();
+        let settings = Settings::new(caller, info, statement_timeout_ms);
+        let params = settings.params();
         let begin = if read_only {
             "BEGIN READ ONLY"
         } else {
             "BEGIN"
         };
-        let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![
-            (&caller.role, Type::TEXT),
-            (&claims, Type::TEXT),
-            (&info.method, Type::TEXT),
-            (&info.path, Type::TEXT),
-            (&headers, Type::TEXT),
-        ];
-        let sql = if statement_timeout_ms > 0 {
-            params.push((&timeout, Type::TEXT));
-            SETTINGS_TIMEOUT_SQL
-        } else {
-            SETTINGS_SQL
-        };
         // Polled together, tokio-postgres writes both before reading either answer: one round trip.
-        let (b, s) = tokio::join!(c.batch_execute(begin), c.query_typed(sql, &params));
+        let (b, s) = tokio::join!(
+            c.batch_execute(begin),
+            c.query_typed(settings.sql(), &params)
+        );
         b?;
         if let Err(e) = s {
             tx.rollback().await.ok();
             return Err(TxError::Db(e));
         }
         Ok(tx)
+    }
+
+    /// A whole read-only request in one round trip: BEGIN READ ONLY, the caller's settings, `sql`
+    /// and COMMIT, written together before any answer is read. After a failure PostgreSQL skips to
+    /// the COMMIT, which then ends the aborted transaction, so the connection goes back clean; the
+    /// first error is the answer.
+    pub async fn read_once(
+        pool: &Pool,
+        caller: &Caller,
+        info: &RequestInfo<'_>,
+        statement_timeout_ms: u64,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<tokio_postgres::Row>, TxError> {
+        let client = pool.get().await.map_err(TxError::Pool)?;
+        let settings = Settings::new(caller, info, statement_timeout_ms);
+        let settings_params = settings.params();
+        let (b, s, rows, end) = tokio::join!(
+            client.batch_execute("BEGIN READ ONLY"),
+            client.query_typed(settings.sql(), &settings_params),
+            client.query_typed(sql, params),
+            client.batch_execute("COMMIT"),
+        );
+        if let Err(e) = end {
+            // The connection's state is unknown now: do not reuse it.
+            drop(Object::take(client));
+            return Err(TxError::Db(b.err().unwrap_or(e)));
+        }
+        b?;
+        s?;
+        Ok(rows?)
     }
 
     pub fn client(&self) -> &tokio_postgres::Client {

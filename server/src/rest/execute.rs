@@ -104,11 +104,66 @@ impl ExecRequest<'_> {
     }
 }
 
+/// What the statement's one row says.
+fn outcome(rows: &[tokio_postgres::Row], planned: Option<i64>) -> Outcome {
+    match rows.first() {
+        Some(row) => Outcome {
+            total: row
+                .try_get::<_, Option<i64>>("total")
+                .ok()
+                .flatten()
+                .or(planned),
+            page_total: row
+                .try_get::<_, Option<i64>>("page_total")
+                .ok()
+                .flatten()
+                .unwrap_or(0),
+            body: row.try_get("body").ok().flatten(),
+            location: row.try_get("location").ok().flatten(),
+            response_headers: row.try_get("response_headers").ok().flatten(),
+            response_status: row.try_get("response_status").ok().flatten(),
+        },
+        None => Outcome::default(),
+    }
+}
+
+/// A read with nothing to decide between its statement and the transaction's end: the whole
+/// transaction in one round trip. Committing a read-only transaction undoes nothing a rollback
+/// would, so the singular check can come after it.
+async fn run_read(req: ExecRequest<'_>, stmt: &Statement) -> Result<Outcome, RestError> {
+    let anonymous = req.caller.role == "anon";
+    let params: Vec<TextParam> = stmt.params.iter().map(|p| TextParam(p)).collect();
+    let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
+        .iter()
+        .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
+        .collect();
+    let rows = RequestTx::read_once(
+        req.pool,
+        req.caller,
+        &req.info,
+        req.statement_timeout_ms,
+        &stmt.sql,
+        &typed,
+    )
+    .await
+    .map_err(|e| tx_error(e, anonymous))?;
+    Ok(outcome(&rows, None))
+}
+
 pub async fn run(
     req: ExecRequest<'_>,
     stmt: &Statement,
     guards: Guards,
 ) -> Result<Outcome, RestError> {
+    if req.read_only && stmt.explain.is_none() && req.session.timezone.is_none() {
+        let outcome = run_read(req, stmt).await?;
+        if guards.singular && outcome.page_total != 1 {
+            return Err(RestError::Singular {
+                rows: outcome.page_total,
+            });
+        }
+        return Ok(outcome);
+    }
     let (tx, anonymous) = req.begin().await?;
     let planned = match &stmt.explain {
         Some((sql, params)) => match planned_rows(tx.client(), sql, params).await {
@@ -141,25 +196,7 @@ pub async fn run(
             return Err(db_error(&e, anonymous));
         }
     };
-    let outcome = match rows.first() {
-        Some(row) => Outcome {
-            total: row
-                .try_get::<_, Option<i64>>("total")
-                .ok()
-                .flatten()
-                .or(planned),
-            page_total: row
-                .try_get::<_, Option<i64>>("page_total")
-                .ok()
-                .flatten()
-                .unwrap_or(0),
-            body: row.try_get("body").ok().flatten(),
-            location: row.try_get("location").ok().flatten(),
-            response_headers: row.try_get("response_headers").ok().flatten(),
-            response_status: row.try_get("response_status").ok().flatten(),
-        },
-        None => Outcome::default(),
-    };
+    let outcome = outcome(&rows, planned);
     if guards.singular && outcome.page_total != 1 {
         tx.rollback().await.ok();
         return Err(RestError::Singular {
