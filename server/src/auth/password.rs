@@ -1,13 +1,13 @@
-//! Password hashing: argon2id PHC strings with configurable cost, computed on a bounded blocking pool
-//! so a flood of sign-ins cannot take every core. Verifies imported argon2 and bcrypt hashes and says
+//! Password hashing: argon2id PHC strings with configurable cost, computed on a fixed pool of
+//! dedicated threads so a flood of sign-ins cannot take every core (and each thread starts its next
+//! hash the moment one ends, with no hop through the async runtime). Verifies imported argon2 and bcrypt hashes and says
 //! when a stored hash should be replaced by a fresh argon2id one.
 //! Rejects: stored hashes it cannot parse (they never match), invalid cost parameters at start-up.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, mpsc};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
 
 /// Cost parameters for argon2id (OWASP's minimum recommendation by default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +88,7 @@ pub enum Verified {
 pub struct Hasher {
     params: Params,
     cost: Argon2Cost,
-    permits: Arc<Semaphore>,
+    pool: Arc<HashPool>,
     /// Hash of a random password, verified against when the user is unknown so that an unknown
     /// e-mail costs the same time as a wrong password.
     dummy: Arc<str>,
@@ -111,7 +111,7 @@ impl Hasher {
         Ok(Hasher {
             params,
             cost,
-            permits: Arc::new(Semaphore::new(pool_size.max(1))),
+            pool: Arc::new(HashPool::new(pool_size.max(1))?),
             dummy: dummy.into(),
         })
     }
@@ -150,15 +150,64 @@ impl Hasher {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
-        // The semaphore is never closed, so acquire only fails if it were; treat as an error anyway.
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| PasswordError::Hashing(e.to_string()))?;
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| PasswordError::Hashing(e.to_string()))
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.pool.submit(Box::new(move || {
+            // The caller may have gone (request cancelled): then nobody wants the answer.
+            let _ = tx.send(f());
+        }))?;
+        rx.await
+            .map_err(|_| PasswordError::Hashing("the hashing thread died".into()))
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// N long-lived threads taking jobs from one queue. Dropping the pool closes the queue; the
+/// threads finish what they hold and exit.
+struct HashPool {
+    queue: Mutex<mpsc::Sender<Job>>,
+}
+
+impl HashPool {
+    fn new(threads: usize) -> Result<HashPool, PasswordError> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("doska-hash-{i}"))
+                .spawn(move || {
+                    loop {
+                        // Hold the lock only to take a job, never while hashing.
+                        let job = match rx.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            // A panicking job drops its answer channel (the caller sees an
+                            // error); the thread lives on for the next one.
+                            Ok(job) => {
+                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|e| {
+                    PasswordError::Hashing(format!("cannot start a hashing thread: {e}"))
+                })?;
+        }
+        Ok(HashPool {
+            queue: Mutex::new(tx),
+        })
+    }
+
+    fn submit(&self, job: Job) -> Result<(), PasswordError> {
+        self.queue
+            .lock()
+            .map_err(|_| PasswordError::Hashing("hashing queue poisoned".into()))?
+            .send(job)
+            .map_err(|_| PasswordError::Hashing("hashing threads are gone".into()))
     }
 }
 
