@@ -40,12 +40,20 @@ pub async fn query_text<C: tokio_postgres::GenericClient>(
     sql: &str,
     params: &[String],
 ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
-    let params: Vec<TextParam> = params.iter().map(|p| TextParam(p)).collect();
-    let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
+    let params = text_params(params);
+    client.query_typed(sql, &typed(&params)).await
+}
+
+fn text_params(params: &[String]) -> Vec<TextParam<'_>> {
+    params.iter().map(|p| TextParam(p)).collect()
+}
+
+/// The parameters as `query_typed` takes them, each of type `unknown`.
+fn typed<'a>(params: &'a [TextParam<'_>]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
+    params
         .iter()
         .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
-        .collect();
-    client.query_typed(sql, &typed).await
+        .collect()
 }
 
 /// What the statement returned.
@@ -132,18 +140,14 @@ fn outcome(rows: &[tokio_postgres::Row], planned: Option<i64>) -> Outcome {
 /// would, so the singular check can come after it.
 async fn run_read(req: ExecRequest<'_>, stmt: &Statement) -> Result<Outcome, RestError> {
     let anonymous = req.caller.role == "anon";
-    let params: Vec<TextParam> = stmt.params.iter().map(|p| TextParam(p)).collect();
-    let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
-        .iter()
-        .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
-        .collect();
+    let params = text_params(&stmt.params);
     let rows = RequestTx::read_once(
         req.pool,
         req.caller,
         &req.info,
         req.statement_timeout_ms,
         &stmt.sql,
-        &typed,
+        &typed(&params),
     )
     .await
     .map_err(|e| tx_error(e, anonymous))?;

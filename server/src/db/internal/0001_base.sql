@@ -2,32 +2,22 @@
 -- Roles are cluster-wide and may be created concurrently by several databases' migrations (tests),
 -- so each creation tolerates a concurrent twin.
 
-do $$ begin
-  if not exists (select from pg_roles where rolname = 'anon') then
-    create role anon nologin noinherit;
-  end if;
-exception when duplicate_object or unique_violation then null;
-end $$;
-
-do $$ begin
-  if not exists (select from pg_roles where rolname = 'authenticated') then
-    create role authenticated nologin noinherit;
-  end if;
-exception when duplicate_object or unique_violation then null;
-end $$;
-
-do $$ begin
-  if not exists (select from pg_roles where rolname = 'service_role') then
-    create role service_role nologin noinherit bypassrls;
-  end if;
-exception when duplicate_object or unique_violation then null;
-end $$;
-
-do $$ begin
-  if not exists (select from pg_roles where rolname = 'authenticator') then
-    create role authenticator login noinherit;
-  end if;
-exception when duplicate_object or unique_violation then null;
+do $$
+declare r record;
+begin
+  for r in select * from (values
+      ('anon', 'nologin noinherit'),
+      ('authenticated', 'nologin noinherit'),
+      ('service_role', 'nologin noinherit bypassrls'),
+      ('authenticator', 'login noinherit')) as v(name, options)
+  loop
+    if not exists (select from pg_roles where rolname = r.name) then
+      begin
+        execute format('create role %I %s', r.name, r.options);
+      exception when duplicate_object or unique_violation then null;
+      end;
+    end if;
+  end loop;
 end $$;
 
 do $$ begin
