@@ -52,22 +52,24 @@ class Doska:
         self.log = open(os.path.join(self.dir, 'doska.log'), 'w+')
         self.proc = subprocess.Popen([self.bin, 'serve', '--listen', '127.0.0.1:0', '--log-format', 'json',
                                       *self.common, *args], stderr=self.log, stdout=subprocess.DEVNULL,
-                                     env={**os.environ, 'DOSKA_LOG': 'warn,doska::startup=info'})
+                                     env={**os.environ, 'DOSKA_LOG': 'warn,doska::startup=info,doska::storage::s3=info'})
         self.url = None
+        self.s3_url = None
+        s3 = any(a == '--s3-access-key-id' for a in args)
         deadline = time.time() + 120
-        while time.time() < deadline and self.url is None:
+        while time.time() < deadline and (self.url is None or (s3 and self.s3_url is None)):
             if self.proc.poll() is not None:
                 raise SystemExit('doska exited:\n' + open(self.log.name).read())
             for line in open(self.log.name):
                 try:
-                    url = json.loads(line).get('fields', {}).get('url')
+                    fields = json.loads(line).get('fields', {})
                 except ValueError:
                     continue
-                if url:
-                    self.url = url
+                self.url = fields.get('url') or self.url
+                self.s3_url = fields.get('s3_url') or self.s3_url
             time.sleep(0.1)
-        if self.url is None:
-            raise SystemExit('doska did not start')
+        if self.url is None or (s3 and self.s3_url is None):
+            raise SystemExit('doska did not start:\n' + open(self.log.name).read()[-3000:])
         keys = json.loads(sh([self.bin, 'keys', *self.common]))
         self.anon_key, self.service_key = keys['anon_key'], keys['service_role_key']
         serve = dict(l.strip().split('=', 1) for l in open(os.path.join(self.data, 'doska.serve')) if '=' in l)

@@ -164,6 +164,50 @@ impl RequestTx {
         Ok(rows?)
     }
 
+    /// A whole short transaction in one round trip: BEGIN, the caller's settings, `statements` in
+    /// order, then COMMIT or ROLLBACK (`commit`), all written before any answer is read. Each
+    /// statement's own result comes back; after a failure PostgreSQL refuses the statements that
+    /// follow and the final COMMIT ends the aborted transaction as a rollback, so a statement that
+    /// failed never has its transaction's other work committed. `Err` only when the transaction
+    /// itself could not start, take the settings or end.
+    #[allow(clippy::type_complexity)]
+    pub async fn pipelined(
+        pool: &Pool,
+        caller: &Caller,
+        info: &RequestInfo<'_>,
+        read_only: bool,
+        statement_timeout_ms: u64,
+        statements: &[(&str, &[(&(dyn ToSql + Sync), Type)])],
+        commit: bool,
+    ) -> Result<Vec<Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>>, TxError> {
+        let client = pool.get().await.map_err(TxError::Pool)?;
+        let settings = Settings::new(caller, info, statement_timeout_ms);
+        let settings_params = settings.params();
+        let begin = if read_only {
+            "BEGIN READ ONLY"
+        } else {
+            "BEGIN"
+        };
+        // join_all polls its futures in order, so the statements are written in order.
+        let (b, s, results, end) = tokio::join!(
+            client.batch_execute(begin),
+            client.query_typed(settings.sql(), &settings_params),
+            futures_util::future::join_all(
+                statements
+                    .iter()
+                    .map(|(sql, params)| client.query_typed(sql, params))
+            ),
+            client.batch_execute(if commit { "COMMIT" } else { "ROLLBACK" }),
+        );
+        if let Err(e) = end {
+            drop(Object::take(client));
+            return Err(TxError::Db(b.err().unwrap_or(e)));
+        }
+        b?;
+        s?;
+        Ok(results)
+    }
+
     pub fn client(&self) -> &tokio_postgres::Client {
         // Only `commit`/`rollback` take the client out, and they consume `self`.
         self.client.as_ref().expect("transaction already finished")

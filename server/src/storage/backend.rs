@@ -54,6 +54,16 @@ pub trait Backend: Send + Sync {
         limit: Option<u64>,
     ) -> Result<Written, WriteError>;
 
+    /// Stores a new blob made of `parts` one after the other (a completed multipart upload), durably
+    /// before returning; fails with `TooLarge` past `limit`. Computes no MD5: a multipart object's
+    /// ETag comes from its parts'. Never overwrites; on any failure nothing of the blob remains.
+    async fn concat(
+        &self,
+        key: &BlobKey,
+        parts: &[BlobKey],
+        limit: Option<u64>,
+    ) -> Result<u64, WriteError>;
+
     /// Streams a blob, or `len` bytes of it from `start` when `range` is `(start, len)`.
     async fn read(&self, key: &BlobKey, range: Option<(u64, u64)>) -> io::Result<ByteStream>;
 

@@ -15,14 +15,18 @@ use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
-use tokio_postgres::Row;
+use std::sync::LazyLock;
+use tokio_postgres::{
+    Row,
+    types::{ToSql, Type},
+};
 use uuid::Uuid;
 
 mod multipart;
 
 pub use multipart::TusState;
 
-use super::backend::{Backend, BlobKey, ByteStream, WriteError, Written};
+use super::backend::{Backend, BlobKey, ByteStream, WriteError};
 use crate::{
     db::request_tx::{RequestInfo, RequestTx, TxError},
     jwt::Caller,
@@ -429,37 +433,101 @@ pub fn multipart_etag(part_etags: &[String]) -> String {
     format!("\"{}-{}\"", hex::encode(h.finalize()), part_etags.len())
 }
 
-fn object_metadata(w: &Written, etag: &str, content_type: &str, cache: &Option<String>) -> Value {
+fn object_metadata(size: u64, etag: &str, content_type: &str, cache: &Option<String>) -> Value {
     json!({
         "eTag": etag,
-        "size": w.size,
+        "size": size,
         "mimetype": content_type,
         "cacheControl": cache.clone().unwrap_or_else(|| "max-age=3600".into()),
         "lastModified": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "contentLength": w.size,
+        "contentLength": size,
         "httpStatusCode": 200,
     })
 }
 
-/// Bucket limits as the definer function reports them, whoever the caller is.
-struct Limits {
-    file_size_limit: Option<i64>,
-    allowed_mime_types: Option<Vec<String>>,
-}
+const LIMITS_SQL: &str = "select file_size_limit, allowed_mime_types from storage.doska_bucket($1)";
 
-const UPSERT_SQL: &str = "with old as (
+/// The row statement of an overwriting write. `guard` adds the commit's condition: the row it
+/// replaces must be the one the check saw (same id), else nothing is written and no row returns.
+fn upsert_sql(guard: bool) -> String {
+    format!(
+        "with old as (
     select id, version from storage.objects where bucket_id = $2 and name = $3)
   insert into storage.objects as o (id, bucket_id, name, owner, owner_id, version, metadata, user_metadata)
   values ($1, $2, $3, $4, $5, $6, $7, $8)
   on conflict (bucket_id, name) do update set version = excluded.version,
     metadata = excluded.metadata, user_metadata = excluded.user_metadata, owner = excluded.owner,
-    owner_id = excluded.owner_id, updated_at = now(), last_accessed_at = now()
-  returning o.id, (select version from old) as old_version";
+    owner_id = excluded.owner_id, updated_at = now(), last_accessed_at = now(){}
+  returning {}, (select version from old) as old_version",
+        if guard { " where o.id = $1" } else { "" },
+        ObjectInfo::COLUMNS
+    )
+}
 
-const INSERT_SQL: &str = "insert into storage.objects as o
+static UPSERT_PROBE_SQL: LazyLock<String> = LazyLock::new(|| upsert_sql(false));
+static UPSERT_COMMIT_SQL: LazyLock<String> = LazyLock::new(|| upsert_sql(true));
+static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "insert into storage.objects as o
     (id, bucket_id, name, owner, owner_id, version, metadata, user_metadata)
   values ($1, $2, $3, $4, $5, $6, $7, $8)
-  returning o.id, null::text as old_version";
+  returning {}, null::text as old_version",
+        ObjectInfo::COLUMNS
+    )
+});
+static HEAD_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "select {} from storage.objects where bucket_id = $1 and name = $2",
+        ObjectInfo::COLUMNS
+    )
+});
+static LIST_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "select {} from storage.objects where bucket_id = $1 and starts_with(name, $2)
+         and name > $3 order by name limit $4",
+        ObjectInfo::COLUMNS
+    )
+});
+
+/// The values of a write's row statement (`$1`–`$8` of the statements above).
+struct RowValues {
+    id: Uuid,
+    bucket: String,
+    key: String,
+    owner: Option<Uuid>,
+    owner_id: Option<String>,
+    version: String,
+    metadata: Value,
+    user_metadata: Option<Value>,
+}
+
+impl RowValues {
+    fn new(actor: &Actor, spec: &PutSpec, id: Uuid, version: Uuid, metadata: Value) -> RowValues {
+        RowValues {
+            id,
+            bucket: spec.bucket.clone(),
+            key: spec.key.clone(),
+            owner: actor.owner(),
+            owner_id: actor.sub(),
+            version: version.to_string(),
+            metadata,
+            user_metadata: spec.user_metadata.clone(),
+        }
+    }
+
+    fn params(&self) -> [(&(dyn ToSql + Sync), Type); 8] {
+        [
+            (&self.id, Type::UUID),
+            (&self.bucket, Type::TEXT),
+            (&self.key, Type::TEXT),
+            (&self.owner, Type::UUID),
+            (&self.owner_id, Type::TEXT),
+            (&self.version, Type::TEXT),
+            (&self.metadata, Type::JSONB),
+            (&self.user_metadata, Type::JSONB),
+        ]
+    }
+}
 
 /// The storage core. Cheap to build per request: it holds pool handles and the backend.
 #[derive(Clone)]
@@ -494,6 +562,52 @@ impl Storage {
             &info,
             read_only,
             self.statement_timeout_ms,
+        )
+        .await?)
+    }
+
+    fn info(actor: &Actor) -> RequestInfo<'_> {
+        RequestInfo {
+            method: &actor.method,
+            path: &actor.path,
+            headers: actor.headers.clone(),
+        }
+    }
+
+    /// One short transaction in one round trip (see [`RequestTx::pipelined`]).
+    #[allow(clippy::type_complexity)]
+    async fn pipelined(
+        &self,
+        actor: &Actor,
+        statements: &[(&str, &[(&(dyn ToSql + Sync), Type)])],
+        commit: bool,
+    ) -> Result<Vec<Result<Vec<Row>, tokio_postgres::Error>>, StorageError> {
+        Ok(RequestTx::pipelined(
+            &self.pool,
+            &actor.caller,
+            &Self::info(actor),
+            false,
+            self.statement_timeout_ms,
+            statements,
+            commit,
+        )
+        .await?)
+    }
+
+    /// A read-only statement in one round trip (BEGIN READ ONLY, settings, statement, COMMIT).
+    async fn read_once(
+        &self,
+        actor: &Actor,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<Row>, StorageError> {
+        Ok(RequestTx::read_once(
+            &self.pool,
+            &actor.caller,
+            &Self::info(actor),
+            self.statement_timeout_ms,
+            sql,
+            params,
         )
         .await?)
     }
@@ -659,19 +773,14 @@ impl Storage {
         bucket: &str,
         key: &str,
     ) -> Result<ObjectInfo, StorageError> {
-        let tx = self.tx(actor, true).await?;
-        let row = tx
-            .client()
-            .query_opt(
-                &format!(
-                    "select {} from storage.objects where bucket_id = $1 and name = $2",
-                    ObjectInfo::COLUMNS
-                ),
-                &[&bucket, &key],
+        let rows = self
+            .read_once(
+                actor,
+                &HEAD_SQL,
+                &[(&bucket, Type::TEXT), (&key, Type::TEXT)],
             )
             .await?;
-        tx.commit().await?;
-        row.as_ref()
+        rows.first()
             .and_then(ObjectInfo::from_row)
             .ok_or(StorageError::NoSuchKey)
     }
@@ -698,94 +807,62 @@ impl Storage {
         Err(StorageError::NoSuchKey)
     }
 
-    async fn limits(&self, tx: &RequestTx, bucket: &str) -> Result<Limits, StorageError> {
-        let row = tx
-            .client()
-            .query_opt(
-                "select file_size_limit, allowed_mime_types from storage.doska_bucket($1)",
-                &[&bucket],
-            )
-            .await?
-            .ok_or(StorageError::NoSuchBucket)?;
-        Ok(Limits {
-            file_size_limit: row.get(0),
-            allowed_mime_types: row.get(1),
-        })
-    }
-
-    /// The write's row statement, run with a fresh id/version; `Denied` or `KeyExists` when refused.
-    async fn upsert_row(
-        &self,
-        tx: &RequestTx,
-        actor: &Actor,
-        spec: &PutSpec,
-        id: Uuid,
-        version: Uuid,
-        metadata: &Value,
-    ) -> Result<(Uuid, Option<String>), StorageError> {
-        let sql = if spec.upsert { UPSERT_SQL } else { INSERT_SQL };
-        let row = tx
-            .client()
-            .query_one(
-                sql,
-                &[
-                    &id,
-                    &spec.bucket,
-                    &spec.key,
-                    &actor.owner(),
-                    &actor.sub(),
-                    &version.to_string(),
-                    metadata,
-                    &spec.user_metadata,
-                ],
-            )
-            .await?;
-        Ok((row.get(0), row.get(1)))
-    }
-
     /// Checks a write before any byte of it is read: bucket, declared size, MIME type, and the policies
-    /// (the row statement runs and is rolled back). Returns the object id the write will carry and the
-    /// size limit to enforce while streaming.
+    /// (the row statement runs and is rolled back), all in one round trip. Returns the object id the
+    /// write will carry and the size limit to enforce while streaming.
     pub async fn check_write(
         &self,
         actor: &Actor,
         spec: &PutSpec,
     ) -> Result<(Uuid, Option<u64>), StorageError> {
         check_key(&spec.key)?;
-        let tx = self.tx(actor, false).await?;
-        let result = self.probe_write(&tx, actor, spec).await;
+        let row = RowValues::new(actor, spec, Uuid::new_v4(), Uuid::new_v4(), json!({}));
+        let sql: &str = if spec.upsert {
+            &UPSERT_PROBE_SQL
+        } else {
+            &INSERT_SQL
+        };
         // Always rolled back: the probe only asks whether the row statement would pass.
-        tx.rollback().await?;
-        result
-    }
-
-    async fn probe_write(
-        &self,
-        tx: &RequestTx,
-        actor: &Actor,
-        spec: &PutSpec,
-    ) -> Result<(Uuid, Option<u64>), StorageError> {
-        let limits = self.limits(tx, &spec.bucket).await?;
-        let limit = limits.file_size_limit.filter(|l| *l > 0).map(|l| l as u64);
+        let mut results = self
+            .pipelined(
+                actor,
+                &[
+                    (LIMITS_SQL, &[(&spec.bucket, Type::TEXT)]),
+                    (sql, &row.params()),
+                ],
+                false,
+            )
+            .await?
+            .into_iter();
+        let (limits, probe) = match (results.next(), results.next()) {
+            (Some(l), Some(p)) => (l?, p),
+            _ => unreachable!("two statements, two results"),
+        };
+        let limits = limits.first().ok_or(StorageError::NoSuchBucket)?;
+        let file_size_limit: Option<i64> = limits.get(0);
+        let allowed: Option<Vec<String>> = limits.get(1);
+        let limit = file_size_limit.filter(|l| *l > 0).map(|l| l as u64);
         if let (Some(limit), Some(len)) = (limit, spec.declared_len)
             && len > limit
         {
             return Err(StorageError::TooLarge { limit });
         }
-        if let Some(allowed) = &limits.allowed_mime_types
+        if let Some(allowed) = &allowed
             && !allowed.is_empty()
             && !mime_allowed(allowed, &spec.content_type)
         {
             return Err(StorageError::MimeNotAllowed(spec.content_type.clone()));
         }
-        let (id, _) = self
-            .upsert_row(tx, actor, spec, Uuid::new_v4(), Uuid::new_v4(), &json!({}))
-            .await?;
+        let probe = probe?;
+        let id = probe
+            .first()
+            .map(|r| r.get("id"))
+            .ok_or(StorageError::Conflict)?;
         Ok((id, limit))
     }
 
-    /// Commits a written blob's row; on refusal removes the blob. Removes the replaced version after
-    /// the commit.
+    /// Commits a written blob's row in one round trip; on refusal removes the blob. Removes the
+    /// replaced version after the commit.
     async fn commit_write(
         &self,
         actor: &Actor,
@@ -794,35 +871,21 @@ impl Storage {
         metadata: Value,
     ) -> Result<ObjectInfo, StorageError> {
         let (id, version) = blob;
+        let row = RowValues::new(actor, spec, id, version, metadata);
+        let sql: &str = if spec.upsert {
+            &UPSERT_COMMIT_SQL
+        } else {
+            &INSERT_SQL
+        };
         let result = async {
-            let tx = self.tx(actor, false).await?;
-            let (row_id, old) = match self
-                .upsert_row(&tx, actor, spec, id, version, &metadata)
-                .await
-            {
-                Ok(x) => x,
-                Err(e) => {
-                    tx.rollback().await.ok();
-                    return Err(e);
-                }
-            };
-            if row_id != id {
-                // Deleted and recreated by someone else while the bytes flowed.
-                tx.rollback().await.ok();
-                return Err(StorageError::Conflict);
-            }
-            let row = tx
-                .client()
-                .query_one(
-                    &format!(
-                        "select {} from storage.objects where id = $1",
-                        ObjectInfo::COLUMNS
-                    ),
-                    &[&id],
-                )
-                .await;
-            tx.commit().await?;
-            Ok((row, old))
+            let mut results = self.pipelined(actor, &[(sql, &row.params())], true).await?;
+            // No row: the key now belongs to another object (deleted and recreated by someone else
+            // while the bytes flowed); the guarded statement wrote nothing.
+            let rows = results.pop().expect("one statement, one result")?;
+            let row = rows.into_iter().next().ok_or(StorageError::Conflict)?;
+            let old: Option<String> = row.get("old_version");
+            let info = ObjectInfo::from_row(&row).ok_or(StorageError::Conflict)?;
+            Ok::<_, StorageError>((info, old))
         }
         .await;
         match result {
@@ -830,34 +893,14 @@ impl Storage {
                 self.remove_blobs([BlobKey::Object { id, version }]).await;
                 Err(e)
             }
-            Ok((row, old)) => {
+            Ok((info, old)) => {
                 if let Some(old) = old.and_then(|o| Uuid::parse_str(&o).ok())
                     && old != version
                 {
                     self.remove_blobs([BlobKey::Object { id, version: old }])
                         .await;
                 }
-                // The row is committed; if reading it back failed (it cannot under the same RLS that
-                // just let us write it, short of a policy without SELECT), describe it from what we know.
-                match row.ok().as_ref().and_then(ObjectInfo::from_row) {
-                    Some(info) => Ok(info),
-                    None => Ok(ObjectInfo {
-                        id,
-                        bucket_id: spec.bucket.clone(),
-                        name: spec.key.clone(),
-                        version,
-                        size: metadata["size"].as_u64().unwrap_or(0),
-                        etag: metadata["eTag"].as_str().unwrap_or("").to_string(),
-                        content_type: spec.content_type.clone(),
-                        cache_control: spec.cache_control.clone(),
-                        user_metadata: spec.user_metadata.clone(),
-                        owner_id: actor.sub(),
-                        created_at: Utc::now(),
-                        updated_at: Utc::now(),
-                        last_accessed_at: Utc::now(),
-                        metadata,
-                    }),
-                }
+                Ok(info)
             }
         }
     }
@@ -877,7 +920,8 @@ impl Storage {
             .await
             .map_err(|e| write_error(e, limit))?;
         let etag = format!("\"{}\"", hex::encode(written.md5));
-        let metadata = object_metadata(&written, &etag, &spec.content_type, &spec.cache_control);
+        let metadata =
+            object_metadata(written.size, &etag, &spec.content_type, &spec.cache_control);
         self.commit_write(actor, spec, (id, version), metadata)
             .await
     }
@@ -902,8 +946,12 @@ impl Storage {
             .write(&BlobKey::Object { id, version }, stream, limit)
             .await
             .map_err(|e| write_error(e, limit))?;
-        let metadata =
-            object_metadata(&written, &src.etag, &spec.content_type, &spec.cache_control);
+        let metadata = object_metadata(
+            written.size,
+            &src.etag,
+            &spec.content_type,
+            &spec.cache_control,
+        );
         self.commit_write(actor, &spec, (id, version), metadata)
             .await
     }
@@ -961,14 +1009,14 @@ impl Storage {
 
     /// Whether a bucket exists (for S3's NoSuchBucket; the S3 door runs as the operator).
     pub async fn bucket_exists(&self, actor: &Actor, bucket: &str) -> Result<bool, StorageError> {
-        let tx = self.tx(actor, true).await?;
-        let found = tx
-            .client()
-            .query_opt("select 1 from storage.doska_bucket($1)", &[&bucket])
-            .await?
-            .is_some();
-        tx.commit().await?;
-        Ok(found)
+        let rows = self
+            .read_once(
+                actor,
+                "select 1 from storage.doska_bucket($1)",
+                &[(&bucket, Type::TEXT)],
+            )
+            .await?;
+        Ok(!rows.is_empty())
     }
 
     /// Lists keys in byte order after `after`, under `prefix`, grouping keys that contain `delimiter`
@@ -999,13 +1047,14 @@ impl Storage {
         'outer: loop {
             let rows = tx
                 .client()
-                .query(
-                    &format!(
-                        "select {} from storage.objects where bucket_id = $1 and starts_with(name, $2)
-                         and name > $3 order by name limit $4",
-                        ObjectInfo::COLUMNS
-                    ),
-                    &[&bucket, &prefix, &after, &batch],
+                .query_typed(
+                    &LIST_SQL,
+                    &[
+                        (&bucket, Type::TEXT),
+                        (&prefix, Type::TEXT),
+                        (&after, Type::TEXT),
+                        (&batch, Type::INT8),
+                    ],
                 )
                 .await?;
             let done = (rows.len() as i64) < batch;

@@ -6,7 +6,6 @@
 //! unknown or foreign uploads, part numbers outside 1..=10000, and completions naming parts that were
 //! not uploaded.
 
-use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -359,24 +358,14 @@ impl Storage {
             ..up.spec
         };
         let (id, limit) = self.check_write(actor, &spec).await?;
-        let backend = self.backend.clone();
-        let joined: ByteStream = Box::pin(
-            futures_util::stream::iter(blobs)
-                .then(move |b| {
-                    let backend = backend.clone();
-                    async move { backend.read(&b, None).await }
-                })
-                .map_err(|e| Box::new(e) as crate::http::body::BoxError)
-                .try_flatten(),
-        );
         let version = Uuid::new_v4();
-        let written = self
+        let size = self
             .backend
-            .write(&BlobKey::Object { id, version }, joined, limit)
+            .concat(&BlobKey::Object { id, version }, &blobs, limit)
             .await
             .map_err(|e| write_error(e, limit))?;
         let etag = multipart_etag(&etags);
-        let metadata = object_metadata(&written, &etag, &spec.content_type, &spec.cache_control);
+        let metadata = object_metadata(size, &etag, &spec.content_type, &spec.cache_control);
         let info = self
             .commit_write(actor, &spec, (id, version), metadata)
             .await?;
