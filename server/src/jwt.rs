@@ -219,7 +219,22 @@ pub fn project_keys(secret: &[u8]) -> Value {
             &json!({"iss": "doska", "role": role, "iat": iat, "exp": exp}),
         )
     };
-    json!({"anon_key": key("anon"), "service_role_key": key("service_role")})
+    json!({
+        "anon_key": key("anon"),
+        "service_role_key": key("service_role"),
+        "s3_session_key": s3_session_key(secret),
+    })
+}
+
+/// The secret access key S3 clients sign with when a user's JWT rides along as the session token
+/// (Supabase's S3 session-token access signs with the project's anon key). doska mints a new anon key
+/// on every `doska keys`, so this one is fixed instead: an anon-role key without expiry, derived
+/// from the JWT secret. It grants nothing by itself — the session token decides who acts.
+pub fn s3_session_key(secret: &[u8]) -> String {
+    sign(
+        secret,
+        &json!({"iss": "doska", "role": "anon", "use": "s3-session"}),
+    )
 }
 
 #[cfg(test)]

@@ -93,6 +93,53 @@ fn user_key_check(s3_url: &str, key: &serde_json::Value, user: &str, expect: &st
     );
 }
 
+/// A user's JWT as the S3 session token, signed with the S3 session key `doska keys` prints.
+fn session_token_check(data: &Path, s3_url: &str, user: &str) {
+    let keys: serde_json::Value = serde_json::from_str(&{
+        let out = common::doska(data, &migrations(data), &data.join("no-policies"))
+            .arg("keys")
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    })
+    .unwrap();
+    let secret = doska::secret::load_or_create(None, data).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let user_claims = |exp: i64| serde_json::json!({"sub": user, "role": "authenticated", "aud": "authenticated", "exp": exp});
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/s3/session_token_check.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .env("S3_URL", s3_url)
+        .env("S3_SESSION_KEY", keys["s3_session_key"].as_str().unwrap())
+        .env("S3_USER", user)
+        .env(
+            "S3_USER_JWT",
+            doska::jwt::sign(secret.as_bytes(), &user_claims(now + 600)),
+        )
+        .env(
+            "S3_EXPIRED_JWT",
+            doska::jwt::sign(secret.as_bytes(), &user_claims(now - 600)),
+        )
+        .env(
+            "S3_FORGED_JWT",
+            doska::jwt::sign(
+                b"another-secret-another-secret-32b",
+                &user_claims(now + 600),
+            ),
+        )
+        .env("S3_OPERATOR_KEY", KEY)
+        .env("S3_OPERATOR_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(" passed, 0 failed"), "{text}");
+}
+
 fn stop(mut s: Serving) {
     // SAFETY: signalling our own child by pid.
     unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
@@ -143,6 +190,7 @@ fn boto3_against_the_s3_listener_plain_and_tls() {
     user_key_check(&s.s3_url, &key, user, "active");
     s3_keys(&data, &["revoke", key["access_key_id"].as_str().unwrap()]);
     user_key_check(&s.s3_url, &key, user, "revoked");
+    session_token_check(&data, &s.s3_url, user);
     stop(s);
 
     let cert =

@@ -63,9 +63,9 @@ impl Disk {
 
 /// Bytes handed to the writer thread at a time: big enough that the hand-off costs nothing, small
 /// enough that an upload holds a few MiB at most (two batches queued, one being written).
-const BATCH: usize = 1 << 20;
+const BATCH: usize = 256 << 10;
 /// Bytes read per chunk of a download (one blocking read each, one chunk read ahead).
-const READ_CHUNK: usize = 1 << 20;
+const READ_CHUNK: usize = 256 << 10;
 /// Writeback of what was written is started every this many bytes, so the final fsync waits only
 /// for the tail instead of the whole file.
 const WRITEBACK_EVERY: u64 = 8 << 20;

@@ -1,6 +1,9 @@
 //! The S3 front door: the S3 protocol (via s3s) on its own listener, over the storage core. Requests
-//! must be signed (SigV4 headers or presigned URLs) with the operator's key pair, which acts as
-//! `service_role`; unsigned or wrongly signed requests are refused by s3s before any operation runs.
+//! must be signed (SigV4 headers or presigned URLs): with the operator's key pair (acting as
+//! `service_role`), a key from `doska s3-keys`, or — Supabase's session-token access — the fixed
+//! S3 session key with a user's JWT as the session token, acting as that JWT's role and claims.
+//! Unsigned or wrongly signed requests are refused by s3s before any operation runs; an invalid or
+//! expired session token is refused with AccessDenied before any operation runs.
 //! Operations not listed in `impl S3 for S3Door` answer NotImplemented (s3s's default). Errors carry
 //! S3's codes.
 
@@ -224,13 +227,38 @@ impl s3s::stream::ByteStream for Outgoing {
     }
 }
 
-/// Secrets for SigV4 verification: the operator's pair from config, then keys made with
-/// `doska s3-keys create` (looked up on the admin pool, decrypted with the JWT secret).
+tokio::task_local! {
+    /// The session token of the request being served: s3s asks for a secret by access key alone,
+    /// and the token decides which secret applies.
+    static SESSION_TOKEN: Option<String>;
+}
+
+/// The session token a request carries: `X-Amz-Security-Token` as a header, or as a query parameter
+/// of a presigned URL. Either way SigV4 signs it.
+fn session_token(headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
+    if let Some(v) = headers.get("x-amz-security-token") {
+        return v.to_str().ok().map(str::to_string);
+    }
+    uri.query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        k.eq_ignore_ascii_case("X-Amz-Security-Token").then(|| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+/// Secrets for SigV4 verification: the fixed S3 session key when a session token rides along (as
+/// Supabase signs those with its anon key, whatever the access key id), else the operator's pair
+/// from config, then keys made with `doska s3-keys create` (looked up on the admin pool, decrypted
+/// with the JWT secret).
 #[derive(Clone)]
 struct KeyAuth {
     operator: S3Keys,
     admin: deadpool_postgres::Pool,
     jwt_secret: std::sync::Arc<[u8]>,
+    session_key: std::sync::Arc<str>,
 }
 
 impl KeyAuth {
@@ -260,6 +288,9 @@ impl KeyAuth {
 #[async_trait::async_trait]
 impl S3Auth for KeyAuth {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        if SESSION_TOKEN.try_with(Option::is_some).unwrap_or(false) {
+            return Ok(SecretKey::from(&*self.session_key));
+        }
         if self.is_operator(access_key) {
             return Ok(SecretKey::from(self.operator.secret_access_key.as_str()));
         }
@@ -286,11 +317,14 @@ impl s3s::access::S3Access for SignedOnly {
 struct S3Door {
     core: Storage,
     auth: KeyAuth,
+    /// For the JWT verifier of session tokens.
+    state: SharedState,
 }
 
 impl S3Door {
-    /// Who a signed request acts as: the operator and unbound keys as service_role, a key bound to a
-    /// user as that user (role `authenticated`), under the storage policies.
+    /// Who a signed request acts as: with a session token, that JWT's role and claims (the signature
+    /// was checked against the S3 session key); the operator and unbound keys as service_role; a key
+    /// bound to a user as that user (role `authenticated`), under the storage policies.
     async fn actor<T>(&self, req: &S3Request<T>) -> S3Result<Actor> {
         let service = Actor::service(req.method.as_str(), req.uri.path());
         let access_key = req
@@ -298,6 +332,15 @@ impl S3Door {
             .as_ref()
             .map(|c| c.access_key.as_str())
             .ok_or_else(|| s3_error!(AccessDenied, "Signed requests only"))?;
+        if let Some(token) = session_token(&req.headers, &req.uri) {
+            let caller = self.state.verifier.caller_from_token(&token).map_err(|e| {
+                S3Error::with_message(
+                    S3ErrorCode::AccessDenied,
+                    format!("Invalid session token: {}", e.message()),
+                )
+            })?;
+            return Ok(Actor { caller, ..service });
+        }
         if self.auth.is_operator(access_key) {
             return Ok(service);
         }
@@ -936,14 +979,20 @@ pub async fn run(
         operator: keys,
         admin: state.admin.clone(),
         jwt_secret: state.jwt_secret.clone(),
+        session_key: crate::jwt::s3_session_key(&state.jwt_secret).into(),
     };
     let mut builder = S3ServiceBuilder::new(S3Door {
         core: super::core_of(&state),
         auth: auth.clone(),
+        state: state.clone(),
     });
     builder.set_auth(auth);
     builder.set_access(SignedOnly);
-    let service = builder.build();
+    let s3 = builder.build();
+    let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let token = session_token(req.headers(), req.uri());
+        SESSION_TOKEN.scope(token, hyper::service::Service::call(&s3, req))
+    });
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
