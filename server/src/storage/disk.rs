@@ -66,12 +66,28 @@ impl Disk {
 const BATCH: usize = 256 << 10;
 /// Bytes read per chunk of a download (one blocking read each, one chunk read ahead).
 const READ_CHUNK: usize = 256 << 10;
+/// Objects up to this size are read whole in the blocking call that opens them.
+const SMALL_READ: usize = 64 << 10;
 /// Writeback of what was written is started every this many bytes, so the final fsync waits only
 /// for the tail instead of the whole file.
 const WRITEBACK_EVERY: u64 = 8 << 20;
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// Makes a new file and its folder entry durable. Both must be on disk before the row that names the
+/// file commits; neither needs the other first, so the two fsyncs run side by side (each waits on
+/// the disk, not the CPU).
+fn sync_file_and_dir(file: &std::fs::File, dir: &Path) -> io::Result<()> {
+    std::thread::scope(|s| {
+        let dir_synced = s.spawn(|| sync_dir(dir));
+        let file_synced = file.sync_all();
+        let dir_synced = dir_synced
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("folder fsync panicked")));
+        file_synced.and(dir_synced)
+    })
 }
 
 /// What the receiving side hands the writer thread.
@@ -150,8 +166,7 @@ fn write_blocking(
                 None => return Err(io::Error::other("upload abandoned")),
             }
         }
-        file.sync_all()?;
-        sync_dir(shard)?;
+        sync_file_and_dir(&file, shard)?;
         Ok(md5.finalize().into())
     })();
     if result.is_err() {
@@ -161,12 +176,10 @@ fn write_blocking(
     result
 }
 
-/// Reads `len` bytes at `offset` (a whole chunk: blobs never shrink, so a short read is an error).
-fn read_chunk(file: &std::fs::File, offset: u64, len: usize) -> io::Result<Bytes> {
+/// Fills `buf` from `offset` (blobs never shrink, so a short read is an error).
+fn read_into(file: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
-    let mut buf = bytes::BytesMut::zeroed(len);
-    file.read_exact_at(&mut buf, offset)?;
-    Ok(buf.freeze())
+    file.read_exact_at(buf, offset)
 }
 
 async fn blocking<T: Send + 'static>(
@@ -250,8 +263,7 @@ impl Backend for Disk {
                     // On Linux this is copy_file_range: the kernel copies, no bytes pass through here.
                     io::copy(&mut part, &mut out)?;
                 }
-                out.sync_all()?;
-                sync_dir(&shard)?;
+                sync_file_and_dir(&out, &shard)?;
                 Ok(Some(size))
             })();
             if !matches!(result, Ok(Some(_))) {
@@ -266,34 +278,44 @@ impl Backend for Disk {
 
     async fn read(&self, key: &BlobKey, range: Option<(u64, u64)>) -> io::Result<ByteStream> {
         let path = self.path(key);
-        // Open, measure and read the first chunk in one blocking call: a small object is then a
-        // single hop to the blocking pool.
-        let (file, first, start, end) = blocking(move || {
+        // Open and measure in one blocking call, reading a small object whole in the same hop.
+        let (file, small, start, end) = blocking(move || {
             let file = std::fs::File::open(path)?;
             let (start, len) = match range {
                 Some(r) => r,
                 None => (0, file.metadata()?.len()),
             };
-            let end = start + len;
-            let first = read_chunk(&file, start, len.min(READ_CHUNK as u64) as usize)?;
-            Ok((file, first, start, end))
+            let small = if len <= SMALL_READ as u64 {
+                let mut buf = bytes::BytesMut::zeroed(len as usize);
+                read_into(&file, &mut buf, start)?;
+                Some(buf.freeze())
+            } else {
+                None
+            };
+            Ok((file, small, start, start + len))
         })
         .await?;
-        let mut pos = start + first.len() as u64;
-        if pos >= end {
-            return Ok(once(first));
+        if let Some(bytes) = small {
+            return Ok(once(bytes));
         }
-        // Larger objects: a task reads one chunk ahead while the previous one is being sent.
+        // Larger objects: a task reads one chunk ahead while the previous one is being sent. Buffers
+        // are allocated and freed on the runtime's threads, never in the blocking pool's (whose
+        // idle threads would keep freed memory in their allocator heaps).
         let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(1);
         let file = std::sync::Arc::new(file);
         tokio::spawn(async move {
-            if tx.send(Ok(first)).await.is_err() {
-                return;
-            }
+            let mut pos = start;
             while pos < end {
                 let n = (end - pos).min(READ_CHUNK as u64) as usize;
                 let f = file.clone();
-                let chunk = blocking(move || read_chunk(&f, pos, n)).await;
+                let buf = bytes::BytesMut::zeroed(n);
+                let chunk = blocking(move || {
+                    let mut buf = buf;
+                    read_into(&f, &mut buf, pos)?;
+                    Ok(buf)
+                })
+                .await
+                .map(bytes::BytesMut::freeze);
                 let failed = chunk.is_err();
                 if tx.send(chunk).await.is_err() || failed {
                     return;
