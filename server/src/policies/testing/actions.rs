@@ -1,0 +1,402 @@
+//! Test cases written as what a front door does: `download`, `upload`, `overwrite`, `delete` of an
+//! object (the storage core's own row statements, as the caller) and `join`, `send`, `track` on a
+//! private channel (realtime's own probe of `realtime.messages`, as the caller). Coverage is counted
+//! on the one object or topic the case names: a policy of the touched table whose command the
+//! action uses and whose roles include the caller allows when its expressions are true on that
+//! row, and denies when they are not. Rejects cases missing their bucket, path or topic, objects
+//! that must (or must not) exist beforehand, and unknown actions.
+
+use std::collections::HashSet;
+
+use serde_json::{Value, json};
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+use super::{CaseDoc, Coverage, TestError, TestFile, caller};
+use crate::{
+    db::migrate::describe,
+    policies::{compile::PolicyPlan, parse::Command},
+    realtime::authorize::{PROBE_ROWS, Who, probe_channel},
+    storage::core::{INSERT_SQL, UPSERT_SQL},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Download,
+    Upload,
+    Overwrite,
+    Delete,
+    Join,
+    Send,
+    Track,
+}
+
+impl Op {
+    fn parse(s: &str) -> Option<Op> {
+        Some(match s {
+            "download" => Op::Download,
+            "upload" => Op::Upload,
+            "overwrite" => Op::Overwrite,
+            "delete" => Op::Delete,
+            "join" => Op::Join,
+            "send" => Op::Send,
+            "track" => Op::Track,
+            _ => return None,
+        })
+    }
+    fn storage(self) -> bool {
+        matches!(self, Op::Download | Op::Upload | Op::Overwrite | Op::Delete)
+    }
+    /// The command whose policies decide it.
+    fn command(self) -> Command {
+        match self {
+            Op::Download | Op::Join => Command::Select,
+            Op::Upload | Op::Send | Op::Track => Command::Insert,
+            Op::Overwrite => Command::Update,
+            Op::Delete => Command::Delete,
+        }
+    }
+}
+
+type Outcome = Result<Result<(), String>, TestError>;
+
+pub(super) async fn run(
+    tx: &Transaction<'_>,
+    doc: &TestFile,
+    case: &CaseDoc,
+    action: &str,
+    policies: &[PolicyPlan],
+    coverage: &mut Coverage,
+) -> Outcome {
+    let Some(op) = Op::parse(action) else {
+        return Ok(Err(format!(
+            "unknown action {action:?}; use download, upload, overwrite, delete, join, send or track"
+        )));
+    };
+    if case.allowed == case.denied
+        || case.rows.is_some()
+        || case.count.is_some()
+        || case.error.is_some()
+    {
+        return Ok(Err(
+            "an `action` case expects exactly one of `allowed = true` or `denied = true`".into(),
+        ));
+    }
+    if case.sql.is_some() || case.rest.is_some() || case.body.is_some() {
+        return Ok(Err(
+            "a case has one of `sql`, `rest` or `action`, not several".into(),
+        ));
+    }
+    let target = if op.storage() {
+        match (&case.bucket, &case.path, &case.topic) {
+            (Some(b), Some(p), None) => Target::Object {
+                bucket: b.clone(),
+                path: p.clone(),
+            },
+            _ => {
+                return Ok(Err(format!(
+                    "`action = {action:?}` names `bucket` and `path` (no `topic`)"
+                )));
+            }
+        }
+    } else {
+        match (&case.bucket, &case.path, &case.topic) {
+            (None, None, Some(t)) => Target::Topic(t.clone()),
+            _ => {
+                return Ok(Err(format!(
+                    "`action = {action:?}` names `topic` (the channel without `realtime:`; no `bucket` or `path`)"
+                )));
+            }
+        }
+    };
+    let (role, claims) = caller(doc, case);
+    let exists: bool = tx
+        .query_one(
+            "select exists (select from pg_roles where rolname = $1)",
+            &[&role],
+        )
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(Err(format!(
+            "`as = {:?}` is neither a user of [users] nor a role",
+            case.who
+        )));
+    }
+    let member_of: HashSet<String> = tx
+        .query(
+            "select rolname::text from pg_roles where pg_has_role($1, oid, 'MEMBER')",
+            &[&role],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let (schema, table) = if op.storage() {
+        ("storage", "objects")
+    } else {
+        ("realtime", "messages")
+    };
+    // The policies this case exercises.
+    let exercised: Vec<usize> = policies
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| {
+            p.schema == schema
+                && p.table == table
+                && (p.command == Command::All || p.command == op.command())
+                && p.roles
+                    .iter()
+                    .any(|r| r.name == "public" || member_of.contains(&r.name))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    tx.batch_execute("SAVEPOINT doska_case").await?;
+    let verdict = match &target {
+        Target::Object { bucket, path } => {
+            storage_case(
+                tx, op, bucket, path, &role, &claims, policies, &exercised, coverage,
+            )
+            .await
+        }
+        Target::Topic(topic) => {
+            channel_case(
+                tx, op, topic, &role, &claims, policies, &exercised, coverage,
+            )
+            .await
+        }
+    };
+    tx.batch_execute("ROLLBACK TO SAVEPOINT doska_case").await?;
+    let allowed = match verdict? {
+        Ok(a) => a,
+        Err(why) => return Ok(Err(why)),
+    };
+    Ok(match (allowed, case.allowed) {
+        (true, true) | (false, false) => Ok(()),
+        (false, true) => Err("expected it to be allowed; it was refused".into()),
+        (true, false) => Err("expected it to be refused; it was allowed".into()),
+    })
+}
+
+enum Target {
+    Object { bucket: String, path: String },
+    Topic(String),
+}
+
+/// Evaluates `exprs` (as the admin, with the case's claims) on the rows `rows_sql` selects.
+async fn holds(
+    tx: &Transaction<'_>,
+    exprs: &[&String],
+    from_where: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<bool, TestError> {
+    let all = exprs
+        .iter()
+        .map(|e| format!("coalesce(({e}\n), false)"))
+        .collect::<Vec<_>>()
+        .join(" and ");
+    let all = if all.is_empty() { "true".into() } else { all };
+    let row = tx
+        .query_one(
+            &format!("select coalesce(bool_or({all}), false) {from_where}"),
+            params,
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+fn note(coverage: &mut Coverage, i: usize, allows: bool) {
+    if allows {
+        coverage[i].0 = true;
+    } else {
+        coverage[i].1 = true;
+    }
+}
+
+/// `Ok(Ok(allowed))`, or `Ok(Err(why))` when the case itself is wrong.
+#[allow(clippy::too_many_arguments)]
+async fn storage_case(
+    tx: &Transaction<'_>,
+    op: Op,
+    bucket: &str,
+    path: &str,
+    role: &str,
+    claims: &Value,
+    policies: &[PolicyPlan],
+    exercised: &[usize],
+    coverage: &mut Coverage,
+) -> Result<Result<bool, String>, TestError> {
+    let existing: Option<Uuid> = tx
+        .query_opt(
+            "select id from storage.objects where bucket_id = $1 and name = $2",
+            &[&bucket, &path],
+        )
+        .await?
+        .map(|r| r.get(0));
+    match (op, existing) {
+        (Op::Upload, Some(_)) => {
+            return Ok(Err(format!(
+                "{bucket}/{path} exists already: an upload creates a new object (use `action = \"overwrite\"`)"
+            )));
+        }
+        (Op::Download | Op::Overwrite | Op::Delete, None) => {
+            return Ok(Err(format!(
+                "there is no object {bucket}/{path}: insert it into storage.objects in the fixtures"
+            )));
+        }
+        _ => {}
+    }
+    let sub = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let owner = sub.as_deref().and_then(|s| Uuid::parse_str(s).ok());
+    tx.execute(
+        "select set_config('request.jwt.claims', $1, true)",
+        &[&claims.to_string()],
+    )
+    .await?;
+    // Coverage on this one object, before the statement runs (as the admin, with the claims).
+    let id = existing.unwrap_or_else(Uuid::new_v4);
+    tx.batch_execute("SAVEPOINT doska_eval").await?;
+    match op {
+        Op::Upload => {
+            tx.execute(
+                "insert into storage.objects (id, bucket_id, name, owner, owner_id, version, metadata)
+                 values ($1, $2, $3, $4, $5, 'doska-policy-test', '{}')",
+                &[&id, &bucket, &path, &owner, &sub],
+            )
+            .await?;
+        }
+        Op::Overwrite => {
+            tx.execute(
+                "update storage.objects set owner = $2, owner_id = $3 where id = $1",
+                &[&id, &owner, &sub],
+            )
+            .await?;
+        }
+        _ => {}
+    }
+    let from = "from storage.objects where id = $1";
+    for &i in exercised {
+        let p = &policies[i];
+        let allows = match op {
+            Op::Upload => holds(tx, &p.with_check.iter().collect::<Vec<_>>(), from, &[&id]).await?,
+            // Both expressions on the row as the case leaves it (an overwrite makes the caller its owner).
+            _ => {
+                holds(
+                    tx,
+                    &[&p.using, &p.with_check]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>(),
+                    from,
+                    &[&id],
+                )
+                .await?
+            }
+        };
+        note(coverage, i, allows);
+    }
+    tx.batch_execute("ROLLBACK TO SAVEPOINT doska_eval").await?;
+    // The storage core's statement, as the caller.
+    tx.execute(
+        "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
+        &[&role, &claims.to_string()],
+    )
+    .await?;
+    let version = Uuid::new_v4().to_string();
+    let metadata = json!({});
+    let user_metadata: Option<Value> = None;
+    let row_params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+        &id,
+        &bucket,
+        &path,
+        &owner,
+        &sub,
+        &version,
+        &metadata,
+        &user_metadata,
+    ];
+    let result = match op {
+        Op::Download => tx
+            .query(
+                "select id from storage.objects where bucket_id = $1 and name = $2",
+                &[&bucket, &path],
+            )
+            .await
+            .map(|rows| !rows.is_empty()),
+        Op::Delete => tx
+            .query(
+                "delete from storage.objects where bucket_id = $1 and name = any($2) returning id",
+                &[&bucket, &vec![path.to_string()]],
+            )
+            .await
+            .map(|rows| !rows.is_empty()),
+        Op::Upload => tx.query(INSERT_SQL, &row_params).await.map(|_| true),
+        Op::Overwrite => tx.query(UPSERT_SQL, &row_params).await.map(|_| true),
+        _ => unreachable!("storage actions only"),
+    };
+    Ok(match result {
+        Ok(allowed) => Ok(allowed),
+        Err(e) if e.code().is_some_and(|c| c.code() == "42501") => Ok(false),
+        Err(e) => Err(format!("failed: {}", describe(&e))),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn channel_case(
+    tx: &Transaction<'_>,
+    op: Op,
+    topic: &str,
+    role: &str,
+    claims: &Value,
+    policies: &[PolicyPlan],
+    exercised: &[usize],
+    coverage: &mut Coverage,
+) -> Result<Result<bool, String>, TestError> {
+    tx.execute(
+        "select set_config('request.jwt.claims', $1, true), set_config('realtime.topic', $2, true)",
+        &[&claims.to_string(), &topic],
+    )
+    .await?;
+    // Coverage on the probe rows realtime itself uses: joining reads either extension, sending
+    // writes a broadcast row, tracking a presence row.
+    tx.batch_execute("SAVEPOINT doska_eval").await?;
+    let probes = tx.query(PROBE_ROWS, &[&topic]).await?;
+    let wanted: Vec<String> = probes
+        .iter()
+        .filter(|r| match op {
+            Op::Send => r.get::<_, &str>(1) == "broadcast",
+            Op::Track => r.get::<_, &str>(1) == "presence",
+            _ => true,
+        })
+        .map(|r| r.get(0))
+        .collect();
+    let from = "from realtime.messages where id::text = any($1)";
+    for &i in exercised {
+        let p = &policies[i];
+        let expr = if op == Op::Join {
+            &p.using
+        } else {
+            &p.with_check
+        };
+        let allows = holds(tx, &expr.iter().collect::<Vec<_>>(), from, &[&wanted]).await?;
+        note(coverage, i, allows);
+    }
+    tx.batch_execute("ROLLBACK TO SAVEPOINT doska_eval").await?;
+    let who = Who {
+        role: role.to_string(),
+        claims: claims.to_string(),
+    };
+    let perms = match probe_channel(tx, &who, topic).await {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(format!("the channel probe failed: {}", describe(&e)))),
+    };
+    Ok(Ok(match op {
+        Op::Join => perms.can_join(),
+        Op::Send => perms.write_broadcast,
+        Op::Track => perms.write_presence,
+        _ => unreachable!("channel actions only"),
+    }))
+}
