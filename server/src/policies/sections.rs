@@ -471,3 +471,230 @@ fn rule(
         when,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::policies::{
+        compile::compile,
+        parse::{Command, ParseError, Sources, parse},
+    };
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse(&Sources::from_files(vec![("p/a.toml".into(), text.into())])) {
+            Err(ParseError::Invalid(d)) => d.iter().map(|d| d.to_string()).collect(),
+            other => panic!("expected errors for {text:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn storage_compiles_to_buckets_and_one_policy_per_action() {
+        let text = r#"
+[storage.buckets.materials]
+public = false
+file_size_limit = "50 MiB"
+allowed_mime_types = ["application/pdf", "image/*"]
+
+[[storage.buckets.materials.rules]]
+name = "teachers manage"
+to = ["teacher"]
+allow = ["upload", "overwrite", "delete", "upload"]
+path = "{school:uuid}/**"
+when = "app.teaches_at({school})"
+
+[storage.buckets.avatars]
+public = true
+name = "Avatars"
+"#;
+        let d = parse(&Sources::from_files(vec![("a.toml".into(), text.into())])).unwrap();
+        assert_eq!(d.buckets.len(), 2);
+        let p = compile(&d);
+        let m = p.buckets.iter().find(|b| b.id == "materials").unwrap();
+        assert_eq!(m.file_size_limit, Some(50 << 20));
+        assert_eq!(m.loc.line, 2);
+        let a = p.buckets.iter().find(|b| b.id == "avatars").unwrap();
+        assert_eq!(
+            (a.name.as_str(), a.public, a.file_size_limit),
+            ("Avatars", true, None)
+        );
+        assert_eq!(p.policies.len(), 3);
+        let names: Vec<(&str, Command)> = p
+            .policies
+            .iter()
+            .map(|x| (x.name.as_str(), x.command))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("materials: teachers manage (upload)", Command::Insert),
+                ("materials: teachers manage (overwrite)", Command::Update),
+                ("materials: teachers manage (delete)", Command::Delete),
+            ]
+        );
+        let up = &p.policies[0];
+        assert!(up.create_sql.starts_with(
+            "CREATE POLICY \"materials: teachers manage (upload)\" ON \"storage\".\"objects\" AS PERMISSIVE FOR INSERT TO \"teacher\" WITH CHECK (bucket_id = 'materials' and cardinality(string_to_array(storage.objects.name, '/')) > 1 and "
+        ), "{}", up.create_sql);
+        assert!(up.create_sql.ends_with(
+            " and (app.teaches_at((case when (string_to_array(storage.objects.name, '/'))[1] ~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' then ((string_to_array(storage.objects.name, '/'))[1])::uuid end))\n)\n)"
+        ), "{}", up.create_sql);
+        // The admin's `when` is where errors inside it point.
+        assert_eq!(up.exprs.len(), 1);
+        assert!(up.create_sql[up.exprs[0].0.clone()].starts_with("app.teaches_at("));
+        assert_eq!(up.exprs[0].1.line, 12);
+        let ov = &p.policies[1];
+        assert!(ov.using.is_some() && ov.with_check.is_some());
+        assert!(p.policies[2].with_check.is_none());
+        // The table the rules live on is part of the plan.
+        assert!(
+            p.tables
+                .iter()
+                .any(|t| t.schema == "storage" && t.name == "objects")
+        );
+    }
+
+    #[test]
+    fn realtime_compiles_to_publication_and_channel_policies() {
+        let text = r#"[realtime]
+tables = ["grades", "app.rooms"]
+
+[[realtime.channels]]
+name = "school"
+topic = "school:{jwt.app_metadata.school}"
+allow = ["read", "write"]
+extensions = ["presence"]
+"#;
+        let p =
+            compile(&parse(&Sources::from_files(vec![("a.toml".into(), text.into())])).unwrap());
+        let t: Vec<(&str, &str, usize)> = p
+            .publish
+            .iter()
+            .map(|t| (t.schema.as_str(), t.name.as_str(), t.loc.line))
+            .collect();
+        assert_eq!(t, vec![("public", "grades", 2), ("app", "rooms", 2)]);
+        assert_eq!(p.policies.len(), 2);
+        assert_eq!(
+            p.policies[0].create_sql,
+            "CREATE POLICY \"realtime: school (read)\" ON \"realtime\".\"messages\" AS PERMISSIVE FOR SELECT TO public \
+             USING (extension in ('presence') and cardinality(string_to_array(realtime.topic(), ':')) = 2 \
+             and (string_to_array(realtime.topic(), ':'))[1] = 'school' \
+             and (string_to_array(realtime.topic(), ':'))[2] = nullif((auth.jwt() -> 'app_metadata' ->> 'school'), '')\n)"
+        );
+        assert_eq!(p.policies[1].command, Command::Insert);
+        assert_eq!(p.policies[1].name, "realtime: school (write)");
+    }
+
+    #[test]
+    fn bad_sections_name_file_and_line() {
+        let rule = |body: &str| format!("[storage.buckets.b]\n[[storage.buckets.b.rules]]\n{body}");
+        let chan = |body: &str| format!("[[realtime.channels]]\n{body}");
+        let cases: Vec<(String, &str)> = vec![
+            (
+                "[storage.buckets.\"a/b\"]\n".into(),
+                "p/a.toml:1: bucket id \"a/b\"",
+            ),
+            (
+                "[storage.buckets.b]\nfile_size_limit = \"5 parsecs\"\n".into(),
+                "p/a.toml:2: file_size_limit \"5 parsecs\"",
+            ),
+            (
+                "[storage.buckets.b]\nfile_size_limit = -1\n".into(),
+                "p/a.toml:2: file_size_limit -1",
+            ),
+            (
+                "[storage.buckets.b]\nallowed_mime_types = [\"pdf\"]\n".into(),
+                "p/a.toml:2: MIME type \"pdf\"",
+            ),
+            (
+                "[storage.buckets.b]\npublik = true\n".into(),
+                "p/a.toml:2: unknown field `publik`",
+            ),
+            (
+                rule("name = \"r\"\n"),
+                "p/a.toml:3: a rule needs `allow`, some of: read, upload, overwrite, delete",
+            ),
+            (
+                rule("name = \"r\"\nallow = [\"write\"]\n"),
+                "p/a.toml:4: unknown action \"write\"; use read, upload, overwrite, delete",
+            ),
+            (
+                rule("name = \"r\"\nallow = [\"read\"]\npath = \"a//b\"\n"),
+                "p/a.toml:5: pattern \"a//b\" has an empty part",
+            ),
+            (
+                rule(
+                    "name = \"r\"\nallow = [\"read\"]\npath = \"{s}/**\"\nwhen = \"{school} = 'x'\"\n",
+                ),
+                "p/a.toml:6: `{school}` in `when` is not a capture of the pattern (it captures {s})",
+            ),
+            (
+                rule("name = \"r\"\nallow = [\"read\"]\nto = []\n"),
+                "p/a.toml:3: `to = []` names no role",
+            ),
+            (
+                rule(&format!(
+                    "name = \"{}\"\nallow = [\"overwrite\"]\n",
+                    "x".repeat(50)
+                )),
+                "p/a.toml:3: rule name too long: its policy \"b: xxxx",
+            ),
+            (
+                rule(
+                    "name = \"r\"\nallow = [\"read\"]\n[[storage.buckets.b.rules]]\nname = \"r\"\nallow = [\"delete\"]\n",
+                ),
+                "p/a.toml:5: rule \"r\" of bucket \"b\" is already declared at p/a.toml:2",
+            ),
+            (
+                chan("name = \"c\"\nallow = [\"read\"]\n"),
+                "p/a.toml:1: a channel rule needs `topic`",
+            ),
+            (
+                chan("name = \"c\"\ntopic = \"t\"\nallow = [\"upload\"]\n"),
+                "p/a.toml:4: unknown action \"upload\"; use read, write",
+            ),
+            (
+                chan(
+                    "name = \"c\"\ntopic = \"t\"\nallow = [\"read\"]\nextensions = [\"postgres_changes\"]\n",
+                ),
+                "p/a.toml:5: unknown extension \"postgres_changes\"",
+            ),
+            (
+                chan("name = \"c\"\ntopic = \"t:{x\"\nallow = [\"read\"]\n"),
+                "p/a.toml:3: pattern \"t:{x\"",
+            ),
+            (
+                "[realtime]\ntables = [\"a.b.c\"]\n".into(),
+                "p/a.toml:2: table name \"a.b.c\"",
+            ),
+            (
+                "[realtime]\ntables = [\"t\", \"public.t\"]\n".into(),
+                "p/a.toml:2: realtime table public.t is already declared at p/a.toml:2",
+            ),
+            (
+                "[realtime]\nchannel = []\n".into(),
+                "p/a.toml:2: unknown field `channel`",
+            ),
+        ];
+        for (text, want) in &cases {
+            let got = errors(text);
+            assert!(
+                got.iter().any(|g| g.starts_with(want)),
+                "{text:?}: want {want:?}, got {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        use super::parse_size;
+        let v = |s: &str| parse_size(&toml::Value::String(s.into()));
+        assert_eq!(v("10 MB"), Ok(10_000_000));
+        assert_eq!(v("10MiB"), Ok(10 << 20));
+        assert_eq!(v("1 GiB"), Ok(1 << 30));
+        assert_eq!(v("512 B"), Ok(512));
+        assert_eq!(parse_size(&toml::Value::Integer(7)), Ok(7));
+        assert!(v("MB").is_err());
+        assert!(v("0 MB").is_err());
+        assert!(v("99999999999999 GiB").is_err());
+        assert!(parse_size(&toml::Value::Boolean(true)).is_err());
+    }
+}
