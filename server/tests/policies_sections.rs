@@ -494,3 +494,88 @@ fn policies_test_runs_storage_and_channel_cases() {
         "{stdout}"
     );
 }
+
+/// Malformed action cases fail with a reason, each on its own; the run goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_action_cases_fail_with_a_reason() {
+    let db = common::TestDb::new().await;
+    let dir = common::temp_dir("psec-tests");
+    let case = |name: &str, body: &str| {
+        format!("[[cases]]\nname = \"{name}\"\nas = \"authenticated\"\n{body}\n\n")
+    };
+    let mut text = String::from(
+        "fixtures = \"insert into storage.objects (bucket_id, name) values ('docs', 'x/a.txt')\"\n\n",
+    );
+    let bad: &[(&str, &str, &str)] = &[
+        (
+            "unknown action",
+            "action = \"fly\"\nbucket = \"docs\"\npath = \"x\"\nallowed = true",
+            "unknown action \"fly\"; use download, upload, overwrite, delete, join, send or track",
+        ),
+        (
+            "no path",
+            "action = \"download\"\nbucket = \"docs\"\nallowed = true",
+            "`action = \"download\"` names `bucket` and `path` (no `topic`)",
+        ),
+        (
+            "a topic for a join",
+            "action = \"join\"\nbucket = \"docs\"\npath = \"x\"\nallowed = true",
+            "`action = \"join\"` names `topic`",
+        ),
+        (
+            "both verdicts",
+            "action = \"download\"\nbucket = \"docs\"\npath = \"x/a.txt\"\nallowed = true\ndenied = true",
+            "an `action` case expects exactly one of `allowed = true` or `denied = true`",
+        ),
+        (
+            "sql and action",
+            "sql = \"select 1\"\naction = \"download\"\nbucket = \"docs\"\npath = \"x/a.txt\"\nallowed = true",
+            "a case has one of `sql`, `rest` or `action`, not several",
+        ),
+        (
+            "allowed without action",
+            "sql = \"select 1\"\nallowed = true",
+            "(`allowed` goes with `action`)",
+        ),
+        (
+            "upload of an existing object",
+            "action = \"upload\"\nbucket = \"docs\"\npath = \"x/a.txt\"\ndenied = true",
+            "docs/x/a.txt exists already",
+        ),
+        (
+            "download of a missing object",
+            "action = \"download\"\nbucket = \"docs\"\npath = \"x/none.txt\"\ndenied = true",
+            "there is no object docs/x/none.txt",
+        ),
+        (
+            "unknown bucket",
+            "action = \"upload\"\nbucket = \"nope\"\npath = \"x/b.txt\"\ndenied = true",
+            "there is no bucket \"nope\"",
+        ),
+    ];
+    for (name, body, _) in bad {
+        text.push_str(&case(name, body));
+    }
+    // One good case, after the bad ones: the run went on.
+    text.push_str(&case(
+        "a stranger reads nothing",
+        "action = \"download\"\nbucket = \"docs\"\npath = \"x/a.txt\"\ndenied = true",
+    ));
+    std::fs::write(dir.join("t.toml"), &text).unwrap();
+    let sources = files(&[("storage.toml", "[storage.buckets.docs]\n")]);
+    let mut admin = db.state.admin.get().await.unwrap();
+    let report = policies::testing::run(&mut admin, &sources, &dir, &["public".to_string()])
+        .await
+        .unwrap();
+    let out = report.lines.join("\n");
+    for (name, _, why) in bad {
+        assert!(
+            report.lines.iter().any(|l| l.starts_with("FAIL")
+                && l.contains(&format!(" {name}: "))
+                && l.contains(why)),
+            "{name}: want {why:?} in\n{out}"
+        );
+    }
+    assert!(out.contains("a stranger reads nothing"), "{out}");
+    assert_eq!((report.passed, report.failed), (1, bad.len()), "{out}");
+}

@@ -183,13 +183,13 @@ enum Target {
     Topic(String),
 }
 
-/// Evaluates `exprs` (as the admin, with the case's claims) on the rows `rows_sql` selects.
+/// Whether `exprs` all hold (as the admin, with the case's claims) on some row `from_where` selects.
 async fn holds(
     tx: &Transaction<'_>,
     exprs: &[&String],
     from_where: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> Result<bool, TestError> {
+) -> Result<bool, tokio_postgres::Error> {
     let all = exprs
         .iter()
         .map(|e| format!("coalesce(({e}\n), false)"))
@@ -233,6 +233,15 @@ async fn storage_case(
         )
         .await?
         .map(|r| r.get(0));
+    let bucket_known = tx
+        .query_opt("select 1 from storage.buckets where id = $1", &[&bucket])
+        .await?
+        .is_some();
+    if !bucket_known {
+        return Ok(Err(format!(
+            "there is no bucket {bucket:?}: declare it in a policy file's storage section (or insert it in the fixtures)"
+        )));
+    }
     match (op, existing) {
         (Op::Upload, Some(_)) => {
             return Ok(Err(format!(
@@ -256,47 +265,52 @@ async fn storage_case(
         &[&claims.to_string()],
     )
     .await?;
-    // Coverage on this one object, before the statement runs (as the admin, with the claims).
+    // Coverage on this one object, before the statement runs (as the admin, with the claims). A
+    // policy that fails on it (a cast, say) fails the case, not the run.
     let id = existing.unwrap_or_else(Uuid::new_v4);
     tx.batch_execute("SAVEPOINT doska_eval").await?;
-    match op {
-        Op::Upload => {
-            tx.execute(
-                "insert into storage.objects (id, bucket_id, name, owner, owner_id, version, metadata)
-                 values ($1, $2, $3, $4, $5, 'doska-policy-test', '{}')",
-                &[&id, &bucket, &path, &owner, &sub],
-            )
-            .await?;
-        }
-        Op::Overwrite => {
-            tx.execute(
-                "update storage.objects set owner = $2, owner_id = $3 where id = $1",
-                &[&id, &owner, &sub],
-            )
-            .await?;
-        }
-        _ => {}
-    }
-    let from = "from storage.objects where id = $1";
-    for &i in exercised {
-        let p = &policies[i];
-        let allows = match op {
-            Op::Upload => holds(tx, &p.with_check.iter().collect::<Vec<_>>(), from, &[&id]).await?,
-            // Both expressions on the row as the case leaves it (an overwrite makes the caller its owner).
-            _ => {
-                holds(
-                    tx,
-                    &[&p.using, &p.with_check]
-                        .into_iter()
-                        .flatten()
-                        .collect::<Vec<_>>(),
-                    from,
-                    &[&id],
+    let evaluated = async {
+        match op {
+            Op::Upload => {
+                tx.execute(
+                    "insert into storage.objects (id, bucket_id, name, owner, owner_id, version, metadata)
+                     values ($1, $2, $3, $4, $5, 'doska-policy-test', '{}')",
+                    &[&id, &bucket, &path, &owner, &sub],
                 )
-                .await?
+                .await?;
             }
-        };
-        note(coverage, i, allows);
+            Op::Overwrite => {
+                tx.execute(
+                    "update storage.objects set owner = $2, owner_id = $3 where id = $1",
+                    &[&id, &owner, &sub],
+                )
+                .await?;
+            }
+            _ => {}
+        }
+        let from = "from storage.objects where id = $1";
+        let mut notes = Vec::new();
+        for &i in exercised {
+            let p = &policies[i];
+            // Upload: the new row through `with_check`. Otherwise both expressions on the row as the
+            // case leaves it (an overwrite makes the caller its owner).
+            let exprs: Vec<&String> = match op {
+                Op::Upload => p.with_check.iter().collect(),
+                _ => [&p.using, &p.with_check].into_iter().flatten().collect(),
+            };
+            notes.push((i, holds(tx, &exprs, from, &[&id]).await?));
+        }
+        Ok::<_, tokio_postgres::Error>(notes)
+    }
+    .await;
+    match evaluated {
+        Ok(notes) => notes.into_iter().for_each(|(i, a)| note(coverage, i, a)),
+        Err(e) => {
+            return Ok(Err(format!(
+                "evaluating the policies on {bucket}/{path} failed: {}",
+                describe(&e)
+            )));
+        }
     }
     tx.batch_execute("ROLLBACK TO SAVEPOINT doska_eval").await?;
     // The storage core's statement, as the caller.
@@ -363,26 +377,40 @@ async fn channel_case(
     // Coverage on the probe rows realtime itself uses: joining reads either extension, sending
     // writes a broadcast row, tracking a presence row.
     tx.batch_execute("SAVEPOINT doska_eval").await?;
-    let probes = tx.query(PROBE_ROWS, &[&topic]).await?;
-    let wanted: Vec<String> = probes
-        .iter()
-        .filter(|r| match op {
-            Op::Send => r.get::<_, &str>(1) == "broadcast",
-            Op::Track => r.get::<_, &str>(1) == "presence",
-            _ => true,
-        })
-        .map(|r| r.get(0))
-        .collect();
-    let from = "from realtime.messages where id::text = any($1)";
-    for &i in exercised {
-        let p = &policies[i];
-        let expr = if op == Op::Join {
-            &p.using
-        } else {
-            &p.with_check
-        };
-        let allows = holds(tx, &expr.iter().collect::<Vec<_>>(), from, &[&wanted]).await?;
-        note(coverage, i, allows);
+    let evaluated = async {
+        let probes = tx.query(PROBE_ROWS, &[&topic]).await?;
+        let wanted: Vec<String> = probes
+            .iter()
+            .filter(|r| match op {
+                Op::Send => r.get::<_, &str>(1) == "broadcast",
+                Op::Track => r.get::<_, &str>(1) == "presence",
+                _ => true,
+            })
+            .map(|r| r.get(0))
+            .collect();
+        let from = "from realtime.messages where id::text = any($1)";
+        let mut notes = Vec::new();
+        for &i in exercised {
+            let p = &policies[i];
+            let expr = if op == Op::Join {
+                &p.using
+            } else {
+                &p.with_check
+            };
+            let exprs: Vec<&String> = expr.iter().collect();
+            notes.push((i, holds(tx, &exprs, from, &[&wanted]).await?));
+        }
+        Ok::<_, tokio_postgres::Error>(notes)
+    }
+    .await;
+    match evaluated {
+        Ok(notes) => notes.into_iter().for_each(|(i, a)| note(coverage, i, a)),
+        Err(e) => {
+            return Ok(Err(format!(
+                "evaluating the policies on topic {topic:?} failed: {}",
+                describe(&e)
+            )));
+        }
     }
     tx.batch_execute("ROLLBACK TO SAVEPOINT doska_eval").await?;
     let who = Who {
