@@ -499,6 +499,7 @@ fn policies_test_runs_storage_and_channel_cases() {
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_action_cases_fail_with_a_reason() {
     let db = common::TestDb::new().await;
+    setup(&db).await;
     let dir = common::temp_dir("psec-tests");
     let case = |name: &str, body: &str| {
         format!("[[cases]]\nname = \"{name}\"\nas = \"authenticated\"\n{body}\n\n")
@@ -510,12 +511,12 @@ async fn malformed_action_cases_fail_with_a_reason() {
         (
             "unknown action",
             "action = \"fly\"\nbucket = \"docs\"\npath = \"x\"\nallowed = true",
-            "unknown action \"fly\"; use download, upload, overwrite, delete, join, send or track",
+            "unknown action \"fly\"; use download, upload, overwrite, delete, join, send, track or receive",
         ),
         (
             "no path",
             "action = \"download\"\nbucket = \"docs\"\nallowed = true",
-            "`action = \"download\"` names `bucket` and `path` (no `topic`)",
+            "`action = \"download\"` names `bucket` and `path` (no `topic`, `table` or `row`)",
         ),
         (
             "a topic for a join",
@@ -546,6 +547,21 @@ async fn malformed_action_cases_fail_with_a_reason() {
             "download of a missing object",
             "action = \"download\"\nbucket = \"docs\"\npath = \"x/none.txt\"\ndenied = true",
             "there is no object docs/x/none.txt",
+        ),
+        (
+            "an unpublished table",
+            "action = \"receive\"\ntable = \"posts\"\nrow = { id = 1 }\ndenied = true",
+            "public.posts is not in the publication supabase_realtime",
+        ),
+        (
+            "a row without its key",
+            "action = \"receive\"\ntable = \"logs\"\nrow = { x = 1 }\ndenied = true",
+            "`row` gives exactly the primary key of public.logs: id",
+        ),
+        (
+            "a missing row",
+            "action = \"receive\"\ntable = \"logs\"\nrow = { id = 99 }\ndenied = true",
+            "there is no row {\"id\":99} in public.logs",
         ),
         (
             "unknown bucket",

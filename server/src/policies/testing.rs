@@ -127,11 +127,15 @@ struct CaseDoc {
     error: Option<String>,
     /// What a front door does instead of SQL: `download`, `upload`, `overwrite`, `delete` (with
     /// `bucket` and `path`: the storage core's own row statements), `join`, `send`, `track` (with
-    /// `topic`: realtime's own private-channel probe).
+    /// `topic`: realtime's own private-channel probe), `receive` (with `table` and `row`: realtime's
+    /// own visibility check of a change of that row).
     action: Option<String>,
     bucket: Option<String>,
     path: Option<String>,
     topic: Option<String>,
+    /// `receive`: the published table and the primary key of its row.
+    table: Option<String>,
+    row: Option<serde_json::Map<String, Value>>,
     /// The action is allowed (`denied = true`: it is refused).
     #[serde(default)]
     allowed: bool,
@@ -301,8 +305,15 @@ async fn run_case(
             "a case expects exactly one of `rows`, `count`, `denied` or `error` (`allowed` goes with `action`)".into(),
         ));
     }
-    if case.bucket.is_some() || case.path.is_some() || case.topic.is_some() {
-        return Ok(Err("`bucket`, `path` and `topic` go with `action`".into()));
+    if case.bucket.is_some()
+        || case.path.is_some()
+        || case.topic.is_some()
+        || case.table.is_some()
+        || case.row.is_some()
+    {
+        return Ok(Err(
+            "`bucket`, `path`, `topic`, `table` and `row` go with `action`".into(),
+        ));
     }
     let (role, claims) = caller(doc, case);
     let stmt = match statement(case, cache) {

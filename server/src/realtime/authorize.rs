@@ -53,8 +53,9 @@ const CAN_READ_UNKEYED: &str = "select coalesce((select has_table_privilege(curr
      and (not c.relrowsecurity or r.rolbypassrls) from pg_class c, pg_roles r \
      where c.oid = to_regclass($1) and r.rolname = current_user), false)";
 
-/// The statement that checks `change` is visible, and whether it takes the record as `$2`.
-fn check_sql(change: &Change) -> (String, bool) {
+/// The statement that checks `change` is visible (`$1` the table, `$2` the key as JSON text, when
+/// it takes one), and whether it takes the record as `$2`. `doska policies test` runs it too.
+pub fn check_sql(change: &Change) -> (String, bool) {
     let table = format!(
         "{}.{}",
         quote_ident(&change.schema),

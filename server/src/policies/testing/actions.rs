@@ -1,22 +1,35 @@
 //! Test cases written as what a front door does: `download`, `upload`, `overwrite`, `delete` of an
-//! object (the storage core's own row statements, as the caller) and `join`, `send`, `track` on a
-//! private channel (realtime's own probe of `realtime.messages`, as the caller). Coverage is counted
-//! on the one object or topic the case names: a policy of the touched table whose command the
-//! action uses and whose roles include the caller allows when its expressions are true on that
-//! row, and denies when they are not. Rejects cases missing their bucket, path or topic, objects
-//! that must (or must not) exist beforehand, and unknown actions.
+//! object (the storage core's own row statements, as the caller), `join`, `send`, `track` on a
+//! private channel (realtime's own probe of `realtime.messages`, as the caller) and `receive` of a
+//! change of a published table's row (realtime's own visibility check, as the subscriber). Coverage
+//! is counted on the one object, topic or row the case names: a policy of the touched table whose
+//! command the action uses and whose roles include the caller allows when its expressions are true
+//! on that row, and denies when they are not. Rejects cases missing their bucket, path, topic, table
+//! or row, objects or rows that must (or must not) exist beforehand, unknown buckets, unpublished
+//! tables and unknown actions.
 
 use std::collections::HashSet;
 
-use serde_json::{Value, json};
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde_json::{Map, Value, json};
 use tokio_postgres::Transaction;
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::{CaseDoc, Coverage, TestError, TestFile, caller};
 use crate::{
     db::migrate::describe,
-    policies::{compile::PolicyPlan, parse::Command},
-    realtime::authorize::{PROBE_ROWS, Who, probe_channel},
+    policies::{
+        compile::{PolicyPlan, qualified},
+        parse::{Command, split_table},
+    },
+    realtime::{
+        authorize::{PROBE_ROWS, Who, check_sql, probe_channel},
+        decode::{Change, ChangeKind, ColumnInfo},
+        lsn::Lsn,
+    },
     storage::core::{INSERT_SQL, UPSERT_SQL},
 };
 
@@ -29,6 +42,8 @@ enum Op {
     Join,
     Send,
     Track,
+    /// A change of a published table's row reaching a subscriber.
+    Receive,
 }
 
 impl Op {
@@ -41,16 +56,14 @@ impl Op {
             "join" => Op::Join,
             "send" => Op::Send,
             "track" => Op::Track,
+            "receive" => Op::Receive,
             _ => return None,
         })
-    }
-    fn storage(self) -> bool {
-        matches!(self, Op::Download | Op::Upload | Op::Overwrite | Op::Delete)
     }
     /// The command whose policies decide it.
     fn command(self) -> Command {
         match self {
-            Op::Download | Op::Join => Command::Select,
+            Op::Download | Op::Join | Op::Receive => Command::Select,
             Op::Upload | Op::Send | Op::Track => Command::Insert,
             Op::Overwrite => Command::Update,
             Op::Delete => Command::Delete,
@@ -70,7 +83,7 @@ pub(super) async fn run(
 ) -> Outcome {
     let Some(op) = Op::parse(action) else {
         return Ok(Err(format!(
-            "unknown action {action:?}; use download, upload, overwrite, delete, join, send or track"
+            "unknown action {action:?}; use download, upload, overwrite, delete, join, send, track or receive"
         )));
     };
     if case.allowed == case.denied
@@ -87,25 +100,47 @@ pub(super) async fn run(
             "a case has one of `sql`, `rest` or `action`, not several".into(),
         ));
     }
-    let target = if op.storage() {
-        match (&case.bucket, &case.path, &case.topic) {
-            (Some(b), Some(p), None) => Target::Object {
-                bucket: b.clone(),
-                path: p.clone(),
-            },
-            _ => {
+    let given = (
+        case.bucket.is_some(),
+        case.path.is_some(),
+        case.topic.is_some(),
+        case.table.is_some() || case.row.is_some(),
+    );
+    let target = match op {
+        Op::Download | Op::Upload | Op::Overwrite | Op::Delete => {
+            if given != (true, true, false, false) {
                 return Ok(Err(format!(
-                    "`action = {action:?}` names `bucket` and `path` (no `topic`)"
+                    "`action = {action:?}` names `bucket` and `path` (no `topic`, `table` or `row`)"
                 )));
             }
+            Target::Object {
+                bucket: case.bucket.clone().unwrap_or_default(),
+                path: case.path.clone().unwrap_or_default(),
+            }
         }
-    } else {
-        match (&case.bucket, &case.path, &case.topic) {
-            (None, None, Some(t)) => Target::Topic(t.clone()),
-            _ => {
+        Op::Join | Op::Send | Op::Track => {
+            if given != (false, false, true, false) {
                 return Ok(Err(format!(
-                    "`action = {action:?}` names `topic` (the channel without `realtime:`; no `bucket` or `path`)"
+                    "`action = {action:?}` names `topic` (the channel without `realtime:`; no `bucket`, `path`, `table` or `row`)"
                 )));
+            }
+            Target::Topic(case.topic.clone().unwrap_or_default())
+        }
+        Op::Receive => {
+            let (Some(t), Some(row), (false, false, false, _)) = (&case.table, &case.row, given)
+            else {
+                return Ok(Err(
+                    "`action = \"receive\"` names `table` and `row` (the row's primary key, as `row = { id = 1 }`)".into(),
+                ));
+            };
+            let (schema, name) = match split_table(t) {
+                Ok(x) => x,
+                Err(m) => return Ok(Err(m)),
+            };
+            Target::Row {
+                schema,
+                table: name,
+                key: row.clone(),
             }
         }
     };
@@ -132,10 +167,10 @@ pub(super) async fn run(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let (schema, table) = if op.storage() {
-        ("storage", "objects")
-    } else {
-        ("realtime", "messages")
+    let (schema, table) = match &target {
+        Target::Object { .. } => ("storage", "objects"),
+        Target::Topic(_) => ("realtime", "messages"),
+        Target::Row { schema, table, .. } => (schema.as_str(), table.as_str()),
     };
     // The policies this case exercises.
     let exercised: Vec<usize> = policies
@@ -159,6 +194,12 @@ pub(super) async fn run(
             )
             .await
         }
+        Target::Row { schema, table, key } => {
+            row_case(
+                tx, schema, table, key, &role, &claims, policies, &exercised, coverage,
+            )
+            .await
+        }
         Target::Topic(topic) => {
             channel_case(
                 tx, op, topic, &role, &claims, policies, &exercised, coverage,
@@ -179,8 +220,16 @@ pub(super) async fn run(
 }
 
 enum Target {
-    Object { bucket: String, path: String },
+    Object {
+        bucket: String,
+        path: String,
+    },
     Topic(String),
+    Row {
+        schema: String,
+        table: String,
+        key: Map<String, Value>,
+    },
 }
 
 /// Whether `exprs` all hold (as the admin, with the case's claims) on some row `from_where` selects.
@@ -427,4 +476,142 @@ async fn channel_case(
         Op::Track => perms.write_presence,
         _ => unreachable!("channel actions only"),
     }))
+}
+
+/// `receive`: realtime's own visibility check of a change of this row (its primary key), as the
+/// caller; the table must be published.
+#[allow(clippy::too_many_arguments)]
+async fn row_case(
+    tx: &Transaction<'_>,
+    schema: &str,
+    table: &str,
+    key: &Map<String, Value>,
+    role: &str,
+    claims: &Value,
+    policies: &[PolicyPlan],
+    exercised: &[usize],
+    coverage: &mut Coverage,
+) -> Result<Result<bool, String>, TestError> {
+    let published = tx
+        .query_opt(
+            "select 1 from pg_publication_tables
+              where pubname = 'supabase_realtime' and schemaname = $1 and tablename = $2",
+            &[&schema, &table],
+        )
+        .await?
+        .is_some();
+    if !published {
+        return Ok(Err(format!(
+            "{schema}.{table} is not in the publication supabase_realtime: no change of it reaches anyone (add it to `[realtime] tables`)"
+        )));
+    }
+    let qualified_name = qualified(schema, table);
+    let columns: Vec<ColumnInfo> = tx
+        .query(
+            "select a.attname::text, t.typname::text, a.atttypid,
+                    coalesce(a.attnum = any (i.indkey), false)
+               from pg_attribute a join pg_type t on t.oid = a.atttypid
+               left join pg_index i on i.indrelid = a.attrelid and i.indisprimary
+              where a.attrelid = $1::text::regclass and a.attnum > 0 and not a.attisdropped
+              order by a.attnum",
+            &[&qualified_name],
+        )
+        .await?
+        .iter()
+        .map(|r| ColumnInfo {
+            name: r.get(0),
+            type_name: r.get(1),
+            type_oid: r.get(2),
+            key: r.get(3),
+        })
+        .collect();
+    let mut wanted: Vec<&str> = columns
+        .iter()
+        .filter(|c| c.key)
+        .map(|c| c.name.as_str())
+        .collect();
+    let mut given: Vec<&str> = key.keys().map(String::as_str).collect();
+    wanted.sort();
+    given.sort();
+    if wanted != given {
+        return Ok(Err(format!(
+            "`row` gives exactly the primary key of {schema}.{table}: {}",
+            wanted.join(", ")
+        )));
+    }
+    let change = Change {
+        schema: schema.to_string(),
+        table: table.to_string(),
+        kind: ChangeKind::Insert,
+        commit_lsn: Lsn::INVALID,
+        commit_timestamp: Utc::now(),
+        index_in_tx: 0,
+        columns: Arc::from(columns),
+        record: key.clone(),
+        old_record: None,
+        unchanged_toast: Vec::new(),
+    };
+    let (sql, _) = check_sql(&change);
+    let table_text = format!("{schema}.{table}");
+    let record = Value::Object(key.clone()).to_string();
+    let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 2] =
+        [(&table_text, Type::TEXT), (&record, Type::TEXT)];
+    tx.execute(
+        "select set_config('request.jwt.claims', $1, true)",
+        &[&claims.to_string()],
+    )
+    .await?;
+    // As the admin: the row is there, and what the exercised policies say of it.
+    tx.batch_execute("SAVEPOINT doska_eval").await?;
+    let evaluated = async {
+        let there = tx
+            .query_typed(&sql, &params)
+            .await?
+            .first()
+            .is_some_and(|r| r.get::<_, bool>(0));
+        let mut notes = Vec::new();
+        if there {
+            let keys: Vec<String> = key.keys().map(|k| crate::db::quote_ident(k)).collect();
+            let from = format!(
+                "from {qualified_name} where ({}) = (select {} from json_populate_record(null::{qualified_name}, $1::text::json) k)",
+                keys.join(", "),
+                keys.iter()
+                    .map(|k| format!("k.{k}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            for &i in exercised {
+                let exprs: Vec<&String> = policies[i].using.iter().collect();
+                notes.push((i, holds(tx, &exprs, &from, &[&record]).await?));
+            }
+        }
+        Ok::<_, tokio_postgres::Error>((there, notes))
+    }
+    .await;
+    match evaluated {
+        Ok((false, _)) => {
+            return Ok(Err(format!(
+                "there is no row {record} in {schema}.{table}: insert it in the fixtures"
+            )));
+        }
+        Ok((true, notes)) => notes.into_iter().for_each(|(i, a)| note(coverage, i, a)),
+        Err(e) => {
+            return Ok(Err(format!(
+                "evaluating the policies on {schema}.{table} {record} failed: {}",
+                describe(&e)
+            )));
+        }
+    }
+    tx.batch_execute("ROLLBACK TO SAVEPOINT doska_eval").await?;
+    // As the caller, the statement realtime runs for each subscriber.
+    tx.execute(
+        "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
+        &[&role, &claims.to_string()],
+    )
+    .await?;
+    Ok(match tx.query_typed(&sql, &params).await {
+        Ok(rows) => Ok(rows.first().is_some_and(|r| r.get::<_, bool>(0))),
+        Err(e) if e.code().is_some_and(|c| c.code() == "42501") => Ok(false),
+        Err(e) => Err(format!("failed: {}", describe(&e))),
+    })
 }
