@@ -1,13 +1,16 @@
 //! Makes the database match the policy files, in ONE transaction on the admin connection: creates and
 //! alters the declared roles, turns row-level security on for every named table, grants, creates
-//! policies; revokes, drops and forgets what the files made before and no longer declare (the ledger
-//! `doska.policy_objects` lists exactly that, so roles, grants and policies from migrations are never
-//! touched); records the applied set and its hash in `doska.policy_sets`; tells the REST schema cache
-//! to reload. `check` and `diff` run the same work and roll it back.
+//! policies, creates or updates buckets, adds tables to the publication `supabase_realtime`;
+//! revokes, drops and forgets what the files made before and no longer declare (the ledger
+//! `doska.policy_objects` lists exactly that, so roles, grants, policies, buckets and published
+//! tables from migrations are never touched; a bucket that still holds objects is kept); records
+//! the applied set and its hash in `doska.policy_sets`; tells the REST schema cache to reload.
+//! `check` and `diff` run the same work and roll it back.
 //!
-//! Rejects, changing nothing: an unknown table, column or role; a declared role that could log in or
-//! holds superuser-like powers; a policy name a migration already uses on that table; and any SQL
-//! PostgreSQL refuses — each as `file:line: message`, with PostgreSQL's own message.
+//! Rejects, changing nothing: an unknown table, column or role; a table to publish without a
+//! primary key or replica identity; a declared role that could log in or holds superuser-like
+//! powers; a policy name a migration already uses on that table; and any SQL PostgreSQL refuses —
+//! each as `file:line: message`, with PostgreSQL's own message.
 
 use std::{collections::HashSet, fmt, ops::Range};
 

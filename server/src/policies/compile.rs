@@ -1,5 +1,7 @@
 //! Turns declarations into the objects they stand for — roles, one grant per (role, privilege,
-//! column), policies with their `CREATE POLICY` text — with short forms expanded. Pure: no database.
+//! column), policies with their `CREATE POLICY` text (a storage or channel rule gives one policy per
+//! action on `storage.objects` / `realtime.messages`), buckets as `storage.buckets` should hold
+//! them, tables to publish — with short forms expanded. Pure: no database.
 //! Names are quoted here and only here; `using`/`with_check` expressions go in as the admin wrote
 //! them, each inside its own parentheses (that is what they are for). Rejects nothing on its own:
 //! whether names exist is checked against the catalog by `apply`.

@@ -2,6 +2,7 @@
 //! that remember the file and line of everything they hold. Rejects TOML syntax errors, unknown keys,
 //! malformed names, unknown privileges or commands, a role or table declared twice, and short forms
 //! combined with what they replace — every rejection as `file:line: message`, all of them at once.
+//! The `storage` and `realtime` sections are read by `sections`, into the same declarations.
 //! Nothing here looks at the database: whether a table, column or role exists is `apply`'s question.
 
 use std::{
