@@ -493,6 +493,9 @@ fn policies_test_runs_storage_and_channel_cases() {
             && stdout.contains("12 passed, 2 failed"),
         "{stdout}"
     );
+    for d in [data, mig, pol] {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }
 
 /// Malformed action cases fail with a reason, each on its own; the run goes on.
@@ -594,4 +597,5 @@ async fn malformed_action_cases_fail_with_a_reason() {
     }
     assert!(out.contains("a stranger reads nothing"), "{out}");
     assert_eq!((report.passed, report.failed), (1, bad.len()), "{out}");
+    let _ = std::fs::remove_dir_all(dir);
 }
