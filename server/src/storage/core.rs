@@ -15,7 +15,6 @@ use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
-use std::sync::LazyLock;
 use tokio_postgres::{
     Row,
     types::{ToSql, Type},
@@ -208,6 +207,16 @@ pub struct BucketSpec {
     pub allowed_mime_types: Option<Option<Vec<String>>>,
 }
 
+/// An object row's columns as [`ObjectInfo::from_row`] reads them (a macro, so the statements below
+/// can be `concat!`ed constants).
+macro_rules! object_columns {
+    () => {
+        "id, bucket_id, name, version, metadata, user_metadata, owner_id, \
+        coalesce(created_at, now()) as created_at, coalesce(updated_at, now()) as updated_at, \
+        coalesce(last_accessed_at, now()) as last_accessed_at"
+    };
+}
+
 #[derive(Debug, Clone)]
 pub struct ObjectInfo {
     pub id: Uuid,
@@ -228,9 +237,7 @@ pub struct ObjectInfo {
 }
 
 impl ObjectInfo {
-    const COLUMNS: &str = "id, bucket_id, name, version, metadata, user_metadata, owner_id, \
-        coalesce(created_at, now()) as created_at, coalesce(updated_at, now()) as updated_at, \
-        coalesce(last_accessed_at, now()) as last_accessed_at";
+    const COLUMNS: &str = object_columns!();
 
     /// `None` for rows without bytes (inserted by hand, without a version).
     fn from_row(r: &Row) -> Option<ObjectInfo> {
@@ -447,47 +454,52 @@ fn object_metadata(size: u64, etag: &str, content_type: &str, cache: &Option<Str
 
 const LIMITS_SQL: &str = "select file_size_limit, allowed_mime_types from storage.doska_bucket($1)";
 
-/// The row statement of an overwriting write. `guard` adds the commit's condition: the row it
-/// replaces must be the one the check saw (same id), else nothing is written and no row returns.
-fn upsert_sql(guard: bool) -> String {
-    format!(
-        "with old as (
+/// The row statement of an overwriting write; `$guard` is the commit's extra condition.
+macro_rules! upsert_sql {
+    ($guard:literal) => {
+        concat!(
+            "with old as (
     select id, version from storage.objects where bucket_id = $2 and name = $3)
   insert into storage.objects as o (id, bucket_id, name, owner, owner_id, version, metadata, user_metadata)
   values ($1, $2, $3, $4, $5, $6, $7, $8)
   on conflict (bucket_id, name) do update set version = excluded.version,
     metadata = excluded.metadata, user_metadata = excluded.user_metadata, owner = excluded.owner,
-    owner_id = excluded.owner_id, updated_at = now(), last_accessed_at = now(){}
-  returning {}, (select version from old) as old_version",
-        if guard { " where o.id = $1" } else { "" },
-        ObjectInfo::COLUMNS
-    )
+    owner_id = excluded.owner_id, updated_at = now(), last_accessed_at = now()",
+            $guard,
+            "
+  returning ",
+            object_columns!(),
+            ", (select version from old) as old_version"
+        )
+    };
 }
 
-static UPSERT_PROBE_SQL: LazyLock<String> = LazyLock::new(|| upsert_sql(false));
-static UPSERT_COMMIT_SQL: LazyLock<String> = LazyLock::new(|| upsert_sql(true));
-static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "insert into storage.objects as o
+/// The row statement of an overwrite (`x-upsert`, PUT, S3 PUT) as the check runs it:
+/// `doska policies test` runs it too.
+pub const UPSERT_SQL: &str = upsert_sql!("");
+/// The same at commit: the row it replaces must be the one the check saw (same id), else nothing is
+/// written and no row returns.
+const UPSERT_COMMIT_SQL: &str = upsert_sql!(" where o.id = $1");
+/// The row statement of an upload that must not overwrite: `doska policies test` runs it too.
+pub const INSERT_SQL: &str = concat!(
+    "insert into storage.objects as o
     (id, bucket_id, name, owner, owner_id, version, metadata, user_metadata)
   values ($1, $2, $3, $4, $5, $6, $7, $8)
-  returning {}, null::text as old_version",
-        ObjectInfo::COLUMNS
-    )
-});
-static HEAD_SQL: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "select {} from storage.objects where bucket_id = $1 and name = $2",
-        ObjectInfo::COLUMNS
-    )
-});
-static LIST_SQL: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "select {} from storage.objects where bucket_id = $1 and starts_with(name, $2)
-         and name > $3 order by name limit $4",
-        ObjectInfo::COLUMNS
-    )
-});
+  returning ",
+    object_columns!(),
+    ", null::text as old_version"
+);
+const HEAD_SQL: &str = concat!(
+    "select ",
+    object_columns!(),
+    " from storage.objects where bucket_id = $1 and name = $2"
+);
+const LIST_SQL: &str = concat!(
+    "select ",
+    object_columns!(),
+    " from storage.objects where bucket_id = $1 and starts_with(name, $2)
+         and name > $3 order by name limit $4"
+);
 
 /// The values of a write's row statement (`$1`–`$8` of the statements above).
 struct RowValues {
@@ -776,7 +788,7 @@ impl Storage {
         let rows = self
             .read_once(
                 actor,
-                &HEAD_SQL,
+                HEAD_SQL,
                 &[(&bucket, Type::TEXT), (&key, Type::TEXT)],
             )
             .await?;
@@ -817,11 +829,7 @@ impl Storage {
     ) -> Result<(Uuid, Option<u64>), StorageError> {
         check_key(&spec.key)?;
         let row = RowValues::new(actor, spec, Uuid::new_v4(), Uuid::new_v4(), json!({}));
-        let sql: &str = if spec.upsert {
-            &UPSERT_PROBE_SQL
-        } else {
-            &INSERT_SQL
-        };
+        let sql = if spec.upsert { UPSERT_SQL } else { INSERT_SQL };
         // Always rolled back: the probe only asks whether the row statement would pass.
         let mut results = self
             .pipelined(
@@ -872,10 +880,10 @@ impl Storage {
     ) -> Result<ObjectInfo, StorageError> {
         let (id, version) = blob;
         let row = RowValues::new(actor, spec, id, version, metadata);
-        let sql: &str = if spec.upsert {
-            &UPSERT_COMMIT_SQL
+        let sql = if spec.upsert {
+            UPSERT_COMMIT_SQL
         } else {
-            &INSERT_SQL
+            INSERT_SQL
         };
         let result = async {
             let mut results = self.pipelined(actor, &[(sql, &row.params())], true).await?;
@@ -1048,7 +1056,7 @@ impl Storage {
             let rows = tx
                 .client()
                 .query_typed(
-                    &LIST_SQL,
+                    LIST_SQL,
                     &[
                         (&bucket, Type::TEXT),
                         (&prefix, Type::TEXT),
