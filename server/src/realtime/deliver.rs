@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::authorize::{self, Who, key_only};
 use super::decode::{Change, ChangeKind, Event};
 use super::hub::Hub;
+use super::log::{self, Position};
 use super::phoenix::{BroadcastBody, ServerMessage};
 use super::source::{Source, SourceItem, SourceOptions};
 use crate::state::SharedState;
@@ -23,6 +24,12 @@ use crate::state::SharedState;
 /// Transactions larger than this are delivered as they stream instead of at their commit,
 /// so one huge transaction cannot hold unbounded memory.
 const MAX_BUFFERED: usize = 10_000;
+/// While a huge transaction streams, its changes are logged and delivered this many at a time.
+const STREAM_CHUNK: usize = 1_000;
+/// Committed changes logged together in one statement at most.
+const MAX_BATCH: usize = 1_000;
+/// How often the change log and `realtime.messages` are trimmed.
+const TRIM_EVERY: Duration = Duration::from_secs(10);
 
 /// How long a change's rows may take to become visible after the WAL reader got its commit.
 const VISIBILITY_WAIT: Duration = Duration::from_millis(10);
@@ -43,6 +50,8 @@ pub fn payload(change: &Change, ids: &[u32]) -> Value {
         "type": change.kind.as_str(),
         "columns": columns,
         "errors": null,
+        // Where the change sits in the stream; a client sends the last one back as `since`.
+        "position": Position::of(change).to_string(),
     });
     match change.kind {
         ChangeKind::Insert => {
@@ -140,13 +149,16 @@ pub async fn deliver(
         if !allowed[g] {
             continue;
         }
-        t.outbox.send(ServerMessage::Json {
-            join_ref: None,
-            reference: None,
-            topic: t.topic.clone(),
-            event: "postgres_changes",
-            payload: payload(change, &t.ids),
-        });
+        t.send(
+            Position::of(change),
+            ServerMessage::Json {
+                join_ref: None,
+                reference: None,
+                topic: t.topic.clone(),
+                event: "postgres_changes",
+                payload: payload(change, &t.ids),
+            },
+        );
         sent += 1;
     }
     Ok(sent)
@@ -213,7 +225,74 @@ async fn deliver_retrying(state: &SharedState, hub: &Hub, change: &Change) -> bo
     }
 }
 
-/// Runs the change source and delivers its transactions until shutdown.
+/// Retries `attempt` every 500 ms until it succeeds; false when doska stops first.
+async fn retrying<F, Fut, E>(state: &SharedState, what: &str, mut attempt: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        match attempt().await {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::warn!(error = %e, "realtime: {what} failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.changed() => return false,
+                }
+            }
+        }
+    }
+}
+
+/// Logs `changes` durably (one statement), then hands each to its subscribers. False when
+/// doska stops first.
+async fn hand_over(state: &SharedState, hub: &Hub, changes: &[Change]) -> bool {
+    if changes.is_empty() {
+        return true;
+    }
+    let refs: Vec<&Change> = changes.iter().collect();
+    if !retrying(state, "logging changes", || {
+        log::append(&state.admin, &refs)
+    })
+    .await
+    {
+        return false;
+    }
+    for c in changes {
+        if !deliver_retrying(state, hub, c).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// Committed transactions waiting to be logged, delivered and acknowledged together.
+#[derive(Default)]
+struct Ready {
+    changes: Vec<Change>,
+    end_lsn: Option<super::lsn::Lsn>,
+}
+
+impl Ready {
+    /// Logs, delivers, then acknowledges the batch. False when doska stops first.
+    async fn flush(&mut self, state: &SharedState, hub: &Hub, source: &Source) -> bool {
+        if !hand_over(state, hub, &self.changes).await {
+            return false;
+        }
+        self.changes.clear();
+        if let Some(end) = self.end_lsn.take() {
+            source.ack(end);
+        }
+        true
+    }
+}
+
+/// Runs the change source and delivers its transactions until shutdown: each batch of
+/// committed transactions (whatever arrived together, up to `MAX_BATCH` changes) is logged in
+/// one statement, delivered, and only then acknowledged.
 pub async fn run(
     state: SharedState,
     hub: Arc<Hub>,
@@ -221,65 +300,106 @@ pub async fn run(
     options: SourceOptions,
 ) {
     let mut source = Source::spawn(config, options, state.shutdown.clone());
-    let mut buffered: Vec<Change> = Vec::new();
+    // The open transaction's changes (until its Commit).
+    let mut open: Vec<Change> = Vec::new();
+    // The open transaction grew past MAX_BUFFERED: its changes go out in chunks as they stream.
     let mut streaming = false;
+    let mut ready = Ready::default();
     let mut shutdown = state.shutdown.clone();
-    let mut trim = tokio::time::interval(Duration::from_secs(60));
+    let mut trim = tokio::time::interval(TRIM_EVERY);
     trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let window = Duration::from_secs(state.config.realtime_replay_window_secs);
+    let max_rows = state.config.realtime_replay_max_rows;
     loop {
-        let item = tokio::select! {
-            item = source.recv() => item,
-            _ = shutdown.changed() => None,
-            _ = trim.tick() => {
-                trim_messages(&state.admin).await;
-                continue;
+        let item = if ready.end_lsn.is_some() {
+            // Committed work is waiting: take what already arrived, else hand it over now.
+            match source.try_recv() {
+                Some(item) => Some(item),
+                None => {
+                    if !ready.flush(&state, &hub, &source).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+        } else {
+            tokio::select! {
+                item = source.recv() => item,
+                _ = shutdown.changed() => None,
+                _ = trim.tick() => {
+                    trim_messages(&state.admin).await;
+                    if let Err(e) = log::trim(&state.admin, window, max_rows).await {
+                        tracing::warn!(error = %e, "realtime: trimming the change log failed");
+                    }
+                    continue;
+                }
             }
         };
         let Some(item) = item else { break };
         match item {
             SourceItem::Started { slot_created } => {
-                buffered.clear();
+                // Everything not acknowledged comes again.
+                open.clear();
+                ready = Ready::default();
                 streaming = false;
                 if let Some(lsn) = slot_created {
                     tracing::info!(%lsn, "realtime: replication slot created");
+                    // Nothing before the slot was captured: older `since` positions must refetch.
+                    let floor = log::Position::end_of(lsn);
+                    if !retrying(&state, "raising the log floor", || {
+                        log::raise_floor(&state.admin, floor)
+                    })
+                    .await
+                    {
+                        break;
+                    }
                 }
             }
             SourceItem::Interrupted { error, retry_in } => {
                 tracing::warn!(%error, ?retry_in, "realtime: change stream interrupted");
             }
             SourceItem::Event(Event::Change(change)) => {
-                if streaming {
-                    if !deliver_retrying(&state, &hub, &change).await {
+                open.push(*change);
+                let limit = if streaming {
+                    STREAM_CHUNK
+                } else {
+                    MAX_BUFFERED
+                };
+                if open.len() >= limit {
+                    // Delivered before the commit is known: nothing to wait for yet, so rows
+                    // of a still-running transaction are checked as they stand. Earlier
+                    // transactions go first.
+                    if !ready.flush(&state, &hub, &source).await {
                         break;
                     }
-                } else {
-                    buffered.push(*change);
-                    if buffered.len() >= MAX_BUFFERED {
-                        // Delivered before the commit is known: nothing to wait for yet, so
-                        // rows of a still-running transaction are checked as they stand.
-                        streaming = true;
-                        for c in buffered.drain(..) {
-                            if !deliver_retrying(&state, &hub, &c).await {
-                                break;
-                            }
-                        }
+                    streaming = true;
+                    if !hand_over(&state, &hub, &open).await {
+                        break;
                     }
+                    open.clear();
+                } else if ready.changes.len() + open.len() >= MAX_BATCH
+                    && !ready.flush(&state, &hub, &source).await
+                {
+                    break;
                 }
             }
             SourceItem::Event(Event::Commit { end_lsn, .. }) => {
-                tracing::debug!(%end_lsn, changes = buffered.len(), "realtime: commit");
-                let mut stopped = false;
-                for c in buffered.drain(..) {
-                    if !deliver_retrying(&state, &hub, &c).await {
-                        stopped = true;
+                tracing::debug!(%end_lsn, changes = open.len(), "realtime: commit");
+                if streaming {
+                    if !hand_over(&state, &hub, &open).await {
+                        break;
+                    }
+                    open.clear();
+                    streaming = false;
+                    source.ack(end_lsn);
+                } else {
+                    ready.changes.append(&mut open);
+                    ready.end_lsn = Some(end_lsn);
+                    if ready.changes.len() >= MAX_BATCH && !ready.flush(&state, &hub, &source).await
+                    {
                         break;
                     }
                 }
-                if stopped {
-                    break;
-                }
-                streaming = false;
-                source.ack(end_lsn);
             }
             SourceItem::Event(Event::Begin { .. } | Event::Truncate(_)) => {}
         }

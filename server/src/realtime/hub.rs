@@ -15,7 +15,9 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, mpsc};
 
 use super::decode::Change;
+use super::log::Position;
 use super::phoenix::{BroadcastBody, ServerMessage};
+use super::replay::Gate;
 use super::subscriptions::{PostgresChanges, SubscriptionSet};
 use crate::jwt::Caller;
 
@@ -55,6 +57,29 @@ impl Outbox {
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
+
+    /// Marks the socket as too slow (it gets closed).
+    pub fn mark_overflowed(&self) {
+        self.overflowed.notify_one();
+    }
+
+    /// Queues once at least half the queue is free, so a long replay never fills it and starves
+    /// the hub's own messages. Returns false once the socket is gone.
+    pub async fn send_paced(&self, msg: ServerMessage) -> bool {
+        loop {
+            if self.tx.is_closed() {
+                return false;
+            }
+            if self.tx.capacity() >= self.tx.max_capacity() / 2 {
+                return match self.tx.try_send(msg) {
+                    Ok(()) => true,
+                    Err(mpsc::error::TrySendError::Full(m)) => self.tx.send(m).await.is_ok(),
+                    Err(mpsc::error::TrySendError::Closed(_)) => false,
+                };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
 }
 
 /// What a join brings to the hub.
@@ -72,6 +97,8 @@ pub struct Membership {
     pub caller: Caller,
     /// `(id, binding)` in the client's order.
     pub bindings: Vec<(u32, PostgresChanges)>,
+    /// Set while (and after) the channel replays the log: live changes go through it.
+    pub gate: Option<Arc<Gate>>,
 }
 
 /// A channel a change goes to, with the binding ids that matched and who is asking.
@@ -82,6 +109,17 @@ pub struct ChangeTarget {
     pub ids: Vec<u32>,
     pub caller: Caller,
     pub outbox: Outbox,
+    pub gate: Option<Arc<Gate>>,
+}
+
+impl ChangeTarget {
+    /// Queues a change for this channel (through its replay gate, if it has one).
+    pub fn send(&self, position: Position, msg: ServerMessage) -> bool {
+        match &self.gate {
+            Some(gate) => gate.offer(position, msg),
+            None => self.outbox.send(msg),
+        }
+    }
 }
 
 /// Presence key → the metas tracked under it, each with the channel that tracked it.
@@ -147,6 +185,9 @@ impl Hub {
         }
         for (id, _) in &m.bindings {
             inner.changes.remove(&(chan, *id));
+        }
+        if let Some(gate) = &m.gate {
+            gate.cancel();
         }
         untrack_locked(&mut inner, &m.topic, chan);
     }
@@ -261,6 +302,7 @@ impl Hub {
                 ids: vec![id],
                 caller: m.caller.clone(),
                 outbox: m.outbox.clone(),
+                gate: m.gate.clone(),
             });
         }
         targets

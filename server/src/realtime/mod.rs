@@ -12,8 +12,10 @@ pub mod authorize;
 pub mod decode;
 pub mod deliver;
 pub mod hub;
+pub mod log;
 pub mod lsn;
 pub mod phoenix;
+pub mod replay;
 pub mod replication;
 pub mod socket;
 pub mod source;
@@ -97,6 +99,13 @@ async fn may_send_private(
     }
 }
 
+/// A private broadcast goes into the durable log (for `broadcast.replay`) before it is sent.
+async fn log_private(state: &SharedState, topic: &str, event: &str, body: &BroadcastBody) {
+    if let Err(e) = log::append_broadcast(&state.admin, topic, event, body).await {
+        tracing::warn!(error = %e, "realtime: logging a private broadcast failed");
+    }
+}
+
 fn accepted() -> Response<Body> {
     let mut res = Response::new(crate::http::body::empty());
     *res.status_mut() = StatusCode::ACCEPTED;
@@ -171,14 +180,18 @@ async fn broadcast_api(
             }
         };
         let topic = decode(topic);
-        if private_query && let Err(res) = may_send_private(&state, &caller, &topic).await {
-            return res;
+        let event = decode(event);
+        if private_query {
+            if let Err(res) = may_send_private(&state, &caller, &topic).await {
+                return res;
+            }
+            log_private(&state, &topic, &event, &body).await;
         }
         hub.broadcast(
             None,
             &format!("realtime:{topic}"),
             private_query,
-            decode(event),
+            event,
             None,
             body,
         );
@@ -217,14 +230,17 @@ async fn broadcast_api(
         ));
     }
     for (topic, private, event, payload) in valid {
-        hub.broadcast(
-            None,
-            &topic,
-            private,
-            event,
-            None,
-            BroadcastBody::Json(payload),
-        );
+        let payload = BroadcastBody::Json(payload);
+        if private {
+            log_private(
+                &state,
+                topic.trim_start_matches("realtime:"),
+                &event,
+                &payload,
+            )
+            .await;
+        }
+        hub.broadcast(None, &topic, private, event, None, payload);
     }
     accepted()
 }

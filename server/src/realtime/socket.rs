@@ -25,9 +25,12 @@ use tokio_tungstenite::tungstenite::{Message, handshake::derive_accept_key};
 
 use super::authorize::{self, ChannelPermissions, Who};
 use super::hub::{ChanId, Hub, Membership, Outbox};
+use super::log;
 use super::phoenix::{
-    Broadcast, ClientMessage, Encoded, Frame, Join, PhoenixError, PresenceOp, ServerMessage, Vsn,
+    Broadcast, ClientMessage, Encoded, Frame, Join, PhoenixError, PresenceOp, ReplayOption,
+    ServerMessage, Vsn,
 };
+use super::replay::{self, Gate, ReplayChannel};
 use super::subscriptions::PostgresChanges;
 use crate::http::body::{Body, empty, json as json_response};
 use crate::jwt::Caller;
@@ -397,7 +400,7 @@ impl Connection {
                 }
             }
             ClientMessage::AccessToken(token) => self.access_token(&frame, &token),
-            ClientMessage::Broadcast(b) => self.broadcast(&frame, b),
+            ClientMessage::Broadcast(b) => self.broadcast(&frame, b).await,
             ClientMessage::Presence(op) => self.presence(&frame, op),
         }
     }
@@ -451,6 +454,13 @@ impl Connection {
         } else {
             None
         };
+        if join.config.replay.is_some() && perms.is_none() {
+            return self.reply(
+                frame,
+                false,
+                json!({"reason": "broadcast.replay is only available on private channels"}),
+            );
+        }
         let mut bindings = Vec::new();
         let mut echoed = Vec::new();
         for b in &join.config.postgres_changes {
@@ -484,6 +494,23 @@ impl Connection {
             join.config.presence_key.clone()
         };
         let has_changes = !bindings.is_empty();
+        // Resuming: live changes wait behind a gate until the log has been replayed.
+        let replay = match join.config.since {
+            Some(since) if has_changes => {
+                let gate = Arc::new(Gate::new(self.outbox.clone(), since));
+                let channel = ReplayChannel {
+                    topic: topic.clone(),
+                    join_ref: join_ref.clone(),
+                    who: Who {
+                        role: caller.role.clone(),
+                        claims: caller.claims.to_string(),
+                    },
+                    bindings: bindings.clone(),
+                };
+                Some((gate, channel, since))
+            }
+            _ => None,
+        };
         let chan = self.hub.join(Membership {
             topic: topic.clone(),
             join_ref: join_ref.clone(),
@@ -494,6 +521,7 @@ impl Connection {
             presence_key,
             caller: caller.clone(),
             bindings,
+            gate: replay.as_ref().map(|(gate, _, _)| gate.clone()),
         });
         self.channels.insert(
             topic.clone(),
@@ -524,6 +552,46 @@ impl Connection {
                 "postgres_changes",
                 "Subscribed to PostgreSQL",
             );
+        }
+        if let Some((gate, channel, since)) = replay {
+            tokio::spawn(replay::changes(self.state.clone(), gate, channel, since));
+        }
+        if let Some(option) = join.config.replay
+            && perms.is_some_and(|p| p.read_broadcast)
+        {
+            self.replay_broadcasts(&topic, option).await;
+        }
+    }
+
+    /// `broadcast.replay`: the newest logged broadcasts of this private channel after `since`.
+    async fn replay_broadcasts(&self, topic: &Arc<str>, option: ReplayOption) {
+        let limit = option
+            .limit
+            .unwrap_or(replay::BROADCAST_REPLAY_MAX)
+            .min(replay::BROADCAST_REPLAY_MAX);
+        match log::broadcasts_since(&self.state.admin, sub_topic(topic), option.since_ms, limit)
+            .await
+        {
+            Ok(logged) => {
+                for b in logged {
+                    self.send(ServerMessage::Broadcast {
+                        topic: topic.clone(),
+                        event: b.event,
+                        meta: Some(json!({"id": b.id, "replayed": true})),
+                        body: b.body,
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "realtime: broadcast replay failed");
+                self.system(
+                    topic,
+                    None,
+                    false,
+                    "broadcast",
+                    "Could not replay broadcasts",
+                );
+            }
         }
     }
 
@@ -557,7 +625,7 @@ impl Connection {
         }
     }
 
-    fn broadcast(&mut self, frame: &Frame, b: Broadcast) {
+    async fn broadcast(&mut self, frame: &Frame, b: Broadcast) {
         let Some(joined) = self.joined(frame) else {
             return;
         };
@@ -569,6 +637,12 @@ impl Connection {
         );
         if perms.is_some_and(|p| !p.write_broadcast) {
             return self.reply(frame, false, json!({"reason": unauthorized_write(&topic)}));
+        }
+        if perms.is_some()
+            && let Err(e) =
+                log::append_broadcast(&self.state.admin, sub_topic(&topic), &b.event, &b.body).await
+        {
+            tracing::warn!(error = %e, "realtime: logging a private broadcast failed");
         }
         self.hub
             .broadcast(Some(chan), &topic, perms.is_some(), b.event, b.meta, b.body);
