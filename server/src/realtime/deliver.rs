@@ -342,6 +342,10 @@ pub async fn run(
                 open.clear();
                 ready = Ready::default();
                 streaming = false;
+                tracing::info!(
+                    slot_created = slot_created.is_some(),
+                    "realtime: streaming changes from the replication slot"
+                );
                 if let Some(lsn) = slot_created {
                     tracing::info!(%lsn, "realtime: replication slot created");
                     // Nothing before the slot was captured: older `since` positions must refetch.
