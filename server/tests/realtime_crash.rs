@@ -211,6 +211,19 @@ async fn a_subscriber_resuming_after_sigkill_gets_every_change_exactly_once() {
     while let Some(m) = phx.next(Duration::from_millis(500)).await {
         seen.take(m);
     }
+    // The realtime gauges: this socket and channel, and the slot's lag.
+    let metrics = common::get(&format!("{}/metrics", second.url)).await.text();
+    let gauge = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing: {metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(gauge("doska_realtime_sockets"), 1.0);
+    assert_eq!(gauge("doska_realtime_channels"), 1.0);
+    assert!(gauge("doska_realtime_slot_lag_bytes") >= 0.0);
     child.kill().unwrap();
     child.wait().unwrap();
     writer.await.unwrap();

@@ -225,6 +225,26 @@ async fn deliver_retrying(state: &SharedState, hub: &Hub, change: &Change) -> bo
     }
 }
 
+/// Records how many WAL bytes the slot has not confirmed (for /metrics).
+async fn measure_slot_lag(state: &SharedState, hub: &Hub, slot: &str) {
+    let lag = match state.admin.get().await {
+        Ok(c) => c
+            .query_opt(
+                "select pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint \
+                 from pg_replication_slots where slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .map(|row| row.and_then(|r| r.get::<_, Option<i64>>(0)))
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match lag {
+        Ok(lag) => hub.set_slot_lag(lag.unwrap_or(0)),
+        Err(e) => tracing::debug!(error = %e, "realtime: measuring slot lag failed"),
+    }
+}
+
 /// Retries `attempt` every 500 ms until it succeeds; false when doska stops first.
 async fn retrying<F, Fut, E>(state: &SharedState, what: &str, mut attempt: F) -> bool
 where
@@ -299,6 +319,7 @@ pub async fn run(
     config: tokio_postgres::Config,
     options: SourceOptions,
 ) {
+    let slot = options.slot.clone();
     let mut source = Source::spawn(config, options, state.shutdown.clone());
     // The open transaction's changes (until its Commit).
     let mut open: Vec<Change> = Vec::new();
@@ -331,6 +352,7 @@ pub async fn run(
                     if let Err(e) = log::trim(&state.admin, window, max_rows).await {
                         tracing::warn!(error = %e, "realtime: trimming the change log failed");
                     }
+                    measure_slot_lag(&state, &hub, &slot).await;
                     continue;
                 }
             }

@@ -8,7 +8,7 @@
 //! client and never buffers without bound.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Map, Value, json};
@@ -138,6 +138,20 @@ struct Inner {
 pub struct Hub {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
+    /// Open sockets, for /metrics.
+    sockets: Arc<AtomicUsize>,
+    /// WAL bytes the slot has not confirmed, as last measured (for /metrics).
+    slot_lag: AtomicI64,
+}
+
+/// Counts one open socket until dropped.
+#[derive(Debug)]
+pub struct SocketOpen(Arc<AtomicUsize>);
+
+impl Drop for SocketOpen {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Hub {
@@ -306,6 +320,24 @@ impl Hub {
             });
         }
         targets
+    }
+
+    /// Counts a socket as open until the returned guard is dropped.
+    pub fn socket_opened(&self) -> SocketOpen {
+        self.sockets.fetch_add(1, Ordering::Relaxed);
+        SocketOpen(self.sockets.clone())
+    }
+
+    pub fn sockets(&self) -> usize {
+        self.sockets.load(Ordering::Relaxed)
+    }
+
+    pub fn set_slot_lag(&self, bytes: i64) {
+        self.slot_lag.store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn slot_lag(&self) -> i64 {
+        self.slot_lag.load(Ordering::Relaxed)
     }
 
     /// How many channels are joined (for metrics and tests).

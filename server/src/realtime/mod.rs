@@ -59,6 +59,24 @@ pub fn hub(state: &SharedState) -> Arc<Hub> {
 /// until shutdown; await the handle before stopping PostgreSQL so the slot is released cleanly.
 pub fn start(state: &SharedState, admin: tokio_postgres::Config) -> tokio::task::JoinHandle<()> {
     let hub = hub(state);
+    let h = hub.clone();
+    state.metrics.gauge(
+        "doska_realtime_slot_lag_bytes",
+        "WAL bytes between the server's current position and what the realtime slot confirmed (refreshed every 10 s).",
+        move || vec![(String::new(), h.slot_lag() as f64)],
+    );
+    let h = hub.clone();
+    state.metrics.gauge(
+        "doska_realtime_sockets",
+        "Open realtime WebSocket connections.",
+        move || vec![(String::new(), h.sockets() as f64)],
+    );
+    let h = hub.clone();
+    state.metrics.gauge(
+        "doska_realtime_channels",
+        "Joined realtime channels.",
+        move || vec![(String::new(), h.channels() as f64)],
+    );
     tokio::spawn(deliver::run(
         state.clone(),
         hub,
@@ -152,14 +170,18 @@ async fn broadcast_api(
         .headers()
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/octet-stream"));
-    let body =
-        match read_limited(req.into_body(), limit.min(socket::MAX_MESSAGE_BYTES as u64)).await {
-            Ok(b) => b,
-            Err(e @ crate::http::body::BodyError::TooLarge { .. }) => {
-                return error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string());
-            }
-            Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
-        };
+    let body = match read_limited(
+        req.into_body(),
+        limit.min(state.config.realtime_max_message_bytes as u64),
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(e @ crate::http::body::BodyError::TooLarge { .. }) => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string());
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
     let hub = hub(&state);
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(s)

@@ -36,7 +36,8 @@ use crate::http::body::{Body, empty, json as json_response};
 use crate::jwt::Caller;
 use crate::state::SharedState;
 
-/// Largest client message accepted (payload included); larger ones get an error reply.
+/// Largest client message accepted by default (payload included; `--realtime-max-message-bytes`);
+/// larger ones get an error reply.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// Messages queued for one socket before it counts as a slow consumer and is closed.
 pub const SEND_QUEUE: usize = 1024;
@@ -49,15 +50,15 @@ const TOKEN_CHECK: Duration = Duration::from_secs(5);
 
 /// Explicit buffer sizes: tungstenite's defaults (128 KiB read buffer per socket, unbounded write
 /// buffer) would make idle sockets costly and slow ones unbounded.
-fn ws_config() -> WebSocketConfig {
+fn ws_config(max_message: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(8 * 1024)
         .write_buffer_size(8 * 1024)
-        .max_write_buffer_size(4 * MAX_MESSAGE_BYTES)
+        .max_write_buffer_size(4 * max_message)
         // Frames a bit over the cap still arrive whole, so they get a Phoenix error reply
         // instead of a dropped connection; far larger ones close the socket.
-        .max_message_size(Some(4 * MAX_MESSAGE_BYTES))
-        .max_frame_size(Some(4 * MAX_MESSAGE_BYTES))
+        .max_message_size(Some(4 * max_message))
+        .max_frame_size(Some(4 * max_message))
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response<Body> {
@@ -133,7 +134,7 @@ pub async fn upgrade(
                 let ws = WebSocketStream::from_raw_socket(
                     TokioIo::new(upgraded),
                     Role::Server,
-                    Some(ws_config()),
+                    Some(ws_config(state.config.realtime_max_message_bytes)),
                 )
                 .await;
                 run(state, hub, vsn, caller, ws).await;
@@ -181,6 +182,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let (outbox, mut queue, overflowed) = Outbox::new(SEND_QUEUE);
+    let _open = hub.socket_opened();
     let mut conn = Connection {
         state: state.clone(),
         hub,
@@ -384,7 +386,8 @@ impl Connection {
             Ok(f) => f,
             Err(e) => return self.system_error(None, &e.to_string()),
         };
-        let message = match ClientMessage::parse(&frame, size, MAX_MESSAGE_BYTES) {
+        let limit = self.state.config.realtime_max_message_bytes;
+        let message = match ClientMessage::parse(&frame, size, limit) {
             Ok(m) => m,
             Err(e) => return self.reply(&frame, false, json!({"reason": e.to_string()})),
         };
