@@ -82,6 +82,40 @@ pub fn payload(change: &Change, ids: &[u32]) -> Value {
     json!({"ids": ids, "data": data})
 }
 
+/// For each caller, whether it may see `change` (`authorize::visible`), once the change's
+/// commit is visible at all. PostgreSQL may hand a commit to the WAL reader a moment before
+/// other sessions can see it: a caller that bypasses RLS (`service_role`) goes first, and until
+/// it sees the row the answers say "not yet", not "no". After the retries (a row deleted since,
+/// or a table service_role may not read) the answers stand. Used by live delivery and replay.
+pub async fn visible_once_committed(
+    pool: &deadpool_postgres::Pool,
+    change: &Change,
+    mut who: Vec<Who>,
+) -> Result<Vec<bool>, authorize::AuthorizeError> {
+    let probe = change.kind != ChangeKind::Delete;
+    if probe {
+        who.insert(
+            0,
+            Who {
+                role: "service_role".into(),
+                claims: "{}".into(),
+            },
+        );
+    }
+    let mut allowed = authorize::visible(pool, change, &who).await?;
+    for _ in 0..VISIBILITY_RETRIES {
+        if !probe || allowed[0] {
+            break;
+        }
+        tokio::time::sleep(VISIBILITY_WAIT).await;
+        allowed = authorize::visible(pool, change, &who).await?;
+    }
+    if probe {
+        allowed.remove(0);
+    }
+    Ok(allowed)
+}
+
 /// Hands one change to every matching subscriber allowed to see it.
 pub async fn deliver(
     pool: &deadpool_postgres::Pool,
@@ -110,32 +144,7 @@ pub async fn deliver(
         });
         target_group.push(i);
     }
-    // PostgreSQL may hand a commit to the WAL reader a moment before other sessions can see
-    // it. A caller that bypasses RLS (`service_role`) goes first: until it sees the row, the
-    // answers say "not yet", not "no". After the retries (a row deleted since, or a table
-    // service_role may not read) the answers stand.
-    let probe = change.kind != ChangeKind::Delete;
-    if probe {
-        who.insert(
-            0,
-            Who {
-                role: "service_role".into(),
-                claims: "{}".into(),
-            },
-        );
-    }
-    let mut allowed = authorize::visible(pool, change, &who).await?;
-    for _ in 0..VISIBILITY_RETRIES {
-        if !probe || allowed[0] {
-            break;
-        }
-        tokio::time::sleep(VISIBILITY_WAIT).await;
-        allowed = authorize::visible(pool, change, &who).await?;
-    }
-    if probe {
-        allowed.remove(0);
-        who.remove(0);
-    }
+    let allowed = visible_once_committed(pool, change, who).await?;
     tracing::debug!(
         schema = %change.schema,
         table = %change.table,

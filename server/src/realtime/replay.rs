@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::authorize::{self, Who};
+use super::authorize::Who;
 use super::hub::Outbox;
 use super::log::{self, Position};
 use super::phoenix::ServerMessage;
@@ -242,7 +242,7 @@ async fn visible(
 ) -> Result<bool, Stop> {
     let mut last = String::new();
     for _ in 0..5 {
-        match authorize::visible(&state.pool, change, who).await {
+        match super::deliver::visible_once_committed(&state.pool, change, who.to_vec()).await {
             Ok(allowed) => return Ok(allowed.first().copied().unwrap_or(false)),
             Err(e) => last = e.to_string(),
         }
