@@ -500,3 +500,53 @@ async fn private_broadcasts_replay_with_their_meta() {
         .await;
     assert_eq!(reply["status"], "error", "{reply}");
 }
+
+#[tokio::test]
+async fn a_slot_lost_while_streaming_tells_subscribers_to_refetch() {
+    let (db, url) = pipeline().await;
+    let key = service(&db);
+    let mut phx = subscribe(&url, &key, None).await;
+    insert(&db, 1, ALICE).await;
+    let seen = collect(&mut phx, |g| !g.is_empty()).await;
+    let slot = format!("replay_{}", db.name);
+    // Take the slot away under the running source (it reconnects within 200 ms).
+    let mut dropped = false;
+    for _ in 0..100 {
+        db.admin()
+            .execute(
+                "select pg_terminate_backend(active_pid) from pg_replication_slots \
+                 where slot_name = $1 and active_pid is not null",
+                &[&slot],
+            )
+            .await
+            .unwrap();
+        if db
+            .admin()
+            .execute("select pg_drop_replication_slot($1)", &[&slot])
+            .await
+            .is_ok()
+        {
+            dropped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(dropped, "could not drop the slot");
+    let m = phx
+        .next(Duration::from_secs(10))
+        .await
+        .expect("a changes-lost message");
+    assert_eq!(m.event, "system", "{m:?}");
+    assert_eq!(
+        m.payload["message"],
+        doska::realtime::replay::CHANGES_LOST_MESSAGE
+    );
+    assert_eq!(m.payload["status"], "error");
+    // Resuming from before the loss must refetch too; live changes flow again.
+    let mut again = subscribe(&url, &key, Some(&seen[0].2.to_string())).await;
+    let m = again.next(Duration::from_secs(5)).await.expect("refetch");
+    assert_eq!(m.payload["message"], log_refetch(), "{m:?}");
+    insert(&db, 2, ALICE).await;
+    let live = collect(&mut again, |g| !g.is_empty()).await;
+    assert_eq!(live[0].1, 2);
+}

@@ -335,6 +335,7 @@ pub async fn run(
     // The open transaction grew past MAX_BUFFERED: its changes go out in chunks as they stream.
     let mut streaming = false;
     let mut ready = Ready::default();
+    let mut started_before = false;
     let mut shutdown = state.shutdown.clone();
     let mut trim = tokio::time::interval(TRIM_EVERY);
     trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -369,6 +370,7 @@ pub async fn run(
         let Some(item) = item else { break };
         match item {
             SourceItem::Started { slot_created } => {
+                let started_before = std::mem::replace(&mut started_before, true);
                 // Everything not acknowledged comes again.
                 open.clear();
                 ready = Ready::default();
@@ -387,6 +389,10 @@ pub async fn run(
                     .await
                     {
                         break;
+                    }
+                    if started_before {
+                        // The slot was lost while we streamed: subscribers missed changes.
+                        hub.tell_changes_lost(super::replay::CHANGES_LOST_MESSAGE);
                     }
                 }
             }

@@ -322,6 +322,29 @@ impl Hub {
         targets
     }
 
+    /// Sends a `system` error to every channel with `postgres_changes` bindings (changes they
+    /// wanted were lost). Returns how many channels it was queued for.
+    pub fn tell_changes_lost(&self, message: &str) -> usize {
+        let inner = self.lock();
+        let mut sent = 0;
+        for m in inner.members.values().filter(|m| !m.bindings.is_empty()) {
+            let queued = m.outbox.send(ServerMessage::Json {
+                join_ref: m.join_ref.clone(),
+                reference: None,
+                topic: m.topic.clone(),
+                event: "system",
+                payload: json!({
+                    "message": message,
+                    "status": "error",
+                    "extension": "postgres_changes",
+                    "channel": m.topic.strip_prefix("realtime:").unwrap_or(&m.topic),
+                }),
+            });
+            sent += usize::from(queued);
+        }
+        sent
+    }
+
     /// Counts a socket as open until the returned guard is dropped.
     pub fn socket_opened(&self) -> SocketOpen {
         self.sockets.fetch_add(1, Ordering::Relaxed);

@@ -33,6 +33,10 @@ pub const BROADCAST_REPLAY_MAX: i64 = 25;
 pub const REFETCH_MESSAGE: &str =
     "Changes since this position are no longer available: refetch, then continue with live changes";
 
+/// The `system` message every channel with `postgres_changes` bindings gets when the replication
+/// slot had to be recreated while doska ran: changes committed meanwhile were never captured.
+pub const CHANGES_LOST_MESSAGE: &str = "Changes were lost (the replication slot was recreated): refetch, then continue with live changes";
+
 #[derive(Debug)]
 struct GateState {
     open: bool,
