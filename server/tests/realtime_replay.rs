@@ -550,3 +550,23 @@ async fn a_slot_lost_while_streaming_tells_subscribers_to_refetch() {
     let live = collect(&mut again, |g| !g.is_empty()).await;
     assert_eq!(live[0].1, 2);
 }
+
+#[tokio::test]
+async fn a_batch_of_large_rows_is_logged_whole() {
+    let db = common::TestDb::new().await;
+    let big = "x".repeat(3 * 1024 * 1024);
+    let changes: Vec<Change> = (0..4)
+        .map(|i| {
+            let mut c = fake_change(0x9000_0000, i, i64::from(i));
+            c.record.insert("body".into(), json!(big));
+            c
+        })
+        .collect();
+    let refs: Vec<&Change> = changes.iter().collect();
+    log::append(&db.state.admin, &refs).await.unwrap();
+    let all = [("public".to_string(), "items".to_string())];
+    let page = log::changes_after(&db.state.admin, Position::default(), &all, 10)
+        .await
+        .unwrap();
+    assert_eq!(page.changes, changes);
+}

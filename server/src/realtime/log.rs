@@ -244,10 +244,29 @@ pub async fn append(admin: &deadpool_postgres::Pool, changes: &[&Change]) -> Res
     if rows.is_empty() {
         return Ok(());
     }
-    let text = Value::Array(rows).to_string();
-    client(admin).await?.execute(APPEND, &[&text]).await?;
+    // One statement, unless the rows are large: then one per ~8 MiB of JSON.
+    let client = client(admin).await?;
+    let mut text = String::from("[");
+    for row in rows {
+        if text.len() > 1 {
+            text.push(',');
+        }
+        text.push_str(&row.to_string());
+        if text.len() >= APPEND_CHUNK_BYTES {
+            text.push(']');
+            client.execute(APPEND, &[&text]).await?;
+            text = String::from("[");
+        }
+    }
+    if text.len() > 1 {
+        text.push(']');
+        client.execute(APPEND, &[&text]).await?;
+    }
     Ok(())
 }
+
+/// Past this much JSON, a batch is split into several statements.
+const APPEND_CHUNK_BYTES: usize = 8 * 1024 * 1024;
 
 /// Logs a broadcast on a private channel that did not come through the WAL (socket or REST).
 pub async fn append_broadcast(
