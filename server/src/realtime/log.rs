@@ -332,11 +332,17 @@ pub async fn trim(
     let row = client(admin)
         .await?
         .query_one(
-            "with gone as (
-               delete from doska.realtime_log
-               where logged_at < clock_timestamp() - make_interval(secs => $1::bigint / 1000.0)
-                  or seq <= (select max(seq) from doska.realtime_log) - $2::bigint
-               returning commit_lsn, idx),
+            "with bound as (
+               -- Entries are logged in seq order, so both limits are a seq bound (index scans,
+               -- never a pass over the whole log).
+               select greatest(
+                 (select max(seq) from doska.realtime_log) - $2::bigint,
+                 (select max(seq) from doska.realtime_log
+                  where logged_at < clock_timestamp() - make_interval(secs => $1::bigint / 1000.0))
+               ) as seq),
+             gone as (
+               delete from doska.realtime_log l using bound where l.seq <= bound.seq
+               returning l.commit_lsn, l.idx),
              top as (
                select commit_lsn, idx from gone where commit_lsn is not null
                order by commit_lsn desc, idx desc limit 1),
