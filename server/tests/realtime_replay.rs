@@ -387,6 +387,24 @@ async fn the_log_is_trimmed_by_size_and_by_age_and_raises_its_floor() {
     assert!(none.changes.is_empty());
 }
 
+/// The first `n` broadcasts (within 10 s), then whatever else comes within 300 ms.
+async fn broadcasts(phx: &mut Phx, n: usize) -> Vec<Value> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let wait = if got.len() < n {
+            deadline.saturating_duration_since(tokio::time::Instant::now())
+        } else {
+            Duration::from_millis(300)
+        };
+        match phx.next(wait).await {
+            Some(m) if m.event == "broadcast" => got.push(m.payload),
+            Some(_) => {}
+            None => return got,
+        }
+    }
+}
+
 #[tokio::test]
 async fn private_broadcasts_replay_with_their_meta() {
     let (db, url) = pipeline().await;
@@ -451,12 +469,7 @@ async fn private_broadcasts_replay_with_their_meta() {
         )
         .await;
     assert_eq!(reply["status"], "ok", "{reply}");
-    let mut got = Vec::new();
-    while let Some(m) = late.next(Duration::from_millis(500)).await {
-        if m.event == "broadcast" {
-            got.push(m.payload);
-        }
-    }
+    let got = broadcasts(&mut late, 3).await;
     let events: Vec<&str> = got.iter().map(|p| p["event"].as_str().unwrap()).collect();
     assert_eq!(events, ["socket", "sql", "rest"], "{got:?}");
     assert_eq!(got[1]["payload"], json!({"n": 2}));
@@ -478,10 +491,11 @@ async fn private_broadcasts_replay_with_their_meta() {
         None,
     )
     .await;
-    let mut events = Vec::new();
-    while let Some(m) = late.next(Duration::from_millis(500)).await {
-        events.push(m.payload["event"].as_str().unwrap_or_default().to_string());
-    }
+    let events: Vec<String> = broadcasts(&mut late, 2)
+        .await
+        .iter()
+        .map(|p| p["event"].as_str().unwrap_or_default().to_string())
+        .collect();
     assert_eq!(events, ["sql", "rest"]);
     let mut late = Phx::connect(&url, &key).await.unwrap();
     let now_ms = chrono::Utc::now().timestamp_millis() + 1000;
