@@ -584,3 +584,51 @@ async fn a_batch_of_large_rows_is_logged_whole() {
         .unwrap();
     assert_eq!(page.changes, changes);
 }
+
+#[tokio::test]
+async fn the_message_cap_is_configurable() {
+    let db = common::TestDb::with_settings(doska::config::Settings {
+        realtime_max_message_bytes: Some(2048),
+        ..Default::default()
+    })
+    .await;
+    let url = db.server().await;
+    let key = service(&db);
+    let mut phx = Phx::connect(&url, &key).await.unwrap();
+    let reply = phx.join("cap", json!({}), None).await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    let reference = phx
+        .push(
+            Some("1"),
+            "realtime:cap",
+            "broadcast",
+            json!({"type": "broadcast", "event": "big", "payload": {"x": "y".repeat(3000)}}),
+        )
+        .await;
+    let m = phx
+        .next(Duration::from_secs(5))
+        .await
+        .expect("an error reply");
+    assert_eq!(m.reference.as_deref(), Some(reference.as_str()));
+    assert_eq!(m.payload["status"], "error", "{m:?}");
+    assert!(
+        m.payload["response"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("over the limit of 2048 bytes"),
+        "{m:?}"
+    );
+    let res = common::request(
+        "POST",
+        &format!("{url}/realtime/v1/api/broadcast"),
+        &[
+            ("apikey", key.as_str()),
+            ("content-type", "application/json"),
+        ],
+        json!({"messages": [{"topic": "cap", "event": "big", "payload": "y".repeat(3000)}]})
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_eq!(res.status, 413, "{}", res.text());
+}

@@ -54,7 +54,8 @@ fn ws_config(max_message: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(8 * 1024)
         .write_buffer_size(8 * 1024)
-        .max_write_buffer_size(4 * max_message)
+        // tungstenite requires it above the write buffer's 8 KiB, whatever the message cap.
+        .max_write_buffer_size((4 * max_message).max(64 * 1024))
         // Frames a bit over the cap still arrive whole, so they get a Phoenix error reply
         // instead of a dropped connection; far larger ones close the socket.
         .max_message_size(Some(4 * max_message))
