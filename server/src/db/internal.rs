@@ -12,8 +12,12 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_storage", include_str!("internal/0004_storage.sql")),
     ("0005_policies", include_str!("internal/0005_policies.sql")),
     (
-        "0006_realtime_log",
-        include_str!("internal/0006_realtime_log.sql"),
+        "0006_policy_sections",
+        include_str!("internal/0006_policy_sections.sql"),
+    ),
+    (
+        "0007_realtime_log",
+        include_str!("internal/0007_realtime_log.sql"),
     ),
 ];
 
