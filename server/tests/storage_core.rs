@@ -376,8 +376,53 @@ async fn listing_groups_by_delimiter_and_pages() {
     assert_eq!(p.objects.len(), 2);
 }
 
+/// Uploads `parts` (number, bytes) to a new upload of `bucket/key`; returns the upload id and the
+/// (number, ETag) list to complete it with.
+async fn upload_parts(
+    core: &Storage,
+    actor: &Actor,
+    (bucket, key): (&str, &str),
+    parts: &[(i32, &[u8])],
+) -> (String, Vec<(i32, String)>) {
+    let up = core
+        .create_upload(actor, &spec(bucket, key, true), None)
+        .await
+        .unwrap();
+    let mut listed = Vec::new();
+    for (n, bytes) in parts {
+        let (etag, size) = core
+            .upload_part(
+                actor,
+                bucket,
+                key,
+                &up,
+                *n,
+                disk::once(Bytes::copy_from_slice(bytes)),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(size, bytes.len() as u64);
+        listed.push((*n, etag));
+    }
+    (up, listed)
+}
+
+async fn read_range(core: &Storage, bucket: &str, key: &str, first: u64, last: u64) -> Bytes {
+    let range = ByteRange::From {
+        first,
+        last: Some(last),
+    };
+    let (_, s, span) = core
+        .get(&service(), bucket, key, Some(range))
+        .await
+        .unwrap();
+    assert_eq!(span, Some((first, last - first + 1)));
+    collect(s, 1 << 30).await.unwrap()
+}
+
 #[tokio::test]
-async fn multipart_joins_parts_and_forgets_them() {
+async fn multipart_objects_stay_as_their_parts() {
     let t = TestDb::new().await;
     let core = storage::core_of(&t.state);
     let svc = service();
@@ -427,9 +472,21 @@ async fn multipart_joins_parts_and_forgets_them() {
         )
         .await
         .unwrap();
+    // A part uploaded but not listed at completion: its bytes go when the upload completes.
+    core.upload_part(
+        &svc,
+        "m",
+        "big",
+        &up,
+        3,
+        disk::once(Bytes::from_static(b"unused")),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         core.list_parts(&svc, "m", "big", &up).await.unwrap().len(),
-        2
+        3
     );
     assert_eq!(core.list_uploads(&svc, "m", "").await.unwrap().len(), 1);
     assert!(matches!(
@@ -448,9 +505,105 @@ async fn multipart_joins_parts_and_forgets_them() {
         .await
         .unwrap();
     assert!(info.etag.ends_with("-2\""), "{}", info.etag);
+    assert_eq!(info.size, 11);
     assert_eq!(read(&core, &svc, "m", "big").await.unwrap(), "hello world");
-    assert_eq!(blobs(&core).await, vec![info.blob()]);
+    // No joined copy: the object's bytes are its two listed parts, and nothing else is stored.
+    let mut parts = info.blobs();
+    assert_eq!(parts.len(), 2);
+    let mut stored = blobs(&core).await;
+    parts.sort_by_key(|b| format!("{b:?}"));
+    stored.sort_by_key(|b| format!("{b:?}"));
+    assert_eq!(stored, parts);
+    let head = core.head(&svc, "m", "big").await.unwrap();
+    assert_eq!(head.blobs(), info.blobs());
+    assert_eq!(head.etag, info.etag);
     assert!(core.list_uploads(&svc, "m", "").await.unwrap().is_empty());
+    // The upload is gone with the commit: it can neither be aborted nor completed again.
+    assert!(matches!(
+        core.abort_upload(&svc, "m", "big", &up).await,
+        Err(StorageError::NoSuchUpload)
+    ));
+    assert_eq!(read(&core, &svc, "m", "big").await.unwrap(), "hello world");
+    // Ranges within one part, across the boundary, the tail.
+    assert_eq!(read_range(&core, "m", "big", 1, 3).await, "ell");
+    assert_eq!(read_range(&core, "m", "big", 4, 7).await, "o wo");
+    assert_eq!(read_range(&core, "m", "big", 6, 10).await, "world");
+    let (_, tail, _) = core
+        .get(&svc, "m", "big", Some(ByteRange::Suffix { len: 7 }))
+        .await
+        .unwrap();
+    assert_eq!(collect(tail, 100).await.unwrap(), "o world");
+
+    // Bigger parts (several read chunks each) read whole and across boundaries.
+    let a: Vec<u8> = (0..(700u32 << 10)).map(|i| (i % 251) as u8).collect();
+    let b: Vec<u8> = (0..(300u32 << 10)).map(|i| (i % 13) as u8).collect();
+    let c = b"the end".to_vec();
+    let (up2, listed) =
+        upload_parts(&core, &svc, ("m", "large"), &[(1, &a), (2, &b), (5, &c)]).await;
+    let large = core
+        .complete_upload(&svc, "m", "large", &up2, &listed)
+        .await
+        .unwrap();
+    let whole = [&a[..], &b, &c].concat();
+    assert_eq!(large.size, whole.len() as u64);
+    assert_eq!(read(&core, &svc, "m", "large").await.unwrap(), whole);
+    let cut = a.len() as u64 + b.len() as u64;
+    assert_eq!(
+        read_range(&core, "m", "large", 1000, cut + 2).await,
+        &whole[1000..cut as usize + 3]
+    );
+    // A copy reads through the parts into one new blob.
+    let copied = core
+        .copy(&svc, "m", "large", &spec("m", "copy", false))
+        .await
+        .unwrap();
+    assert_eq!(copied.blobs(), vec![copied.blob()]);
+    assert_eq!(read(&core, &svc, "m", "copy").await.unwrap(), whole);
+    // A renamed multipart object keeps its parts.
+    core.rename(&svc, "m", "large", "m", "moved").await.unwrap();
+    assert_eq!(read(&core, &svc, "m", "moved").await.unwrap(), whole);
+
+    // Overwriting a multipart object removes its parts; so does deleting one.
+    let over = core
+        .put(&svc, &s, disk::once(Bytes::from_static(b"plain")))
+        .await
+        .unwrap();
+    assert_eq!(read(&core, &svc, "m", "big").await.unwrap(), "plain");
+    core.delete(&svc, "m", &["moved".into()]).await.unwrap();
+    let mut stored = blobs(&core).await;
+    let mut want = vec![over.blob(), copied.blob()];
+    stored.sort_by_key(|b| format!("{b:?}"));
+    want.sort_by_key(|b| format!("{b:?}"));
+    assert_eq!(stored, want);
+    // A multipart object overwritten by another one: the old parts go, the new ones stay.
+    let (up3, listed) = upload_parts(&core, &svc, ("m", "big"), &[(1, b"one "), (2, b"two")]).await;
+    let m1 = core
+        .complete_upload(&svc, "m", "big", &up3, &listed)
+        .await
+        .unwrap();
+    let (up4, listed) = upload_parts(&core, &svc, ("m", "big"), &[(1, b"three")]).await;
+    let m2 = core
+        .complete_upload(&svc, "m", "big", &up4, &listed)
+        .await
+        .unwrap();
+    assert_eq!(read(&core, &svc, "m", "big").await.unwrap(), "three");
+    let stored = blobs(&core).await;
+    assert!(m1.blobs().iter().all(|b| !stored.contains(b)));
+    assert!(m2.blobs().iter().all(|b| stored.contains(b)));
+    // The cleanup keeps every live blob, and forgets the layouts of versions that are gone.
+    let n = storage::core::cleanup_orphans(core.backend().as_ref(), &t.state.admin, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    let layouts: i64 = t
+        .admin()
+        .query_one("select count(*) from storage.doska_object_parts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(layouts, 1, "only the live object's layout remains");
+    assert_eq!(read(&core, &svc, "m", "big").await.unwrap(), "three");
+
     // Aborting.
     let up = core.create_upload(&svc, &s, None).await.unwrap();
     core.upload_part(
@@ -469,7 +622,81 @@ async fn multipart_joins_parts_and_forgets_them() {
         core.abort_upload(&svc, "m", "big", &up).await,
         Err(StorageError::NoSuchUpload)
     ));
-    assert_eq!(blobs(&core).await, vec![info.blob()]);
+    let mut stored = blobs(&core).await;
+    let mut want = [vec![copied.blob()], m2.blobs()].concat();
+    stored.sort_by_key(|b| format!("{b:?}"));
+    want.sort_by_key(|b| format!("{b:?}"));
+    assert_eq!(stored, want);
+}
+
+/// The transaction that commits a multipart object also takes the upload: one that is gone (aborted
+/// between the check and the commit) or someone else's refuses, and nothing commits.
+#[tokio::test]
+async fn completing_needs_the_upload_in_the_same_transaction() {
+    let t = TestDb::new().await;
+    let core = storage::core_of(&t.state);
+    let svc = service();
+    core.create_bucket(&svc, "u", "u", &BucketSpec::default())
+        .await
+        .unwrap();
+    let (up, _) = upload_parts(&core, &svc, ("u", "k"), &[(1, b"abc")]).await;
+    let part: uuid::Uuid = t
+        .admin()
+        .query_one(
+            "select id from storage.s3_multipart_uploads_parts where upload_id = $1",
+            &[&up],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // The adopting statement as `role` with `sub`, in a transaction rolled back afterwards; its
+    // SQLSTATE when refused.
+    let pool = t.pool().clone();
+    let adopt = |role: &'static str, sub: Option<&'static str>, upload: String| {
+        let pool = pool.clone();
+        async move {
+            let mut c = pool.get().await.unwrap();
+            let tx = c.transaction().await.unwrap();
+            tx.execute(
+                "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
+                &[&role, &json!({"sub": sub, "role": role}).to_string()],
+            )
+            .await
+            .unwrap();
+            tx.query_one(
+                "select storage.doska_adopt_upload($1, gen_random_uuid(), 'v', $2)",
+                &[&upload, &vec![part]],
+            )
+            .await
+            .err()
+            .and_then(|e| e.code().map(|c| c.code().to_string()))
+        }
+    };
+    // Another user than the upload's owner: refused.
+    assert_eq!(
+        adopt("authenticated", Some(BOB), up.clone())
+            .await
+            .as_deref(),
+        Some("P0002")
+    );
+    // A part of another upload: refused.
+    let (other, _) = upload_parts(&core, &svc, ("u", "k"), &[(1, b"def")]).await;
+    assert_eq!(
+        adopt("service_role", None, other).await.as_deref(),
+        Some("P0002")
+    );
+    // The owner may (rolled back here).
+    assert_eq!(adopt("service_role", None, up.clone()).await, None);
+    // Gone (aborted).
+    core.abort_upload(&svc, "u", "k", &up).await.unwrap();
+    assert_eq!(
+        adopt("service_role", None, up.clone()).await.as_deref(),
+        Some("P0002")
+    );
+    assert!(matches!(
+        core.head(&svc, "u", "k").await,
+        Err(StorageError::NoSuchKey)
+    ));
 }
 
 #[tokio::test]

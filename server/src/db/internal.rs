@@ -19,6 +19,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0007_realtime_log",
         include_str!("internal/0007_realtime_log.sql"),
     ),
+    (
+        "0008_multipart_objects",
+        include_str!("internal/0008_multipart_objects.sql"),
+    ),
 ];
 
 /// Advisory lock key shared by every doska migration runner (internal and app).

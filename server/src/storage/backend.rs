@@ -43,6 +43,13 @@ impl From<io::Error> for WriteError {
     }
 }
 
+/// The bytes of a multipart object are never joined: each part is written once, as its own blob
+/// ([`BlobKey::Part`]), and the object's row lists its parts ([`Backend::read_parts`] reads them as
+/// one). A backend over an upstream S3 service would map this natively: it would write an upload's
+/// parts as parts of an upstream multipart upload and complete that upload when doska commits the
+/// object, so the object becomes one upstream object made by the service without copying, and
+/// `read_parts` would read the upstream object (its part list has one entry per upstream part, read
+/// with ranges of the one object). Nothing here joins blobs; the core never asks for it.
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync {
     /// Stores a new blob from `body`, durably (fsynced) before returning. Never overwrites: writing a
@@ -54,18 +61,19 @@ pub trait Backend: Send + Sync {
         limit: Option<u64>,
     ) -> Result<Written, WriteError>;
 
-    /// Stores a new blob made of `parts` one after the other (a completed multipart upload), durably
-    /// before returning; fails with `TooLarge` past `limit`. Computes no MD5: a multipart object's
-    /// ETag comes from its parts'. Never overwrites; on any failure nothing of the blob remains.
-    async fn concat(
-        &self,
-        key: &BlobKey,
-        parts: &[BlobKey],
-        limit: Option<u64>,
-    ) -> Result<u64, WriteError>;
-
     /// Streams a blob, or `len` bytes of it from `start` when `range` is `(start, len)`.
     async fn read(&self, key: &BlobKey, range: Option<(u64, u64)>) -> io::Result<ByteStream>;
+
+    /// Streams the concatenation of `parts` (each blob with its size, in order) — a completed multipart
+    /// upload, which stays as its part blobs — or `len` bytes of it from `start` when `range` is
+    /// `(start, len)`; a range may span parts. Every blob the range touches is opened before this
+    /// returns (a `NotFound` here means the object changed: read its row again), so a read that has
+    /// started keeps its bytes when an overwrite removes them meanwhile.
+    async fn read_parts(
+        &self,
+        parts: &[(BlobKey, u64)],
+        range: Option<(u64, u64)>,
+    ) -> io::Result<ByteStream>;
 
     /// Removes a blob; removing one that is gone is not an error.
     async fn remove(&self, key: &BlobKey) -> io::Result<()>;

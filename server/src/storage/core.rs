@@ -125,6 +125,7 @@ fn from_db(e: &tokio_postgres::Error) -> Option<StorageError> {
         "23505" => StorageError::KeyExists, // unique_violation
         "23503" => StorageError::NoSuchBucket, // foreign_key_violation (bucket gone)
         "22P02" => StorageError::InvalidKey("malformed value".into()), // invalid_text_representation
+        "P0002" => StorageError::NoSuchUpload, // storage.doska_adopt_upload: upload gone or foreign
         _ => return None,
     })
 }
@@ -217,6 +218,17 @@ macro_rules! object_columns {
     };
 }
 
+/// The part layout of the `storage.objects` row in scope (unaliased, as `objects`): `[[part id, size],
+/// …]` in order for an object kept as its multipart upload's parts, null for one blob. The caller sees
+/// it only for an object it can see (the layout table's policy).
+macro_rules! layout_column {
+    () => {
+        "(select jsonb_agg(jsonb_build_array(p.part_id, p.part_size) order by p.part_number)
+          from storage.doska_object_parts p
+          where p.object_id = objects.id and p.object_version = objects.version)"
+    };
+}
+
 #[derive(Debug, Clone)]
 pub struct ObjectInfo {
     pub id: Uuid,
@@ -234,11 +246,25 @@ pub struct ObjectInfo {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_accessed_at: DateTime<Utc>,
+    /// The part blobs (id, size) of an object kept as its multipart upload's parts, when the row was
+    /// read with its layout; `None` for an object stored as one blob (or read without the layout).
+    pub parts: Option<Vec<(Uuid, u64)>>,
+}
+
+/// A layout column's value: `[[part id, size], …]`.
+fn parse_layout(v: Option<Value>) -> Option<Vec<(Uuid, u64)>> {
+    v?.as_array()?
+        .iter()
+        .map(|p| {
+            Some((
+                Uuid::parse_str(p.get(0)?.as_str()?).ok()?,
+                p.get(1)?.as_u64()?,
+            ))
+        })
+        .collect()
 }
 
 impl ObjectInfo {
-    const COLUMNS: &str = object_columns!();
-
     /// `None` for rows without bytes (inserted by hand, without a version).
     fn from_row(r: &Row) -> Option<ObjectInfo> {
         let version: Option<String> = r.get("version");
@@ -271,6 +297,7 @@ impl ObjectInfo {
             created_at: r.get("created_at"),
             updated_at: r.get("updated_at"),
             last_accessed_at: r.get("last_accessed_at"),
+            parts: parse_layout(r.try_get("parts").ok().flatten()),
             metadata,
         })
     }
@@ -279,6 +306,17 @@ impl ObjectInfo {
         BlobKey::Object {
             id: self.id,
             version: self.version,
+        }
+    }
+
+    /// Every blob holding this version's bytes: its part blobs, or its one blob.
+    pub fn blobs(&self) -> Vec<BlobKey> {
+        match &self.parts {
+            Some(parts) => parts
+                .iter()
+                .map(|(id, _)| BlobKey::Part { id: *id })
+                .collect(),
+            None => vec![self.blob()],
         }
     }
 }
@@ -459,7 +497,9 @@ macro_rules! upsert_sql {
     ($guard:literal) => {
         concat!(
             "with old as (
-    select id, version from storage.objects where bucket_id = $2 and name = $3)
+    select id, version, ",
+            layout_column!(),
+            " as parts from storage.objects where bucket_id = $2 and name = $3)
   insert into storage.objects as o (id, bucket_id, name, owner, owner_id, version, metadata, user_metadata)
   values ($1, $2, $3, $4, $5, $6, $7, $8)
   on conflict (bucket_id, name) do update set version = excluded.version,
@@ -469,7 +509,7 @@ macro_rules! upsert_sql {
             "
   returning ",
             object_columns!(),
-            ", (select version from old) as old_version"
+            ", (select version from old) as old_version, (select parts from old) as old_parts"
         )
     };
 }
@@ -487,13 +527,17 @@ pub const INSERT_SQL: &str = concat!(
   values ($1, $2, $3, $4, $5, $6, $7, $8)
   returning ",
     object_columns!(),
-    ", null::text as old_version"
+    ", null::text as old_version, null::jsonb as old_parts"
 );
 const HEAD_SQL: &str = concat!(
     "select ",
     object_columns!(),
-    " from storage.objects where bucket_id = $1 and name = $2"
+    ", ",
+    layout_column!(),
+    " as parts from storage.objects where bucket_id = $1 and name = $2"
 );
+/// What a deleting statement returns: the row and its layout (to remove its blobs).
+const GONE_COLUMNS: &str = concat!(object_columns!(), ", ", layout_column!(), " as parts");
 const LIST_SQL: &str = concat!(
     "select ",
     object_columns!(),
@@ -764,15 +808,15 @@ impl Storage {
             .client()
             .query(
                 &format!(
-                    "delete from storage.objects where bucket_id = $1 returning {}",
-                    ObjectInfo::COLUMNS
+                    "delete from storage.objects where bucket_id = $1 returning {GONE_COLUMNS}"
                 ),
                 &[&id],
             )
             .await?;
         tx.commit().await?;
         let gone: Vec<ObjectInfo> = rows.iter().filter_map(ObjectInfo::from_row).collect();
-        self.remove_blobs(gone.iter().map(ObjectInfo::blob)).await;
+        self.remove_blobs(gone.iter().flat_map(ObjectInfo::blobs))
+            .await;
         Ok(rows.len() as u64)
     }
 
@@ -810,7 +854,17 @@ impl Storage {
         for _ in 0..3 {
             let info = self.head(actor, bucket, key).await?;
             let span = range.map(|r| r.resolve(info.size)).transpose()?;
-            match self.backend.read(&info.blob(), span).await {
+            let read = match &info.parts {
+                Some(parts) => {
+                    let parts: Vec<(BlobKey, u64)> = parts
+                        .iter()
+                        .map(|(id, size)| (BlobKey::Part { id: *id }, *size))
+                        .collect();
+                    self.backend.read_parts(&parts, span).await
+                }
+                None => self.backend.read(&info.blob(), span).await,
+            };
+            match read {
                 Ok(stream) => return Ok((info, stream, span)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e.into()),
@@ -870,7 +924,7 @@ impl Storage {
     }
 
     /// Commits a written blob's row in one round trip; on refusal removes the blob. Removes the
-    /// replaced version after the commit.
+    /// replaced version's blobs after the commit.
     async fn commit_write(
         &self,
         actor: &Actor,
@@ -879,38 +933,77 @@ impl Storage {
         metadata: Value,
     ) -> Result<ObjectInfo, StorageError> {
         let (id, version) = blob;
+        match self
+            .commit_row(actor, spec, (id, version), metadata, None)
+            .await
+        {
+            Err(e) => {
+                self.remove_blobs([BlobKey::Object { id, version }]).await;
+                Err(e)
+            }
+            Ok((info, _)) => Ok(info),
+        }
+    }
+
+    /// Commits an object version's row in one round trip, then removes the version it replaced.
+    /// With `adopt` = (upload id, listed part ids), the version is the upload's listed parts: the
+    /// same transaction records them as the version's layout and forgets the upload, and returns the
+    /// parts not listed (for the caller to remove). On failure nothing is committed or removed.
+    async fn commit_row(
+        &self,
+        actor: &Actor,
+        spec: &PutSpec,
+        (id, version): (Uuid, Uuid),
+        metadata: Value,
+        adopt: Option<(&str, &[Uuid])>,
+    ) -> Result<(ObjectInfo, Vec<Uuid>), StorageError> {
         let row = RowValues::new(actor, spec, id, version, metadata);
         let sql = if spec.upsert {
             UPSERT_COMMIT_SQL
         } else {
             INSERT_SQL
         };
-        let result = async {
-            let mut results = self.pipelined(actor, &[(sql, &row.params())], true).await?;
-            // No row: the key now belongs to another object (deleted and recreated by someone else
-            // while the bytes flowed); the guarded statement wrote nothing.
-            let rows = results.pop().expect("one statement, one result")?;
-            let row = rows.into_iter().next().ok_or(StorageError::Conflict)?;
-            let old: Option<String> = row.get("old_version");
-            let info = ObjectInfo::from_row(&row).ok_or(StorageError::Conflict)?;
-            Ok::<_, StorageError>((info, old))
+        let version_text = version.to_string();
+        let adopt_params: Option<[(&(dyn ToSql + Sync), Type); 4]> =
+            adopt.as_ref().map(|(upload_id, parts)| {
+                [
+                    (upload_id as &(dyn ToSql + Sync), Type::TEXT),
+                    (&row.id as &(dyn ToSql + Sync), Type::UUID),
+                    (&version_text as &(dyn ToSql + Sync), Type::TEXT),
+                    (parts as &(dyn ToSql + Sync), Type::UUID_ARRAY),
+                ]
+            });
+        let params = row.params();
+        let mut statements: Vec<(&str, &[(&(dyn ToSql + Sync), Type)])> = vec![(sql, &params)];
+        if let Some(p) = &adopt_params {
+            statements.push(("select storage.doska_adopt_upload($1, $2, $3, $4)", p));
         }
-        .await;
-        match result {
-            Err(e) => {
-                self.remove_blobs([BlobKey::Object { id, version }]).await;
-                Err(e)
-            }
-            Ok((info, old)) => {
-                if let Some(old) = old.and_then(|o| Uuid::parse_str(&o).ok())
-                    && old != version
-                {
-                    self.remove_blobs([BlobKey::Object { id, version: old }])
-                        .await;
-                }
-                Ok(info)
-            }
+        let mut results = self.pipelined(actor, &statements, true).await?.into_iter();
+        // No row: the key now belongs to another object (deleted and recreated by someone else
+        // while the bytes flowed); the guarded statement wrote nothing.
+        let rows = results.next().expect("one result per statement")?;
+        let row = rows.into_iter().next().ok_or(StorageError::Conflict)?;
+        let rest: Vec<Uuid> = match results.next() {
+            Some(adopted) => adopted?
+                .first()
+                .and_then(|r| r.get::<_, Option<Vec<Uuid>>>(0))
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let old: Option<String> = row.get("old_version");
+        let old_parts = parse_layout(row.get("old_parts"));
+        let info = ObjectInfo::from_row(&row).ok_or(StorageError::Conflict)?;
+        if let Some(old) = old.and_then(|o| Uuid::parse_str(&o).ok())
+            && old != version
+        {
+            let replaced = ObjectInfo {
+                version: old,
+                parts: old_parts,
+                ..info.clone()
+            };
+            self.remove_blobs(replaced.blobs()).await;
         }
+        Ok((info, rest))
     }
 
     /// Stores an object: checked, streamed to a new durable blob, committed, old version removed.
@@ -1003,15 +1096,15 @@ impl Storage {
             .client()
             .query(
                 &format!(
-                    "delete from storage.objects where bucket_id = $1 and name = any($2) returning {}",
-                    ObjectInfo::COLUMNS
+                    "delete from storage.objects where bucket_id = $1 and name = any($2) returning {GONE_COLUMNS}"
                 ),
                 &[&bucket, &keys],
             )
             .await?;
         tx.commit().await?;
         let gone: Vec<ObjectInfo> = rows.iter().filter_map(ObjectInfo::from_row).collect();
-        self.remove_blobs(gone.iter().map(ObjectInfo::blob)).await;
+        self.remove_blobs(gone.iter().flat_map(ObjectInfo::blobs))
+            .await;
         Ok(gone)
     }
 
@@ -1124,14 +1217,24 @@ pub async fn cleanup_orphans(
     admin: &Pool,
     age: std::time::Duration,
 ) -> Result<usize, StorageError> {
-    let candidates = backend.older_than(age).await?;
-    if candidates.is_empty() {
-        return Ok(0);
-    }
     let client = admin
         .get()
         .await
         .map_err(|e| StorageError::Db(TxError::Pool(e)))?;
+    // Layouts of versions that are gone (deleted or overwritten): their parts become orphans. A
+    // layout commits with its object's row, so one without a row is never about to be used.
+    client
+        .execute(
+            "delete from storage.doska_object_parts l where not exists
+               (select 1 from storage.objects o
+                where o.id = l.object_id and o.version = l.object_version)",
+            &[],
+        )
+        .await?;
+    let candidates = backend.older_than(age).await?;
+    if candidates.is_empty() {
+        return Ok(0);
+    }
     let mut removed = 0;
     for chunk in candidates.chunks(500) {
         let mut objects: Vec<Uuid> = Vec::new();
@@ -1152,7 +1255,11 @@ pub async fn cleanup_orphans(
                    join unnest($1::uuid[], $2::text[]) as c(id, version)
                      on o.id = c.id and o.version = c.version
                  union all
-                 select p.id, null from storage.s3_multipart_uploads_parts p where p.id = any($3)",
+                 select p.id, null from storage.s3_multipart_uploads_parts p where p.id = any($3)
+                 union all
+                 select l.part_id, null from storage.doska_object_parts l
+                   join storage.objects o on o.id = l.object_id and o.version = l.object_version
+                 where l.part_id = any($3)",
                 &[&objects, &versions, &parts],
             )
             .await?;

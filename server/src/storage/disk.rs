@@ -242,93 +242,30 @@ impl Backend for Disk {
         })
     }
 
-    async fn concat(
-        &self,
-        key: &BlobKey,
-        parts: &[BlobKey],
-        limit: Option<u64>,
-    ) -> Result<u64, WriteError> {
-        let (shard, path) = (self.shard(key), self.path(key));
-        let parts: Vec<PathBuf> = parts.iter().map(|p| self.path(p)).collect();
-        let copied = blocking(move || {
-            let mut out = create_new(&shard, &path)?;
-            let result = (|| {
-                let mut size = 0u64;
-                for part in &parts {
-                    let mut part = std::fs::File::open(part)?;
-                    size += part.metadata()?.len();
-                    if limit.is_some_and(|l| size > l) {
-                        return Ok(None);
-                    }
-                    // On Linux this is copy_file_range: the kernel copies, no bytes pass through here.
-                    io::copy(&mut part, &mut out)?;
-                }
-                sync_file_and_dir(&out, &shard)?;
-                Ok(Some(size))
-            })();
-            if !matches!(result, Ok(Some(_))) {
-                drop(out);
-                let _ = std::fs::remove_file(&path);
-            }
-            result
-        })
-        .await?;
-        copied.ok_or(WriteError::TooLarge)
-    }
-
     async fn read(&self, key: &BlobKey, range: Option<(u64, u64)>) -> io::Result<ByteStream> {
         let path = self.path(key);
-        // Open and measure in one blocking call, reading a small object whole in the same hop.
-        let (file, small, start, end) = blocking(move || {
-            let file = std::fs::File::open(path)?;
-            let (start, len) = match range {
-                Some(r) => r,
-                None => (0, file.metadata()?.len()),
-            };
-            let small = if len <= SMALL_READ as u64 {
-                let mut buf = bytes::BytesMut::zeroed(len as usize);
-                read_into(&file, &mut buf, start)?;
-                Some(buf.freeze())
-            } else {
-                None
-            };
-            Ok((file, small, start, start + len))
-        })
-        .await?;
-        if let Some(bytes) = small {
-            return Ok(once(bytes));
-        }
-        // Larger objects: a task reads one chunk ahead while the previous one is being sent. Buffers
-        // are allocated and freed on the runtime's threads, never in the blocking pool's (whose
-        // idle threads would keep freed memory in their allocator heaps).
-        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(1);
-        let file = std::sync::Arc::new(file);
-        tokio::spawn(async move {
-            let mut pos = start;
-            while pos < end {
-                let n = (end - pos).min(READ_CHUNK as u64) as usize;
-                let f = file.clone();
-                let buf = bytes::BytesMut::zeroed(n);
-                let chunk = blocking(move || {
-                    let mut buf = buf;
-                    read_into(&f, &mut buf, pos)?;
-                    Ok(buf)
-                })
-                .await
-                .map(bytes::BytesMut::freeze);
-                let failed = chunk.is_err();
-                if tx.send(chunk).await.is_err() || failed {
-                    return;
-                }
-                pos += n as u64;
+        read_pieces(vec![(path, range)]).await
+    }
+
+    async fn read_parts(
+        &self,
+        parts: &[(BlobKey, u64)],
+        range: Option<(u64, u64)>,
+    ) -> io::Result<ByteStream> {
+        let total: u64 = parts.iter().map(|(_, size)| size).sum();
+        let (start, len) = range.unwrap_or((0, total));
+        let end = start.saturating_add(len).min(total);
+        // The pieces of the parts the range touches: (file, offset in it, length).
+        let mut pieces = Vec::new();
+        let mut offset = 0u64;
+        for (key, size) in parts {
+            let (from, to) = (offset.max(start), (offset + size).min(end));
+            if from < to {
+                pieces.push((self.path(key), Some((from - offset, to - from))));
             }
-        });
-        let stream =
-            futures_util::stream::unfold(
-                rx,
-                |mut rx| async move { rx.recv().await.map(|c| (c, rx)) },
-            );
-        Ok(Box::pin(stream.map_err(|e| Box::new(e) as _)))
+            offset += size;
+        }
+        read_pieces(pieces).await
     }
 
     async fn remove(&self, key: &BlobKey) -> io::Result<()> {
@@ -369,6 +306,70 @@ impl Backend for Disk {
         .await
         .map_err(io::Error::other)?
     }
+}
+
+/// Streams pieces of files one after the other (`(path, Some((start, len)))`, or a whole file with
+/// `None`). Every file is opened (and measured) in one blocking call before this returns, so a file
+/// removed afterwards still reads. A small total is read in that same hop; larger ones by a task that
+/// reads one chunk ahead while the previous one is sent. Buffers are allocated and freed on the
+/// runtime's threads, never in the blocking pool's (whose idle threads would keep freed memory in
+/// their allocator heaps).
+async fn read_pieces(pieces: Vec<(PathBuf, Option<(u64, u64)>)>) -> io::Result<ByteStream> {
+    let (files, small) = blocking(move || {
+        let mut files = Vec::with_capacity(pieces.len());
+        for (path, range) in pieces {
+            let file = std::fs::File::open(path)?;
+            let (start, len) = match range {
+                Some(r) => r,
+                None => (0, file.metadata()?.len()),
+            };
+            files.push((file, start, start + len));
+        }
+        let total: u64 = files.iter().map(|(_, s, e)| e - s).sum();
+        let small = if total <= SMALL_READ as u64 {
+            let mut buf = bytes::BytesMut::with_capacity(total as usize);
+            for (file, start, end) in &files {
+                let at = buf.len();
+                buf.resize(at + (end - start) as usize, 0);
+                read_into(file, &mut buf[at..], *start)?;
+            }
+            Some(buf.freeze())
+        } else {
+            None
+        };
+        Ok((files, small))
+    })
+    .await?;
+    if let Some(bytes) = small {
+        return Ok(once(bytes));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(1);
+    tokio::spawn(async move {
+        for (file, start, end) in files {
+            let file = std::sync::Arc::new(file);
+            let mut pos = start;
+            while pos < end {
+                let n = (end - pos).min(READ_CHUNK as u64) as usize;
+                let f = file.clone();
+                let buf = bytes::BytesMut::zeroed(n);
+                let chunk = blocking(move || {
+                    let mut buf = buf;
+                    read_into(&f, &mut buf, pos)?;
+                    Ok(buf)
+                })
+                .await
+                .map(bytes::BytesMut::freeze);
+                let failed = chunk.is_err();
+                if tx.send(chunk).await.is_err() || failed {
+                    return;
+                }
+                pos += n as u64;
+            }
+        }
+    });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    Ok(Box::pin(stream.map_err(|e| Box::new(e) as _)))
 }
 
 /// A stream of one chunk, for small bodies already in memory.
@@ -501,36 +502,50 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-        // Parts joined in the kernel; a limit refuses and leaves nothing.
-        let (p1, p2) = (
+        // Parts read as one, whole or by ranges within and across parts.
+        let (p1, p2, p3) = (
+            BlobKey::Part { id: Uuid::new_v4() },
             BlobKey::Part { id: Uuid::new_v4() },
             BlobKey::Part { id: Uuid::new_v4() },
         );
-        d.write(&p1, once(Bytes::from_static(b"abc")), None)
-            .await
-            .unwrap();
-        d.write(&p2, once(Bytes::from_static(b"defg")), None)
-            .await
-            .unwrap();
-        let joined = BlobKey::Object {
-            id: Uuid::new_v4(),
-            version: Uuid::new_v4(),
-        };
-        assert!(matches!(
-            d.concat(&joined, &[p1, p2], Some(6)).await,
-            Err(WriteError::TooLarge)
-        ));
-        assert!(d.read(&joined, None).await.is_err());
-        assert_eq!(d.concat(&joined, &[p1, p2], None).await.unwrap(), 7);
-        let got: Vec<Bytes> = d
-            .read(&joined, None)
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
-        assert_eq!(got.concat(), b"abcdefg");
-        for b in [p1, p2, joined] {
+        let big: Vec<u8> = (0..(600u32 << 10)).map(|i| (i % 241) as u8).collect();
+        for (p, bytes) in [(p1, &b"abc"[..]), (p2, &big[..]), (p3, &b"defg"[..])] {
+            d.write(&p, once(Bytes::copy_from_slice(bytes)), None)
+                .await
+                .unwrap();
+        }
+        let parts = [(p1, 3), (p2, big.len() as u64), (p3, 4)];
+        let whole: Vec<u8> = [&b"abc"[..], &big, b"defg"].concat();
+        for range in [
+            None,
+            Some((1, 2)),
+            Some((2, 5)),
+            Some((0, whole.len() as u64)),
+            Some((whole.len() as u64 - 6, 6)),
+            Some((100, 300_000)),
+        ] {
+            let got: Vec<Bytes> = d
+                .read_parts(&parts, range)
+                .await
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap();
+            let (s, l) = range.unwrap_or((0, whole.len() as u64));
+            assert_eq!(
+                got.concat(),
+                &whole[s as usize..(s + l) as usize],
+                "{range:?}"
+            );
+        }
+        // A part removed after the read started still reads; one removed before is NotFound.
+        let stream = d.read_parts(&parts, None).await.unwrap();
+        d.remove(&p2).await.unwrap();
+        let got: Vec<Bytes> = stream.try_collect().await.unwrap();
+        assert_eq!(got.concat(), whole);
+        let gone = d.read_parts(&parts, Some((0, 4))).await;
+        assert_eq!(gone.err().map(|e| e.kind()), Some(io::ErrorKind::NotFound));
+        for b in [p1, p3] {
             d.remove(&b).await.unwrap();
         }
         d.remove(&k).await.unwrap();

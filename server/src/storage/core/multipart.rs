@@ -2,7 +2,8 @@
 //! checked as the caller (policies on `storage.objects`) when the upload starts and again when it is
 //! committed; the bookkeeping rows in `storage.s3_multipart_uploads(_parts)` are written by doska
 //! itself (those tables are not the API roles'), and an upload belongs to whoever started it. Each
-//! part is its own durable blob; completing joins them into a new object blob. Rejects parts of
+//! part is its own durable blob; completing keeps them: the object's version is its listed parts, read
+//! in order (`storage.doska_object_parts`), so no byte is written twice. Rejects parts of
 //! unknown or foreign uploads, part numbers outside 1..=10000, and completions naming parts that were
 //! not uploaded.
 
@@ -305,7 +306,8 @@ impl Storage {
         Ok(())
     }
 
-    /// Joins the listed parts (ascending, each with its ETag) into the object, then forgets the upload.
+    /// Makes the listed parts (ascending, each with its ETag) the object's bytes, and forgets the
+    /// upload in the same transaction. The size limit is checked against the parts' total.
     pub async fn complete_upload(
         &self,
         actor: &Actor,
@@ -329,7 +331,7 @@ impl Storage {
             let rows = tx
                 .client()
                 .query(
-                    "select part_number, id, etag from storage.s3_multipart_uploads_parts
+                    "select part_number, id, etag, size from storage.s3_multipart_uploads_parts
                      where upload_id = $1",
                     &[&upload_id],
                 )
@@ -341,6 +343,8 @@ impl Storage {
         let (up, rows) = result?;
         let mut blobs = Vec::with_capacity(listed.len());
         let mut etags = Vec::with_capacity(listed.len());
+        let mut sizes = Vec::with_capacity(listed.len());
+        let mut size = 0u64;
         for (number, etag) in listed {
             let row = rows
                 .iter()
@@ -350,44 +354,34 @@ impl Storage {
             if stored.trim_matches('"') != etag.trim_matches('"') {
                 return Err(StorageError::InvalidPart(number.to_string()));
             }
-            blobs.push(BlobKey::Part { id: row.get(1) });
+            blobs.push(row.get::<_, Uuid>(1));
+            sizes.push(row.get::<_, i64>(3) as u64);
+            size += sizes[sizes.len() - 1];
             etags.push(stored);
         }
         let spec = PutSpec {
-            declared_len: None,
+            declared_len: Some(size),
             ..up.spec
         };
-        let (id, limit) = self.check_write(actor, &spec).await?;
+        let (id, _) = self.check_write(actor, &spec).await?;
         let version = Uuid::new_v4();
-        let size = self
-            .backend
-            .concat(&BlobKey::Object { id, version }, &blobs, limit)
-            .await
-            .map_err(|e| write_error(e, limit))?;
         let etag = multipart_etag(&etags);
         let metadata = object_metadata(size, &etag, &spec.content_type, &spec.cache_control);
-        let info = self
-            .commit_write(actor, &spec, (id, version), metadata)
+        // One transaction makes the object visible and forgets the upload; the parts not listed
+        // are removed after it. If it fails (the upload was aborted meanwhile) nothing is removed
+        // here: the parts still belong to the upload, or the abort removed them.
+        let (mut info, rest) = self
+            .commit_row(
+                actor,
+                &spec,
+                (id, version),
+                metadata,
+                Some((upload_id, &blobs)),
+            )
             .await?;
-        // The object is committed; forgetting the upload is bookkeeping (a failure leaves an upload
-        // that can still be aborted, and orphan parts that age out).
-        let all_parts: Vec<BlobKey> = rows
-            .iter()
-            .map(|r| BlobKey::Part { id: r.get(1) })
-            .collect();
-        if let Ok(tx) = self.tx(&keeper, false).await {
-            let ok = tx
-                .client()
-                .execute(
-                    "delete from storage.s3_multipart_uploads where id = $1",
-                    &[&upload_id],
-                )
-                .await
-                .is_ok();
-            if ok && tx.commit().await.is_ok() {
-                self.remove_blobs(all_parts).await;
-            }
-        }
+        self.remove_blobs(rest.into_iter().map(|id| BlobKey::Part { id }))
+            .await;
+        info.parts = Some(blobs.into_iter().zip(sizes).collect());
         Ok(info)
     }
 
