@@ -604,6 +604,24 @@ async fn multipart_objects_stay_as_their_parts() {
     assert_eq!(layouts, 1, "only the live object's layout remains");
     assert_eq!(read(&core, &svc, "m", "big").await.unwrap(), "three");
 
+    // A multipart object deleted by a transaction whose doska died before removing the files (here:
+    // the row deleted by hand): its parts are orphans, and the cleanup removes them.
+    let (up5, listed) = upload_parts(&core, &svc, ("m", "lost"), &[(1, b"a"), (2, b"b")]).await;
+    let lost = core
+        .complete_upload(&svc, "m", "lost", &up5, &listed)
+        .await
+        .unwrap();
+    t.admin()
+        .execute("delete from storage.objects where name = 'lost'", &[])
+        .await
+        .unwrap();
+    let n = storage::core::cleanup_orphans(core.backend().as_ref(), &t.state.admin, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let stored = blobs(&core).await;
+    assert!(lost.blobs().iter().all(|b| !stored.contains(b)));
+
     // Aborting.
     let up = core.create_upload(&svc, &s, None).await.unwrap();
     core.upload_part(

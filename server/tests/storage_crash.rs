@@ -1,6 +1,8 @@
 //! Crash safety of stored files: `doska serve` is killed with SIGKILL while a new object and an
 //! overwrite are streaming in. After a restart no partial object is visible, the overwritten object
 //! still reads its old bytes, and with a short `--storage-orphan-age` the partial files are cleaned up.
+//! The same for an object kept as its multipart upload's parts (made here with TUS), overwritten
+//! while doska dies; then deleted, it leaves no file behind.
 
 mod common;
 
@@ -41,10 +43,15 @@ fn start_request(
 ) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     let key = service_key();
+    let content_type = if extra.contains("content-type:") {
+        ""
+    } else {
+        "content-type: application/octet-stream\r\n"
+    };
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
-         content-type: application/octet-stream\r\ncontent-length: {total}\r\n{extra}\r\n"
+         {content_type}content-length: {total}\r\n{extra}\r\n"
     )
     .unwrap();
     s.write_all(send).unwrap();
@@ -54,6 +61,18 @@ fn start_request(
 
 /// A whole request; returns status and body.
 fn request(addr: &str, method: &str, path: &str, extra: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let (status, _, body) = request_head(addr, method, path, extra, body);
+    (status, body)
+}
+
+/// A whole request; returns status, response head and body.
+fn request_head(
+    addr: &str,
+    method: &str,
+    path: &str,
+    extra: &str,
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
     let mut s = start_request(
         addr,
         method,
@@ -67,7 +86,49 @@ fn request(addr: &str, method: &str, path: &str, extra: &str, body: &[u8]) -> (u
     let text = String::from_utf8_lossy(&out);
     let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
     let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    (status, out[split..].to_vec())
+    let head = String::from_utf8_lossy(&out[..split]).to_string();
+    (status, head, out[split..].to_vec())
+}
+
+/// Uploads `pieces` as one TUS upload (one PATCH each) to `files/<key>`: a multipart object.
+fn tus_upload(addr: &str, key: &str, pieces: &[&[u8]]) {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let total: usize = pieces.iter().map(|p| p.len()).sum();
+    let (status, head, _) = request_head(
+        addr,
+        "POST",
+        "/storage/v1/upload/resumable",
+        &format!(
+            "tus-resumable: 1.0.0\r\nupload-length: {total}\r\nx-upsert: true\r\n\
+             upload-metadata: bucketName {},objectName {}\r\n",
+            b64("files"),
+            b64(key)
+        ),
+        b"",
+    );
+    assert_eq!(status, 201, "{head}");
+    let location = head
+        .lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let mut offset = 0;
+    for piece in pieces {
+        let (status, head, body) = request_head(
+            addr,
+            "PATCH",
+            &location,
+            &format!(
+                "tus-resumable: 1.0.0\r\nupload-offset: {offset}\r\n\
+                 content-type: application/offset+octet-stream\r\n"
+            ),
+            piece,
+        );
+        assert_eq!(status, 204, "{head}{}", String::from_utf8_lossy(&body));
+        offset += piece.len();
+    }
 }
 
 fn blob_files(storage: &Path) -> Vec<(PathBuf, u64)> {
@@ -166,6 +227,99 @@ fn sigkill_during_upload_and_overwrite_leaves_old_bytes_and_no_partial_object() 
     }
     let (status, body) = request(&addr, "GET", "/storage/v1/object/files/kept.txt", "", b"");
     assert_eq!((status, body.as_slice()), (200, &b"old bytes"[..]));
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_multipart_object_keeps_its_parts_through_a_crashed_overwrite_and_leaves_nothing_when_deleted()
+{
+    let data = common::temp_dir("crash-multipart");
+    let storage = data.join("storage");
+    let (mut child, addr) = serve(&data);
+    let (status, body) = request(
+        &addr,
+        "POST",
+        "/storage/v1/bucket",
+        "",
+        br#"{"name":"files"}"#,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    tus_upload(&addr, "multi.bin", &[b"first piece, ", b"second piece"]);
+    let old = b"first piece, second piece";
+    let (status, body) = request(&addr, "GET", "/storage/v1/object/files/multi.bin", "", b"");
+    assert_eq!((status, body.as_slice()), (200, &old[..]));
+    assert_eq!(blob_files(&storage).len(), 2, "the object is its two parts");
+
+    // An overwrite of the multipart object in flight when doska dies.
+    let total = 64 * 1024 * 1024;
+    let chunk = vec![b'y'; 4 * 1024 * 1024];
+    let _overwrite = start_request(
+        &addr,
+        "PUT",
+        "/storage/v1/object/files/multi.bin",
+        "",
+        total,
+        &chunk,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while blob_files(&storage).len() < 3 {
+        assert!(Instant::now() < deadline, "the overwrite did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // After the restart: the old bytes, whole and by a range across the parts' boundary; the
+    // partial overwrite goes with the cleanup, the parts stay.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (mut child, addr) = serve(&data);
+    let (status, body) = request(&addr, "GET", "/storage/v1/object/files/multi.bin", "", b"");
+    assert_eq!((status, body.as_slice()), (200, &old[..]));
+    let (status, body) = request(
+        &addr,
+        "GET",
+        "/storage/v1/object/files/multi.bin",
+        "range: bytes=6-18\r\n",
+        b"",
+    );
+    assert_eq!((status, body.as_slice()), (206, &old[6..19]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while blob_files(&storage).len() > 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the partial overwrite outlived cleanup: {:?}",
+            blob_files(&storage)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, body) = request(&addr, "GET", "/storage/v1/object/files/multi.bin", "", b"");
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, &old[..]),
+        "cleanup kept the parts"
+    );
+
+    // Overwritten for real by another multipart object, then deleted: no file remains.
+    tus_upload(&addr, "multi.bin", &[b"new ", b"bytes ", b"here"]);
+    let (status, body) = request(&addr, "GET", "/storage/v1/object/files/multi.bin", "", b"");
+    assert_eq!((status, body.as_slice()), (200, &b"new bytes here"[..]));
+    assert_eq!(blob_files(&storage).len(), 3, "the old parts are gone");
+    let (status, body) = request(
+        &addr,
+        "DELETE",
+        "/storage/v1/object/files",
+        "content-type: application/json\r\n",
+        br#"{"prefixes":["multi.bin"]}"#,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        blob_files(&storage).is_empty(),
+        "{:?}",
+        blob_files(&storage)
+    );
     // SAFETY: signalling our own child by pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());

@@ -151,13 +151,14 @@ fn stop(mut s: Serving) {
     );
 }
 
-fn boto3(s3_url: &str, verify: Option<&Path>) {
+fn boto3(data: &Path, s3_url: &str, verify: Option<&Path>) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/s3/boto3_suite.py");
     let mut cmd = Command::new("python3");
     cmd.arg(&script)
         .env("S3_URL", s3_url)
         .env("S3_KEY", KEY)
         .env("S3_SECRET", SECRET)
+        .env("S3_STORAGE_DIR", data.join("storage"))
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_CONFIG_FILE");
     if let Some(v) = verify {
@@ -180,7 +181,7 @@ fn boto3_against_the_s3_listener_plain_and_tls() {
     let data = common::temp_dir("s3");
     let s = serve(&data, &[]);
     assert!(s.s3_url.starts_with("http://"), "{}", s.s3_url);
-    boto3(&s.s3_url, None);
+    boto3(&data, &s.s3_url, None);
     // Keys made with `doska s3-keys`: bound to a user they act under that user's policies.
     let user = "7f1d2a3e-0000-4000-8000-0000000000aa";
     let key: serde_json::Value =
@@ -210,6 +211,6 @@ fn boto3_against_the_s3_listener_plain_and_tls() {
     assert!(s.s3_url.starts_with("https://"), "{}", s.s3_url);
     // The certificate names localhost; boto3 checks the host name.
     let url = s.s3_url.replace("127.0.0.1", "localhost");
-    boto3(&url, Some(&cert_path));
+    boto3(&data, &url, Some(&cert_path));
     stop(s);
 }

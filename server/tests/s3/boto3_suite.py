@@ -1,7 +1,8 @@
 """boto3, with its current default configuration, against a live doska's S3 listener.
 
 Driven by server/tests/storage_s3.rs, which starts `doska serve` (plain and TLS) and passes:
-S3_URL, S3_KEY, S3_SECRET and, over TLS, S3_VERIFY (the self-signed certificate file).
+S3_URL, S3_KEY, S3_SECRET, S3_STORAGE_DIR (doska's storage dir, to count its files) and, over TLS,
+S3_VERIFY (the self-signed certificate file).
 Every check raises on failure; the last line is "N passed, 0 failed".
 """
 import hashlib
@@ -21,6 +22,7 @@ URL = os.environ["S3_URL"]
 KEY = os.environ["S3_KEY"]
 SECRET = os.environ["S3_SECRET"]
 VERIFY = os.environ.get("S3_VERIFY") or None
+STORAGE_DIR = os.environ["S3_STORAGE_DIR"]
 BUCKET = "suite-" + ("tls" if VERIFY else "plain")
 
 
@@ -45,6 +47,14 @@ def error_of(fn, *args, **kwargs):
     except ClientError as e:
         return e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]
     raise AssertionError(f"{fn.__name__} should have failed")
+
+
+def stored_files():
+    """How many blob files doska's storage dir holds."""
+    data = os.path.join(STORAGE_DIR, "data")
+    if not os.path.isdir(data):
+        return 0
+    return sum(len(os.listdir(os.path.join(data, shard))) for shard in os.listdir(data))
 
 
 def fetch(url):
@@ -166,18 +176,40 @@ def test_presigned_get():
 
 
 def test_multipart_64_mib():
+    before = stored_files()
     data = os.urandom(64 * 1024 * 1024)
-    cfg = TransferConfig(multipart_threshold=8 * 1024 * 1024, multipart_chunksize=8 * 1024 * 1024,
-                         max_concurrency=4)
+    mib8 = 8 * 1024 * 1024
+    cfg = TransferConfig(multipart_threshold=mib8, multipart_chunksize=mib8, max_concurrency=4)
     s3.upload_fileobj(io.BytesIO(data), BUCKET, "big/64mib.bin", Config=cfg)
     h = s3.head_object(Bucket=BUCKET, Key="big/64mib.bin")
     assert h["ContentLength"] == len(data)
     assert h["ETag"].endswith('-8"'), h["ETag"]
+    # S3's multipart ETag: the MD5 of the parts' MD5s, then -N.
+    md5s = b"".join(hashlib.md5(data[i:i + mib8]).digest() for i in range(0, len(data), mib8))
+    assert h["ETag"] == '"%s-8"' % hashlib.md5(md5s).hexdigest(), h["ETag"]
+    # Kept as its 8 parts: no joined copy.
+    assert stored_files() == before + 8, (before, stored_files())
     out = io.BytesIO()
     s3.download_fileobj(BUCKET, "big/64mib.bin", out, Config=cfg)
     assert hashlib.md5(out.getvalue()).digest() == hashlib.md5(data).digest()
     tail = s3.get_object(Bucket=BUCKET, Key="big/64mib.bin", Range="bytes=-100")["Body"].read()
     assert tail == data[-100:]
+    # Ranges across part boundaries: two parts, then three.
+    for first, last in [(mib8 - 10, mib8 + 9), (mib8 - 1, 3 * mib8), (0, mib8), (5 * mib8 + 7, 7 * mib8 + 3)]:
+        g = s3.get_object(Bucket=BUCKET, Key="big/64mib.bin", Range="bytes=%d-%d" % (first, last))
+        assert g["ContentRange"] == "bytes %d-%d/%d" % (first, last, len(data)), g["ContentRange"]
+        assert g["Body"].read() == data[first:last + 1], (first, last)
+    # A copy of a multipart object: same bytes, one new file.
+    s3.copy_object(Bucket=BUCKET, Key="big/copy.bin", CopySource={"Bucket": BUCKET, "Key": "big/64mib.bin"})
+    g = s3.get_object(Bucket=BUCKET, Key="big/copy.bin", Range="bytes=%d-%d" % (mib8 - 5, mib8 + 4))
+    assert g["Body"].read() == data[mib8 - 5:mib8 + 5]
+    assert stored_files() == before + 9, (before, stored_files())
+    # Overwritten (by a single PUT) and deleted: no file of it stays.
+    s3.put_object(Bucket=BUCKET, Key="big/64mib.bin", Body=b"small now")
+    assert s3.get_object(Bucket=BUCKET, Key="big/64mib.bin")["Body"].read() == b"small now"
+    assert stored_files() == before + 2, (before, stored_files())
+    s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": "big/64mib.bin"}, {"Key": "big/copy.bin"}]})
+    assert stored_files() == before, (before, stored_files())
 
 
 def test_multipart_api():
