@@ -545,6 +545,9 @@ const LIST_SQL: &str = concat!(
          and name > $3 order by name limit $4"
 );
 
+/// A typed bind parameter of a pipelined statement.
+type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+
 /// The values of a write's row statement (`$1`–`$8` of the statements above).
 struct RowValues {
     id: Uuid,
@@ -964,17 +967,16 @@ impl Storage {
             INSERT_SQL
         };
         let version_text = version.to_string();
-        let adopt_params: Option<[(&(dyn ToSql + Sync), Type); 4]> =
-            adopt.as_ref().map(|(upload_id, parts)| {
-                [
-                    (upload_id as &(dyn ToSql + Sync), Type::TEXT),
-                    (&row.id as &(dyn ToSql + Sync), Type::UUID),
-                    (&version_text as &(dyn ToSql + Sync), Type::TEXT),
-                    (parts as &(dyn ToSql + Sync), Type::UUID_ARRAY),
-                ]
-            });
+        let adopt_params: Option<[Param; 4]> = adopt.as_ref().map(|(upload_id, parts)| {
+            [
+                (upload_id as &(dyn ToSql + Sync), Type::TEXT),
+                (&row.id as &(dyn ToSql + Sync), Type::UUID),
+                (&version_text as &(dyn ToSql + Sync), Type::TEXT),
+                (parts as &(dyn ToSql + Sync), Type::UUID_ARRAY),
+            ]
+        });
         let params = row.params();
-        let mut statements: Vec<(&str, &[(&(dyn ToSql + Sync), Type)])> = vec![(sql, &params)];
+        let mut statements: Vec<(&str, &[Param])> = vec![(sql, &params)];
         if let Some(p) = &adopt_params {
             statements.push(("select storage.doska_adopt_upload($1, $2, $3, $4)", p));
         }

@@ -2,7 +2,7 @@
 //! tus-js-client: POST creates an upload (`Upload-Length`, `Upload-Metadata` with bucketName,
 //! objectName, contentType, cacheControl; `x-upsert`), HEAD tells the offset, PATCH appends at the
 //! offset, DELETE cancels. Each PATCH becomes one durable piece of the upload; when the last byte
-//! arrives the pieces are joined and the object committed as the caller, under RLS. A PATCH cut off
+//! arrives the object is committed as the caller, under RLS, made of those pieces. A PATCH cut off
 //! mid-way keeps nothing of itself, so the client resumes from the end of its last complete PATCH
 //! (tus-js-client's `chunkSize` bounds what a cut costs). Rejects deferred lengths, wrong offsets
 //! (409), bodies past the announced length (413) and uploads of other callers (404).
@@ -177,7 +177,7 @@ async fn patch(
     }
     if offset == state.length {
         if parts.is_empty() {
-            // An empty file: one empty piece makes the join uniform.
+            // An empty file: one empty piece makes it an object of one (empty) part.
             let (etag, _) = core
                 .upload_part(
                     actor,
