@@ -44,12 +44,17 @@ impl From<io::Error> for WriteError {
 }
 
 /// The bytes of a multipart object are never joined: each part is written once, as its own blob
-/// ([`BlobKey::Part`]), and the object's row lists its parts ([`Backend::read_parts`] reads them as
-/// one). A backend over an upstream S3 service would map this natively: it would write an upload's
-/// parts as parts of an upstream multipart upload and complete that upload when doska commits the
-/// object, so the object becomes one upstream object made by the service without copying, and
-/// `read_parts` would read the upstream object (its part list has one entry per upstream part, read
-/// with ranges of the one object). Nothing here joins blobs; the core never asks for it.
+/// ([`BlobKey::Part`]), and the object's row lists its parts, which [`Backend::read_parts`] reads as
+/// one. The core never asks a backend to join blobs.
+///
+/// A backend over an upstream S3 service (MinIO, Ceph, AWS) fits this without copying bytes: `write`
+/// of a part becomes an upstream object (or an upstream UploadPart), `read_parts` ranged GETs over
+/// them. To complete multipart natively, so that the upstream holds one object, it would get one
+/// more method, called by the core after the check and before the commit: upstream
+/// CompleteMultipartUpload over the parts' upstream part ETags (the service joins them in place),
+/// returning one [`BlobKey::Object`] blob; the core would then commit the object as that one blob
+/// (no layout) and remove the part blobs after the commit, exactly as it does for a single PUT. The
+/// local disk has no such in-place join, which is why it keeps the parts.
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync {
     /// Stores a new blob from `body`, durably (fsynced) before returning. Never overwrites: writing a
