@@ -219,13 +219,10 @@ macro_rules! object_columns {
 }
 
 /// The part layout of the `storage.objects` row in scope (unaliased, as `objects`): `[[part id, size],
-/// …]` in order for an object kept as its multipart upload's parts, null for one blob. The caller sees
-/// it only for an object it can see (the layout table's policy).
+/// …]` in order for an object kept as its multipart upload's parts, null for one blob.
 macro_rules! layout_column {
     () => {
-        "(select jsonb_agg(jsonb_build_array(p.part_id, p.part_size) order by p.part_number)
-          from storage.doska_object_parts p
-          where p.object_id = objects.id and p.object_version = objects.version)"
+        "storage.doska_layout(objects.id, objects.version)"
     };
 }
 

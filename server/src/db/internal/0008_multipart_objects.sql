@@ -12,12 +12,19 @@ create table if not exists storage.doska_object_parts (
   primary key (object_id, object_version, part_number)
 );
 alter table storage.doska_object_parts enable row level security;
--- The API roles read a layout only for an object they can see (the objects' policies decide).
-grant select on storage.doska_object_parts to anon, authenticated, service_role;
-drop policy if exists "doska: parts of visible objects" on storage.doska_object_parts;
-create policy "doska: parts of visible objects" on storage.doska_object_parts for select
-  using (exists (select 1 from storage.objects o
-                 where o.id = object_id and o.version = object_version));
+revoke all on storage.doska_object_parts from public;
+
+-- An object version's layout, `[[part id, size], …]` in order, or null for a version stored as one
+-- blob. The front doors call it on a row the caller can already see, in the same statement that
+-- reads the row; asking needs the version's id and version UUIDs, which only a caller who sees the
+-- row has. (A function rather than a policy on the table: the API roles get no access to it.)
+create or replace function storage.doska_layout(p_object uuid, p_version text) returns jsonb
+language sql stable security definer set search_path = '' as $$
+  select jsonb_agg(jsonb_build_array(p.part_id, p.part_size) order by p.part_number)
+  from storage.doska_object_parts p where p.object_id = p_object and p.object_version = p_version
+$$;
+revoke all on function storage.doska_layout(uuid, text) from public;
+grant execute on function storage.doska_layout(uuid, text) to anon, authenticated, service_role;
 
 -- Moves the listed parts of an upload into an object version's layout and forgets the upload (its other
 -- parts' rows go with it); returns the ids of the parts not listed, whose files the caller removes.
