@@ -11,11 +11,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use serde_json::{Value, json};
 
 use super::authorize::{self, Who, key_only};
 use super::decode::{Change, ChangeKind, Event};
-use super::hub::Hub;
+use super::hub::{ChangeTarget, Hub};
 use super::phoenix::{BroadcastBody, ServerMessage};
 use super::source::{Source, SourceItem, SourceOptions};
 use crate::state::SharedState;
@@ -23,6 +24,8 @@ use crate::state::SharedState;
 /// Transactions larger than this are delivered as they stream instead of at their commit,
 /// so one huge transaction cannot hold unbounded memory.
 const MAX_BUFFERED: usize = 10_000;
+/// Committed changes delivered together (one authorization round trip) at most.
+const MAX_BATCH: usize = 1_000;
 
 /// How long a change's rows may take to become visible after the WAL reader got its commit.
 const VISIBILITY_WAIT: Duration = Duration::from_millis(10);
@@ -79,75 +82,137 @@ pub async fn deliver(
     hub: &Hub,
     change: &Change,
 ) -> Result<usize, authorize::AuthorizeError> {
-    if change.schema == "realtime" && change.table == "messages" {
-        return Ok(usize::from(sql_broadcast(hub, change)));
-    }
-    let targets = hub.change_targets(change);
-    if targets.is_empty() {
-        return Ok(0);
-    }
-    // One check per distinct (role, claims).
-    let mut groups: HashMap<Who, usize> = HashMap::new();
-    let mut who: Vec<Who> = Vec::new();
-    let mut target_group = Vec::with_capacity(targets.len());
-    for t in &targets {
-        let w = Who {
-            role: t.caller.role.clone(),
-            claims: t.caller.claims.to_string(),
-        };
-        let i = *groups.entry(w.clone()).or_insert_with(|| {
-            who.push(w);
-            who.len() - 1
-        });
-        target_group.push(i);
-    }
-    // PostgreSQL may hand a commit to the WAL reader a moment before other sessions can see
-    // it. A caller that bypasses RLS (`service_role`) goes first: until it sees the row, the
-    // answers say "not yet", not "no". After the retries (a row deleted since, or a table
-    // service_role may not read) the answers stand.
-    let probe = change.kind != ChangeKind::Delete;
-    if probe {
-        who.insert(
-            0,
-            Who {
-                role: "service_role".into(),
-                claims: "{}".into(),
-            },
-        );
-    }
-    let mut allowed = authorize::visible(pool, change, &who).await?;
-    for _ in 0..VISIBILITY_RETRIES {
-        if !probe || allowed[0] {
-            break;
-        }
-        tokio::time::sleep(VISIBILITY_WAIT).await;
-        allowed = authorize::visible(pool, change, &who).await?;
-    }
-    if probe {
-        allowed.remove(0);
-        who.remove(0);
-    }
-    tracing::debug!(
-        schema = %change.schema,
-        table = %change.table,
-        kind = change.kind.as_str(),
-        channels = targets.len(),
-        ?allowed,
-        "realtime: change matched"
-    );
-    let mut sent = 0;
-    for (t, g) in targets.iter().zip(target_group) {
-        if !allowed[g] {
+    deliver_batch(pool, hub, std::slice::from_ref(change)).await
+}
+
+/// What one change of a batch goes to.
+struct Planned {
+    targets: Vec<ChangeTarget>,
+    /// Per target, its caller's index in the batch's caller list.
+    target_who: Vec<usize>,
+    /// The callers to check for this change (indices into the caller list), probe first.
+    asks: Vec<usize>,
+    /// Whether `asks[0]` is the visibility probe.
+    probe: bool,
+}
+
+/// Hands a batch of changes, in order, to every matching subscriber allowed to see each. The
+/// checks of the whole batch go to PostgreSQL in one round trip ([`authorize::visible_batch`]):
+/// one transaction per distinct (role, claims), one statement per table in it.
+pub async fn deliver_batch(
+    pool: &deadpool_postgres::Pool,
+    hub: &Hub,
+    changes: &[Change],
+) -> Result<usize, authorize::AuthorizeError> {
+    // Caller 0 probes visibility: PostgreSQL may hand a commit to the WAL reader a moment
+    // before other sessions can see it. A caller that bypasses RLS (`service_role`) goes first:
+    // until it sees the row, the answers say "not yet", not "no". After the retries (a row
+    // deleted since, or a table service_role may not read) the answers stand.
+    let mut who: Vec<Who> = vec![Who {
+        role: "service_role".into(),
+        claims: "{}".into(),
+    }];
+    let mut index: HashMap<Who, usize> = HashMap::new();
+    index.insert(who[0].clone(), 0);
+    let mut planned: Vec<Option<Planned>> = Vec::with_capacity(changes.len());
+    for change in changes {
+        if change.schema == "realtime" && change.table == "messages" {
+            planned.push(None);
             continue;
         }
-        t.outbox.send(ServerMessage::Json {
-            join_ref: None,
-            reference: None,
-            topic: t.topic.clone(),
-            event: "postgres_changes",
-            payload: payload(change, &t.ids),
-        });
-        sent += 1;
+        let targets = hub.change_targets(change);
+        let probe = change.kind != ChangeKind::Delete && !targets.is_empty();
+        let mut asks: Vec<usize> = if probe { vec![0] } else { Vec::new() };
+        let mut target_who = Vec::with_capacity(targets.len());
+        for t in &targets {
+            let w = Who {
+                role: t.caller.role.clone(),
+                claims: t.caller.claims.to_string(),
+            };
+            let i = match index.get(&w) {
+                Some(&i) => i,
+                None => {
+                    who.push(w.clone());
+                    index.insert(w, who.len() - 1);
+                    who.len() - 1
+                }
+            };
+            if !asks.contains(&i) {
+                asks.push(i);
+            }
+            target_who.push(i);
+        }
+        planned.push(Some(Planned {
+            targets,
+            target_who,
+            asks,
+            probe,
+        }));
+    }
+    let refs: Vec<&Change> = changes.iter().collect();
+    let asks: Vec<Vec<usize>> = planned
+        .iter()
+        .map(|p| p.as_ref().map(|p| p.asks.clone()).unwrap_or_default())
+        .collect();
+    let started = std::time::Instant::now();
+    let mut allowed = authorize::visible_batch(pool, &refs, &who, &asks).await?;
+    let mut retries = 0;
+    for _ in 0..VISIBILITY_RETRIES {
+        // Changes whose probe has not seen the row yet are checked again.
+        let waiting: Vec<usize> = (0..changes.len())
+            .filter(|&c| planned[c].as_ref().is_some_and(|p| p.probe) && !allowed[c][0])
+            .collect();
+        if waiting.is_empty() {
+            break;
+        }
+        retries += 1;
+        tokio::time::sleep(VISIBILITY_WAIT).await;
+        let again: Vec<&Change> = waiting.iter().map(|&c| refs[c]).collect();
+        let again_asks: Vec<Vec<usize>> = waiting.iter().map(|&c| asks[c].clone()).collect();
+        let answers = authorize::visible_batch(pool, &again, &who, &again_asks).await?;
+        for (c, a) in waiting.into_iter().zip(answers) {
+            allowed[c] = a;
+        }
+    }
+    tracing::debug!(
+        changes = changes.len(),
+        callers = who.len(),
+        retries,
+        elapsed = ?started.elapsed(),
+        "realtime: batch checked"
+    );
+    let mut sent = 0;
+    for ((change, plan), allowed) in changes.iter().zip(&planned).zip(&allowed) {
+        let Some(plan) = plan else {
+            sent += usize::from(sql_broadcast(hub, change));
+            continue;
+        };
+        tracing::debug!(
+            schema = %change.schema,
+            table = %change.table,
+            kind = change.kind.as_str(),
+            channels = plan.targets.len(),
+            ?allowed,
+            "realtime: change matched"
+        );
+        for (t, w) in plan.targets.iter().zip(&plan.target_who) {
+            let ok = plan
+                .asks
+                .iter()
+                .position(|a| a == w)
+                .is_some_and(|j| allowed[j]);
+            if !ok {
+                continue;
+            }
+            t.outbox.send(ServerMessage::Json {
+                join_ref: None,
+                reference: None,
+                topic: t.topic.clone(),
+                event: "postgres_changes",
+                payload: payload(change, &t.ids),
+            });
+            sent += 1;
+        }
     }
     Ok(sent)
 }
@@ -196,14 +261,17 @@ async fn trim_messages(admin: &deadpool_postgres::Pool) {
     }
 }
 
-/// Delivers one change, retrying a failed check until it succeeds or doska stops.
-async fn deliver_retrying(state: &SharedState, hub: &Hub, change: &Change) -> bool {
+/// Delivers a batch of changes, retrying a failed check until it succeeds or doska stops.
+async fn deliver_retrying(state: &SharedState, hub: &Hub, changes: &[Change]) -> bool {
+    if changes.is_empty() {
+        return true;
+    }
     let mut shutdown = state.shutdown.clone();
     loop {
-        match deliver(&state.pool, hub, change).await {
+        match deliver_batch(&state.pool, hub, changes).await {
             Ok(_) => return true,
             Err(e) => {
-                tracing::warn!(error = %e, table = %change.table, "realtime: delivery check failed; retrying");
+                tracing::warn!(error = %e, changes = changes.len(), "realtime: delivery check failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     _ = shutdown.changed() => return false,
@@ -213,7 +281,9 @@ async fn deliver_retrying(state: &SharedState, hub: &Hub, change: &Change) -> bo
     }
 }
 
-/// Runs the change source and delivers its transactions until shutdown.
+/// Runs the change source and delivers its transactions until shutdown. Committed
+/// transactions that arrived together (up to `MAX_BATCH` changes) are delivered as one batch —
+/// one authorization round trip — and only then acknowledged.
 pub async fn run(
     state: SharedState,
     hub: Arc<Hub>,
@@ -221,24 +291,50 @@ pub async fn run(
     options: SourceOptions,
 ) {
     let mut source = Source::spawn(config, options, state.shutdown.clone());
+    // The open transaction's changes (until its Commit).
     let mut buffered: Vec<Change> = Vec::new();
     let mut streaming = false;
+    // Committed changes waiting for delivery, and the commit to acknowledge after them.
+    let mut ready: Vec<Change> = Vec::new();
+    let mut ack: Option<super::lsn::Lsn> = None;
     let mut shutdown = state.shutdown.clone();
     let mut trim = tokio::time::interval(Duration::from_secs(60));
     trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let item = tokio::select! {
-            item = source.recv() => item,
-            _ = shutdown.changed() => None,
-            _ = trim.tick() => {
-                trim_messages(&state.admin).await;
+        // Take what already arrived without waiting; deliver once nothing more is waiting.
+        let waiting = if ready.is_empty() && ack.is_none() {
+            None
+        } else {
+            source.recv().now_or_never()
+        };
+        let item = match waiting {
+            Some(item) => item,
+            None if !ready.is_empty() || ack.is_some() => {
+                if !deliver_retrying(&state, &hub, &ready).await {
+                    break;
+                }
+                ready.clear();
+                if let Some(end_lsn) = ack.take() {
+                    source.ack(end_lsn);
+                }
                 continue;
             }
+            None => tokio::select! {
+                item = source.recv() => item,
+                _ = shutdown.changed() => None,
+                _ = trim.tick() => {
+                    trim_messages(&state.admin).await;
+                    continue;
+                }
+            },
         };
         let Some(item) = item else { break };
         match item {
             SourceItem::Started { slot_created } => {
+                // Everything not acknowledged comes again.
                 buffered.clear();
+                ready.clear();
+                ack = None;
                 streaming = false;
                 if let Some(lsn) = slot_created {
                     tracing::info!(%lsn, "realtime: replication slot created");
@@ -249,37 +345,32 @@ pub async fn run(
             }
             SourceItem::Event(Event::Change(change)) => {
                 if streaming {
-                    if !deliver_retrying(&state, &hub, &change).await {
-                        break;
-                    }
+                    ready.push(*change);
                 } else {
                     buffered.push(*change);
                     if buffered.len() >= MAX_BUFFERED {
                         // Delivered before the commit is known: nothing to wait for yet, so
                         // rows of a still-running transaction are checked as they stand.
                         streaming = true;
-                        for c in buffered.drain(..) {
-                            if !deliver_retrying(&state, &hub, &c).await {
-                                break;
-                            }
-                        }
+                        ready.append(&mut buffered);
+                    }
+                }
+                if ready.len() >= MAX_BATCH {
+                    // Deliver now; the acknowledgement waits for a commit after these.
+                    if !deliver_retrying(&state, &hub, &ready).await {
+                        break;
+                    }
+                    ready.clear();
+                    if let Some(end_lsn) = ack.take() {
+                        source.ack(end_lsn);
                     }
                 }
             }
             SourceItem::Event(Event::Commit { end_lsn, .. }) => {
                 tracing::debug!(%end_lsn, changes = buffered.len(), "realtime: commit");
-                let mut stopped = false;
-                for c in buffered.drain(..) {
-                    if !deliver_retrying(&state, &hub, &c).await {
-                        stopped = true;
-                        break;
-                    }
-                }
-                if stopped {
-                    break;
-                }
+                ready.append(&mut buffered);
                 streaming = false;
-                source.ack(end_lsn);
+                ack = Some(end_lsn);
             }
             SourceItem::Event(Event::Begin { .. } | Event::Truncate(_)) => {}
         }
