@@ -34,6 +34,11 @@ const VISIBILITY_RETRIES: usize = 100;
 /// The `postgres_changes` payload realtime-js reads (`ids`, `data.{schema, table,
 /// commit_timestamp, type, columns, record, old_record, errors}`).
 pub fn payload(change: &Change, ids: &[u32]) -> Value {
+    json!({"ids": ids, "data": payload_data(change)})
+}
+
+/// The `data` of a `postgres_changes` payload: the same for every subscriber of a change.
+pub fn payload_data(change: &Change) -> Value {
     let columns: Vec<Value> = change
         .columns
         .iter()
@@ -73,7 +78,7 @@ pub fn payload(change: &Change, ids: &[u32]) -> Value {
             change.unchanged_toast.join(", ")
         )]);
     }
-    json!({"ids": ids, "data": data})
+    data
 }
 
 /// Hands one change to every matching subscriber allowed to see it.
@@ -195,6 +200,8 @@ pub async fn deliver_batch(
             ?allowed,
             "realtime: change matched"
         );
+        // Serialized once, shared by every channel that gets it.
+        let mut data: Option<Arc<str>> = None;
         for (t, w) in plan.targets.iter().zip(&plan.target_who) {
             let ok = plan
                 .asks
@@ -204,12 +211,13 @@ pub async fn deliver_batch(
             if !ok {
                 continue;
             }
-            t.outbox.send(ServerMessage::Json {
-                join_ref: None,
-                reference: None,
+            let data = data
+                .get_or_insert_with(|| Arc::from(payload_data(change).to_string()))
+                .clone();
+            t.outbox.send(ServerMessage::Change {
                 topic: t.topic.clone(),
-                event: "postgres_changes",
-                payload: payload(change, &t.ids),
+                ids: t.ids.clone(),
+                data,
             });
             sent += 1;
         }
