@@ -30,7 +30,12 @@ fn request_id(req: &Request<Incoming>) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
         })
         .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+        // From the thread-local RNG: `new_v4` asks the OS for randomness on every request.
+        .unwrap_or_else(|| {
+            uuid::Builder::from_random_bytes(rand::random())
+                .into_uuid()
+                .to_string()
+        })
 }
 
 /// Error body of the foundation's own routes.
