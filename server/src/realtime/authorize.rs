@@ -139,13 +139,116 @@ struct Statement<'a> {
     changes: Vec<usize>,
 }
 
+/// One caller's check statement.
+#[derive(Clone)]
+struct Unit<'a> {
+    who: &'a Who,
+    w: usize,
+    statement: &'a Statement<'a>,
+    param: &'a String,
+}
+
+/// What one unit answered.
+enum Outcome {
+    Rows(Vec<tokio_postgres::Row>),
+    /// Its own statement failed (no privilege, a role it may not become): not visible.
+    Failed,
+    /// An earlier statement of a shared transaction failed: not asked yet.
+    Aborted,
+}
+
+/// The connection and statements the units run with.
+struct Ctx<'a> {
+    client: &'a tokio_postgres::Client,
+    set_caller: &'a tokio_postgres::Statement,
+    prepared: &'a HashMap<&'a Check, Option<tokio_postgres::Statement>>,
+}
+
+impl Ctx<'_> {
+    /// Sets the unit's caller, then runs its check, as two pipelined statements.
+    async fn unit(
+        &self,
+        u: &Unit<'_>,
+    ) -> (
+        Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
+        Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
+    ) {
+        let client = self.client;
+        let set: [&(dyn ToSql + Sync); 2] = [&u.who.role, &u.who.claims];
+        let check = async move {
+            match &self.prepared[u.statement.check] {
+                Some(st) => client.query(st, &[u.param as &(dyn ToSql + Sync)]).await,
+                None => {
+                    let typed: [(&(dyn ToSql + Sync), Type); 1] = [(u.param, Type::TEXT)];
+                    client.query_typed(check_sql(u.statement.check), &typed).await
+                }
+            }
+        };
+        tokio::join!(client.query(self.set_caller, &set), check)
+    }
+
+    /// Runs `units` pipelined — all in one read-only transaction (`shared`), or each in its
+    /// own — and rolls back. Polled together, tokio-postgres writes every message before
+    /// reading any answer, in this order.
+    async fn run(&self, units: &[Unit<'_>], shared: bool) -> Result<Vec<Outcome>, AuthorizeError> {
+        let client = self.client;
+        let results = if shared {
+            let (b, results, r) = tokio::join!(
+                client.batch_execute("BEGIN READ ONLY"),
+                join_all(units.iter().map(|u| self.unit(u))),
+                client.batch_execute("ROLLBACK"),
+            );
+            b.map_err(AuthorizeError::Db)?;
+            r.map_err(AuthorizeError::Db)?;
+            results
+        } else {
+            let each = units.iter().map(|u| async move {
+                let (b, result, r) = tokio::join!(
+                    client.batch_execute("BEGIN READ ONLY"),
+                    self.unit(u),
+                    client.batch_execute("ROLLBACK"),
+                );
+                (b, result, r)
+            });
+            let mut results = Vec::with_capacity(units.len());
+            for (b, result, r) in join_all(each).await {
+                b.map_err(AuthorizeError::Db)?;
+                r.map_err(AuthorizeError::Db)?;
+                results.push(result);
+            }
+            results
+        };
+        let aborted = |e: &tokio_postgres::Error| {
+            e.code() == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION)
+        };
+        Ok(results
+            .into_iter()
+            .map(|(s, c)| match (s, c) {
+                (Ok(_), Ok(rows)) => Outcome::Rows(rows),
+                (Err(e), _) if aborted(&e) => Outcome::Aborted,
+                (Err(e), _) => {
+                    tracing::debug!(error = %e, "realtime: setting the caller failed");
+                    Outcome::Failed
+                }
+                (Ok(_), Err(e)) if aborted(&e) => Outcome::Aborted,
+                (Ok(_), Err(e)) => {
+                    tracing::debug!(error = %e, "realtime: visibility check failed");
+                    Outcome::Failed
+                }
+            })
+            .collect())
+    }
+}
+
 /// For many changes at once: `asks[c]` lists the callers (indices into `who`) to check
 /// `changes[c]` for; the answer `[c][j]` is whether `who[asks[c][j]]` may see it.
 ///
-/// Each distinct caller gets one read-only transaction per table (`BEGIN`, set role and
-/// claims, one statement covering all its rows of that table, `ROLLBACK`), so PostgreSQL
-/// decides every row as that caller; all of them go out pipelined on one connection: one
-/// round trip for the whole batch. A check that fails (a
+/// Each distinct caller gets, per table, two statements — set role and claims, then one check
+/// covering all its rows of that table — so PostgreSQL decides every row as that caller with
+/// the settings fixed for the statement. All of them run in one read-only transaction, rolled
+/// back, pipelined on one connection: one round trip for the whole batch. If a statement fails
+/// (a caller without privilege on the table), the ones after it are asked again, each in its
+/// own transaction: a second round trip, never a wrong answer. A check that fails (a
 /// statement error) answers "not visible" for what it covered; a broken connection is an
 /// error.
 pub async fn visible_batch(
@@ -215,49 +318,43 @@ pub async fn visible_batch(
         })
         .collect();
     let client: &tokio_postgres::Client = &client;
-    // One transaction per caller and statement, so a statement that fails (no privilege on one
-    // table) cannot spoil another's answer. Polled together, tokio-postgres writes every
-    // message before reading any answer, in this order: BEGIN; set caller; check; ROLLBACK.
-    let units = plans.iter().enumerate().flat_map(|(w, plan)| {
-        plan.iter().zip(&params[w]).map(move |(statement, param)| (w, statement, param))
-    });
-    let groups = units.map(|(w, statement, param)| {
-        let (set_caller, prepared) = (&set_caller, &prepared);
-        async move {
-            let set: [&(dyn ToSql + Sync); 2] = [&who[w].role, &who[w].claims];
-            let check = async move {
-                match &prepared[statement.check] {
-                    Some(st) => client.query(st, &[param as &(dyn ToSql + Sync)]).await,
-                    None => {
-                        let typed: [(&(dyn ToSql + Sync), Type); 1] = [(param, Type::TEXT)];
-                        client.query_typed(check_sql(statement.check), &typed).await
-                    }
-                }
-            };
-            let (b, s, c, r) = tokio::join!(
-                client.batch_execute("BEGIN READ ONLY"),
-                client.query(set_caller, &set),
-                check,
-                client.batch_execute("ROLLBACK"),
-            );
-            (w, statement, b, s, c, r)
+    let units: Vec<Unit<'_>> = plans
+        .iter()
+        .enumerate()
+        .flat_map(|(w, plan)| {
+            plan.iter()
+                .zip(&params[w])
+                .map(move |(statement, param)| Unit {
+                    who: &who[w],
+                    w,
+                    statement,
+                    param,
+                })
+        })
+        .collect();
+    let ctx = Ctx {
+        client,
+        set_caller: &set_caller,
+        prepared: &prepared,
+    };
+    // First every unit in one transaction (each sets its own caller before its check). A
+    // statement that fails aborts the rest of that transaction: those units are asked again,
+    // each in its own transaction, so one caller's missing privilege never answers for another.
+    let mut outcomes = ctx.run(&units, true).await?;
+    let aborted: Vec<usize> = (0..units.len())
+        .filter(|&i| matches!(outcomes[i], Outcome::Aborted))
+        .collect();
+    if !aborted.is_empty() {
+        let again: Vec<Unit<'_>> = aborted.iter().map(|&i| units[i].clone()).collect();
+        for (i, outcome) in aborted.into_iter().zip(ctx.run(&again, false).await?) {
+            outcomes[i] = outcome;
         }
-    });
-    let results = join_all(groups).await;
-    for (w, statement, b, s, c, r) in results {
-        b.map_err(AuthorizeError::Db)?;
-        r.map_err(AuthorizeError::Db)?;
-        if let Err(e) = &s {
-            tracing::debug!(error = %e, "realtime: setting the caller failed");
+    }
+    for (unit, outcome) in units.iter().zip(outcomes) {
+        let Outcome::Rows(rows) = outcome else {
             continue;
-        }
-        let rows = match c {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::debug!(error = %e, "realtime: visibility check failed");
-                continue;
-            }
         };
+        let statement = unit.statement;
         let seen: Vec<usize> = match statement.check {
             Check::Rows(_) => rows
                 .iter()
@@ -277,7 +374,7 @@ pub async fn visible_batch(
             }
         };
         for c in seen {
-            if let Some(j) = asks[c].iter().position(|&x| x == w) {
+            if let Some(j) = asks[c].iter().position(|&x| x == unit.w) {
                 answers[c][j] = true;
             }
         }
