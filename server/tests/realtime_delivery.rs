@@ -192,21 +192,42 @@ async fn batch_checks_answer_as_single_checks() {
     ];
     let refs: Vec<&Change> = changes.iter().collect();
     // Every caller for every change, then a sparse pattern (Bob only for some).
-    let all: Vec<Vec<usize>> = changes.iter().map(|_| (0..callers.len()).collect()).collect();
+    let all: Vec<Vec<usize>> = changes
+        .iter()
+        .map(|_| (0..callers.len()).collect())
+        .collect();
     let got = visible_batch(pool, &refs, &callers, &all).await.unwrap();
     for (c, change) in changes.iter().enumerate() {
         let single = visible(pool, change, &callers).await.unwrap();
         assert_eq!(got[c], single, "change {c}");
     }
-    let sparse: Vec<Vec<usize>> = vec![vec![1], vec![1, 0], vec![], vec![2], vec![3], vec![], vec![0]];
+    let sparse: Vec<Vec<usize>> = vec![
+        vec![1],
+        vec![1, 0],
+        vec![],
+        vec![2],
+        vec![3],
+        vec![],
+        vec![0],
+    ];
     let got = visible_batch(pool, &refs, &callers, &sparse).await.unwrap();
     assert_eq!(
         got,
-        vec![vec![false], vec![true, false], vec![], vec![true], vec![false], vec![], vec![true]]
+        vec![
+            vec![false],
+            vec![true, false],
+            vec![],
+            vec![true],
+            vec![false],
+            vec![],
+            vec![true]
+        ]
     );
     // Repeated batches reuse the prepared statements and still decide per caller.
     for _ in 0..3 {
-        let got = visible_batch(pool, &refs[..2], &callers, &all[..2]).await.unwrap();
+        let got = visible_batch(pool, &refs[..2], &callers, &all[..2])
+            .await
+            .unwrap();
         assert_eq!(got[0], [true, false, false, true, false]);
         assert_eq!(got[1], [false, true, false, true, false]);
     }

@@ -180,7 +180,9 @@ impl Ctx<'_> {
                 Some(st) => client.query(st, &[u.param as &(dyn ToSql + Sync)]).await,
                 None => {
                     let typed: [(&(dyn ToSql + Sync), Type); 1] = [(u.param, Type::TEXT)];
-                    client.query_typed(check_sql(u.statement.check), &typed).await
+                    client
+                        .query_typed(check_sql(u.statement.check), &typed)
+                        .await
                 }
             }
         };

@@ -209,7 +209,7 @@ impl Hub {
             return 0;
         };
         let topic: Arc<str> = Arc::from(topic);
-        let msg = Shared::new(ServerMessage::Broadcast {
+        let msg = Shared::wrap(ServerMessage::Broadcast {
             topic,
             event,
             meta,
@@ -306,7 +306,7 @@ fn fan_out_diff(inner: &Inner, topic: &Arc<str>, joins: Value, leaves: Value) {
     for chan in inner.by_topic.get(topic).into_iter().flatten() {
         if let Some(m) = inner.members.get(chan) {
             let msg = shared.entry(m.join_ref.clone()).or_insert_with(|| {
-                Shared::new(ServerMessage::Json {
+                Shared::wrap(ServerMessage::Json {
                     join_ref: m.join_ref.clone(),
                     reference: None,
                     topic: topic.clone(),

@@ -475,7 +475,8 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(message: ServerMessage) -> ServerMessage {
+    /// `message`, to be encoded once for all the sockets it is queued to.
+    pub fn wrap(message: ServerMessage) -> ServerMessage {
         ServerMessage::Shared(Arc::new(Shared {
             message,
             v1: std::sync::OnceLock::new(),
@@ -519,14 +520,12 @@ impl ServerMessage {
     /// body to a 1.0.0 client, or a name over the binary frame's 255-byte fields).
     pub fn encode(&self, vsn: Vsn) -> Option<Encoded> {
         match (self, vsn) {
-            (ServerMessage::Shared(shared), Vsn::V1) => shared
-                .v1
-                .get_or_init(|| shared.message.encode(vsn))
-                .clone(),
-            (ServerMessage::Shared(shared), Vsn::V2) => shared
-                .v2
-                .get_or_init(|| shared.message.encode(vsn))
-                .clone(),
+            (ServerMessage::Shared(shared), Vsn::V1) => {
+                shared.v1.get_or_init(|| shared.message.encode(vsn)).clone()
+            }
+            (ServerMessage::Shared(shared), Vsn::V2) => {
+                shared.v2.get_or_init(|| shared.message.encode(vsn)).clone()
+            }
             (
                 ServerMessage::Json {
                     join_ref,

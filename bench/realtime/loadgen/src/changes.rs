@@ -44,10 +44,7 @@ pub async fn run(args: &Args) -> Result<(), String> {
             .collect(),
     };
     if !users.is_empty() && users.len() < sockets {
-        return Err(format!(
-            "{} tokens for {sockets} sockets",
-            users.len()
-        ));
+        return Err(format!("{} tokens for {sockets} sockets", users.len()));
     }
     let counters = Arc::new(Counters::default());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -60,7 +57,11 @@ pub async fn run(args: &Args) -> Result<(), String> {
             binding["filter"] = json!(format!("user_id=eq.{user}"));
             token.clone()
         });
-        let join = phx::join_frame(&format!("realtime:bench-{i}"), json!([binding]), token.as_deref());
+        let join = phx::join_frame(
+            &format!("realtime:bench-{i}"),
+            json!([binding]),
+            token.as_deref(),
+        );
         let (url, apikey, counters, stop, connecting) = (
             url.clone(),
             apikey.clone(),
@@ -111,8 +112,7 @@ pub async fn run(args: &Args) -> Result<(), String> {
             tokio::time::sleep(Duration::from_millis(20)).await;
             let received = counters.received.load(Ordering::Relaxed);
             let last = counters.last_micros.load(Ordering::Relaxed);
-            let quiet = received > 0
-                && phx::now_micros() - last > idle.as_micros() as i64;
+            let quiet = received > 0 && phx::now_micros() - last > idle.as_micros() as i64;
             if received >= expect || quiet || ready.elapsed() > max {
                 break;
             }
