@@ -153,7 +153,7 @@ def rss_kib(pid):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--changes', type=int, default=20000, help='one-row commits per throughput case')
+    ap.add_argument('--changes', type=int, default=40000, help='one-row commits per throughput case')
     ap.add_argument('--sockets', type=int, default=1000)
     ap.add_argument('--seconds', type=int, default=10, help='length of each latency run')
     a = ap.parse_args()
