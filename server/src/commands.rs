@@ -275,8 +275,15 @@ async fn run_policies(
                     println!("{s};");
                 }
             }
+            let mut sections = String::new();
+            if outcome.buckets > 0 {
+                sections.push_str(&format!(", {} buckets", outcome.buckets));
+            }
+            if outcome.published > 0 {
+                sections.push_str(&format!(", {} published tables", outcome.published));
+            }
             println!(
-                "{}: {} roles, {} tables, {} policies; {} statement(s) {}",
+                "{}: {} roles, {} tables, {} policies{sections}; {} statement(s) {}",
                 if action == PoliciesAction::Apply {
                     "applied"
                 } else {

@@ -224,6 +224,8 @@ pub async fn apply_policies(config: &Config, database: &Database) -> Result<Stri
         roles = outcome.roles,
         tables = outcome.tables,
         policies = outcome.policies,
+        buckets = outcome.buckets,
+        published = outcome.published,
         statements = outcome.statements.len(),
         "policies applied"
     );

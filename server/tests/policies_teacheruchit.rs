@@ -61,7 +61,7 @@ async fn teacheruchit_policy_tests_pass_with_full_coverage() {
     let out = policies::apply(&mut admin, &sources, Mode::Apply, &["public".to_string()])
         .await
         .unwrap();
-    assert_eq!((out.roles, out.tables), (3, 9));
+    assert_eq!((out.roles, out.tables), (3, 11));
     assert!(out.warnings.is_empty(), "{:?}", out.warnings);
 }
 

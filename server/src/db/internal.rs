@@ -11,6 +11,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_realtime", include_str!("internal/0003_realtime.sql")),
     ("0004_storage", include_str!("internal/0004_storage.sql")),
     ("0005_policies", include_str!("internal/0005_policies.sql")),
+    (
+        "0006_policy_sections",
+        include_str!("internal/0006_policy_sections.sql"),
+    ),
 ];
 
 /// Advisory lock key shared by every doska migration runner (internal and app).

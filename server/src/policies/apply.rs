@@ -1,20 +1,26 @@
 //! Makes the database match the policy files, in ONE transaction on the admin connection: creates and
 //! alters the declared roles, turns row-level security on for every named table, grants, creates
-//! policies; revokes, drops and forgets what the files made before and no longer declare (the ledger
-//! `doska.policy_objects` lists exactly that, so roles, grants and policies from migrations are never
-//! touched); records the applied set and its hash in `doska.policy_sets`; tells the REST schema cache
-//! to reload. `check` and `diff` run the same work and roll it back.
+//! policies, creates or updates buckets, adds tables to the publication `supabase_realtime`;
+//! revokes, drops and forgets what the files made before and no longer declare (the ledger
+//! `doska.policy_objects` lists exactly that, so roles, grants, policies, buckets and published
+//! tables from migrations are never touched; a bucket that still holds objects is kept); records
+//! the applied set and its hash in `doska.policy_sets`; tells the REST schema cache to reload.
+//! `check` and `diff` run the same work and roll it back.
 //!
-//! Rejects, changing nothing: an unknown table, column or role; a declared role that could log in or
-//! holds superuser-like powers; a policy name a migration already uses on that table; and any SQL
-//! PostgreSQL refuses — each as `file:line: message`, with PostgreSQL's own message.
+//! Rejects, changing nothing: an unknown table, column or role; a table to publish without a
+//! primary key or replica identity; a declared role that could log in or holds superuser-like
+//! powers; a policy name a migration already uses on that table; and any SQL PostgreSQL refuses —
+//! each as `file:line: message`, with PostgreSQL's own message.
 
 use std::{collections::HashSet, fmt, ops::Range};
 
 use tokio_postgres::{Client, Transaction, error::SqlState};
 
 use super::{
-    compile::{GrantKey, Plan, PolicyPlan, compile, qualified},
+    compile::{
+        BucketPlan, GrantKey, PUBLICATION, Plan, PolicyPlan, compile, publish_sql, qualified,
+        unpublish_sql,
+    },
     parse::{Diagnostic, Loc, ParseError, Privilege, Sources, parse},
 };
 use crate::db::{migrate::describe, quote_ident, quote_literal};
@@ -41,6 +47,9 @@ pub struct Outcome {
     pub roles: usize,
     pub tables: usize,
     pub policies: usize,
+    pub buckets: usize,
+    /// Tables the files publish to `supabase_realtime`.
+    pub published: usize,
 }
 
 #[derive(Debug)]
@@ -327,7 +336,8 @@ pub async fn apply_in(
     for t in &plan.tables {
         tables.push(read_table(tx, &t.schema, &t.name).await?);
     }
-    let diags = check(&plan, &tables, &roles, &owned);
+    let mut diags = check(&plan, &tables, &roles, &owned);
+    diags.extend(check_publish(tx, &plan).await?);
     if !diags.is_empty() {
         return Err(ApplyError::Invalid(diags));
     }
@@ -553,7 +563,14 @@ pub async fn apply_in(
         .await?;
     }
 
-    // 8. Roles the files made and no longer declare: drop, unless something still depends on them.
+    // 8. Buckets: create or update what the files declare; remove those doska created and the files
+    // no longer declare, while they are empty (a bucket with objects is kept, with a warning).
+    buckets(tx, &mut run, &plan, &owned, &mut warnings).await?;
+
+    // 9. The publication: add declared tables; drop those doska added and the files no longer name.
+    publication(tx, &mut run, &plan, &owned).await?;
+
+    // 10. Roles the files made and no longer declare: drop, unless something still depends on them.
     for o in owned.iter().filter(|o| o.kind == "role") {
         if plan.roles.iter().any(|r| r.name == o.name) {
             continue;
@@ -583,7 +600,7 @@ pub async fn apply_in(
         }
     }
 
-    // 9. Reload the REST schema cache, record the set.
+    // 11. Reload the REST schema cache, record the set.
     if !run.statements.is_empty() {
         tx.batch_execute("NOTIFY pgrst, 'reload schema'").await?;
     }
@@ -629,8 +646,205 @@ pub async fn apply_in(
         roles: plan.roles.len(),
         tables: plan.tables.len(),
         policies: plan.policies.len(),
+        buckets: plan.buckets.len(),
+        published: plan.publish.len(),
     };
     Ok((outcome, plan))
+}
+
+async fn buckets(
+    tx: &Transaction<'_>,
+    run: &mut Run<'_, '_>,
+    plan: &Plan,
+    owned: &[Owned],
+    warnings: &mut Vec<String>,
+) -> Result<(), ApplyError> {
+    for b in &plan.buckets {
+        let row = tx
+            .query_opt(
+                "select name, public, file_size_limit, allowed_mime_types
+                   from storage.buckets where id = $1",
+                &[&b.id],
+            )
+            .await?;
+        let ours = owned.iter().any(|o| o.kind == "bucket" && o.name == b.id);
+        match row {
+            None => {
+                run.exec(&b.insert_sql(), &b.loc, &[]).await?;
+                own(
+                    tx, "bucket", "storage", "buckets", &b.id, "", "", "created", &b.loc,
+                )
+                .await?;
+            }
+            Some(r) => {
+                let same = r.get::<_, String>(0) == b.name
+                    && r.get::<_, bool>(1) == b.public
+                    && r.get::<_, Option<i64>>(2) == b.file_size_limit
+                    && r.get::<_, Option<Vec<String>>>(3) == b.allowed_mime_types;
+                if !same {
+                    run.exec(&b.update_sql(), &b.loc, &[]).await?;
+                }
+                if !ours {
+                    // Made by a migration or the storage API: now managed, never removed by doska.
+                    own(
+                        tx, "bucket", "storage", "buckets", &b.id, "", "", "adopted", &b.loc,
+                    )
+                    .await?;
+                }
+            }
+        }
+    }
+    for o in owned.iter().filter(|o| o.kind == "bucket") {
+        if plan.buckets.iter().any(|b| b.id == o.name) {
+            continue;
+        }
+        disown(tx, o).await?;
+        if o.fingerprint != "created" {
+            continue;
+        }
+        let sql = BucketPlan::delete_sql(&o.name);
+        tx.batch_execute("SAVEPOINT doska_bucket").await?;
+        match tx.execute(&sql, &[]).await {
+            Ok(n) => {
+                tx.batch_execute("RELEASE SAVEPOINT doska_bucket").await?;
+                if n > 0 {
+                    run.statements.push(sql);
+                }
+            }
+            Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT doska_bucket")
+                    .await?;
+                warnings.push(format!(
+                    "bucket {} is no longer declared but was kept: it still holds objects or uploads",
+                    o.name
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+async fn published(tx: &Transaction<'_>) -> Result<HashSet<(String, String)>, ApplyError> {
+    Ok(tx
+        .query(
+            "select schemaname::text, tablename::text from pg_publication_tables where pubname = $1",
+            &[&PUBLICATION],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+async fn publication(
+    tx: &Transaction<'_>,
+    run: &mut Run<'_, '_>,
+    plan: &Plan,
+    owned: &[Owned],
+) -> Result<(), ApplyError> {
+    let ledger: Vec<&Owned> = owned.iter().filter(|o| o.kind == "publication").collect();
+    if plan.publish.is_empty() && ledger.is_empty() {
+        return Ok(());
+    }
+    let there = published(tx).await?;
+    for t in &plan.publish {
+        if there.contains(&(t.schema.clone(), t.name.clone())) {
+            // Ours from an earlier apply, or a migration's (then never ours to remove).
+            continue;
+        }
+        run.exec(&publish_sql(&t.schema, &t.name), &t.loc, &[])
+            .await?;
+        own(
+            tx,
+            "publication",
+            &t.schema,
+            &t.name,
+            PUBLICATION,
+            "",
+            "",
+            "",
+            &t.loc,
+        )
+        .await?;
+    }
+    for o in ledger {
+        if plan
+            .publish
+            .iter()
+            .any(|t| t.schema == o.schema && t.name == o.table)
+        {
+            continue;
+        }
+        if there.contains(&(o.schema.clone(), o.table.clone())) {
+            run.exec_undeclared(&unpublish_sql(&o.schema, &o.table))
+                .await?;
+        }
+        disown(tx, o).await?;
+    }
+    Ok(())
+}
+
+/// Tables to publish: they exist, are tables, and have a replica identity PostgreSQL can publish
+/// updates and deletes with (else it refuses those statements once the table is published).
+async fn check_publish(tx: &Transaction<'_>, plan: &Plan) -> Result<Vec<Diagnostic>, ApplyError> {
+    let mut diags = Vec::new();
+    let Some(first) = plan.publish.first() else {
+        return Ok(diags);
+    };
+    let exists = tx
+        .query_opt(
+            "select 1 from pg_publication where pubname = $1",
+            &[&PUBLICATION],
+        )
+        .await?
+        .is_some();
+    if !exists {
+        diags.push(Diagnostic {
+            loc: first.loc.clone(),
+            message: format!(
+                "the publication {PUBLICATION} does not exist (doska's internal migrations create it)"
+            ),
+        });
+        return Ok(diags);
+    }
+    for t in &plan.publish {
+        let row = tx
+            .query_opt(
+                "select c.relkind::text, c.relreplident::text,
+                        exists (select 1 from pg_index i where i.indrelid = c.oid and i.indisprimary)
+                   from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                  where n.nspname = $1 and c.relname = $2",
+                &[&t.schema, &t.name],
+            )
+            .await?;
+        let message = match row {
+            None => Some(format!(
+                "unknown table {}.{} (policy files name tables that migrations create)",
+                t.schema, t.name
+            )),
+            Some(r) => {
+                let (kind, ident, pk): (String, String, bool) = (r.get(0), r.get(1), r.get(2));
+                if kind != "r" && kind != "p" {
+                    Some(format!("{}.{} is not a table", t.schema, t.name))
+                } else if ident == "n" || (ident == "d" && !pk) {
+                    Some(format!(
+                        "table {}.{} has no primary key (or replica identity): once published, PostgreSQL would refuse its updates and deletes; add a primary key or `alter table … replica identity full` in a migration",
+                        t.schema, t.name
+                    ))
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(message) = message {
+            diags.push(Diagnostic {
+                loc: t.loc.clone(),
+                message,
+            });
+        }
+    }
+    Ok(diags)
 }
 
 /// Checks every name against the catalog; collects every problem.

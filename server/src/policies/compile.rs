@@ -1,5 +1,7 @@
 //! Turns declarations into the objects they stand for — roles, one grant per (role, privilege,
-//! column), policies with their `CREATE POLICY` text — with short forms expanded. Pure: no database.
+//! column), policies with their `CREATE POLICY` text (a storage or channel rule gives one policy per
+//! action on `storage.objects` / `realtime.messages`), buckets as `storage.buckets` should hold
+//! them, tables to publish — with short forms expanded. Pure: no database.
 //! Names are quoted here and only here; `using`/`with_check` expressions go in as the admin wrote
 //! them, each inside its own parentheses (that is what they are for). Rejects nothing on its own:
 //! whether names exist is checked against the catalog by `apply`.
@@ -8,7 +10,7 @@ use std::ops::Range;
 
 use sha2::{Digest, Sha256};
 
-use super::parse::{Command, Declarations, Expr, Loc, Named, Privilege};
+use super::parse::{AccessRule, Command, Declarations, Expr, Loc, Named, Privilege, PublishDecl};
 use crate::db::{quote_ident, quote_literal};
 
 #[derive(Debug, Clone)]
@@ -116,6 +118,80 @@ impl PolicyPlan {
     }
 }
 
+/// A bucket as `storage.buckets` should hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketPlan {
+    pub id: String,
+    pub loc: Loc,
+    pub name: String,
+    pub public: bool,
+    pub file_size_limit: Option<i64>,
+    pub allowed_mime_types: Option<Vec<String>>,
+}
+
+impl BucketPlan {
+    fn values(&self) -> String {
+        let mimes = match &self.allowed_mime_types {
+            Some(m) => format!(
+                "ARRAY[{}]::text[]",
+                m.iter()
+                    .map(|x| quote_literal(x))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => "NULL".into(),
+        };
+        let limit = self
+            .file_size_limit
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "NULL".into());
+        format!(
+            "{}, {}, {}, {limit}, {mimes}",
+            quote_literal(&self.id),
+            quote_literal(&self.name),
+            self.public
+        )
+    }
+    pub fn insert_sql(&self) -> String {
+        format!(
+            "INSERT INTO storage.buckets (id, name, public, file_size_limit, allowed_mime_types) VALUES ({})",
+            self.values()
+        )
+    }
+    pub fn update_sql(&self) -> String {
+        format!(
+            "UPDATE storage.buckets SET (id, name, public, file_size_limit, allowed_mime_types) = ({}), updated_at = now() WHERE id = {}",
+            self.values(),
+            quote_literal(&self.id)
+        )
+    }
+    pub fn delete_sql(id: &str) -> String {
+        format!(
+            "DELETE FROM storage.buckets WHERE id = {}",
+            quote_literal(id)
+        )
+    }
+}
+
+/// The publication realtime reads; policy files add tables to it.
+pub const PUBLICATION: &str = "supabase_realtime";
+
+pub fn publish_sql(schema: &str, table: &str) -> String {
+    format!(
+        "ALTER PUBLICATION {} ADD TABLE {}",
+        quote_ident(PUBLICATION),
+        qualified(schema, table)
+    )
+}
+
+pub fn unpublish_sql(schema: &str, table: &str) -> String {
+    format!(
+        "ALTER PUBLICATION {} DROP TABLE {}",
+        quote_ident(PUBLICATION),
+        qualified(schema, table)
+    )
+}
+
 /// What the files stand for, in the order they are written.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
@@ -123,6 +199,129 @@ pub struct Plan {
     pub tables: Vec<TablePlan>,
     pub grants: Vec<GrantPlan>,
     pub policies: Vec<PolicyPlan>,
+    pub buckets: Vec<BucketPlan>,
+    pub publish: Vec<PublishDecl>,
+}
+
+/// A policy expression and where the admin's parts of it were written (byte ranges within it).
+struct Cond {
+    sql: String,
+    spans: Vec<(Range<usize>, Loc)>,
+}
+
+impl Cond {
+    fn admin(e: &Expr) -> Cond {
+        Cond {
+            sql: e.sql.clone(),
+            spans: vec![(0..e.sql.len(), e.loc.clone())],
+        }
+    }
+    /// A rule's generated conditions, then its `when` in parentheses.
+    fn rule(r: &AccessRule) -> Cond {
+        let mut sql = r.matches.clone();
+        let mut spans = Vec::new();
+        if let Some(w) = &r.when {
+            sql.push_str(" and (");
+            let start = sql.len();
+            sql.push_str(&w.sql);
+            spans.push((start..sql.len(), w.loc.clone()));
+            sql.push_str("\n)");
+        }
+        Cond { sql, spans }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn policy_plan(
+    schema: &str,
+    table: &str,
+    name: &str,
+    loc: &Loc,
+    roles: &[Named],
+    command: Command,
+    permissive: bool,
+    using: Option<Cond>,
+    with_check: Option<Cond>,
+) -> PolicyPlan {
+    let mut sql = format!(
+        "CREATE POLICY {} ON {} AS {} FOR {} TO {}",
+        quote_ident(name),
+        qualified(schema, table),
+        if permissive {
+            "PERMISSIVE"
+        } else {
+            "RESTRICTIVE"
+        },
+        command.sql(),
+        roles
+            .iter()
+            .map(|r| role_sql(&r.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut exprs = Vec::new();
+    for (word, e) in [("USING", &using), ("WITH CHECK", &with_check)] {
+        if let Some(e) = e {
+            sql.push_str(&format!(" {word} ("));
+            let start = sql.len();
+            sql.push_str(&e.sql);
+            for (r, l) in &e.spans {
+                exprs.push((start + r.start..start + r.end, l.clone()));
+            }
+            // A newline first, so a trailing `--` comment in the expression cannot eat the `)`.
+            sql.push_str("\n)");
+        }
+    }
+    PolicyPlan {
+        schema: schema.to_string(),
+        table: table.to_string(),
+        name: name.to_string(),
+        loc: loc.clone(),
+        roles: roles.to_vec(),
+        fingerprint: hex::encode(Sha256::digest(sql.as_bytes())),
+        create_sql: sql,
+        exprs,
+        command,
+        permissive,
+        using: using.map(|e| e.sql),
+        with_check: with_check.map(|e| e.sql),
+    }
+}
+
+/// One policy per action of a rule, on `schema.table`.
+fn rule_policies(plan: &mut Plan, schema: &str, table: &str, scope: &str, r: &AccessRule) {
+    for a in &r.actions {
+        let command = a.command();
+        plan.policies.push(policy_plan(
+            schema,
+            table,
+            &AccessRule::policy_name(scope, &r.name, *a),
+            &r.loc,
+            &r.roles,
+            command,
+            true,
+            command.has_using().then(|| Cond::rule(r)),
+            command.has_check().then(|| Cond::rule(r)),
+        ));
+    }
+}
+
+/// The table rules' policies live on: named in the files' plan (RLS on, policies checked against it).
+fn ensure_table(plan: &mut Plan, schema: &str, table: &str, loc: &Loc) {
+    if !plan
+        .tables
+        .iter()
+        .any(|t| t.schema == schema && t.name == table)
+    {
+        plan.tables.push(TablePlan {
+            schema: schema.to_string(),
+            name: table.to_string(),
+            loc: loc.clone(),
+            force_rls: false,
+            revoke_unlisted: false,
+            columns: Vec::new(),
+        });
+    }
 }
 
 pub fn qualified(schema: &str, table: &str) -> String {
@@ -198,47 +397,17 @@ pub fn compile(decls: &Declarations) -> Plan {
                 }
                 None => (p.using.clone(), p.with_check.clone()),
             };
-            let mut sql = format!(
-                "CREATE POLICY {} ON {} AS {} FOR {} TO {}",
-                quote_ident(&p.name),
-                qualified(&t.schema, &t.name),
-                if p.permissive {
-                    "PERMISSIVE"
-                } else {
-                    "RESTRICTIVE"
-                },
-                p.command.sql(),
-                p.roles
-                    .iter()
-                    .map(|r| role_sql(&r.name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            let mut exprs = Vec::new();
-            for (word, e) in [("USING", &using), ("WITH CHECK", &with_check)] {
-                if let Some(e) = e {
-                    sql.push_str(&format!(" {word} ("));
-                    let start = sql.len();
-                    sql.push_str(&e.sql);
-                    exprs.push((start..sql.len(), e.loc.clone()));
-                    // A newline first, so a trailing `--` comment in the expression cannot eat the `)`.
-                    sql.push_str("\n)");
-                }
-            }
-            plan.policies.push(PolicyPlan {
-                schema: t.schema.clone(),
-                table: t.name.clone(),
-                name: p.name.clone(),
-                loc: p.loc.clone(),
-                roles: p.roles.clone(),
-                fingerprint: hex::encode(Sha256::digest(sql.as_bytes())),
-                create_sql: sql,
-                exprs,
-                command: p.command,
-                permissive: p.permissive,
-                using: using.map(|e| e.sql),
-                with_check: with_check.map(|e| e.sql),
-            });
+            plan.policies.push(policy_plan(
+                &t.schema,
+                &t.name,
+                &p.name,
+                &p.loc,
+                &p.roles,
+                p.command,
+                p.permissive,
+                using.as_ref().map(Cond::admin),
+                with_check.as_ref().map(Cond::admin),
+            ));
         }
         plan.tables.push(TablePlan {
             schema: t.schema.clone(),
@@ -249,6 +418,25 @@ pub fn compile(decls: &Declarations) -> Plan {
             columns,
         });
     }
+    for b in &decls.buckets {
+        plan.buckets.push(BucketPlan {
+            id: b.id.clone(),
+            loc: b.loc.clone(),
+            name: b.name.clone(),
+            public: b.public,
+            file_size_limit: b.file_size_limit,
+            allowed_mime_types: b.allowed_mime_types.clone(),
+        });
+        for r in &b.rules {
+            ensure_table(&mut plan, "storage", "objects", &r.loc);
+            rule_policies(&mut plan, "storage", "objects", &b.id, r);
+        }
+    }
+    for c in &decls.channels {
+        ensure_table(&mut plan, "realtime", "messages", &c.rule.loc);
+        rule_policies(&mut plan, "realtime", "messages", "realtime", &c.rule);
+    }
+    plan.publish = decls.publish.clone();
     plan
 }
 

@@ -1,4 +1,5 @@
-//! Policy files: admins declare roles, grants and row-level security policies in `policies/*.toml`;
+//! Policy files: admins declare roles, grants, row-level security policies, storage buckets and their
+//! rules, and realtime's published tables and private-channel rules in `policies/*.toml`;
 //! doska reads them (`parse`), turns them into PostgreSQL objects (`compile`), makes the database match
 //! in one transaction (`apply`), and re-applies them when the files change while serving (`watch`).
 //! Access checks stay in PostgreSQL: nothing here decides a request.
@@ -6,6 +7,8 @@
 pub mod apply;
 pub mod compile;
 pub mod parse;
+pub mod pattern;
+pub mod sections;
 pub mod testing;
 pub mod watch;
 

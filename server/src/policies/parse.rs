@@ -2,6 +2,7 @@
 //! that remember the file and line of everything they hold. Rejects TOML syntax errors, unknown keys,
 //! malformed names, unknown privileges or commands, a role or table declared twice, and short forms
 //! combined with what they replace — every rejection as `file:line: message`, all of them at once.
+//! The `storage` and `realtime` sections are read by `sections`, into the same declarations.
 //! Nothing here looks at the database: whether a table, column or role exists is `apply`'s question.
 
 use std::{
@@ -15,6 +16,9 @@ use std::{
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
+
+use super::sections::{self, RealtimeDoc, Sections, StorageDoc};
+pub use super::sections::{AccessRule, Action, BucketDecl, ChannelDecl, PublishDecl};
 
 /// Where a declaration comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +140,12 @@ impl Sources {
 pub struct Declarations {
     pub roles: Vec<RoleDecl>,
     pub tables: Vec<TableDecl>,
+    /// `[storage.buckets.ID]`, each with its rules.
+    pub buckets: Vec<BucketDecl>,
+    /// `[realtime] tables = [...]`: published to `supabase_realtime`.
+    pub publish: Vec<PublishDecl>,
+    /// `[[realtime.channels]]`: private-channel rules.
+    pub channels: Vec<ChannelDecl>,
 }
 
 #[derive(Debug, Clone)]
@@ -280,6 +290,8 @@ struct FileDoc {
     roles: BTreeMap<Spanned<String>, Spanned<RoleDoc>>,
     #[serde(default)]
     tables: BTreeMap<Spanned<String>, Spanned<TableDoc>>,
+    storage: Option<StorageDoc>,
+    realtime: Option<RealtimeDoc>,
 }
 
 #[derive(Deserialize, Default)]
@@ -321,13 +333,13 @@ struct PolicyDoc {
 }
 
 /// Turns byte offsets of one file into lines.
-struct Lines<'a> {
+pub(super) struct Lines<'a> {
     file: Arc<str>,
     text: &'a str,
 }
 
 impl Lines<'_> {
-    fn at(&self, span: Range<usize>) -> Loc {
+    pub(super) fn at(&self, span: Range<usize>) -> Loc {
         let end = span.start.min(self.text.len());
         Loc {
             file: self.file.clone(),
@@ -339,7 +351,7 @@ impl Lines<'_> {
         }
     }
     /// The line where a string value's text starts (past the quotes and a leading newline of `"""`).
-    fn text_at(&self, span: Range<usize>) -> Loc {
+    pub(super) fn text_at(&self, span: Range<usize>) -> Loc {
         let raw = &self.text[span.start.min(self.text.len())..span.end.min(self.text.len())];
         let skip = if raw.starts_with("\"\"\"\n") || raw.starts_with("'''\n") {
             4
@@ -390,7 +402,7 @@ pub fn valid_role_name(name: &str) -> Result<(), String> {
 }
 
 /// A name to be quoted and looked up: not empty, at most 63 bytes, no NUL.
-fn valid_ident(kind: &str, name: &str) -> Result<(), String> {
+pub(super) fn valid_ident(kind: &str, name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 63 || name.contains('\0') {
         Err(format!(
             "{kind} name {name:?} must be 1 to 63 bytes long and not contain NUL"
@@ -401,7 +413,7 @@ fn valid_ident(kind: &str, name: &str) -> Result<(), String> {
 }
 
 /// `schema.table` or `table` (in `public`).
-fn split_table(name: &str) -> Result<(String, String), String> {
+pub(super) fn split_table(name: &str) -> Result<(String, String), String> {
     let (schema, table) = match name.split_once('.') {
         Some((s, t)) => (s, t),
         None => ("public", name),
@@ -507,11 +519,60 @@ pub fn parse(sources: &Sources) -> Result<Declarations, ParseError> {
             }
         }
     }
+    duplicates_in_sections(&out, &mut diags);
     if diags.is_empty() {
         Ok(out)
     } else {
         diags.sort_by(|a, b| (&a.loc.file, a.loc.line).cmp(&(&b.loc.file, b.loc.line)));
         Err(ParseError::Invalid(diags))
+    }
+}
+
+/// A bucket, a published table, a rule of a bucket or a channel rule declared twice.
+fn duplicates_in_sections(out: &Declarations, diags: &mut Vec<Diagnostic>) {
+    let mut dup = |loc: &Loc, what: String, first: &Loc| {
+        diags.push(Diagnostic {
+            loc: loc.clone(),
+            message: format!("{what} is already declared at {first}"),
+        })
+    };
+    for (i, b) in out.buckets.iter().enumerate() {
+        if let Some(first) = out.buckets[..i].iter().find(|o| o.id == b.id) {
+            dup(&b.loc, format!("bucket {:?}", b.id), &first.loc);
+        }
+        for (j, r) in b.rules.iter().enumerate() {
+            if let Some(first) = b.rules[..j].iter().find(|o| o.name == r.name) {
+                dup(
+                    &r.loc,
+                    format!("rule {:?} of bucket {:?}", r.name, b.id),
+                    &first.loc,
+                );
+            }
+        }
+    }
+    for (i, t) in out.publish.iter().enumerate() {
+        if let Some(first) = out.publish[..i]
+            .iter()
+            .find(|o| o.schema == t.schema && o.name == t.name)
+        {
+            dup(
+                &t.loc,
+                format!("realtime table {}.{}", t.schema, t.name),
+                &first.loc,
+            );
+        }
+    }
+    for (i, c) in out.channels.iter().enumerate() {
+        if let Some(first) = out.channels[..i]
+            .iter()
+            .find(|o| o.rule.name == c.rule.name)
+        {
+            dup(
+                &c.rule.loc,
+                format!("channel rule {:?}", c.rule.name),
+                &first.rule.loc,
+            );
+        }
     }
 }
 
@@ -531,11 +592,22 @@ fn parse_file(file: &str, text: &str, out: &mut Declarations, diags: &mut Vec<Di
             return;
         }
     };
-    let mut bad = |loc: Loc, message: String| diags.push(Diagnostic { loc, message });
     let named = |s: &Spanned<String>| Named {
         name: s.get_ref().clone(),
         loc: lines.at(s.span()),
     };
+
+    let mut found = Sections::default();
+    if let Some(s) = doc.storage {
+        sections::storage(s, &lines, &mut found, diags);
+    }
+    if let Some(r) = doc.realtime {
+        sections::realtime(r, &lines, &mut found, diags);
+    }
+    out.buckets.extend(found.buckets);
+    out.publish.extend(found.publish);
+    out.channels.extend(found.channels);
+    let mut bad = |loc: Loc, message: String| diags.push(Diagnostic { loc, message });
 
     for (name, role) in doc.roles {
         let loc = lines.at(name.span());
@@ -733,7 +805,7 @@ fn parse_file(file: &str, text: &str, out: &mut Declarations, diags: &mut Vec<Di
 
 impl Loc {
     /// The earlier of two places in the same file.
-    fn min_line(self, other: Loc) -> Loc {
+    pub(super) fn min_line(self, other: Loc) -> Loc {
         if other.line < self.line { other } else { self }
     }
 }

@@ -22,6 +22,8 @@ use serde_json::{Value, json};
 use tokio_postgres::{Client, Transaction};
 use toml::Spanned;
 
+mod actions;
+
 use super::{
     apply::{ApplyError, apply_in},
     compile::{PolicyPlan, qualified},
@@ -123,6 +125,20 @@ struct CaseDoc {
     denied: bool,
     /// The statement fails with a message containing this.
     error: Option<String>,
+    /// What a front door does instead of SQL: `download`, `upload`, `overwrite`, `delete` (with
+    /// `bucket` and `path`: the storage core's own row statements), `join`, `send`, `track` (with
+    /// `topic`: realtime's own private-channel probe), `receive` (with `table` and `row`: realtime's
+    /// own visibility check of a change of that row).
+    action: Option<String>,
+    bucket: Option<String>,
+    path: Option<String>,
+    topic: Option<String>,
+    /// `receive`: the published table and the primary key of its row.
+    table: Option<String>,
+    row: Option<serde_json::Map<String, Value>>,
+    /// The action is allowed (`denied = true`: it is refused).
+    #[serde(default)]
+    allowed: bool,
 }
 
 /// Per policy: seen allowing / seen denying.
@@ -249,6 +265,20 @@ fn line_of(text: &str, byte: usize) -> usize {
         + 1
 }
 
+/// The case's role and JWT claims.
+fn caller(doc: &TestFile, case: &CaseDoc) -> (String, Value) {
+    match doc.users.get(&case.who) {
+        Some(u) => {
+            let mut claims = u.claims.clone();
+            claims.insert("sub".into(), json!(u.id));
+            claims.insert("role".into(), json!(u.role));
+            claims.entry("aud").or_insert(json!("authenticated"));
+            (u.role.clone(), Value::Object(claims))
+        }
+        None => (case.who.clone(), json!({ "role": case.who })),
+    }
+}
+
 /// Runs one case in a savepoint; `Ok(Err(why))` is a failed case.
 async fn run_case(
     tx: &Transaction<'_>,
@@ -258,6 +288,9 @@ async fn run_case(
     policies: &[PolicyPlan],
     coverage: &mut Coverage,
 ) -> Result<Result<(), String>, TestError> {
+    if let Some(action) = &case.action {
+        return actions::run(tx, doc, case, action, policies, coverage).await;
+    }
     let expectations = [
         case.rows.is_some(),
         case.count.is_some(),
@@ -267,21 +300,22 @@ async fn run_case(
     .iter()
     .filter(|x| **x)
     .count();
-    if expectations != 1 {
+    if expectations != 1 || case.allowed {
         return Ok(Err(
-            "a case expects exactly one of `rows`, `count`, `denied` or `error`".into(),
+            "a case expects exactly one of `rows`, `count`, `denied` or `error` (`allowed` goes with `action`)".into(),
         ));
     }
-    let (role, claims) = match doc.users.get(&case.who) {
-        Some(u) => {
-            let mut claims = u.claims.clone();
-            claims.insert("sub".into(), json!(u.id));
-            claims.insert("role".into(), json!(u.role));
-            claims.entry("aud").or_insert(json!("authenticated"));
-            (u.role.clone(), Value::Object(claims))
-        }
-        None => (case.who.clone(), json!({ "role": case.who })),
-    };
+    if case.bucket.is_some()
+        || case.path.is_some()
+        || case.topic.is_some()
+        || case.table.is_some()
+        || case.row.is_some()
+    {
+        return Ok(Err(
+            "`bucket`, `path`, `topic`, `table` and `row` go with `action`".into(),
+        ));
+    }
+    let (role, claims) = caller(doc, case);
     let stmt = match statement(case, cache) {
         Ok(s) => s,
         Err(why) => return Ok(Err(why)),

@@ -74,6 +74,19 @@ fn check_sql(check: &Check) -> &str {
     }
 }
 
+/// The statement that decides whether the caller in force may see `change`, and its one text
+/// parameter; it answers one boolean. It is the statement [`visible_batch`] runs, for this one
+/// change. `doska policies test` runs it too.
+pub fn single_check(change: &Change) -> (String, String) {
+    match check_for(change) {
+        Check::Rows(sql) => (
+            format!("select exists ({sql})"),
+            Value::Array(vec![Value::Object(key_only(change, &change.record))]).to_string(),
+        ),
+        Check::Table(sql, table) => (sql.to_string(), table),
+    }
+}
+
 /// The check `change` needs.
 fn check_for(change: &Change) -> Check {
     let table = format!(
@@ -400,7 +413,8 @@ impl ChannelPermissions {
     }
 }
 
-const PROBE_ROWS: &str = "insert into realtime.messages (topic, extension, private) \
+/// The probe rows (broadcast, presence) inserted as admin: `doska policies test` inserts the same.
+pub const PROBE_ROWS: &str = "insert into realtime.messages (topic, extension, private) \
      values ($1, 'broadcast', true), ($1, 'presence', true) returning id::text, extension";
 const SET_CHANNEL_CALLER: &str = "select set_config('role', $1, true), \
      set_config('request.jwt.claims', $2, true), set_config('realtime.topic', $3, true), \
@@ -423,19 +437,27 @@ pub async fn channel_permissions(
         .map_err(|_| AuthorizeError::Pool("timed out".into()))?
         .map_err(|e| AuthorizeError::Pool(e.to_string()))?;
     let tx = client.transaction().await.map_err(AuthorizeError::Db)?;
-    let probes = tx
-        .query(PROBE_ROWS, &[&topic])
+    let perms = probe_channel(&tx, who, topic)
         .await
         .map_err(AuthorizeError::Db)?;
+    tx.rollback().await.map_err(AuthorizeError::Db)?;
+    Ok(perms)
+}
+
+/// The probe of [`channel_permissions`] inside a transaction the caller rolls back (`doska
+/// policies test` runs it in a savepoint of its own transaction). Leaves the caller's role set.
+pub async fn probe_channel(
+    tx: &tokio_postgres::Transaction<'_>,
+    who: &Who,
+    topic: &str,
+) -> Result<ChannelPermissions, tokio_postgres::Error> {
+    let probes = tx.query(PROBE_ROWS, &[&topic]).await?;
     let ids: Vec<String> = probes.iter().map(|r| r.get(0)).collect();
     tx.query(SET_CHANNEL_CALLER, &[&who.role, &who.claims, &topic])
-        .await
-        .map_err(AuthorizeError::Db)?;
+        .await?;
     let mut perms = ChannelPermissions::default();
     // A caller without SELECT on the table reads nothing; that is an answer, not an error.
-    tx.batch_execute("savepoint probe")
-        .await
-        .map_err(AuthorizeError::Db)?;
+    tx.batch_execute("savepoint probe").await?;
     match tx.query(READABLE, &[&ids]).await {
         Ok(rows) => {
             for r in rows {
@@ -446,23 +468,15 @@ pub async fn channel_permissions(
                 }
             }
         }
-        Err(_) => tx
-            .batch_execute("rollback to savepoint probe")
-            .await
-            .map_err(AuthorizeError::Db)?,
+        Err(_) => tx.batch_execute("rollback to savepoint probe").await?,
     }
     for (extension, flag) in [
         ("broadcast", &mut perms.write_broadcast),
         ("presence", &mut perms.write_presence),
     ] {
-        tx.batch_execute("savepoint probe")
-            .await
-            .map_err(AuthorizeError::Db)?;
+        tx.batch_execute("savepoint probe").await?;
         *flag = tx.execute(WRITE_PROBE, &[&topic, &extension]).await.is_ok();
-        tx.batch_execute("rollback to savepoint probe")
-            .await
-            .map_err(AuthorizeError::Db)?;
+        tx.batch_execute("rollback to savepoint probe").await?;
     }
-    tx.rollback().await.map_err(AuthorizeError::Db)?;
     Ok(perms)
 }

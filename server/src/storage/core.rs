@@ -447,7 +447,8 @@ struct Limits {
     allowed_mime_types: Option<Vec<String>>,
 }
 
-const UPSERT_SQL: &str = "with old as (
+/// The row statement of an overwrite (`x-upsert`, PUT, S3 PUT): `doska policies test` runs it too.
+pub const UPSERT_SQL: &str = "with old as (
     select id, version from storage.objects where bucket_id = $2 and name = $3)
   insert into storage.objects as o (id, bucket_id, name, owner, owner_id, version, metadata, user_metadata)
   values ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -456,7 +457,8 @@ const UPSERT_SQL: &str = "with old as (
     owner_id = excluded.owner_id, updated_at = now(), last_accessed_at = now()
   returning o.id, (select version from old) as old_version";
 
-const INSERT_SQL: &str = "insert into storage.objects as o
+/// The row statement of an upload that must not overwrite: `doska policies test` runs it too.
+pub const INSERT_SQL: &str = "insert into storage.objects as o
     (id, bucket_id, name, owner, owner_id, version, metadata, user_metadata)
   values ($1, $2, $3, $4, $5, $6, $7, $8)
   returning o.id, null::text as old_version";

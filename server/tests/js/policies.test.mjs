@@ -1,7 +1,7 @@
 // TeacherUchit's schema and policy files as the app will meet them, through @supabase/supabase-js
 // against a live doska: sign-up decides the role (teacher only with a school code), the policies
-// decide what each role reads and writes, and an edit of a policy file is in force without a
-// restart.
+// decide what each role reads and writes (tables, files, private channels), and an edit of a policy
+// file is in force without a restart.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { cp, readFile, writeFile, mkdtemp } from 'node:fs/promises';
@@ -92,6 +92,82 @@ test('sign-up decides the role; the policies decide what each role sees and writ
 
   const anonymous = await client(doska.anonKey).from('materials').select('title');
   assert.equal(anonymous.error?.code, '42501');
+});
+
+async function signedIn(email) {
+  const c = client(doska.anonKey);
+  const r = await c.auth.signInWithPassword({ email, password: 'correct-horse-battery' });
+  assert.equal(r.error, null);
+  return { c, id: r.data.user.id };
+}
+
+// Subscribes to a private channel; resolves with the status it ends in (SUBSCRIBED or an error).
+function joinPrivate(c, topic) {
+  return new Promise((resolve) => {
+    const ch = c.channel(topic, { config: { private: true } });
+    const timer = setTimeout(() => resolve('TIMED_OUT'), 10_000);
+    ch.subscribe((status) => {
+      if (status === 'SUBSCRIBED' || status === 'CHANNEL_ERROR') {
+        clearTimeout(timer);
+        c.removeChannel(ch).finally(() => resolve(status));
+      }
+    });
+  });
+}
+
+test("TeacherUchit's storage and channel rules (policies/storage.toml, realtime.toml) over supabase-js", async () => {
+  const boris = client(doska.anonKey);
+  const b = await boris.auth.signUp({
+    email: 'boris@a.test',
+    password: 'correct-horse-battery',
+    options: { data: { name: 'Борис', school_id: SCHOOL, class: 8, letter: 'А' } },
+  });
+  assert.equal(b.error, null);
+  const borisId = b.data.user.id;
+  const teacher = (await signedIn('teacher@a.test')).c;
+  const { c: anna, id: annaId } = await signedIn('anna@a.test');
+
+  // Materials: the school's teachers upload; its students read; students cannot upload.
+  const lesson = `${SCHOOL}/урок 1/дроби.pdf`;
+  let r = await teacher.storage.from('materials').upload(lesson, Buffer.from('%PDF-1.4 дроби'), { contentType: 'application/pdf' });
+  assert.equal(r.error, null);
+  r = await anna.storage.from('materials').download(lesson);
+  assert.equal(r.error, null);
+  assert.equal(await r.data.text(), '%PDF-1.4 дроби');
+  r = await anna.storage.from('materials').upload(`${SCHOOL}/шпаргалка.pdf`, Buffer.from('x'), { contentType: 'application/pdf' });
+  assert.equal(r.error?.statusCode, '403');
+  // The bucket's MIME types (from the file) hold too.
+  r = await teacher.storage.from('materials').upload(`${SCHOOL}/run.exe`, Buffer.from('MZ'), { contentType: 'application/x-msdownload' });
+  assert.equal(r.error?.statusCode, '415');
+
+  // Submissions: private to the student and her school's teachers.
+  const essay = `${annaId}/essay.txt`;
+  r = await anna.storage.from('submissions').upload(essay, Buffer.from('моё эссе'), { contentType: 'text/plain' });
+  assert.equal(r.error, null);
+  r = await boris.storage.from('submissions').download(essay);
+  assert.equal(r.error?.statusCode, '404');
+  r = await boris.storage.from('submissions').upload(essay, Buffer.from('подмена'), { upsert: true, contentType: 'text/plain' });
+  assert.equal(r.error?.statusCode, '403');
+  r = await boris.storage.from('submissions').upload(`${annaId}/fake.txt`, Buffer.from('x'), { contentType: 'text/plain' });
+  assert.equal(r.error?.statusCode, '403');
+  r = await teacher.storage.from('submissions').download(essay);
+  assert.equal(await r.data.text(), 'моё эссе');
+  r = await anna.storage.from('submissions').update(essay, Buffer.from('моё эссе v2'), { contentType: 'text/plain' });
+  assert.equal(r.error, null);
+
+  // Avatars: public; each user writes only their own.
+  r = await boris.storage.from('avatars').upload(`${borisId}.png`, Buffer.from('PNG'), { contentType: 'image/png' });
+  assert.equal(r.error, null);
+  r = await anna.storage.from('avatars').upload(`${borisId}.png`, Buffer.from('X'), { upsert: true, contentType: 'image/png' });
+  assert.equal(r.error?.statusCode, '403');
+  const res = await fetch(client(doska.anonKey).storage.from('avatars').getPublicUrl(`${borisId}.png`).data.publicUrl);
+  assert.equal(await res.text(), 'PNG');
+
+  // Private channels: a school's members join its channel; a user's inbox is theirs alone.
+  assert.equal(await joinPrivate(anna, `school:${SCHOOL}`), 'SUBSCRIBED');
+  assert.equal(await joinPrivate(anna, `user:${annaId}`), 'SUBSCRIBED');
+  assert.equal(await joinPrivate(boris, `user:${annaId}`), 'CHANNEL_ERROR');
+  assert.equal(await joinPrivate(boris, `school:b0000000-0000-0000-0000-00000000000b`), 'CHANNEL_ERROR');
 });
 
 test('an edited policy file is in force without a restart', async () => {

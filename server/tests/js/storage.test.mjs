@@ -1,7 +1,8 @@
 // Supabase storage as supabase-js (storage-js) speaks it, against a live doska: buckets, uploads
 // (raw and form-data, upsert, limits), downloads (Range, ETag/304), info/exists/list, move, copy,
 // remove, public and signed URLs, and row-level security on storage.objects deciding who reads and
-// writes what (TeacherUchit's shape: students' private submissions, a school's teaching materials).
+// writes what (TeacherUchit's shape: students' private submissions, a school's teaching materials),
+// declared in a policy file's storage section.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac, randomUUID } from 'node:crypto';
@@ -15,28 +16,45 @@ const teacher = randomUUID();
 const student = randomUUID();
 const other = randomUUID();
 
-const migrations = {
-  '0001_storage.sql': `
-    insert into storage.buckets (id, name, public) values
-      ('materials', 'materials', false), ('avatars', 'avatars', true), ('submissions', 'submissions', false);
-    -- A user's school and role come from app_metadata (set by trusted code, not the user).
-    create policy "students read their own submissions" on storage.objects for select to authenticated
-      using (bucket_id = 'submissions' and (storage.foldername(name))[1] = auth.uid()::text);
-    create policy "students hand in into their own folder" on storage.objects for insert to authenticated
-      with check (bucket_id = 'submissions' and (storage.foldername(name))[1] = auth.uid()::text);
-    create policy "students replace their own submissions" on storage.objects for update to authenticated
-      using (bucket_id = 'submissions' and (storage.foldername(name))[1] = auth.uid()::text);
-    create policy "a school reads its materials" on storage.objects for select to authenticated
-      using (bucket_id = 'materials'
-             and (storage.foldername(name))[1] = auth.jwt() -> 'app_metadata' ->> 'school');
-    create policy "teachers upload their school's materials" on storage.objects for insert to authenticated
-      with check (bucket_id = 'materials'
-             and (storage.foldername(name))[1] = auth.jwt() -> 'app_metadata' ->> 'school'
-             and auth.jwt() -> 'app_metadata' ->> 'role' = 'teacher');
-    create policy "anyone reads avatars" on storage.objects for select using (bucket_id = 'avatars');
-    create policy "users upload their avatar" on storage.objects for insert to authenticated
-      with check (bucket_id = 'avatars' and name = auth.uid()::text || '.png');
-  `,
+// The buckets and who may do what in them come from a policy file's `storage` section (doska
+// compiles it to policies on storage.objects); a user's school and role come from app_metadata (set
+// by trusted code, not the user).
+const policies = {
+  'storage.toml': `
+[storage.buckets.materials]
+[storage.buckets.avatars]
+public = true
+[storage.buckets.submissions]
+
+[[storage.buckets.submissions.rules]]
+name = "students keep their own"
+to = ["authenticated"]
+allow = ["read", "upload", "overwrite"]
+path = "{auth.uid}/**"
+
+[[storage.buckets.materials.rules]]
+name = "a school reads its materials"
+to = ["authenticated"]
+allow = ["read"]
+path = "{jwt.app_metadata.school}/**"
+
+[[storage.buckets.materials.rules]]
+name = "teachers upload"
+to = ["authenticated"]
+allow = ["upload", "overwrite"]
+path = "{jwt.app_metadata.school}/**"
+when = "auth.jwt() -> 'app_metadata' ->> 'role' = 'teacher'"
+
+[[storage.buckets.avatars.rules]]
+name = "anyone reads"
+allow = ["read"]
+
+[[storage.buckets.avatars.rules]]
+name = "users upload their avatar"
+to = ["authenticated"]
+allow = ["upload"]
+path = "{auth.uid}.png"
+`,
 };
 
 function sign(claims) {
@@ -62,7 +80,7 @@ function clientFor(token) {
 }
 
 before(async () => {
-  doska = await startDoska({ migrations, env: { DOSKA_JWT_SECRET: SECRET } });
+  doska = await startDoska({ policies, env: { DOSKA_JWT_SECRET: SECRET } });
   const opts = { auth: { persistSession: false, autoRefreshToken: false }, realtime: { transport: WebSocket } };
   admin = createClient(doska.url, doska.serviceKey, opts);
   anon = createClient(doska.url, doska.anonKey, opts);
