@@ -82,6 +82,16 @@ pub struct Settings {
     /// Age after which a stored file no row refers to is removed: seconds, or with a suffix s/m/h/d.
     #[arg(long, global = true, env = "DOSKA_STORAGE_ORPHAN_AGE")]
     pub storage_orphan_age: Option<String>,
+    /// How long realtime keeps changes for clients that reconnect with `since`: seconds, or with
+    /// a suffix s/m/h/d.
+    #[arg(long, global = true, env = "DOSKA_REALTIME_REPLAY_WINDOW")]
+    pub realtime_replay_window: Option<String>,
+    /// Most entries the realtime replay log keeps (the oldest go first).
+    #[arg(long, global = true, env = "DOSKA_REALTIME_REPLAY_MAX_ROWS")]
+    pub realtime_replay_max_rows: Option<u64>,
+    /// Largest realtime client message (and REST broadcast body) accepted, in bytes.
+    #[arg(long, global = true, env = "DOSKA_REALTIME_MAX_MESSAGE_BYTES")]
+    pub realtime_max_message_bytes: Option<usize>,
     /// Address of the S3 listener; it runs only when an S3 key pair is configured.
     #[arg(long, global = true, env = "DOSKA_S3_LISTEN")]
     pub s3_listen: Option<SocketAddr>,
@@ -180,6 +190,9 @@ pub struct Config {
     pub trusted_proxies: Vec<crate::http::client_ip::IpNet>,
     pub storage_dir: PathBuf,
     pub storage_orphan_age_secs: u64,
+    pub realtime_replay_window_secs: u64,
+    pub realtime_replay_max_rows: u64,
+    pub realtime_max_message_bytes: usize,
     pub s3_listen: SocketAddr,
     /// The operator's S3 key pair; the S3 listener runs only when it is set.
     pub s3_keys: Option<S3Keys>,
@@ -342,6 +355,9 @@ impl Settings {
             trusted_proxies,
             storage_dir,
             storage_orphan_age,
+            realtime_replay_window,
+            realtime_replay_max_rows,
+            realtime_max_message_bytes,
             s3_listen,
             s3_access_key_id,
             s3_secret_access_key,
@@ -499,8 +515,28 @@ impl Config {
                 reason: format!("`{a}` is not a duration (e.g. 3600, 90s, 15m, 1h)"),
             })?,
         };
+        let realtime_replay_window_secs = match s.realtime_replay_window.as_deref() {
+            None => 300,
+            Some(a) => parse_duration_secs(a).ok_or_else(|| ConfigError::Invalid {
+                key: "realtime_replay_window",
+                reason: format!("`{a}` is not a duration (e.g. 300, 90s, 5m, 1h)"),
+            })?,
+        };
+        let realtime_max_message_bytes = match s.realtime_max_message_bytes {
+            None => crate::realtime::socket::MAX_MESSAGE_BYTES,
+            Some(n) if (1024..=64 * 1024 * 1024).contains(&n) => n,
+            Some(n) => {
+                return Err(ConfigError::Invalid {
+                    key: "realtime_max_message_bytes",
+                    reason: format!("{n} is outside 1024..=67108864"),
+                });
+            }
+        };
         let data_dir = s.data_dir.unwrap_or_else(|| PathBuf::from("./doska-data"));
         Ok(Config {
+            realtime_replay_window_secs,
+            realtime_replay_max_rows: s.realtime_replay_max_rows.unwrap_or(100_000),
+            realtime_max_message_bytes,
             storage_dir: s.storage_dir.unwrap_or_else(|| data_dir.join("storage")),
             storage_orphan_age_secs,
             s3_listen: s
@@ -565,7 +601,7 @@ impl Config {
     /// The effective configuration as `doska config` prints it: TOML, secrets masked.
     pub fn masked_toml(&self) -> String {
         let mask = |s: &Option<String>| s.as_ref().map(|_| "********".to_string());
-        let v = serde_json::json!({
+        let mut v = serde_json::json!({
             "listen": self.listen.to_string(),
             "data_dir": self.data_dir.display().to_string(),
             "database_url": self.database_url.as_deref().map(mask_url),
@@ -607,6 +643,10 @@ impl Config {
             "smtp_url": self.auth.smtp_url.as_deref().map(mask_url),
             "jwt_signing_key": self.auth.jwt_signing_key.as_ref().map(|p| p.display().to_string()),
         });
+        // Past json!'s recursion limit, so set apart.
+        v["realtime_replay_window"] = self.realtime_replay_window_secs.into();
+        v["realtime_replay_max_rows"] = self.realtime_replay_max_rows.into();
+        v["realtime_max_message_bytes"] = self.realtime_max_message_bytes.into();
         let mut out = String::new();
         if let serde_json::Value::Object(map) = v {
             for (k, v) in map {
@@ -742,6 +782,34 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn realtime_defaults_and_bounds() {
+        let c = Config::resolve(Settings::default()).unwrap();
+        assert_eq!(c.realtime_replay_window_secs, 300);
+        assert_eq!(c.realtime_replay_max_rows, 100_000);
+        assert_eq!(c.realtime_max_message_bytes, 256 * 1024);
+        let c = Config::resolve(Settings {
+            realtime_replay_window: Some("90s".into()),
+            realtime_max_message_bytes: Some(4096),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.realtime_replay_window_secs, 90);
+        assert_eq!(c.realtime_max_message_bytes, 4096);
+        for bad in [
+            Settings {
+                realtime_replay_window: Some("a while".into()),
+                ..Default::default()
+            },
+            Settings {
+                realtime_max_message_bytes: Some(10),
+                ..Default::default()
+            },
+        ] {
+            assert!(Config::resolve(bad).is_err());
+        }
     }
 
     #[test]

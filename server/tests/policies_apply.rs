@@ -108,11 +108,12 @@ async fn snapshot(db: &common::TestDb) -> String {
             "select concat_ws(' | ',
                (select string_agg(format('%s.%s %s %s %s %s', c.relname, p.polname, p.polcmd,
                                   p.polroles::regrole[]::text, pg_get_expr(p.polqual, p.polrelid),
-                                  pg_get_expr(p.polwithcheck, p.polrelid)), '; ' order by 1)
+                                  pg_get_expr(p.polwithcheck, p.polrelid)), '; '
+                                  order by c.relname, p.polname)
                   from pg_policy p join pg_class c on c.oid = p.polrelid),
-               (select string_agg(format('%s %s %s', relname, relrowsecurity, relacl), '; ' order by 1)
+               (select string_agg(format('%s %s %s', relname, relrowsecurity, relacl), '; ' order by relname)
                   from pg_class where relname in ('notes', 'audit')),
-               (select string_agg(format('%s %s', attname, attacl), '; ' order by 1)
+               (select string_agg(format('%s %s', attname, attacl), '; ' order by attname)
                   from pg_attribute where attrelid = 'notes'::regclass and attacl is not null),
                (select count(*)::text from doska.policy_objects),
                (select count(*)::text from doska.policy_sets))",

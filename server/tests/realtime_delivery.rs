@@ -284,6 +284,7 @@ async fn deliver_queues_only_to_allowed_channels_with_their_binding_ids() {
             presence_key: String::new(),
             caller: caller(sub),
             bindings,
+            gate: None,
         });
         queues.push(rx);
     }
@@ -330,6 +331,7 @@ async fn a_full_queue_marks_the_slow_consumer() {
         presence_key: "k".into(),
         caller: Caller::anonymous(),
         bindings: vec![],
+        gate: None,
     });
     let body = || doska::realtime::phoenix::BroadcastBody::Json(json!(1));
     assert_eq!(

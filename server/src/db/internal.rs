@@ -15,6 +15,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0006_policy_sections",
         include_str!("internal/0006_policy_sections.sql"),
     ),
+    (
+        "0007_realtime_log",
+        include_str!("internal/0007_realtime_log.sql"),
+    ),
 ];
 
 /// Advisory lock key shared by every doska migration runner (internal and app).

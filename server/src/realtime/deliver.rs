@@ -11,12 +11,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use serde_json::{Value, json};
 
 use super::authorize::{self, Who, key_only};
 use super::decode::{Change, ChangeKind, Event};
 use super::hub::{ChangeTarget, Hub};
+use super::log::{self, Position};
 use super::phoenix::{BroadcastBody, ServerMessage};
 use super::source::{Source, SourceItem, SourceOptions};
 use crate::state::SharedState;
@@ -24,8 +24,12 @@ use crate::state::SharedState;
 /// Transactions larger than this are delivered as they stream instead of at their commit,
 /// so one huge transaction cannot hold unbounded memory.
 const MAX_BUFFERED: usize = 10_000;
-/// Committed changes delivered together (one authorization round trip) at most.
+/// While a huge transaction streams, its changes are logged and delivered this many at a time.
+const STREAM_CHUNK: usize = 1_000;
+/// Committed changes logged together in one statement at most.
 const MAX_BATCH: usize = 1_000;
+/// How often the change log and `realtime.messages` are trimmed.
+const TRIM_EVERY: Duration = Duration::from_secs(10);
 
 /// How long a change's rows may take to become visible after the WAL reader got its commit.
 const VISIBILITY_WAIT: Duration = Duration::from_millis(10);
@@ -51,6 +55,8 @@ pub fn payload_data(change: &Change) -> Value {
         "type": change.kind.as_str(),
         "columns": columns,
         "errors": null,
+        // Where the change sits in the stream; a client sends the last one back as `since`.
+        "position": Position::of(change).to_string(),
     });
     match change.kind {
         ChangeKind::Insert => {
@@ -79,6 +85,40 @@ pub fn payload_data(change: &Change) -> Value {
         )]);
     }
     data
+}
+
+/// For each caller, whether it may see `change` (`authorize::visible`), once the change's
+/// commit is visible at all. PostgreSQL may hand a commit to the WAL reader a moment before
+/// other sessions can see it: a caller that bypasses RLS (`service_role`) goes first, and until
+/// it sees the row the answers say "not yet", not "no". After the retries (a row deleted since,
+/// or a table service_role may not read) the answers stand. Used by live delivery and replay.
+pub async fn visible_once_committed(
+    pool: &deadpool_postgres::Pool,
+    change: &Change,
+    mut who: Vec<Who>,
+) -> Result<Vec<bool>, authorize::AuthorizeError> {
+    let probe = change.kind != ChangeKind::Delete;
+    if probe {
+        who.insert(
+            0,
+            Who {
+                role: "service_role".into(),
+                claims: "{}".into(),
+            },
+        );
+    }
+    let mut allowed = authorize::visible(pool, change, &who).await?;
+    for _ in 0..VISIBILITY_RETRIES {
+        if !probe || allowed[0] {
+            break;
+        }
+        tokio::time::sleep(VISIBILITY_WAIT).await;
+        allowed = authorize::visible(pool, change, &who).await?;
+    }
+    if probe {
+        allowed.remove(0);
+    }
+    Ok(allowed)
 }
 
 /// Hands one change to every matching subscriber allowed to see it.
@@ -214,11 +254,14 @@ pub async fn deliver_batch(
             let data = data
                 .get_or_insert_with(|| Arc::from(payload_data(change).to_string()))
                 .clone();
-            t.outbox.send(ServerMessage::Change {
-                topic: t.topic.clone(),
-                ids: t.ids.clone(),
-                data,
-            });
+            t.send(
+                Position::of(change),
+                ServerMessage::Change {
+                    topic: t.topic.clone(),
+                    ids: t.ids.clone(),
+                    data,
+                },
+            );
             sent += 1;
         }
     }
@@ -289,96 +332,208 @@ async fn deliver_retrying(state: &SharedState, hub: &Hub, changes: &[Change]) ->
     }
 }
 
-/// Runs the change source and delivers its transactions until shutdown. Committed
-/// transactions that arrived together (up to `MAX_BATCH` changes) are delivered as one batch —
-/// one authorization round trip — and only then acknowledged.
+/// Records how many WAL bytes the slot has not confirmed (for /metrics).
+async fn measure_slot_lag(state: &SharedState, hub: &Hub, slot: &str) {
+    let lag = match state.admin.get().await {
+        Ok(c) => c
+            .query_opt(
+                "select pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint \
+                 from pg_replication_slots where slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .map(|row| row.and_then(|r| r.get::<_, Option<i64>>(0)))
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match lag {
+        Ok(lag) => hub.set_slot_lag(lag.unwrap_or(0)),
+        Err(e) => tracing::debug!(error = %e, "realtime: measuring slot lag failed"),
+    }
+}
+
+/// Retries `attempt` every 500 ms until it succeeds; false when doska stops first.
+async fn retrying<F, Fut, E>(state: &SharedState, what: &str, mut attempt: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        match attempt().await {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::warn!(error = %e, "realtime: {what} failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.changed() => return false,
+                }
+            }
+        }
+    }
+}
+
+/// Logs `changes` durably (one statement), then hands them to their subscribers (one
+/// authorization round trip for the batch). False when doska stops first.
+async fn hand_over(state: &SharedState, hub: &Hub, changes: &[Change]) -> bool {
+    if changes.is_empty() {
+        return true;
+    }
+    let refs: Vec<&Change> = changes.iter().collect();
+    if !retrying(state, "logging changes", || {
+        log::append(&state.admin, &refs)
+    })
+    .await
+    {
+        return false;
+    }
+    deliver_retrying(state, hub, changes).await
+}
+
+/// Committed transactions waiting to be logged, delivered and acknowledged together.
+#[derive(Default)]
+struct Ready {
+    changes: Vec<Change>,
+    end_lsn: Option<super::lsn::Lsn>,
+}
+
+impl Ready {
+    /// Logs, delivers, then acknowledges the batch. False when doska stops first.
+    async fn flush(&mut self, state: &SharedState, hub: &Hub, source: &Source) -> bool {
+        if !hand_over(state, hub, &self.changes).await {
+            return false;
+        }
+        self.changes.clear();
+        if let Some(end) = self.end_lsn.take() {
+            source.ack(end);
+        }
+        true
+    }
+}
+
+/// Runs the change source and delivers its transactions until shutdown: each batch of
+/// committed transactions (whatever arrived together, up to `MAX_BATCH` changes) is logged in
+/// one statement, delivered, and only then acknowledged.
 pub async fn run(
     state: SharedState,
     hub: Arc<Hub>,
     config: tokio_postgres::Config,
     options: SourceOptions,
 ) {
+    let slot = options.slot.clone();
     let mut source = Source::spawn(config, options, state.shutdown.clone());
     // The open transaction's changes (until its Commit).
-    let mut buffered: Vec<Change> = Vec::new();
+    let mut open: Vec<Change> = Vec::new();
+    // The open transaction grew past MAX_BUFFERED: its changes go out in chunks as they stream.
     let mut streaming = false;
-    // Committed changes waiting for delivery, and the commit to acknowledge after them.
-    let mut ready: Vec<Change> = Vec::new();
-    let mut ack: Option<super::lsn::Lsn> = None;
+    let mut ready = Ready::default();
+    let mut started_before = false;
     let mut shutdown = state.shutdown.clone();
-    let mut trim = tokio::time::interval(Duration::from_secs(60));
+    let mut trim = tokio::time::interval(TRIM_EVERY);
     trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let window = Duration::from_secs(state.config.realtime_replay_window_secs);
+    let max_rows = state.config.realtime_replay_max_rows;
     loop {
-        // Take what already arrived without waiting; deliver once nothing more is waiting.
-        let waiting = if ready.is_empty() && ack.is_none() {
-            None
-        } else {
-            source.recv().now_or_never()
-        };
-        let item = match waiting {
-            Some(item) => item,
-            None if !ready.is_empty() || ack.is_some() => {
-                if !deliver_retrying(&state, &hub, &ready).await {
-                    break;
+        let item = if ready.end_lsn.is_some() {
+            // Committed work is waiting: take what already arrived, else hand it over now.
+            match source.try_recv() {
+                Some(item) => Some(item),
+                None => {
+                    if !ready.flush(&state, &hub, &source).await {
+                        break;
+                    }
+                    continue;
                 }
-                ready.clear();
-                if let Some(end_lsn) = ack.take() {
-                    source.ack(end_lsn);
-                }
-                continue;
             }
-            None => tokio::select! {
+        } else {
+            tokio::select! {
                 item = source.recv() => item,
                 _ = shutdown.changed() => None,
                 _ = trim.tick() => {
                     trim_messages(&state.admin).await;
+                    if let Err(e) = log::trim(&state.admin, window, max_rows).await {
+                        tracing::warn!(error = %e, "realtime: trimming the change log failed");
+                    }
+                    measure_slot_lag(&state, &hub, &slot).await;
                     continue;
                 }
-            },
+            }
         };
         let Some(item) = item else { break };
         match item {
             SourceItem::Started { slot_created } => {
+                let started_before = std::mem::replace(&mut started_before, true);
                 // Everything not acknowledged comes again.
-                buffered.clear();
-                ready.clear();
-                ack = None;
+                open.clear();
+                ready = Ready::default();
                 streaming = false;
+                tracing::info!(
+                    slot_created = slot_created.is_some(),
+                    "realtime: streaming changes from the replication slot"
+                );
                 if let Some(lsn) = slot_created {
                     tracing::info!(%lsn, "realtime: replication slot created");
+                    // Nothing before the slot was captured: older `since` positions must refetch.
+                    let floor = log::Position::end_of(lsn);
+                    if !retrying(&state, "raising the log floor", || {
+                        log::raise_floor(&state.admin, floor)
+                    })
+                    .await
+                    {
+                        break;
+                    }
+                    if started_before {
+                        // The slot was lost while we streamed: subscribers missed changes.
+                        hub.tell_changes_lost(super::replay::CHANGES_LOST_MESSAGE);
+                    }
                 }
             }
             SourceItem::Interrupted { error, retry_in } => {
                 tracing::warn!(%error, ?retry_in, "realtime: change stream interrupted");
             }
             SourceItem::Event(Event::Change(change)) => {
-                if streaming {
-                    ready.push(*change);
+                open.push(*change);
+                let limit = if streaming {
+                    STREAM_CHUNK
                 } else {
-                    buffered.push(*change);
-                    if buffered.len() >= MAX_BUFFERED {
-                        // Delivered before the commit is known: nothing to wait for yet, so
-                        // rows of a still-running transaction are checked as they stand.
-                        streaming = true;
-                        ready.append(&mut buffered);
-                    }
-                }
-                if ready.len() >= MAX_BATCH {
-                    // Deliver now; the acknowledgement waits for a commit after these.
-                    if !deliver_retrying(&state, &hub, &ready).await {
+                    MAX_BUFFERED
+                };
+                if open.len() >= limit {
+                    // Delivered before the commit is known: nothing to wait for yet, so rows
+                    // of a still-running transaction are checked as they stand. Earlier
+                    // transactions go first.
+                    if !ready.flush(&state, &hub, &source).await {
                         break;
                     }
-                    ready.clear();
-                    if let Some(end_lsn) = ack.take() {
-                        source.ack(end_lsn);
+                    streaming = true;
+                    if !hand_over(&state, &hub, &open).await {
+                        break;
                     }
+                    open.clear();
+                } else if ready.changes.len() + open.len() >= MAX_BATCH
+                    && !ready.flush(&state, &hub, &source).await
+                {
+                    break;
                 }
             }
             SourceItem::Event(Event::Commit { end_lsn, .. }) => {
-                tracing::debug!(%end_lsn, changes = buffered.len(), "realtime: commit");
-                ready.append(&mut buffered);
-                streaming = false;
-                ack = Some(end_lsn);
+                tracing::debug!(%end_lsn, changes = open.len(), "realtime: commit");
+                if streaming {
+                    if !hand_over(&state, &hub, &open).await {
+                        break;
+                    }
+                    open.clear();
+                    streaming = false;
+                    source.ack(end_lsn);
+                } else {
+                    ready.changes.append(&mut open);
+                    ready.end_lsn = Some(end_lsn);
+                    if ready.changes.len() >= MAX_BATCH && !ready.flush(&state, &hub, &source).await
+                    {
+                        break;
+                    }
+                }
             }
             SourceItem::Event(Event::Begin { .. } | Event::Truncate(_)) => {}
         }

@@ -8,14 +8,16 @@
 //! client and never buffers without bound.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, mpsc};
 
 use super::decode::Change;
+use super::log::Position;
 use super::phoenix::{BroadcastBody, ServerMessage, Shared};
+use super::replay::Gate;
 use super::subscriptions::{PostgresChanges, SubscriptionSet};
 use crate::jwt::Caller;
 
@@ -55,6 +57,29 @@ impl Outbox {
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
+
+    /// Marks the socket as too slow (it gets closed).
+    pub fn mark_overflowed(&self) {
+        self.overflowed.notify_one();
+    }
+
+    /// Queues once at least half the queue is free, so a long replay never fills it and starves
+    /// the hub's own messages. Returns false once the socket is gone.
+    pub async fn send_paced(&self, msg: ServerMessage) -> bool {
+        loop {
+            if self.tx.is_closed() {
+                return false;
+            }
+            if self.tx.capacity() >= self.tx.max_capacity() / 2 {
+                return match self.tx.try_send(msg) {
+                    Ok(()) => true,
+                    Err(mpsc::error::TrySendError::Full(m)) => self.tx.send(m).await.is_ok(),
+                    Err(mpsc::error::TrySendError::Closed(_)) => false,
+                };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
 }
 
 /// What a join brings to the hub.
@@ -72,6 +97,8 @@ pub struct Membership {
     pub caller: Caller,
     /// `(id, binding)` in the client's order.
     pub bindings: Vec<(u32, PostgresChanges)>,
+    /// Set while (and after) the channel replays the log: live changes go through it.
+    pub gate: Option<Arc<Gate>>,
 }
 
 /// A channel a change goes to, with the binding ids that matched and who is asking.
@@ -82,6 +109,17 @@ pub struct ChangeTarget {
     pub ids: Vec<u32>,
     pub caller: Caller,
     pub outbox: Outbox,
+    pub gate: Option<Arc<Gate>>,
+}
+
+impl ChangeTarget {
+    /// Queues a change for this channel (through its replay gate, if it has one).
+    pub fn send(&self, position: Position, msg: ServerMessage) -> bool {
+        match &self.gate {
+            Some(gate) => gate.offer(position, msg),
+            None => self.outbox.send(msg),
+        }
+    }
 }
 
 /// Presence key → the metas tracked under it, each with the channel that tracked it.
@@ -100,6 +138,20 @@ struct Inner {
 pub struct Hub {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
+    /// Open sockets, for /metrics.
+    sockets: Arc<AtomicUsize>,
+    /// WAL bytes the slot has not confirmed, as last measured (for /metrics).
+    slot_lag: AtomicI64,
+}
+
+/// Counts one open socket until dropped.
+#[derive(Debug)]
+pub struct SocketOpen(Arc<AtomicUsize>);
+
+impl Drop for SocketOpen {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Hub {
@@ -147,6 +199,9 @@ impl Hub {
         }
         for (id, _) in &m.bindings {
             inner.changes.remove(&(chan, *id));
+        }
+        if let Some(gate) = &m.gate {
+            gate.cancel();
         }
         untrack_locked(&mut inner, &m.topic, chan);
     }
@@ -261,9 +316,51 @@ impl Hub {
                 ids: vec![id],
                 caller: m.caller.clone(),
                 outbox: m.outbox.clone(),
+                gate: m.gate.clone(),
             });
         }
         targets
+    }
+
+    /// Sends a `system` error to every channel with `postgres_changes` bindings (changes they
+    /// wanted were lost). Returns how many channels it was queued for.
+    pub fn tell_changes_lost(&self, message: &str) -> usize {
+        let inner = self.lock();
+        let mut sent = 0;
+        for m in inner.members.values().filter(|m| !m.bindings.is_empty()) {
+            let queued = m.outbox.send(ServerMessage::Json {
+                join_ref: m.join_ref.clone(),
+                reference: None,
+                topic: m.topic.clone(),
+                event: "system",
+                payload: json!({
+                    "message": message,
+                    "status": "error",
+                    "extension": "postgres_changes",
+                    "channel": m.topic.strip_prefix("realtime:").unwrap_or(&m.topic),
+                }),
+            });
+            sent += usize::from(queued);
+        }
+        sent
+    }
+
+    /// Counts a socket as open until the returned guard is dropped.
+    pub fn socket_opened(&self) -> SocketOpen {
+        self.sockets.fetch_add(1, Ordering::Relaxed);
+        SocketOpen(self.sockets.clone())
+    }
+
+    pub fn sockets(&self) -> usize {
+        self.sockets.load(Ordering::Relaxed)
+    }
+
+    pub fn set_slot_lag(&self, bytes: i64) {
+        self.slot_lag.store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn slot_lag(&self) -> i64 {
+        self.slot_lag.load(Ordering::Relaxed)
     }
 
     /// How many channels are joined (for metrics and tests).

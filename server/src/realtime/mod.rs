@@ -12,8 +12,10 @@ pub mod authorize;
 pub mod decode;
 pub mod deliver;
 pub mod hub;
+pub mod log;
 pub mod lsn;
 pub mod phoenix;
+pub mod replay;
 pub mod replication;
 pub mod socket;
 pub mod source;
@@ -57,6 +59,24 @@ pub fn hub(state: &SharedState) -> Arc<Hub> {
 /// until shutdown; await the handle before stopping PostgreSQL so the slot is released cleanly.
 pub fn start(state: &SharedState, admin: tokio_postgres::Config) -> tokio::task::JoinHandle<()> {
     let hub = hub(state);
+    let h = hub.clone();
+    state.metrics.gauge(
+        "doska_realtime_slot_lag_bytes",
+        "WAL bytes between the server's current position and what the realtime slot confirmed (refreshed every 10 s).",
+        move || vec![(String::new(), h.slot_lag() as f64)],
+    );
+    let h = hub.clone();
+    state.metrics.gauge(
+        "doska_realtime_sockets",
+        "Open realtime WebSocket connections.",
+        move || vec![(String::new(), h.sockets() as f64)],
+    );
+    let h = hub.clone();
+    state.metrics.gauge(
+        "doska_realtime_channels",
+        "Joined realtime channels.",
+        move || vec![(String::new(), h.channels() as f64)],
+    );
     tokio::spawn(deliver::run(
         state.clone(),
         hub,
@@ -94,6 +114,13 @@ async fn may_send_private(
                 "could not check this channel's policies",
             ))
         }
+    }
+}
+
+/// A private broadcast goes into the durable log (for `broadcast.replay`) before it is sent.
+async fn log_private(state: &SharedState, topic: &str, event: &str, body: &BroadcastBody) {
+    if let Err(e) = log::append_broadcast(&state.admin, topic, event, body).await {
+        tracing::warn!(error = %e, "realtime: logging a private broadcast failed");
     }
 }
 
@@ -143,14 +170,18 @@ async fn broadcast_api(
         .headers()
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/octet-stream"));
-    let body =
-        match read_limited(req.into_body(), limit.min(socket::MAX_MESSAGE_BYTES as u64)).await {
-            Ok(b) => b,
-            Err(e @ crate::http::body::BodyError::TooLarge { .. }) => {
-                return error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string());
-            }
-            Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
-        };
+    let body = match read_limited(
+        req.into_body(),
+        limit.min(state.config.realtime_max_message_bytes as u64),
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(e @ crate::http::body::BodyError::TooLarge { .. }) => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string());
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
     let hub = hub(&state);
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(s)
@@ -171,14 +202,18 @@ async fn broadcast_api(
             }
         };
         let topic = decode(topic);
-        if private_query && let Err(res) = may_send_private(&state, &caller, &topic).await {
-            return res;
+        let event = decode(event);
+        if private_query {
+            if let Err(res) = may_send_private(&state, &caller, &topic).await {
+                return res;
+            }
+            log_private(&state, &topic, &event, &body).await;
         }
         hub.broadcast(
             None,
             &format!("realtime:{topic}"),
             private_query,
-            decode(event),
+            event,
             None,
             body,
         );
@@ -217,14 +252,17 @@ async fn broadcast_api(
         ));
     }
     for (topic, private, event, payload) in valid {
-        hub.broadcast(
-            None,
-            &topic,
-            private,
-            event,
-            None,
-            BroadcastBody::Json(payload),
-        );
+        let payload = BroadcastBody::Json(payload);
+        if private {
+            log_private(
+                &state,
+                topic.trim_start_matches("realtime:"),
+                &event,
+                &payload,
+            )
+            .await;
+        }
+        hub.broadcast(None, &topic, private, event, None, payload);
     }
     accepted()
 }

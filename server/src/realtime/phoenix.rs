@@ -16,6 +16,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
+use super::log::Position;
+
 /// Which serializer a socket speaks, from its `vsn` query parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Vsn {
@@ -249,6 +251,17 @@ pub struct JoinConfig {
     pub presence_enabled: bool,
     pub postgres_changes: Vec<ChangesBinding>,
     pub private: bool,
+    /// `config.since`: the position of the last change the client saw (resume after it).
+    pub since: Option<Position>,
+    /// `config.broadcast.replay`: broadcasts logged after `since` (ms since the epoch).
+    pub replay: Option<ReplayOption>,
+}
+
+/// `broadcast.replay {since, limit}` as realtime-js sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayOption {
+    pub since_ms: i64,
+    pub limit: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -396,8 +409,46 @@ fn parse_join(payload: &Value) -> Result<Join, PhoenixError> {
             ));
         }
     };
+    let since = match config.get("since") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(
+            s.parse::<Position>()
+                .map_err(|e| PhoenixError::BadPayload(e.to_string()))?,
+        ),
+        Some(_) => {
+            return Err(PhoenixError::BadPayload(
+                "since must be a position string (X/X:N)".into(),
+            ));
+        }
+    };
+    let replay = match broadcast.and_then(|b| b.get("replay")) {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(r)) => {
+            let since_ms = r.get("since").and_then(Value::as_i64).ok_or_else(|| {
+                PhoenixError::BadPayload(
+                    "broadcast.replay.since must be a number (ms since the epoch)".into(),
+                )
+            })?;
+            let limit = match r.get("limit") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_i64().filter(|l| *l > 0).ok_or_else(|| {
+                    PhoenixError::BadPayload(
+                        "broadcast.replay.limit must be a positive integer".into(),
+                    )
+                })?),
+            };
+            Some(ReplayOption { since_ms, limit })
+        }
+        Some(_) => {
+            return Err(PhoenixError::BadPayload(
+                "broadcast.replay must be an object".into(),
+            ));
+        }
+    };
     Ok(Join {
         config: JoinConfig {
+            since,
+            replay,
             broadcast_self: flag(broadcast, "self")?,
             broadcast_ack: flag(broadcast, "ack")?,
             presence_key,

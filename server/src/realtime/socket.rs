@@ -25,15 +25,19 @@ use tokio_tungstenite::tungstenite::{Message, handshake::derive_accept_key};
 
 use super::authorize::{self, ChannelPermissions, Who};
 use super::hub::{ChanId, Hub, Membership, Outbox};
+use super::log;
 use super::phoenix::{
-    Broadcast, ClientMessage, Encoded, Frame, Join, PhoenixError, PresenceOp, ServerMessage, Vsn,
+    Broadcast, ClientMessage, Encoded, Frame, Join, PhoenixError, PresenceOp, ReplayOption,
+    ServerMessage, Vsn,
 };
+use super::replay::{self, Gate, ReplayChannel};
 use super::subscriptions::PostgresChanges;
 use crate::http::body::{Body, empty, json as json_response};
 use crate::jwt::Caller;
 use crate::state::SharedState;
 
-/// Largest client message accepted (payload included); larger ones get an error reply.
+/// Largest client message accepted by default (payload included; `--realtime-max-message-bytes`);
+/// larger ones get an error reply.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// Messages queued for one socket before it counts as a slow consumer and is closed.
 pub const SEND_QUEUE: usize = 1024;
@@ -49,15 +53,16 @@ const TOKEN_CHECK: Duration = Duration::from_secs(5);
 
 /// Explicit buffer sizes: tungstenite's defaults (128 KiB read buffer per socket, unbounded write
 /// buffer) would make idle sockets costly and slow ones unbounded.
-fn ws_config() -> WebSocketConfig {
+fn ws_config(max_message: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(8 * 1024)
         .write_buffer_size(8 * 1024)
-        .max_write_buffer_size(4 * MAX_MESSAGE_BYTES)
+        // tungstenite requires it above the write buffer's 8 KiB, whatever the message cap.
+        .max_write_buffer_size((4 * max_message).max(64 * 1024))
         // Frames a bit over the cap still arrive whole, so they get a Phoenix error reply
         // instead of a dropped connection; far larger ones close the socket.
-        .max_message_size(Some(4 * MAX_MESSAGE_BYTES))
-        .max_frame_size(Some(4 * MAX_MESSAGE_BYTES))
+        .max_message_size(Some(4 * max_message))
+        .max_frame_size(Some(4 * max_message))
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response<Body> {
@@ -133,7 +138,7 @@ pub async fn upgrade(
                 let ws = WebSocketStream::from_raw_socket(
                     TokioIo::new(upgraded),
                     Role::Server,
-                    Some(ws_config()),
+                    Some(ws_config(state.config.realtime_max_message_bytes)),
                 )
                 .await;
                 run(state, hub, vsn, caller, ws).await;
@@ -181,6 +186,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let (outbox, mut queue, overflowed) = Outbox::new(SEND_QUEUE);
+    let _open = hub.socket_opened();
     let mut conn = Connection {
         state: state.clone(),
         hub,
@@ -400,7 +406,8 @@ impl Connection {
             Ok(f) => f,
             Err(e) => return self.system_error(None, &e.to_string()),
         };
-        let message = match ClientMessage::parse(&frame, size, MAX_MESSAGE_BYTES) {
+        let limit = self.state.config.realtime_max_message_bytes;
+        let message = match ClientMessage::parse(&frame, size, limit) {
             Ok(m) => m,
             Err(e) => return self.reply(&frame, false, json!({"reason": e.to_string()})),
         };
@@ -416,7 +423,7 @@ impl Connection {
                 }
             }
             ClientMessage::AccessToken(token) => self.access_token(&frame, &token),
-            ClientMessage::Broadcast(b) => self.broadcast(&frame, b),
+            ClientMessage::Broadcast(b) => self.broadcast(&frame, b).await,
             ClientMessage::Presence(op) => self.presence(&frame, op),
         }
     }
@@ -470,6 +477,13 @@ impl Connection {
         } else {
             None
         };
+        if join.config.replay.is_some() && perms.is_none() {
+            return self.reply(
+                frame,
+                false,
+                json!({"reason": "broadcast.replay is only available on private channels"}),
+            );
+        }
         let mut bindings = Vec::new();
         let mut echoed = Vec::new();
         for b in &join.config.postgres_changes {
@@ -503,6 +517,23 @@ impl Connection {
             join.config.presence_key.clone()
         };
         let has_changes = !bindings.is_empty();
+        // Resuming: live changes wait behind a gate until the log has been replayed.
+        let replay = match join.config.since {
+            Some(since) if has_changes => {
+                let gate = Arc::new(Gate::new(self.outbox.clone(), since));
+                let channel = ReplayChannel {
+                    topic: topic.clone(),
+                    join_ref: join_ref.clone(),
+                    who: Who {
+                        role: caller.role.clone(),
+                        claims: caller.claims.to_string(),
+                    },
+                    bindings: bindings.clone(),
+                };
+                Some((gate, channel, since))
+            }
+            _ => None,
+        };
         let chan = self.hub.join(Membership {
             topic: topic.clone(),
             join_ref: join_ref.clone(),
@@ -513,6 +544,7 @@ impl Connection {
             presence_key,
             caller: caller.clone(),
             bindings,
+            gate: replay.as_ref().map(|(gate, _, _)| gate.clone()),
         });
         self.channels.insert(
             topic.clone(),
@@ -543,6 +575,46 @@ impl Connection {
                 "postgres_changes",
                 "Subscribed to PostgreSQL",
             );
+        }
+        if let Some((gate, channel, since)) = replay {
+            tokio::spawn(replay::changes(self.state.clone(), gate, channel, since));
+        }
+        if let Some(option) = join.config.replay
+            && perms.is_some_and(|p| p.read_broadcast)
+        {
+            self.replay_broadcasts(&topic, option).await;
+        }
+    }
+
+    /// `broadcast.replay`: the newest logged broadcasts of this private channel after `since`.
+    async fn replay_broadcasts(&self, topic: &Arc<str>, option: ReplayOption) {
+        let limit = option
+            .limit
+            .unwrap_or(replay::BROADCAST_REPLAY_MAX)
+            .min(replay::BROADCAST_REPLAY_MAX);
+        match log::broadcasts_since(&self.state.admin, sub_topic(topic), option.since_ms, limit)
+            .await
+        {
+            Ok(logged) => {
+                for b in logged {
+                    self.send(ServerMessage::Broadcast {
+                        topic: topic.clone(),
+                        event: b.event,
+                        meta: Some(json!({"id": b.id, "replayed": true})),
+                        body: b.body,
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "realtime: broadcast replay failed");
+                self.system(
+                    topic,
+                    None,
+                    false,
+                    "broadcast",
+                    "Could not replay broadcasts",
+                );
+            }
         }
     }
 
@@ -576,7 +648,7 @@ impl Connection {
         }
     }
 
-    fn broadcast(&mut self, frame: &Frame, b: Broadcast) {
+    async fn broadcast(&mut self, frame: &Frame, b: Broadcast) {
         let Some(joined) = self.joined(frame) else {
             return;
         };
@@ -588,6 +660,12 @@ impl Connection {
         );
         if perms.is_some_and(|p| !p.write_broadcast) {
             return self.reply(frame, false, json!({"reason": unauthorized_write(&topic)}));
+        }
+        if perms.is_some()
+            && let Err(e) =
+                log::append_broadcast(&self.state.admin, sub_topic(&topic), &b.event, &b.body).await
+        {
+            tracing::warn!(error = %e, "realtime: logging a private broadcast failed");
         }
         self.hub
             .broadcast(Some(chan), &topic, perms.is_some(), b.event, b.meta, b.body);

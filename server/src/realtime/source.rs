@@ -94,6 +94,11 @@ impl Source {
         self.items.recv().await
     }
 
+    /// The next item if one is already waiting.
+    pub fn try_recv(&mut self) -> Option<SourceItem> {
+        self.items.try_recv().ok()
+    }
+
     /// Marks everything up to `lsn` (a Commit's `end_lsn`) handled.
     pub fn ack(&self, lsn: Lsn) {
         self.acker.ack(lsn);

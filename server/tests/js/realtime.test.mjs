@@ -1,7 +1,8 @@
 // Realtime seen from the official client: @supabase/supabase-js (realtime-js, Phoenix channels over
 // `ws`) against a live doska — postgres_changes with filters and typed values, RLS per subscriber,
 // broadcast (self, ack, REST), presence, both serializers (vsn 1.0.0 and 2.0.0); plus raw frames for
-// what realtime-js never sends (malformed input must get an error reply, never a dropped server).
+// what realtime-js never sends (malformed input must get an error reply, never a dropped server);
+// broadcast.replay through realtime-js's own option, and the change position in raw frames.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac, randomUUID } from 'node:crypto';
@@ -409,4 +410,43 @@ test('realtime.send from a trigger reaches the channel as a broadcast', async ()
   assert.equal(error, null);
   const got = await feed.next((m) => m.payload.id === data.id);
   assert.deepEqual(got.payload, { id: data.id, body: 'announced' });
+});
+
+test('broadcast.replay: a private channel joined later gets the logged broadcasts, marked replayed', async () => {
+  const since = Date.now() - 1000;
+  const alice = client(doska.anonKey, { token: userToken(ALICE) });
+  const sender = alice.channel('staff', { config: { private: true, broadcast: { ack: true } } });
+  await subscribed(sender);
+  assert.equal(await sender.send({ type: 'broadcast', event: 'memo', payload: { n: 1 } }), 'ok');
+  assert.equal(await sender.send({ type: 'broadcast', event: 'memo', payload: { n: 2 } }), 'ok');
+
+  const later = client(doska.anonKey, { token: userToken(ALICE) });
+  const got = collector();
+  await subscribed(later.channel('staff', { config: { private: true, broadcast: { replay: { since, limit: 10 } } } })
+    .on('broadcast', { event: 'memo' }, (m) => got.push(m)));
+  const first = await got.next((m) => m.payload.n === 1);
+  const second = await got.next((m) => m.payload.n === 2);
+  for (const m of [first, second]) {
+    assert.equal(m.meta?.replayed, true, JSON.stringify(m));
+    assert.equal(typeof m.meta?.id, 'string');
+  }
+  // Live broadcasts carry no replay mark.
+  assert.equal(await sender.send({ type: 'broadcast', event: 'memo', payload: { n: 3 } }), 'ok');
+  const live = await got.next((m) => m.payload.n === 3);
+  assert.notEqual(live.meta?.replayed, true);
+});
+
+test('postgres_changes payloads carry their position (data.position) for resuming with since', async () => {
+  const raw = new WebSocket(`${doska.url.replace('http', 'ws')}/realtime/v1/websocket?apikey=${doska.serviceKey}&vsn=1.0.0`);
+  await new Promise((r) => raw.once('open', r));
+  const frames = collector();
+  raw.on('message', (d) => frames.push(JSON.parse(d.toString())));
+  raw.send(JSON.stringify({ topic: 'realtime:pos', event: 'phx_join', ref: '1', join_ref: '1',
+    payload: { config: { postgres_changes: [{ event: 'INSERT', schema: 'public', table: 'notes' }] } } }));
+  await frames.next((f) => f.event === 'system');
+  const { error } = await service.from('notes').insert({ owner: ALICE, body: 'positioned' });
+  assert.equal(error, null);
+  const change = await frames.next((f) => f.event === 'postgres_changes' && f.payload.data.record.body === 'positioned');
+  assert.match(change.payload.data.position, /^[0-9A-F]+\/[0-9A-F]+:\d+$/);
+  raw.close();
 });

@@ -66,6 +66,35 @@ fn join_with_config() {
     );
     assert_eq!(j.config.postgres_changes[1].table, None);
     assert_eq!(j.access_token.as_deref(), Some("tok"));
+    assert_eq!(j.config.since, None);
+    assert_eq!(j.config.replay, None);
+}
+
+#[test]
+fn join_with_since_and_replay() {
+    let text = r#"["1","1","realtime:room","phx_join",{"config":{"since":"16/B374D848:3","private":true,"broadcast":{"replay":{"since":1700000000000,"limit":10}}}}]"#;
+    let (_, m) = parse(Vsn::V2, text).unwrap();
+    let ClientMessage::Join(j) = m else {
+        panic!("not a join")
+    };
+    assert_eq!(
+        j.config.since.map(|p| p.to_string()).as_deref(),
+        Some("16/B374D848:3")
+    );
+    assert_eq!(
+        j.config.replay,
+        Some(ReplayOption {
+            since_ms: 1_700_000_000_000,
+            limit: Some(10)
+        })
+    );
+    let text =
+        r#"["1","1","realtime:room","phx_join",{"config":{"broadcast":{"replay":{"since":5}}}}]"#;
+    let (_, m) = parse(Vsn::V2, text).unwrap();
+    let ClientMessage::Join(j) = m else {
+        panic!("not a join")
+    };
+    assert_eq!(j.config.replay.and_then(|r| r.limit), None);
 }
 
 #[test]
@@ -218,6 +247,31 @@ fn bad_input_table() {
             Vsn::V2,
             r#"["1","1","t","presence",{"event":"track","payload":3}]"#,
             "must be an object",
+        ),
+        (
+            Vsn::V2,
+            r#"["1","1","t","phx_join",{"config":{"since":"0/16B3748"}}]"#,
+            "invalid position",
+        ),
+        (
+            Vsn::V2,
+            r#"["1","1","t","phx_join",{"config":{"since":12}}]"#,
+            "since must be a position string",
+        ),
+        (
+            Vsn::V2,
+            r#"["1","1","t","phx_join",{"config":{"broadcast":{"replay":true}}}]"#,
+            "replay must be an object",
+        ),
+        (
+            Vsn::V2,
+            r#"["1","1","t","phx_join",{"config":{"broadcast":{"replay":{"since":"yesterday"}}}}]"#,
+            "replay.since must be a number",
+        ),
+        (
+            Vsn::V2,
+            r#"["1","1","t","phx_join",{"config":{"broadcast":{"replay":{"since":1,"limit":0}}}}]"#,
+            "replay.limit must be a positive integer",
         ),
         (Vsn::V2, &big, "over the limit"),
     ];
