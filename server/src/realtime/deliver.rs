@@ -149,6 +149,22 @@ pub async fn deliver_batch(
     hub: &Hub,
     changes: &[Change],
 ) -> Result<usize, authorize::AuthorizeError> {
+    let checked = check_batch(pool, hub, changes).await?;
+    Ok(send_checked(hub, changes, checked))
+}
+
+/// A batch's targets and what PostgreSQL answered for them, not yet sent.
+struct Checked {
+    planned: Vec<Option<Planned>>,
+    allowed: Vec<Vec<bool>>,
+}
+
+/// Finds each change's targets and asks PostgreSQL who may see it; sends nothing.
+async fn check_batch(
+    pool: &deadpool_postgres::Pool,
+    hub: &Hub,
+    changes: &[Change],
+) -> Result<Checked, authorize::AuthorizeError> {
     // Caller 0 probes visibility: PostgreSQL may hand a commit to the WAL reader a moment
     // before other sessions can see it. A caller that bypasses RLS (`service_role`) goes first:
     // until it sees the row, the answers say "not yet", not "no". After the retries (a row
@@ -226,6 +242,12 @@ pub async fn deliver_batch(
         elapsed = ?started.elapsed(),
         "realtime: batch checked"
     );
+    Ok(Checked { planned, allowed })
+}
+
+/// Queues each change of a checked batch, in order, to the targets allowed to see it.
+fn send_checked(hub: &Hub, changes: &[Change], checked: Checked) -> usize {
+    let Checked { planned, allowed } = checked;
     let mut sent = 0;
     for ((change, plan), allowed) in changes.iter().zip(&planned).zip(&allowed) {
         let Some(plan) = plan else {
@@ -265,7 +287,7 @@ pub async fn deliver_batch(
             sent += 1;
         }
     }
-    Ok(sent)
+    sent
 }
 
 /// A committed `realtime.send` (an insert into `realtime.messages` with extension `broadcast`)
@@ -312,20 +334,18 @@ async fn trim_messages(admin: &deadpool_postgres::Pool) {
     }
 }
 
-/// Delivers a batch of changes, retrying a failed check until it succeeds or doska stops.
-async fn deliver_retrying(state: &SharedState, hub: &Hub, changes: &[Change]) -> bool {
-    if changes.is_empty() {
-        return true;
-    }
+/// Checks a batch of changes, retrying a failed check until it succeeds; `None` when doska
+/// stops first.
+async fn check_retrying(state: &SharedState, hub: &Hub, changes: &[Change]) -> Option<Checked> {
     let mut shutdown = state.shutdown.clone();
     loop {
-        match deliver_batch(&state.pool, hub, changes).await {
-            Ok(_) => return true,
+        match check_batch(&state.pool, hub, changes).await {
+            Ok(checked) => return Some(checked),
             Err(e) => {
                 tracing::warn!(error = %e, changes = changes.len(), "realtime: delivery check failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    _ = shutdown.changed() => return false,
+                    _ = shutdown.changed() => return None,
                 }
             }
         }
@@ -374,21 +394,23 @@ where
     }
 }
 
-/// Logs `changes` durably (one statement), then hands them to their subscribers (one
-/// authorization round trip for the batch). False when doska stops first.
+/// Logs `changes` durably (one statement) while PostgreSQL checks who may see them (one
+/// authorization round trip for the batch); once both are done — logged before anything is
+/// sent — hands them to their subscribers. False when doska stops first.
 async fn hand_over(state: &SharedState, hub: &Hub, changes: &[Change]) -> bool {
     if changes.is_empty() {
         return true;
     }
     let refs: Vec<&Change> = changes.iter().collect();
-    if !retrying(state, "logging changes", || {
+    let logging = retrying(state, "logging changes", || {
         log::append(&state.admin, &refs)
-    })
-    .await
-    {
+    });
+    let (logged, checked) = tokio::join!(logging, check_retrying(state, hub, changes));
+    let (true, Some(checked)) = (logged, checked) else {
         return false;
-    }
-    deliver_retrying(state, hub, changes).await
+    };
+    send_checked(hub, changes, checked);
+    true
 }
 
 /// Committed transactions waiting to be logged, delivered and acknowledged together.
