@@ -703,8 +703,13 @@ async fn completing_needs_the_upload_in_the_same_transaction() {
         adopt("service_role", None, other).await.as_deref(),
         Some("P0002")
     );
-    // The owner may (rolled back here).
-    assert_eq!(adopt("service_role", None, up.clone()).await, None);
+    // The upload's owner, but no object row with that version in the transaction (the guarded row
+    // statement wrote nothing): refused, the upload stays.
+    assert_eq!(
+        adopt("service_role", None, up.clone()).await.as_deref(),
+        Some("P0002")
+    );
+    assert_eq!(core.list_parts(&svc, "u", "k", &up).await.unwrap().len(), 1);
     // Gone (aborted).
     core.abort_upload(&svc, "u", "k", &up).await.unwrap();
     assert_eq!(

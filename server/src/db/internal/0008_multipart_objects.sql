@@ -28,8 +28,9 @@ grant execute on function storage.doska_layout(uuid, text) to anon, authenticate
 
 -- Moves the listed parts of an upload into an object version's layout and forgets the upload (its other
 -- parts' rows go with it); returns the ids of the parts not listed, whose files the caller removes.
--- Runs inside the caller's commit transaction: if the upload is gone (aborted meanwhile) or is not the
--- caller's, it raises and the object's row is not committed either.
+-- Runs inside the caller's commit transaction, after the object's row statement: if the upload is gone
+-- (aborted meanwhile) or is not the caller's, or the row was not written, it raises and nothing of the
+-- transaction commits.
 create or replace function storage.doska_adopt_upload(
   p_upload text, p_object uuid, p_version text, p_parts uuid[])
 returns uuid[] language plpgsql security definer set search_path = '' as $$
@@ -44,6 +45,11 @@ begin
                      nullif(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub', ''))
   then
     raise exception 'no such upload' using errcode = 'P0002';
+  end if;
+  -- The object's row comes first in the same transaction; if the guarded row statement wrote
+  -- nothing (the key changed hands), the upload stays as it was.
+  if not exists (select 1 from storage.objects where id = p_object and version = p_version) then
+    raise exception 'no such object version' using errcode = 'P0002';
   end if;
   insert into storage.doska_object_parts (object_id, object_version, part_number, part_id, part_size)
   select p_object, p_version, l.n, p.id, p.size
