@@ -8,12 +8,12 @@ mod common;
 use std::sync::Arc;
 
 use doska::jwt::Caller;
-use doska::realtime::authorize::{Who, visible};
+use doska::realtime::authorize::{Who, visible, visible_batch};
 use doska::realtime::decode::{Change, ChangeKind, ColumnInfo};
 use doska::realtime::deliver::deliver;
 use doska::realtime::hub::{Hub, Membership, Outbox};
 use doska::realtime::lsn::Lsn;
-use doska::realtime::phoenix::ServerMessage;
+use doska::realtime::phoenix::{Encoded, ServerMessage, Vsn};
 use doska::realtime::subscriptions::PostgresChanges;
 use serde_json::{Map, Value, json};
 
@@ -157,6 +157,82 @@ async fn visibility_follows_rls_and_privileges() {
     assert_eq!(row.get::<_, String>(0), "authenticator");
 }
 
+/// A batch answers exactly what one check per change answers, whatever the mix of tables,
+/// kinds and callers — one caller's rows of a table share one statement, yet each row is
+/// decided on its own — and asks a caller only about the changes listed for it.
+#[tokio::test]
+async fn batch_checks_answer_as_single_checks() {
+    let db = fixture().await;
+    let pool = db.pool();
+    let callers = [
+        user(ALICE),
+        user(BOB),
+        role("anon"),
+        role("service_role"),
+        role("postgres"),
+    ];
+    let changes = [
+        note(ChangeKind::Insert, 1, ALICE),
+        note(ChangeKind::Update, 2, BOB),
+        note(ChangeKind::Insert, 99, ALICE),
+        note(ChangeKind::Delete, 99, ALICE),
+        change(
+            "secret_table",
+            ChangeKind::Insert,
+            columns(&[("id", "int4", true)]),
+            json!({"id": 1}),
+        ),
+        change(
+            "log",
+            ChangeKind::Insert,
+            columns(&[("msg", "text", false)]),
+            json!({"msg": "m"}),
+        ),
+        note(ChangeKind::Update, 1, ALICE),
+    ];
+    let refs: Vec<&Change> = changes.iter().collect();
+    // Every caller for every change, then a sparse pattern (Bob only for some).
+    let all: Vec<Vec<usize>> = changes
+        .iter()
+        .map(|_| (0..callers.len()).collect())
+        .collect();
+    let got = visible_batch(pool, &refs, &callers, &all).await.unwrap();
+    for (c, change) in changes.iter().enumerate() {
+        let single = visible(pool, change, &callers).await.unwrap();
+        assert_eq!(got[c], single, "change {c}");
+    }
+    let sparse: Vec<Vec<usize>> = vec![
+        vec![1],
+        vec![1, 0],
+        vec![],
+        vec![2],
+        vec![3],
+        vec![],
+        vec![0],
+    ];
+    let got = visible_batch(pool, &refs, &callers, &sparse).await.unwrap();
+    assert_eq!(
+        got,
+        vec![
+            vec![false],
+            vec![true, false],
+            vec![],
+            vec![true],
+            vec![false],
+            vec![],
+            vec![true]
+        ]
+    );
+    // Repeated batches reuse the prepared statements and still decide per caller.
+    for _ in 0..3 {
+        let got = visible_batch(pool, &refs[..2], &callers, &all[..2])
+            .await
+            .unwrap();
+        assert_eq!(got[0], [true, false, false, true, false]);
+        assert_eq!(got[1], [false, true, false, true, false]);
+    }
+}
+
 fn caller(sub: Option<&str>) -> Caller {
     match sub {
         Some(s) => Caller {
@@ -166,6 +242,15 @@ fn caller(sub: Option<&str>) -> Caller {
         },
         None => Caller::anonymous(),
     }
+}
+
+/// A queued message as a 2.0.0 client reads it: (event, payload).
+fn wire(msg: ServerMessage) -> (String, Value) {
+    let Some(Encoded::Text(text)) = msg.encode(Vsn::V2) else {
+        panic!("not a text frame")
+    };
+    let mut v: Value = serde_json::from_str(&text).unwrap();
+    (v[3].as_str().unwrap().to_string(), v[4].take())
 }
 
 #[tokio::test]
@@ -207,9 +292,7 @@ async fn deliver_queues_only_to_allowed_channels_with_their_binding_ids() {
         .await
         .unwrap();
     assert_eq!(sent, 1);
-    let ServerMessage::Json { event, payload, .. } = queues[0].try_recv().unwrap() else {
-        panic!("not JSON")
-    };
+    let (event, payload) = wire(queues[0].try_recv().unwrap());
     assert_eq!(event, "postgres_changes");
     assert_eq!(payload["ids"], json!([7, 8]));
     assert_eq!(payload["data"]["type"], "INSERT");
@@ -229,9 +312,7 @@ async fn deliver_queues_only_to_allowed_channels_with_their_binding_ids() {
         .insert("body".into(), json!("secret"));
     assert_eq!(deliver(db.pool(), &hub, &del).await.unwrap(), 3);
     for q in &mut queues {
-        let ServerMessage::Json { payload, .. } = q.try_recv().unwrap() else {
-            panic!("not JSON")
-        };
+        let (_, payload) = wire(q.try_recv().unwrap());
         assert_eq!(payload["data"]["old_record"], json!({"id": 1}));
     }
 }

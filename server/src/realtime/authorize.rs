@@ -1,13 +1,16 @@
 //! Which callers may see a change, decided by PostgreSQL: for each distinct (role, claims)
 //! among a change's subscribers, one read-only transaction as that caller checks that the row
 //! is visible by primary key (RLS SELECT policies and table privileges apply); for a DELETE,
-//! that the caller may read the table at all. All groups of one change go to PostgreSQL
-//! pipelined on one connection: one round trip per change, not one per subscriber.
+//! that the caller may read the table at all. Changes are checked in batches: per caller one
+//! transaction with one statement per table covering all its rows, and every caller's
+//! transaction pipelined on one connection — one round trip per batch of changes, never one
+//! per subscriber or per change.
 //!
 //! Rejects (answers "not visible"): tables the caller lacks SELECT on, rows its policies hide,
 //! rows gone since the change, and — for tables without a key — any caller for whom the table
 //! has row-level security it does not bypass (there is no key to check the row by).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -53,16 +56,46 @@ const CAN_READ_UNKEYED: &str = "select coalesce((select has_table_privilege(curr
      and (not c.relrowsecurity or r.rolbypassrls) from pg_class c, pg_roles r \
      where c.oid = to_regclass($1) and r.rolname = current_user), false)";
 
-/// The statement that checks `change` is visible (`$1` the table, `$2` the key as JSON text, when
-/// it takes one), and whether it takes the record as `$2`. `doska policies test` runs it too.
-pub fn check_sql(change: &Change) -> (String, bool) {
+/// How one change is checked; changes with equal checks share one statement per caller.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Check {
+    /// INSERT/UPDATE with a key: the rows must be visible by key. The statement takes a JSON
+    /// array of key records as `$1` and returns the (0-based) positions of the visible ones.
+    Rows(String),
+    /// A table-wide answer (DELETE: table privilege; no key: privilege and no RLS), `$1` the
+    /// table's name.
+    Table(&'static str, String),
+}
+
+fn check_sql(check: &Check) -> &str {
+    match check {
+        Check::Rows(sql) => sql,
+        Check::Table(sql, _) => sql,
+    }
+}
+
+/// The statement that decides whether the caller in force may see `change`, and its one text
+/// parameter; it answers one boolean. It is the statement [`visible_batch`] runs, for this one
+/// change. `doska policies test` runs it too.
+pub fn single_check(change: &Change) -> (String, String) {
+    match check_for(change) {
+        Check::Rows(sql) => (
+            format!("select exists ({sql})"),
+            Value::Array(vec![Value::Object(key_only(change, &change.record))]).to_string(),
+        ),
+        Check::Table(sql, table) => (sql.to_string(), table),
+    }
+}
+
+/// The check `change` needs.
+fn check_for(change: &Change) -> Check {
     let table = format!(
         "{}.{}",
         quote_ident(&change.schema),
         quote_ident(&change.table)
     );
     if change.kind == ChangeKind::Delete {
-        return (CAN_READ_TABLE.to_string(), false);
+        return Check::Table(CAN_READ_TABLE, table);
     }
     let keys: Vec<String> = change
         .columns
@@ -71,7 +104,7 @@ pub fn check_sql(change: &Change) -> (String, bool) {
         .map(|c| quote_ident(&c.name))
         .collect();
     if keys.is_empty() {
-        return (CAN_READ_UNKEYED.to_string(), false);
+        return Check::Table(CAN_READ_UNKEYED, table);
     }
     let row = keys
         .iter()
@@ -83,14 +116,12 @@ pub fn check_sql(change: &Change) -> (String, bool) {
         .map(|k| format!("k.{k}"))
         .collect::<Vec<_>>()
         .join(", ");
-    // `$1` is unused here but keeps one parameter list for every check statement.
-    (
-        format!(
-            "select $1::text is not null and exists (select 1 from {table} x where ({row}) = \
-             (select {key} from json_populate_record(null::{table}, $2::json) k))"
-        ),
-        true,
-    )
+    // `k` is a lateral join, not a subquery per row, so each key is looked up by index.
+    Check::Rows(format!(
+        "select (o.i - 1)::int from json_array_elements($1::json) with ordinality o(v, i), \
+         lateral json_populate_record(null::{table}, o.v) k \
+         where exists (select 1 from {table} x where ({row}) = ({key}))"
+    ))
 }
 
 /// The key columns of a change's record (what a DELETE may reveal, and what finds the row).
@@ -110,61 +141,260 @@ pub async fn visible(
     change: &Change,
     who: &[Who],
 ) -> Result<Vec<bool>, AuthorizeError> {
-    if who.is_empty() {
-        return Ok(Vec::new());
+    let asks: Vec<usize> = (0..who.len()).collect();
+    let mut answers = visible_batch(pool, &[change], who, &[asks]).await?;
+    Ok(answers.pop().unwrap_or_default())
+}
+
+/// One statement of a caller's transaction: which check, on which of the batch's changes.
+struct Statement<'a> {
+    check: &'a Check,
+    changes: Vec<usize>,
+}
+
+/// One caller's check statement.
+#[derive(Clone)]
+struct Unit<'a> {
+    who: &'a Who,
+    w: usize,
+    statement: &'a Statement<'a>,
+    param: &'a String,
+}
+
+/// What one unit answered.
+enum Outcome {
+    Rows(Vec<tokio_postgres::Row>),
+    /// Its own statement failed (no privilege, a role it may not become): not visible.
+    Failed,
+    /// An earlier statement of a shared transaction failed: not asked yet.
+    Aborted,
+}
+
+/// The connection and statements the units run with.
+struct Ctx<'a> {
+    client: &'a tokio_postgres::Client,
+    set_caller: &'a tokio_postgres::Statement,
+    prepared: &'a HashMap<&'a Check, Option<tokio_postgres::Statement>>,
+}
+
+impl Ctx<'_> {
+    /// Sets the unit's caller, then runs its check, as two pipelined statements.
+    async fn unit(
+        &self,
+        u: &Unit<'_>,
+    ) -> (
+        Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
+        Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
+    ) {
+        let client = self.client;
+        let set: [&(dyn ToSql + Sync); 2] = [&u.who.role, &u.who.claims];
+        let check = async move {
+            match &self.prepared[u.statement.check] {
+                Some(st) => client.query(st, &[u.param as &(dyn ToSql + Sync)]).await,
+                None => {
+                    let typed: [(&(dyn ToSql + Sync), Type); 1] = [(u.param, Type::TEXT)];
+                    client
+                        .query_typed(check_sql(u.statement.check), &typed)
+                        .await
+                }
+            }
+        };
+        tokio::join!(client.query(self.set_caller, &set), check)
+    }
+
+    /// Runs `units` pipelined — all in one read-only transaction (`shared`), or each in its
+    /// own — and rolls back. Polled together, tokio-postgres writes every message before
+    /// reading any answer, in this order.
+    async fn run(&self, units: &[Unit<'_>], shared: bool) -> Result<Vec<Outcome>, AuthorizeError> {
+        let client = self.client;
+        let results = if shared {
+            let (b, results, r) = tokio::join!(
+                client.batch_execute("BEGIN READ ONLY"),
+                join_all(units.iter().map(|u| self.unit(u))),
+                client.batch_execute("ROLLBACK"),
+            );
+            b.map_err(AuthorizeError::Db)?;
+            r.map_err(AuthorizeError::Db)?;
+            results
+        } else {
+            let each = units.iter().map(|u| async move {
+                let (b, result, r) = tokio::join!(
+                    client.batch_execute("BEGIN READ ONLY"),
+                    self.unit(u),
+                    client.batch_execute("ROLLBACK"),
+                );
+                (b, result, r)
+            });
+            let mut results = Vec::with_capacity(units.len());
+            for (b, result, r) in join_all(each).await {
+                b.map_err(AuthorizeError::Db)?;
+                r.map_err(AuthorizeError::Db)?;
+                results.push(result);
+            }
+            results
+        };
+        let aborted = |e: &tokio_postgres::Error| {
+            e.code() == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION)
+        };
+        Ok(results
+            .into_iter()
+            .map(|(s, c)| match (s, c) {
+                (Ok(_), Ok(rows)) => Outcome::Rows(rows),
+                (Err(e), _) if aborted(&e) => Outcome::Aborted,
+                (Err(e), _) => {
+                    tracing::debug!(error = %e, "realtime: setting the caller failed");
+                    Outcome::Failed
+                }
+                (Ok(_), Err(e)) if aborted(&e) => Outcome::Aborted,
+                (Ok(_), Err(e)) => {
+                    tracing::debug!(error = %e, "realtime: visibility check failed");
+                    Outcome::Failed
+                }
+            })
+            .collect())
+    }
+}
+
+/// For many changes at once: `asks[c]` lists the callers (indices into `who`) to check
+/// `changes[c]` for; the answer `[c][j]` is whether `who[asks[c][j]]` may see it.
+///
+/// Each distinct caller gets, per table, two statements — set role and claims, then one check
+/// covering all its rows of that table — so PostgreSQL decides every row as that caller with
+/// the settings fixed for the statement. All of them run in one read-only transaction, rolled
+/// back, pipelined on one connection: one round trip for the whole batch. If a statement fails
+/// (a caller without privilege on the table), the ones after it are asked again, each in its
+/// own transaction: a second round trip, never a wrong answer. A check that fails (a
+/// statement error) answers "not visible" for what it covered; a broken connection is an
+/// error.
+pub async fn visible_batch(
+    pool: &deadpool_postgres::Pool,
+    changes: &[&Change],
+    who: &[Who],
+    asks: &[Vec<usize>],
+) -> Result<Vec<Vec<bool>>, AuthorizeError> {
+    let mut answers: Vec<Vec<bool>> = asks.iter().map(|a| vec![false; a.len()]).collect();
+    if asks.iter().all(Vec::is_empty) {
+        return Ok(answers);
+    }
+    let checks: Vec<Check> = changes.iter().map(|c| check_for(c)).collect();
+    // Per caller, its statements in first-seen order.
+    let mut plans: Vec<Vec<Statement<'_>>> = (0..who.len()).map(|_| Vec::new()).collect();
+    for (c, ask) in asks.iter().enumerate() {
+        for &w in ask {
+            let plan = &mut plans[w];
+            match plan.iter_mut().find(|s| *s.check == checks[c]) {
+                Some(s) => s.changes.push(c),
+                None => plan.push(Statement {
+                    check: &checks[c],
+                    changes: vec![c],
+                }),
+            }
+        }
     }
     let client = tokio::time::timeout(Duration::from_secs(10), pool.get())
         .await
         .map_err(|_| AuthorizeError::Pool("timed out".into()))?
         .map_err(|e| AuthorizeError::Pool(e.to_string()))?;
-    let (sql, with_record) = check_sql(change);
-    let table = format!(
-        "{}.{}",
-        quote_ident(&change.schema),
-        quote_ident(&change.table)
-    );
-    let record = Value::Object(key_only(change, &change.record)).to_string();
-    let client: &tokio_postgres::Client = &client;
-    // Each caller: BEGIN; set role and claims; check; ROLLBACK. Polled together, tokio-postgres
-    // writes every message before reading any answer, in this order.
-    let groups = who.iter().map(|w| {
-        let sql = sql.as_str();
-        let table = table.as_str();
-        let record = record.as_str();
-        async move {
-            let set: [(&(dyn ToSql + Sync), Type); 2] =
-                [(&w.role, Type::TEXT), (&w.claims, Type::TEXT)];
-            let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![(&table, Type::TEXT)];
-            if with_record {
-                params.push((&record, Type::TEXT));
+    // Statements are prepared once per connection and reused: only binds go out per batch.
+    let set_caller = client
+        .prepare_typed_cached(SET_CALLER, &[Type::TEXT, Type::TEXT])
+        .await
+        .map_err(AuthorizeError::Db)?;
+    // A check statement that cannot be prepared outside the caller's role (a schema only the
+    // caller may use) is sent unprepared, parsed as the caller.
+    let mut prepared: HashMap<&Check, Option<tokio_postgres::Statement>> = HashMap::new();
+    for plan in &plans {
+        for s in plan {
+            if !prepared.contains_key(s.check) {
+                let st = client
+                    .prepare_typed_cached(check_sql(s.check), &[Type::TEXT])
+                    .await
+                    .ok();
+                prepared.insert(s.check, st);
             }
-            let (b, s, c, r) = tokio::join!(
-                client.batch_execute("BEGIN READ ONLY"),
-                client.query_typed(SET_CALLER, &set),
-                client.query_typed(sql, &params),
-                client.batch_execute("ROLLBACK"),
-            );
-            (b, s, c, r)
         }
-    });
-    let results = join_all(groups).await;
-    let mut out = Vec::with_capacity(results.len());
-    for (b, s, c, r) in results {
-        b.map_err(AuthorizeError::Db)?;
-        r.map_err(AuthorizeError::Db)?;
-        if let Err(e) = &s {
-            tracing::debug!(error = %e, "realtime: setting the caller failed");
-        }
-        if let Err(e) = &c {
-            tracing::debug!(error = %e, "realtime: visibility check failed");
-        }
-        let ok = s.is_ok()
-            && c.ok()
-                .and_then(|rows| rows.first().and_then(|row| row.try_get::<_, bool>(0).ok()))
-                .unwrap_or(false);
-        out.push(ok);
     }
-    Ok(out)
+    // The parameter of each statement: the key records of its rows, or the table name.
+    let params: Vec<Vec<String>> = plans
+        .iter()
+        .map(|plan| {
+            plan.iter()
+                .map(|s| match s.check {
+                    Check::Rows(_) => Value::Array(
+                        s.changes
+                            .iter()
+                            .map(|&c| Value::Object(key_only(changes[c], &changes[c].record)))
+                            .collect(),
+                    )
+                    .to_string(),
+                    Check::Table(_, table) => table.clone(),
+                })
+                .collect()
+        })
+        .collect();
+    let client: &tokio_postgres::Client = &client;
+    let units: Vec<Unit<'_>> = plans
+        .iter()
+        .enumerate()
+        .flat_map(|(w, plan)| {
+            plan.iter()
+                .zip(&params[w])
+                .map(move |(statement, param)| Unit {
+                    who: &who[w],
+                    w,
+                    statement,
+                    param,
+                })
+        })
+        .collect();
+    let ctx = Ctx {
+        client,
+        set_caller: &set_caller,
+        prepared: &prepared,
+    };
+    // First every unit in one transaction (each sets its own caller before its check). A
+    // statement that fails aborts the rest of that transaction: those units are asked again,
+    // each in its own transaction, so one caller's missing privilege never answers for another.
+    let mut outcomes = ctx.run(&units, true).await?;
+    let aborted: Vec<usize> = (0..units.len())
+        .filter(|&i| matches!(outcomes[i], Outcome::Aborted))
+        .collect();
+    if !aborted.is_empty() {
+        let again: Vec<Unit<'_>> = aborted.iter().map(|&i| units[i].clone()).collect();
+        for (i, outcome) in aborted.into_iter().zip(ctx.run(&again, false).await?) {
+            outcomes[i] = outcome;
+        }
+    }
+    for (unit, outcome) in units.iter().zip(outcomes) {
+        let Outcome::Rows(rows) = outcome else {
+            continue;
+        };
+        let statement = unit.statement;
+        let seen: Vec<usize> = match statement.check {
+            Check::Rows(_) => rows
+                .iter()
+                .filter_map(|row| row.try_get::<_, i32>(0).ok())
+                .filter_map(|i| statement.changes.get(usize::try_from(i).ok()?).copied())
+                .collect(),
+            Check::Table(..) => {
+                let ok = rows
+                    .first()
+                    .and_then(|row| row.try_get::<_, bool>(0).ok())
+                    .unwrap_or(false);
+                if ok {
+                    statement.changes.clone()
+                } else {
+                    Vec::new()
+                }
+            }
+        };
+        for c in seen {
+            if let Some(j) = asks[c].iter().position(|&x| x == unit.w) {
+                answers[c][j] = true;
+            }
+        }
+    }
+    Ok(answers)
 }
 
 /// What RLS on `realtime.messages` lets a caller do on a private channel's topic.

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::authorize::{self, Who, key_only};
 use super::decode::{Change, ChangeKind, Event};
-use super::hub::Hub;
+use super::hub::{ChangeTarget, Hub};
 use super::log::{self, Position};
 use super::phoenix::{BroadcastBody, ServerMessage};
 use super::source::{Source, SourceItem, SourceOptions};
@@ -38,6 +38,11 @@ const VISIBILITY_RETRIES: usize = 100;
 /// The `postgres_changes` payload realtime-js reads (`ids`, `data.{schema, table,
 /// commit_timestamp, type, columns, record, old_record, errors}`).
 pub fn payload(change: &Change, ids: &[u32]) -> Value {
+    json!({"ids": ids, "data": payload_data(change)})
+}
+
+/// The `data` of a `postgres_changes` payload: the same for every subscriber of a change.
+pub fn payload_data(change: &Change) -> Value {
     let columns: Vec<Value> = change
         .columns
         .iter()
@@ -79,7 +84,7 @@ pub fn payload(change: &Change, ids: &[u32]) -> Value {
             change.unchanged_toast.join(", ")
         )]);
     }
-    json!({"ids": ids, "data": data})
+    data
 }
 
 /// For each caller, whether it may see `change` (`authorize::visible`), once the change's
@@ -122,55 +127,167 @@ pub async fn deliver(
     hub: &Hub,
     change: &Change,
 ) -> Result<usize, authorize::AuthorizeError> {
-    if change.schema == "realtime" && change.table == "messages" {
-        return Ok(usize::from(sql_broadcast(hub, change)));
-    }
-    let targets = hub.change_targets(change);
-    if targets.is_empty() {
-        return Ok(0);
-    }
-    // One check per distinct (role, claims).
-    let mut groups: HashMap<Who, usize> = HashMap::new();
-    let mut who: Vec<Who> = Vec::new();
-    let mut target_group = Vec::with_capacity(targets.len());
-    for t in &targets {
-        let w = Who {
-            role: t.caller.role.clone(),
-            claims: t.caller.claims.to_string(),
-        };
-        let i = *groups.entry(w.clone()).or_insert_with(|| {
-            who.push(w);
-            who.len() - 1
-        });
-        target_group.push(i);
-    }
-    let allowed = visible_once_committed(pool, change, who).await?;
-    tracing::debug!(
-        schema = %change.schema,
-        table = %change.table,
-        kind = change.kind.as_str(),
-        channels = targets.len(),
-        ?allowed,
-        "realtime: change matched"
-    );
-    let mut sent = 0;
-    for (t, g) in targets.iter().zip(target_group) {
-        if !allowed[g] {
+    deliver_batch(pool, hub, std::slice::from_ref(change)).await
+}
+
+/// What one change of a batch goes to.
+struct Planned {
+    targets: Vec<ChangeTarget>,
+    /// Per target, its caller's index in the batch's caller list.
+    target_who: Vec<usize>,
+    /// The callers to check for this change (indices into the caller list), probe first.
+    asks: Vec<usize>,
+    /// Whether `asks[0]` is the visibility probe.
+    probe: bool,
+}
+
+/// Hands a batch of changes, in order, to every matching subscriber allowed to see each. The
+/// checks of the whole batch go to PostgreSQL in one round trip ([`authorize::visible_batch`]):
+/// one transaction per distinct (role, claims), one statement per table in it.
+pub async fn deliver_batch(
+    pool: &deadpool_postgres::Pool,
+    hub: &Hub,
+    changes: &[Change],
+) -> Result<usize, authorize::AuthorizeError> {
+    let checked = check_batch(pool, hub, changes).await?;
+    Ok(send_checked(hub, changes, checked))
+}
+
+/// A batch's targets and what PostgreSQL answered for them, not yet sent.
+struct Checked {
+    planned: Vec<Option<Planned>>,
+    allowed: Vec<Vec<bool>>,
+}
+
+/// Finds each change's targets and asks PostgreSQL who may see it; sends nothing.
+async fn check_batch(
+    pool: &deadpool_postgres::Pool,
+    hub: &Hub,
+    changes: &[Change],
+) -> Result<Checked, authorize::AuthorizeError> {
+    // Caller 0 probes visibility: PostgreSQL may hand a commit to the WAL reader a moment
+    // before other sessions can see it. A caller that bypasses RLS (`service_role`) goes first:
+    // until it sees the row, the answers say "not yet", not "no". After the retries (a row
+    // deleted since, or a table service_role may not read) the answers stand.
+    let mut who: Vec<Who> = vec![Who {
+        role: "service_role".into(),
+        claims: "{}".into(),
+    }];
+    let mut index: HashMap<Who, usize> = HashMap::new();
+    index.insert(who[0].clone(), 0);
+    let mut planned: Vec<Option<Planned>> = Vec::with_capacity(changes.len());
+    for change in changes {
+        if change.schema == "realtime" && change.table == "messages" {
+            planned.push(None);
             continue;
         }
-        t.send(
-            Position::of(change),
-            ServerMessage::Json {
-                join_ref: None,
-                reference: None,
-                topic: t.topic.clone(),
-                event: "postgres_changes",
-                payload: payload(change, &t.ids),
-            },
-        );
-        sent += 1;
+        let targets = hub.change_targets(change);
+        let probe = change.kind != ChangeKind::Delete && !targets.is_empty();
+        let mut asks: Vec<usize> = if probe { vec![0] } else { Vec::new() };
+        let mut target_who = Vec::with_capacity(targets.len());
+        for t in &targets {
+            let w = Who {
+                role: t.caller.role.clone(),
+                claims: t.caller.claims.to_string(),
+            };
+            let i = match index.get(&w) {
+                Some(&i) => i,
+                None => {
+                    who.push(w.clone());
+                    index.insert(w, who.len() - 1);
+                    who.len() - 1
+                }
+            };
+            if !asks.contains(&i) {
+                asks.push(i);
+            }
+            target_who.push(i);
+        }
+        planned.push(Some(Planned {
+            targets,
+            target_who,
+            asks,
+            probe,
+        }));
     }
-    Ok(sent)
+    let refs: Vec<&Change> = changes.iter().collect();
+    let asks: Vec<Vec<usize>> = planned
+        .iter()
+        .map(|p| p.as_ref().map(|p| p.asks.clone()).unwrap_or_default())
+        .collect();
+    let started = std::time::Instant::now();
+    let mut allowed = authorize::visible_batch(pool, &refs, &who, &asks).await?;
+    let mut retries = 0;
+    for _ in 0..VISIBILITY_RETRIES {
+        // Changes whose probe has not seen the row yet are checked again.
+        let waiting: Vec<usize> = (0..changes.len())
+            .filter(|&c| planned[c].as_ref().is_some_and(|p| p.probe) && !allowed[c][0])
+            .collect();
+        if waiting.is_empty() {
+            break;
+        }
+        retries += 1;
+        tokio::time::sleep(VISIBILITY_WAIT).await;
+        let again: Vec<&Change> = waiting.iter().map(|&c| refs[c]).collect();
+        let again_asks: Vec<Vec<usize>> = waiting.iter().map(|&c| asks[c].clone()).collect();
+        let answers = authorize::visible_batch(pool, &again, &who, &again_asks).await?;
+        for (c, a) in waiting.into_iter().zip(answers) {
+            allowed[c] = a;
+        }
+    }
+    tracing::debug!(
+        changes = changes.len(),
+        callers = who.len(),
+        retries,
+        elapsed = ?started.elapsed(),
+        "realtime: batch checked"
+    );
+    Ok(Checked { planned, allowed })
+}
+
+/// Queues each change of a checked batch, in order, to the targets allowed to see it.
+fn send_checked(hub: &Hub, changes: &[Change], checked: Checked) -> usize {
+    let Checked { planned, allowed } = checked;
+    let mut sent = 0;
+    for ((change, plan), allowed) in changes.iter().zip(&planned).zip(&allowed) {
+        let Some(plan) = plan else {
+            sent += usize::from(sql_broadcast(hub, change));
+            continue;
+        };
+        tracing::debug!(
+            schema = %change.schema,
+            table = %change.table,
+            kind = change.kind.as_str(),
+            channels = plan.targets.len(),
+            ?allowed,
+            "realtime: change matched"
+        );
+        // Serialized once, shared by every channel that gets it.
+        let mut data: Option<Arc<str>> = None;
+        for (t, w) in plan.targets.iter().zip(&plan.target_who) {
+            let ok = plan
+                .asks
+                .iter()
+                .position(|a| a == w)
+                .is_some_and(|j| allowed[j]);
+            if !ok {
+                continue;
+            }
+            let data = data
+                .get_or_insert_with(|| Arc::from(payload_data(change).to_string()))
+                .clone();
+            t.send(
+                Position::of(change),
+                ServerMessage::Change {
+                    topic: t.topic.clone(),
+                    ids: t.ids.clone(),
+                    data,
+                },
+            );
+            sent += 1;
+        }
+    }
+    sent
 }
 
 /// A committed `realtime.send` (an insert into `realtime.messages` with extension `broadcast`)
@@ -217,17 +334,18 @@ async fn trim_messages(admin: &deadpool_postgres::Pool) {
     }
 }
 
-/// Delivers one change, retrying a failed check until it succeeds or doska stops.
-async fn deliver_retrying(state: &SharedState, hub: &Hub, change: &Change) -> bool {
+/// Checks a batch of changes, retrying a failed check until it succeeds; `None` when doska
+/// stops first.
+async fn check_retrying(state: &SharedState, hub: &Hub, changes: &[Change]) -> Option<Checked> {
     let mut shutdown = state.shutdown.clone();
     loop {
-        match deliver(&state.pool, hub, change).await {
-            Ok(_) => return true,
+        match check_batch(&state.pool, hub, changes).await {
+            Ok(checked) => return Some(checked),
             Err(e) => {
-                tracing::warn!(error = %e, table = %change.table, "realtime: delivery check failed; retrying");
+                tracing::warn!(error = %e, changes = changes.len(), "realtime: delivery check failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    _ = shutdown.changed() => return false,
+                    _ = shutdown.changed() => return None,
                 }
             }
         }
@@ -276,25 +394,22 @@ where
     }
 }
 
-/// Logs `changes` durably (one statement), then hands each to its subscribers. False when
-/// doska stops first.
+/// Logs `changes` durably (one statement) while PostgreSQL checks who may see them (one
+/// authorization round trip for the batch); once both are done — logged before anything is
+/// sent — hands them to their subscribers. False when doska stops first.
 async fn hand_over(state: &SharedState, hub: &Hub, changes: &[Change]) -> bool {
     if changes.is_empty() {
         return true;
     }
     let refs: Vec<&Change> = changes.iter().collect();
-    if !retrying(state, "logging changes", || {
+    let logging = retrying(state, "logging changes", || {
         log::append(&state.admin, &refs)
-    })
-    .await
-    {
+    });
+    let (logged, checked) = tokio::join!(logging, check_retrying(state, hub, changes));
+    let (true, Some(checked)) = (logged, checked) else {
         return false;
-    }
-    for c in changes {
-        if !deliver_retrying(state, hub, c).await {
-            return false;
-        }
-    }
+    };
+    send_checked(hub, changes, checked);
     true
 }
 

@@ -16,7 +16,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::decode::Change;
 use super::log::Position;
-use super::phoenix::{BroadcastBody, ServerMessage};
+use super::phoenix::{BroadcastBody, ServerMessage, Shared};
 use super::replay::Gate;
 use super::subscriptions::{PostgresChanges, SubscriptionSet};
 use crate::jwt::Caller;
@@ -264,12 +264,12 @@ impl Hub {
             return 0;
         };
         let topic: Arc<str> = Arc::from(topic);
-        let msg = ServerMessage::Broadcast {
+        let msg = Shared::wrap(ServerMessage::Broadcast {
             topic,
             event,
             meta,
             body,
-        };
+        });
         let mut sent = 0;
         for chan in chans {
             let Some(m) = inner.members.get(chan) else {
@@ -398,15 +398,20 @@ fn untrack_locked(inner: &mut Inner, topic: &Arc<str>, chan: ChanId) {
 
 fn fan_out_diff(inner: &Inner, topic: &Arc<str>, joins: Value, leaves: Value) {
     let payload = json!({ "joins": joins, "leaves": leaves });
+    // Encoded once for every member whose join_ref is the same (realtime-js sends "1"…).
+    let mut shared: HashMap<Option<Arc<str>>, ServerMessage> = HashMap::new();
     for chan in inner.by_topic.get(topic).into_iter().flatten() {
         if let Some(m) = inner.members.get(chan) {
-            m.outbox.send(ServerMessage::Json {
-                join_ref: m.join_ref.clone(),
-                reference: None,
-                topic: topic.clone(),
-                event: "presence_diff",
-                payload: payload.clone(),
+            let msg = shared.entry(m.join_ref.clone()).or_insert_with(|| {
+                Shared::wrap(ServerMessage::Json {
+                    join_ref: m.join_ref.clone(),
+                    reference: None,
+                    topic: topic.clone(),
+                    event: "presence_diff",
+                    payload: payload.clone(),
+                })
             });
+            m.outbox.send(msg.clone());
         }
     }
 }

@@ -505,6 +505,41 @@ pub enum ServerMessage {
         meta: Option<Value>,
         body: BroadcastBody,
     },
+    /// A `postgres_changes` event: `data` is serialized once per change and shared by every
+    /// channel it goes to; only the matching binding `ids` differ.
+    Change {
+        topic: Arc<str>,
+        ids: Vec<u32>,
+        data: Arc<str>,
+    },
+    /// One message queued to many sockets (a broadcast, a presence diff): encoded once per
+    /// serializer, by the first socket that needs it, and shared by the rest.
+    Shared(Arc<Shared>),
+}
+
+/// A message with its encodings, made on first use.
+#[derive(Debug)]
+pub struct Shared {
+    message: ServerMessage,
+    v1: std::sync::OnceLock<Option<Encoded>>,
+    v2: std::sync::OnceLock<Option<Encoded>>,
+}
+
+impl Shared {
+    /// `message`, to be encoded once for all the sockets it is queued to.
+    pub fn wrap(message: ServerMessage) -> ServerMessage {
+        ServerMessage::Shared(Arc::new(Shared {
+            message,
+            v1: std::sync::OnceLock::new(),
+            v2: std::sync::OnceLock::new(),
+        }))
+    }
+}
+
+impl PartialEq for Shared {
+    fn eq(&self, other: &Shared) -> bool {
+        self.message == other.message
+    }
 }
 
 /// A WebSocket frame's content.
@@ -536,6 +571,12 @@ impl ServerMessage {
     /// body to a 1.0.0 client, or a name over the binary frame's 255-byte fields).
     pub fn encode(&self, vsn: Vsn) -> Option<Encoded> {
         match (self, vsn) {
+            (ServerMessage::Shared(shared), Vsn::V1) => {
+                shared.v1.get_or_init(|| shared.message.encode(vsn)).clone()
+            }
+            (ServerMessage::Shared(shared), Vsn::V2) => {
+                shared.v2.get_or_init(|| shared.message.encode(vsn)).clone()
+            }
             (
                 ServerMessage::Json {
                     join_ref,
@@ -551,8 +592,20 @@ impl ServerMessage {
                 reference.as_deref(),
                 topic,
                 event,
-                payload.clone(),
+                &payload.to_string(),
             ))),
+            (ServerMessage::Change { topic, ids, data }, _) => {
+                let ids = Value::from(ids.clone());
+                let payload = format!("{{\"data\":{data},\"ids\":{ids}}}");
+                Some(Encoded::Text(envelope(
+                    vsn,
+                    None,
+                    None,
+                    topic,
+                    "postgres_changes",
+                    &payload,
+                )))
+            }
             (
                 ServerMessage::Broadcast {
                     topic,
@@ -601,7 +654,7 @@ impl ServerMessage {
                     None,
                     topic,
                     "broadcast",
-                    payload,
+                    &payload.to_string(),
                 )))
             }
             (
@@ -615,19 +668,29 @@ impl ServerMessage {
     }
 }
 
+/// The envelope around an already serialized payload (so a payload is never copied into a
+/// new JSON tree just to be serialized).
 fn envelope(
     vsn: Vsn,
     join_ref: Option<&str>,
     reference: Option<&str>,
     topic: &str,
     event: &str,
-    payload: Value,
+    payload: &str,
 ) -> String {
+    let text = |v: Option<&str>| Value::from(v).to_string();
+    let (join_ref, reference, topic, event) = (
+        text(join_ref),
+        text(reference),
+        text(Some(topic)),
+        text(Some(event)),
+    );
     match vsn {
-        Vsn::V1 => json!({"join_ref": join_ref, "ref": reference, "topic": topic, "event": event, "payload": payload}),
-        Vsn::V2 => json!([join_ref, reference, topic, event, payload]),
+        Vsn::V1 => format!(
+            "{{\"event\":{event},\"join_ref\":{join_ref},\"payload\":{payload},\"ref\":{reference},\"topic\":{topic}}}"
+        ),
+        Vsn::V2 => format!("[{join_ref},{reference},{topic},{event},{payload}]"),
     }
-    .to_string()
 }
 
 #[cfg(test)]

@@ -41,6 +41,9 @@ use crate::state::SharedState;
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// Messages queued for one socket before it counts as a slow consumer and is closed.
 pub const SEND_QUEUE: usize = 1024;
+/// Queued messages written before one flush at most (the rest wait for the next turn, so
+/// reading the client is never starved).
+const WRITE_BATCH: usize = 64;
 /// A socket that sends nothing (not even heartbeats, every 25 s in realtime-js) this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Client messages allowed per second, averaged over a burst of twice that.
@@ -209,12 +212,28 @@ where
             out = queue.recv() => {
                 // The connection holds a sender itself, so the queue never ends here.
                 let Some(msg) = out else { break Exit::ClientGone };
-                let Some(encoded) = msg.encode(conn.vsn) else { continue };
-                let frame = match encoded {
-                    Encoded::Text(t) => Message::text(t),
-                    Encoded::Binary(b) => Message::binary(b),
-                };
-                if sink.send(frame).await.is_err() {
+                // What else is already queued goes out with it: one flush (one write, mostly)
+                // per batch instead of one per message.
+                let mut next = Some(msg);
+                let mut written = 0;
+                let mut failed = false;
+                while let Some(msg) = next.take() {
+                    if let Some(encoded) = msg.encode(conn.vsn) {
+                        let frame = match encoded {
+                            Encoded::Text(t) => Message::text(t),
+                            Encoded::Binary(b) => Message::binary(b),
+                        };
+                        if sink.feed(frame).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    written += 1;
+                    if written < WRITE_BATCH {
+                        next = queue.try_recv().ok();
+                    }
+                }
+                if failed || sink.flush().await.is_err() {
                     break Exit::ClientGone;
                 }
             }

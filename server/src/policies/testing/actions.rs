@@ -26,7 +26,7 @@ use crate::{
         parse::{Command, split_table},
     },
     realtime::{
-        authorize::{PROBE_ROWS, Who, check_sql, probe_channel},
+        authorize::{PROBE_ROWS, Who, probe_channel, single_check},
         decode::{Change, ChangeKind, ColumnInfo},
         lsn::Lsn,
     },
@@ -551,11 +551,9 @@ async fn row_case(
         old_record: None,
         unchanged_toast: Vec::new(),
     };
-    let (sql, _) = check_sql(&change);
-    let table_text = format!("{schema}.{table}");
+    let (sql, param) = single_check(&change);
     let record = Value::Object(key.clone()).to_string();
-    let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 2] =
-        [(&table_text, Type::TEXT), (&record, Type::TEXT)];
+    let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 1] = [(&param, Type::TEXT)];
     tx.execute(
         "select set_config('request.jwt.claims', $1, true)",
         &[&claims.to_string()],
