@@ -1,6 +1,6 @@
 //! The local-disk backend: object bytes as files under the storage dir, named only by UUIDs (an object's
 //! id and version, or an upload part's id) — never by a client's key, so nothing a client sends can
-//! reach a path outside the dir. A write goes to its own new file and is fsynced (file, then folder)
+//! reach a path outside the dir. A write goes to its own new file, made durable (file and folder entry)
 //! before it returns; it never replaces an existing file. Rejects nothing itself: the core decides
 //! what may be written.
 
