@@ -764,3 +764,83 @@ async fn orphans_go_only_once_old() {
     assert_eq!(n, 1);
     assert_eq!(blobs(&core).await, vec![kept.blob()]);
 }
+
+/// A write's statements are prepared once per connection and reused: on one connection, callers of
+/// different roles, taking turns well past the point where PostgreSQL switches to a generic plan,
+/// each still get their own policies' answer, and a policy dropped meanwhile takes effect at once.
+#[tokio::test]
+async fn reused_prepared_statements_still_follow_each_callers_role_and_policies() {
+    let t = TestDb::with_settings(doska::config::Settings {
+        db_pool: Some(1),
+        ..Default::default()
+    })
+    .await;
+    t.admin()
+        .batch_execute(
+            "insert into storage.buckets (id, name) values ('private', 'private');
+             create policy own_read on storage.objects for select to authenticated
+               using (bucket_id = 'private' and (storage.foldername(name))[1] = auth.uid()::text);
+             create policy own_write on storage.objects for insert to authenticated
+               with check (bucket_id = 'private' and (storage.foldername(name))[1] = auth.uid()::text);
+             create policy own_update on storage.objects for update to authenticated
+               using (bucket_id = 'private' and (storage.foldername(name))[1] = auth.uid()::text);",
+        )
+        .await
+        .unwrap();
+    let core = storage::core_of(&t.state);
+    let (alice, bob) = (user(ALICE), user(BOB));
+    let anon = Actor {
+        caller: Caller {
+            role: "anon".into(),
+            claims: json!({}),
+            token: None,
+        },
+        ..user(ALICE)
+    };
+    let put = |actor: &Actor, key: String, upsert: bool| {
+        let (core, actor) = (&core, actor.clone());
+        async move {
+            core.put(
+                &actor,
+                &spec("private", &key, upsert),
+                disk::once(Bytes::from(key.clone())),
+            )
+            .await
+        }
+    };
+    for i in 0..8 {
+        for upsert in [false, true] {
+            let key = format!("{ALICE}/{i}-{upsert}");
+            assert!(matches!(
+                put(&bob, key.clone(), upsert).await,
+                Err(StorageError::Denied)
+            ));
+            assert!(matches!(
+                put(&anon, key.clone(), upsert).await,
+                Err(StorageError::Denied)
+            ));
+            put(&alice, key.clone(), upsert).await.unwrap();
+            // service_role bypasses row-level security: it may overwrite Alice's file.
+            put(&service(), key.clone(), true).await.unwrap();
+            assert!(matches!(
+                put(&bob, key.clone(), true).await,
+                Err(StorageError::Denied)
+            ));
+            assert_eq!(
+                read(&core, &alice, "private", &key).await.unwrap(),
+                key.as_bytes()
+            );
+        }
+    }
+    t.admin()
+        .batch_execute("drop policy own_write on storage.objects")
+        .await
+        .unwrap();
+    assert!(matches!(
+        put(&alice, format!("{ALICE}/after"), false).await,
+        Err(StorageError::Denied)
+    ));
+    put(&service(), format!("{ALICE}/after"), false)
+        .await
+        .unwrap();
+}

@@ -169,7 +169,7 @@ impl RequestTx {
     /// statement's own result comes back; after a failure PostgreSQL refuses the statements that
     /// follow and the final COMMIT ends the aborted transaction as a rollback, so a statement that
     /// failed never has its transaction's other work committed. `Err` only when the transaction
-    /// itself could not start, take the settings or end.
+    /// itself could not start, take the settings or end (or a statement could not be prepared).
     #[allow(clippy::type_complexity)]
     pub async fn pipelined(
         pool: &Pool,
@@ -177,7 +177,7 @@ impl RequestTx {
         info: &RequestInfo<'_>,
         read_only: bool,
         statement_timeout_ms: u64,
-        statements: &[(&str, &[(&(dyn ToSql + Sync), Type)])],
+        statements: &[(&'static str, &[(&(dyn ToSql + Sync), Type)])],
         commit: bool,
     ) -> Result<Vec<Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>>, TxError> {
         let client = pool.get().await.map_err(TxError::Pool)?;
@@ -188,16 +188,57 @@ impl RequestTx {
         } else {
             "BEGIN"
         };
-        // join_all polls its futures in order, so the statements are written in order.
-        let (b, s, results, end) = tokio::join!(
-            client.batch_execute(begin),
-            client.query_typed(settings.sql(), &settings_params),
-            futures_util::future::join_all(
+        // Statements are prepared once per connection and kept, so PostgreSQL neither parses them
+        // nor, once it settles on a generic plan, plans them again; it still re-plans when the role,
+        // a policy or a table changes. Fixed SQL texts only: the cache keeps every text it sees.
+        fn types(params: &[(&(dyn ToSql + Sync), Type)]) -> Vec<Type> {
+            params.iter().map(|(_, t)| t.clone()).collect()
+        }
+        fn values<'v>(params: &[(&'v (dyn ToSql + Sync), Type)]) -> Vec<&'v (dyn ToSql + Sync)> {
+            params.iter().map(|(v, _)| *v).collect()
+        }
+        // The settings statement needs no privileges: it can be prepared before the transaction.
+        let settings_stmt = client
+            .prepare_typed_cached(settings.sql(), &types(&settings_params))
+            .await
+            .map_err(TxError::Db)?;
+        let settings_values = values(&settings_params);
+        let statement_values: Vec<_> = statements.iter().map(|(_, p)| values(p)).collect();
+        let statement_types: Vec<_> = statements.iter().map(|(_, p)| types(p)).collect();
+        let finish = if commit { "COMMIT" } else { "ROLLBACK" };
+        // The row statements are prepared inside the transaction, as the caller's role (the
+        // connection's own role may not even see the storage schema). Once cached, preparing takes
+        // no round trip, so BEGIN, settings, statements and COMMIT still go out together; the first
+        // time on a connection, the pipeline waits once for the preparation.
+        let work = async {
+            let prepared = futures_util::future::try_join_all(
                 statements
                     .iter()
-                    .map(|(sql, params)| client.query_typed(sql, params))
-            ),
-            client.batch_execute(if commit { "COMMIT" } else { "ROLLBACK" }),
+                    .zip(&statement_types)
+                    .map(|((sql, _), types)| client.prepare_typed_cached(sql, types)),
+            )
+            .await;
+            match prepared {
+                Err(e) => (Err(e), client.batch_execute("ROLLBACK").await),
+                Ok(stmts) => {
+                    // join_all polls its futures in order, so the statements are written in order.
+                    let (results, end) = tokio::join!(
+                        futures_util::future::join_all(
+                            stmts
+                                .iter()
+                                .zip(&statement_values)
+                                .map(|(stmt, values)| client.query(stmt, values))
+                        ),
+                        client.batch_execute(finish),
+                    );
+                    (Ok(results), end)
+                }
+            }
+        };
+        let (b, s, (results, end)) = tokio::join!(
+            client.batch_execute(begin),
+            client.query(&settings_stmt, &settings_values),
+            work,
         );
         if let Err(e) = end {
             drop(Object::take(client));
@@ -205,7 +246,7 @@ impl RequestTx {
         }
         b?;
         s?;
-        Ok(results)
+        Ok(results?)
     }
 
     pub fn client(&self) -> &tokio_postgres::Client {

@@ -57,6 +57,12 @@ impl From<io::Error> for WriteError {
 /// local disk has no such in-place join, which is why it keeps the parts.
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync {
+    /// A fresh id for a new object (a random UUID). A backend may pick among random ids one that
+    /// stores well beside objects created at the same moment.
+    fn new_object_id(&self) -> Uuid {
+        Uuid::new_v4()
+    }
+
     /// Stores a new blob from `body`, durably (fsynced) before returning. Never overwrites: writing a
     /// key that exists fails. On any failure nothing of the blob remains.
     async fn write(

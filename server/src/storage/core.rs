@@ -635,7 +635,7 @@ impl Storage {
     async fn pipelined(
         &self,
         actor: &Actor,
-        statements: &[(&str, &[(&(dyn ToSql + Sync), Type)])],
+        statements: &[(&'static str, &[(&(dyn ToSql + Sync), Type)])],
         commit: bool,
     ) -> Result<Vec<Result<Vec<Row>, tokio_postgres::Error>>, StorageError> {
         Ok(RequestTx::pipelined(
@@ -882,7 +882,9 @@ impl Storage {
         spec: &PutSpec,
     ) -> Result<(Uuid, Option<u64>), StorageError> {
         check_key(&spec.key)?;
-        let row = RowValues::new(actor, spec, Uuid::new_v4(), Uuid::new_v4(), json!({}));
+        // A new object gets this id; an overwrite keeps its row's (the probe returns whichever).
+        let fresh = self.backend.new_object_id();
+        let row = RowValues::new(actor, spec, fresh, Uuid::new_v4(), json!({}));
         let sql = if spec.upsert { UPSERT_SQL } else { INSERT_SQL };
         // Always rolled back: the probe only asks whether the row statement would pass.
         let mut results = self

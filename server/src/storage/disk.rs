@@ -1,6 +1,6 @@
 //! The local-disk backend: object bytes as files under the storage dir, named only by UUIDs (an object's
 //! id and version, or an upload part's id) — never by a client's key, so nothing a client sends can
-//! reach a path outside the dir. A write goes to its own new file and is fsynced (file, then folder)
+//! reach a path outside the dir. A write goes to its own new file, made durable (file and folder entry)
 //! before it returns; it never replaces an existing file. Rejects nothing itself: the core decides
 //! what may be written.
 
@@ -17,6 +17,7 @@ use std::io::Write;
 use uuid::Uuid;
 
 use super::backend::{Backend, BlobKey, ByteStream, WriteError, Written};
+use super::dir_sync;
 
 /// Files live under `<dir>/data/<first two hex digits>/`, so no folder grows past a few thousand entries
 /// per million objects.
@@ -72,17 +73,14 @@ const SMALL_READ: usize = 64 << 10;
 /// for the tail instead of the whole file.
 const WRITEBACK_EVERY: u64 = 8 << 20;
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
-}
-
 /// Makes a new file and its folder entry durable. Both must be on disk before the row that names the
-/// file commits; neither needs the other first, so the two fsyncs run side by side (each waits on
-/// the disk, not the CPU).
+/// file commits; neither needs the other first, so the two run side by side (each waits on the disk,
+/// not the CPU). The file needs only its data and size (`fdatasync`); the folder's fsync is shared
+/// with concurrent writes into the same folder ([`dir_sync`]).
 fn sync_file_and_dir(file: &std::fs::File, dir: &Path) -> io::Result<()> {
     std::thread::scope(|s| {
-        let dir_synced = s.spawn(|| sync_dir(dir));
-        let file_synced = file.sync_all();
+        let dir_synced = s.spawn(|| dir_sync::sync_dir(dir));
+        let file_synced = file.sync_data();
         let dir_synced = dir_synced
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("folder fsync panicked")));
@@ -109,7 +107,7 @@ fn create_new(shard: &Path, path: &Path) -> io::Result<std::fs::File> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             std::fs::create_dir_all(shard)?;
             if let Some(data) = shard.parent() {
-                sync_dir(data)?;
+                dir_sync::sync_dir(data)?;
             }
             open()
         }
@@ -190,8 +188,30 @@ async fn blocking<T: Send + 'static>(
         .map_err(io::Error::other)?
 }
 
+/// Seconds during which new objects get ids of the same shard folder (see `Disk::new_object_id`).
+const SHARD_SLOT_SECS: u64 = 1;
+
+/// A random (version 4) UUID whose first byte — the shard folder — is `slot`'s. 114 random bits stay.
+fn id_in_slot(slot: u8) -> Uuid {
+    let mut b = *Uuid::new_v4().as_bytes();
+    b[0] = slot;
+    Uuid::from_bytes(b)
+}
+
 #[async_trait::async_trait]
 impl Backend for Disk {
+    /// New objects created in the same second land in the same shard folder, so concurrent writes
+    /// share that folder's fsync ([`dir_sync`]) instead of each syncing a folder of its own; the folder
+    /// moves on every second, so over a few minutes the shards still fill evenly. Only the shard
+    /// byte is taken from the clock: the id stays a random version-4 UUID.
+    fn new_object_id(&self) -> Uuid {
+        let secs = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        id_in_slot((secs / SHARD_SLOT_SECS % 256) as u8)
+    }
+
     async fn write(
         &self,
         key: &BlobKey,
@@ -393,6 +413,14 @@ mod tests {
         assert_eq!(Disk::parse_name("x.part"), None);
         let d = Disk::new("/s");
         assert!(d.path(&k).starts_with("/s/data/"));
+        // Ids made for new objects stay version-4 UUIDs; ids of the same slot share a shard folder.
+        let (a, b) = (id_in_slot(0xab), id_in_slot(0xab));
+        assert_ne!(a, b);
+        assert_eq!(a.get_version_num(), 4);
+        let shard = |id| d.shard(&BlobKey::Object { id, version });
+        assert_eq!(shard(a), shard(b));
+        assert!(shard(a).ends_with("data/ab"));
+        assert_eq!(d.new_object_id().get_version_num(), 4);
     }
 
     #[tokio::test]

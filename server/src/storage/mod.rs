@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod core;
+pub mod dir_sync;
 pub mod disk;
 pub mod form;
 pub mod http;
