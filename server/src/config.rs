@@ -214,6 +214,15 @@ impl fmt::Debug for S3Keys {
     }
 }
 
+/// The pool size when none is configured: four connections per core, at least eight. Requests are
+/// multiplexed over the pool, so more backends than PostgreSQL can run at once only add scheduling
+/// stalls: on 2 cores, 32 connections gave REST p99s of 40–400 ms where 8 gave 5–12 ms and a higher
+/// rate (bench/rest, docs/benchmarks.md).
+fn default_db_pool() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (4 * cores).max(8)
+}
+
 /// Parses `3600`, `90s`, `15m`, `1h`, `2d` into seconds.
 pub fn parse_duration_secs(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -488,7 +497,7 @@ impl Config {
                 reason: "must be at least 32 characters".into(),
             });
         }
-        let db_pool = s.db_pool.unwrap_or(16);
+        let db_pool = s.db_pool.unwrap_or_else(default_db_pool);
         if db_pool == 0 {
             return Err(ConfigError::Invalid {
                 key: "db_pool",
