@@ -706,7 +706,7 @@ mod tests {
         let c = Config::resolve(cli.over(file)).unwrap();
         assert_eq!(c.listen.port(), 1);
         assert_eq!(c.jwt_exp, 60);
-        assert_eq!(c.db_pool, 16);
+        assert_eq!(c.db_pool, default_db_pool());
     }
 
     #[test]
