@@ -330,29 +330,13 @@ async fn run_case(
             return Ok(Err(format!("cannot plan the statement: {}", describe(&e))));
         }
     };
-    let exists: bool = tx
-        .query_one(
-            "select exists (select from pg_roles where rolname = $1)",
-            &[&role],
-        )
-        .await?
-        .get(0);
-    if !exists {
-        tx.batch_execute("ROLLBACK TO SAVEPOINT doska_case").await?;
-        return Ok(Err(format!(
-            "`as = {:?}` is neither a user of [users] nor a role",
-            case.who
-        )));
-    }
-    let member_of: HashSet<String> = tx
-        .query(
-            "select rolname::text from pg_roles where pg_has_role($1, oid, 'MEMBER')",
-            &[&role],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let member_of = match memberships(tx, &role, &case.who).await? {
+        Ok(m) => m,
+        Err(message) => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT doska_case").await?;
+            return Ok(Err(message));
+        }
+    };
     // Reads, updates, deletes: evaluate the policies on the rows as they are before the statement
     // (as the admin, so every row is seen, with the case's claims).
     tx.execute(
@@ -670,4 +654,33 @@ fn statement(case: &CaseDoc, cache: &SchemaCache) -> Result<Stmt, String> {
         }
         _ => Err("a case has exactly one of `sql` or `rest`".into()),
     }
+}
+
+/// The roles `role` is a member of (itself included), or why the case's `as` names no role.
+pub(crate) async fn memberships(
+    tx: &tokio_postgres::Transaction<'_>,
+    role: &str,
+    who: &str,
+) -> Result<Result<HashSet<String>, String>, tokio_postgres::Error> {
+    let exists: bool = tx
+        .query_one(
+            "select exists (select from pg_roles where rolname = $1)",
+            &[&role],
+        )
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(Err(format!(
+            "`as = {who:?}` is neither a user of [users] nor a role"
+        )));
+    }
+    Ok(Ok(tx
+        .query(
+            "select rolname::text from pg_roles where pg_has_role($1, oid, 'MEMBER')",
+            &[&role],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect()))
 }

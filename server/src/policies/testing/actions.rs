@@ -8,8 +8,6 @@
 //! or row, objects or rows that must (or must not) exist beforehand, unknown buckets, unpublished
 //! tables and unknown actions.
 
-use std::collections::HashSet;
-
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -145,28 +143,10 @@ pub(super) async fn run(
         }
     };
     let (role, claims) = caller(doc, case);
-    let exists: bool = tx
-        .query_one(
-            "select exists (select from pg_roles where rolname = $1)",
-            &[&role],
-        )
-        .await?
-        .get(0);
-    if !exists {
-        return Ok(Err(format!(
-            "`as = {:?}` is neither a user of [users] nor a role",
-            case.who
-        )));
-    }
-    let member_of: HashSet<String> = tx
-        .query(
-            "select rolname::text from pg_roles where pg_has_role($1, oid, 'MEMBER')",
-            &[&role],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let member_of = match super::memberships(tx, &role, &case.who).await? {
+        Ok(m) => m,
+        Err(message) => return Ok(Err(message)),
+    };
     let (schema, table) = match &target {
         Target::Object { .. } => ("storage", "objects"),
         Target::Topic(_) => ("realtime", "messages"),
