@@ -180,6 +180,76 @@ impl RequestTx {
         statements: &[(&'static str, &[(&(dyn ToSql + Sync), Type)])],
         commit: bool,
     ) -> Result<Vec<Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>>, TxError> {
+        let finish = if commit { "COMMIT" } else { "ROLLBACK" };
+        let (_, results) = Self::pipeline(
+            pool,
+            caller,
+            info,
+            read_only,
+            statement_timeout_ms,
+            statements,
+            Some(finish),
+        )
+        .await?;
+        Ok(results)
+    }
+
+    /// As [`RequestTx::pipelined`], but the transaction stays open after `statements`: BEGIN, the
+    /// settings and the statements go out in one round trip, and the caller then commits or rolls
+    /// back (a second, tiny round trip) once it has looked at the results — for work that must
+    /// happen between the statements and the commit without a transaction of its own. After a
+    /// failed statement the transaction is aborted; only a rollback (or a commit that rolls back)
+    /// can follow.
+    #[allow(clippy::type_complexity)]
+    pub async fn pipelined_open(
+        pool: &Pool,
+        caller: &Caller,
+        info: &RequestInfo<'_>,
+        statement_timeout_ms: u64,
+        statements: &[(&'static str, &[(&(dyn ToSql + Sync), Type)])],
+    ) -> Result<
+        (
+            RequestTx,
+            Vec<Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>>,
+        ),
+        TxError,
+    > {
+        let (client, results) = Self::pipeline(
+            pool,
+            caller,
+            info,
+            false,
+            statement_timeout_ms,
+            statements,
+            None,
+        )
+        .await?;
+        Ok((
+            RequestTx {
+                client: Some(client),
+            },
+            results,
+        ))
+    }
+
+    /// BEGIN, settings, `statements`, and `finish` (COMMIT or ROLLBACK) when given, written before any
+    /// answer is read; returns the connection (in the open transaction when `finish` is `None`).
+    #[allow(clippy::type_complexity)]
+    async fn pipeline(
+        pool: &Pool,
+        caller: &Caller,
+        info: &RequestInfo<'_>,
+        read_only: bool,
+        statement_timeout_ms: u64,
+        statements: &[(&'static str, &[(&(dyn ToSql + Sync), Type)])],
+        finish: Option<&'static str>,
+    ) -> Result<
+        (
+            Object,
+            Vec<Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>>,
+        ),
+        TxError,
+    > {
         let client = pool.get().await.map_err(TxError::Pool)?;
         let settings = Settings::new(caller, info, statement_timeout_ms);
         let settings_params = settings.params();
@@ -205,7 +275,6 @@ impl RequestTx {
         let settings_values = values(&settings_params);
         let statement_values: Vec<_> = statements.iter().map(|(_, p)| values(p)).collect();
         let statement_types: Vec<_> = statements.iter().map(|(_, p)| types(p)).collect();
-        let finish = if commit { "COMMIT" } else { "ROLLBACK" };
         // The row statements are prepared inside the transaction, as the caller's role (the
         // connection's own role may not even see the storage schema). Once cached, preparing takes
         // no round trip, so BEGIN, settings, statements and COMMIT still go out together; the first
@@ -221,6 +290,12 @@ impl RequestTx {
             match prepared {
                 Err(e) => (Err(e), client.batch_execute("ROLLBACK").await),
                 Ok(stmts) => {
+                    let end = async {
+                        match finish {
+                            Some(finish) => client.batch_execute(finish).await,
+                            None => Ok(()),
+                        }
+                    };
                     // join_all polls its futures in order, so the statements are written in order.
                     let (results, end) = tokio::join!(
                         futures_util::future::join_all(
@@ -229,7 +304,7 @@ impl RequestTx {
                                 .zip(&statement_values)
                                 .map(|(stmt, values)| client.query(stmt, values))
                         ),
-                        client.batch_execute(finish),
+                        end,
                     );
                     (Ok(results), end)
                 }
@@ -244,9 +319,19 @@ impl RequestTx {
             drop(Object::take(client));
             return Err(TxError::Db(b.err().unwrap_or(e)));
         }
+        // Left open, a transaction that failed to start or take the settings is in an unknown state:
+        // its connection is closed rather than returned to the pool. (A failed preparation has
+        // rolled back already.)
+        if finish.is_none() && results.is_ok() && (b.is_err() || s.is_err()) {
+            drop(Object::take(client));
+            return Err(TxError::Db(match (b, s) {
+                (Err(e), _) | (Ok(()), Err(e)) => e,
+                (Ok(()), Ok(_)) => unreachable!("one of the two failed"),
+            }));
+        }
         b?;
         s?;
-        Ok(results?)
+        Ok((client, results?))
     }
 
     pub fn client(&self) -> &tokio_postgres::Client {

@@ -72,6 +72,19 @@ pub trait Backend: Send + Sync {
         limit: Option<u64>,
     ) -> Result<Written, WriteError>;
 
+    /// Stores a new blob whose bytes are all in hand (a small body), durably before returning, with
+    /// the same promises as [`Backend::write`]. A backend may do it in fewer steps than a stream
+    /// needs.
+    async fn write_small(&self, key: &BlobKey, bytes: Bytes) -> io::Result<()> {
+        let body: ByteStream = Box::pin(futures_util::stream::once(async move { Ok(bytes) }));
+        match self.write(key, body, None).await {
+            Ok(_) => Ok(()),
+            Err(WriteError::Io(e)) => Err(e),
+            Err(WriteError::TooLarge) => Err(io::Error::other("no limit was given")),
+            Err(WriteError::Body(e)) => Err(io::Error::other(e)),
+        }
+    }
+
     /// Streams a blob, or `len` bytes of it from `start` when `range` is `(start, len)`.
     async fn read(&self, key: &BlobKey, range: Option<(u64, u64)>) -> io::Result<ByteStream>;
 

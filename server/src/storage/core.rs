@@ -542,6 +542,68 @@ const LIST_SQL: &str = concat!(
          and name > $3 order by name limit $4"
 );
 
+/// Applies a bucket's limits (a row of `LIMITS_SQL`; none: no such bucket) to a write of `len` bytes
+/// (when known) and `spec`'s MIME type; returns the size limit to enforce while the bytes stream.
+fn bucket_limits(
+    rows: &[Row],
+    spec: &PutSpec,
+    len: Option<u64>,
+) -> Result<Option<u64>, StorageError> {
+    let limits = rows.first().ok_or(StorageError::NoSuchBucket)?;
+    let file_size_limit: Option<i64> = limits.get(0);
+    let allowed: Option<Vec<String>> = limits.get(1);
+    let limit = file_size_limit.filter(|l| *l > 0).map(|l| l as u64);
+    if let (Some(limit), Some(len)) = (limit, len)
+        && len > limit
+    {
+        return Err(StorageError::TooLarge { limit });
+    }
+    if let Some(allowed) = &allowed
+        && !allowed.is_empty()
+        && !mime_allowed(allowed, &spec.content_type)
+    {
+        return Err(StorageError::MimeNotAllowed(spec.content_type.clone()));
+    }
+    Ok(limit)
+}
+
+/// Bodies whose declared length is at most this many bytes are read whole before anything else
+/// happens, and written in one transaction instead of two (see [`Storage::put`]).
+pub const SMALL_PUT: u64 = 64 << 10;
+
+/// A body read up to a bound: whole, or (longer than the bound) the bytes read so far put back in
+/// front of the rest.
+enum Gathered {
+    Whole(Bytes),
+    Longer(ByteStream),
+}
+
+/// Reads `body` whole when it ends within `bound` bytes.
+async fn gather(mut body: ByteStream, bound: usize) -> Result<Gathered, StorageError> {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut len = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| StorageError::Body(e.to_string()))?;
+        len += chunk.len();
+        chunks.push(chunk);
+        if len > bound {
+            let read = futures_util::stream::iter(chunks.into_iter().map(Ok));
+            return Ok(Gathered::Longer(Box::pin(read.chain(body))));
+        }
+    }
+    Ok(Gathered::Whole(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().expect("one chunk"),
+        _ => {
+            let mut all = bytes::BytesMut::with_capacity(len);
+            for c in &chunks {
+                all.extend_from_slice(c);
+            }
+            all.freeze()
+        }
+    }))
+}
+
 /// A typed bind parameter of a pipelined statement.
 type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
@@ -902,21 +964,7 @@ impl Storage {
             (Some(l), Some(p)) => (l?, p),
             _ => unreachable!("two statements, two results"),
         };
-        let limits = limits.first().ok_or(StorageError::NoSuchBucket)?;
-        let file_size_limit: Option<i64> = limits.get(0);
-        let allowed: Option<Vec<String>> = limits.get(1);
-        let limit = file_size_limit.filter(|l| *l > 0).map(|l| l as u64);
-        if let (Some(limit), Some(len)) = (limit, spec.declared_len)
-            && len > limit
-        {
-            return Err(StorageError::TooLarge { limit });
-        }
-        if let Some(allowed) = &allowed
-            && !allowed.is_empty()
-            && !mime_allowed(allowed, &spec.content_type)
-        {
-            return Err(StorageError::MimeNotAllowed(spec.content_type.clone()));
-        }
+        let limit = bucket_limits(&limits, spec, spec.declared_len)?;
         let probe = probe?;
         let id = probe
             .first()
@@ -1008,12 +1056,21 @@ impl Storage {
     }
 
     /// Stores an object: checked, streamed to a new durable blob, committed, old version removed.
+    /// A body declared at most [`SMALL_PUT`] bytes long is read whole first and stored by
+    /// [`Storage::put_small`] in one transaction.
     pub async fn put(
         &self,
         actor: &Actor,
         spec: &PutSpec,
         body: ByteStream,
     ) -> Result<ObjectInfo, StorageError> {
+        let body = match spec.declared_len {
+            Some(len) if len <= SMALL_PUT => match gather(body, SMALL_PUT as usize).await? {
+                Gathered::Whole(bytes) => return self.put_small(actor, spec, bytes).await,
+                Gathered::Longer(body) => body,
+            },
+            _ => body,
+        };
         let (id, limit) = self.check_write(actor, spec).await?;
         let version = Uuid::new_v4();
         let written = self
@@ -1026,6 +1083,82 @@ impl Storage {
             object_metadata(written.size, &etag, &spec.content_type, &spec.cache_control);
         self.commit_write(actor, spec, (id, version), metadata)
             .await
+    }
+
+    /// Stores an object whose bytes are all in hand, in ONE transaction as the caller: its first
+    /// round trip runs the bucket's limits and the row statement (RLS decides, as in the check of a
+    /// streamed write, but the row is the real one, with its ETag and size); then the bytes go to a
+    /// new blob, durable with its folder entry, while the transaction waits; then COMMIT. Refused or
+    /// failed before the commit, the transaction rolls back and the blob (if made) is removed; the
+    /// version replaced is removed only after the commit. Holding the transaction during a small
+    /// write costs a pooled connection for one `fdatasync`; it saves the second transaction (the
+    /// probe and its rollback) that a streamed write needs, because a streamed write must not hold
+    /// a connection while bytes flow from the network and here none do.
+    ///
+    /// The blob is named after the row's id, which for an overwrite is the existing row's: that is
+    /// why the row statement runs before the bytes are written, not after.
+    async fn put_small(
+        &self,
+        actor: &Actor,
+        spec: &PutSpec,
+        bytes: Bytes,
+    ) -> Result<ObjectInfo, StorageError> {
+        check_key(&spec.key)?;
+        let size = bytes.len() as u64;
+        let etag = format!("\"{}\"", hex::encode(Md5::digest(&bytes)));
+        let metadata = object_metadata(size, &etag, &spec.content_type, &spec.cache_control);
+        let version = Uuid::new_v4();
+        let row = RowValues::new(actor, spec, self.backend.new_object_id(), version, metadata);
+        let sql = if spec.upsert { UPSERT_SQL } else { INSERT_SQL };
+        let (tx, results) = RequestTx::pipelined_open(
+            &self.pool,
+            &actor.caller,
+            &Self::info(actor),
+            self.statement_timeout_ms,
+            &[
+                (LIMITS_SQL, &[(&spec.bucket, Type::TEXT)]),
+                (sql, &row.params()),
+            ],
+        )
+        .await?;
+        let checked = (|| {
+            let mut results = results.into_iter();
+            let (limits, written) = match (results.next(), results.next()) {
+                (Some(l), Some(w)) => (l?, w?),
+                _ => unreachable!("two statements, two results"),
+            };
+            bucket_limits(&limits, spec, Some(size))?;
+            let row = written.into_iter().next().ok_or(StorageError::Conflict)?;
+            let info = ObjectInfo::from_row(&row).ok_or(StorageError::Conflict)?;
+            let old: Option<String> = row.get("old_version");
+            let old = old.and_then(|o| Uuid::parse_str(&o).ok());
+            Ok::<_, StorageError>((info, old, parse_layout(row.get("old_parts"))))
+        })();
+        let (info, old, old_parts) = match checked {
+            Ok(c) => c,
+            Err(e) => {
+                tx.rollback().await.ok();
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.backend.write_small(&info.blob(), bytes).await {
+            tx.rollback().await.ok();
+            return Err(e.into());
+        }
+        // A failed COMMIT leaves the blob: whether the row committed is unknown, and orphan cleanup
+        // removes it later if no row names it.
+        tx.commit().await?;
+        if let Some(old) = old
+            && old != version
+        {
+            let replaced = ObjectInfo {
+                version: old,
+                parts: old_parts,
+                ..info.clone()
+            };
+            self.remove_blobs(replaced.blobs()).await;
+        }
+        Ok(info)
     }
 
     /// Copies an object (its bytes into a new blob) to `spec`'s place.

@@ -262,6 +262,26 @@ impl Backend for Disk {
         })
     }
 
+    /// One blocking hop: create, write, `fdatasync`, then the folder's (shared) fsync, one after
+    /// the other on the same thread — for a few KiB that costs less CPU than handing the pieces to
+    /// other threads, and the two syncs are short.
+    async fn write_small(&self, key: &BlobKey, bytes: Bytes) -> io::Result<()> {
+        let (shard, path) = (self.shard(key), self.path(key));
+        blocking(move || {
+            let mut file = create_new(&shard, &path)?;
+            let written = file
+                .write_all(&bytes)
+                .and_then(|()| file.sync_data())
+                .and_then(|()| dir_sync::sync_dir(&shard));
+            if written.is_err() {
+                drop(file);
+                let _ = std::fs::remove_file(&path);
+            }
+            written
+        })
+        .await
+    }
+
     async fn read(&self, key: &BlobKey, range: Option<(u64, u64)>) -> io::Result<ByteStream> {
         let path = self.path(key);
         read_pieces(vec![(path, range)]).await
