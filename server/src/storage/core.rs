@@ -712,22 +712,29 @@ impl Storage {
         .await?)
     }
 
-    /// A read-only statement in one round trip (BEGIN READ ONLY, settings, statement, COMMIT).
+    /// A read-only statement in one round trip (BEGIN READ ONLY, settings, statement, COMMIT), the
+    /// statement prepared once per pooled connection (as [`RequestTx::pipelined`] does), so a GET or
+    /// HEAD is neither parsed nor planned again each time.
     async fn read_once(
         &self,
         actor: &Actor,
-        sql: &str,
+        sql: &'static str,
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<Row>, StorageError> {
-        Ok(RequestTx::read_once(
+        let results = RequestTx::pipelined(
             &self.pool,
             &actor.caller,
             &Self::info(actor),
+            true,
             self.statement_timeout_ms,
-            sql,
-            params,
+            &[(sql, params)],
+            true,
         )
-        .await?)
+        .await?;
+        Ok(results
+            .into_iter()
+            .next()
+            .expect("one statement, one result")?)
     }
 
     // ---- buckets -------------------------------------------------------------------------------
