@@ -133,7 +133,9 @@ async fn collect(
 
 async fn logged(db: &common::TestDb) -> i64 {
     db.value(
-        "select count(*) from doska.realtime_log where table_name = 'items'",
+        "select count(*) from doska.realtime_changes c, \
+         json_array_elements(convert_from(c.entries, 'UTF8')::json) e \
+         where e->>'table' = 'items'",
         &[],
     )
     .await
@@ -302,6 +304,7 @@ fn fake_change(lsn: u64, index: u32, id: i64) -> Change {
         // PostgreSQL's timestamps are microseconds.
         commit_timestamp: chrono::DateTime::from_timestamp_micros(1_790_000_000_000_001).unwrap(),
         index_in_tx: index,
+        xid: 0,
         columns: Arc::from(vec![ColumnInfo {
             name: "id".into(),
             type_name: "int8".into(),
@@ -323,8 +326,11 @@ async fn the_log_is_trimmed_by_size_and_by_age_and_raises_its_floor() {
         .map(|i| fake_change(base + (i / 2) * 0x100, (i % 2) as u32, i as i64))
         .collect();
     let refs: Vec<&Change> = changes.iter().collect();
-    log::append(admin, &refs).await.unwrap();
-    // Appending again (PostgreSQL resending after a crash) keeps one entry per position.
+    // Five batches of one transaction (two changes) each.
+    for pair in refs.chunks(2) {
+        log::append(admin, pair).await.unwrap();
+    }
+    // Appending again (PostgreSQL resending after a crash) logs nothing twice.
     log::append(admin, &refs[5..]).await.unwrap();
     assert_eq!(logged(&db).await, 10);
     let all = [("*".to_string(), "*".to_string())];
@@ -332,10 +338,18 @@ async fn the_log_is_trimmed_by_size_and_by_age_and_raises_its_floor() {
         .await
         .unwrap();
     assert_eq!(page.changes, changes, "read back whole, in position order");
+    assert!(!page.more);
     let start_floor = log::floor(admin).await.unwrap();
     assert!(start_floor < Position::of(&changes[0]));
+    // A page stops at its limit and says where it stopped.
+    let page = log::changes_after(admin, Position::of(&changes[2]), &all, 3)
+        .await
+        .unwrap();
+    assert_eq!(page.changes, changes[3..6]);
+    assert!(page.more);
+    assert_eq!(page.through, Position::of(&changes[5]));
 
-    // Size: the newest 4 stay; the floor is the newest change that went.
+    // Size: whole batches go, the newest 4 changes stay; the floor is the newest change that went.
     let gone = log::trim(admin, Duration::from_secs(3600), 4)
         .await
         .unwrap();
@@ -350,8 +364,8 @@ async fn the_log_is_trimmed_by_size_and_by_age_and_raises_its_floor() {
     // Age: entries older than the window go, whatever the size cap.
     db.admin()
         .execute(
-            "update doska.realtime_log set logged_at = now() - interval '2 hours' \
-             where (entry->'record'->>'id')::int in (6, 7)",
+            "update doska.realtime_changes set logged_at = now() - interval '2 hours' \
+             where seq = (select min(seq) from doska.realtime_changes)",
             &[],
         )
         .await

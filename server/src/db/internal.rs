@@ -23,6 +23,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0008_multipart_objects",
         include_str!("internal/0008_multipart_objects.sql"),
     ),
+    (
+        "0009_realtime_change_batches",
+        include_str!("internal/0009_realtime_change_batches.sql"),
+    ),
 ];
 
 /// Advisory lock key shared by every doska migration runner (internal and app).

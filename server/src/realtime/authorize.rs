@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use tokio_postgres::types::{ToSql, Type};
 
 use super::decode::{Change, ChangeKind};
-use crate::db::quote_ident;
+use crate::db::{quote_ident, quote_literal};
 
 #[derive(Debug)]
 pub enum AuthorizeError {
@@ -44,6 +44,70 @@ pub struct Who {
     pub role: String,
     pub claims: String,
 }
+
+/// What PostgreSQL answered for a batch: `allowed[c][j]` for change `c` and its `j`-th asked
+/// caller, and the snapshot taken before the checks ran (`None` when nothing was asked).
+#[derive(Debug)]
+pub struct Answers {
+    pub allowed: Vec<Vec<bool>>,
+    pub snapshot: Option<Snapshot>,
+}
+
+impl Answers {
+    /// Whether the checks could see transaction `xid`'s rows. PostgreSQL may hand a commit to
+    /// the WAL reader a moment before other sessions see it; until then a row check's "no"
+    /// means "not yet".
+    pub fn saw_commit(&self, xid: u32) -> bool {
+        self.snapshot.as_ref().is_none_or(|s| s.sees(xid))
+    }
+}
+
+/// Which transactions a snapshot sees as finished: `pg_current_snapshot()`, `xmin:xmax:xip,…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    xmin: u64,
+    xmax: u64,
+    xip: Vec<u64>,
+}
+
+impl Snapshot {
+    /// `None` when the text is not `xmin:xmax:xip,…`.
+    pub fn parse(text: &str) -> Option<Snapshot> {
+        let mut parts = text.splitn(3, ':');
+        let xmin = parts.next()?.parse().ok()?;
+        let xmax = parts.next()?.parse().ok()?;
+        let xip = match parts.next()? {
+            "" => Vec::new(),
+            list => list
+                .split(',')
+                .map(|x| x.parse().ok())
+                .collect::<Option<Vec<u64>>>()?,
+        };
+        (xmin <= xmax).then_some(Snapshot { xmin, xmax, xip })
+    }
+
+    /// Whether transaction `xid` (32 bits, as the WAL names it; 0 = unknown, taken as seen) had
+    /// finished when the snapshot was taken. A 32-bit xid is placed in the 64-bit space by its
+    /// distance below `xmax`, PostgreSQL's modulo-2^32 comparison.
+    pub fn sees(&self, xid: u32) -> bool {
+        if xid == 0 {
+            return true;
+        }
+        #[allow(clippy::cast_possible_truncation)]
+        let behind = (self.xmax as u32).wrapping_sub(xid);
+        if behind == 0 || behind > 1 << 31 {
+            // At or past xmax: it had not finished yet.
+            return false;
+        }
+        let Some(full) = self.xmax.checked_sub(u64::from(behind)) else {
+            // Older than the first transaction ever: long finished.
+            return true;
+        };
+        full < self.xmin || !self.xip.contains(&full)
+    }
+}
+
+const SNAPSHOT: &str = "select pg_current_snapshot()::text";
 
 const SET_CALLER: &str = "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true), set_config('statement_timeout', '5000', true)";
 
@@ -116,11 +180,16 @@ fn check_for(change: &Change) -> Check {
         .map(|k| format!("k.{k}"))
         .collect::<Vec<_>>()
         .join(", ");
-    // `k` is a lateral join, not a subquery per row, so each key is looked up by index.
+    // Inside the subquery `k` joins `x`, so each key is looked up by index. Where
+    // row-level security does not apply to the caller (no RLS on the table, its owner, a role
+    // that bypasses it) PostgreSQL answers that once for the statement and no row is looked up,
+    // as Supabase does; the table is still read in the statement, so its privileges apply.
+    let name = quote_literal(&table);
     Check::Rows(format!(
-        "select (o.i - 1)::int from json_array_elements($1::json) with ordinality o(v, i), \
-         lateral json_populate_record(null::{table}, o.v) k \
-         where exists (select 1 from {table} x where ({row}) = ({key}))"
+        "select (o.i - 1)::int from json_array_elements($1::json) with ordinality o(v, i) \
+         where (select not row_security_active({name}::regclass)) \
+         or exists (select 1 from json_populate_record(null::{table}, o.v) k, {table} x \
+                    where ({row}) = ({key}))"
     ))
 }
 
@@ -134,16 +203,19 @@ pub fn key_only(change: &Change, record: &Map<String, Value>) -> Map<String, Val
         .collect()
 }
 
-/// For each caller in `who`, whether it may see `change`. One pooled connection, every check
-/// pipelined.
+/// For each caller in `who`, whether it may see `change` (`allowed[0][j]`). One pooled
+/// connection, every check pipelined.
 pub async fn visible(
     pool: &deadpool_postgres::Pool,
     change: &Change,
     who: &[Who],
-) -> Result<Vec<bool>, AuthorizeError> {
+) -> Result<Answers, AuthorizeError> {
     let asks: Vec<usize> = (0..who.len()).collect();
     let mut answers = visible_batch(pool, &[change], who, &[asks]).await?;
-    Ok(answers.pop().unwrap_or_default())
+    Ok(Answers {
+        allowed: vec![answers.allowed.pop().unwrap_or_default()],
+        snapshot: answers.snapshot,
+    })
 }
 
 /// One statement of a caller's transaction: which check, on which of the batch's changes.
@@ -271,10 +343,13 @@ pub async fn visible_batch(
     changes: &[&Change],
     who: &[Who],
     asks: &[Vec<usize>],
-) -> Result<Vec<Vec<bool>>, AuthorizeError> {
+) -> Result<Answers, AuthorizeError> {
     let mut answers: Vec<Vec<bool>> = asks.iter().map(|a| vec![false; a.len()]).collect();
     if asks.iter().all(Vec::is_empty) {
-        return Ok(answers);
+        return Ok(Answers {
+            allowed: answers,
+            snapshot: None,
+        });
     }
     let checks: Vec<Check> = changes.iter().map(|c| check_for(c)).collect();
     // Per caller, its statements in first-seen order.
@@ -298,6 +373,10 @@ pub async fn visible_batch(
     // Statements are prepared once per connection and reused: only binds go out per batch.
     let set_caller = client
         .prepare_typed_cached(SET_CALLER, &[Type::TEXT, Type::TEXT])
+        .await
+        .map_err(AuthorizeError::Db)?;
+    let snapshot_statement = client
+        .prepare_typed_cached(SNAPSHOT, &[])
         .await
         .map_err(AuthorizeError::Db)?;
     // A check statement that cannot be prepared outside the caller's role (a schema only the
@@ -355,7 +434,14 @@ pub async fn visible_batch(
     // First every unit in one transaction (each sets its own caller before its check). A
     // statement that fails aborts the rest of that transaction: those units are asked again,
     // each in its own transaction, so one caller's missing privilege never answers for another.
-    let mut outcomes = ctx.run(&units, true).await?;
+    // The snapshot is taken before any check runs: a transaction it sees as committed is seen by
+    // every check after it.
+    let (snapshot, outcomes) = tokio::join!(
+        client.query_one(&snapshot_statement, &[]),
+        ctx.run(&units, true)
+    );
+    let snapshot = Snapshot::parse(snapshot.map_err(AuthorizeError::Db)?.get::<_, &str>(0));
+    let mut outcomes = outcomes?;
     let aborted: Vec<usize> = (0..units.len())
         .filter(|&i| matches!(outcomes[i], Outcome::Aborted))
         .collect();
@@ -394,7 +480,10 @@ pub async fn visible_batch(
             }
         }
     }
-    Ok(answers)
+    Ok(Answers {
+        allowed: answers,
+        snapshot,
+    })
 }
 
 /// What RLS on `realtime.messages` lets a caller do on a private channel's topic.
@@ -479,4 +568,29 @@ pub async fn probe_channel(
         tx.batch_execute("rollback to savepoint probe").await?;
     }
     Ok(perms)
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::Snapshot;
+
+    #[test]
+    fn snapshots_parse_and_place_32_bit_xids() {
+        let s = Snapshot::parse("100:110:102,105").unwrap();
+        assert!(s.sees(99) && s.sees(100) && s.sees(101) && s.sees(104) && s.sees(109));
+        assert!(!s.sees(102) && !s.sees(105), "in progress");
+        assert!(!s.sees(110) && !s.sees(111), "at or past xmax");
+        assert!(s.sees(0), "unknown counts as seen");
+        let empty = Snapshot::parse("7:7:").unwrap();
+        assert!(empty.sees(6) && !empty.sees(7));
+        // Epoch 1: xmax = 2^32 + 10. xid 5 is 2^32 + 5 (seen), 4_294_967_290 is epoch 0 (seen).
+        let e = (1u64 << 32) + 10;
+        let s = Snapshot::parse(&format!("{}:{}:{}", e - 20, e, e - 3)).unwrap();
+        assert!(s.sees(5) && s.sees(4_294_967_290));
+        assert!(!s.sees(7), "2^32 + 7 is in progress");
+        assert!(!s.sees(10) && !s.sees(11));
+        for bad in ["", "1", "1:2", "x:2:", "3:2:", "1:2:a", "1:2:3,"] {
+            assert!(Snapshot::parse(bad).is_none(), "{bad:?} accepted");
+        }
+    }
 }

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
 
 use super::authorize::{self, Who, key_only};
 use super::decode::{Change, ChangeKind, Event};
@@ -28,6 +29,8 @@ const MAX_BUFFERED: usize = 10_000;
 const STREAM_CHUNK: usize = 1_000;
 /// Committed changes logged together in one statement at most.
 const MAX_BATCH: usize = 1_000;
+/// How long one batch's delivery waits for room in full socket queues before closing them.
+const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(2);
 /// How often the change log and `realtime.messages` are trimmed.
 const TRIM_EVERY: Duration = Duration::from_secs(10);
 
@@ -43,82 +46,104 @@ pub fn payload(change: &Change, ids: &[u32]) -> Value {
 
 /// The `data` of a `postgres_changes` payload: the same for every subscriber of a change.
 pub fn payload_data(change: &Change) -> Value {
-    let columns: Vec<Value> = change
-        .columns
-        .iter()
-        .map(|c| json!({"name": c.name, "type": c.type_name}))
-        .collect();
-    let mut data = json!({
-        "schema": change.schema,
-        "table": change.table,
-        "commit_timestamp": change.commit_timestamp.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        "type": change.kind.as_str(),
-        "columns": columns,
-        "errors": null,
-        // Where the change sits in the stream; a client sends the last one back as `since`.
-        "position": Position::of(change).to_string(),
-    });
-    match change.kind {
-        ChangeKind::Insert => {
-            data["record"] = Value::Object(change.record.clone());
-        }
-        ChangeKind::Update => {
-            data["record"] = Value::Object(change.record.clone());
-            data["old_record"] = Value::Object(
-                change
-                    .old_record
-                    .as_ref()
-                    .map(|o| key_only(change, o))
-                    .unwrap_or_else(|| key_only(change, &change.record)),
-            );
-        }
-        ChangeKind::Delete => {
+    serde_json::to_value(PayloadData::of(change)).expect("a change serializes to JSON")
+}
+
+/// [`payload_data`] as JSON text, serialized straight from the change.
+pub fn payload_data_text(change: &Change) -> String {
+    serde_json::to_string(&PayloadData::of(change)).expect("a change serializes to JSON")
+}
+
+#[derive(Serialize)]
+struct PayloadColumn<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    type_name: &'a str,
+}
+
+#[derive(Serialize)]
+struct PayloadData<'a> {
+    schema: &'a str,
+    table: &'a str,
+    commit_timestamp: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    columns: Vec<PayloadColumn<'a>>,
+    errors: Option<[String; 1]>,
+    /// Where the change sits in the stream; a client sends the last one back as `since`.
+    position: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<&'a Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_record: Option<Map<String, Value>>,
+}
+
+impl<'a> PayloadData<'a> {
+    fn of(change: &'a Change) -> PayloadData<'a> {
+        let (record, old_record) = match change.kind {
+            ChangeKind::Insert => (Some(&change.record), None),
+            ChangeKind::Update => (
+                Some(&change.record),
+                Some(key_only(
+                    change,
+                    change.old_record.as_ref().unwrap_or(&change.record),
+                )),
+            ),
             // A delete reveals only the key, whatever the replica identity sent.
-            let old = change.old_record.as_ref().unwrap_or(&change.record);
-            data["old_record"] = Value::Object(key_only(change, old));
+            ChangeKind::Delete => (
+                None,
+                Some(key_only(
+                    change,
+                    change.old_record.as_ref().unwrap_or(&change.record),
+                )),
+            ),
+        };
+        PayloadData {
+            schema: &change.schema,
+            table: &change.table,
+            commit_timestamp: change
+                .commit_timestamp
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            kind: change.kind.as_str(),
+            columns: change
+                .columns
+                .iter()
+                .map(|c| PayloadColumn {
+                    name: &c.name,
+                    type_name: &c.type_name,
+                })
+                .collect(),
+            errors: (!change.unchanged_toast.is_empty()).then(|| {
+                [format!(
+                    "unchanged TOAST values not sent: {}",
+                    change.unchanged_toast.join(", ")
+                )]
+            }),
+            position: Position::of(change).to_string(),
+            record,
+            old_record,
         }
     }
-    if !change.unchanged_toast.is_empty() {
-        data["errors"] = json!([format!(
-            "unchanged TOAST values not sent: {}",
-            change.unchanged_toast.join(", ")
-        )]);
-    }
-    data
 }
 
 /// For each caller, whether it may see `change` (`authorize::visible`), once the change's
-/// commit is visible at all. PostgreSQL may hand a commit to the WAL reader a moment before
-/// other sessions can see it: a caller that bypasses RLS (`service_role`) goes first, and until
-/// it sees the row the answers say "not yet", not "no". After the retries (a row deleted since,
-/// or a table service_role may not read) the answers stand. Used by live delivery and replay.
+/// commit is visible at all: PostgreSQL may hand a commit to the WAL reader a moment before other
+/// sessions see it, so until the checks' snapshot sees the transaction, their answers say "not
+/// yet", not "no". Used by replay.
 pub async fn visible_once_committed(
     pool: &deadpool_postgres::Pool,
     change: &Change,
-    mut who: Vec<Who>,
+    who: Vec<Who>,
 ) -> Result<Vec<bool>, authorize::AuthorizeError> {
-    let probe = change.kind != ChangeKind::Delete;
-    if probe {
-        who.insert(
-            0,
-            Who {
-                role: "service_role".into(),
-                claims: "{}".into(),
-            },
-        );
-    }
-    let mut allowed = authorize::visible(pool, change, &who).await?;
+    let mut answers = authorize::visible(pool, change, &who).await?;
     for _ in 0..VISIBILITY_RETRIES {
-        if !probe || allowed[0] {
+        if answers.saw_commit(change.xid) {
             break;
         }
         tokio::time::sleep(VISIBILITY_WAIT).await;
-        allowed = authorize::visible(pool, change, &who).await?;
+        answers = authorize::visible(pool, change, &who).await?;
     }
-    if probe {
-        allowed.remove(0);
-    }
-    Ok(allowed)
+    Ok(answers.allowed.pop().unwrap_or_default())
 }
 
 /// Hands one change to every matching subscriber allowed to see it.
@@ -135,10 +160,11 @@ struct Planned {
     targets: Vec<ChangeTarget>,
     /// Per target, its caller's index in the batch's caller list.
     target_who: Vec<usize>,
-    /// The callers to check for this change (indices into the caller list), probe first.
+    /// The callers to check for this change (indices into the caller list).
     asks: Vec<usize>,
-    /// Whether `asks[0]` is the visibility probe.
-    probe: bool,
+    /// Its rows are looked up (INSERT/UPDATE with subscribers): the answers count only once the
+    /// checks' snapshot saw its commit.
+    rows_checked: bool,
 }
 
 /// Hands a batch of changes, in order, to every matching subscriber allowed to see each. The
@@ -150,7 +176,7 @@ pub async fn deliver_batch(
     changes: &[Change],
 ) -> Result<usize, authorize::AuthorizeError> {
     let checked = check_batch(pool, hub, changes).await?;
-    Ok(send_checked(hub, changes, checked))
+    Ok(send_checked(hub, changes, checked).await)
 }
 
 /// A batch's targets and what PostgreSQL answered for them, not yet sent.
@@ -165,16 +191,8 @@ async fn check_batch(
     hub: &Hub,
     changes: &[Change],
 ) -> Result<Checked, authorize::AuthorizeError> {
-    // Caller 0 probes visibility: PostgreSQL may hand a commit to the WAL reader a moment
-    // before other sessions can see it. A caller that bypasses RLS (`service_role`) goes first:
-    // until it sees the row, the answers say "not yet", not "no". After the retries (a row
-    // deleted since, or a table service_role may not read) the answers stand.
-    let mut who: Vec<Who> = vec![Who {
-        role: "service_role".into(),
-        claims: "{}".into(),
-    }];
+    let mut who: Vec<Who> = Vec::new();
     let mut index: HashMap<Who, usize> = HashMap::new();
-    index.insert(who[0].clone(), 0);
     let mut planned: Vec<Option<Planned>> = Vec::with_capacity(changes.len());
     for change in changes {
         if change.schema == "realtime" && change.table == "messages" {
@@ -182,8 +200,7 @@ async fn check_batch(
             continue;
         }
         let targets = hub.change_targets(change);
-        let probe = change.kind != ChangeKind::Delete && !targets.is_empty();
-        let mut asks: Vec<usize> = if probe { vec![0] } else { Vec::new() };
+        let mut asks: Vec<usize> = Vec::new();
         let mut target_who = Vec::with_capacity(targets.len());
         for t in &targets {
             let w = Who {
@@ -204,10 +221,10 @@ async fn check_batch(
             target_who.push(i);
         }
         planned.push(Some(Planned {
+            rows_checked: change.kind != ChangeKind::Delete && !targets.is_empty(),
             targets,
             target_who,
             asks,
-            probe,
         }));
     }
     let refs: Vec<&Change> = changes.iter().collect();
@@ -216,24 +233,29 @@ async fn check_batch(
         .map(|p| p.as_ref().map(|p| p.asks.clone()).unwrap_or_default())
         .collect();
     let started = std::time::Instant::now();
-    let mut allowed = authorize::visible_batch(pool, &refs, &who, &asks).await?;
+    let answers = authorize::visible_batch(pool, &refs, &who, &asks).await?;
+    // Changes whose rows were looked up before their commit was visible are checked again.
+    let mut waiting: Vec<usize> = (0..changes.len())
+        .filter(|&c| planned[c].as_ref().is_some_and(|p| p.rows_checked))
+        .filter(|&c| !answers.saw_commit(changes[c].xid))
+        .collect();
+    let mut allowed = answers.allowed;
     let mut retries = 0;
-    for _ in 0..VISIBILITY_RETRIES {
-        // Changes whose probe has not seen the row yet are checked again.
-        let waiting: Vec<usize> = (0..changes.len())
-            .filter(|&c| planned[c].as_ref().is_some_and(|p| p.probe) && !allowed[c][0])
-            .collect();
-        if waiting.is_empty() {
-            break;
-        }
+    while !waiting.is_empty() && retries < VISIBILITY_RETRIES {
         retries += 1;
         tokio::time::sleep(VISIBILITY_WAIT).await;
         let again: Vec<&Change> = waiting.iter().map(|&c| refs[c]).collect();
         let again_asks: Vec<Vec<usize>> = waiting.iter().map(|&c| asks[c].clone()).collect();
         let answers = authorize::visible_batch(pool, &again, &who, &again_asks).await?;
-        for (c, a) in waiting.into_iter().zip(answers) {
+        let still: Vec<usize> = waiting
+            .iter()
+            .copied()
+            .filter(|&c| !answers.saw_commit(changes[c].xid))
+            .collect();
+        for (&c, a) in waiting.iter().zip(answers.allowed) {
             allowed[c] = a;
         }
+        waiting = still;
     }
     tracing::debug!(
         changes = changes.len(),
@@ -245,8 +267,11 @@ async fn check_batch(
     Ok(Checked { planned, allowed })
 }
 
-/// Queues each change of a checked batch, in order, to the targets allowed to see it.
-fn send_checked(hub: &Hub, changes: &[Change], checked: Checked) -> usize {
+/// Queues each change of a checked batch, in order, to the targets allowed to see it. A socket
+/// whose queue is full gets until [`SLOW_CONSUMER_GRACE`] after the batch started for room, and
+/// meanwhile nothing else is sent (the replication stream waits); still full then, it is closed.
+async fn send_checked(hub: &Hub, changes: &[Change], checked: Checked) -> usize {
+    let deadline = tokio::time::Instant::now() + SLOW_CONSUMER_GRACE;
     let Checked { planned, allowed } = checked;
     let mut sent = 0;
     for ((change, plan), allowed) in changes.iter().zip(&planned).zip(&allowed) {
@@ -274,7 +299,7 @@ fn send_checked(hub: &Hub, changes: &[Change], checked: Checked) -> usize {
                 continue;
             }
             let data = data
-                .get_or_insert_with(|| Arc::from(payload_data(change).to_string()))
+                .get_or_insert_with(|| Arc::from(payload_data_text(change)))
                 .clone();
             t.send(
                 Position::of(change),
@@ -283,7 +308,9 @@ fn send_checked(hub: &Hub, changes: &[Change], checked: Checked) -> usize {
                     ids: t.ids.clone(),
                     data,
                 },
-            );
+                deadline,
+            )
+            .await;
             sent += 1;
         }
     }
@@ -402,14 +429,29 @@ async fn hand_over(state: &SharedState, hub: &Hub, changes: &[Change]) -> bool {
         return true;
     }
     let refs: Vec<&Change> = changes.iter().collect();
-    let logging = retrying(state, "logging changes", || {
-        log::append(&state.admin, &refs)
-    });
-    let (logged, checked) = tokio::join!(logging, check_retrying(state, hub, changes));
+    let started = std::time::Instant::now();
+    let logging = async {
+        let r = retrying(state, "logging changes", || {
+            log::append(&state.admin, &refs)
+        })
+        .await;
+        (r, started.elapsed())
+    };
+    let checking = async {
+        let r = check_retrying(state, hub, changes).await;
+        (r, started.elapsed())
+    };
+    let ((logged, tl), (checked, tc)) = tokio::join!(logging, checking);
+    tracing::debug!(
+        changes = changes.len(),
+        logged_in = ?tl,
+        checked_in = ?tc,
+        "realtime: batch logged and checked"
+    );
     let (true, Some(checked)) = (logged, checked) else {
         return false;
     };
-    send_checked(hub, changes, checked);
+    send_checked(hub, changes, checked).await;
     true
 }
 

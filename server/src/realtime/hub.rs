@@ -58,6 +58,25 @@ impl Outbox {
         }
     }
 
+    /// Queues, waiting until `deadline` for room if the queue is full: a consumer that is briefly
+    /// behind slows the sender down (and, for database changes, the replication stream) instead
+    /// of being dropped. Still full at the deadline: the socket is marked too slow (it gets
+    /// closed). Returns whether the message was queued.
+    pub async fn send_until(&self, msg: ServerMessage, deadline: tokio::time::Instant) -> bool {
+        let msg = match self.tx.try_send(msg) {
+            Ok(()) => return true,
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            Err(mpsc::error::TrySendError::Full(msg)) => msg,
+        };
+        match tokio::time::timeout_at(deadline, self.tx.send(msg)).await {
+            Ok(sent) => sent.is_ok(),
+            Err(_) => {
+                self.overflowed.notify_one();
+                false
+            }
+        }
+    }
+
     /// Marks the socket as too slow (it gets closed).
     pub fn mark_overflowed(&self) {
         self.overflowed.notify_one();
@@ -113,11 +132,17 @@ pub struct ChangeTarget {
 }
 
 impl ChangeTarget {
-    /// Queues a change for this channel (through its replay gate, if it has one).
-    pub fn send(&self, position: Position, msg: ServerMessage) -> bool {
+    /// Queues a change for this channel (through its replay gate, if it has one), waiting until
+    /// `deadline` for room in a full queue ([`Outbox::send_until`]).
+    pub async fn send(
+        &self,
+        position: Position,
+        msg: ServerMessage,
+        deadline: tokio::time::Instant,
+    ) -> bool {
         match &self.gate {
             Some(gate) => gate.offer(position, msg),
-            None => self.outbox.send(msg),
+            None => self.outbox.send_until(msg, deadline).await,
         }
     }
 }

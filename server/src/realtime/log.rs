@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use tokio_postgres::types::Type;
 
 use super::decode::{Change, ChangeKind, ColumnInfo};
 use super::lsn::Lsn;
@@ -112,30 +114,65 @@ async fn client(pool: &deadpool_postgres::Pool) -> Result<deadpool_postgres::Obj
         .map_err(|e| LogError::Pool(e.to_string()))
 }
 
-/// A change as the log stores it (everything [`change_from_entry`] needs to rebuild it).
-pub fn change_entry(change: &Change) -> Value {
-    let columns: Vec<Value> = change
-        .columns
-        .iter()
-        .map(|c| json!({"name": c.name, "type": c.type_name, "oid": c.type_oid, "key": c.key}))
-        .collect();
-    json!({
-        "kind": change.kind.as_str(),
-        "commit_timestamp": change.commit_timestamp.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        "columns": columns,
-        "record": change.record,
-        "old_record": change.old_record,
-        "unchanged_toast": change.unchanged_toast,
-    })
+/// A change as the log stores it: its position, transaction and table, and everything
+/// [`change_from_entry`] needs to rebuild it. Serialized straight from the change, no copies.
+#[derive(Serialize)]
+struct Entry<'a> {
+    lsn: String,
+    idx: u32,
+    xid: u32,
+    schema: &'a str,
+    table: &'a str,
+    kind: &'static str,
+    commit_timestamp: String,
+    columns: Vec<EntryColumn<'a>>,
+    record: &'a Map<String, Value>,
+    old_record: Option<&'a Map<String, Value>>,
+    unchanged_toast: &'a [String],
+}
+
+#[derive(Serialize)]
+struct EntryColumn<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    type_name: &'a str,
+    oid: u32,
+    key: bool,
+}
+
+/// Appends `change`'s log entry (a JSON object) to `out`.
+pub fn write_entry(out: &mut Vec<u8>, change: &Change) {
+    let pos = Position::of(change);
+    let entry = Entry {
+        lsn: pos.lsn.to_string(),
+        idx: pos.index,
+        xid: change.xid,
+        schema: &change.schema,
+        table: &change.table,
+        kind: change.kind.as_str(),
+        commit_timestamp: change
+            .commit_timestamp
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        columns: change
+            .columns
+            .iter()
+            .map(|c| EntryColumn {
+                name: &c.name,
+                type_name: &c.type_name,
+                oid: c.type_oid,
+                key: c.key,
+            })
+            .collect(),
+        record: &change.record,
+        old_record: change.old_record.as_ref(),
+        unchanged_toast: &change.unchanged_toast,
+    };
+    serde_json::to_writer(out, &entry).expect("a change serializes to JSON");
 }
 
 /// Rebuilds a logged change; `None` when the entry is not one this version wrote.
-pub fn change_from_entry(
-    position: Position,
-    schema: String,
-    table: String,
-    entry: &Value,
-) -> Option<Change> {
+pub fn change_from_entry(entry: &Value) -> Option<Change> {
+    let position = parse_row_position(entry.get("lsn")?.as_str()?, entry.get("idx")?.as_i64()?)?;
     let kind = match entry.get("kind")?.as_str()? {
         "INSERT" => ChangeKind::Insert,
         "UPDATE" => ChangeKind::Update,
@@ -157,12 +194,17 @@ pub fn change_from_entry(
     }
     let object = |v: &Value| v.as_object().cloned();
     Some(Change {
-        schema,
-        table,
+        schema: entry.get("schema")?.as_str()?.to_string(),
+        table: entry.get("table")?.as_str()?.to_string(),
         kind,
         commit_lsn: position.lsn,
         commit_timestamp,
         index_in_tx: position.index,
+        xid: entry
+            .get("xid")
+            .and_then(Value::as_u64)
+            .and_then(|x| u32::try_from(x).ok())
+            .unwrap_or(0),
         columns: Arc::from(columns),
         record: object(entry.get("record")?)?,
         old_record: match entry.get("old_record") {
@@ -215,57 +257,89 @@ fn broadcast_entry(event: &str, body: &BroadcastBody) -> Value {
     }
 }
 
-const APPEND: &str = "insert into doska.realtime_log (commit_lsn, idx, schema_name, table_name, topic, entry) \
-     select (e->>'lsn')::pg_lsn, (e->>'idx')::bigint, e->>'schema', e->>'table', e->>'topic', e->'entry' \
+/// One batch row: positions of its first and last change, how many, and the entries. A batch
+/// whose last change is not past everything logged (PostgreSQL resending what was logged but not
+/// acknowledged) is not logged again; a batch that only starts with such changes is, and readers
+/// skip what they saw.
+const APPEND_CHANGES: &str = "insert into doska.realtime_changes \
+     (first_lsn, first_idx, last_lsn, last_idx, n, upto, entries) \
+     select $1::text::pg_lsn, $2, $3::text::pg_lsn, $4, $5, \
+       coalesce((select upto from doska.realtime_changes order by seq desc limit 1), 0) + $5, $6 \
+     where not exists (select 1 from doska.realtime_changes \
+                       where (last_lsn, last_idx) >= ($3::text::pg_lsn, $4))";
+
+/// Private broadcasts sent from SQL, one row each (`broadcast.replay` reads them by topic).
+const APPEND_BROADCASTS: &str = "insert into doska.realtime_log (commit_lsn, idx, topic, entry) \
+     select (e->>'lsn')::pg_lsn, (e->>'idx')::bigint, e->>'topic', e->'entry' \
      from jsonb_array_elements($1::text::jsonb) e \
      on conflict (commit_lsn, idx) do nothing";
 
-/// Logs a batch of decoded changes in one statement (one round trip). A change logged before
-/// (PostgreSQL resends what was not acknowledged) is kept as it was. `realtime.messages` inserts
-/// are logged only as private broadcasts.
+/// Logs a batch of decoded changes: one row holding them all (one statement, one round trip;
+/// a batch past ~8 MiB of JSON takes a row per chunk). `realtime.messages` inserts are logged
+/// only as private broadcasts.
 pub async fn append(admin: &deadpool_postgres::Pool, changes: &[&Change]) -> Result<(), LogError> {
-    let mut rows = Vec::with_capacity(changes.len());
+    let mut broadcasts = Vec::new();
+    // (first, last, count, entries) per row.
+    let mut rows: Vec<(Position, Position, i32, Vec<u8>)> = Vec::new();
+    let mut open: Option<(Position, Position, i32, Vec<u8>)> = None;
     for c in changes {
         let pos = Position::of(c);
         if c.schema == "realtime" && c.table == "messages" {
             if let Some((topic, entry)) = sql_broadcast_entry(c) {
-                rows.push(json!({"lsn": pos.lsn.to_string(), "idx": pos.index, "topic": topic, "entry": entry}));
+                broadcasts.push(json!({"lsn": pos.lsn.to_string(), "idx": pos.index, "topic": topic, "entry": entry}));
             }
             continue;
         }
-        rows.push(json!({
-            "lsn": pos.lsn.to_string(),
-            "idx": pos.index,
-            "schema": c.schema,
-            "table": c.table,
-            "entry": change_entry(c),
-        }));
+        let row = open.get_or_insert_with(|| (pos, pos, 0, b"[".to_vec()));
+        if row.2 > 0 {
+            row.3.push(b',');
+        }
+        write_entry(&mut row.3, c);
+        row.1 = pos;
+        row.2 += 1;
+        if row.3.len() >= APPEND_CHUNK_BYTES {
+            rows.extend(open.take());
+        }
     }
-    if rows.is_empty() {
+    rows.extend(open);
+    if rows.is_empty() && broadcasts.is_empty() {
         return Ok(());
     }
-    // One statement, unless the rows are large: then one per ~8 MiB of JSON.
     let client = client(admin).await?;
-    let mut text = String::from("[");
-    for row in rows {
-        if text.len() > 1 {
-            text.push(',');
-        }
-        text.push_str(&row.to_string());
-        if text.len() >= APPEND_CHUNK_BYTES {
-            text.push(']');
-            client.execute(APPEND, &[&text]).await?;
-            text = String::from("[");
+    if !rows.is_empty() {
+        let statement = client
+            .prepare_typed_cached(
+                APPEND_CHANGES,
+                &[
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::INT4,
+                    Type::BYTEA,
+                ],
+            )
+            .await?;
+        for (first, last, n, mut entries) in rows {
+            entries.push(b']');
+            let (first_lsn, last_lsn) = (first.lsn.to_string(), last.lsn.to_string());
+            let (first_idx, last_idx) = (i64::from(first.index), i64::from(last.index));
+            client
+                .execute(
+                    &statement,
+                    &[&first_lsn, &first_idx, &last_lsn, &last_idx, &n, &entries],
+                )
+                .await?;
         }
     }
-    if text.len() > 1 {
-        text.push(']');
-        client.execute(APPEND, &[&text]).await?;
+    if !broadcasts.is_empty() {
+        let text = Value::Array(broadcasts).to_string();
+        client.execute(APPEND_BROADCASTS, &[&text]).await?;
     }
     Ok(())
 }
 
-/// Past this much JSON, a batch is split into several statements.
+/// Past this much JSON, a batch is logged as several rows.
 const APPEND_CHUNK_BYTES: usize = 8 * 1024 * 1024;
 
 /// Logs a broadcast on a private channel that did not come through the WAL (socket or REST).
@@ -320,8 +394,9 @@ pub async fn floor(admin: &deadpool_postgres::Pool) -> Result<Position, LogError
     Ok(parse_row_position(row.get(0), row.get(1)).unwrap_or_default())
 }
 
-/// Deletes entries older than `window` and all but the newest `max_rows`, raising the floor to
-/// the newest change deleted. Returns how many entries went.
+/// Deletes logged changes older than `window` and all but the newest `max_rows` (whole batches:
+/// at least the newest `max_rows` stay), raising the floor to the newest change deleted; and
+/// private broadcasts by the same limits. Returns how many changes and broadcasts went.
 pub async fn trim(
     admin: &deadpool_postgres::Pool,
     window: Duration,
@@ -329,31 +404,43 @@ pub async fn trim(
 ) -> Result<u64, LogError> {
     let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
     let max_rows = i64::try_from(max_rows).unwrap_or(i64::MAX);
-    let row = client(admin)
-        .await?
+    let client = client(admin).await?;
+    let changes = client
         .query_one(
             "with bound as (
-               -- Entries are logged in seq order, so both limits are a seq bound (index scans,
+               -- Batches are logged in seq order, so both limits are a seq bound (index scans,
                -- never a pass over the whole log).
+               select greatest(
+                 (select max(seq) from doska.realtime_changes
+                  where upto <= (select max(upto) from doska.realtime_changes) - $2::bigint),
+                 (select max(seq) from doska.realtime_changes
+                  where logged_at < clock_timestamp() - make_interval(secs => $1::bigint / 1000.0))
+               ) as seq),
+             gone as (
+               delete from doska.realtime_changes c using bound where c.seq <= bound.seq
+               returning c.last_lsn, c.last_idx, c.n),
+             top as (
+               select last_lsn, last_idx from gone order by last_lsn desc, last_idx desc limit 1),
+             raised as (
+               update doska.realtime_log_floor f set commit_lsn = top.last_lsn, idx = top.last_idx
+               from top where (top.last_lsn, top.last_idx) > (f.commit_lsn, f.idx))
+             select coalesce(sum(n), 0)::bigint from gone",
+            &[&window_ms, &max_rows],
+        )
+        .await?;
+    let broadcasts = client
+        .execute(
+            "with bound as (
                select greatest(
                  (select max(seq) from doska.realtime_log) - $2::bigint,
                  (select max(seq) from doska.realtime_log
                   where logged_at < clock_timestamp() - make_interval(secs => $1::bigint / 1000.0))
-               ) as seq),
-             gone as (
-               delete from doska.realtime_log l using bound where l.seq <= bound.seq
-               returning l.commit_lsn, l.idx),
-             top as (
-               select commit_lsn, idx from gone where commit_lsn is not null
-               order by commit_lsn desc, idx desc limit 1),
-             raised as (
-               update doska.realtime_log_floor f set commit_lsn = top.commit_lsn, idx = top.idx
-               from top where (top.commit_lsn, top.idx) > (f.commit_lsn, f.idx))
-             select count(*) from gone",
+               ) as seq)
+             delete from doska.realtime_log l using bound where l.seq <= bound.seq",
             &[&window_ms, &max_rows],
         )
         .await?;
-    Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+    Ok(u64::try_from(changes.get::<_, i64>(0)).unwrap_or(0) + broadcasts)
 }
 
 /// One page of logged changes after a position.
@@ -364,7 +451,14 @@ pub struct ChangePage {
     /// The floor when the page was read: if it is above the position the page started after,
     /// entries the client needs may be gone.
     pub floor: Position,
+    /// The last position the page looked at (matching or not): the next page starts after it.
+    pub through: Position,
+    /// The log may hold more after `through`.
+    pub more: bool,
 }
+
+/// Batches read per statement.
+const BATCHES_PER_PAGE: i64 = 16;
 
 /// Up to `limit` logged changes after `after` on tables any of `tables` names (`(schema, table)`,
 /// `*` for any), with the floor, read in one statement.
@@ -372,46 +466,67 @@ pub async fn changes_after(
     admin: &deadpool_postgres::Pool,
     after: Position,
     tables: &[(String, String)],
-    limit: i64,
+    limit: usize,
 ) -> Result<ChangePage, LogError> {
     let lsn = after.lsn.to_string();
     let idx = i64::from(after.index);
-    let schemas: Vec<&str> = tables.iter().map(|(s, _)| s.as_str()).collect();
-    let names: Vec<&str> = tables.iter().map(|(_, t)| t.as_str()).collect();
     let rows = client(admin)
         .await?
         .query(
-            "select f.commit_lsn::text, f.idx, l.commit_lsn::text, l.idx, l.schema_name, l.table_name, l.entry
+            "select f.commit_lsn::text, f.idx, c.entries
              from doska.realtime_log_floor f
              left join lateral (
-               select * from doska.realtime_log l
-               where l.topic is null and l.commit_lsn is not null
-                 and (l.commit_lsn, l.idx) > ($1::text::pg_lsn, $2::bigint)
-                 and exists (select 1 from unnest($3::text[], $4::text[]) b(s, t)
-                             where (b.s = '*' or b.s = l.schema_name) and (b.t = '*' or b.t = l.table_name))
-               order by l.commit_lsn, l.idx
-               limit $5) l on true",
-            &[&lsn, &idx, &schemas, &names, &limit],
+               select entries from doska.realtime_changes c
+               where (c.last_lsn, c.last_idx) > ($1::text::pg_lsn, $2::bigint)
+               order by c.last_lsn, c.last_idx
+               limit $3) c on true",
+            &[&lsn, &idx, &BATCHES_PER_PAGE],
         )
         .await?;
-    let mut floor = Position::default();
-    let mut changes = Vec::with_capacity(rows.len());
-    for row in rows {
-        floor = parse_row_position(row.get(0), row.get(1)).unwrap_or_default();
-        let (Some(lsn), Some(idx)) = (row.get::<_, Option<&str>>(2), row.get::<_, Option<i64>>(3))
-        else {
+    let wanted = |schema: &str, table: &str| {
+        tables
+            .iter()
+            .any(|(s, t)| (s == "*" || s == schema) && (t == "*" || t == table))
+    };
+    let mut page = ChangePage {
+        changes: Vec::new(),
+        floor: Position::default(),
+        through: after,
+        more: rows.len() as i64 >= BATCHES_PER_PAGE,
+    };
+    'rows: for row in &rows {
+        page.floor = parse_row_position(row.get(0), row.get(1)).unwrap_or_default();
+        let Some(bytes) = row.get::<_, Option<&[u8]>>(2) else {
             continue;
         };
-        let Some(pos) = parse_row_position(lsn, idx) else {
-            continue;
+        let entries: Vec<Value> = match serde_json::from_slice(bytes) {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!(error = %e, "realtime log: unreadable batch skipped");
+                continue;
+            }
         };
-        let entry: Value = row.get(6);
-        match change_from_entry(pos, row.get(4), row.get(5), &entry) {
-            Some(c) => changes.push(c),
-            None => tracing::warn!(position = %pos, "realtime log: unreadable entry skipped"),
+        for entry in &entries {
+            let Some(change) = change_from_entry(entry) else {
+                tracing::warn!("realtime log: unreadable entry skipped");
+                continue;
+            };
+            let pos = Position::of(&change);
+            if pos <= page.through {
+                // Before the start, or logged twice (resent after a crash): seen already.
+                continue;
+            }
+            page.through = pos;
+            if wanted(&change.schema, &change.table) {
+                page.changes.push(change);
+                if page.changes.len() >= limit {
+                    page.more = true;
+                    break 'rows;
+                }
+            }
         }
     }
-    Ok(ChangePage { changes, floor })
+    Ok(page)
 }
 
 /// A logged private broadcast, for `broadcast.replay`.
@@ -510,6 +625,7 @@ mod tests {
             commit_timestamp: chrono::DateTime::from_timestamp_micros(1_700_000_000_123_456)
                 .unwrap(),
             index_in_tx: 7,
+            xid: 4_000_000_123,
             columns: Arc::from(vec![
                 ColumnInfo {
                     name: "id".into(),
@@ -528,17 +644,13 @@ mod tests {
             old_record: Some(json!({"id": 1}).as_object().cloned().unwrap()),
             unchanged_toast: vec!["big".into()],
         };
-        let entry = change_entry(&change);
-        let back = change_from_entry(
-            Position::of(&change),
-            "public".into(),
-            "notes".into(),
-            &entry,
-        )
-        .unwrap();
-        assert_eq!(back, change);
-        assert!(
-            change_from_entry(Position::default(), "a".into(), "b".into(), &json!({})).is_none()
-        );
+        let mut bytes = Vec::new();
+        write_entry(&mut bytes, &change);
+        let entry: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(change_from_entry(&entry).unwrap(), change);
+        assert!(change_from_entry(&json!({})).is_none());
+        let mut other = entry.clone();
+        other["kind"] = json!("MERGE");
+        assert!(change_from_entry(&other).is_none());
     }
 }

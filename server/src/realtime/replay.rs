@@ -24,8 +24,8 @@ use crate::state::SharedState;
 
 /// Live changes a closed gate holds before its socket counts as a slow consumer.
 const HELD_MAX: usize = super::socket::SEND_QUEUE;
-/// Logged changes read per statement.
-const PAGE: i64 = 500;
+/// Most logged changes one page holds.
+const PAGE: usize = 500;
 /// Most broadcasts one `broadcast.replay` returns (Supabase's cap).
 pub const BROADCAST_REPLAY_MAX: i64 = 25;
 
@@ -209,7 +209,6 @@ async fn replay_pages(
         if page.floor > after {
             return Err(Stop::TooOld);
         }
-        let full = page.changes.len() as i64 >= PAGE;
         for change in &page.changes {
             let ids: Vec<u32> = ch
                 .bindings
@@ -232,7 +231,10 @@ async fn replay_pages(
             after = Position::of(change);
             gate.raise(after);
         }
-        if !full {
+        // Positions the page passed without a match are not this channel's either.
+        after = after.max(page.through);
+        gate.raise(after);
+        if !page.more {
             return Ok(());
         }
     }

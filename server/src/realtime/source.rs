@@ -38,7 +38,7 @@ impl Default for SourceOptions {
             stream: StreamOptions::default(),
             retry_min: Duration::from_millis(200),
             retry_max: Duration::from_secs(10),
-            capacity: 1024,
+            capacity: 4096,
         }
     }
 }

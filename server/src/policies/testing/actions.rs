@@ -526,6 +526,7 @@ async fn row_case(
         commit_lsn: Lsn::INVALID,
         commit_timestamp: Utc::now(),
         index_in_tx: 0,
+        xid: 0,
         columns: Arc::from(columns),
         record: key.clone(),
         old_record: None,

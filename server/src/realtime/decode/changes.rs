@@ -62,6 +62,9 @@ pub struct Change {
     pub commit_timestamp: DateTime<Utc>,
     /// Position of this change among its transaction's changes, from 0.
     pub index_in_tx: u32,
+    /// The transaction's id (32-bit, as pgoutput's Begin carries it); 0 when unknown (a change
+    /// read back from an older log entry). Tells when the commit is visible to other sessions.
+    pub xid: u32,
     /// Shared by every change of the relation until it is described again.
     pub columns: Arc<[ColumnInfo]>,
     /// The new row (empty for deletes). Unchanged TOASTed columns are filled from the old
@@ -115,6 +118,7 @@ struct CachedRelation {
 #[derive(Debug, Clone)]
 struct OpenTx {
     final_lsn: Lsn,
+    xid: u32,
     timestamp: DateTime<Utc>,
     next_index: u32,
 }
@@ -150,6 +154,7 @@ impl Decoder {
                 let timestamp = pg_timestamp(b.timestamp)?;
                 self.tx = Some(OpenTx {
                     final_lsn: b.final_lsn,
+                    xid: b.xid,
                     timestamp,
                     next_index: 0,
                 });
@@ -331,6 +336,7 @@ impl Decoder {
             commit_lsn: tx.final_lsn,
             commit_timestamp: tx.timestamp,
             index_in_tx,
+            xid: tx.xid,
             columns,
             record,
             old_record,

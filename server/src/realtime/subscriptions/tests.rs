@@ -33,6 +33,7 @@ fn change(kind: ChangeKind, row: Value) -> Change {
         commit_lsn: Lsn(1),
         commit_timestamp: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
         index_in_tx: 0,
+        xid: 0,
         columns: vec![
             col("id", 20, true),
             col("title", 25, false),
