@@ -27,6 +27,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0009_realtime_change_batches",
         include_str!("internal/0009_realtime_change_batches.sql"),
     ),
+    (
+        "0010_storage_cached_lookups",
+        include_str!("internal/0010_storage_cached_lookups.sql"),
+    ),
 ];
 
 /// Advisory lock key shared by every doska migration runner (internal and app).
