@@ -1,7 +1,8 @@
 //! Group commit for folder fsyncs: concurrent writes that each need "my new directory entry is
 //! durable" share one `fsync` of their folder instead of one each. A caller is covered only by an
 //! fsync that *started* after it asked (so after its entry was made); every caller covered by a
-//! failed fsync gets the error. Rejects nothing else: what is synced is the caller's business.
+//! failed fsync gets the error. Also takes file creations in one folder one at a time (see
+//! [`create_in`]). Rejects nothing else: what is synced or created is the caller's business.
 
 use std::{
     collections::HashMap,
@@ -15,6 +16,8 @@ use std::{
 pub struct Coalescer {
     state: Mutex<State>,
     turn: Condvar,
+    /// Held while a file is created in the folder (see [`create_in`]).
+    creating: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -75,6 +78,17 @@ fn coalescer(dir: &Path) -> Arc<Coalescer> {
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     all.entry(dir.to_path_buf()).or_default().clone()
+}
+
+/// Runs `create` (which makes one new entry in `dir`) while no other caller creates in `dir`. The
+/// kernel takes creations in one folder one at a time anyway (the folder's lock), but a waiter there
+/// spins on the CPU while the holder runs; here it sleeps. That matters when creating is slow — ext4
+/// without a journal scans past every inode deleted in the last minutes before it reuses one — and
+/// new objects of the same second share a folder (`Disk::new_object_id`).
+pub fn create_in<T>(dir: &Path, create: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    let folder = coalescer(dir);
+    let _one_at_a_time = folder.creating.lock().unwrap_or_else(|e| e.into_inner());
+    create()
 }
 
 /// Makes `dir`'s entries made before this call durable, sharing the fsync with concurrent callers.

@@ -98,10 +98,12 @@ enum Feed {
 /// Creates the blob's file (and its shard folder the first time, made durable in its parent).
 fn create_new(shard: &Path, path: &Path) -> io::Result<std::fs::File> {
     let open = || {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
+        dir_sync::create_in(shard, || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+        })
     };
     match open() {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
