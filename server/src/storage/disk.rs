@@ -137,254 +137,38 @@ fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
     let _ = (file, offset, len);
 }
 
-/// Past this many bytes a write moves to its fast lane: MD5 on a thread of its own (beside the
-/// writing thread, instead of taking turns with it) and the rest of the file written with
-/// `O_DIRECT` from one reused aligned buffer, so the kernel neither copies it into the page cache
-/// nor writes it back later. Below it, the scoped thread and the aligned buffer cost more than they
-/// save.
-const FAST_LANE: u64 = 8 << 20;
-/// `O_DIRECT` alignment of file offsets, lengths and buffer addresses (covers 512-byte and 4 KiB
-/// logical blocks).
-const ALIGN: usize = 4096;
-/// Bytes per `O_DIRECT` write.
-const DIRECT_CHUNK: usize = 1 << 20;
-/// Batches queued for the hashing thread at most (it keeps the writer from running far ahead).
-const HASH_QUEUE: usize = 8;
-
-/// Turns `O_DIRECT` on or off for `file`; `false` when the filesystem refuses it.
-fn set_direct(file: &std::fs::File, on: bool) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let fd = file.as_raw_fd();
-        // SAFETY: fcntl on a descriptor this function borrows, reading and setting status flags
-        // only; it touches no memory.
-        unsafe {
-            let flags = libc::fcntl(fd, libc::F_GETFL);
-            if flags < 0 {
-                return false;
-            }
-            let flags = if on {
-                flags | libc::O_DIRECT
-            } else {
-                flags & !libc::O_DIRECT
-            };
-            libc::fcntl(fd, libc::F_SETFL, flags) == 0
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = file;
-        !on
-    }
-}
-
-/// Where the MD5 of a blob is computed: on the writing thread, or on a scoped thread of its own.
-enum Hasher<'scope> {
-    Inline(Md5),
-    Thread {
-        batches: std::sync::mpsc::SyncSender<Vec<Bytes>>,
-        done: std::thread::ScopedJoinHandle<'scope, [u8; 16]>,
-    },
-}
-
-impl<'scope> Hasher<'scope> {
-    fn update(&mut self, batch: &[Bytes]) -> io::Result<()> {
-        match self {
-            Hasher::Inline(md5) => batch.iter().for_each(|c| md5.update(c)),
-            // Cloning a batch clones reference counts, not bytes.
-            Hasher::Thread { batches, .. } => batches
-                .send(batch.to_vec())
-                .map_err(|_| io::Error::other("MD5 thread stopped"))?,
-        }
-        Ok(())
-    }
-
-    /// Moves hashing onto a thread of `scope`, carrying on from the state so far.
-    fn onto_thread<'env>(self, scope: &'scope std::thread::Scope<'scope, 'env>) -> Hasher<'scope> {
-        let Hasher::Inline(mut md5) = self else {
-            return self;
-        };
-        let (batches, feed) = std::sync::mpsc::sync_channel::<Vec<Bytes>>(HASH_QUEUE);
-        let done = scope.spawn(move || {
-            for batch in feed {
-                batch.iter().for_each(|c| md5.update(c));
-            }
-            md5.finalize().into()
-        });
-        Hasher::Thread { batches, done }
-    }
-
-    fn finish(self) -> io::Result<[u8; 16]> {
-        match self {
-            Hasher::Inline(md5) => Ok(md5.finalize().into()),
-            Hasher::Thread { batches, done } => {
-                drop(batches);
-                done.join()
-                    .map_err(|_| io::Error::other("MD5 thread panicked"))
-            }
-        }
-    }
-}
-
-/// The file side of a write: plain writes (the page cache, written back every
-/// [`WRITEBACK_EVERY`]) until [`FAST_LANE`] bytes, then `O_DIRECT` writes of [`DIRECT_CHUNK`]
-/// from an aligned buffer when the filesystem takes them; plain writes again for the unaligned
-/// tail, or for everything after a refusal.
-struct FileSink<'f> {
-    file: &'f std::fs::File,
-    written: u64,
-    flushed: u64,
-    /// Bytes gathered for the next direct write (`Some` while writing directly): a buffer with
-    /// room to align, the aligned start within it, and how much is filled.
-    direct: Option<(Vec<u8>, usize, usize)>,
-    tried_direct: bool,
-}
-
-impl<'f> FileSink<'f> {
-    fn new(file: &'f std::fs::File) -> Self {
-        FileSink {
-            file,
-            written: 0,
-            flushed: 0,
-            direct: None,
-            tried_direct: false,
-        }
-    }
-
-    /// Plain (page cache) writes, at explicit offsets like the direct ones.
-    fn plain(&mut self, mut bytes: &[u8]) -> io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        let file = self.file;
-        while !bytes.is_empty() {
-            // Reaching the fast lane: plain writes up to an aligned offset, then direct ones.
-            if !self.tried_direct && self.written + bytes.len() as u64 > FAST_LANE {
-                let pad = (ALIGN - (self.written % ALIGN as u64) as usize) % ALIGN;
-                let head = pad.min(bytes.len());
-                file.write_all_at(&bytes[..head], self.written)?;
-                self.written += head as u64;
-                bytes = &bytes[head..];
-                if self.written.is_multiple_of(ALIGN as u64) {
-                    self.tried_direct = true;
-                    start_writeback(self.file, self.flushed, self.written - self.flushed);
-                    self.flushed = self.written;
-                    if set_direct(self.file, true) {
-                        let buf = vec![0u8; DIRECT_CHUNK + ALIGN];
-                        let at = buf.as_ptr().align_offset(ALIGN);
-                        self.direct = Some((buf, at, 0));
-                        return self.put(bytes);
-                    }
-                }
-                continue;
-            }
-            file.write_all_at(bytes, self.written)?;
-            self.written += bytes.len() as u64;
-            if self.written - self.flushed >= WRITEBACK_EVERY {
-                start_writeback(self.file, self.flushed, self.written - self.flushed);
-                self.flushed = self.written;
-            }
-            return Ok(());
-        }
-        Ok(())
-    }
-
-    /// Takes `bytes` in order.
-    fn put(&mut self, mut bytes: &[u8]) -> io::Result<()> {
-        while !bytes.is_empty() {
-            let Some((buf, at, filled)) = &mut self.direct else {
-                return self.plain(bytes);
-            };
-            let n = (DIRECT_CHUNK - *filled).min(bytes.len());
-            buf[*at + *filled..*at + *filled + n].copy_from_slice(&bytes[..n]);
-            *filled += n;
-            bytes = &bytes[n..];
-            if *filled == DIRECT_CHUNK {
-                self.flush_direct()?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes the aligned whole of the gathered bytes directly; on a refusal (or at the end, for the
-    /// unaligned rest) goes back to plain writes for what is left.
-    fn flush_direct(&mut self) -> io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        let Some((buf, at, filled)) = self.direct.take() else {
-            return Ok(());
-        };
-        let aligned = filled - filled % ALIGN;
-        let mut done = 0;
-        while done < aligned {
-            match self
-                .file
-                .write_at(&buf[at + done..at + aligned], self.written)
-            {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    done += n;
-                    self.written += n as u64;
-                    if !n.is_multiple_of(ALIGN) {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
-                Err(e) => return Err(e),
-            }
-        }
-        if done == filled {
-            self.direct = Some((buf, at, 0));
-            return Ok(());
-        }
-        // Refused, cut short, or the unaligned tail: plain writes from here on.
-        if !set_direct(self.file, false) {
-            return Err(io::Error::other("cannot turn O_DIRECT off"));
-        }
-        self.flushed = self.written;
-        let rest = buf[at + done..at + filled].to_vec();
-        self.plain(&rest)
-    }
-
-    /// Everything handed over is written (durability is the caller's next step).
-    fn finish(&mut self) -> io::Result<()> {
-        self.flush_direct()
-    }
-}
-
-/// The writer thread of one blob: hashes and writes what arrives (see [`FAST_LANE`] for large
-/// blobs), and on `Done` fsyncs the file and its folder. Anything else (the body failed, went past
-/// its limit, or the request was dropped) removes the file.
+/// The writer thread of one blob: hashes and writes what arrives, starts writeback as it goes, and on
+/// `Done` fsyncs the file and its folder. Anything else (the body failed, went past its limit, or the
+/// request was dropped) removes the file.
 fn write_blocking(
     shard: &Path,
     path: &Path,
     mut feed: tokio::sync::mpsc::Receiver<Feed>,
 ) -> io::Result<[u8; 16]> {
-    let file = create_new(shard, path)?;
-    let result = std::thread::scope(|scope| {
-        let mut md5 = Hasher::Inline(Md5::new());
-        let mut sink = FileSink::new(&file);
-        let fed = (|| loop {
+    let mut file = create_new(shard, path)?;
+    let result = (|| {
+        let mut md5 = Md5::new();
+        let (mut written, mut flushed) = (0u64, 0u64);
+        loop {
             match feed.blocking_recv() {
                 Some(Feed::Bytes(batch)) => {
-                    if matches!(md5, Hasher::Inline(_)) && sink.written >= FAST_LANE {
-                        md5 = std::mem::replace(&mut md5, Hasher::Inline(Md5::new()))
-                            .onto_thread(scope);
+                    for chunk in batch {
+                        md5.update(&chunk);
+                        file.write_all(&chunk)?;
+                        written += chunk.len() as u64;
                     }
-                    md5.update(&batch)?;
-                    for chunk in &batch {
-                        sink.put(chunk)?;
+                    if written - flushed >= WRITEBACK_EVERY {
+                        start_writeback(&file, flushed, written - flushed);
+                        flushed = written;
                     }
                 }
-                Some(Feed::Done) => return sink.finish(),
+                Some(Feed::Done) => break,
                 None => return Err(io::Error::other("upload abandoned")),
             }
-        })();
-        // The hashing thread ends either way (its queue closes), so the scope can end.
-        let md5 = md5.finish();
-        fed?;
+        }
         sync_file_and_dir(&file, shard)?;
-        md5
-    });
+        Ok(md5.finalize().into())
+    })();
     if result.is_err() {
         drop(file);
         let _ = std::fs::remove_file(path);
@@ -721,37 +505,6 @@ mod tests {
         }
         assert!(d.read(&k3, None).await.is_err());
         d.remove(&k).await.unwrap();
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn fast_lane_writes_every_byte_whatever_the_chunking() {
-        let dir = std::env::temp_dir().join(format!("doska-disk-{}", Uuid::new_v4()));
-        let d = Disk::new(&dir);
-        // Past FAST_LANE (MD5 on its own thread, O_DIRECT where the filesystem takes it), with
-        // chunks that never line up with ALIGN, an unaligned tail, and a tail shorter than ALIGN.
-        for (len, chunk) in [
-            (FAST_LANE as usize + 3 * DIRECT_CHUNK + 12_345, 65_537),
-            (FAST_LANE as usize + 100, 1_000_003),
-            (FAST_LANE as usize, 4096),
-            (FAST_LANE as usize + 2 * DIRECT_CHUNK, 7),
-        ] {
-            let data: Vec<u8> = (0..len as u32)
-                .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-                .collect();
-            let k = BlobKey::Part { id: Uuid::new_v4() };
-            let chunks: Vec<Result<Bytes, crate::http::body::BoxError>> = data
-                .chunks(chunk)
-                .map(|c| Ok(Bytes::copy_from_slice(c)))
-                .collect();
-            let w = d
-                .write(&k, Box::pin(futures_util::stream::iter(chunks)), None)
-                .await
-                .unwrap();
-            assert_eq!(w.size, len as u64);
-            assert_eq!(w.md5, <[u8; 16]>::from(Md5::digest(&data)), "{len}/{chunk}");
-            assert_eq!(std::fs::read(d.path(&k)).unwrap(), data, "{len}/{chunk}");
-        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 
