@@ -299,6 +299,128 @@ async fn policies_decide_before_bytes_are_stored() {
     );
 }
 
+/// `spec` for a body of `len` declared bytes: at most `SMALL_PUT`, it takes the one-transaction path.
+fn declared(mut s: PutSpec, len: usize) -> PutSpec {
+    s.declared_len = Some(len as u64);
+    s
+}
+
+#[tokio::test]
+async fn small_bodies_keep_every_guarantee_in_one_transaction() {
+    let t = TestDb::new().await;
+    t.admin()
+        .batch_execute(
+            "insert into storage.buckets (id, name, file_size_limit, allowed_mime_types)
+               values ('private', 'private', 100000, array['text/*']);
+             create policy own_read on storage.objects for select to authenticated
+               using (bucket_id = 'private' and (storage.foldername(name))[1] = auth.uid()::text);
+             create policy own_write on storage.objects for insert to authenticated
+               with check (bucket_id = 'private' and (storage.foldername(name))[1] = auth.uid()::text);
+             create policy own_update on storage.objects for update to authenticated
+               using (bucket_id = 'private' and (storage.foldername(name))[1] = auth.uid()::text);",
+        )
+        .await
+        .unwrap();
+    let core = storage::core_of(&t.state);
+    let (alice, bob) = (user(ALICE), user(BOB));
+    let mine = format!("{ALICE}/notes.txt");
+    let small = |key: &str, upsert: bool, body: &'static [u8]| {
+        (
+            declared(spec("private", key, upsert), body.len()),
+            disk::once(Bytes::from_static(body)),
+        )
+    };
+    let (s, b) = small(&mine, false, b"first");
+    let v1 = core.put(&alice, &s, b).await.unwrap();
+    assert_eq!(v1.etag, format!("\"{}\"", hex::encode(md5_of(b"first"))));
+    assert_eq!((v1.size, v1.owner_id.as_deref()), (5, Some(ALICE)));
+    assert_eq!(blobs(&core).await, vec![v1.blob()]);
+    // Refused by the policies, by the key being taken, by the bucket's limits or for a bucket that
+    // does not exist: no file is made, and what was there stays.
+    for (actor, s, b, refused) in [
+        (
+            &bob,
+            small(&mine, true, b"bob").0,
+            small(&mine, true, b"bob").1,
+            "denied",
+        ),
+        (
+            &alice,
+            small(&mine, false, b"again").0,
+            small(&mine, false, b"again").1,
+            "exists",
+        ),
+        (
+            &alice,
+            PutSpec {
+                content_type: "image/png".into(),
+                ..small(&mine, true, b"png").0
+            },
+            small(&mine, true, b"png").1,
+            "mime",
+        ),
+        (
+            &alice,
+            PutSpec {
+                bucket: "nope".into(),
+                ..small(&mine, true, b"x").0
+            },
+            small(&mine, true, b"x").1,
+            "bucket",
+        ),
+    ] {
+        let e = core.put(actor, &s, b).await.unwrap_err();
+        let expected = match refused {
+            "denied" => matches!(e, StorageError::Denied),
+            "exists" => matches!(e, StorageError::KeyExists),
+            "mime" => matches!(e, StorageError::MimeNotAllowed(_)),
+            _ => matches!(e, StorageError::NoSuchBucket),
+        };
+        assert!(expected, "{refused}: {e:?}");
+        assert_eq!(blobs(&core).await, vec![v1.blob()], "{refused}");
+        assert_eq!(
+            read(&core, &alice, "private", &mine).await.unwrap(),
+            "first"
+        );
+    }
+    // Too large for the bucket, declared honestly.
+    let big: &'static [u8] = Box::leak(vec![b'x'; 100_001].into_boxed_slice());
+    let (s, b) = small(&format!("{ALICE}/big.txt"), false, big);
+    assert!(matches!(
+        core.put(&alice, &s, b).await,
+        Err(StorageError::TooLarge { limit: 100000 })
+    ));
+    assert_eq!(blobs(&core).await, vec![v1.blob()]);
+    // An overwrite keeps the row's id (the file is named after it), removes the old version.
+    let (s, b) = small(&mine, true, b"second");
+    let v2 = core.put(&alice, &s, b).await.unwrap();
+    assert_eq!(v2.id, v1.id);
+    assert_ne!(v2.version, v1.version);
+    assert_eq!(
+        read(&core, &alice, "private", &mine).await.unwrap(),
+        "second"
+    );
+    assert_eq!(blobs(&core).await, vec![v2.blob()]);
+    // A body declared small that turns out longer is streamed whole the usual way.
+    let long = vec![b'y'; storage::core::SMALL_PUT as usize + 30_000];
+    let chunks: Vec<Result<Bytes, doska::http::body::BoxError>> = long
+        .chunks(10_000)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let s = declared(spec("private", &format!("{ALICE}/long.txt"), false), 10);
+    let v3 = core
+        .put(&alice, &s, Box::pin(futures_util::stream::iter(chunks)))
+        .await
+        .unwrap();
+    assert_eq!(v3.size, long.len() as u64);
+    assert_eq!(
+        read(&core, &alice, "private", &format!("{ALICE}/long.txt"))
+            .await
+            .unwrap(),
+        long
+    );
+}
+
 #[tokio::test]
 async fn bucket_limits_refuse_before_and_while_streaming() {
     let t = TestDb::new().await;

@@ -1131,11 +1131,13 @@ impl Storage {
         let checked = (|| {
             let mut results = results.into_iter();
             let (limits, written) = match (results.next(), results.next()) {
-                (Some(l), Some(w)) => (l?, w?),
+                (Some(l), Some(w)) => (l?, w),
                 _ => unreachable!("two statements, two results"),
             };
+            // The bucket and its limits answer first, as in `check_write`: a missing bucket is
+            // NoSuchBucket even where the policies would also refuse the row.
             bucket_limits(&limits, spec, Some(size))?;
-            let row = written.into_iter().next().ok_or(StorageError::Conflict)?;
+            let row = written?.into_iter().next().ok_or(StorageError::Conflict)?;
             let info = ObjectInfo::from_row(&row).ok_or(StorageError::Conflict)?;
             let old: Option<String> = row.get("old_version");
             let old = old.and_then(|o| Uuid::parse_str(&o).ok());
