@@ -36,11 +36,7 @@ use phoenix::BroadcastBody;
 
 /// The hub of this doska, made on first use.
 pub fn hub(state: &AppState) -> Arc<Hub> {
-    state
-        .doors
-        .hub
-        .get_or_init(|| Arc::new(Hub::new()))
-        .clone()
+    state.doors.hub.get_or_init(|| Arc::new(Hub::new())).clone()
 }
 
 /// Starts delivering database changes (the replication source on `admin`, a superuser config)
