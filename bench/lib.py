@@ -52,7 +52,8 @@ class Doska:
         self.log = open(os.path.join(self.dir, 'doska.log'), 'w+')
         self.proc = subprocess.Popen([self.bin, 'serve', '--listen', '127.0.0.1:0', '--log-format', 'json',
                                       *self.common, *args], stderr=self.log, stdout=subprocess.DEVNULL,
-                                     env={**os.environ, 'DOSKA_LOG': 'warn,doska::startup=info,doska::storage::s3=info'})
+                                     env={**os.environ, 'DOSKA_LOG': os.environ.get(
+                                         'DOSKA_BENCH_LOG', 'warn,doska::startup=info,doska::storage::s3=info')})
         self.url = None
         self.s3_url = None
         s3 = any(a == '--s3-access-key-id' for a in args)

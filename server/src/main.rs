@@ -6,5 +6,18 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    no_transparent_huge_pages();
     doska::commands::main()
+}
+
+/// mimalloc asks for transparent huge pages on its arenas; when it hands freed memory back and
+/// later reuses it, each fault zeroes a whole 2 MiB page (`clear_page_erms` took ~14 % of doska's
+/// CPU while streaming changes). Without them a fault zeroes only the 4 KiB touched. Inherited
+/// by the embedded PostgreSQL, whose shared memory is not affected (it uses `huge_pages`).
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and only changes this process's flags.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
 }

@@ -281,6 +281,7 @@ pub fn build_state(
         pool,
         metrics,
         shutdown,
+        doors: Default::default(),
     });
     crate::auth::install(&state, auth_config).map_err(StartError::Auth)?;
     Ok(state)

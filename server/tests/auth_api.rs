@@ -1256,6 +1256,7 @@ async fn es256_signing_key_tokens_and_jwks() {
         jwt_secret: db.state.jwt_secret.clone(),
         metrics: Default::default(),
         shutdown: db.state.shutdown.clone(),
+        doors: Default::default(),
     });
     let cfg = AuthConfig {
         jwt_signing_key_pem: Some(pem),

@@ -565,6 +565,7 @@ async fn health_is_503_with_the_reason_when_the_database_is_down() {
         jwt_secret: t.state.jwt_secret.clone(),
         metrics: Default::default(),
         shutdown: t.state.shutdown.clone(),
+        doors: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -646,3 +646,40 @@ async fn the_message_cap_is_configurable() {
     .await;
     assert_eq!(res.status, 413, "{}", res.text());
 }
+
+/// PostgreSQL sends again whatever was not acknowledged when the replication connection breaks
+/// (acknowledgements reach it every few seconds); a live subscriber still gets each change once.
+#[tokio::test]
+async fn a_broken_replication_connection_does_not_repeat_changes() {
+    let (db, url) = pipeline().await;
+    let key = service(&db);
+    let mut phx = subscribe(&url, &key, None).await;
+    let slot = format!("replay_{}", db.name);
+    let mut terminated = 0;
+    for id in 1..=60 {
+        insert(&db, id, ALICE).await;
+        if id % 20 == 0 {
+            // Wait for what was inserted so far to be delivered (not yet acknowledged to
+            // PostgreSQL), then break the stream under the running source.
+            let got = collect(&mut phx, |g| g.len() >= 20).await;
+            let ids: Vec<i64> = got.iter().map(|c| c.1).collect();
+            assert_eq!(ids, ((id - 19)..=id).collect::<Vec<_>>());
+            terminated += db
+                .admin()
+                .execute(
+                    "select pg_terminate_backend(active_pid) from pg_replication_slots \
+                     where slot_name = $1 and active_pid is not null",
+                    &[&slot],
+                )
+                .await
+                .unwrap();
+        }
+    }
+    assert!(terminated >= 2, "the stream was broken {terminated} times");
+    // The source reconnects and PostgreSQL resends; nothing may arrive twice.
+    insert(&db, 61, ALICE).await;
+    let got = collect(&mut phx, |g| g.iter().any(|c| c.1 == 61)).await;
+    let ids: Vec<i64> = got.iter().map(|c| c.1).collect();
+    assert_eq!(ids, vec![61], "after reconnects");
+    assert!(phx.next(Duration::from_millis(500)).await.is_none());
+}

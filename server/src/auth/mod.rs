@@ -20,7 +20,7 @@ pub mod tokens;
 pub mod users;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
 use http::{HeaderValue, Method, Response};
 use hyper::body::Incoming;
@@ -222,30 +222,22 @@ impl Auth {
     }
 }
 
-type Registry = Mutex<Vec<(Weak<AppState>, Arc<Auth>)>>;
-
-/// Auth machinery per AppState. AppState has no slot for it (yet), so it is kept here, keyed by
-/// the state it serves; entries of dropped states are swept on the next `install`.
-static REGISTRY: Registry = Mutex::new(Vec::new());
-
 /// Uses `config` for `state` from now on (tests use it to set rate limits per test).
-pub fn install(state: &Arc<AppState>, config: AuthConfig) -> Result<(), SetupError> {
+pub fn install(state: &AppState, config: AuthConfig) -> Result<(), SetupError> {
     let auth = Arc::new(Auth::new(config)?);
-    let mut reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
-    reg.retain(|(w, _)| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(state)));
-    reg.push((Arc::downgrade(state), auth));
+    *state.doors.auth.write().unwrap_or_else(|p| p.into_inner()) = Some(auth);
     Ok(())
 }
 
-fn auth_for(state: &Arc<AppState>) -> Result<Arc<Auth>, AuthError> {
+fn auth_for(state: &AppState) -> Result<Arc<Auth>, AuthError> {
+    if let Some(a) = state
+        .doors
+        .auth
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
     {
-        let reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, a)) = reg
-            .iter()
-            .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(state)))
-        {
-            return Ok(a.clone());
-        }
+        return Ok(a.clone());
     }
     AuthConfig::from_config(&state.config)
         .and_then(|c| install(state, c))

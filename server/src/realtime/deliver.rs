@@ -460,6 +460,8 @@ async fn hand_over(state: &SharedState, hub: &Hub, changes: &[Change]) -> bool {
 struct Ready {
     changes: Vec<Change>,
     end_lsn: Option<super::lsn::Lsn>,
+    /// Position of the newest change handed over (logged and delivered).
+    handed: Position,
 }
 
 impl Ready {
@@ -467,6 +469,9 @@ impl Ready {
     async fn flush(&mut self, state: &SharedState, hub: &Hub, source: &Source) -> bool {
         if !hand_over(state, hub, &self.changes).await {
             return false;
+        }
+        if let Some(last) = self.changes.last() {
+            self.handed = Position::of(last);
         }
         self.changes.clear();
         if let Some(end) = self.end_lsn.take() {
@@ -487,6 +492,10 @@ pub async fn run(
 ) {
     let slot = options.slot.clone();
     let mut source = Source::spawn(config, options, state.shutdown.clone());
+    // The newest position taken from the stream: after the stream restarts, PostgreSQL sends
+    // again what was not acknowledged yet, and what was handed over already is not taken twice
+    // (so live subscribers get each change once across reconnects).
+    let mut taken = Position::default();
     // The open transaction's changes (until its Commit).
     let mut open: Vec<Change> = Vec::new();
     // The open transaction grew past MAX_BUFFERED: its changes go out in chunks as they stream.
@@ -528,9 +537,14 @@ pub async fn run(
         match item {
             SourceItem::Started { slot_created } => {
                 let started_before = std::mem::replace(&mut started_before, true);
-                // Everything not acknowledged comes again.
+                // Everything not acknowledged comes again: what was handed over already is not
+                // taken twice, what was still being collected is taken again.
                 open.clear();
-                ready = Ready::default();
+                ready = Ready {
+                    handed: ready.handed,
+                    ..Ready::default()
+                };
+                taken = ready.handed;
                 streaming = false;
                 tracing::info!(
                     slot_created = slot_created.is_some(),
@@ -557,6 +571,11 @@ pub async fn run(
                 tracing::warn!(%error, ?retry_in, "realtime: change stream interrupted");
             }
             SourceItem::Event(Event::Change(change)) => {
+                let position = Position::of(&change);
+                if position <= taken {
+                    continue;
+                }
+                taken = position;
                 open.push(*change);
                 let limit = if streaming {
                     STREAM_CHUNK
@@ -574,6 +593,7 @@ pub async fn run(
                     if !hand_over(&state, &hub, &open).await {
                         break;
                     }
+                    ready.handed = taken;
                     open.clear();
                 } else if ready.changes.len() + open.len() >= MAX_BATCH
                     && !ready.flush(&state, &hub, &source).await
@@ -587,6 +607,7 @@ pub async fn run(
                     if !hand_over(&state, &hub, &open).await {
                         break;
                     }
+                    ready.handed = taken;
                     open.clear();
                     streaming = false;
                     source.ack(end_lsn);

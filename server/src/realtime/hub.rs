@@ -314,9 +314,12 @@ impl Hub {
     }
 
     /// A channel's caller changed (in-band `access_token`).
-    pub fn set_caller(&self, chan: ChanId, caller: Caller) {
+    /// A channel's new caller (a refreshed token) and whether broadcasts still reach it (a
+    /// private channel's policies, asked again as that caller).
+    pub fn set_caller(&self, chan: ChanId, caller: Caller, reads_broadcast: bool) {
         if let Some(m) = self.lock().members.get_mut(&chan) {
             m.caller = caller;
+            m.reads_broadcast = reads_broadcast;
         }
     }
 

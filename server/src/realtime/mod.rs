@@ -22,7 +22,7 @@ pub mod source;
 pub mod subscriptions;
 pub mod wire;
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -34,25 +34,9 @@ use crate::state::{AppState, SharedState};
 use hub::Hub;
 use phoenix::BroadcastBody;
 
-type Registry = Mutex<Vec<(Weak<AppState>, Arc<Hub>)>>;
-
-/// One hub per running doska (per AppState), like auth's and rest's registries: the state
-/// struct stays the foundation's.
-static REGISTRY: Registry = Mutex::new(Vec::new());
-
 /// The hub of this doska, made on first use.
-pub fn hub(state: &SharedState) -> Arc<Hub> {
-    let mut reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
-    reg.retain(|(w, _)| w.strong_count() > 0);
-    if let Some((_, h)) = reg
-        .iter()
-        .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(state)))
-    {
-        return h.clone();
-    }
-    let h = Arc::new(Hub::new());
-    reg.push((Arc::downgrade(state), h.clone()));
-    h
+pub fn hub(state: &AppState) -> Arc<Hub> {
+    state.doors.hub.get_or_init(|| Arc::new(Hub::new())).clone()
 }
 
 /// Starts delivering database changes (the replication source on `admin`, a superuser config)

@@ -422,7 +422,7 @@ impl Connection {
                     self.reply(&frame, false, json!({"reason": "unmatched topic"}));
                 }
             }
-            ClientMessage::AccessToken(token) => self.access_token(&frame, &token),
+            ClientMessage::AccessToken(token) => self.access_token(&frame, &token).await,
             ClientMessage::Broadcast(b) => self.broadcast(&frame, b).await,
             ClientMessage::Presence(op) => self.presence(&frame, op),
         }
@@ -618,34 +618,65 @@ impl Connection {
         }
     }
 
-    fn access_token(&mut self, frame: &Frame, token: &str) {
+    /// A new token for a joined channel. A private channel's permissions are asked again as the
+    /// new caller (the token may name someone else, or carry other claims): if it may no longer
+    /// read the topic, the channel is closed as if the token were bad.
+    async fn access_token(&mut self, frame: &Frame, token: &str) {
         let Some(joined) = self.joined(frame) else {
             return;
         };
-        let (topic, join_ref, chan) = (joined.topic.clone(), joined.join_ref.clone(), joined.chan);
-        match self.state.verifier.caller_from_token(token) {
-            Ok(caller) if !expired(&caller) => {
-                self.hub.set_caller(chan, caller.clone());
-                if let Some(j) = self.channels.get_mut(&topic) {
-                    j.caller = caller;
-                }
-                self.reply(frame, true, json!({}));
-            }
+        let (topic, join_ref, chan, private) = (
+            joined.topic.clone(),
+            joined.join_ref.clone(),
+            joined.chan,
+            joined.perms.is_some(),
+        );
+        let caller = match self.state.verifier.caller_from_token(token) {
+            Ok(caller) if !expired(&caller) => caller,
             Ok(_) => {
                 self.system(&topic, join_ref, false, "system", "Token has expired");
-                self.close_channel(&topic);
+                return self.close_channel(&topic);
             }
             Err(e) => {
-                self.system(
-                    &topic,
-                    join_ref,
-                    false,
-                    "system",
-                    &format!("Invalid token: {}", e.message()),
-                );
-                self.close_channel(&topic);
+                let message = format!("Invalid token: {}", e.message());
+                self.system(&topic, join_ref, false, "system", &message);
+                return self.close_channel(&topic);
+            }
+        };
+        let perms = if private {
+            let who = Who {
+                role: caller.role.clone(),
+                claims: caller.claims.to_string(),
+            };
+            let name = sub_topic(&topic);
+            match authorize::channel_permissions(&self.state.admin, &who, name).await {
+                Ok(p) if p.can_join() => Some(p),
+                Ok(_) => {
+                    let message = format!(
+                        "Unauthorized: You do not have permissions to read from this Channel topic: {name}"
+                    );
+                    self.system(&topic, join_ref, false, "system", &message);
+                    return self.close_channel(&topic);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "realtime: private channel check failed");
+                    let message = "Could not check the new token's permissions on this channel";
+                    self.system(&topic, join_ref, false, "system", message);
+                    return self.close_channel(&topic);
+                }
+            }
+        } else {
+            None
+        };
+        self.hub
+            .set_caller(chan, caller.clone(), perms.is_none_or(|p| p.read_broadcast));
+        if let Some(j) = self.channels.get_mut(&topic) {
+            j.caller = caller;
+            if private {
+                j.perms = perms;
             }
         }
+        self.reply(frame, true, json!({}));
     }
 
     async fn broadcast(&mut self, frame: &Frame, b: Broadcast) {

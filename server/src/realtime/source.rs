@@ -188,6 +188,12 @@ async fn send(
     item: SourceItem,
     shutdown: &watch::Receiver<bool>,
 ) -> bool {
+    // Room in the queue (the usual case while the consumer keeps up): no waiting, no wakeups.
+    let item = match items.try_send(item) {
+        Ok(()) => return true,
+        Err(mpsc::error::TrySendError::Closed(_)) => return false,
+        Err(mpsc::error::TrySendError::Full(item)) => item,
+    };
     let mut stop = shutdown.clone();
     tokio::select! {
         sent = items.send(item) => sent.is_ok(),

@@ -68,17 +68,8 @@ impl RestState {
     }
 }
 
-/// The REST state of each live `AppState` (one per process in production; one per test database in
-/// tests). Kept here until `AppState` holds a `RestState` itself; weak so a dropped state is forgotten.
-static REGISTRY: std::sync::Mutex<Vec<(std::sync::Weak<AppState>, RestState)>> =
-    std::sync::Mutex::new(Vec::new());
-
-fn registered(state: &Arc<AppState>) -> Option<RestState> {
-    let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
-    reg.retain(|(w, _)| w.strong_count() > 0);
-    reg.iter()
-        .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(state)))
-        .map(|(_, r)| r.clone())
+fn registered(state: &AppState) -> Option<RestState> {
+    state.doors.rest.get().cloned()
 }
 
 /// Loads the schema cache for `state` and remembers it; with `listen`, also keeps it fresh on
@@ -95,11 +86,8 @@ pub async fn start(
         }
         None => {
             let r = RestState::load(&state.admin, &state.config).await?;
-            REGISTRY
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((Arc::downgrade(state), r.clone()));
-            r
+            // Two first requests may race to load it: the first one stored is kept.
+            state.doors.rest.get_or_init(|| r).clone()
         }
     };
     if let Some(config) = listen {

@@ -204,6 +204,7 @@ impl TestDb {
             jwt_secret: Arc::from(JWT_SECRET.as_bytes()),
             metrics: Default::default(),
             shutdown: rx,
+            doors: Default::default(),
         });
         TestDb {
             name,

@@ -402,6 +402,25 @@ test('private channels: RLS on realtime.messages decides who joins and sends', a
   assert.deepEqual((await atAlice.next()).payload, { via: 'rest' });
 });
 
+test('private channels: a refreshed token is asked again; one that may not read closes the channel', async () => {
+  const c = client(doska.anonKey, { token: userToken(ALICE) });
+  const ch = c.channel('staff', { config: { private: true } });
+  await subscribed(ch);
+  const systems = collector();
+  ch.on('system', {}, (m) => systems.push(m));
+  // Still Alice, with a later expiry: the channel stays.
+  await c.realtime.setAuth(userToken(ALICE, 7200));
+  await sleep(300);
+  assert.equal(ch.state, 'joined');
+  assert.deepEqual(systems.seen.filter((m) => m.status === 'error'), []);
+  // Bob's token on Alice's socket: his policies say no, so the channel closes.
+  const closed = new Promise((resolve) => ch.channelAdapter.onClose(resolve));
+  await c.realtime.setAuth(userToken(BOB));
+  const sys = await systems.next((m) => m.status === 'error');
+  assert.match(sys.message, /do not have permissions to read from this Channel topic: staff/);
+  await closed;
+});
+
 test('realtime.send from a trigger reaches the channel as a broadcast', async () => {
   const c = client(doska.anonKey);
   const feed = collector();

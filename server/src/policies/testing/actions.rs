@@ -542,23 +542,24 @@ async fn row_case(
     .await?;
     // As the admin: the row is there, and what the exercised policies say of it.
     tx.batch_execute("SAVEPOINT doska_eval").await?;
+    let keys: Vec<String> = key.keys().map(|k| crate::db::quote_ident(k)).collect();
+    let from = format!(
+        "from {qualified_name} where ({}) = (select {} from json_populate_record(null::{qualified_name}, $1::text::json) k)",
+        keys.join(", "),
+        keys.iter()
+            .map(|k| format!("k.{k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let evaluated = async {
-        let there = tx
-            .query_typed(&sql, &params)
+        // The check below skips row lookups where RLS does not apply (as for the admin), so
+        // whether the row exists is asked on its own.
+        let there: bool = tx
+            .query_one(&format!("select exists (select 1 {from})"), &[&record])
             .await?
-            .first()
-            .is_some_and(|r| r.get::<_, bool>(0));
+            .get(0);
         let mut notes = Vec::new();
         if there {
-            let keys: Vec<String> = key.keys().map(|k| crate::db::quote_ident(k)).collect();
-            let from = format!(
-                "from {qualified_name} where ({}) = (select {} from json_populate_record(null::{qualified_name}, $1::text::json) k)",
-                keys.join(", "),
-                keys.iter()
-                    .map(|k| format!("k.{k}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
             for &i in exercised {
                 let exprs: Vec<&String> = policies[i].using.iter().collect();
                 notes.push((i, holds(tx, &exprs, &from, &[&record]).await?));
