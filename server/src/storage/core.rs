@@ -2,7 +2,8 @@
 //! written as the caller's role so row-level security decides every operation, and bytes in a
 //! [`Backend`]. A write is checked in one short transaction (a probe, rolled back) before its body
 //! streams, and committed in a second short one after the bytes are durable; no transaction or pooled
-//! connection is held while bytes flow. A new version is visible only once its row commits, and the
+//! connection is held while bytes flow. A small body, read whole first, takes one transaction that
+//! runs the row statement, waits while the bytes are made durable, then commits. A new version is visible only once its row commits, and the
 //! version it replaced is removed only after that, so a denied or crashed write never destroys what
 //! was there. Rejects empty or NUL-bearing keys, unknown buckets, sizes and MIME types the bucket
 //! refuses, and whatever the policies deny.
