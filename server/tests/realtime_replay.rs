@@ -529,6 +529,18 @@ async fn private_broadcasts_replay_with_their_meta() {
     assert_eq!(reply["status"], "error", "{reply}");
 }
 
+/// Ends the replication connection streaming from `slot` (the source reconnects); how many.
+async fn terminate_walsender(db: &common::TestDb, slot: &str) -> u64 {
+    db.admin()
+        .execute(
+            "select pg_terminate_backend(active_pid) from pg_replication_slots \
+             where slot_name = $1 and active_pid is not null",
+            &[&slot],
+        )
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_slot_lost_while_streaming_tells_subscribers_to_refetch() {
     let (db, url) = pipeline().await;
@@ -540,14 +552,7 @@ async fn a_slot_lost_while_streaming_tells_subscribers_to_refetch() {
     // Take the slot away under the running source (it reconnects within 200 ms).
     let mut dropped = false;
     for _ in 0..100 {
-        db.admin()
-            .execute(
-                "select pg_terminate_backend(active_pid) from pg_replication_slots \
-                 where slot_name = $1 and active_pid is not null",
-                &[&slot],
-            )
-            .await
-            .unwrap();
+        terminate_walsender(&db, &slot).await;
         if db
             .admin()
             .execute("select pg_drop_replication_slot($1)", &[&slot])
@@ -664,15 +669,7 @@ async fn a_broken_replication_connection_does_not_repeat_changes() {
             let got = collect(&mut phx, |g| g.len() >= 20).await;
             let ids: Vec<i64> = got.iter().map(|c| c.1).collect();
             assert_eq!(ids, ((id - 19)..=id).collect::<Vec<_>>());
-            terminated += db
-                .admin()
-                .execute(
-                    "select pg_terminate_backend(active_pid) from pg_replication_slots \
-                     where slot_name = $1 and active_pid is not null",
-                    &[&slot],
-                )
-                .await
-                .unwrap();
+            terminated += terminate_walsender(&db, &slot).await;
         }
     }
     assert!(terminated >= 2, "the stream was broken {terminated} times");

@@ -1050,16 +1050,8 @@ impl Storage {
         let old: Option<String> = row.get("old_version");
         let old_parts = parse_layout(row.get("old_parts"));
         let info = ObjectInfo::from_row(&row).ok_or(StorageError::Conflict)?;
-        if let Some(old) = old.and_then(|o| Uuid::parse_str(&o).ok())
-            && old != version
-        {
-            let replaced = ObjectInfo {
-                version: old,
-                parts: old_parts,
-                ..info.clone()
-            };
-            self.remove_blobs(replaced.blobs()).await;
-        }
+        let old = old.and_then(|o| Uuid::parse_str(&o).ok());
+        self.remove_replaced(&info, old, old_parts).await;
         Ok((info, rest))
     }
 
@@ -1158,16 +1150,7 @@ impl Storage {
         // A failed COMMIT leaves the blob: whether the row committed is unknown, and orphan cleanup
         // removes it later if no row names it.
         tx.commit().await?;
-        if let Some(old) = old
-            && old != version
-        {
-            let replaced = ObjectInfo {
-                version: old,
-                parts: old_parts,
-                ..info.clone()
-            };
-            self.remove_blobs(replaced.blobs()).await;
-        }
+        self.remove_replaced(&info, old, old_parts).await;
         Ok(info)
     }
 
@@ -1333,6 +1316,26 @@ impl Storage {
     }
 
     // ---- housekeeping --------------------------------------------------------------------------
+
+    /// After a write committed: removes the bytes of the version it replaced (`old`, with its
+    /// part layout), if there was one and it is not the version just written.
+    async fn remove_replaced(
+        &self,
+        info: &ObjectInfo,
+        old: Option<Uuid>,
+        old_parts: Option<Vec<(Uuid, u64)>>,
+    ) {
+        if let Some(old) = old
+            && old != info.version
+        {
+            let replaced = ObjectInfo {
+                version: old,
+                parts: old_parts,
+                ..info.clone()
+            };
+            self.remove_blobs(replaced.blobs()).await;
+        }
+    }
 
     async fn remove_blobs(&self, blobs: impl IntoIterator<Item = BlobKey>) {
         for b in blobs {
