@@ -216,15 +216,10 @@ fn md5_of(b: &[u8]) -> [u8; 16] {
 async fn policies_decide_before_bytes_are_stored() {
     let t = TestDb::new().await;
     t.admin()
-        .batch_execute(
+        .batch_execute(&format!(
             "insert into storage.buckets (id, name) values ('private', 'private');
-             create policy own_read on storage.objects for select to authenticated
-               using (bucket_id = 'private' and (storage.foldername(name))[1] = auth.uid()::text);
-             create policy own_write on storage.objects for insert to authenticated
-               with check (bucket_id = 'private' and (storage.foldername(name))[1] = auth.uid()::text);
-             create policy own_update on storage.objects for update to authenticated
-               using (bucket_id = 'private' and (storage.foldername(name))[1] = auth.uid()::text);",
-        )
+             {OWN_FOLDER_POLICIES}"
+        ))
         .await
         .unwrap();
     let core = storage::core_of(&t.state);
@@ -305,20 +300,24 @@ fn declared(mut s: PutSpec, len: usize) -> PutSpec {
     s
 }
 
+/// Bucket `private`: each user reads, writes and overwrites under a folder named by their id.
+const OWN_FOLDER_POLICIES: &str = "
+    create policy own_read on storage.objects for select to authenticated
+      using (bucket_id = 'private' and (storage.foldername(name))[1] = auth.uid()::text);
+    create policy own_write on storage.objects for insert to authenticated
+      with check (bucket_id = 'private' and (storage.foldername(name))[1] = auth.uid()::text);
+    create policy own_update on storage.objects for update to authenticated
+      using (bucket_id = 'private' and (storage.foldername(name))[1] = auth.uid()::text);";
+
 #[tokio::test]
 async fn small_bodies_keep_every_guarantee_in_one_transaction() {
     let t = TestDb::new().await;
     t.admin()
-        .batch_execute(
+        .batch_execute(&format!(
             "insert into storage.buckets (id, name, file_size_limit, allowed_mime_types)
                values ('private', 'private', 100000, array['text/*']);
-             create policy own_read on storage.objects for select to authenticated
-               using (bucket_id = 'private' and (storage.foldername(name))[1] = auth.uid()::text);
-             create policy own_write on storage.objects for insert to authenticated
-               with check (bucket_id = 'private' and (storage.foldername(name))[1] = auth.uid()::text);
-             create policy own_update on storage.objects for update to authenticated
-               using (bucket_id = 'private' and (storage.foldername(name))[1] = auth.uid()::text);",
-        )
+             {OWN_FOLDER_POLICIES}"
+        ))
         .await
         .unwrap();
     let core = storage::core_of(&t.state);
@@ -898,15 +897,10 @@ async fn reused_prepared_statements_still_follow_each_callers_role_and_policies(
     })
     .await;
     t.admin()
-        .batch_execute(
+        .batch_execute(&format!(
             "insert into storage.buckets (id, name) values ('private', 'private');
-             create policy own_read on storage.objects for select to authenticated
-               using (bucket_id = 'private' and (storage.foldername(name))[1] = auth.uid()::text);
-             create policy own_write on storage.objects for insert to authenticated
-               with check (bucket_id = 'private' and (storage.foldername(name))[1] = auth.uid()::text);
-             create policy own_update on storage.objects for update to authenticated
-               using (bucket_id = 'private' and (storage.foldername(name))[1] = auth.uid()::text);",
-        )
+             {OWN_FOLDER_POLICIES}"
+        ))
         .await
         .unwrap();
     let core = storage::core_of(&t.state);
