@@ -2,7 +2,9 @@
 //! overwrite are streaming in. After a restart no partial object is visible, the overwritten object
 //! still reads its old bytes, and with a short `--storage-orphan-age` the partial files are cleaned up.
 //! The same for an object kept as its multipart upload's parts (made here with TUS), overwritten
-//! while doska dies; then deleted, it leaves no file behind.
+//! while doska dies; then deleted, it leaves no file behind. And for small bodies, which take one
+//! transaction: killed amid many small writes, every acknowledged write survives whole, nothing
+//! reads partly written, and no file outlives cleanup.
 
 mod common;
 
@@ -320,6 +322,144 @@ fn a_multipart_object_keeps_its_parts_through_a_crashed_overwrite_and_leaves_not
         "{:?}",
         blob_files(&storage)
     );
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}
+
+/// A request that may fail because doska died meanwhile: its status, if an answer came.
+fn try_request(addr: &str, method: &str, path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    let key = service_key();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
+         content-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .ok()?;
+    s.write_all(body).ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok()?;
+    let text = String::from_utf8_lossy(&out);
+    let status: u16 = text.split(' ').nth(1)?.parse().ok()?;
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    Some((status, out[split..].to_vec()))
+}
+
+#[test]
+fn sigkill_amid_small_writes_keeps_every_acknowledged_one_whole() {
+    let data = common::temp_dir("crash-small");
+    let storage = data.join("storage");
+    let (mut child, addr) = serve(&data);
+    let (status, body) = request(
+        &addr,
+        "POST",
+        "/storage/v1/bucket",
+        "",
+        br#"{"name":"files"}"#,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    // Each writer overwrites its own key and creates fresh ones, in order, until doska dies;
+    // it records the last overwrite and the fresh keys that were acknowledged.
+    let writers: Vec<_> = (0..6)
+        .map(|t| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let (mut acked_overwrite, mut acked_fresh, mut tried) = (None, Vec::new(), 0);
+                for n in 0.. {
+                    tried = n;
+                    let body = format!("writer {t} write {n}");
+                    let path = format!("/storage/v1/object/files/w{t}.txt");
+                    let method = if n == 0 { "POST" } else { "PUT" };
+                    match try_request(&addr, method, &path, body.as_bytes()) {
+                        Some((200, _)) => acked_overwrite = Some(n),
+                        Some((status, body)) => {
+                            panic!("writer {t}: {status} {}", String::from_utf8_lossy(&body))
+                        }
+                        None => break,
+                    }
+                    let path = format!("/storage/v1/object/files/w{t}-{n}.txt");
+                    match try_request(&addr, "POST", &path, body.as_bytes()) {
+                        Some((200, _)) => acked_fresh.push(n),
+                        Some((status, body)) => {
+                            panic!("writer {t}: {status} {}", String::from_utf8_lossy(&body))
+                        }
+                        None => break,
+                    }
+                }
+                (acked_overwrite, acked_fresh, tried)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let results: Vec<_> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+    assert!(
+        results.iter().all(|(_, fresh, _)| fresh.len() >= 3),
+        "too few writes before the kill: {results:?}"
+    );
+
+    // After the restart, with orphans older than 1 s removed.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (mut child, addr) = serve(&data);
+    let mut objects = 0;
+    for (t, (acked_overwrite, acked_fresh, tried)) in results.iter().enumerate() {
+        // The kept key holds an acknowledged write or a later one, whole.
+        let (status, body) = request(
+            &addr,
+            "GET",
+            &format!("/storage/v1/object/files/w{t}.txt"),
+            "",
+            b"",
+        );
+        assert_eq!(status, 200, "writer {t}");
+        objects += 1;
+        let body = String::from_utf8(body).unwrap();
+        let n: usize = body
+            .strip_prefix(&format!("writer {t} write "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("writer {t}: {body:?} is not a whole write"));
+        assert!(
+            Some(n) >= *acked_overwrite && n <= *tried,
+            "writer {t}: {n} after {acked_overwrite:?}"
+        );
+        // Every acknowledged fresh key is there, whole; the one in flight is whole or absent.
+        for n in 0..=*tried {
+            let (status, body) = request(
+                &addr,
+                "GET",
+                &format!("/storage/v1/object/files/w{t}-{n}.txt"),
+                "",
+                b"",
+            );
+            if acked_fresh.contains(&n) {
+                assert_eq!(status, 200, "writer {t} fresh {n}");
+            }
+            if status == 200 {
+                objects += 1;
+                assert_eq!(body, format!("writer {t} write {n}").as_bytes());
+            } else {
+                assert_eq!(
+                    status,
+                    404,
+                    "writer {t} fresh {n}: {}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while blob_files(&storage).len() > objects {
+        assert!(
+            Instant::now() < deadline,
+            "orphans outlived cleanup: {} files for {objects} objects",
+            blob_files(&storage).len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(blob_files(&storage).len(), objects);
     // SAFETY: signalling our own child by pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
