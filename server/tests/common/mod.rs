@@ -108,23 +108,26 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// Removes data dirs of earlier test processes that are gone.
+/// Removes what earlier test processes that are gone left in the temp folder: their clusters and
+/// every other [`temp_dir`] (`doska-<tag>-<pid>-<n>`).
 fn sweep_stale() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix("doska-cluster-") else {
+        let Some(rest) = name.strip_prefix("doska-") else {
             continue;
         };
-        let pid: i32 = rest
-            .split('-')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
+        let mut tail = rest.rsplit('-');
+        let (Some(n), Some(pid)) = (tail.next(), tail.next()) else {
+            continue;
+        };
+        let (Ok(_), Ok(pid)) = (n.parse::<u64>(), pid.parse::<i32>()) else {
+            continue;
+        };
         // SAFETY: kill with signal 0 only checks that the process exists.
-        if pid > 0 && unsafe { libc::kill(pid, 0) } != 0 {
+        if pid > 0 && tail.next().is_some() && unsafe { libc::kill(pid, 0) } != 0 {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
