@@ -123,17 +123,22 @@ async fn batch(
         .allowed)
 }
 
-#[tokio::test]
-async fn visibility_follows_rls_and_privileges() {
-    let db = fixture().await;
-    let pool = db.pool();
-    let callers = [
+/// Alice, Bob, anon, service_role (BYPASSRLS) and a role the authenticator may not become.
+fn callers() -> [Who; 5] {
+    [
         user(ALICE),
         user(BOB),
         role("anon"),
         role("service_role"),
         role("postgres"),
-    ];
+    ]
+}
+
+#[tokio::test]
+async fn visibility_follows_rls_and_privileges() {
+    let db = fixture().await;
+    let pool = db.pool();
+    let callers = callers();
 
     // Row 1 is Alice's: she and service_role (BYPASSRLS) see it; Bob and anon do not; a role the
     // authenticator may not become sees nothing.
@@ -189,13 +194,7 @@ async fn visibility_follows_rls_and_privileges() {
 async fn batch_checks_answer_as_single_checks() {
     let db = fixture().await;
     let pool = db.pool();
-    let callers = [
-        user(ALICE),
-        user(BOB),
-        role("anon"),
-        role("service_role"),
-        role("postgres"),
-    ];
+    let callers = callers();
     let changes = [
         note(ChangeKind::Insert, 1, ALICE),
         note(ChangeKind::Update, 2, BOB),

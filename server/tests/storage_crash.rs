@@ -43,7 +43,19 @@ fn start_request(
     total: usize,
     send: &[u8],
 ) -> TcpStream {
-    let mut s = TcpStream::connect(addr).unwrap();
+    try_start_request(addr, method, path, extra, total, send).unwrap()
+}
+
+/// [`start_request`], failing instead of panicking when doska is gone.
+fn try_start_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    extra: &str,
+    total: usize,
+    send: &[u8],
+) -> std::io::Result<TcpStream> {
+    let mut s = TcpStream::connect(addr)?;
     let key = service_key();
     let content_type = if extra.contains("content-type:") {
         ""
@@ -54,11 +66,10 @@ fn start_request(
         s,
         "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
          {content_type}content-length: {total}\r\n{extra}\r\n"
-    )
-    .unwrap();
-    s.write_all(send).unwrap();
-    s.flush().unwrap();
-    s
+    )?;
+    s.write_all(send)?;
+    s.flush()?;
+    Ok(s)
 }
 
 /// A whole request; returns status and body.
@@ -75,21 +86,26 @@ fn request_head(
     extra: &str,
     body: &[u8],
 ) -> (u16, String, Vec<u8>) {
-    let mut s = start_request(
-        addr,
-        method,
-        path,
-        &format!("{extra}connection: close\r\n"),
-        body.len(),
-        body,
-    );
+    try_request_head(addr, method, path, extra, body).expect("an answer")
+}
+
+/// [`request_head`], `None` when no whole answer came (doska died meanwhile).
+fn try_request_head(
+    addr: &str,
+    method: &str,
+    path: &str,
+    extra: &str,
+    body: &[u8],
+) -> Option<(u16, String, Vec<u8>)> {
+    let extra = format!("{extra}connection: close\r\n");
+    let mut s = try_start_request(addr, method, path, &extra, body.len(), body).ok()?;
     let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
+    s.read_to_end(&mut out).ok()?;
     let text = String::from_utf8_lossy(&out);
-    let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
-    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let status: u16 = text.split(' ').nth(1)?.parse().ok()?;
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let head = String::from_utf8_lossy(&out[..split]).to_string();
-    (status, head, out[split..].to_vec())
+    Some((status, head, out[split..].to_vec()))
 }
 
 /// Uploads `pieces` as one TUS upload (one PATCH each) to `files/<key>`: a multipart object.
@@ -150,15 +166,7 @@ fn blob_files(storage: &Path) -> Vec<(PathBuf, u64)> {
 fn sigkill_during_upload_and_overwrite_leaves_old_bytes_and_no_partial_object() {
     let data = common::temp_dir("crash");
     let storage = data.join("storage");
-    let (mut child, addr) = serve(&data);
-    let (status, body) = request(
-        &addr,
-        "POST",
-        "/storage/v1/bucket",
-        "",
-        br#"{"name":"files"}"#,
-    );
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (mut child, addr) = serve_with_bucket(&data);
     let (status, body) = request(
         &addr,
         "POST",
@@ -239,15 +247,7 @@ fn a_multipart_object_keeps_its_parts_through_a_crashed_overwrite_and_leaves_not
 {
     let data = common::temp_dir("crash-multipart");
     let storage = data.join("storage");
-    let (mut child, addr) = serve(&data);
-    let (status, body) = request(
-        &addr,
-        "POST",
-        "/storage/v1/bucket",
-        "",
-        br#"{"name":"files"}"#,
-    );
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (mut child, addr) = serve_with_bucket(&data);
     tus_upload(&addr, "multi.bin", &[b"first piece, ", b"second piece"]);
     let old = b"first piece, second piece";
     let (status, body) = request(&addr, "GET", "/storage/v1/object/files/multi.bin", "", b"");
@@ -327,31 +327,14 @@ fn a_multipart_object_keeps_its_parts_through_a_crashed_overwrite_and_leaves_not
     assert!(child.wait().unwrap().success());
 }
 
-/// A request that may fail because doska died meanwhile: its status, if an answer came.
+/// A whole request that may fail because doska died meanwhile: status and body, if an answer came.
 fn try_request(addr: &str, method: &str, path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    let key = service_key();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
-         content-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    )
-    .ok()?;
-    s.write_all(body).ok()?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).ok()?;
-    let text = String::from_utf8_lossy(&out);
-    let status: u16 = text.split(' ').nth(1)?.parse().ok()?;
-    let split = out.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    Some((status, out[split..].to_vec()))
+    try_request_head(addr, method, path, "", body).map(|(status, _, body)| (status, body))
 }
 
-#[test]
-fn sigkill_amid_small_writes_keeps_every_acknowledged_one_whole() {
-    let data = common::temp_dir("crash-small");
-    let storage = data.join("storage");
-    let (mut child, addr) = serve(&data);
+/// doska on `data` with an empty bucket `files`.
+fn serve_with_bucket(data: &Path) -> (Child, String) {
+    let (child, addr) = serve(data);
     let (status, body) = request(
         &addr,
         "POST",
@@ -360,6 +343,14 @@ fn sigkill_amid_small_writes_keeps_every_acknowledged_one_whole() {
         br#"{"name":"files"}"#,
     );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    (child, addr)
+}
+
+#[test]
+fn sigkill_amid_small_writes_keeps_every_acknowledged_one_whole() {
+    let data = common::temp_dir("crash-small");
+    let storage = data.join("storage");
+    let (mut child, addr) = serve_with_bucket(&data);
     // Each writer overwrites its own key and creates fresh ones, in order, until doska dies;
     // it records the last overwrite and the fresh keys that were acknowledged.
     let writers: Vec<_> = (0..6)

@@ -242,6 +242,25 @@ fn note(coverage: &mut Coverage, i: usize, allows: bool) {
     }
 }
 
+/// Records what each exercised policy said of the case's row; `Err(why)` (the case fails) when
+/// evaluating them failed on `what`.
+fn note_all(
+    coverage: &mut Coverage,
+    evaluated: Result<Vec<(usize, bool)>, tokio_postgres::Error>,
+    what: &str,
+) -> Result<(), String> {
+    match evaluated {
+        Ok(notes) => {
+            notes.into_iter().for_each(|(i, a)| note(coverage, i, a));
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "evaluating the policies on {what} failed: {}",
+            describe(&e)
+        )),
+    }
+}
+
 /// `Ok(Ok(allowed))`, or `Ok(Err(why))` when the case itself is wrong.
 #[allow(clippy::too_many_arguments)]
 async fn storage_case(
@@ -332,14 +351,8 @@ async fn storage_case(
         Ok::<_, tokio_postgres::Error>(notes)
     }
     .await;
-    match evaluated {
-        Ok(notes) => notes.into_iter().for_each(|(i, a)| note(coverage, i, a)),
-        Err(e) => {
-            return Ok(Err(format!(
-                "evaluating the policies on {bucket}/{path} failed: {}",
-                describe(&e)
-            )));
-        }
+    if let Err(why) = note_all(coverage, evaluated, &format!("{bucket}/{path}")) {
+        return Ok(Err(why));
     }
     tx.batch_execute("ROLLBACK TO SAVEPOINT doska_eval").await?;
     // The storage core's statement, as the caller.
@@ -432,14 +445,8 @@ async fn channel_case(
         Ok::<_, tokio_postgres::Error>(notes)
     }
     .await;
-    match evaluated {
-        Ok(notes) => notes.into_iter().for_each(|(i, a)| note(coverage, i, a)),
-        Err(e) => {
-            return Ok(Err(format!(
-                "evaluating the policies on topic {topic:?} failed: {}",
-                describe(&e)
-            )));
-        }
+    if let Err(why) = note_all(coverage, evaluated, &format!("topic {topic:?}")) {
+        return Ok(Err(why));
     }
     tx.batch_execute("ROLLBACK TO SAVEPOINT doska_eval").await?;
     let who = Who {
@@ -568,19 +575,14 @@ async fn row_case(
         Ok::<_, tokio_postgres::Error>((there, notes))
     }
     .await;
-    match evaluated {
-        Ok((false, _)) => {
-            return Ok(Err(format!(
-                "there is no row {record} in {schema}.{table}: insert it in the fixtures"
-            )));
-        }
-        Ok((true, notes)) => notes.into_iter().for_each(|(i, a)| note(coverage, i, a)),
-        Err(e) => {
-            return Ok(Err(format!(
-                "evaluating the policies on {schema}.{table} {record} failed: {}",
-                describe(&e)
-            )));
-        }
+    if let Ok((false, _)) = evaluated {
+        return Ok(Err(format!(
+            "there is no row {record} in {schema}.{table}: insert it in the fixtures"
+        )));
+    }
+    let evaluated = evaluated.map(|(_, notes)| notes);
+    if let Err(why) = note_all(coverage, evaluated, &format!("{schema}.{table} {record}")) {
+        return Ok(Err(why));
     }
     tx.batch_execute("ROLLBACK TO SAVEPOINT doska_eval").await?;
     // As the caller, the statement realtime runs for each subscriber.
