@@ -46,7 +46,11 @@ addEventListener('online', () => {
   // Nothing queued: the reads shown are the cached ones; fetch them fresh.
   if (db.offline.pending() === 0) reloadAll();
 });
-addEventListener('offline', showNet);
+addEventListener('offline', () => {
+  showNet();
+  // Show what is cached, marked «не в сети».
+  reloadAll();
+});
 showNet();
 
 // When the queue of offline writes has drained, every screen reloads what it shows.

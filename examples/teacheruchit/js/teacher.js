@@ -25,13 +25,21 @@ export async function teacherScreen(root, db, session) {
     fill(root, h('p', { class: 'msg error' }, 'Вы не привязаны к школе. Обратитесь к администратору школы.'));
     return () => {};
   }
-  const [school, students, staff] = await Promise.all([
+  const [school, firstStudents, staff] = await Promise.all([
     db.from('schools').select('id, name, city, grade_min, grade_max').eq('id', me.school_id).single().then(need),
     db.from('student_profiles').select('user_id, name, class, letter').eq('school_id', me.school_id).order('class').order('letter').order('name').then(need),
     db.from('teacher_profiles').select('user_id, name').eq('school_id', me.school_id).then(need),
   ]);
+  let students = firstStudents;
   const names = new Map([...students, ...staff].map((p) => [p.user_id, p.name]));
   const classes = [...new Set(students.map((s) => `${s.class}${s.letter}`))];
+  /** Students sign up at any time: the list is read again with each grades reload. */
+  async function loadStudents() {
+    const res = await db.from('student_profiles').select('user_id, name, class, letter').eq('school_id', me.school_id).order('class').order('letter').order('name');
+    if (res.error) return;
+    students = res.data;
+    for (const s of students) names.set(s.user_id, s.name);
+  }
 
   // --- layout ---
   const clsSel = h('select', { id: 'class-number', 'aria-label': 'Класс' }, Array.from({ length: 11 }, (_, i) => h('option', { value: String(i + 1) }, String(i + 1))));
@@ -197,8 +205,13 @@ export async function teacherScreen(root, db, session) {
   let waiting = [];
 
   async function loadGrades() {
+    await loadStudents();
+    const picked = stuSel.value;
     fill(stuSel, classStudents().length ? classStudents().map((s) => h('option', { value: s.user_id }, s.name || 'Без имени')) : h('option', { value: '' }, 'В классе нет учеников'));
+    if (picked) stuSel.value = picked;
+    const pickedA = asgSel.value;
     fill(asgSel, state.assignments.length ? state.assignments.map((a) => h('option', { value: a.id }, a.title)) : h('option', { value: '' }, 'Сначала выдайте задание'));
+    if (pickedA) asgSel.value = pickedA;
     const ids = state.assignments.map((a) => a.id);
     let grades = [];
     if (ids.length) {
