@@ -13,7 +13,8 @@ export function h(tag, attrs = {}, ...children) {
   for (const [k, v] of Object.entries(attrs ?? {})) {
     if (v == null || v === false) continue;
     if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
-    else if (k === 'value') /** @type {any} */ (el).value = v;
+    // An input's value attribute is also what form.reset() goes back to.
+    else if (k === 'value' && tag !== 'input') /** @type {any} */ (el).value = v;
     else el.setAttribute(k, v === true ? '' : String(v));
   }
   add(el, children);
