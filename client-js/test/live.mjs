@@ -1,0 +1,49 @@
+// What the core's suites share: a live doska started by the JS harness of server/tests/js (its own
+// embedded PostgreSQL, a random port) with a known JWT secret and no auth rate limits, a signer for
+// hand-made tokens, clients with their own in-memory storage, and a plain HTTP server for the
+// "wrong URL" cases (an HTML page where doska's JSON was due).
+import { createHmac } from 'node:crypto';
+import { createServer } from 'node:http';
+import { startDoska } from '../../server/tests/js/harness.mjs';
+import { createClient, memoryStorage } from '../src/index.js';
+
+export const SECRET = 'client-js-core-secret-0123456789abcdef';
+
+/** @param {Parameters<typeof startDoska>[0]} [o] */
+export const live = (o = {}) =>
+  startDoska({ ...o, env: { DOSKA_JWT_SECRET: SECRET, ...o.env }, args: ['--rate-limits', 'off', ...(o.args ?? [])] });
+
+/** An HS256 JWT with these claims, signed with the test secret. */
+export function sign(claims) {
+  const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const body = `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc(claims)}`;
+  return `${body}.${createHmac('sha256', SECRET).update(body).digest('base64url')}`;
+}
+
+/** A client with its own storage (a device of its own) unless one is given. */
+export const client = (doska, options = {}, key = doska.anonKey) =>
+  createClient(doska.url, key, { storage: memoryStorage(), ...options });
+
+let n = 0;
+/** A fresh e-mail address per call. */
+export const email = () => `u${process.pid}-${Date.now()}-${n++}@example.com`;
+
+/** A fetch that fails as fetch does with no network. */
+export const offlineFetch = async () => {
+  throw new TypeError('fetch failed', { cause: new Error('connect ECONNREFUSED 127.0.0.1:9') });
+};
+
+/**
+ * A plain HTTP server that answers every request with `status` and an HTML page (a wrong URL, a
+ * proxy's error page). Resolves `{url, close}`.
+ */
+export async function htmlServer(status = 200) {
+  const server = createServer((req, res) => {
+    req.resume();
+    res.writeHead(status, { 'content-type': 'text/html; charset=utf-8' });
+    res.end('<!doctype html><html><body><h1>Welcome to nginx!</h1></body></html>');
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = /** @type {any} */ (server.address());
+  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((r) => server.close(r)) };
+}
