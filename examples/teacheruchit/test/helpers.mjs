@@ -1,0 +1,108 @@
+// What the browser tests share: a live doska serving the app (the repository's migrations, policies
+// and static files), headless Chromium, the operator's steps and small page helpers.
+import { execFile } from 'node:child_process';
+import { cp, mkdtemp, rm, writeFile, mkdir, chmod } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { chromium } from 'playwright-core';
+import { startDoska, repoRoot, doskaBin } from '../../../server/tests/js/harness.mjs';
+
+export const appDir = join(repoRoot, 'examples/teacheruchit');
+export const shotsDir = join(repoRoot, 'docs/teacheruchit');
+
+/**
+ * doska with TeacherUchit's migrations and policies, serving the app. When the binary does not yet
+ * serve `/sdk/` itself, the app is served from a copy with client-js/src beside it as `sdk/`.
+ */
+export async function startApp() {
+  const staticDir = await mkdtemp(join(tmpdir(), 'teacheruchit-static-'));
+  await chmod(staticDir, 0o755);
+  await cp(appDir, staticDir, { recursive: true, filter: (src) => !src.includes('/test/') && !src.endsWith('/test') });
+  await cp(join(repoRoot, 'client-js/src'), join(staticDir, 'sdk'), { recursive: true });
+  const doska = await startDoska({
+    migrations: join(repoRoot, 'migrations'),
+    policies: join(repoRoot, 'policies'),
+    args: ['--static', staticDir, '--rate-limits', 'off'],
+  });
+  const sdkServed = (await fetch(`${doska.url}/sdk/config.json`)).ok;
+  if (!sdkServed) {
+    await writeFile(join(staticDir, 'sdk/config.json'), JSON.stringify({ url: doska.url, anon_key: doska.anonKey }));
+  }
+  return {
+    ...doska,
+    async stop() {
+      await doska.stop();
+      await rm(staticDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Headless Debian Chromium with the flags this machine needs (docs in shared/design.md). */
+export function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync', '--no-first-run'],
+  });
+}
+
+/** Calls doska's REST/auth APIs with the service key, as the operator. */
+export async function service(doska, method, path, body) {
+  const res = await fetch(`${doska.url}${path}`, {
+    method,
+    headers: { apikey: doska.serviceKey, Authorization: `Bearer ${doska.serviceKey}`, 'Content-Type': 'application/json', Prefer: 'return=representation' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+/** Rows of a table as the service role (bypasses RLS): what the database really holds. */
+export const rows = (doska, query) => service(doska, 'GET', `/rest/v1/${query}`);
+
+/**
+ * The operator registers a school and appoints its first admin with the admin API and the service
+ * key (a school row, then a user with role school_admin whose metadata names the school).
+ */
+export async function registerSchool(doska, { name, city, adminEmail, adminPassword, adminName }) {
+  const [school] = await service(doska, 'POST', '/rest/v1/schools', { name, city });
+  const admin = await service(doska, 'POST', '/auth/v1/admin/users', {
+    email: adminEmail, password: adminPassword, email_confirm: true, role: 'school_admin',
+    user_metadata: { name: adminName, school_id: school.id },
+  });
+  await service(doska, 'PATCH', `/rest/v1/schools?id=eq.${school.id}`, { admin_id: admin.id });
+  return { school_id: school.id, admin_id: admin.id };
+}
+
+/**
+ * A page that records what must not happen: console errors and warnings, failed requests, and
+ * answers ≥ 400.
+ */
+export async function openPage(context, url) {
+  const page = await context.newPage();
+  const problems = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error' || m.type() === 'warning') problems.push(`console.${m.type()}: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+  page.on('requestfailed', (r) => problems.push(`failed: ${r.method()} ${r.url()} ${r.failure()?.errorText}`));
+  page.on('response', (r) => {
+    if (r.status() >= 400) problems.push(`${r.status()}: ${r.request().method()} ${r.url()}`);
+  });
+  if (url) await page.goto(url);
+  return { page, problems };
+}
+
+export async function signIn(page, email, password) {
+  await page.fill('#signin input[name=email]', email);
+  await page.fill('#signin input[name=password]', password);
+  await page.click('#signin button[type=submit]');
+}
+
+export async function shot(page, name) {
+  await mkdir(shotsDir, { recursive: true });
+  await page.screenshot({ path: join(shotsDir, `${name}.png`), fullPage: true });
+}
