@@ -19,7 +19,8 @@ export async function importLocalStorage(client, plan, { source = globalThis.loc
   let done = 0;
   for (const key of keys) {
     try {
-      const p = /** @type {any} */ (plan[key]), raw = source?.getItem(key);
+      if (!source) throw new Error('no source to import from: pass {source}');
+      const p = /** @type {any} */ (plan[key]), raw = source.getItem(key);
       if (raw == null) skipped.push(key);
       else if (p.store) {
         const s = await openLocalStore(client, p.store);

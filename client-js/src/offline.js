@@ -105,14 +105,14 @@ export class OfflineQueue {
     this.status = 'offline';
     this.emit();
     this.c.tabs.post('queue', 1);
-    this.later();
+    this.t || this.later();
     return { error: null };
   }
 
   /** Retry with backoff: 1 s, 2 s, 4 s … at most a minute. */
   later() {
     clearTimeout(this.t);
-    this.t = setTimeout(() => this.flush(), Math.min(60000, 1000 * 2 ** this.tries++));
+    this.t = setTimeout(() => { this.t = null; this.flush(); }, Math.min(60000, 1000 * 2 ** this.tries++));
     /** @type {any} */ (this.t).unref?.();
   }
 
@@ -132,6 +132,7 @@ export class OfflineQueue {
     return (this.busy ||= this.c.tabs.withLock('flush', async () => {
       let sent = 0, failed = 0, ok = true;
       clearTimeout(this.t);
+      this.t = null;
       for (let e; ok && (e = this.read(Q)[0]); ) {
         this.set('syncing');
         let headers;

@@ -35,7 +35,8 @@ pub struct Settings {
     /// Folder of the access policy files.
     #[arg(long, global = true, env = "DOSKA_POLICIES")]
     pub policies: Option<PathBuf>,
-    /// A folder of static files served at `/` (the frontend).
+    /// A folder of static files served at `/` (the frontend); `""` serves none. Default: the
+    /// TeacherUchit app, `./examples/teacheruchit`.
     #[arg(long = "static", global = true, env = "DOSKA_STATIC")]
     #[serde(rename = "static")]
     pub static_dir: Option<PathBuf>,
@@ -563,7 +564,13 @@ impl Config {
                 .migrations
                 .unwrap_or_else(|| PathBuf::from("./migrations")),
             policies: s.policies.unwrap_or_else(|| PathBuf::from("./policies")),
-            static_dir: s.static_dir,
+            // Like the migrations and policies, relative to the working directory (the repository
+            // when run with `cargo run`); an empty value turns static serving off.
+            static_dir: match s.static_dir {
+                Some(p) if p.as_os_str().is_empty() => None,
+                Some(p) => Some(p),
+                None => Some(PathBuf::from("./examples/teacheruchit")),
+            },
             default_grants: s.default_grants.unwrap_or(DefaultGrants::Supabase),
             log_format: s.log_format.unwrap_or(LogFormat::Text),
             tls,

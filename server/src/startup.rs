@@ -361,6 +361,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let watcher =
         crate::policies::watch::spawn(state.clone(), config.policies.clone(), policies_hash);
     let scheme = if tls.is_some() { "https" } else { "http" };
+    http::static_files::warn_if_missing(config.static_dir.as_deref());
     tracing::info!(url = %format!("{scheme}://{addr}"), "doska listening");
     let server = tokio::spawn(http::server::run(
         listener,
