@@ -1,41 +1,23 @@
 // What the browser tests share: a live doska serving the app (the repository's migrations, policies
 // and static files), headless Chromium, the operator's steps and small page helpers.
-import { execFile } from 'node:child_process';
-import { cp, mkdtemp, rm, writeFile, mkdir, chmod } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { chromium } from 'playwright-core';
-import { startDoska, repoRoot, doskaBin } from '../../../server/tests/js/harness.mjs';
+import { startDoska, repoRoot } from '../../../server/tests/js/harness.mjs';
 
 export const appDir = join(repoRoot, 'examples/teacheruchit');
 export const shotsDir = join(repoRoot, 'docs/teacheruchit');
 
 /**
- * doska with TeacherUchit's migrations and policies, serving the app. When the binary does not yet
- * serve `/sdk/` itself, the app is served from a copy with client-js/src beside it as `sdk/`.
+ * doska with TeacherUchit's migrations and policies, serving the app from the repository as checked
+ * out (`--static`), with the SDK and its config at `/sdk/` from the binary itself.
  */
-export async function startApp() {
-  const staticDir = await mkdtemp(join(tmpdir(), 'teacheruchit-static-'));
-  await chmod(staticDir, 0o755);
-  await cp(appDir, staticDir, { recursive: true, filter: (src) => !src.includes('/test/') && !src.endsWith('/test') });
-  await cp(join(repoRoot, 'client-js/src'), join(staticDir, 'sdk'), { recursive: true });
-  const doska = await startDoska({
+export function startApp() {
+  return startDoska({
     migrations: join(repoRoot, 'migrations'),
     policies: join(repoRoot, 'policies'),
-    args: ['--static', staticDir, '--rate-limits', 'off'],
+    args: ['--static', appDir],
   });
-  const sdkServed = (await fetch(`${doska.url}/sdk/config.json`)).ok;
-  if (!sdkServed) {
-    await writeFile(join(staticDir, 'sdk/config.json'), JSON.stringify({ url: doska.url, anon_key: doska.anonKey }));
-  }
-  return {
-    ...doska,
-    async stop() {
-      await doska.stop();
-      await rm(staticDir, { recursive: true, force: true });
-    },
-  };
 }
 
 /** Headless Debian Chromium with the flags this machine needs (docs in shared/design.md). */

@@ -28,7 +28,7 @@ after(async () => {
 /** Waits until the locator's text contains `text`. */
 const sees = (page, selector, text) => page.locator(selector, { hasText: text }).first().waitFor();
 
-test('first visit: the sign-in form, nothing logged, no failing request, ≤ 100 KB compressed', async () => {
+test('first visit: the sign-in form, nothing logged, no failing request, ≤ 100 KB compressed', async (t) => {
   const context = await browser.newContext();
   const page = await context.newPage();
   const problems = [];
@@ -49,7 +49,12 @@ test('first visit: the sign-in form, nothing logged, no failing request, ≤ 100
   const total = [...wire.values()].reduce((n, r) => n + (r.bytes ?? 0), 0);
   const urls = [...wire.values()].map((r) => `${r.url} ${r.bytes} ${r.encoding ?? 'identity'}`);
   assert.ok(wire.size > 3, `the page, its script and the SDK were loaded:\n${urls.join('\n')}`);
-  assert.ok(urls.some((u) => u.includes('/sdk/')), 'the SDK is part of the first load');
+  assert.ok(urls.some((u) => u.includes('/sdk/index.js')), 'the SDK is part of the first load');
+  assert.ok(urls.some((u) => u.includes('/sdk/config.json')), 'the page asks doska for its key');
+  for (const r of wire.values()) {
+    if (/\.(js|css|html)$|\/$/.test(new URL(r.url).pathname)) assert.match(r.encoding ?? '', /br|gzip/, `${r.url} is compressed`);
+  }
+  t.diagnostic(`first load: ${wire.size} requests, ${total} bytes on the wire`);
   assert.ok(total <= 100 * 1024, `first load transferred ${total} bytes (budget 102400):\n${urls.join('\n')}`);
   assert.deepEqual(problems, []);
   await context.close();
