@@ -14,6 +14,7 @@ const OTHER = { email: 'vasya@mail.ru', name: 'Вася Другой' };
 
 let doska, browser;
 const ctx = {};
+const VIEW = { locale: 'ru-RU', timezoneId: 'Europe/Moscow', viewport: { width: 1280, height: 900 } };
 
 before(async () => {
   doska = await startApp();
@@ -29,7 +30,7 @@ after(async () => {
 const sees = (page, selector, text) => page.locator(selector, { hasText: text }).first().waitFor();
 
 test('first visit: the sign-in form, nothing logged, no failing request, ≤ 100 KB compressed', async (t) => {
-  const context = await browser.newContext();
+  const context = await browser.newContext(VIEW);
   const page = await context.newPage();
   const problems = [];
   page.on('console', (m) => problems.push(`console.${m.type()}: ${m.text()}`));
@@ -63,7 +64,7 @@ test('first visit: the sign-in form, nothing logged, no failing request, ≤ 100
 test('the operator registers a school and its admin; the admin makes a code', async () => {
   ctx.school = await registerSchool(doska, { name: 'Школа №14', city: 'Казань', adminEmail: 'director@school14.ru', adminPassword: PASSWORD, adminName: 'Ольга Директорова' });
   ctx.otherSchool = await registerSchool(doska, { name: 'Лицей №2', city: 'Казань', adminEmail: 'director@lyceum2.ru', adminPassword: PASSWORD, adminName: 'Иван Лицеев' });
-  const context = await browser.newContext();
+  const context = await browser.newContext(VIEW);
   const { page, problems } = await openPage(context, doska.url + '/');
   await signIn(page, 'director@school14.ru', PASSWORD);
   await page.locator('#admin #code-form').waitFor();
@@ -80,7 +81,7 @@ test('the operator registers a school and its admin; the admin makes a code', as
 });
 
 test('bad input: a wrong school code is refused with a message; a short password before sending', async () => {
-  const context = await browser.newContext();
+  const context = await browser.newContext(VIEW);
   const { page } = await openPage(context, doska.url + '/');
   await page.click('.tabs button:has-text("Я учитель")');
   const form = page.locator('#signup-teacher');
@@ -99,7 +100,7 @@ test('bad input: a wrong school code is refused with a message; a short password
 });
 
 test('a teacher signs up with the code and a student picks the school, in two browser contexts', async () => {
-  const tContext = await browser.newContext();
+  const tContext = await browser.newContext(VIEW);
   const { page: teacher, problems: tProblems } = await openPage(tContext, doska.url + '/');
   await teacher.click('.tabs button:has-text("Я учитель")');
   const tf = teacher.locator('#signup-teacher');
@@ -113,7 +114,7 @@ test('a teacher signs up with the code and a student picks the school, in two br
   await tf.locator('button[type=submit]').click();
   await teacher.locator('#teacher-dashboard').waitFor();
 
-  const sContext = await browser.newContext();
+  const sContext = await browser.newContext(VIEW);
   const { page: student, problems: sProblems } = await openPage(sContext, doska.url + '/');
   await signUpStudent(student, STUDENT, 'Школа №14', '7', 'Б');
   await student.locator('#student-dashboard').waitFor();
@@ -133,7 +134,7 @@ test('a teacher signs up with the code and a student picks the school, in two br
   Object.assign(ctx, { tContext, teacher, sContext, student, tProblems, sProblems });
 
   // A student of another school's 7Б, signed in beside them.
-  const oContext = await browser.newContext();
+  const oContext = await browser.newContext(VIEW);
   const { page: other } = await openPage(oContext, doska.url + '/');
   await signUpStudent(other, OTHER, 'Лицей №2', '7', 'Б');
   await other.locator('#student-dashboard').waitFor();
@@ -199,6 +200,7 @@ test('the teacher grades and the student sees the grade live', async () => {
   // Outside the school's 1–5 scale: refused before sending.
   await grade(teacher, STUDENT.name, 'Упражнения 110–115', '7', '');
   await sees(teacher, '#grade-form .msg', 'от 1 до 5');
+  await teacher.fill('#grade-form [name=grade]', '');
 });
 
 async function grade(page, studentName, assignment, value, comment) {
@@ -277,7 +279,7 @@ test('a student of another school sees none of it', async () => {
 
 test('a legacy localStorage dump imports on first sign-in; a second import changes nothing', async () => {
   const dump = JSON.parse(await readFile(join(appDir, 'legacy/sample-dump.json'), 'utf8'));
-  const context = await browser.newContext();
+  const context = await browser.newContext(VIEW);
   await context.addInitScript((d) => {
     for (const [k, v] of Object.entries(d)) if (localStorage.getItem(k) === null) localStorage.setItem(k, JSON.stringify(v));
   }, dump);
