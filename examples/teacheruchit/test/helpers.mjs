@@ -1,9 +1,11 @@
 // What the browser tests share: a live doska serving the app (the repository's migrations, policies
 // and static files), headless Chromium, the operator's steps and small page helpers.
+import { execFile } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { startDoska, repoRoot } from '../../../server/tests/js/harness.mjs';
+import { startDoska, repoRoot, doskaBin } from '../../../server/tests/js/harness.mjs';
 
 export const appDir = join(repoRoot, 'examples/teacheruchit');
 export const shotsDir = join(repoRoot, 'docs/teacheruchit');
@@ -46,17 +48,15 @@ export async function service(doska, method, path, body) {
 export const rows = (doska, query) => service(doska, 'GET', `/rest/v1/${query}`);
 
 /**
- * The operator registers a school and appoints its first admin with the admin API and the service
- * key (a school row, then a user with role school_admin whose metadata names the school).
+ * The operator registers a school and appoints its first admin: `doska school create` against the
+ * running doska's data dir (the admin's password through its env var, as the docs advise).
  */
 export async function registerSchool(doska, { name, city, adminEmail, adminPassword, adminName }) {
-  const [school] = await service(doska, 'POST', '/rest/v1/schools', { name, city });
-  const admin = await service(doska, 'POST', '/auth/v1/admin/users', {
-    email: adminEmail, password: adminPassword, email_confirm: true, role: 'school_admin',
-    user_metadata: { name: adminName, school_id: school.id },
-  });
-  await service(doska, 'PATCH', `/rest/v1/schools?id=eq.${school.id}`, { admin_id: admin.id });
-  return { school_id: school.id, admin_id: admin.id };
+  const { stdout } = await promisify(execFile)(doskaBin, ['school', 'create', '--data-dir', doska.dataDir,
+    '--migrations', join(repoRoot, 'migrations'), '--policies', join(repoRoot, 'policies'),
+    '--name', name, '--city', city, '--admin-email', adminEmail, '--admin-name', adminName],
+  { env: { ...process.env, DOSKA_ADMIN_PASSWORD: adminPassword } });
+  return JSON.parse(stdout);
 }
 
 /**
