@@ -1,8 +1,7 @@
 // Signed-out screens: sign-in, student and teacher sign-up, password reset, and the new password
 // after a reset link.
-import { h, fill, field, formValues, say, busy, explain, toast } from './ui.js';
+import { h, fill, field, formValues, say, busy, explain, toast, LETTERS } from './ui.js';
 
-const LETTERS = 'АБВГДЕЖЗИКЛМН'.split('');
 
 /** @param {HTMLElement} root @param {any} db */
 export function authScreen(root, db) {

@@ -129,6 +129,15 @@ export function explain(error, status) {
   return msg ? `Ошибка: ${msg}` : 'Что-то пошло не так. Повторите попытку.';
 }
 
+/** Class letters the sign-up and class pickers offer (the schema allows any capital letter). */
+export const LETTERS = 'АБВГДЕЖЗИКЛМН'.split('');
+
+/** The data of an SDK result, or throws its error (with the HTTP status) for the screen to show. */
+export function need(res) {
+  if (res.error) throw Object.assign(res.error, { status: res.status });
+  return res.data;
+}
+
 /** "Загрузка…" placeholder for a section's body. */
 export const loading = () => h('p', { class: 'loading', 'aria-busy': 'true' }, 'Загрузка…');
 

@@ -1,7 +1,7 @@
 // What the browser tests share: a live doska serving the app (the repository's migrations, policies
 // and static files), headless Chromium, the operator's steps and small page helpers.
 import { execFile } from 'node:child_process';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -18,7 +18,8 @@ export function startApp() {
   return startDoska({
     migrations: join(repoRoot, 'migrations'),
     policies: join(repoRoot, 'policies'),
-    args: ['--static', appDir],
+    // Password-reset links may lead back to the app on whatever port the test got.
+    args: ['--static', appDir, '--redirect-urls', 'http://127.0.0.1:*'],
   });
 }
 
@@ -60,6 +61,18 @@ export async function registerSchool(doska, { name, city, adminEmail, adminPassw
 }
 
 /**
+ * The newest mail of a kind to an address, as the operator reads it without SMTP: from
+ * auth.mail_outbox, with psql on the running doska's socket (<data_dir>/doska.serve says where).
+ */
+export async function lastMail(doska, recipient, kind) {
+  const record = Object.fromEntries((await readFile(join(doska.dataDir, 'doska.serve'), 'utf8'))
+    .split('\n').filter(Boolean).map((l) => l.split('=')));
+  const sql = `select body from auth.mail_outbox where recipient = '${recipient.replace(/'/g, "''")}' and kind = '${kind}' order by id desc limit 1`;
+  const { stdout } = await promisify(execFile)('psql', ['-h', record.socket_dir, '-p', record.port, '-U', 'postgres', '-d', 'postgres', '-Atc', sql]);
+  return stdout;
+}
+
+/**
  * A page that records what must not happen: console errors and warnings, failed requests, and
  * answers ≥ 400.
  */
@@ -84,7 +97,7 @@ export async function signIn(page, email, password) {
   await page.click('#signin button[type=submit]');
 }
 
-export async function shot(page, name) {
+export async function shot(page, name, fullPage = true) {
   await mkdir(shotsDir, { recursive: true });
-  await page.screenshot({ path: join(shotsDir, `${name}.png`), fullPage: true });
+  await page.screenshot({ path: join(shotsDir, `${name}.png`), fullPage });
 }
