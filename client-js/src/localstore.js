@@ -79,7 +79,7 @@ export class LocalStore {
           else if (first && status !== 'SUBSCRIBED') {
             first = false;
             if (c.storageArea.getItem(this.key_)) resolve(this); // offline: the kept copy
-            else reject(new Error(`localStore(${this.name}): could not reach the server: ${err?.message || status}`));
+            else reject(new Error(`localStore(${this.name}): ${err?.message || status}`));
           }
         });
     }).catch((e) => {

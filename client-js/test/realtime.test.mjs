@@ -136,6 +136,14 @@ test('statuses: a socket that closes mid-join gives CHANNEL_ERROR, one that neve
     const r2 = await subscribed(c2.channel('y'));
     assert.equal(r2.status, 'TIMED_OUT');
     c2.realtime.disconnect();
+    // A wrong key: doska refuses the upgrade (401); the channel errs, nothing throws.
+    const c3 = createClient(d.url, 'not-a-key', { WebSocket, realtime: { reconnectAfterMs: () => 60000 } });
+    assert.equal((await subscribed(c3.channel('z'))).status, 'CHANNEL_ERROR');
+    c3.realtime.disconnect();
+    // A URL where nothing listens.
+    const c4 = createClient('http://127.0.0.1:9', d.anonKey, { WebSocket, realtime: { reconnectAfterMs: () => 60000 } });
+    assert.equal((await subscribed(c4.channel('z'))).status, 'CHANNEL_ERROR');
+    c4.realtime.disconnect();
   } finally {
     closer.close();
     silent.close();
