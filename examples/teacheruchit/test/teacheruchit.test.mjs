@@ -158,7 +158,21 @@ async function signUpStudent(page, who, school, cls, letter) {
 }
 
 test('the teacher uploads a material and posts an assignment: the student sees both live, with notifications', async () => {
-  const { teacher, student } = ctx;
+  const { teacher, student, sContext } = ctx;
+  // The student allowed notifications and switched to another tab: the page is hidden, so the
+  // browser's Notification API shows what arrives (each one recorded here).
+  await sContext.grantPermissions(['notifications'], { origin: doska.url });
+  await student.evaluate(() => {
+    window.shown = [];
+    Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+    const Real = window.Notification;
+    window.Notification = class extends Real {
+      constructor(title, options) {
+        super(title, options);
+        window.shown.push(title);
+      }
+    };
+  });
   const pdf = Buffer.from('%PDF-1.4\n% Дроби, урок 2\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n');
   ctx.pdf = pdf;
   const mf = teacher.locator('#material-form');
@@ -178,6 +192,9 @@ test('the teacher uploads a material and posts an assignment: the student sees b
   await sees(student, '#assignment-list', 'Упражнения 110–115');
   await sees(student, '#notifications', 'Упражнения 110–115');
   await sees(student, '#notifications', 'Дроби: урок 2');
+  const shown = await student.evaluate(() => window.shown);
+  assert.deepEqual(shown.sort(), ['Новое задание: Упражнения 110–115', 'Новый материал: Дроби: урок 2']);
+  await student.evaluate(() => delete document.hidden);
   await student.waitForLoadState('networkidle');
   await shot(student, 'student-dashboard');
 });
