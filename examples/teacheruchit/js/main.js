@@ -107,13 +107,23 @@ async function show(session) {
     h('button', { class: 'link', id: 'signout', onclick: signOut }, 'Выйти'));
   fill(app, h('p', { class: 'loading', 'aria-busy': 'true' }, 'Загрузка…'));
   try {
+    let teardown = () => {};
     if (role === 'teacher' || role === 'school_admin') {
       const { teacherScreen } = await import('./teacher.js');
-      current.teardown = await teacherScreen(app, db, session);
+      teardown = await teacherScreen(app, db, session);
     } else if (role === 'student') {
       const { studentScreen } = await import('./student.js');
-      current.teardown = await studentScreen(app, db, session);
-    } else {
+      teardown = await studentScreen(app, db, session);
+    }
+    if (current.uid !== uid) {
+      // Signed out (or in as someone else) while this screen was loading: it is not wanted.
+      teardown();
+      current.uid = undefined; // the newer screen was drawn over: draw it again
+      const { data } = await db.auth.getSession();
+      return show(data.session);
+    }
+    current.teardown = teardown;
+    if (role !== 'teacher' && role !== 'school_admin' && role !== 'student') {
       fill(app, h('p', { class: 'msg error' }, 'У этой учётной записи нет роли в школе. Обратитесь к администратору школы.'));
     }
     const { offerImport } = await import('./importer.js');

@@ -176,6 +176,11 @@ test('the teacher uploads a material and posts an assignment: the student sees b
   const pdf = Buffer.from('%PDF-1.4\n% Дроби, урок 2\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n');
   ctx.pdf = pdf;
   const mf = teacher.locator('#material-form');
+  // A file the materials bucket refuses is stopped before the upload, with the reason.
+  await mf.locator('[name=title]').fill('Не тот файл');
+  await mf.locator('[name=file]').setInputFiles({ name: 'setup.exe', mimeType: 'application/x-msdownload', buffer: Buffer.from('MZ') });
+  await mf.locator('button[type=submit]').click();
+  await sees(teacher, '#material-form .msg', 'Такой тип файла не принимается');
   await mf.locator('[name=title]').fill('Дроби: урок 2');
   await mf.locator('[name=description]').fill('Презентация к уроку');
   await mf.locator('[name=status]').selectOption('published');
