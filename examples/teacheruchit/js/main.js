@@ -64,9 +64,15 @@ function refreshAll() {
 // --- screens by who is signed in ---
 let current = { uid: null, teardown: () => {} };
 
-setExpiredHandler(() => {
-  // Drop the dead session in this tab (and, through the SDK, in the others).
-  db.auth.signOut({ scope: 'local' });
+/** Set while this tab signs out itself, to tell it from a sign-out that came from elsewhere. */
+let signingOut = false;
+
+setExpiredHandler(async () => {
+  // Drop the dead session in this tab (and, through the SDK, in the others); the message that
+  // called this already says why.
+  signingOut = true;
+  await db.auth.signOut({ scope: 'local' });
+  signingOut = false;
 });
 
 // A password-reset link lands here with the session in the URL fragment (`type=recovery`): keep
@@ -134,8 +140,11 @@ async function show(session) {
 }
 
 async function signOut() {
+  signingOut = true;
   const { error } = await db.auth.signOut();
-  if (error) toast(explain(error), 'error');
+  signingOut = false;
+  // Offline the session still ends here; the server's copy expires on its own.
+  if (error && error.name !== 'NetworkError') toast(explain(error), 'error');
 }
 
 if (recovering) {
@@ -152,5 +161,8 @@ if (recovering) {
 db.auth.onAuthStateChange((event, session) => {
   if (event === 'TOKEN_REFRESHED' || event === 'USER_UPDATED') return;
   if (event === 'PASSWORD_RECOVERY') return;
+  if (event === 'SIGNED_OUT' && !signingOut && current.uid) {
+    toast('Сеанс завершён (выход в другой вкладке или истёк срок). Войдите снова.');
+  }
   show(session);
 });

@@ -341,11 +341,15 @@ test('a legacy localStorage dump imports on first sign-in; a second import chang
   await context.close();
 });
 
-test('signing out in one tab signs out the other', async () => {
+test('two tabs of one teacher stay in sync; signing out in one signs out the other', async () => {
   const { tContext, teacher } = ctx;
   const second = await tContext.newPage();
   await second.goto(doska.url + '/');
   await second.locator('#teacher-dashboard').waitFor();
+  // A change made in one tab shows in the other.
+  await teacher.fill('#material-form [name=title]', 'План на четверть');
+  await teacher.click('#material-form button[type=submit]');
+  await sees(second, '#material-list', 'План на четверть');
   await teacher.click('#signout');
   await teacher.locator('#signin').waitFor();
   await second.locator('#signin').waitFor();
