@@ -25,14 +25,15 @@ export const networkError = (e) => ({
  * @param {{raw?: boolean}} [how] raw: hand back the Response unread (downloads)
  */
 export async function send(client, url, init, how = {}) {
-  let res;
+  let res, text;
   try {
     res = await client.fetch(url, init);
+    if (how.raw && res.ok) return { res };
+    text = await res.text();
   } catch (thrown) {
+    // No answer, or the connection broke while the body was on its way: the same to the caller.
     return { thrown };
   }
-  if (how.raw && res.ok) return { res };
-  const text = await res.text();
   let json, bad;
   if (text !== '') {
     try {

@@ -47,3 +47,19 @@ export async function htmlServer(status = 200) {
   const { port } = /** @type {any} */ (server.address());
   return { url: `http://127.0.0.1:${port}`, close: () => new Promise((r) => server.close(r)) };
 }
+
+/**
+ * A server that starts a JSON answer and drops the connection half-way through its body (the
+ * answer lost on the way back). Resolves `{url, close}`.
+ */
+export async function cutServer() {
+  const server = createServer((req, res) => {
+    req.resume();
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' });
+    res.write('[{"id":1,');
+    setTimeout(() => res.socket.destroy(), 10);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = /** @type {any} */ (server.address());
+  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((r) => server.close(r)) };
+}

@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { client, email, htmlServer, live, offlineFetch, sign } from './live.mjs';
+import { client, cutServer, email, htmlServer, live, offlineFetch, sign } from './live.mjs';
 
 const extra = `
 create schema other;
@@ -274,6 +274,14 @@ test('bad inputs: no network — NetworkError with status 0, for reads and write
     assert.match(r.error.message, /fetch failed/);
     assert.match(r.error.details, /ECONNREFUSED/);
     assert.equal(r.queued, undefined);
+  }
+  // The answer breaks off mid-body: no answer, as far as the caller can tell.
+  const cut = await cutServer();
+  try {
+    const r = await client({ url: cut.url, anonKey: 'k' }).from('films').select();
+    assert.deepEqual([r.data, r.status, r.error.name], [null, 0, 'NetworkError']);
+  } finally {
+    await cut.close();
   }
   // Nothing listens on this port at all: a real refused connection.
   const r = await client({ url: 'http://127.0.0.1:9', anonKey: 'k' }).from('films').select();
