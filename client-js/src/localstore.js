@@ -74,8 +74,8 @@ export class LocalStore {
         // Past the server's replay window: start again from the server's copy.
         .on('system', {}, (/** @type {any} */ m) => m?.status === 'error' && m.extension === 'postgres_changes' && this.load().catch(() => {}))
         .subscribe((/** @type {string} */ status, /** @type {Error} */ err) => {
-          // Every join without a position to resume from reads the server's copy again.
-          if (status === 'SUBSCRIBED' && !this.ch.since) this.load().then(() => first && resolve(this), (e) => first && reject(e)).finally(() => (first = false));
+          // The first join reads the server's copy; later ones resume (or get the refetch message).
+          if (status === 'SUBSCRIBED' && !this.loaded && (this.loaded = true)) this.load().then(() => first && resolve(this), (e) => first && reject(e)).finally(() => (first = false));
           else if (first && status !== 'SUBSCRIBED') {
             first = false;
             if (c.storageArea.getItem(this.key_)) resolve(this); // offline: the kept copy

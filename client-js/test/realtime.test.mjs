@@ -176,6 +176,23 @@ test('resume: changes committed while the socket was down arrive once each, then
   await a.removeAllChannels();
 });
 
+test('resume: a channel that never got a change asks the app to refetch after a drop', async () => {
+  const net = cuttable();
+  const a = await user(d, { WebSocket: net.WebSocket });
+  const { got, ch } = await watch(a, { event: 'INSERT' });
+  const system = [];
+  ch.on('system', {}, (m) => system.push(m));
+  net.drop();
+  await until(() => ch.state === 'errored', 'the channel to notice');
+  await a.from('notes').insert({ body: 'missed' });
+  net.restore();
+  await until(() => system.some((m) => m.status === 'error'), 'the refetch message');
+  assert.match(system.find((m) => m.status === 'error').message, /refetch/);
+  assert.equal(system.filter((m) => m.status === 'error').length, 1);
+  assert.deepEqual(got, []);
+  await a.removeAllChannels();
+});
+
 test('the access token follows a refresh in-band and the channel keeps its changes', async () => {
   const net = cuttable();
   const a = await user(d, { WebSocket: net.WebSocket });
