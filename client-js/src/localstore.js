@@ -139,8 +139,10 @@ export class LocalStore {
         for (const [k, v] of this.done) if (p.get(k) === v) p.delete(k);
         this.done.clear();
         for (const e of this.p) p.set(...e);
-        area.setItem(this.key_, JSON.stringify({ d: [...this.d].map(([k, v]) => [k, v, this.ver.get(k) ?? 0]), p: [...p] }));
-      } catch { /* storage full or corrupt: the server keeps the data; pending writes stay in memory */ }
+        const d = [...this.d].map(([k, v]) => [k, v, this.ver.get(k) ?? 0]);
+        // Storage full: keep at least the writes not yet sent (the server has the rest).
+        try { area.setItem(this.key_, JSON.stringify({ d, p: [...p] })); } catch { area.setItem(this.key_, JSON.stringify({ p: [...p] })); }
+      } catch { /* still full, or corrupt: the pending writes stay in memory and go when they can */ }
     });
   }
 

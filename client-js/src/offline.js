@@ -21,7 +21,7 @@ export class OfflineQueue {
     this.c = client;
     this.s = client.storageArea;
     /** @type {'online'|'offline'|'syncing'} */
-    this.status = 'online';
+    this.status = globalThis.navigator?.onLine === false ? 'offline' : 'online';
     /** @type {Error|null} the last trouble with the persisted queue (corrupt, storage full) */
     this.error = null;
     /** @type {Set<(state: QueueState) => void>} */
