@@ -235,7 +235,8 @@ export class PostgrestQuery {
     // The key is made once per builder: awaiting the same write again is a retry, not a new write.
     if (client.offline && !read) h['Idempotency-Key'] = this.idem ??= crypto.randomUUID();
     const url = this.url.toString();
-    const body = this.body === undefined ? undefined : JSON.stringify(this.body);
+    // BigInt values (int8 ids) go as their decimal text, as postgrest-js sends them.
+    const body = this.body === undefined ? undefined : JSON.stringify(this.body, (_, v) => (typeof v == 'bigint' ? `${v}` : v));
     const headers = { ...(await client.headers()), ...h };
     const r = await send(client, url, { method, headers, body, signal: this.signal });
     const none = { data: null, count: null, status: 0, statusText: '' };

@@ -144,6 +144,8 @@ test('insert, update, upsert, delete: minimal by default, rows with select(), co
   r = await anon.from('films').insert([{ title: 'X', tags: ['x'] }, { title: 'Y' }], { defaultToNull: false }).select('title, tags');
   assert.equal(r.error, null, JSON.stringify(r.error));
   assert.deepEqual(r.data, [{ title: 'X', tags: ['x'] }, { title: 'Y', tags: [] }]);
+  r = await service.from('items').update({ amount: 12345678901n % 1000n }).eq('id', 3n).select('amount');
+  assert.deepEqual(r.data, [{ amount: 901 }], 'BigInt values are sent as their decimal text');
   r = await anon.from('actors').delete({ count: 'exact' }).in('name', ['A', 'B', 'C', 'D3']);
   assert.deepEqual([r.error, r.count, r.status], [null, 4, 204]);
   r = await anon.from('actors').select('id', { count: 'exact', head: true }).in('name', ['A', 'B', 'C', 'D3']);
