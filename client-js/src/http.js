@@ -66,3 +66,12 @@ export const query = (q) => {
   const s = new URLSearchParams(Object.entries(q).filter((e) => e[1] != null)).toString();
   return s && '?' + s;
 };
+
+/**
+ * A random version-4 UUID. `crypto.randomUUID` exists only in secure contexts (https, localhost);
+ * a school's intranet page on plain http still has `crypto.getRandomValues`.
+ * @returns {string}
+ */
+export const uuid = () =>
+  crypto.randomUUID?.() ??
+  '10000000-1000-4000-8000-100000000000'.replace(/[018]/g, (c) => (+c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (+c / 4)))).toString(16));
