@@ -321,7 +321,8 @@ export interface ClientOptions<S extends string = string> {
   /** Extra headers on every request. */
   headers?: Record<string, string>;
   db?: { schema?: S };
-  auth?: { autoRefreshToken?: boolean; persistSession?: boolean; storageKey?: string };
+  /** detectSessionInUrl (default true): take a session a mailed link's redirect put in the URL fragment. */
+  auth?: { autoRefreshToken?: boolean; persistSession?: boolean; storageKey?: string; detectSessionInUrl?: boolean };
   /** TUS uploads: above `threshold` bytes (default 6 MB), in chunks of `chunkSize` (default 6 MB). */
   tus?: { threshold?: number; chunkSize?: number };
   realtime?: Record<string, any>;

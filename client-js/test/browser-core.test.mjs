@@ -1,15 +1,18 @@
 // The core in headless Chromium (playwright-core, Debian's chromium): a page on another origin
-// (http://localhost:4998, served by page routes) calls a live doska, so every header the core sends
+// (http://localhost:<port>, a small static server for the page and the SDK's source; a real server,
+// because a mailed link's redirect back to the app is a navigation that page routes do not see)
+// calls a live doska, so every header the core sends
 // must pass CORS — auth's X-Supabase-Api-Version, REST's Prefer/Accept-Profile/Idempotency-Key,
 // storage's x-upsert/cache-control, TUS's Tus-Resumable/Upload-* — and the session lives in the
 // page's real localStorage across a reload. Uploads take a browser File; downloads are Blobs.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { chromium } from 'playwright-core';
-import { email, live } from './live.mjs';
+import { client, email, live } from './live.mjs';
 
-const ORIGIN = 'http://localhost:4998';
+let ORIGIN;
 const src = new URL('../src/', import.meta.url);
 const fixture = `
 create table public.todos (id bigserial primary key, owner uuid not null default auth.uid(), title text not null);
@@ -23,42 +26,52 @@ create policy own_files on storage.objects for all to authenticated
   using (bucket_id = 'files' and (storage.foldername(name))[1] = auth.uid()::text)
   with check (bucket_id = 'files' and (storage.foldername(name))[1] = auth.uid()::text);
 insert into storage.buckets (id, name, public) values ('files', 'files', false);
+create function public.last_mail(addr text) returns text language sql security definer set search_path = ''
+  as $$ select body from auth.mail_outbox where recipient = addr order by id desc limit 1 $$;
+revoke execute on function public.last_mail(text) from public, anon, authenticated;
+grant execute on function public.last_mail(text) to service_role;
 `;
 
-let doska, browser;
+let doska, browser, site;
+
+/** The app page and, under /sdk/, the SDK's source files. */
+const app = (req, res) => {
+  const path = new URL(req.url, 'http://x').pathname;
+  const send = (status, type, body) => (res.writeHead(status, { 'content-type': type }), res.end(body));
+  if (!path.startsWith('/sdk/')) {
+    return send(200, 'text/html', `<!doctype html><script type="module">
+      import { createClient } from '/sdk/index.js';
+      window.db = createClient(${JSON.stringify(doska.url)}, ${JSON.stringify(doska.anonKey)}, {
+        offline: true, tus: { threshold: 64 * 1024, chunkSize: 32 * 1024 } });
+      window.events = [];
+      window.db.auth.onAuthStateChange((e) => window.events.push(e));
+      window.ready = true;
+    </script>`);
+  }
+  readFile(new URL(path.slice(5), src), 'utf8').then((body) => send(200, 'text/javascript', body), () => send(404, 'text/plain', 'no such file'));
+};
+
 before(async () => {
-  doska = await live({ migrations: { '0001_core.sql': fixture }, args: ['--db-schemas', 'public,other'] });
+  site = createServer(app);
+  await new Promise((r) => site.listen(0, '127.0.0.1', r));
+  ORIGIN = `http://localhost:${site.address().port}`;
+  doska = await live({
+    migrations: { '0001_core.sql': fixture },
+    args: ['--db-schemas', 'public,other', '--site-url', ORIGIN + '/app.html'],
+  });
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    // A routed page has no address, so Local Network Access checks would refuse its calls to
-    // 127.0.0.1; an app that doska serves itself is same-origin and never meets them.
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',
-      '--disable-features=LocalNetworkAccessChecks'],
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
   });
 });
 after(async () => {
   await browser?.close();
   await doska?.stop();
+  await new Promise((r) => site?.close(r));
 });
 
 async function page() {
   const ctx = await browser.newContext();
-  await ctx.route(ORIGIN + '/**', async (route) => {
-    const path = new URL(route.request().url()).pathname;
-    if (path.startsWith('/sdk/')) {
-      const body = await readFile(new URL(path.slice(5), src), 'utf8').catch(() => null);
-      return route.fulfill(body == null ? { status: 404 } : { body, contentType: 'text/javascript' });
-    }
-    return route.fulfill({
-      contentType: 'text/html',
-      body: `<!doctype html><script type="module">
-        import { createClient } from '/sdk/index.js';
-        window.db = createClient(${JSON.stringify(doska.url)}, ${JSON.stringify(doska.anonKey)}, {
-          offline: true, tus: { threshold: 64 * 1024, chunkSize: 32 * 1024 } });
-        window.ready = true;
-      </script>`,
-    });
-  });
   const p = await ctx.newPage();
   p.errors = [];
   p.on('pageerror', (e) => p.errors.push(e));
@@ -133,6 +146,36 @@ test('in a browser, cross-origin: auth, REST, storage and TUS pass CORS; the ses
     return [u.data.user?.email, r.data.map((x) => x.title)];
   });
   assert.deepEqual(after, [addr, ['a', 'b']]);
+  assert.deepEqual(p.errors, []);
+  await p.context().close();
+});
+
+test('a mailed link (magic link, recovery) signs the page in: the session in the URL fragment is taken and removed from the address bar', async () => {
+  const addr = email();
+  const p = await page();
+  const r = await p.evaluate((addr) => window.db.auth.signInWithOtp({ email: addr }).then((r) => r.error), addr);
+  assert.equal(r, null);
+  const service = client(doska, {}, doska.serviceKey);
+  // The harness listens on port 0, so the mail's links name 127.0.0.1:0 (--external-url's default):
+  // point them at the port doska got.
+  const linkIn = async () => (await service.rpc('last_mail', { addr })).data.match(/link: (\S+)/)[1].replace(/^http:\/\/[^/]+/, doska.url);
+  const link = await linkIn();
+  // The link is doska's /auth/v1/verify; it redirects to the site URL with the session in the fragment.
+  await p.goto(link);
+  await p.waitForFunction(() => window.ready && window.events.includes('SIGNED_IN'));
+  const seen = await p.evaluate(() => [window.db.auth.currentSession?.user?.email, location.hash, location.pathname, window.events]);
+  assert.deepEqual(seen.slice(0, 3), [addr, '', '/app.html']);
+  assert.ok(seen[3].includes('INITIAL_SESSION'));
+  const user = await p.evaluate(() => window.db.auth.getUser().then((r) => r.data.user?.email));
+  assert.equal(user, addr);
+  // Recovery: the link's session arrives as PASSWORD_RECOVERY, and the new password can be set.
+  await p.evaluate((addr) => window.db.auth.resetPasswordForEmail(addr), addr);
+  const recovery = await linkIn();
+  await p.goto(recovery);
+  await p.waitForFunction(() => window.ready && window.events.includes('PASSWORD_RECOVERY'));
+  const changed = await p.evaluate(() => window.db.auth.updateUser({ password: 'password-2' }).then((r) => r.error));
+  assert.equal(changed, null);
+  assert.equal((await client(doska).auth.signInWithPassword({ email: addr, password: 'password-2' })).error, null);
   assert.deepEqual(p.errors, []);
   await p.context().close();
 });
