@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { chromium } from 'playwright-core';
-import { client, email, live } from './live.mjs';
+import { client, email, lastMailSql, live } from './live.mjs';
 
 let ORIGIN;
 const src = new URL('../src/', import.meta.url);
@@ -26,10 +26,6 @@ create policy own_files on storage.objects for all to authenticated
   using (bucket_id = 'files' and (storage.foldername(name))[1] = auth.uid()::text)
   with check (bucket_id = 'files' and (storage.foldername(name))[1] = auth.uid()::text);
 insert into storage.buckets (id, name, public) values ('files', 'files', false);
-create function public.last_mail(addr text) returns text language sql security definer set search_path = ''
-  as $$ select body from auth.mail_outbox where recipient = addr order by id desc limit 1 $$;
-revoke execute on function public.last_mail(text) from public, anon, authenticated;
-grant execute on function public.last_mail(text) to service_role;
 `;
 
 let doska, browser, site;
@@ -56,7 +52,7 @@ before(async () => {
   await new Promise((r) => site.listen(0, '127.0.0.1', r));
   ORIGIN = `http://localhost:${site.address().port}`;
   doska = await live({
-    migrations: { '0001_core.sql': fixture },
+    migrations: { '0001_core.sql': fixture, '0002_mail.sql': lastMailSql },
     args: ['--db-schemas', 'public,other', '--site-url', ORIGIN + '/app.html'],
   });
   browser = await chromium.launch({

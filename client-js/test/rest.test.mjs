@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { client, cutServer, email, htmlServer, live, offlineFetch, sign } from './live.mjs';
+import { client, cutServer, email, htmlServer, live, offlineFetch, recording, sign } from './live.mjs';
 
 const extra = `
 create schema other;
@@ -28,12 +28,6 @@ before(async () => {
 });
 after(() => doska?.stop());
 
-/** A fetch that records each request it passes on. */
-const recording = () => {
-  const seen = [];
-  const fetch = (url, init) => (seen.push({ url: String(url), ...init }), globalThis.fetch(url, init));
-  return { seen, fetch };
-};
 
 test('a builder is a thenable: nothing is sent until it is awaited, and each await sends once', async () => {
   const { seen, fetch } = recording();
