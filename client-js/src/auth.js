@@ -62,7 +62,8 @@ export class Auth {
    */
   _adopt(s, event) {
     const cur = this.currentSession;
-    if ((s?.access_token ?? null) === (cur?.access_token ?? null)) return;
+    // Two refreshes in one second can mint the same access token: the refresh token tells them apart.
+    if ((s?.refresh_token ?? null) === (cur?.refresh_token ?? null)) return;
     this.currentSession = s;
     this._schedule();
     this._emit(event ?? (!s ? 'SIGNED_OUT' : cur?.user?.id === s.user?.id ? 'TOKEN_REFRESHED' : 'SIGNED_IN'), s);

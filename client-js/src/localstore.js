@@ -50,6 +50,10 @@ export class LocalStore {
     /** @type {Set<(e: StoreEvent) => void>} */
     this.subs = new Set();
     this.tries = 0;
+    /** @type {((v?: any) => void) | undefined} wakes a sync waiting for the network */
+    this.wake = undefined;
+    /** @type {Promise<{error: Error|null}> | null} */
+    this.busy = null;
   }
 
   async open() {
@@ -75,7 +79,7 @@ export class LocalStore {
           else if (first && status !== 'SUBSCRIBED') {
             first = false;
             if (c.storageArea.getItem(this.key_)) resolve(this); // offline: the kept copy
-            else reject(new Error(`localStore(${this.name}): could not reach the server: ${err?.message || status}`));
+            else reject(new Error(`localStore(${this.name}): ${err?.message || status}`));
           }
         });
     }).catch((e) => {
@@ -91,7 +95,7 @@ export class LocalStore {
     const r = await send(this.c, this.c.url + TABLE + '?store=eq.' + encodeURIComponent(this.name) + '&select=key,value,version',
       { headers: await this.c.headers() });
     if (!r.res?.ok || !Array.isArray(r.json)) {
-      throw new Error(`localStore(${this.name}): ${r.json?.message || r.thrown?.message || 'the server answered ' + r.res?.status}`);
+      throw new Error(`localStore(${this.name}): ${r.json?.message || /** @type {any} */ (r.thrown)?.message || 'the server answered ' + r.res?.status}`);
     }
     for (const row of r.json) this.apply(row.key, row.value, row.version);
   }
@@ -231,7 +235,7 @@ export class LocalStore {
   close() {
     this.closed = true;
     this.off?.();
-    globalThis.removeEventListener?.('online', this.online);
+    if (this.online) globalThis.removeEventListener?.('online', this.online);
     if (this.ch) this.c.removeChannel(this.ch);
     this.wake?.();
     delete this.c._stores?.[this.id];

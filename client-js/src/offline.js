@@ -27,6 +27,10 @@ export class OfflineQueue {
     /** @type {Set<(state: QueueState) => void>} */
     this.subs = new Set();
     this.tries = 0;
+    /** @type {Promise<{sent: number, failed: number, pending: number}> | null} */
+    this.busy = null;
+    /** @type {any} the backoff timer */
+    this.t = null;
     this.read(Q); // finds a corrupt queue now, so the first subscriber hears of it
     client.tabs.on('queue', () => this.emit());
     globalThis.addEventListener?.('online', () => this.flush());
@@ -117,7 +121,7 @@ export class OfflineQueue {
   }
 
   /** Remove one sent (or refused) entry; another tab may have changed the list meanwhile. */
-  drop(/** @type {string} */ id, /** @type {any} */ failed) {
+  drop(/** @type {string} */ id, /** @type {any} */ failed = null) {
     return this.c.tabs.withLock('queue', () => {
       this.write(Q, this.read(Q).filter((e) => e.id !== id));
       if (failed) this.write(F, [...this.read(F), failed].slice(-100));
@@ -153,7 +157,7 @@ export class OfflineQueue {
       else this.later();
       this.set(ok ? 'online' : 'offline');
       return { sent, failed, pending: this.pending() };
-    }).catch((e) => {
+    }).catch((/** @type {Error} */ e) => {
       this.fail(e);
       return { sent: 0, failed: 0, pending: this.pending() };
     }).finally(() => { this.busy = null; }));

@@ -16,7 +16,7 @@ const after = (a, b) => {
 };
 
 /** Phoenix presence metas → realtime-js's shape (`presence_ref` instead of `phx_ref`). */
-const metas = (/** @type {any} */ e) => e.metas.map(({ phx_ref, phx_ref_prev, ...m }) => ({ presence_ref: phx_ref, ...m }));
+const metas = (/** @type {any} */ e) => e.metas.map((/** @type {any} */ { phx_ref, phx_ref_prev, ...m }) => ({ presence_ref: phx_ref, ...m }));
 
 export class Realtime {
   /** @param {any} client a DoskaClient */
@@ -71,7 +71,10 @@ export class Realtime {
 
   mkref() { return String(++this.ref); }
 
-  /** Send one frame; false when the socket is not open. @returns {string|null} the ref */
+  /**
+   * Send one frame. @returns {string|null} its ref, or null when the socket is not open
+   * @param {string} topic @param {string} event @param {any} payload @param {string|null} [joinRef]
+   */
   send(topic, event, payload, joinRef = null) {
     if (this.ws?.readyState !== 1) return null;
     const ref = this.mkref();
@@ -92,7 +95,7 @@ export class Realtime {
       '/realtime/v1/websocket?apikey=' + encodeURIComponent(this.c.key) + '&vsn=2.0.0';
     /** @type {any} */
     let ws;
-    try { ws = this.ws = new WS(url); } catch (e) { return this.lost(e); }
+    try { ws = this.ws = new WS(url); } catch (e) { return this.lost(/** @type {Error} */ (e)); }
     ws.binaryType = 'arraybuffer';
     ws.onopen = () => {
       this.pending = null;
@@ -139,6 +142,7 @@ export class Realtime {
 
   /** @param {string|ArrayBuffer} data */
   recv(data) {
+    /** @type {any} */
     let m;
     try {
       if (typeof data === 'string') {
@@ -311,13 +315,13 @@ export class Channel {
         this.presence = {};
       } else ({ joins, leaves } = payload);
       for (const [key, e] of Object.entries(joins)) {
-        const now = metas(e), refs = now.map((m) => m.presence_ref);
+        const now = metas(e), refs = now.map((/** @type {any} */ m) => m.presence_ref);
         const was = this.presence[key] || cur[key] || [];
         this.presence[key] = [...was.filter((m) => !refs.includes(m.presence_ref)), ...now];
         ev('join', { key, currentPresences: was, newPresences: now });
       }
       for (const [key, e] of Object.entries(leaves)) {
-        const gone = e.metas.length ? metas(e) : cur[key] || [], refs = gone.map((m) => m.presence_ref);
+        const gone = e.metas.length ? metas(e) : cur[key] || [], refs = gone.map((/** @type {any} */ m) => m.presence_ref);
         const left = (this.presence[key] || []).filter((m) => !refs.includes(m.presence_ref));
         if (left.length) this.presence[key] = left;
         else delete this.presence[key];

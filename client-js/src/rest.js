@@ -32,6 +32,8 @@ export class PostgrestQuery {
     this.signal = undefined;
     this.maybe = false;
     this.verb = false;
+    /** @type {string | undefined} the Idempotency-Key of this write, once sent */
+    this.idem = undefined;
   }
 
   /** @param {string} k @param {string} v */

@@ -3,6 +3,7 @@
 // overwrites a newer local write.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { startDoska } from '../../server/tests/js/harness.mjs';
 import { start, client, user, until, memoryStorage, cuttable } from './sync-helpers.mjs';
 
 let d;
@@ -218,4 +219,15 @@ test('a reload finds the pending writes and the copy, and opens while offline', 
   const other = await (await sameUser(a)).localStore('reload');
   assert.equal(other.getItem('offline'), 'write');
   await again.removeAllChannels();
+});
+
+test('a doska without the localStore table: open rejects with a clear error', async () => {
+  const bare = await startDoska({});
+  try {
+    const a = await user(bare);
+    await assert.rejects(a.localStore('prefs'), /localStore\(prefs\): .*doska_local_store/);
+    await a.removeAllChannels();
+  } finally {
+    await bare.stop();
+  }
 });

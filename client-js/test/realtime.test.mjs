@@ -136,6 +136,14 @@ test('statuses: a socket that closes mid-join gives CHANNEL_ERROR, one that neve
     const r2 = await subscribed(c2.channel('y'));
     assert.equal(r2.status, 'TIMED_OUT');
     c2.realtime.disconnect();
+    // A wrong key: doska refuses the upgrade (401); the channel errs, nothing throws.
+    const c3 = createClient(d.url, 'not-a-key', { WebSocket, realtime: { reconnectAfterMs: () => 60000 } });
+    assert.equal((await subscribed(c3.channel('z'))).status, 'CHANNEL_ERROR');
+    c3.realtime.disconnect();
+    // A URL where nothing listens.
+    const c4 = createClient('http://127.0.0.1:9', d.anonKey, { WebSocket, realtime: { reconnectAfterMs: () => 60000 } });
+    assert.equal((await subscribed(c4.channel('z'))).status, 'CHANNEL_ERROR');
+    c4.realtime.disconnect();
   } finally {
     closer.close();
     silent.close();
@@ -186,4 +194,37 @@ test('the access token follows a refresh in-band and the channel keeps its chang
   await a.auth.signOut();
   await until(() => frames().some((m) => m[4].access_token === d.anonKey), 'the anon key in-band');
   await a.removeAllChannels();
+});
+
+test('past the replay window the channel says so through system, and localStore refetches', async () => {
+  const short = await start({ '0002_notes.sql': notes }, ['--realtime-replay-window', '1s']);
+  try {
+    const net = cuttable();
+    const a = await user(short, { WebSocket: net.WebSocket });
+    const b = client(short);
+    assert.equal((await b.auth.signInWithPassword({ email: a.email, password: 'password-123' })).error, null);
+    const { got, ch } = await watch(a, { event: 'INSERT' });
+    const system = [];
+    ch.on('system', {}, (m) => system.push(m));
+    const sa = await a.localStore('prefs');
+    const sb = await b.localStore('prefs');
+    await a.from('notes').insert({ body: 'seen' });
+    sb.setItem('k', 'seen');
+    await sb.flush();
+    await until(() => got.length === 1 && sa.getItem('k') === 'seen', 'the first changes');
+    net.drop();
+    await a.from('notes').insert({ body: 'trimmed' });
+    sb.setItem('k', 'while away');
+    await sb.flush();
+    // doska trims changes older than the window every 10 s; wait past one trim.
+    await new Promise((r) => setTimeout(r, 12500));
+    net.restore();
+    await until(() => system.some((m) => m.status === 'error' && m.extension === 'postgres_changes'), 'the refetch message');
+    assert.match(system.find((m) => m.status === 'error').message, /refetch/);
+    await until(() => sa.getItem('k') === 'while away', 'localStore to refetch the server\'s copy');
+    await a.removeAllChannels();
+    await b.removeAllChannels();
+  } finally {
+    await short.stop();
+  }
 });

@@ -1,8 +1,7 @@
 // Signed-out screens: sign-in, student and teacher sign-up, password reset, and the new password
 // after a reset link.
-import { h, fill, field, formValues, say, busy, explain, toast } from './ui.js';
+import { h, fill, field, formValues, say, busy, explain, toast, LETTERS } from './ui.js';
 
-const LETTERS = 'АБВГДЕЖЗИКЛМН'.split('');
 
 /** @param {HTMLElement} root @param {any} db */
 export function authScreen(root, db) {
@@ -161,21 +160,34 @@ function teacherForm(db) {
   return form;
 }
 
-/** After a reset link: choose the new password. */
+/**
+ * After a reset link: choose the new password. When doska asks for reauthentication (its secure
+ * password change, on by default), a code is mailed and asked for here, as GoTrue's flow has it.
+ */
 export function newPasswordScreen(root, db, done) {
   const msg = h('p', { class: 'msg', role: 'status' });
   const button = h('button', { type: 'submit' }, 'Сохранить пароль');
+  const nonce = field('Код подтверждения из письма', h('input', { name: 'nonce', inputmode: 'numeric', autocomplete: 'one-time-code' }));
+  nonce.hidden = true;
   const form = h('form', { id: 'new-password', class: 'form', novalidate: true },
     h('h2', {}, 'Новый пароль'),
     field('Новый пароль', h('input', { name: 'password', type: 'password', autocomplete: 'new-password', required: true })),
-    button, msg);
+    nonce, button, msg);
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
-    const { password } = formValues(form);
-    if ((password ?? '').length < 6) return say(msg, 'Пароль должен быть не короче 6 символов.');
+    const v = formValues(form);
+    if ((v.password ?? '').length < 6) return say(msg, 'Пароль должен быть не короче 6 символов.');
+    if (!nonce.hidden && !v.nonce) return say(msg, 'Введите код из письма.');
     await busy(button, async () => {
-      const { error } = await db.auth.updateUser({ password });
-      if (error) return say(msg, explain(error, error.status));
+      const { error } = await db.auth.updateUser(nonce.hidden ? { password: v.password } : { password: v.password, nonce: v.nonce });
+      if (error?.code === 'reauthentication_needed') {
+        // The SDK has no reauthenticate() yet: GoTrue's GET /reauthenticate mails the code.
+        const res = await fetch(`${db.url}/auth/v1/reauthenticate`, { headers: await db.headers() }).catch(() => null);
+        if (!res?.ok) return say(msg, 'Не удалось отправить код подтверждения. Повторите попытку.');
+        nonce.hidden = false;
+        return say(msg, 'Мы отправили на почту код подтверждения — введите его и сохраните пароль ещё раз.', 'ok');
+      }
+      if (error) return say(msg, error.code === 'reauthentication_not_valid' ? 'Код неверный или устарел.' : explain(error, error.status));
       toast('Пароль изменён.');
       done();
     });

@@ -69,7 +69,8 @@ export function classRoom(db, who, chatEl, onlineEl) {
       .order('id', { ascending: false }).limit(50);
     mark.hidden = !stale;
     if (error) return say(msg, explain(error, error.status));
-    rows.clear();
+    // A cached answer may be older than what arrived live since: keep both.
+    if (!stale) rows.clear();
     for (const m of data ?? []) rows.set(m.id, m);
     if (db.offline.pending() === 0) waiting = [];
     render();
@@ -81,7 +82,10 @@ export function classRoom(db, who, chatEl, onlineEl) {
     .on('postgres_changes', { event: '*', schema: 'public', table: 'class_messages', filter: `school_id=eq.${who.school}` }, (p) => {
       const m = p.new?.id ? p.new : null;
       if (p.eventType === 'DELETE' && p.old?.id) rows.delete(p.old.id);
-      else if (m && m.class === who.cls && m.letter === who.letter) rows.set(m.id, m);
+      else if (m && m.class === who.cls && m.letter === who.letter) {
+        rows.set(m.id, m);
+        if (m.author_id !== who.uid) typing.textContent = '';
+      }
       render();
     })
     .subscribe((status) => {

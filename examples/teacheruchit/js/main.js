@@ -25,6 +25,7 @@ const db = createClient(cfg.url, cfg.key, { offline: true });
 
 // --- the bar under the header: network state and the queue of writes made offline ---
 const net = /** @type {HTMLElement} */ (document.getElementById('net'));
+let lastPending = 0;
 function showNet() {
   const status = navigator.onLine ? db.offline.status : 'offline';
   const pending = db.offline.pending();
@@ -54,7 +55,6 @@ addEventListener('offline', () => {
 showNet();
 
 // When the queue of offline writes has drained, every screen reloads what it shows.
-let lastPending = 0;
 function refreshAll() {
   const pending = db.offline.pending();
   if (pending === 0 && lastPending > 0) reloadAll();

@@ -1,14 +1,10 @@
 // The student's page: their class's assignments, their school's published materials, their own
 // grades and notifications, the class chat and who is online — all live.
-import { h, fill, explain, when, card } from './ui.js';
+import { h, fill, explain, when, card, need } from './ui.js';
 import { watchTables, classRoom, notifications, debounce } from './live.js';
 import { onReload } from './reload.js';
 import { openFile } from './files.js';
 
-function need(res) {
-  if (res.error) throw Object.assign(res.error, { status: res.status });
-  return res.data;
-}
 
 /** @param {HTMLElement} root @param {any} db @param {any} session */
 export async function studentScreen(root, db, session) {

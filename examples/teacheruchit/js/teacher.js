@@ -1,20 +1,14 @@
 // The teacher's page (school admins get the admin card too): materials, assignments and grades of
 // the chosen class, the class chat and who of the class is online.
-import { h, fill, field, formValues, say, busy, explain, toast, when, card, loading } from './ui.js';
+import { h, fill, field, formValues, say, busy, explain, toast, when, card, loading, need, LETTERS } from './ui.js';
 import { watchTables, classRoom, debounce } from './live.js';
 import { onReload } from './reload.js';
 import { openFile } from './files.js';
 
-const LETTERS = 'АБВГДЕЖЗИКЛМН'.split('');
 // The materials bucket's limits (policies/storage.toml), checked before uploading.
 const MAX_FILE = 500 * 1024 * 1024;
 const FILE_TYPES = /^(application\/pdf|image\/.+|video\/.+|audio\/.+|text\/plain|application\/vnd\.openxmlformats-officedocument\.(presentationml\.presentation|wordprocessingml\.document))$/;
 
-/** Throws the SDK error of a result, or returns its data. */
-function need(res) {
-  if (res.error) throw Object.assign(res.error, { status: res.status });
-  return res.data;
-}
 
 /** @param {HTMLElement} root @param {any} db @param {any} session */
 export async function teacherScreen(root, db, session) {

@@ -13,7 +13,8 @@ export function h(tag, attrs = {}, ...children) {
   for (const [k, v] of Object.entries(attrs ?? {})) {
     if (v == null || v === false) continue;
     if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
-    else if (k === 'value') /** @type {any} */ (el).value = v;
+    // An input's value attribute is also what form.reset() goes back to.
+    else if (k === 'value' && tag !== 'input') /** @type {any} */ (el).value = v;
     else el.setAttribute(k, v === true ? '' : String(v));
   }
   add(el, children);
@@ -126,6 +127,15 @@ export function explain(error, status) {
   if (st === 404) return 'Не найдено: запись удалена или недоступна.';
   if (st >= 500) return 'Ошибка на сервере. Повторите попытку позже.';
   return msg ? `Ошибка: ${msg}` : 'Что-то пошло не так. Повторите попытку.';
+}
+
+/** Class letters the sign-up and class pickers offer (the schema allows any capital letter). */
+export const LETTERS = 'АБВГДЕЖЗИКЛМН'.split('');
+
+/** The data of an SDK result, or throws its error (with the HTTP status) for the screen to show. */
+export function need(res) {
+  if (res.error) throw Object.assign(res.error, { status: res.status });
+  return res.data;
 }
 
 /** "Загрузка…" placeholder for a section's body. */

@@ -1,10 +1,9 @@
 // What the browser tests share: a live doska serving the app (the repository's migrations, policies
 // and static files), headless Chromium, the operator's steps and small page helpers.
 import { execFile } from 'node:child_process';
-import { cp, mkdtemp, rm, writeFile, mkdir, chmod } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { mkdir, readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { startDoska, repoRoot, doskaBin } from '../../../server/tests/js/harness.mjs';
 
@@ -12,30 +11,16 @@ export const appDir = join(repoRoot, 'examples/teacheruchit');
 export const shotsDir = join(repoRoot, 'docs/teacheruchit');
 
 /**
- * doska with TeacherUchit's migrations and policies, serving the app. When the binary does not yet
- * serve `/sdk/` itself, the app is served from a copy with client-js/src beside it as `sdk/`.
+ * doska with TeacherUchit's migrations and policies, serving the app from the repository as checked
+ * out (`--static`), with the SDK and its config at `/sdk/` from the binary itself.
  */
-export async function startApp() {
-  const staticDir = await mkdtemp(join(tmpdir(), 'teacheruchit-static-'));
-  await chmod(staticDir, 0o755);
-  await cp(appDir, staticDir, { recursive: true, filter: (src) => !src.includes('/test/') && !src.endsWith('/test') });
-  await cp(join(repoRoot, 'client-js/src'), join(staticDir, 'sdk'), { recursive: true });
-  const doska = await startDoska({
+export function startApp() {
+  return startDoska({
     migrations: join(repoRoot, 'migrations'),
     policies: join(repoRoot, 'policies'),
-    args: ['--static', staticDir, '--rate-limits', 'off'],
+    // Password-reset links may lead back to the app on whatever port the test got.
+    args: ['--static', appDir, '--redirect-urls', 'http://127.0.0.1:*'],
   });
-  const sdkServed = (await fetch(`${doska.url}/sdk/config.json`)).ok;
-  if (!sdkServed) {
-    await writeFile(join(staticDir, 'sdk/config.json'), JSON.stringify({ url: doska.url, anon_key: doska.anonKey }));
-  }
-  return {
-    ...doska,
-    async stop() {
-      await doska.stop();
-      await rm(staticDir, { recursive: true, force: true });
-    },
-  };
 }
 
 /** Headless Debian Chromium with the flags this machine needs (docs in shared/design.md). */
@@ -64,17 +49,27 @@ export async function service(doska, method, path, body) {
 export const rows = (doska, query) => service(doska, 'GET', `/rest/v1/${query}`);
 
 /**
- * The operator registers a school and appoints its first admin with the admin API and the service
- * key (a school row, then a user with role school_admin whose metadata names the school).
+ * The operator registers a school and appoints its first admin: `doska school create` against the
+ * running doska's data dir (the admin's password through its env var, as the docs advise).
  */
 export async function registerSchool(doska, { name, city, adminEmail, adminPassword, adminName }) {
-  const [school] = await service(doska, 'POST', '/rest/v1/schools', { name, city });
-  const admin = await service(doska, 'POST', '/auth/v1/admin/users', {
-    email: adminEmail, password: adminPassword, email_confirm: true, role: 'school_admin',
-    user_metadata: { name: adminName, school_id: school.id },
-  });
-  await service(doska, 'PATCH', `/rest/v1/schools?id=eq.${school.id}`, { admin_id: admin.id });
-  return { school_id: school.id, admin_id: admin.id };
+  const { stdout } = await promisify(execFile)(doskaBin, ['school', 'create', '--data-dir', doska.dataDir,
+    '--migrations', join(repoRoot, 'migrations'), '--policies', join(repoRoot, 'policies'),
+    '--name', name, '--city', city, '--admin-email', adminEmail, '--admin-name', adminName],
+  { env: { ...process.env, DOSKA_ADMIN_PASSWORD: adminPassword } });
+  return JSON.parse(stdout);
+}
+
+/**
+ * The newest mail of a kind to an address, as the operator reads it without SMTP: from
+ * auth.mail_outbox, with psql on the running doska's socket (<data_dir>/doska.serve says where).
+ */
+export async function lastMail(doska, recipient, kind) {
+  const record = Object.fromEntries((await readFile(join(doska.dataDir, 'doska.serve'), 'utf8'))
+    .split('\n').filter(Boolean).map((l) => l.split('=')));
+  const sql = `select body from auth.mail_outbox where recipient = '${recipient.replace(/'/g, "''")}' and kind = '${kind}' order by id desc limit 1`;
+  const { stdout } = await promisify(execFile)('psql', ['-h', record.socket_dir, '-p', record.port, '-U', 'postgres', '-d', 'postgres', '-Atc', sql]);
+  return stdout;
 }
 
 /**
@@ -102,7 +97,7 @@ export async function signIn(page, email, password) {
   await page.click('#signin button[type=submit]');
 }
 
-export async function shot(page, name) {
+export async function shot(page, name, fullPage = true) {
   await mkdir(shotsDir, { recursive: true });
-  await page.screenshot({ path: join(shotsDir, `${name}.png`), fullPage: true });
+  await page.screenshot({ path: join(shotsDir, `${name}.png`), fullPage });
 }

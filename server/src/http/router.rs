@@ -104,6 +104,9 @@ async fn dispatch(
             return door(state, req, ctx).await;
         }
     }
+    if path == "/sdk/config.json" {
+        return sdk::config(&method, &state.jwt_secret);
+    }
     if let Some(sub) = strip(&path, "/sdk") {
         return sdk::serve(&method, req.headers(), sub).await;
     }

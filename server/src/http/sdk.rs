@@ -2,7 +2,8 @@
 //! bytes embedded at build time (`build.rs`), so each doska serves the SDK that matches it with no
 //! build step and no files beside the binary. Caching, ETags and compression as for static files
 //! (`http::assets`; each file compressed once, at first request). Unknown paths are 404 — no
-//! fallback, no listing.
+//! fallback, no listing. Beside the files, `/sdk/config.json` tells a page served by this doska
+//! its public (anon) key, so the frontend needs no key written into it.
 
 use std::{collections::HashMap, sync::OnceLock};
 
@@ -33,6 +34,26 @@ fn files() -> &'static HashMap<&'static str, Asset> {
 /// The paths of the embedded files (relative to `/sdk/`), sorted.
 pub fn paths() -> Vec<&'static str> {
     SDK_FILES.iter().map(|(p, _)| *p).collect()
+}
+
+/// `/sdk/config.json`: `{"anon_key": …}`, the project's public key (what `doska keys` prints as
+/// `anon_key`; it grants only what RLS grants `anon`, and Supabase ships it in every frontend). A
+/// page calls `createClient(location.origin, anon_key)` with it. Never cached: a new JWT secret
+/// means a new key.
+pub fn config(method: &Method, secret: &[u8]) -> Response<Body> {
+    if method != Method::GET && method != Method::HEAD {
+        return assets::method_not_allowed();
+    }
+    let keys = crate::jwt::project_keys(secret);
+    let mut res = super::body::json(
+        StatusCode::OK,
+        &serde_json::json!({"anon_key": keys["anon_key"]}),
+    );
+    res.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    res
 }
 
 /// Answers `/sdk{sub}`; `sub` is the path after `/sdk`.
