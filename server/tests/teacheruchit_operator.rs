@@ -542,6 +542,30 @@ async fn operator_registers_a_school_and_its_people_are_told_live() {
     .unwrap()
     .expect("attaching to serve's PostgreSQL");
     let pg = common::connect(&cluster.config("postgres")).await;
+    // What policies/realtime.toml publishes.
+    let published: Vec<String> = pg
+        .query(
+            "select tablename::text from pg_publication_tables \
+             where pubname = 'supabase_realtime' and schemaname = 'public' order by 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for table in [
+        "assignments",
+        "class_messages",
+        "grades",
+        "materials",
+        "notifications",
+    ] {
+        assert!(
+            published.iter().any(|t| t == table),
+            "{table} not in {published:?}"
+        );
+    }
     let body: String = pg
         .query_one(
             "select body from auth.mail_outbox where recipient = $1 and kind = 'recovery' \
