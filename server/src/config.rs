@@ -37,7 +37,9 @@ pub struct Settings {
     pub policies: Option<PathBuf>,
     /// A folder of static files served at `/` (the frontend); `""` serves none. Default: the
     /// TeacherUchit app, `./examples/teacheruchit`.
-    #[arg(long = "static", global = true, env = "DOSKA_STATIC")]
+    // An OsString parser: unlike clap's PathBuf parser it takes `""`, which means "none".
+    #[arg(long = "static", global = true, env = "DOSKA_STATIC",
+          value_parser = clap::builder::TypedValueParser::map(clap::builder::OsStringValueParser::new(), PathBuf::from))]
     #[serde(rename = "static")]
     pub static_dir: Option<PathBuf>,
     /// Supabase's default grants on `public` (`supabase`) or none (`none`).

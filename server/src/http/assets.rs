@@ -100,13 +100,20 @@ pub type Precompressed = Option<Bytes>;
 
 /// Compressed forms made here, by (content tag, encoding); at most [`CACHE_BYTES`] in all — when full
 /// it is emptied and refilled, which only costs compressing again.
-static CACHE: OnceLock<Mutex<(usize, HashMap<(String, Encoding), Bytes>)>> = OnceLock::new();
+static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
 const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+#[derive(Default)]
+struct Cache {
+    /// Bytes held in `forms`.
+    total: usize,
+    forms: HashMap<(String, Encoding), Bytes>,
+}
 
 async fn compressed(asset: &Asset, enc: Encoding) -> Bytes {
     let cache = CACHE.get_or_init(Default::default);
     let key = (asset.tag.clone(), enc);
-    if let Some(hit) = cache.lock().expect("asset cache lock").1.get(&key) {
+    if let Some(hit) = cache.lock().expect("asset cache lock").forms.get(&key) {
         return hit.clone();
     }
     let data = asset.bytes.clone();
@@ -119,15 +126,14 @@ async fn compressed(asset: &Asset, enc: Encoding) -> Bytes {
     let Some(out) = out else {
         return Bytes::new();
     };
-    let mut guard = cache.lock().expect("asset cache lock");
-    let (total, map) = &mut *guard;
-    if *total + out.len() > CACHE_BYTES {
-        map.clear();
-        *total = 0;
+    let mut cache = cache.lock().expect("asset cache lock");
+    if cache.total + out.len() > CACHE_BYTES {
+        cache.forms.clear();
+        cache.total = 0;
     }
-    if out.len() <= CACHE_BYTES {
-        *total += out.len();
-        map.insert(key, out.clone());
+    if out.len() <= CACHE_BYTES && !cache.forms.contains_key(&key) {
+        cache.total += out.len();
+        cache.forms.insert(key, out.clone());
     }
     out
 }
