@@ -21,7 +21,17 @@ try {
   throw new Error('TeacherUchit: no config');
 }
 
+// A password-reset link lands here with the session in the URL fragment (`type=recovery`); the
+// SDK takes the session out of the address bar (and says PASSWORD_RECOVERY), the page asks for
+// the new password before anything else. An expired link comes back as `#error=…`.
+const frag = new URLSearchParams(location.hash.slice(1));
+let recovering = frag.get('type') === 'recovery' && !!frag.get('access_token');
+
 const db = createClient(cfg.url, cfg.key, { offline: true });
+if (frag.get('error_description')) {
+  history.replaceState(null, '', location.pathname);
+  toast('Ссылка недействительна или устарела. Запросите новую.', 'error');
+}
 
 // --- the bar under the header: network state and the queue of writes made offline ---
 const net = /** @type {HTMLElement} */ (document.getElementById('net'));
@@ -75,27 +85,20 @@ setExpiredHandler(async () => {
   signingOut = false;
 });
 
-// A password-reset link lands here with the session in the URL fragment (`type=recovery`): keep
-// it, take it out of the address bar, and ask for the new password before anything else.
-let recovering = false;
-const frag = new URLSearchParams(location.hash.slice(1));
-if (frag.get('type') === 'recovery' && frag.get('access_token')) {
-  recovering = true;
-  history.replaceState(null, '', location.pathname);
-} else if (frag.get('error_description')) {
-  history.replaceState(null, '', location.pathname);
-  toast('Ссылка недействительна или устарела. Запросите новую.', 'error');
-}
-
 async function show(session) {
   if (recovering && session) {
-    recovering = false;
+    if (current.uid === 'recovery') return;
     current.teardown();
-    current = { uid: null, teardown: () => {} };
+    clearReloaders();
+    current = { uid: 'recovery', teardown: () => {} };
     const { newPasswordScreen } = await import('./auth.js');
-    newPasswordScreen(app, db, () => show(session));
+    newPasswordScreen(app, db, () => {
+      recovering = false;
+      show(session);
+    });
     return;
   }
+  if (!session) recovering = false;
   const uid = session?.user?.id ?? null;
   if (uid === current.uid && uid !== null) return;
   current.teardown();
@@ -147,20 +150,9 @@ async function signOut() {
   if (error && error.name !== 'NetworkError') toast(explain(error), 'error');
 }
 
-if (recovering) {
-  const { error } = await db.auth.setSession({
-    access_token: frag.get('access_token') ?? '',
-    refresh_token: frag.get('refresh_token') ?? '',
-  });
-  if (error) {
-    recovering = false;
-    toast(explain(error), 'error');
-  }
-}
-
 db.auth.onAuthStateChange((event, session) => {
   if (event === 'TOKEN_REFRESHED' || event === 'USER_UPDATED') return;
-  if (event === 'PASSWORD_RECOVERY') return;
+  if (event === 'PASSWORD_RECOVERY') recovering = true;
   if (event === 'SIGNED_OUT' && !signingOut && current.uid) {
     toast('Сеанс завершён (выход в другой вкладке или истёк срок). Войдите снова.');
   }
