@@ -95,6 +95,7 @@ export class Realtime {
       '/realtime/v1/websocket?apikey=' + encodeURIComponent(this.c.key) + '&vsn=2.0.0';
     /** @type {any} */
     let ws;
+    if (!WS) return this.lost(new Error('no WebSocket here: pass createClient(url, key, { WebSocket }) (on Node 20, the ws package)'));
     try { ws = this.ws = new WS(url); } catch (e) { return this.lost(/** @type {Error} */ (e)); }
     ws.binaryType = 'arraybuffer';
     ws.onopen = () => {
