@@ -98,8 +98,17 @@ export class OfflineQueue {
    */
   async enqueue({ method, url, headers = {}, body }) {
     const { Authorization, authorization, ...h } = headers; // a fresh token is added when sent
+    const entry = { id: crypto.randomUUID(), method, url, headers: h, body };
+    const save = () => this.write(Q, [...this.read(Q), entry]);
     try {
-      await this.c.tabs.withLock('queue', () => this.write(Q, [...this.read(Q), { id: crypto.randomUUID(), method, url, headers: h, body }]));
+      await this.c.tabs.withLock('queue', () => {
+        try { save(); } catch {
+          // Storage full: the read cache gives way to the write, then it is tried once more.
+          for (const k of this.read(C)) this.s.removeItem(k);
+          this.s.removeItem(C);
+          save();
+        }
+      });
     } catch (e) {
       const error = new Error('doska: could not save the write in the offline queue: ' + /** @type {Error} */ (e).message);
       error.name = /** @type {Error} */ (e).name === 'QuotaExceededError' ? 'QuotaExceededError' : 'StorageError';
@@ -181,18 +190,19 @@ export class OfflineQueue {
   }
 
   /**
-   * Keep a successful GET's answer; the oldest of more than 50 go. Storage being full only
-   * means nothing is cached.
+   * Keep a successful GET's answer (up to 256 K characters); the oldest of more than 50 go.
+   * Storage being full only means nothing is cached, and a queued write makes the cache give way.
    * @param {string} url @param {string|undefined} accept @param {{data: any, count?: number|null, status: number, statusText: string}} result
    */
   remember(url, accept, { data, count, status, statusText }) {
-    const k = this.ck(url, accept);
+    const k = this.ck(url, accept), v = JSON.stringify({ data, count, status, statusText });
+    if (v.length > 262144) return; // a big answer would crowd the queue out of storage
     try {
       const keys = this.read(C).filter((x) => x !== k);
       keys.push(k);
       for (const old of keys.splice(0, keys.length - CACHE_MAX)) this.s.removeItem(old);
       this.write(C, keys);
-      this.s.setItem(k, JSON.stringify({ data, count, status, statusText }));
+      this.s.setItem(k, v);
     } catch { /* full: not cached */ }
   }
 }

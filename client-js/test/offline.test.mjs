@@ -153,6 +153,36 @@ test('storage full on enqueue: the write resolves an error value, not queued: tr
   assert.equal(a.offline.error.name, 'QuotaExceededError');
 });
 
+test('when storage is full the read cache gives way to a queued write', async () => {
+  const base = memoryStorage(), net = network();
+  let used = 0;
+  const sizes = new Map();
+  // A storage area of 7,000 characters, as a browser's quota is a few megabytes.
+  const storage = {
+    getItem: base.getItem,
+    removeItem(k) { used -= sizes.get(k) ?? 0; sizes.delete(k); base.removeItem(k); },
+    setItem(k, v) {
+      const n = used - (sizes.get(k) ?? 0) + k.length + v.length;
+      if (n > 7000) throw Object.assign(new Error('quota'), { name: 'QuotaExceededError' });
+      used = n;
+      sizes.set(k, k.length + v.length);
+      base.setItem(k, v);
+    },
+  };
+  const a = await user(d, { fetch: net.fetch, offline: true, storage });
+  const tag = 'w' + Date.now();
+  await a.from('items').insert({ name: tag + 'x'.repeat(900) });
+  for (let i = 0; i < 3; i++) await a.from('items').select('name').eq('name', tag + 'x'.repeat(900)).limit(i + 1);
+  assert.ok(used > 5000, 'the cache filled the area: ' + used);
+  net.down = true;
+  const r = await a.from('items').insert({ name: tag + 'y'.repeat(1500) });
+  assert.equal(r.queued, true);
+  assert.equal(storage.getItem('doska.cache'), null);
+  assert.equal(a.offline.pending(), 1);
+  net.down = false;
+  assert.deepEqual(await a.offline.flush(), { sent: 1, failed: 0, pending: 0 });
+});
+
 const lostAnswer = 'needs server Idempotency-Key';
 test('a write whose answer was lost on the way back is applied once', { todo: lostAnswer }, async () => {
   const storage = memoryStorage();
