@@ -186,7 +186,7 @@ export class Channel {
     this.presence = {};
     /** @type {string|null} the position of the last change delivered */
     this.since = null;
-    /** @type {(() => void)[]} pushes waiting for the join */
+    /** @type {((ok: boolean) => void)[]} pushes waiting for the join (false: the channel left) */
     this.buf = [];
     /** @type {any} */
     this.tracked = null;
@@ -244,7 +244,7 @@ export class Channel {
         this.joined = true;
         const buf = this.buf;
         this.buf = [];
-        buf.forEach((f) => f());
+        buf.forEach((f) => f(true));
         if (this.tracked) this.track(this.tracked);
       } else {
         this.state = 'errored';
@@ -261,8 +261,8 @@ export class Channel {
    */
   request(event, payload, ms = this.rt.timeout, isJoin = false) {
     return new Promise((resolve) => {
-      const go = () => {
-        const ref = this.rt.send(this.topic, event, payload, this.joinRef);
+      const go = (ok = true) => {
+        const ref = ok && this.rt.send(this.topic, event, payload, this.joinRef);
         if (!ref) return resolve({ status: 'error', response: { reason: 'realtime socket not open' } });
         const t = setTimeout(() => {
           this.rt.replies.delete(ref);
@@ -391,7 +391,7 @@ export class Channel {
   /** Leave: `'ok'` once the server confirmed (or the socket was not open). */
   async unsubscribe() {
     const was = this.state;
-    this.buf = [];
+    this.buf.splice(0).forEach((f) => f(false));
     if (was === 'closed') return 'ok';
     this.state = 'leaving';
     const r = was === 'joined' ? await this.request('phx_leave', {}, undefined, true) : { status: 'ok' };

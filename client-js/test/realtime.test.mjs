@@ -111,6 +111,13 @@ test('statuses: a refused join is CHANNEL_ERROR with the reason; unsubscribe is 
   const { status, err } = await subscribed(bad);
   assert.equal(status, 'CHANNEL_ERROR');
   assert.ok(err.message.length > 0);
+  // A push waiting for a join that never comes resolves when the channel leaves.
+  const never = a.channel('never', { config: { private: true } });
+  never.subscribe();
+  const pending = never.track({ x: 1 });
+  await until(() => never.state === 'errored', 'the refusal');
+  assert.equal(await never.unsubscribe(), 'ok');
+  assert.equal(await pending, 'error');
   const ok = a.channel('fine');
   const statuses = [];
   await new Promise((r) => ok.subscribe((s) => { statuses.push(s); r(); }));
