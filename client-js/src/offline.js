@@ -36,6 +36,7 @@ export class OfflineQueue {
     globalThis.addEventListener?.('online', () => this.flush());
     globalThis.addEventListener?.('offline', () => this.set('offline'));
     if (this.pending()) this.later();
+    client.auth?.onAuthStateChange((/** @type {string} */ e) => e === 'SIGNED_IN' && this.pending() && this.flush());
   }
 
   /**
@@ -98,7 +99,7 @@ export class OfflineQueue {
    */
   async enqueue({ method, url, headers = {}, body }) {
     const { Authorization, authorization, ...h } = headers; // a fresh token is added when sent
-    const entry = { id: crypto.randomUUID(), method, url, headers: h, body };
+    const entry = { id: crypto.randomUUID(), user: this.c.auth?.currentSession?.user?.id ?? null, method, url, headers: h, body };
     const save = () => this.write(Q, [...this.read(Q), entry]);
     try {
       await this.c.tabs.withLock('queue', () => {
@@ -149,7 +150,8 @@ export class OfflineQueue {
       let sent = 0, failed = 0, ok = true;
       clearTimeout(this.t);
       this.t = null;
-      for (let e; ok && (e = this.read(Q)[0]); ) {
+      // Each user's writes go as that user: others' wait for them to sign in again.
+      for (let e; ok && (e = this.read(Q).find((x) => x?.user === undefined || x.user === (this.c.auth?.currentSession?.user?.id ?? null))); ) {
         this.set('syncing');
         try { new URL(e.url); if (typeof e.method != 'string') throw 0; } catch {
           // Not a request at all (storage edited by hand?): set aside as failed, never sent.
@@ -161,7 +163,8 @@ export class OfflineQueue {
         try { headers = { ...e.headers, ...(await this.c.headers()) }; } catch { ok = false; break; }
         const r = await send(this.c, e.url, { method: e.method, headers, body: e.body });
         const st = r.res?.status || 0;
-        if (!st || st >= 500 || st === 408 || st === 429) ok = false;
+        // No answer, the server in trouble, or a token it no longer takes (401): later.
+        if (!st || st >= 500 || st === 408 || st === 429 || st === 401) ok = false;
         else if (st >= 400) {
           failed++;
           await this.drop(e, { ...e, headers: undefined, status: st, error: r.json ?? r.text });

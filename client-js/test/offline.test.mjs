@@ -73,6 +73,29 @@ test('a write the server refuses leaves the queue as failed; the ones around it 
   assert.deepEqual(data.map((r) => r.name), [tag + 'a', tag + 'b']);
 });
 
+test('queued writes go as the user who made them, when that user is signed in', async () => {
+  const storage = memoryStorage(), net = network();
+  const a = await user(d, { storage, fetch: net.fetch, offline: true });
+  const tag = 'u' + Date.now();
+  net.down = true;
+  await a.from('items').insert({ name: tag + 'a' });
+  net.down = false;
+  await a.auth.signOut();
+  const b = await user(d); // another user signs in on the same device
+  const emailA = a.email;
+  assert.equal((await a.auth.signInWithPassword({ email: b.email, password: 'password-123' })).error, null);
+  await a.offline.flush();
+  assert.equal(a.offline.pending(), 1, 'a\'s write waits for a');
+  assert.deepEqual((await b.from('items').select('name').eq('name', tag + 'a')).data, []);
+  await a.auth.signOut();
+  // Signing in again sends it, as a.
+  const again = client(d, { storage, fetch: net.fetch, offline: true });
+  assert.equal((await again.auth.signInWithPassword({ email: emailA, password: 'password-123' })).error, null);
+  await until(() => again.offline.pending() === 0, 'the write to go after sign-in');
+  const { data } = await again.from('items').select('name').eq('name', tag + 'a');
+  assert.equal(data.length, 1);
+});
+
 test('a flush that meets the network down again stops, keeps order, and retries', async () => {
   const storage = memoryStorage(), net = network();
   const a = await user(d, { storage, fetch: net.fetch, offline: true });
