@@ -127,8 +127,8 @@ export class Realtime {
     for (const ch of this.chs) ch.down(err);
     if (this.closing || !this.chs.some((c) => c.state !== 'closed')) return;
     clearTimeout(this.retry);
+    // Not unref'd: a Node process that listens keeps running while it reconnects.
     this.retry = setTimeout(() => this.connect(), this.backoff(++this.tries));
-    /** @type {any} */ (this.retry).unref?.();
   }
 
   disconnect() {
