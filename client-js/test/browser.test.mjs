@@ -149,3 +149,24 @@ test('the offline queue survives a reload while offline and flushes once online'
   assert.deepEqual(t1.errors, []);
   await ctx.close();
 });
+
+test('realtime on the browser\'s own WebSocket: broadcast (binary frames) and presence between tabs', async () => {
+  const ctx = await context();
+  const [t1, t2] = [await open(ctx), await open(ctx)];
+  const join = (key) => new Promise((resolve) => {
+    window.seen = [];
+    window.room = window.doska.channel('room', { config: { presence: { key } } })
+      .on('broadcast', { event: 'hi' }, (m) => window.seen.push(m.payload))
+      .on('presence', { event: 'sync' }, () => {})
+      .subscribe((s) => s === 'SUBSCRIBED' && resolve(s));
+  });
+  assert.equal(await t1.evaluate(join, 'one'), 'SUBSCRIBED');
+  assert.equal(await t2.evaluate(join, 'two'), 'SUBSCRIBED');
+  await t1.evaluate(() => window.room.track({ page: 1 }));
+  await t2.waitForFunction(() => window.room.presenceState().one?.[0]?.page === 1);
+  assert.equal(await t1.evaluate(() => window.room.send({ type: 'broadcast', event: 'hi', payload: { n: 1 } })), 'ok');
+  await t2.waitForFunction(() => window.seen.length === 1);
+  assert.deepEqual(await t2.evaluate(() => window.seen), [{ n: 1 }]);
+  for (const t of [t1, t2]) assert.deepEqual(t.errors, []);
+  await ctx.close();
+});
