@@ -11,7 +11,8 @@ const pos = (/** @type {string} */ p) => p.split(/[/:]/).map((x, i) => parseInt(
 /** @param {string} a @param {string} b @returns {boolean} a is after b */
 const after = (a, b) => {
   const x = pos(a), y = pos(b);
-  for (let i = 0; i < 3; i++) if (x[i] !== y[i]) return x[i] > y[i];
+  // A position that does not parse (NaN) counts as after: never drop a change for it.
+  for (let i = 0; i < 3; i++) if (x[i] !== y[i]) return !(x[i] < y[i]);
   return false;
 };
 
