@@ -35,9 +35,10 @@ after(async () => {
 });
 
 /** A fresh context (its own origin storage) whose pages load the app page and the SDK by routes. */
-async function context() {
+async function context(origin = ORIGIN) {
   const ctx = await browser.newContext();
-  await ctx.route(ORIGIN + '/**', async (route) => {
+  ctx.origin = origin;
+  await ctx.route(origin + '/**', async (route) => {
     const path = new URL(route.request().url()).pathname;
     if (path.startsWith('/sdk/')) {
       const body = await readFile(new URL(path.slice(5), src), 'utf8').catch(() => null);
@@ -61,7 +62,7 @@ async function open(ctx) {
   const page = await ctx.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e));
-  await page.goto(ORIGIN + '/app.html');
+  await page.goto(ctx.origin + '/app.html');
   await page.waitForFunction(() => window.ready);
   page.errors = errors;
   return page;
@@ -168,5 +169,19 @@ test('realtime on the browser\'s own WebSocket: broadcast (binary frames) and pr
   await t2.waitForFunction(() => window.seen.length === 1);
   assert.deepEqual(await t2.evaluate(() => window.seen), [{ n: 1 }]);
   for (const t of [t1, t2]) assert.deepEqual(t.errors, []);
+  await ctx.close();
+});
+
+test('on plain http (no secure context: no Web Locks, no randomUUID) writes still queue and flush', async () => {
+  const ctx = await context('http://school.test');
+  const t = await open(ctx);
+  assert.equal(await t.evaluate(() => window.isSecureContext), false);
+  await t.evaluate(() => window.doska.auth.signUp({ email: `p${Date.now()}@example.com`, password: 'password-123' }));
+  await ctx.setOffline(true);
+  assert.equal(await t.evaluate(() => window.doska.from('items').insert({ name: 'plain' }).then((r) => r.queued)), true);
+  await ctx.setOffline(false);
+  await t.waitForFunction(() => window.doska.offline.pending() === 0);
+  assert.deepEqual(await t.evaluate(() => window.doska.from('items').select('name').then((r) => r.data)), [{ name: 'plain' }]);
+  assert.deepEqual(t.errors, []);
   await ctx.close();
 });
