@@ -65,6 +65,8 @@ export class LocalStore {
     } catch { /* no usable copy: the server's is loaded below */ }
     this.off = c.tabs.on('ls:' + this.key_, (/** @type {[string, string|null]} */ [k, v]) => this.p.has(k) || this.put(k, v, 'tab'));
     this.online = () => this.wake?.();
+    // Signed out, or another user signed in (here or in another tab): this user's data goes.
+    this.authSub = c.auth.onAuthStateChange((/** @type {string} */ _e, /** @type {any} */ s) => s?.user?.id + ':' + this.name !== this.id && this.close(true)).data?.subscription;
     globalThis.addEventListener?.('online', this.online);
     await new Promise((resolve, reject) => {
       let first = true;
@@ -233,9 +235,14 @@ export class LocalStore {
     return { error: null };
   }
 
-  /** Stop listening (the copy stays in storage). */
-  close() {
+  /** Stop listening (the copy and pending writes stay in storage); `forget` empties the copy in memory. */
+  close(forget = false) {
     this.closed = true;
+    if (forget) {
+      this.d.clear();
+      this.size = 0;
+    }
+    this.authSub?.unsubscribe();
     this.off?.();
     if (this.online) globalThis.removeEventListener?.('online', this.online);
     if (this.ch) this.c.removeChannel(this.ch);

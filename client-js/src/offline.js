@@ -5,7 +5,7 @@
 // backoff, on the browser's `online` event, or on `flush()`. One tab at a time flushes (a
 // device-wide lock). Also the read cache: the last answer to each GET, for a select that fails
 // for lack of network.
-import { send } from './http.js';
+import { send, uuid } from './http.js';
 
 const Q = 'doska.queue', F = 'doska.failed', C = 'doska.cache';
 const CACHE_MAX = 50;
@@ -36,6 +36,7 @@ export class OfflineQueue {
     globalThis.addEventListener?.('online', () => this.flush());
     globalThis.addEventListener?.('offline', () => this.set('offline'));
     if (this.pending()) this.later();
+    client.auth?.onAuthStateChange((/** @type {string} */ e) => e === 'SIGNED_IN' && this.pending() && this.flush());
   }
 
   /**
@@ -98,8 +99,17 @@ export class OfflineQueue {
    */
   async enqueue({ method, url, headers = {}, body }) {
     const { Authorization, authorization, ...h } = headers; // a fresh token is added when sent
+    const entry = { id: uuid(), user: this.c.auth?.currentSession?.user?.id ?? null, method, url, headers: h, body };
+    const save = () => this.write(Q, [...this.read(Q), entry]);
     try {
-      await this.c.tabs.withLock('queue', () => this.write(Q, [...this.read(Q), { id: crypto.randomUUID(), method, url, headers: h, body }]));
+      await this.c.tabs.withLock('queue', () => {
+        try { save(); } catch {
+          // Storage full: the read cache gives way to the write, then it is tried once more.
+          for (const k of this.read(C)) this.s.removeItem(k);
+          this.s.removeItem(C);
+          save();
+        }
+      });
     } catch (e) {
       const error = new Error('doska: could not save the write in the offline queue: ' + /** @type {Error} */ (e).message);
       error.name = /** @type {Error} */ (e).name === 'QuotaExceededError' ? 'QuotaExceededError' : 'StorageError';
@@ -140,7 +150,8 @@ export class OfflineQueue {
       let sent = 0, failed = 0, ok = true;
       clearTimeout(this.t);
       this.t = null;
-      for (let e; ok && (e = this.read(Q)[0]); ) {
+      // Each user's writes go as that user: others' wait for them to sign in again.
+      for (let e; ok && (e = this.read(Q).find((x) => x?.user === undefined || x.user === (this.c.auth?.currentSession?.user?.id ?? null))); ) {
         this.set('syncing');
         try { new URL(e.url); if (typeof e.method != 'string') throw 0; } catch {
           // Not a request at all (storage edited by hand?): set aside as failed, never sent.
@@ -152,7 +163,8 @@ export class OfflineQueue {
         try { headers = { ...e.headers, ...(await this.c.headers()) }; } catch { ok = false; break; }
         const r = await send(this.c, e.url, { method: e.method, headers, body: e.body });
         const st = r.res?.status || 0;
-        if (!st || st >= 500 || st === 408 || st === 429) ok = false;
+        // No answer, the server in trouble, or a token it no longer takes (401): later.
+        if (!st || st >= 500 || st === 408 || st === 429 || st === 401) ok = false;
         else if (st >= 400) {
           failed++;
           await this.drop(e, { ...e, headers: undefined, status: st, error: r.json ?? r.text });
@@ -181,18 +193,19 @@ export class OfflineQueue {
   }
 
   /**
-   * Keep a successful GET's answer; the oldest of more than 50 go. Storage being full only
-   * means nothing is cached.
+   * Keep a successful GET's answer (up to 256 K characters); the oldest of more than 50 go.
+   * Storage being full only means nothing is cached, and a queued write makes the cache give way.
    * @param {string} url @param {string|undefined} accept @param {{data: any, count?: number|null, status: number, statusText: string}} result
    */
   remember(url, accept, { data, count, status, statusText }) {
-    const k = this.ck(url, accept);
+    const k = this.ck(url, accept), v = JSON.stringify({ data, count, status, statusText });
+    if (v.length > 262144) return; // a big answer would crowd the queue out of storage
     try {
       const keys = this.read(C).filter((x) => x !== k);
       keys.push(k);
       for (const old of keys.splice(0, keys.length - CACHE_MAX)) this.s.removeItem(old);
       this.write(C, keys);
-      this.s.setItem(k, JSON.stringify({ data, count, status, statusText }));
+      this.s.setItem(k, v);
     } catch { /* full: not cached */ }
   }
 }

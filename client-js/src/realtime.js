@@ -11,7 +11,8 @@ const pos = (/** @type {string} */ p) => p.split(/[/:]/).map((x, i) => parseInt(
 /** @param {string} a @param {string} b @returns {boolean} a is after b */
 const after = (a, b) => {
   const x = pos(a), y = pos(b);
-  for (let i = 0; i < 3; i++) if (x[i] !== y[i]) return x[i] > y[i];
+  // A position that does not parse (NaN) counts as after: never drop a change for it.
+  for (let i = 0; i < 3; i++) if (x[i] !== y[i]) return !(x[i] < y[i]);
   return false;
 };
 
@@ -95,6 +96,7 @@ export class Realtime {
       '/realtime/v1/websocket?apikey=' + encodeURIComponent(this.c.key) + '&vsn=2.0.0';
     /** @type {any} */
     let ws;
+    if (!WS) return this.lost(new Error('no WebSocket here: pass createClient(url, key, { WebSocket }) (on Node 20, the ws package)'));
     try { ws = this.ws = new WS(url); } catch (e) { return this.lost(/** @type {Error} */ (e)); }
     ws.binaryType = 'arraybuffer';
     ws.onopen = () => {
@@ -126,8 +128,8 @@ export class Realtime {
     for (const ch of this.chs) ch.down(err);
     if (this.closing || !this.chs.some((c) => c.state !== 'closed')) return;
     clearTimeout(this.retry);
+    // Not unref'd: a Node process that listens keeps running while it reconnects.
     this.retry = setTimeout(() => this.connect(), this.backoff(++this.tries));
-    /** @type {any} */ (this.retry).unref?.();
   }
 
   disconnect() {
@@ -185,7 +187,7 @@ export class Channel {
     this.presence = {};
     /** @type {string|null} the position of the last change delivered */
     this.since = null;
-    /** @type {(() => void)[]} pushes waiting for the join */
+    /** @type {((ok: boolean) => void)[]} pushes waiting for the join (false: the channel left) */
     this.buf = [];
     /** @type {any} */
     this.tracked = null;
@@ -243,7 +245,7 @@ export class Channel {
         this.joined = true;
         const buf = this.buf;
         this.buf = [];
-        buf.forEach((f) => f());
+        buf.forEach((f) => f(true));
         if (this.tracked) this.track(this.tracked);
       } else {
         this.state = 'errored';
@@ -260,8 +262,8 @@ export class Channel {
    */
   request(event, payload, ms = this.rt.timeout, isJoin = false) {
     return new Promise((resolve) => {
-      const go = () => {
-        const ref = this.rt.send(this.topic, event, payload, this.joinRef);
+      const go = (ok = true) => {
+        const ref = ok && this.rt.send(this.topic, event, payload, this.joinRef);
         if (!ref) return resolve({ status: 'error', response: { reason: 'realtime socket not open' } });
         const t = setTimeout(() => {
           this.rt.replies.delete(ref);
@@ -390,7 +392,7 @@ export class Channel {
   /** Leave: `'ok'` once the server confirmed (or the socket was not open). */
   async unsubscribe() {
     const was = this.state;
-    this.buf = [];
+    this.buf.splice(0).forEach((f) => f(false));
     if (was === 'closed') return 'ok';
     this.state = 'leaving';
     const r = was === 'joined' ? await this.request('phx_leave', {}, undefined, true) : { status: 'ok' };

@@ -256,3 +256,20 @@ test('a storage area too full for the copy still keeps the writes not yet sent',
   assert.deepEqual(await s.flush(), { error: null });
   await a.removeAllChannels();
 });
+
+test('signing out closes the store and empties it; signing in again finds the data', async () => {
+  const storage = memoryStorage();
+  const a = await user(d, { storage });
+  const s = await a.localStore('mine');
+  s.setItem('k', 'v');
+  await s.flush();
+  await a.auth.signOut();
+  await until(() => s.closed, 'the store to close');
+  assert.equal(s.getItem('k'), null);
+  assert.equal(s.length, 0);
+  await a.auth.signInWithPassword({ email: a.email, password: 'password-123' });
+  const again = await a.localStore('mine');
+  assert.notEqual(again, s);
+  assert.equal(again.getItem('k'), 'v');
+  await a.removeAllChannels();
+});

@@ -73,6 +73,29 @@ test('a write the server refuses leaves the queue as failed; the ones around it 
   assert.deepEqual(data.map((r) => r.name), [tag + 'a', tag + 'b']);
 });
 
+test('queued writes go as the user who made them, when that user is signed in', async () => {
+  const storage = memoryStorage(), net = network();
+  const a = await user(d, { storage, fetch: net.fetch, offline: true });
+  const tag = 'u' + Date.now();
+  net.down = true;
+  await a.from('items').insert({ name: tag + 'a' });
+  net.down = false;
+  await a.auth.signOut();
+  const b = await user(d); // another user signs in on the same device
+  const emailA = a.email;
+  assert.equal((await a.auth.signInWithPassword({ email: b.email, password: 'password-123' })).error, null);
+  await a.offline.flush();
+  assert.equal(a.offline.pending(), 1, 'a\'s write waits for a');
+  assert.deepEqual((await b.from('items').select('name').eq('name', tag + 'a')).data, []);
+  await a.auth.signOut();
+  // Signing in again sends it, as a.
+  const again = client(d, { storage, fetch: net.fetch, offline: true });
+  assert.equal((await again.auth.signInWithPassword({ email: emailA, password: 'password-123' })).error, null);
+  await until(() => again.offline.pending() === 0, 'the write to go after sign-in');
+  const { data } = await again.from('items').select('name').eq('name', tag + 'a');
+  assert.equal(data.length, 1);
+});
+
 test('a flush that meets the network down again stops, keeps order, and retries', async () => {
   const storage = memoryStorage(), net = network();
   const a = await user(d, { storage, fetch: net.fetch, offline: true });
@@ -151,6 +174,36 @@ test('storage full on enqueue: the write resolves an error value, not queued: tr
   assert.match(r.error.details, /offline queue/);
   assert.equal(a.offline.pending(), 0);
   assert.equal(a.offline.error.name, 'QuotaExceededError');
+});
+
+test('when storage is full the read cache gives way to a queued write', async () => {
+  const base = memoryStorage(), net = network();
+  let used = 0;
+  const sizes = new Map();
+  // A storage area of 7,000 characters, as a browser's quota is a few megabytes.
+  const storage = {
+    getItem: base.getItem,
+    removeItem(k) { used -= sizes.get(k) ?? 0; sizes.delete(k); base.removeItem(k); },
+    setItem(k, v) {
+      const n = used - (sizes.get(k) ?? 0) + k.length + v.length;
+      if (n > 7000) throw Object.assign(new Error('quota'), { name: 'QuotaExceededError' });
+      used = n;
+      sizes.set(k, k.length + v.length);
+      base.setItem(k, v);
+    },
+  };
+  const a = await user(d, { fetch: net.fetch, offline: true, storage });
+  const tag = 'w' + Date.now();
+  await a.from('items').insert({ name: tag + 'x'.repeat(900) });
+  for (let i = 0; i < 3; i++) await a.from('items').select('name').eq('name', tag + 'x'.repeat(900)).limit(i + 1);
+  assert.ok(used > 5000, 'the cache filled the area: ' + used);
+  net.down = true;
+  const r = await a.from('items').insert({ name: tag + 'y'.repeat(1500) });
+  assert.equal(r.queued, true);
+  assert.equal(storage.getItem('doska.cache'), null);
+  assert.equal(a.offline.pending(), 1);
+  net.down = false;
+  assert.deepEqual(await a.offline.flush(), { sent: 1, failed: 0, pending: 0 });
 });
 
 const lostAnswer = 'needs server Idempotency-Key';

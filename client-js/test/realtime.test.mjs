@@ -111,6 +111,13 @@ test('statuses: a refused join is CHANNEL_ERROR with the reason; unsubscribe is 
   const { status, err } = await subscribed(bad);
   assert.equal(status, 'CHANNEL_ERROR');
   assert.ok(err.message.length > 0);
+  // A push waiting for a join that never comes resolves when the channel leaves.
+  const never = a.channel('never', { config: { private: true } });
+  never.subscribe();
+  const pending = never.track({ x: 1 });
+  await until(() => never.state === 'errored', 'the refusal');
+  assert.equal(await never.unsubscribe(), 'ok');
+  assert.equal(await pending, 'error');
   const ok = a.channel('fine');
   const statuses = [];
   await new Promise((r) => ok.subscribe((s) => { statuses.push(s); r(); }));
@@ -147,6 +154,12 @@ test('statuses: a socket that closes mid-join gives CHANNEL_ERROR, one that neve
     const c3 = createClient(d.url, 'not-a-key', { WebSocket, realtime: { reconnectAfterMs: () => 60000 } });
     assert.equal((await subscribed(c3.channel('z'))).status, 'CHANNEL_ERROR');
     c3.realtime.disconnect();
+    // Node 20 has no WebSocket of its own: the error says what to pass.
+    const c6 = createClient(d.url, d.anonKey, { realtime: { reconnectAfterMs: () => 60000 } });
+    const r6 = await subscribed(c6.channel('v'));
+    assert.equal(r6.status, 'CHANNEL_ERROR');
+    assert.match(r6.err.message, /WebSocket/);
+    c6.realtime.disconnect();
     // A URL where nothing listens.
     const c4 = createClient('http://127.0.0.1:9', d.anonKey, { WebSocket, realtime: { reconnectAfterMs: () => 60000 } });
     assert.equal((await subscribed(c4.channel('z'))).status, 'CHANNEL_ERROR');
