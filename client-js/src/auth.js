@@ -36,11 +36,31 @@ export class Auth {
     /** @type {Session | null} */
     this.currentSession = this.persist ? this._load() : null;
     this._schedule();
+    /** Settles once a session in the page's URL (a mailed link's redirect) is taken. */
+    this._init = o.detectSessionInUrl === false ? Promise.resolve() : this._fromUrl().catch(() => {});
     // Another tab signed in, out or refreshed: take its session (already in the shared storage).
     client.tabs.on('auth', (/** @type {any} */ m) => this._adopt(m.session, m.event));
     globalThis.addEventListener?.('storage', (/** @type {any} */ e) => {
       if (e.storageArea === client.storageArea && (e.key === this.storageKey || e.key === null)) this._adopt(this._load());
     });
+  }
+
+  /**
+   * A mailed link (confirmation, magic link, recovery, invite) redirects to the app with the
+   * session in the URL fragment, as GoTrue does: take it, and drop the tokens from the address bar.
+   * An `#error=…` fragment is left for the app to show.
+   */
+  async _fromUrl() {
+    const loc = globalThis.location;
+    const p = new URLSearchParams(loc?.hash?.slice(1));
+    const access_token = p.get('access_token'), refresh_token = p.get('refresh_token');
+    if (!access_token || !refresh_token) return;
+    globalThis.history?.replaceState(history.state, '', loc.pathname + loc.search);
+    const r = await this._call('GET', '/user', undefined, access_token);
+    if (r.error) return;
+    const expires_at = +(p.get('expires_at') ?? 0) || expOf(access_token);
+    const session = { access_token, refresh_token, token_type: 'bearer', expires_in: +(p.get('expires_in') ?? 3600), expires_at, user: r.data };
+    this._set(session, p.get('type') == 'recovery' ? 'PASSWORD_RECOVERY' : 'SIGNED_IN');
   }
 
   /** The persisted session, or null (also for a corrupt entry, which is dropped). */
@@ -127,6 +147,7 @@ export class Auth {
    * @returns {Promise<string | null>}
    */
   async _token() {
+    await this._init;
     const s = this.currentSession;
     if (s && this._expiring(s)) await this._refresh(s.refresh_token);
     return this.currentSession?.access_token ?? null;
@@ -249,6 +270,7 @@ export class Auth {
 
   /** The session, refreshed first when it is about to expire. */
   async getSession() {
+    await this._init;
     const s = this.currentSession;
     const r = s && this._expiring(s) ? await this._refresh(s.refresh_token) : null;
     return { data: { session: this.currentSession }, error: r?.error ?? null };
@@ -310,7 +332,7 @@ export class Auth {
    */
   onAuthStateChange(cb) {
     this.subs.add(cb);
-    Promise.resolve(this._refreshing).then(() => {
+    Promise.all([this._init, this._refreshing]).then(() => {
       if (this.subs.has(cb)) cb('INITIAL_SESSION', this.currentSession);
     }, () => {});
     const subscription = { callback: cb, unsubscribe: () => void this.subs.delete(cb) };

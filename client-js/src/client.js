@@ -10,6 +10,7 @@ import { OfflineQueue } from './offline.js';
 import { openLocalStore } from './localstore.js';
 import { importLocalStorage } from './import.js';
 import { Tabs } from './tabs.js';
+import { uuid } from './http.js';
 
 /** A Web-Storage-like area kept in memory (Node, or a browser without localStorage). */
 export const memoryStorage = () => {
@@ -49,7 +50,7 @@ export class DoskaClient {
     this.storageArea = options.storage ?? defaultStorage();
     this.deviceId = this.storageArea.getItem('doska.device');
     if (!this.deviceId) {
-      this.deviceId = crypto.randomUUID();
+      this.deviceId = uuid();
       this.storageArea.setItem('doska.device', this.deviceId);
     }
     this.tabs = new Tabs(this);

@@ -25,14 +25,15 @@ export const networkError = (e) => ({
  * @param {{raw?: boolean}} [how] raw: hand back the Response unread (downloads)
  */
 export async function send(client, url, init, how = {}) {
-  let res;
+  let res, text;
   try {
     res = await client.fetch(url, init);
+    if (how.raw && res.ok) return { res };
+    text = await res.text();
   } catch (thrown) {
+    // No answer, or the connection broke while the body was on its way: the same to the caller.
     return { thrown };
   }
-  if (how.raw && res.ok) return { res };
-  const text = await res.text();
   let json, bad;
   if (text !== '') {
     try {
@@ -65,3 +66,12 @@ export const query = (q) => {
   const s = new URLSearchParams(Object.entries(q).filter((e) => e[1] != null)).toString();
   return s && '?' + s;
 };
+
+/**
+ * A random version-4 UUID. `crypto.randomUUID` exists only in secure contexts (https, localhost);
+ * a school's intranet page on plain http still has `crypto.getRandomValues`.
+ * @returns {string}
+ */
+export const uuid = () =>
+  crypto.randomUUID?.() ??
+  '10000000-1000-4000-8000-100000000000'.replace(/[018]/g, (c) => (+c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (+c / 4)))).toString(16));

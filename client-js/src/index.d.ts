@@ -254,10 +254,10 @@ export interface RealtimeChannel {
   on(type: 'system', filter: {}, callback: (payload: any) => void): this;
   subscribe(callback?: (status: ChannelStatus, err?: Error) => void, timeout?: number): this;
   send(message: { type: 'broadcast'; event: string; payload?: any }): Promise<'ok' | 'error' | 'timed out'>;
-  track(state: Record<string, any>): Promise<any>;
-  untrack(): Promise<any>;
+  track(state: Record<string, any>): Promise<'ok' | 'error' | 'timed out'>;
+  untrack(): Promise<'ok' | 'error' | 'timed out'>;
   presenceState(): Record<string, any[]>;
-  unsubscribe(): Promise<any>;
+  unsubscribe(): Promise<'ok' | 'timed out'>;
 }
 
 // ---------------------------------------------------------------- what supabase-js lacks
@@ -291,8 +291,8 @@ export declare class LocalStore {
   clear(): void;
   key(index: number): string | null;
   subscribe(callback: (event: StoreEvent) => void): () => void;
-  /** Resolves when every local write has reached the server. */
-  flush(): Promise<void>;
+  /** Resolves when every local write has reached the server, or with the server's refusal (the writes stay pending). */
+  flush(): Promise<{ error: Error | null }>;
   close(): void;
 }
 
@@ -321,7 +321,8 @@ export interface ClientOptions<S extends string = string> {
   /** Extra headers on every request. */
   headers?: Record<string, string>;
   db?: { schema?: S };
-  auth?: { autoRefreshToken?: boolean; persistSession?: boolean; storageKey?: string };
+  /** detectSessionInUrl (default true): take a session a mailed link's redirect put in the URL fragment. */
+  auth?: { autoRefreshToken?: boolean; persistSession?: boolean; storageKey?: string; detectSessionInUrl?: boolean };
   /** TUS uploads: above `threshold` bytes (default 6 MB), in chunks of `chunkSize` (default 6 MB). */
   tus?: { threshold?: number; chunkSize?: number };
   realtime?: Record<string, any>;

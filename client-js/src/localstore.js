@@ -74,8 +74,8 @@ export class LocalStore {
         // Past the server's replay window: start again from the server's copy.
         .on('system', {}, (/** @type {any} */ m) => m?.status === 'error' && m.extension === 'postgres_changes' && this.load().catch(() => {}))
         .subscribe((/** @type {string} */ status, /** @type {Error} */ err) => {
-          // Every join without a position to resume from reads the server's copy again.
-          if (status === 'SUBSCRIBED' && !this.ch.since) this.load().then(() => first && resolve(this), (e) => first && reject(e)).finally(() => (first = false));
+          // The first join reads the server's copy; later ones resume (or get the refetch message).
+          if (status === 'SUBSCRIBED' && !this.loaded && (this.loaded = true)) this.load().then(() => first && resolve(this), (e) => first && reject(e)).finally(() => (first = false));
           else if (first && status !== 'SUBSCRIBED') {
             first = false;
             if (c.storageArea.getItem(this.key_)) resolve(this); // offline: the kept copy
@@ -139,8 +139,10 @@ export class LocalStore {
         for (const [k, v] of this.done) if (p.get(k) === v) p.delete(k);
         this.done.clear();
         for (const e of this.p) p.set(...e);
-        area.setItem(this.key_, JSON.stringify({ d: [...this.d].map(([k, v]) => [k, v, this.ver.get(k) ?? 0]), p: [...p] }));
-      } catch { /* storage full or corrupt: the server keeps the data; pending writes stay in memory */ }
+        const d = [...this.d].map(([k, v]) => [k, v, this.ver.get(k) ?? 0]);
+        // Storage full: keep at least the writes not yet sent (the server has the rest).
+        try { area.setItem(this.key_, JSON.stringify({ d, p: [...p] })); } catch { area.setItem(this.key_, JSON.stringify({ p: [...p] })); }
+      } catch { /* still full, or corrupt: the pending writes stay in memory and go when they can */ }
     });
   }
 

@@ -21,7 +21,7 @@ export class OfflineQueue {
     this.c = client;
     this.s = client.storageArea;
     /** @type {'online'|'offline'|'syncing'} */
-    this.status = 'online';
+    this.status = globalThis.navigator?.onLine === false ? 'offline' : 'online';
     /** @type {Error|null} the last trouble with the persisted queue (corrupt, storage full) */
     this.error = null;
     /** @type {Set<(state: QueueState) => void>} */
@@ -121,9 +121,12 @@ export class OfflineQueue {
   }
 
   /** Remove one sent (or refused) entry; another tab may have changed the list meanwhile. */
-  drop(/** @type {string} */ id, /** @type {any} */ failed = null) {
+  drop(/** @type {any} */ e, /** @type {any} */ failed = null) {
+    const s = JSON.stringify(e);
     return this.c.tabs.withLock('queue', () => {
-      this.write(Q, this.read(Q).filter((e) => e.id !== id));
+      const q = this.read(Q), i = q.findIndex((x) => JSON.stringify(x) === s);
+      if (i >= 0) q.splice(i, 1);
+      this.write(Q, q);
       if (failed) this.write(F, [...this.read(F), failed].slice(-100));
     });
   }
@@ -139,6 +142,12 @@ export class OfflineQueue {
       this.t = null;
       for (let e; ok && (e = this.read(Q)[0]); ) {
         this.set('syncing');
+        try { new URL(e.url); if (typeof e.method != 'string') throw 0; } catch {
+          // Not a request at all (storage edited by hand?): set aside as failed, never sent.
+          failed++;
+          await this.drop(e, { ...e, headers: undefined, status: 0, error: 'not a queued request' });
+          continue;
+        }
         let headers;
         try { headers = { ...e.headers, ...(await this.c.headers()) }; } catch { ok = false; break; }
         const r = await send(this.c, e.url, { method: e.method, headers, body: e.body });
@@ -146,10 +155,10 @@ export class OfflineQueue {
         if (!st || st >= 500 || st === 408 || st === 429) ok = false;
         else if (st >= 400) {
           failed++;
-          await this.drop(e.id, { ...e, headers: undefined, status: st, error: r.json ?? r.text });
+          await this.drop(e, { ...e, headers: undefined, status: st, error: r.json ?? r.text });
         } else {
           sent++;
-          await this.drop(e.id);
+          await this.drop(e);
         }
         this.c.tabs.post('queue', 1);
       }

@@ -235,6 +235,12 @@ export class Channel {
         const ids = r.response?.postgres_changes || [];
         pg.forEach((b, i) => (b.id = ids[i]?.id));
         this.status(KEY.S);
+        // A rejoin with nothing to resume from cannot replay what the socket missed: say so, as
+        // the server does past its window.
+        if (this.joined && !this.since && pg.length) {
+          this.recv({ join_ref: null, event: 'system', payload: { status: 'error', extension: 'postgres_changes', channel: this.name, message: 'No change position to resume from: refetch, then continue with live changes' } });
+        }
+        this.joined = true;
         const buf = this.buf;
         this.buf = [];
         buf.forEach((f) => f());
@@ -390,6 +396,7 @@ export class Channel {
     const r = was === 'joined' ? await this.request('phx_leave', {}, undefined, true) : { status: 'ok' };
     this.state = 'closed';
     this.presence = {};
+    this.joined = false;
     this.status(KEY.C);
     return r.status === 'timeout' ? 'timed out' : 'ok';
   }

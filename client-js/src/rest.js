@@ -3,7 +3,7 @@
 // PostgREST's shape; a network failure is `NetworkError` with status 0, or — with `offline: true` —
 // a write saved in the offline queue (`queued: true`) and a read answered from the read cache
 // (`stale: true`).
-import { networkError, notJson, send } from './http.js';
+import { networkError, notJson, send, uuid } from './http.js';
 
 const reserved = /[,()]/;
 const key = (/** @type {string | undefined} */ t, /** @type {string} */ k) => (t ? `${t}.${k}` : k);
@@ -233,9 +233,10 @@ export class PostgrestQuery {
     if (!read) h['Content-Type'] = 'application/json';
     if (this.prefer.length) h.Prefer = this.prefer.join(',');
     // The key is made once per builder: awaiting the same write again is a retry, not a new write.
-    if (client.offline && !read) h['Idempotency-Key'] = this.idem ??= crypto.randomUUID();
+    if (client.offline && !read) h['Idempotency-Key'] = this.idem ??= uuid();
     const url = this.url.toString();
-    const body = this.body === undefined ? undefined : JSON.stringify(this.body);
+    // BigInt values (int8 ids) go as their decimal text, as postgrest-js sends them.
+    const body = this.body === undefined ? undefined : JSON.stringify(this.body, (_, v) => (typeof v == 'bigint' ? `${v}` : v));
     const headers = { ...(await client.headers()), ...h };
     const r = await send(client, url, { method, headers, body, signal: this.signal });
     const none = { data: null, count: null, status: 0, statusText: '' };

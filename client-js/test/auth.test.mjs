@@ -4,14 +4,10 @@
 // mailed codes (read from auth.mail_outbox by a service-only function), and the bad inputs.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { client, email, htmlServer, live, offlineFetch } from './live.mjs';
+import { client, email, htmlServer, lastMailSql, live, offlineFetch, recording } from './live.mjs';
 import { createClient, memoryStorage } from '../src/index.js';
 
 const fixture = `
-create function public.last_mail(addr text) returns text language sql security definer set search_path = ''
-  as $$ select body from auth.mail_outbox where recipient = addr order by id desc limit 1 $$;
-revoke execute on function public.last_mail(text) from public, anon, authenticated;
-grant execute on function public.last_mail(text) to service_role;
 create table public.notes(id serial primary key, owner uuid not null default auth.uid(), body text);
 alter table public.notes enable row level security;
 create policy notes_own on public.notes using (owner = auth.uid()) with check (owner = auth.uid());
@@ -19,7 +15,7 @@ create policy notes_own on public.notes using (owner = auth.uid()) with check (o
 
 let doska, service;
 before(async () => {
-  doska = await live({ migrations: { '0001_auth.sql': fixture } });
+  doska = await live({ migrations: { '0001_auth.sql': fixture, '0002_mail.sql': lastMailSql } });
   service = client(doska, {}, doska.serviceKey);
 });
 after(() => doska?.stop());
@@ -42,10 +38,6 @@ async function mailedCode(to) {
   return data.match(/code: (\d{6})/)[1];
 }
 
-const recording = () => {
-  const seen = [];
-  return { seen, fetch: (url, init) => (seen.push({ url: String(url), ...init }), globalThis.fetch(url, init)) };
-};
 
 test('signUp: a session, SIGNED_IN, persisted in storage; another client on that storage starts signed in', async () => {
   const storage = memoryStorage();

@@ -231,3 +231,28 @@ test('a doska without the localStore table: open rejects with a clear error', as
     await bare.stop();
   }
 });
+
+test('a storage area too full for the copy still keeps the writes not yet sent', async () => {
+  const base = memoryStorage();
+  const storage = {
+    ...base,
+    setItem(k, v) {
+      if (k.startsWith('doska.ls:') && v.length > 1000) throw Object.assign(new Error('full'), { name: 'QuotaExceededError' });
+      base.setItem(k, v);
+    },
+  };
+  let down = false;
+  const fetch = (u, i) => (down ? Promise.reject(new TypeError('fetch failed')) : globalThis.fetch(u, i));
+  const a = await user(d, { storage, fetch });
+  const s = await a.localStore('full');
+  s.setItem('big', 'x'.repeat(5000));
+  await s.flush();
+  down = true;
+  s.setItem('small', 'pending');
+  await new Promise((r) => setTimeout(r, 50));
+  const kept = JSON.parse(storage.getItem(`doska.ls:${a.auth.currentSession.user.id}:full`));
+  assert.deepEqual(kept, { p: [['small', 'pending']] });
+  down = false;
+  assert.deepEqual(await s.flush(), { error: null });
+  await a.removeAllChannels();
+});

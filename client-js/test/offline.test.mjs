@@ -122,6 +122,18 @@ test('a corrupt persisted queue is kept aside and reported; new writes still que
   assert.equal(a.offline.pending(), 1);
 });
 
+test('queued entries that are not requests are set aside as failed, the others sent', async () => {
+  const storage = memoryStorage();
+  const a = await user(d, { storage, offline: true });
+  const tag = 'm' + Date.now();
+  const good = { id: 'g', method: 'POST', url: `${d.url}/rest/v1/items`, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ name: tag }) };
+  storage.setItem('doska.queue', JSON.stringify([{ nonsense: true }, { id: 'x', method: 'POST', url: 'not a url' }, good]));
+  assert.deepEqual(await a.offline.flush(), { sent: 1, failed: 2, pending: 0 });
+  assert.deepEqual(a.offline.failed().map((f) => f.error), ['not a queued request', 'not a queued request']);
+  const { data } = await a.from('items').select('name').eq('name', tag);
+  assert.equal(data.length, 1);
+});
+
 test('storage full on enqueue: the write resolves an error value, not queued: true', async () => {
   const base = memoryStorage(), net = network();
   const storage = {

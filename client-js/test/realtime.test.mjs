@@ -11,6 +11,8 @@ create table public.notes (id bigserial primary key, owner uuid not null default
 alter table public.notes enable row level security;
 create policy own on public.notes for all to authenticated using (owner = auth.uid()) with check (owner = auth.uid());
 alter publication supabase_realtime add table public.notes;
+create policy team_read on realtime.messages for select to authenticated using (realtime.topic() = 'team');
+create policy team_write on realtime.messages for insert to authenticated with check (realtime.topic() = 'team');
 `;
 
 let d, service;
@@ -136,6 +138,11 @@ test('statuses: a socket that closes mid-join gives CHANNEL_ERROR, one that neve
     const r2 = await subscribed(c2.channel('y'));
     assert.equal(r2.status, 'TIMED_OUT');
     c2.realtime.disconnect();
+    // Heartbeats find a socket that stopped answering: it is closed, the channel errs.
+    const c5 = createClient(url(silent), d.anonKey, { WebSocket, realtime: { reconnectAfterMs: () => 60000, timeout: 60000, heartbeatIntervalMs: 100 } });
+    const r5 = await subscribed(c5.channel('w'));
+    assert.equal(r5.status, 'CHANNEL_ERROR');
+    c5.realtime.disconnect();
     // A wrong key: doska refuses the upgrade (401); the channel errs, nothing throws.
     const c3 = createClient(d.url, 'not-a-key', { WebSocket, realtime: { reconnectAfterMs: () => 60000 } });
     assert.equal((await subscribed(c3.channel('z'))).status, 'CHANNEL_ERROR');
@@ -173,6 +180,23 @@ test('resume: changes committed while the socket was down arrive once each, then
   assert.ok(statuses.at(-1) === 'SUBSCRIBED');
   const rejoin = net.sent.map((f) => (typeof f === 'string' ? JSON.parse(f) : null)).filter((m) => m?.[3] === 'phx_join').at(-1);
   assert.equal(rejoin[4].config.since, got[0].position, 'the rejoin resumes after the last delivered change');
+  await a.removeAllChannels();
+});
+
+test('resume: a channel that never got a change asks the app to refetch after a drop', async () => {
+  const net = cuttable();
+  const a = await user(d, { WebSocket: net.WebSocket });
+  const { got, ch } = await watch(a, { event: 'INSERT' });
+  const system = [];
+  ch.on('system', {}, (m) => system.push(m));
+  net.drop();
+  await until(() => ch.state === 'errored', 'the channel to notice');
+  await a.from('notes').insert({ body: 'missed' });
+  net.restore();
+  await until(() => system.some((m) => m.status === 'error'), 'the refetch message');
+  assert.match(system.find((m) => m.status === 'error').message, /refetch/);
+  assert.equal(system.filter((m) => m.status === 'error').length, 1);
+  assert.deepEqual(got, []);
   await a.removeAllChannels();
 });
 
@@ -227,4 +251,20 @@ test('past the replay window the channel says so through system, and localStore 
   } finally {
     await short.stop();
   }
+});
+
+test('private channels: a topic the policies open joins and carries broadcasts; others are refused', async () => {
+  const a = await user(d), b = await user(d);
+  const seen = [];
+  const cha = a.channel('team', { config: { private: true } }).on('broadcast', { event: 'm' }, (m) => seen.push(m.payload));
+  const chb = b.channel('team', { config: { private: true, broadcast: { ack: true } } });
+  assert.equal((await subscribed(cha)).status, 'SUBSCRIBED');
+  assert.equal((await subscribed(chb)).status, 'SUBSCRIBED');
+  assert.equal(await chb.send({ type: 'broadcast', event: 'm', payload: { x: 1 } }), 'ok');
+  await until(() => seen.length === 1, 'the private broadcast');
+  const anon = client(d);
+  const refused = await subscribed(anon.channel('team', { config: { private: true } }));
+  assert.equal(refused.status, 'CHANNEL_ERROR');
+  assert.match(refused.err.message, /Unauthorized/);
+  for (const c of [a, b, anon]) await c.removeAllChannels();
 });

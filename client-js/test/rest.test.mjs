@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { client, email, htmlServer, live, offlineFetch, sign } from './live.mjs';
+import { client, cutServer, email, htmlServer, live, offlineFetch, recording, sign } from './live.mjs';
 
 const extra = `
 create schema other;
@@ -28,12 +28,6 @@ before(async () => {
 });
 after(() => doska?.stop());
 
-/** A fetch that records each request it passes on. */
-const recording = () => {
-  const seen = [];
-  const fetch = (url, init) => (seen.push({ url: String(url), ...init }), globalThis.fetch(url, init));
-  return { seen, fetch };
-};
 
 test('a builder is a thenable: nothing is sent until it is awaited, and each await sends once', async () => {
   const { seen, fetch } = recording();
@@ -144,6 +138,8 @@ test('insert, update, upsert, delete: minimal by default, rows with select(), co
   r = await anon.from('films').insert([{ title: 'X', tags: ['x'] }, { title: 'Y' }], { defaultToNull: false }).select('title, tags');
   assert.equal(r.error, null, JSON.stringify(r.error));
   assert.deepEqual(r.data, [{ title: 'X', tags: ['x'] }, { title: 'Y', tags: [] }]);
+  r = await service.from('items').update({ amount: 12345678901n % 1000n }).eq('id', 3n).select('amount');
+  assert.deepEqual(r.data, [{ amount: 901 }], 'BigInt values are sent as their decimal text');
   r = await anon.from('actors').delete({ count: 'exact' }).in('name', ['A', 'B', 'C', 'D3']);
   assert.deepEqual([r.error, r.count, r.status], [null, 4, 204]);
   r = await anon.from('actors').select('id', { count: 'exact', head: true }).in('name', ['A', 'B', 'C', 'D3']);
@@ -274,6 +270,14 @@ test('bad inputs: no network — NetworkError with status 0, for reads and write
     assert.match(r.error.message, /fetch failed/);
     assert.match(r.error.details, /ECONNREFUSED/);
     assert.equal(r.queued, undefined);
+  }
+  // The answer breaks off mid-body: no answer, as far as the caller can tell.
+  const cut = await cutServer();
+  try {
+    const r = await client({ url: cut.url, anonKey: 'k' }).from('films').select();
+    assert.deepEqual([r.data, r.status, r.error.name], [null, 0, 'NetworkError']);
+  } finally {
+    await cut.close();
   }
   // Nothing listens on this port at all: a real refused connection.
   const r = await client({ url: 'http://127.0.0.1:9', anonKey: 'k' }).from('films').select();

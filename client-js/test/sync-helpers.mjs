@@ -9,9 +9,27 @@ export { WebSocket, createClient, memoryStorage };
 
 const fixture = readFile(new URL('./fixtures/local_store.sql', import.meta.url), 'utf8');
 
-/** doska with the localStore table and `migrations` ({'0002_x.sql': sql}). */
+const probe = `create table public.sync_probe (id serial primary key);
+alter publication supabase_realtime add table public.sync_probe;`;
+
+/**
+ * doska with the localStore table and `migrations` ({'0002_x.sql': sql}), once its realtime
+ * pipeline runs: the replication slot is made just after doska starts listening, and a change
+ * committed before it exists is never streamed. So write until a change arrives.
+ */
 export async function start(migrations = {}, args = []) {
-  return startDoska({ migrations: { '0001_local_store.sql': await fixture, ...migrations }, args });
+  const d = await startDoska({ migrations: { '0000_probe.sql': probe, '0001_local_store.sql': await fixture, ...migrations }, args });
+  const service = createClient(d.url, d.serviceKey, { WebSocket });
+  let seen = false;
+  const ch = service.channel('probe').on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'sync_probe' }, () => (seen = true));
+  const { status, err } = await subscribed(ch);
+  if (status !== 'SUBSCRIBED') throw new Error('probe channel: ' + (err?.message ?? status));
+  await until(async () => {
+    if (!seen) await service.from('sync_probe').insert({});
+    return seen || new Promise((r) => setTimeout(() => r(seen), 200));
+  }, 'realtime to stream', 60000);
+  await service.removeAllChannels();
+  return d;
 }
 
 /** A client on `ws`, with fast reconnects. */

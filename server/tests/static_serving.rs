@@ -413,3 +413,52 @@ async fn sdk_is_served_from_the_binary() {
         assert_eq!(r.status, status, "{method} {path}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_config_gives_pages_the_anon_key() {
+    use base64::Engine as _;
+    let db = TestDb::with_settings(Settings {
+        static_dir: Some(PathBuf::new()),
+        ..Default::default()
+    })
+    .await;
+    let url = db.server().await;
+    let r = get_with(&format!("{url}/sdk/config.json"), &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("cache-control"), Some("no-cache"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    let config: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let key = config["anon_key"].as_str().expect("anon_key");
+    assert_eq!(
+        config.as_object().unwrap().len(),
+        1,
+        "only the public key: {config}"
+    );
+    let claims = key.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(claims)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["role"], "anon");
+    // doska takes it as a key; a key signed with another secret it refuses.
+    let ok = get_with(&format!("{url}/auth/v1/settings"), &[("apikey", key)]).await;
+    assert_eq!(ok.status, 200);
+    let forged = doska::jwt::project_keys(b"another secret of at least 32 bytes!!");
+    let bad = get_with(
+        &format!("{url}/rest/v1/"),
+        &[("apikey", forged["anon_key"].as_str().unwrap())],
+    )
+    .await;
+    assert_eq!(bad.status, 401);
+    let ok = get_with(&format!("{url}/rest/v1/"), &[("apikey", key)]).await;
+    assert_eq!(ok.status, 200);
+    for (method, status) in [("POST", 405), ("PUT", 405), ("DELETE", 405), ("HEAD", 200)] {
+        let r = request(method, &format!("{url}/sdk/config.json"), &[], "").await;
+        assert_eq!(r.status, status, "{method}");
+    }
+}

@@ -74,19 +74,16 @@ export function importDialog(db, session) {
     progress.hidden = false;
     say(status, 'Подготовка…');
     const { plan, notImported } = await buildPlan(db, uid, email, (text) => say(status, text));
-    const total = Object.keys(plan).length || 1;
-    let step = 0;
     const result = await db.importLocalStorage(plan, {
-      onProgress: (p) => {
-        step = Math.max(step, (p?.done ?? p?.index ?? step) + 0);
-        progress.value = Math.min(1, (p?.done && p?.total ? p.done / p.total : (step + 1) / total));
-        say(status, `Перенос: ${RU_KEY[p?.key] ?? p?.key ?? ''}…`);
+      onProgress: ({ key, done, total }) => {
+        progress.value = done / total;
+        say(status, `Перенесено: ${RU_KEY[key] ?? key} (${done} из ${total})…`);
       },
     });
     progress.value = 1;
     localStorage.setItem(doneKey(uid), 'done');
-    const imported = Object.entries(result.imported ?? {});
-    const problems = [...notImported, ...(result.errors ?? []).map((e) => `${RU_KEY[e.key] ?? e.key}: ${explain(e.error ?? e) || e.message}`)];
+    const imported = Object.entries(result.imported);
+    const problems = [...notImported, ...result.errors.map((e) => `${RU_KEY[e.key] ?? e.key}: ${e.message}`)];
     say(status, problems.length ? 'Перенос завершён, но не всё удалось перенести.' : 'Перенос завершён.');
     fill(report,
       h('h3', {}, 'Перенесено'),

@@ -21,7 +21,17 @@ try {
   throw new Error('TeacherUchit: no config');
 }
 
+// A password-reset link lands here with the session in the URL fragment (`type=recovery`); the
+// SDK takes the session out of the address bar (and says PASSWORD_RECOVERY), the page asks for
+// the new password before anything else. An expired link comes back as `#error=…`.
+const frag = new URLSearchParams(location.hash.slice(1));
+let recovering = frag.get('type') === 'recovery' && !!frag.get('access_token');
+
 const db = createClient(cfg.url, cfg.key, { offline: true });
+if (frag.get('error_description')) {
+  history.replaceState(null, '', location.pathname);
+  toast('Ссылка недействительна или устарела. Запросите новую.', 'error');
+}
 
 // --- the bar under the header: network state and the queue of writes made offline ---
 const net = /** @type {HTMLElement} */ (document.getElementById('net'));
@@ -64,32 +74,31 @@ function refreshAll() {
 // --- screens by who is signed in ---
 let current = { uid: null, teardown: () => {} };
 
-setExpiredHandler(() => {
-  // Drop the dead session in this tab (and, through the SDK, in the others).
-  db.auth.signOut({ scope: 'local' });
-});
+/** Set while this tab signs out itself, to tell it from a sign-out that came from elsewhere. */
+let signingOut = false;
 
-// A password-reset link lands here with the session in the URL fragment (`type=recovery`): keep
-// it, take it out of the address bar, and ask for the new password before anything else.
-let recovering = false;
-const frag = new URLSearchParams(location.hash.slice(1));
-if (frag.get('type') === 'recovery' && frag.get('access_token')) {
-  recovering = true;
-  history.replaceState(null, '', location.pathname);
-} else if (frag.get('error_description')) {
-  history.replaceState(null, '', location.pathname);
-  toast('Ссылка недействительна или устарела. Запросите новую.', 'error');
-}
+setExpiredHandler(async () => {
+  // Drop the dead session in this tab (and, through the SDK, in the others); the message that
+  // called this already says why.
+  signingOut = true;
+  await db.auth.signOut({ scope: 'local' });
+  signingOut = false;
+});
 
 async function show(session) {
   if (recovering && session) {
-    recovering = false;
+    if (current.uid === 'recovery') return;
     current.teardown();
-    current = { uid: null, teardown: () => {} };
+    clearReloaders();
+    current = { uid: 'recovery', teardown: () => {} };
     const { newPasswordScreen } = await import('./auth.js');
-    newPasswordScreen(app, db, () => show(session));
+    newPasswordScreen(app, db, () => {
+      recovering = false;
+      show(session);
+    });
     return;
   }
+  if (!session) recovering = false;
   const uid = session?.user?.id ?? null;
   if (uid === current.uid && uid !== null) return;
   current.teardown();
@@ -107,13 +116,23 @@ async function show(session) {
     h('button', { class: 'link', id: 'signout', onclick: signOut }, 'Выйти'));
   fill(app, h('p', { class: 'loading', 'aria-busy': 'true' }, 'Загрузка…'));
   try {
+    let teardown = () => {};
     if (role === 'teacher' || role === 'school_admin') {
       const { teacherScreen } = await import('./teacher.js');
-      current.teardown = await teacherScreen(app, db, session);
+      teardown = await teacherScreen(app, db, session);
     } else if (role === 'student') {
       const { studentScreen } = await import('./student.js');
-      current.teardown = await studentScreen(app, db, session);
-    } else {
+      teardown = await studentScreen(app, db, session);
+    }
+    if (current.uid !== uid) {
+      // Signed out (or in as someone else) while this screen was loading: it is not wanted.
+      teardown();
+      current.uid = undefined; // the newer screen was drawn over: draw it again
+      const { data } = await db.auth.getSession();
+      return show(data.session);
+    }
+    current.teardown = teardown;
+    if (role !== 'teacher' && role !== 'school_admin' && role !== 'student') {
       fill(app, h('p', { class: 'msg error' }, 'У этой учётной записи нет роли в школе. Обратитесь к администратору школы.'));
     }
     const { offerImport } = await import('./importer.js');
@@ -124,23 +143,18 @@ async function show(session) {
 }
 
 async function signOut() {
+  signingOut = true;
   const { error } = await db.auth.signOut();
-  if (error) toast(explain(error), 'error');
-}
-
-if (recovering) {
-  const { error } = await db.auth.setSession({
-    access_token: frag.get('access_token') ?? '',
-    refresh_token: frag.get('refresh_token') ?? '',
-  });
-  if (error) {
-    recovering = false;
-    toast(explain(error), 'error');
-  }
+  signingOut = false;
+  // Offline the session still ends here; the server's copy expires on its own.
+  if (error && error.name !== 'NetworkError') toast(explain(error), 'error');
 }
 
 db.auth.onAuthStateChange((event, session) => {
   if (event === 'TOKEN_REFRESHED' || event === 'USER_UPDATED') return;
-  if (event === 'PASSWORD_RECOVERY') return;
+  if (event === 'PASSWORD_RECOVERY') recovering = true;
+  if (event === 'SIGNED_OUT' && !signingOut && current.uid) {
+    toast('Сеанс завершён (выход в другой вкладке или истёк срок). Войдите снова.');
+  }
   show(session);
 });
