@@ -178,7 +178,7 @@ pub async fn respond(
                 .and_then(compress::negotiate)
         })
         .flatten();
-    let etag = match enc {
+    let mut etag = match enc {
         None => format!("\"{}\"", asset.tag),
         Some(e) => format!("\"{}-{}\"", asset.tag, e.name()),
     };
@@ -201,7 +201,11 @@ pub async fn respond(
                     .insert(header::CONTENT_ENCODING, HeaderValue::from_static(e.name()));
                 b
             }
-            _ => asset.bytes.clone(),
+            (_, _) => {
+                // No encoded form after all (compressing failed): the plain file, tagged as such.
+                etag = format!("\"{}\"", asset.tag);
+                asset.bytes.clone()
+            }
         };
         res.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
