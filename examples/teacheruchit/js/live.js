@@ -5,16 +5,21 @@ import { h, fill, explain, say, busy, when, toast } from './ui.js';
 import { onReload } from './reload.js';
 
 /**
- * Subscribes to changes of the given tables; `handlers[table](payload)` runs for each change.
+ * Subscribes to changes of the given tables; `handlers[table](payload)` runs for each change, and
+ * `onJoin` each time the subscription is (re)joined — what changed before it was live is fetched
+ * then, so nothing committed between the first load and the join is missed.
  * @param {any} db @param {string} uid @param {Record<string, (p: any) => void>} handlers
+ * @param {() => void} onJoin
  * @returns {() => void} unsubscribe
  */
-export function watchTables(db, uid, handlers) {
+export function watchTables(db, uid, handlers, onJoin) {
   const ch = db.channel(`changes:${uid}`);
   for (const [table, fn] of Object.entries(handlers)) {
     ch.on('postgres_changes', { event: '*', schema: 'public', table }, fn);
   }
-  ch.subscribe();
+  ch.subscribe((/** @type {string} */ status) => {
+    if (status === 'SUBSCRIBED') onJoin();
+  });
   return () => db.removeChannel(ch);
 }
 

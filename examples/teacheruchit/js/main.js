@@ -78,8 +78,10 @@ let current = { uid: null, teardown: () => {} };
 let signingOut = false;
 
 setExpiredHandler(async () => {
-  // Drop the dead session in this tab (and, through the SDK, in the others); the message that
-  // called this already says why.
+  // Drop the dead session in this tab (and, through the SDK, in the others), and say why where
+  // it stays visible: the screen that asked is replaced by the sign-in form.
+  if (!current.uid) return;
+  toast('Сессия истекла — войдите снова.', 'error');
   signingOut = true;
   await db.auth.signOut({ scope: 'local' });
   signingOut = false;

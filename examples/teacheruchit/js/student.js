@@ -79,17 +79,18 @@ export async function studentScreen(root, db, session) {
   const leaveRoom = classRoom(db, { uid, name: me.name || 'Ученик', role: 'student', school: me.school_id, cls: me.class, letter: me.letter, names }, chat.body, online.body);
   loadAssignments();
   loadMaterials();
-  const offReload = onReload(() => {
+  const reloadAll = () => {
     loadAssignments();
     loadMaterials();
     note.reload();
-  });
+  };
+  const offReload = onReload(reloadAll);
   const unwatch = watchTables(db, uid, {
     assignments: debounce(loadAssignments),
     materials: debounce(loadMaterials),
     grades: debounce(loadGrades),
     notifications: note.onChange,
-  });
+  }, reloadAll);
   return () => {
     offReload();
     unwatch();

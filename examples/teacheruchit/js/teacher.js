@@ -273,15 +273,16 @@ export async function teacherScreen(root, db, session) {
   loadMaterials();
   loadAssignments();
   enterRoom();
-  const offReload = onReload(() => {
+  const reloadAll = () => {
     loadMaterials();
     loadAssignments();
-  });
+  };
+  const offReload = onReload(reloadAll);
   const unwatch = watchTables(db, uid, {
     materials: debounce(loadMaterials),
     assignments: debounce(loadAssignments),
     grades: debounce(loadGrades),
-  });
+  }, reloadAll);
   let leaveAdmin = () => {};
   if (admin) {
     const { adminCard } = await import('./admin.js');

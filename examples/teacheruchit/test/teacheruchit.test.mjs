@@ -390,3 +390,41 @@ test('password reset by mail: the link from the outbox leads to a new password',
   assert.deepEqual(problems.filter((p) => !expected(p)), []);
   await context.close();
 });
+
+test('a session ended elsewhere sends the user back to sign in, saying why', async () => {
+  const context = await browser.newContext(VIEW);
+  const { page, problems } = await openPage(context, doska.url + '/');
+  await signIn(page, STUDENT.email, PASSWORD);
+  await page.locator('#student-dashboard').waitFor();
+  // Signed out everywhere (another device, or the admin), and this tab's token is due for refresh.
+  const session = await page.evaluate(() => {
+    for (let i = 0; i < localStorage.length; i++) {
+      const k = localStorage.key(i);
+      if (/^sb-.*-auth-token$/.test(k)) return JSON.parse(localStorage.getItem(k));
+    }
+    return null;
+  });
+  assert.ok(session?.access_token, 'the session is kept in localStorage');
+  const out = await fetch(`${doska.url}/auth/v1/logout?scope=global`, {
+    method: 'POST', headers: { apikey: doska.anonKey, Authorization: `Bearer ${session.access_token}` },
+  });
+  assert.equal(out.status, 204);
+  await page.evaluate(() => {
+    for (let i = 0; i < localStorage.length; i++) {
+      const k = localStorage.key(i);
+      if (/^sb-.*-auth-token$/.test(k)) {
+        const s = JSON.parse(localStorage.getItem(k));
+        localStorage.setItem(k, JSON.stringify({ ...s, expires_at: Math.floor(Date.now() / 1000) - 60 }));
+      }
+    }
+  });
+  await page.reload();
+  await page.locator('#signin').waitFor();
+  await sees(page, '#toast', /войдите снова/i);
+  // What fails is expected: the refused refresh (400), and a read the page started with the old
+  // session that went out as anon once the SDK dropped it (401, PostgREST's answer to anon without
+  // a grant) — which is what made the page say «Сессия истекла — войдите снова»; Chromium logs each.
+  const expected = (p) => /^400: POST .*\/auth\/v1\/token\?grant_type=refresh_token|^401: GET .*\/rest\/v1\/|Failed to load resource: .* (400|401)/.test(p);
+  assert.deepEqual(problems.filter((p) => !expected(p)), []);
+  await context.close();
+});
