@@ -335,20 +335,6 @@ impl Ctx<'_> {
     }
 }
 
-fn parse_query(q: Option<&str>) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let dec = |s: &str| {
-            percent_encoding::percent_decode_str(&s.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        out.entry(dec(k)).or_insert_with(|| dec(v));
-    }
-    out
-}
-
 /// The /auth/v1 front door.
 pub async fn handle(
     state: Arc<AppState>,
@@ -395,7 +381,7 @@ async fn serve(
         state,
         auth,
         headers: &parts.headers,
-        query: parse_query(parts.uri.query()),
+        query: crate::http::query::first_values(parts.uri.query()),
         body,
         rc,
     };
@@ -478,7 +464,7 @@ mod tests {
 
     #[test]
     fn query_parsing() {
-        let q = parse_query(Some(
+        let q = crate::http::query::first_values(Some(
             "grant_type=password&redirect_to=http%3A%2F%2Fx%2Fa+b&x",
         ));
         assert_eq!(q["grant_type"], "password");

@@ -222,13 +222,13 @@ impl SmtpConfig {
         });
         let mut from = "doska@localhost".to_owned();
         let mut ca_file = None;
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            match pair.split_once('=').unwrap_or((pair, "")) {
-                ("from", v) => from = decode(v),
-                ("ca", v) => ca_file = Some(PathBuf::from(decode(v))),
+        for (k, v) in crate::http::query::url_pairs(query) {
+            match (k.as_str(), v.as_str()) {
+                ("from", _) => from = v,
+                ("ca", _) => ca_file = Some(PathBuf::from(v)),
                 ("tls", "required") if tls == Tls::None => tls = Tls::StartTls,
                 ("tls", "none") if tls == Tls::None => {}
-                _ => return Err(bad(&format!("unknown or conflicting parameter {pair:?}"))),
+                _ => return Err(bad(&format!("unknown or conflicting parameter {k}={v:?}"))),
             }
         }
         let default_port = match tls {
@@ -443,6 +443,11 @@ mod tests {
         assert_eq!(c.port, 2525);
         assert_eq!(c.credentials, Some(("me@x.io".into(), "p:ss".into())));
         assert_eq!(c.from, "school@x.io");
+        let c = SmtpConfig::parse("smtp://mail.local?from=school+news@x.io").unwrap();
+        assert_eq!(
+            c.from, "school+news@x.io",
+            "a plus in an address stays a plus"
+        );
         let c = SmtpConfig::parse("smtp://localhost").unwrap();
         assert_eq!(
             (c.port, c.credentials, c.from.as_str()),

@@ -339,7 +339,7 @@ fn decode_body(api: &ApiRequest, bytes: &[u8]) -> Result<Payload, RestError> {
                 .map_err(|_| RequestError::InvalidBody("Empty or invalid json".into()).into())
         }
         ContentType::Form => {
-            let obj: serde_json::Map<String, Value> = request::parse_query(text)
+            let obj: serde_json::Map<String, Value> = crate::http::query::pairs(text)
                 .into_iter()
                 .map(|(k, v)| (k, Value::String(v)))
                 .collect();

@@ -240,23 +240,10 @@ fn route(method: &Method, path: &str) -> Option<Route> {
 }
 
 fn query(req: &Request<Incoming>) -> HashMap<String, String> {
-    req.uri()
-        .query()
-        .map(|q| {
-            q.split('&')
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                    let dec = |s: &str| {
-                        percent_encoding::percent_decode_str(&s.replace('+', " "))
-                            .decode_utf8_lossy()
-                            .into_owned()
-                    };
-                    (dec(k), dec(v))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    // A repeated name: the last value wins.
+    crate::http::query::pairs(req.uri().query().unwrap_or(""))
+        .into_iter()
+        .collect()
 }
 
 fn ok(v: Value) -> ApiResult {
