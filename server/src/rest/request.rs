@@ -1,7 +1,9 @@
 //! Parses an HTTP request (method, path after `/rest/v1`, query string, headers) into an
 //! [`ApiRequest`]. Pure: no schema, no I/O. Rejects malformed query strings (PGRST100), unknown
 //! methods (PGRST117), unsupported media types (PGRST107), bad `Prefer` under `handling=strict`
-//! (PGRST122) and unknown paths (PGRST125).
+//! (PGRST122) and unknown paths (PGRST125). The query string is split and decoded by
+//! `http::query` (`form_urlencoded`); PostgREST's grammar inside the values stays hand-written in
+//! [`super::grammar`], as no crate speaks it.
 
 use std::collections::BTreeMap;
 
