@@ -175,26 +175,17 @@ pub struct Auth {
 }
 
 /// Auth settings that cannot work (reported at start-up).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum SetupError {
+    #[error("{0}")]
     Config(String),
+    #[error("{0}")]
     Password(password::PasswordError),
+    #[error("{0}")]
     Smtp(smtp::SmtpError),
+    #[error("{0}")]
     Key(keys::KeyError),
 }
-
-impl std::fmt::Display for SetupError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SetupError::Config(e) => f.write_str(e),
-            SetupError::Password(e) => e.fmt(f),
-            SetupError::Smtp(e) => e.fmt(f),
-            SetupError::Key(e) => e.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for SetupError {}
 
 impl Auth {
     pub fn new(config: AuthConfig) -> Result<Auth, SetupError> {

@@ -112,28 +112,19 @@ impl Relay {
 /// The bound on one whole delivery, and on each reply within it.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum SmtpError {
+    #[error("invalid --smtp-url: {0}")]
     BadUrl(String),
     /// An address or message lettre will not put on the wire.
+    #[error("mail not sendable: {0}")]
     BadMessage(String),
     /// The connection failed or the relay refused (lettre's error carries its reply).
+    #[error("SMTP delivery failed: {0}")]
     Send(lettre::transport::smtp::Error),
+    #[error("SMTP relay did not answer in time")]
     Timeout,
 }
-
-impl std::fmt::Display for SmtpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SmtpError::BadUrl(m) => write!(f, "invalid --smtp-url: {m}"),
-            SmtpError::BadMessage(m) => write!(f, "mail not sendable: {m}"),
-            SmtpError::Send(e) => write!(f, "SMTP delivery failed: {e}"),
-            SmtpError::Timeout => write!(f, "SMTP relay did not answer in time"),
-        }
-    }
-}
-
-impl std::error::Error for SmtpError {}
 
 /// Percent-decoding of the URL's userinfo (a query string goes through `http::query`).
 fn decode(s: &str) -> String {

@@ -16,26 +16,17 @@ use super::backend::ByteStream;
 const MAX_FIELD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 16 * 1024;
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum FormError {
+    #[error("the form has no file part")]
     NoFile,
+    #[error("malformed multipart body: {0}")]
     Malformed(String),
+    #[error("a form field is larger than 64 KiB")]
     FieldTooLarge,
+    #[error("reading the request body failed: {0}")]
     Body(String),
 }
-
-impl std::fmt::Display for FormError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FormError::NoFile => f.write_str("the form has no file part"),
-            FormError::Malformed(w) => write!(f, "malformed multipart body: {w}"),
-            FormError::FieldTooLarge => f.write_str("a form field is larger than 64 KiB"),
-            FormError::Body(e) => write!(f, "reading the request body failed: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for FormError {}
 
 /// The form's text fields and its file.
 pub struct FormUpload {
@@ -52,16 +43,9 @@ pub fn boundary(content_type: &str) -> Option<String> {
 }
 
 /// The body stopped because a part (headers and value) before the file outgrew its budget.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("form part too large")]
 struct OverBudget;
-
-impl std::fmt::Display for OverBudget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("form part too large")
-    }
-}
-
-impl std::error::Error for OverBudget {}
 
 fn form_error(e: multer::Error) -> FormError {
     match e {
