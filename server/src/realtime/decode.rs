@@ -7,6 +7,10 @@
 //! never requested), truncated or over-long messages, rows for relations never described, rows
 //! whose column count disagrees with their relation, changes outside a transaction, and binary
 //! column values (only the text format is requested). No input makes it panic.
+//!
+//! Hand-written on purpose: pgoutput v1 is a small fixed format, the crates that decode it come
+//! tied to their own replication connection (doska has its own, see `replication`), and decoding it
+//! here keeps the relation and type metadata the rows depend on in one owner.
 
 mod changes;
 mod values;

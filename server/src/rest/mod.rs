@@ -1,6 +1,8 @@
 //! The REST front door: PostgREST's dialect at `/rest/v1`. Pipeline: [`request`] (parse) →
 //! [`plan`] (resolve against the [`schema`] cache) → [`sql`] (one parameterized statement) →
 //! [`execute`] (the only I/O) → [`render`]. Every error is answered here, as PostgREST would.
+//! Bodies: JSON by serde_json, forms by `http::query`, CSV by the `csv` crate; PostgREST's grammar
+//! (`select=`, filters, `or=(…)`) is hand-written in [`grammar`] because no crate speaks it.
 
 pub mod error;
 pub mod execute;

@@ -4,6 +4,9 @@
 //! core as the caller's role. Errors are `{statusCode, error, message}`. Rejects unknown routes,
 //! malformed JSON, bad or expired tokens; a private bucket or object the caller may not see is
 //! "not found", never "forbidden".
+//! Query strings are read by `http::query` (`form_urlencoded`) and multipart bodies by `multer` (see
+//! `form`). The tus resumable-upload protocol (`tus`) stays hand-written: it is a handful of headers
+//! over the storage core's multipart uploads, less code than fitting a tus server crate to that core.
 
 use std::collections::HashMap;
 

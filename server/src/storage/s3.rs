@@ -5,7 +5,8 @@
 //! Unsigned or wrongly signed requests are refused by s3s before any operation runs; an invalid or
 //! expired session token is refused with AccessDenied before any operation runs.
 //! Operations not listed in `impl S3 for S3Door` answer NotImplemented (s3s's default). Errors carry
-//! S3's codes.
+//! S3's codes. SigV4 (the canonical request, built from the raw query and headers) is s3s's; the
+//! session token is read through `http::query`, with the same form rules s3s reads that query by.
 
 use std::{
     net::SocketAddr,
