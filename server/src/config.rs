@@ -313,24 +313,13 @@ impl Default for BodyLimits {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error("config file {}: {reason}", .path.display())]
     File { path: PathBuf, reason: String },
+    #[error("setting {key}: {reason}")]
     Invalid { key: &'static str, reason: String },
 }
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::File { path, reason } => {
-                write!(f, "config file {}: {reason}", path.display())
-            }
-            ConfigError::Invalid { key, reason } => write!(f, "setting {key}: {reason}"),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 macro_rules! merge_fields {
     ($hi:expr, $lo:expr, $($f:ident),* $(,)?) => {

@@ -9,6 +9,7 @@ pub mod client_ip;
 pub mod compress;
 pub mod cors;
 pub mod metrics;
+pub mod query;
 pub mod router;
 pub mod sdk;
 pub mod server;
