@@ -36,7 +36,11 @@ export class OfflineQueue {
     globalThis.addEventListener?.('online', () => this.flush());
     globalThis.addEventListener?.('offline', () => this.set('offline'));
     if (this.pending()) this.later();
-    client.auth?.onAuthStateChange((/** @type {string} */ e) => e === 'SIGNED_IN' && this.pending() && this.flush());
+    client.auth?.onAuthStateChange((/** @type {string} */ e) => {
+      if (e === 'SIGNED_IN' && this.pending()) this.flush();
+      // A signed-out browser (a school's shared computer) keeps no one's answers.
+      if (e === 'SIGNED_OUT') this.clearCache();
+    });
   }
 
   /**
@@ -182,6 +186,14 @@ export class OfflineQueue {
       this.fail(e);
       return { sent: 0, failed: 0, pending: this.pending() };
     }).finally(() => { this.busy = null; }));
+  }
+
+  /** Forgets every cached answer. */
+  clearCache() {
+    try {
+      for (const k of this.read(C)) this.s.removeItem(k);
+      this.s.removeItem(C);
+    } catch { /* nothing cached */ }
   }
 
   /** The cache entry's key. @param {string} url @param {string} [accept] */

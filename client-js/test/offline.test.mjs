@@ -113,8 +113,9 @@ test('a flush that meets the network down again stops, keeps order, and retries'
 });
 
 test('read cache: a select that fails for lack of network answers the last answer, stale', async () => {
-  const net = network();
-  const a = await user(d, { fetch: net.fetch, offline: true });
+  const net = network(), m = new Map();
+  const storage = { getItem: (k) => m.get(k) ?? null, setItem: (k, v) => void m.set(k, String(v)), removeItem: (k) => void m.delete(k) };
+  const a = await user(d, { storage, fetch: net.fetch, offline: true });
   const tag = 'c' + Date.now();
   await a.from('items').insert({ name: tag, n: 7 });
   const fresh = await a.from('items').select('name,n', { count: 'exact' }).eq('name', tag);
@@ -129,6 +130,10 @@ test('read cache: a select that fails for lack of network answers the last answe
   net.down = false;
   for (let i = 0; i < 60; i++) await a.from('items').select('name').eq('n', i);
   assert.ok(JSON.parse(a.storageArea.getItem('doska.cache')).length <= 50);
+  // Signing out leaves no one's answers behind in the browser's storage.
+  assert.ok([...m.keys()].some((k) => k.startsWith('doska.cache:')));
+  await a.auth.signOut();
+  assert.deepEqual([...m.keys()].filter((k) => k.startsWith('doska.cache')), []);
 });
 
 test('a corrupt persisted queue is kept aside and reported; new writes still queue', async () => {
