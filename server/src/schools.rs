@@ -32,35 +32,26 @@ pub struct Registered {
     pub code: String,
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum SchoolError {
     /// The database has no `public.schools` (not TeacherUchit's migrations).
+    #[error(
+        "this database has no public.schools: run with TeacherUchit's migrations (--migrations)"
+    )]
     NoSchema,
     /// The `school_admin` role does not exist (TeacherUchit's policy files were not applied).
+    #[error(
+        "the role school_admin does not exist: run with TeacherUchit's policy files (--policies)"
+    )]
     NoRole,
+    #[error("a user with the e-mail {0} already exists")]
     EmailTaken(String),
     /// A value the operator gave is refused (bad e-mail, empty name, scale, …).
+    #[error("{0}")]
     Invalid(String),
+    #[error("database: {0}")]
     Db(String),
 }
-
-impl std::fmt::Display for SchoolError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SchoolError::NoSchema => f.write_str(
-                "this database has no public.schools: run with TeacherUchit's migrations (--migrations)",
-            ),
-            SchoolError::NoRole => f.write_str(
-                "the role school_admin does not exist: run with TeacherUchit's policy files (--policies)",
-            ),
-            SchoolError::EmailTaken(e) => write!(f, "a user with the e-mail {e} already exists"),
-            SchoolError::Invalid(e) => f.write_str(e),
-            SchoolError::Db(e) => write!(f, "database: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for SchoolError {}
 
 fn db(e: tokio_postgres::Error) -> SchoolError {
     match e.code().map(|c| c.code()) {
