@@ -17,7 +17,7 @@ room's members should have received.
 doska's RSS (VmRSS) is taken at start, after a short warm-up ("before": pools open, caches filled),
 every 0.5 s from the ramp to the end of the load (peak), and 30 s after the load ended ("after"). Prints PASS/FAIL for:
 errors == 0, and RSS after within 10 % of before. Exit status 1 when one fails.
-Not run in CI. Usage: bench/soak/run.py [--http N] [--sockets N] [--seconds N]"""
+Not run in CI. Usage: bench/soak/run.py [--http N] [--sockets N] [--seconds N] [--rounds N]"""
 import argparse, collections, json, os, resource, subprocess, sys, threading, time, urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
@@ -54,6 +54,14 @@ def status_kib(pid, field='VmRSS'):
         if line.startswith(field + ':'):
             return int(line.split()[1])
     raise SystemExit(f'no {field} for {pid}')
+
+
+def lazy_free_kib(pid):
+    """Memory the allocator gave back with MADV_FREE: still in RSS until the kernel needs it."""
+    for line in open(f'/proc/{pid}/smaps_rollup'):
+        if line.startswith('LazyFree:'):
+            return int(line.split()[1])
+    return 0
 
 
 def fds(pid):
@@ -135,6 +143,8 @@ def main():
     ap.add_argument('--http', type=int, default=1000, help='HTTP/1.1 keep-alive connections')
     ap.add_argument('--sockets', type=int, default=10000, help='WebSockets')
     ap.add_argument('--seconds', type=int, default=60, help='length of the load')
+    ap.add_argument('--rounds', type=int, default=1,
+                    help='loads in a row on one doska (RSS after each: a leak grows, a cache plateaus)')
     a = ap.parse_args()
     # Both doska and the load client hold one descriptor per connection, plus their own; both
     # inherit this limit (doska does not raise its soft limit itself).
@@ -162,44 +172,53 @@ def main():
         time.sleep(5)
         rss_before, fds_before = status_kib(pid), fds(pid)
         log_offset = os.path.getsize(d.log.name)
-        sampler = Sampler(pid)
-        sampler.start()
-        ready, out = soak(loadgen, d, a.sockets, a.http, a.seconds)
-        sampler.done.set()
-        time.sleep(AFTER_SECS)
-        rss_after, fds_after = status_kib(pid), fds(pid)
-        left = gauges(d.url)
+        rounds = []
+        for _ in range(a.rounds):
+            sampler = Sampler(pid)
+            sampler.start()
+            ready, out = soak(loadgen, d, a.sockets, a.http, a.seconds)
+            sampler.done.set()
+            time.sleep(AFTER_SECS)
+            rounds.append((ready, out, sampler, status_kib(pid), lazy_free_kib(pid), fds(pid), gauges(d.url)))
         logged = log_summary(d.log.name, log_offset)
     finally:
         d.stop()
 
-    rest, ws = out['rest'], out['ws']
     ms = lambda s: f"p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms, max {s['max_ms']:.1f} ms"
-    print(f'\nbench/soak: {a.sockets} WebSockets ({out["rooms"]} rooms) and {a.http} HTTP/1.1 connections for '
-          f'{a.seconds} s; {os.cpu_count()} cores; started {started_at}, load average '
-          f'{load_start[0]:.2f} at start, {os.getloadavg()[0]:.2f} at the end')
-    print(f'  ramp: {ready["ramp_secs"]:.1f} s to join {ready["sockets_joined"]} sockets and open '
-          f'{ready["http_connected"]} connections')
-    print(f'  REST: {rest["requests"]} requests ({rest["gets"]} GET, {rest["posts"]} POST), {rest["rate"]:.0f}/s; '
-          + ms(rest['latency']))
-    print(f'  WebSocket heartbeat round trip: {ws["heartbeat_rtt"]["count"]} heartbeats; ' + ms(ws['heartbeat_rtt']))
-    print(f'  broadcasts: {ws["broadcasts_sent"]} sent, {ws["broadcasts_received"]} of {ws["broadcasts_expected"]} '
-          f'deliveries; presence diffs received: {ws["presence_diffs"]}')
-    print(f'  postgres_changes: {ws["changes_inserted"]} inserts, {ws["changes_received"]} of '
-          f'{ws["changes_expected"]} deliveries; commit->client ' + ms(ws['change_latency']))
-    print(f'  doska RSS: start {mib(rss_start)}, before {mib(rss_before)}, peak {mib(sampler.peak_rss)}, '
-          f'{AFTER_SECS} s after {mib(rss_after)} ({rss_after / rss_before:.2f}x before)')
-    print(f'  doska open fds: before {fds_before}, peak {sampler.peak_fds}, after {fds_after}; realtime '
-          f'sockets/channels after: {left.get("doska_realtime_sockets")}/{left.get("doska_realtime_channels")}')
+    print(f'\nbench/soak: {a.sockets} WebSockets and {a.http} HTTP/1.1 connections for {a.seconds} s'
+          f'{f" × {a.rounds} rounds" if a.rounds > 1 else ""}; {os.cpu_count()} cores; started {started_at}, '
+          f'load average {load_start[0]:.2f} at start, {os.getloadavg()[0]:.2f} at the end')
+    print(f'  doska RSS: at start {mib(rss_start)}, before (after a warm-up) {mib(rss_before)}; open fds before '
+          f'{fds_before}')
+    errors = warm['errors']
     if warm['errors']:
         print(f'  warm-up errors: {warm["error_kinds"]}')
-    for kind, n in out['error_kinds'].items():
-        print(f'  error: {kind}: {n}')
-    for sample in out['error_samples']:
-        print(f'    e.g. {sample[:300]}')
-    for message, n in logged.most_common(10):
-        print(f'  doska logged {n}x {message[:200]}')
-    errors = out['errors'] + warm['errors']
+    for n, (ready, out, sampler, rss_after, lazy, fds_after, left) in enumerate(rounds, 1):
+        rest, ws = out['rest'], out['ws']
+        if a.rounds > 1:
+            print(f' round {n}:')
+        print(f'  ramp: {ready["ramp_secs"]:.1f} s to join {ready["sockets_joined"]} sockets ({out["rooms"]} rooms) '
+              f'and open {ready["http_connected"]} connections')
+        print(f'  REST: {rest["requests"]} requests ({rest["gets"]} GET, {rest["posts"]} POST), '
+              f'{rest["rate"]:.0f}/s; ' + ms(rest['latency']))
+        print(f'  WebSocket heartbeat round trip: {ws["heartbeat_rtt"]["count"]} heartbeats; '
+              + ms(ws['heartbeat_rtt']))
+        print(f'  broadcasts: {ws["broadcasts_sent"]} sent, {ws["broadcasts_received"]} of '
+              f'{ws["broadcasts_expected"]} deliveries; presence diffs received: {ws["presence_diffs"]}')
+        print(f'  postgres_changes: {ws["changes_inserted"]} inserts, {ws["changes_received"]} of '
+              f'{ws["changes_expected"]} deliveries; commit->client ' + ms(ws['change_latency']))
+        print(f'  doska RSS: peak {mib(sampler.peak_rss)}, {AFTER_SECS} s after {mib(rss_after)} '
+              f'({rss_after / rss_before:.2f}x before; {mib(lazy)} of it lazily freed); open fds: peak {sampler.peak_fds}, after {fds_after}; '
+              f'realtime sockets/channels after: {left.get("doska_realtime_sockets")}/'
+              f'{left.get("doska_realtime_channels")}')
+        for kind, count in out['error_kinds'].items():
+            print(f'  error: {kind}: {count}')
+        for sample in out['error_samples']:
+            print(f'    e.g. {sample[:300]}')
+        errors += out['errors']
+    for message, count in logged.most_common(10):
+        print(f'  doska logged {count}x {message[:200]}')
+    rss_after = rounds[-1][3]
     checks = [
         (f'errors == 0 ({errors})', errors == 0),
         (f'RSS {AFTER_SECS} s after within 10 % of before ({rss_after / rss_before:.2f}x)',

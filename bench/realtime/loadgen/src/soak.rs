@@ -145,7 +145,7 @@ pub async fn run(args: &Args) -> Result<(), String> {
     let sockets = args.num("sockets", 10_000)? as usize;
     let room = args.num("room", 50)?.max(1) as usize;
     let http = args.num("http", 1000)? as usize;
-    let inserts_per_sec = args.num("inserts-per-sec", 10)?;
+    let inserts_per_sec = args.num("inserts-per-sec", 10)?.min(1000);
     let config = Arc::new(Config {
         addr,
         apikey: args.str("apikey")?,
