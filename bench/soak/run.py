@@ -3,12 +3,13 @@
 
 A release doska (lib.Doska, a small schema: soak_items to read, soak_posts to write, soak_feed in the
 realtime publication, RLS on with permissive policies) gets, from one `doska-loadgen soak` process:
-  - --sockets WebSockets (Phoenix vsn 2.0.0) in rooms of 50, each joined with presence on and a
-    postgres_changes INSERT binding on soak_feed filtered to its room; heartbeats every 5 s (the
-    round trip is the WebSocket latency), a presence track at the join and one more during the load,
-    a binary broadcast to its room every 10 s, and a trickle of 10 inserts/s into soak_feed;
+  - --sockets WebSockets (Phoenix vsn 2.0.0) in rooms of 25 (a class), each joined with presence on
+    and a postgres_changes INSERT binding on soak_feed filtered to its room; heartbeats every 10 s
+    (the round trip is the WebSocket latency), a presence track at the join and one more during the
+    load, a binary broadcast to its room every 20 s, and a trickle of up to 10 inserts/s into soak_feed;
   - --http HTTP/1.1 keep-alive connections, each looping REST GETs on soak_items (by key, and a
-    filtered, ordered page) and every 10th request a POST into soak_posts;
+    filtered, ordered page) and every 10th request a POST into soak_posts, with a 500 ms pause after
+    each answer (so the REST load is what 1,000 active clients offer, not an unbounded queue);
 for --seconds, then 10 s of drain. Every error counts: failed connects and joins, non-2xx, resets,
 closes and 10 s timeouts of requests, sockets closed or failed before the stop, unanswered heartbeats
 and presence pushes, system errors, and broadcast or change deliveries missing against what each

@@ -28,11 +28,11 @@ const USAGE: &str = "usage: doska-loadgen <command> [--option value]...
   bare      [--listen ADDR]   a plain fan-out server of the same frames; prints {\"port\":P}.
   soak      --url http://127.0.0.1:PORT --apikey KEY [--sockets N] [--http M] [--seconds S]
             [--room R] [--heartbeat-secs S] [--broadcast-secs S] [--inserts-per-sec N]
-            [--post-every N] [--drain-secs S]
-            N sockets in rooms of R (presence, broadcasts, heartbeats, postgres_changes on
-            soak_feed fed by a trickle of inserts) and M keep-alive REST connections looping
-            GETs and POSTs for S seconds; prints {\"ready\":…} after the ramp, then the errors,
-            p99s and counts.";
+            [--post-every N] [--http-pause-ms MS] [--drain-secs S]
+            N sockets in rooms of R (default 25: presence, a broadcast every 20 s, heartbeats
+            every 10 s, postgres_changes on soak_feed fed by a trickle of inserts) and M
+            keep-alive REST connections looping GETs and POSTs (a 500 ms pause after each
+            answer) for S seconds; prints {\"ready\":…} after the ramp, then errors, p99s, counts.";
 
 /// `--name value` options (and bare `--flag`s, stored as "true").
 pub struct Args(HashMap<String, String>);
@@ -128,6 +128,7 @@ fn main() {
                 "inserts-per-sec",
                 "post-every",
                 "drain-secs",
+                "http-pause-ms",
             ])?;
             runtime.block_on(soak::run(&args))
         }

@@ -1,22 +1,25 @@
-//! `soak`: for a bounded time, N WebSockets joined to channels (rooms of `--room` sockets) and M
-//! HTTP/1.1 keep-alive connections against one doska on the loopback, counting every error.
+//! `soak`: for a bounded time, N WebSockets joined to channels (rooms of `--room` sockets, 25 by
+//! default: a class) and M HTTP/1.1 keep-alive connections against one doska on the loopback,
+//! counting every error.
 //!
 //! Each socket joins `realtime:soak-<room>` with presence on, broadcast `self: false` and one
 //! `postgres_changes` INSERT binding on `soak_feed` filtered to its room; it tracks its presence
-//! at once and again (new meta) once during the load, heartbeats every `--heartbeat-secs` (the
-//! round trip is the WebSocket latency), and sends a binary broadcast to its room every
-//! `--broadcast-secs`. A trickle task POSTs `--inserts-per-sec` rows into `soak_feed` (room by
-//! room) on its own connection. Each HTTP connection loops GETs on `soak_items` (by key, and a
-//! filtered, ordered page), and every `--post-every`th request POSTs a row into `soak_posts`.
+//! at once and again (new meta) once during the load, heartbeats every `--heartbeat-secs` (10;
+//! the round trip is the WebSocket latency; as realtime-js, none while one is pending), and sends
+//! a binary broadcast to its room every `--broadcast-secs` (20). A trickle task POSTs up to
+//! `--inserts-per-sec` (10) rows into `soak_feed`, room after room, on its own connection. Each
+//! HTTP connection loops GETs on `soak_items` (by key, and a filtered, ordered page), every
+//! `--post-every`th (10th) request a POST into `soak_posts`, pausing `--http-pause-ms` (500)
+//! after each answer.
 //!
 //! Phases: ramp (connect and join everything, bounded parallel; heartbeats already run), load
-//! (`--seconds`), drain (`--drain-secs`, default 10: nothing new is sent, what is in flight arrives), stop
-//! (sockets close with a close frame). Errors are: a failed connect or join, a non-2xx, a reset,
-//! a close or a timeout (10 s) of an HTTP request, a socket closed or failed before the stop, a
-//! heartbeat or presence push without an ok reply, a `system` error, `phx_error` or `phx_close`
-//! from the server, and every broadcast or change delivery missing (or extra) against what the
-//! rooms' members should have received. Prints `{"ready":…}` when the ramp ends and one JSON line
-//! of results at the end.
+//! (`--seconds`), drain (`--drain-secs`, 10: nothing new is sent, what is in flight arrives),
+//! stop (sockets close with a close frame). Errors are: a failed connect or join; a non-2xx, a
+//! reset, a close or a timeout (10 s) of an HTTP request; a socket closed or failed before the
+//! stop; a heartbeat unanswered for 25 s (realtime-js's timeout) or at the stop; a presence push
+//! without an ok reply; a `system` error, `phx_error` or `phx_close` from the server; and every
+//! broadcast or change delivery missing (or extra) against what the rooms' members should have
+//! received. Prints `{"ready":…}` when the ramp ends and one JSON line of results at the end.
 //!
 //! Rejects a non-loopback `--url` (the soak only ever targets this machine).
 
@@ -37,6 +40,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::Args;
 use crate::phx::{self, Ws};
@@ -63,11 +67,15 @@ struct Config {
     addr: SocketAddr,
     apikey: String,
     sockets: usize,
+    http: usize,
     rooms: usize,
     seconds: u64,
     heartbeat: Duration,
     broadcast: Duration,
     post_every: u64,
+    /// Each HTTP connection's pause after an answer (a client that reads what it got), so the
+    /// REST load is what the connections offer rather than a queue as long as the server lets it.
+    http_pause: Duration,
 }
 
 /// Errors by kind (a small fixed set of names), and the first few messages verbatim.
@@ -143,18 +151,20 @@ pub async fn run(args: &Args) -> Result<(), String> {
         return Err(format!("--url {url}: the soak only targets the loopback"));
     }
     let sockets = args.num("sockets", 10_000)? as usize;
-    let room = args.num("room", 50)?.max(1) as usize;
+    let room = args.num("room", 25)?.max(1) as usize;
     let http = args.num("http", 1000)? as usize;
     let inserts_per_sec = args.num("inserts-per-sec", 10)?.min(1000);
     let config = Arc::new(Config {
         addr,
         apikey: args.str("apikey")?,
         sockets,
+        http,
         rooms: sockets.div_ceil(room).max(1),
         seconds: args.num("seconds", 60)?,
-        heartbeat: Duration::from_secs(args.num("heartbeat-secs", 5)?.max(1)),
-        broadcast: Duration::from_secs(args.num("broadcast-secs", 10)?.max(1)),
+        heartbeat: Duration::from_secs(args.num("heartbeat-secs", 10)?.max(1)),
+        broadcast: Duration::from_secs(args.num("broadcast-secs", 20)?.max(1)),
         post_every: args.num("post-every", 10)?.max(1),
+        http_pause: Duration::from_millis(args.num("http-pause-ms", 500)?),
     });
     let drain = Duration::from_secs(args.num("drain-secs", 10)?);
     let shared = Arc::new(Shared {
@@ -494,6 +504,8 @@ async fn http_connection(
     if !wait_for_load(&mut phase).await {
         return out;
     }
+    // Spread over one pause, so the connections do not all ask at once.
+    tokio::time::sleep(offset(c, config.http, config.http_pause)).await;
     let mut n = c as u64;
     while *phase.borrow() == Phase::Load {
         n += 1;
@@ -523,6 +535,7 @@ async fn http_connection(
                 } else {
                     out.gets += 1;
                 }
+                tokio::time::sleep(config.http_pause).await;
             }
             Err((kind, detail)) => {
                 shared.errors.add(&kind, detail);
@@ -638,8 +651,8 @@ async fn socket(
                     break;
                 }
                 if *phase.borrow() == Phase::Load {
-                    // The second track lands somewhere in the first half of the load.
-                    retrack = Instant::now() + spread(Duration::from_secs(config.seconds) / 2);
+                    // The second track lands somewhere during the load.
+                    retrack = Instant::now() + spread(Duration::from_secs(config.seconds));
                 }
                 None
             }
@@ -737,7 +750,13 @@ async fn join(
         "ws://{}/realtime/v1/websocket?apikey={}&vsn=2.0.0",
         config.addr, config.apikey
     );
-    let (mut ws, _) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(url))
+    // tungstenite's default 128 KiB read buffer per socket would make the client, not the
+    // server, the memory hog: 8 KiB as doska's own sockets.
+    let buffers = WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024);
+    let connect = tokio_tungstenite::connect_async_with_config(url, Some(buffers), true);
+    let (mut ws, _) = tokio::time::timeout(TIMEOUT, connect)
         .await
         .map_err(|_| ("ws: connect timeout", format!("socket {i}")))?
         .map_err(|e| ("ws: connect", format!("socket {i}: {e}")))?;
