@@ -182,6 +182,14 @@ pub async fn run(args: &Args) -> Result<(), String> {
     let (phase_tx, phase_rx) = watch::channel(Phase::Ramp);
     let connecting = Arc::new(Semaphore::new(CONNECTING));
 
+    // The REST side runs on threads of its own: on one runtime, ten thousand sockets' frames
+    // would delay the HTTP tasks' polls, and the client's queue would pass for the server's
+    // latency. The OS shares the cores between the two.
+    let http_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("a tokio runtime for the HTTP side: {e}"))?;
     let mut tasks = Vec::with_capacity(sockets + http);
     for i in 0..sockets {
         let (config, shared, phase, connecting) = (
@@ -201,9 +209,11 @@ pub async fn run(args: &Args) -> Result<(), String> {
             phase_rx.clone(),
             connecting.clone(),
         );
-        tasks.push(tokio::spawn(async move {
-            http_connection(c, &config, &shared, phase, &connecting).await
-        }));
+        tasks.push(
+            http_runtime.spawn(async move {
+                http_connection(c, &config, &shared, phase, &connecting).await
+            }),
+        );
     }
 
     let started = Instant::now();
@@ -242,7 +252,7 @@ pub async fn run(args: &Args) -> Result<(), String> {
     let load_started = Instant::now();
     let trickle = {
         let (config, shared, phase) = (config.clone(), shared.clone(), phase_rx.clone());
-        tokio::spawn(async move { trickle(inserts_per_sec, &config, &shared, phase).await })
+        http_runtime.spawn(async move { trickle(inserts_per_sec, &config, &shared, phase).await })
     };
     tokio::time::sleep(Duration::from_secs(config.seconds)).await;
     let load_secs = load_started.elapsed().as_secs_f64();
@@ -271,6 +281,8 @@ pub async fn run(args: &Args) -> Result<(), String> {
             .errors
             .add("stop: tasks still running 60 s after the stop", "");
     }
+    // Dropping a runtime inside another one's task would panic.
+    http_runtime.shutdown_background();
 
     let sum = |v: &[AtomicU64], f: &dyn Fn(usize, u64) -> u64| -> u64 {
         v.iter()
