@@ -392,6 +392,9 @@ struct Rest {
     host: String,
     apikey: String,
     sender: Option<SendRequest<Full<Bytes>>>,
+    /// Answers on the current connection: a first request that fails tells a connection the
+    /// server never picked up from one that went bad.
+    answered: u64,
 }
 
 impl Rest {
@@ -401,6 +404,7 @@ impl Rest {
             host: config.addr.to_string(),
             apikey: config.apikey.clone(),
             sender: None,
+            answered: 0,
         }
     }
 
@@ -417,6 +421,7 @@ impl Rest {
             let _ = conn.await;
         });
         self.sender = Some(sender);
+        self.answered = 0;
         Ok(())
     }
 
@@ -456,6 +461,14 @@ impl Rest {
             Ok::<_, hyper::Error>((status, body))
         })
         .await;
+        let first = if self.answered == 0 {
+            " (first request on the connection)"
+        } else {
+            ""
+        };
+        if matches!(answer, Ok(Ok(_))) {
+            self.answered += 1;
+        }
         match answer {
             Ok(Ok((status, _))) if status.is_success() => Ok(started.elapsed()),
             Ok(Ok((status, body))) => Err((
@@ -467,11 +480,11 @@ impl Rest {
             )),
             Ok(Err(e)) => {
                 self.sender = None;
-                Err((hyper_kind(&e).to_string(), format!("{path}: {e}")))
+                Err((format!("{}{first}", hyper_kind(&e)), format!("{path}: {e}")))
             }
             Err(_) => {
                 self.sender = None;
-                Err(("http: timeout".to_string(), path.to_string()))
+                Err((format!("http: timeout{first}"), path.to_string()))
             }
         }
     }
