@@ -12,8 +12,8 @@
 //! `--post-every`th (10th) request a POST into `soak_posts`, pausing `--http-pause-ms` (500)
 //! after each answer.
 //!
-//! Phases: ramp (connect and join everything, bounded parallel; heartbeats already run), load
-//! (`--seconds`), drain (`--drain-secs`, 10: nothing new is sent, what is in flight arrives),
+//! Phases: ramp (connect and join everything, 64 at a time, each HTTP connection answering one
+//! GET before the next opens; heartbeats already run), load (`--seconds`), drain (`--drain-secs`, 10: nothing new is sent, what is in flight arrives),
 //! stop (sockets close with a close frame). Errors are: a failed connect or join; a non-2xx, a
 //! reset, a close or a timeout (10 s) of an HTTP request; a socket closed or failed before the
 //! stop; a heartbeat unanswered for 25 s (realtime-js's timeout) or at the stop; a presence push
@@ -516,12 +516,16 @@ async fn http_connection(
 ) -> Measured {
     let mut rest = Rest::new(config);
     {
+        // Open, and hold the permit until a first answer: a connection the kernel completed
+        // is not yet one the server accepted, and ramping faster than the server accepts would
+        // overflow its listen backlog (a burst the ramp is not meant to measure).
         let _permit = connecting.acquire().await;
-        match rest.connect().await {
-            Ok(()) => {
+        let first = "/rest/v1/soak_items?id=eq.1";
+        match rest.send(Method::GET, first, None).await {
+            Ok(_) => {
                 shared.http_ready.fetch_add(1, Ordering::Relaxed);
             }
-            Err((kind, detail)) => shared.errors.add(&kind, detail),
+            Err((kind, detail)) => shared.errors.add(&format!("ramp: {kind}"), detail),
         }
         shared.ramped.fetch_add(1, Ordering::Relaxed);
     }
