@@ -20,23 +20,14 @@ use tokio_postgres::types::{ToSql, Type};
 use super::decode::{Change, ChangeKind};
 use crate::db::{quote_ident, quote_literal};
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum AuthorizeError {
+    #[error("realtime authorization: no connection: {0}")]
     Pool(String),
     /// The connection broke mid-check (a denial is not an error; this is).
+    #[error("realtime authorization: {0}")]
     Db(tokio_postgres::Error),
 }
-
-impl std::fmt::Display for AuthorizeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AuthorizeError::Pool(e) => write!(f, "realtime authorization: no connection: {e}"),
-            AuthorizeError::Db(e) => write!(f, "realtime authorization: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for AuthorizeError {}
 
 /// One caller to check: role and claims (JSON text, as `request.jwt.claims` holds it).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

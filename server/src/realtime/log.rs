@@ -53,20 +53,9 @@ impl fmt::Display for Position {
 }
 
 /// The text was not `X/X:N`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid position {0:?}: expected X/X:N (an LSN, a colon, an index)")]
 pub struct ParsePositionError(pub String);
-
-impl fmt::Display for ParsePositionError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid position {:?}: expected X/X:N (an LSN, a colon, an index)",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for ParsePositionError {}
 
 impl FromStr for Position {
     type Err = ParsePositionError;
@@ -84,22 +73,13 @@ impl FromStr for Position {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum LogError {
+    #[error("realtime log: no connection: {0}")]
     Pool(String),
+    #[error("realtime log: {0}")]
     Db(tokio_postgres::Error),
 }
-
-impl fmt::Display for LogError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LogError::Pool(e) => write!(f, "realtime log: no connection: {e}"),
-            LogError::Db(e) => write!(f, "realtime log: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for LogError {}
 
 impl From<tokio_postgres::Error> for LogError {
     fn from(e: tokio_postgres::Error) -> Self {
