@@ -1,8 +1,9 @@
 //! bench/realtime's load generator: opens many Phoenix (vsn 2.0.0, as realtime-js speaks it)
 //! sockets against doska and measures what arrives — `postgres_changes` deliveries with their
 //! commit-to-client latency, broadcast fan-out rate, or simply holds idle joined sockets — and
-//! runs the bare tokio-tungstenite fan-out server that the broadcast figures are compared with.
-//! Driven by bench/realtime/run.py; prints one JSON line of results on stdout.
+//! runs the bare tokio-tungstenite fan-out server that the broadcast figures are compared with;
+//! and bench/soak's mixed load (sockets and REST connections held for a bounded time).
+//! Driven by bench/realtime/run.py and bench/soak/run.py; prints one JSON line of results on stdout.
 //!
 //! Rejects unknown subcommands and options, and missing required options (exit 2 with usage).
 
@@ -10,6 +11,7 @@ mod bare;
 mod changes;
 mod fanout;
 mod phx;
+mod soak;
 
 use std::collections::HashMap;
 
@@ -23,7 +25,14 @@ const USAGE: &str = "usage: doska-loadgen <command> [--option value]...
   fanout    --url WS --apikey KEY [--sockets N] [--senders S] [--wave M] [--waves W]
             N receivers and S senders join one topic; each wave the senders push M binary
             broadcasts in total and the wave ends when every receiver got them.
-  bare      [--listen ADDR]   a plain fan-out server of the same frames; prints {\"port\":P}.";
+  bare      [--listen ADDR]   a plain fan-out server of the same frames; prints {\"port\":P}.
+  soak      --url http://127.0.0.1:PORT --apikey KEY [--sockets N] [--http M] [--seconds S]
+            [--room R] [--heartbeat-secs S] [--broadcast-secs S] [--inserts-per-sec N]
+            [--post-every N] [--http-pause-ms MS] [--drain-secs S]
+            N sockets in rooms of R (default 25: presence, a broadcast every 20 s, heartbeats
+            every 10 s, postgres_changes on soak_feed fed by a trickle of inserts) and M
+            keep-alive REST connections looping GETs and POSTs (a 500 ms pause after each
+            answer) for S seconds; prints {\"ready\":…} after the ramp, then errors, p99s, counts.";
 
 /// `--name value` options (and bare `--flag`s, stored as "true").
 pub struct Args(HashMap<String, String>);
@@ -105,6 +114,23 @@ fn main() {
         "fanout" => {
             args.check_known(&["url", "apikey", "sockets", "senders", "wave", "waves"])?;
             runtime.block_on(fanout::run(&args))
+        }
+        "soak" => {
+            args.check_known(&[
+                "url",
+                "apikey",
+                "sockets",
+                "http",
+                "seconds",
+                "room",
+                "heartbeat-secs",
+                "broadcast-secs",
+                "inserts-per-sec",
+                "post-every",
+                "drain-secs",
+                "http-pause-ms",
+            ])?;
+            runtime.block_on(soak::run(&args))
         }
         "bare" => {
             args.check_known(&["listen"])?;

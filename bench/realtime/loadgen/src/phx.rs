@@ -41,12 +41,22 @@ pub async fn connect(url: &str, apikey: &str) -> Result<Ws, String> {
     Err(format!("connect {full}: {last}"))
 }
 
-/// A `phx_join` frame (ref "1", join_ref "1") in realtime-js's shape.
+/// A `phx_join` frame (ref "1", join_ref "1") in realtime-js's shape, presence off.
 pub fn join_frame(topic: &str, postgres_changes: Value, access_token: Option<&str>) -> Message {
+    join_frame_with(topic, postgres_changes, None, access_token)
+}
+
+/// A `phx_join` frame with presence enabled under `presence_key` when one is given.
+pub fn join_frame_with(
+    topic: &str,
+    postgres_changes: Value,
+    presence_key: Option<&str>,
+    access_token: Option<&str>,
+) -> Message {
     let mut payload = json!({
         "config": {
             "broadcast": {"ack": false, "self": false},
-            "presence": {"key": "", "enabled": false},
+            "presence": {"key": presence_key.unwrap_or(""), "enabled": presence_key.is_some()},
             "postgres_changes": postgres_changes,
             "private": false,
         },
@@ -55,6 +65,12 @@ pub fn join_frame(topic: &str, postgres_changes: Value, access_token: Option<&st
         payload["access_token"] = json!(t);
     }
     Message::text(json!(["1", "1", topic, "phx_join", payload]).to_string())
+}
+
+/// realtime-js's presence track push: `["1", ref, topic, "presence", {type, event, payload}]`.
+pub fn track_frame(topic: &str, reference: u64, meta: Value) -> Message {
+    let payload = json!({"type": "presence", "event": "track", "payload": meta});
+    Message::text(json!(["1", reference.to_string(), topic, "presence", payload]).to_string())
 }
 
 pub fn heartbeat_frame(reference: u64) -> Message {
