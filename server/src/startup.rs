@@ -317,7 +317,23 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         .map_err(StartError::Auth)?;
     ensure_data_dir(&config.data_dir)?;
     let listener = bind(config.listen)?;
-    let s3_bound = crate::storage::s3::bind(&config)?;
+    // Storage's S3 listener, when an operator key pair is configured; bound here too so a taken
+    // port fails start-up with one clear line.
+    let s3_bound = match &config.s3_keys {
+        Some(keys) => {
+            let listener = bind(config.s3_listen).map_err(|e| match e {
+                StartError::Listen { addr, reason } => StartError::Listen {
+                    addr,
+                    reason: format!(
+                        "{reason} (the S3 listener; choose another address with --s3-listen)"
+                    ),
+                },
+                other => other,
+            })?;
+            Some((listener, keys.clone()))
+        }
+        None => None,
+    };
     let tls = match &config.tls {
         Some(t) => Some(http::server::tls_acceptor(&t.cert, &t.key).map_err(StartError::Tls)?),
         None => None,

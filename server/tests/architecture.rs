@@ -21,6 +21,8 @@ const MAX_LINES: usize = 900;
 struct File {
     path: PathBuf,
     module: Vec<String>,
+    /// A `#[cfg(test)]` module in its own file: test code, not part of the house's structure.
+    test: bool,
     tokens: Vec<Tok>,
     lines: usize,
 }
@@ -153,6 +155,40 @@ fn lex(src: &str) -> Vec<Tok> {
     out
 }
 
+/// Whether the `mod` at `k` carries `#[cfg(test)]` (among its attributes, before `pub` if any).
+fn cfg_test_before(t: &[Tok], k: usize) -> bool {
+    let mut i = k;
+    // Skip `pub`, `pub(crate)`, `pub(super)`.
+    while i > 0 {
+        match &t[i - 1] {
+            Tok::Ident(s) if s == "pub" || s == "crate" || s == "super" => i -= 1,
+            Tok::Punct('(') | Tok::Punct(')') => i -= 1,
+            _ => break,
+        }
+    }
+    // Walk back over attributes `#[ … ]`, looking for `cfg(test)`.
+    while i > 0 && t[i - 1] == Tok::Punct(']') {
+        let end = i - 1;
+        let mut j = end;
+        while j > 0 && t[j] != Tok::Punct('#') {
+            j -= 1;
+        }
+        let attr = &t[j..end];
+        let words: Vec<&str> = attr
+            .iter()
+            .filter_map(|x| match x {
+                Tok::Ident(s) => Some(s.as_str()),
+                _ => None,
+            })
+            .collect();
+        if words == ["cfg", "test"] {
+            return true;
+        }
+        i = j;
+    }
+    false
+}
+
 fn prev_is_ident(b: &[char], i: usize) -> bool {
     i > 0 && (b[i - 1].is_alphanumeric() || b[i - 1] == '_')
 }
@@ -161,10 +197,10 @@ fn prev_is_ident(b: &[char], i: usize) -> bool {
 fn load(src: &Path) -> Vec<File> {
     let mut files = Vec::new();
     let mut todo = vec![
-        (src.join("lib.rs"), Vec::<String>::new()),
-        (src.join("main.rs"), vec!["main".to_string()]),
+        (src.join("lib.rs"), Vec::<String>::new(), false),
+        (src.join("main.rs"), vec!["main".to_string()], false),
     ];
-    while let Some((path, module)) = todo.pop() {
+    while let Some((path, module, test)) = todo.pop() {
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
         let tokens = lex(&text);
@@ -196,13 +232,14 @@ fn load(src: &Path) -> Vec<File> {
                 };
                 let mut m = module.clone();
                 m.push(name.clone());
-                todo.push((child, m));
+                todo.push((child, m, test || cfg_test_before(&tokens, k)));
             }
             k += 1;
         }
         files.push(File {
             path,
             module,
+            test,
             tokens,
             lines: text.lines().count(),
         });
@@ -215,6 +252,9 @@ fn load(src: &Path) -> Vec<File> {
 fn named_paths(file: &File) -> Vec<Vec<String>> {
     let t = &file.tokens;
     let mut out = Vec::new();
+    if file.test {
+        return out;
+    }
     // Inline modules (`mod tests { … }`) shift what `super` and `self` mean.
     let mut inline: Vec<(String, usize)> = Vec::new();
     let mut depth = 0usize;
@@ -226,6 +266,28 @@ fn named_paths(file: &File) -> Vec<Vec<String>> {
                 depth -= 1;
                 if inline.last().is_some_and(|(_, d)| *d == depth) {
                     inline.pop();
+                }
+            }
+            Tok::Ident(m)
+                if m == "mod"
+                    && matches!(t.get(k + 2), Some(Tok::Punct('{')))
+                    && cfg_test_before(t, k) =>
+            {
+                // Inline test modules are the house's clients, not part of its structure.
+                let mut open = 0;
+                k += 2;
+                while k < t.len() {
+                    match t[k] {
+                        Tok::Punct('{') => open += 1,
+                        Tok::Punct('}') => {
+                            open -= 1;
+                            if open == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    k += 1;
                 }
             }
             Tok::Ident(m)
@@ -461,7 +523,11 @@ fn imports_run_one_way() {
         .iter()
         .map(|(f, t)| format!("{f} → {}", t.iter().cloned().collect::<Vec<_>>().join(", ")))
         .collect();
-    assert!(lines.is_empty(), "imports that run the wrong way:\n{}", lines.join("\n"));
+    assert!(
+        lines.is_empty(),
+        "imports that run the wrong way:\n{}",
+        lines.join("\n")
+    );
 }
 
 #[test]
@@ -481,6 +547,7 @@ fn the_checker_sees_what_it_should() {
     let f = File {
         path: PathBuf::new(),
         module: vec!["m".into()],
+        test: false,
         tokens: t,
         lines: 0,
     };

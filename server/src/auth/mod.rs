@@ -15,6 +15,7 @@ pub mod password;
 pub mod pkce;
 pub mod ratelimit;
 pub mod refresh;
+pub mod session;
 pub mod smtp;
 pub mod tokens;
 pub mod users;
@@ -403,7 +404,7 @@ async fn serve(
     match endpoint {
         Health => Ok(handlers::health()),
         Settings => Ok(handlers::settings(&ctx)),
-        Jwks => handlers::ok_json(&keys::jwks(auth.signing_key.as_ref())),
+        Jwks => session::ok_json(&keys::jwks(auth.signing_key.as_ref())),
         Signup => handlers::signup(&ctx).await,
         Token => handlers::token(&ctx).await,
         GetUser => handlers::get_user(&ctx).await,

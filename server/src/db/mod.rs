@@ -9,6 +9,9 @@ pub mod migrate;
 pub mod pools;
 pub mod request_tx;
 
+/// Advisory lock key shared by every doska migration runner (internal and app).
+pub const MIGRATION_LOCK: i64 = 0x646f_736b_615f_6d67; // "doska_mg"
+
 /// Quotes an identifier for SQL text (doubling embedded quotes). Only for names doska itself controls
 /// or has checked against the catalog.
 pub fn quote_ident(name: &str) -> String {

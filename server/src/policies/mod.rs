@@ -9,6 +9,7 @@ pub mod compile;
 pub mod parse;
 pub mod pattern;
 pub mod sections;
+pub mod syntax;
 pub mod testing;
 pub mod watch;
 

@@ -563,7 +563,7 @@ pub async fn run(
                     }
                     if started_before {
                         // The slot was lost while we streamed: subscribers missed changes.
-                        hub.tell_changes_lost(super::replay::CHANGES_LOST_MESSAGE);
+                        hub.tell_changes_lost(super::outbox::CHANGES_LOST_MESSAGE);
                     }
                 }
             }

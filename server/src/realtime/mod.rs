@@ -14,6 +14,7 @@ pub mod deliver;
 pub mod hub;
 pub mod log;
 pub mod lsn;
+pub mod outbox;
 pub mod phoenix;
 pub mod replay;
 pub mod replication;

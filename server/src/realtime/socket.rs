@@ -24,13 +24,14 @@ use tokio_tungstenite::tungstenite::protocol::{
 use tokio_tungstenite::tungstenite::{Message, handshake::derive_accept_key};
 
 use super::authorize::{self, ChannelPermissions, Who};
-use super::hub::{ChanId, Hub, Membership, Outbox};
+use super::hub::{ChanId, Hub, Membership};
 use super::log;
+use super::outbox::{Gate, Outbox, SEND_QUEUE};
 use super::phoenix::{
     Broadcast, ClientMessage, Encoded, Frame, Join, PhoenixError, PresenceOp, ReplayOption,
     ServerMessage, Vsn,
 };
-use super::replay::{self, Gate, ReplayChannel};
+use super::replay::{self, ReplayChannel};
 use super::subscriptions::PostgresChanges;
 use crate::http::body::{Body, empty, json as json_response};
 use crate::jwt::Caller;
@@ -39,8 +40,6 @@ use crate::state::SharedState;
 /// Largest client message accepted by default (payload included; `--realtime-max-message-bytes`);
 /// larger ones get an error reply.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
-/// Messages queued for one socket before it counts as a slow consumer and is closed.
-pub const SEND_QUEUE: usize = 1024;
 /// Queued messages written before one flush at most (the rest wait for the next turn, so
 /// reading the client is never starved).
 const WRITE_BATCH: usize = 64;

@@ -13,7 +13,9 @@ use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
 use serde_json::{Value, json};
 
+pub use super::api::ApiError;
 use super::{
+    api::{ApiResult, incoming_stream},
     backend::ByteStream,
     core::{Actor, BucketSpec, ByteRange, ObjectInfo, PutSpec, Storage, StorageError},
     form,
@@ -22,89 +24,11 @@ use crate::{
     db::request_tx::headers_json,
     http::{
         RequestContext,
-        body::{self, Body, BoxError},
+        body::{self, Body},
     },
     jwt::Caller,
     state::SharedState,
 };
-
-/// The API's errors: each has a fixed HTTP status and a stable `error` code.
-#[derive(Debug)]
-pub enum ApiError {
-    Storage(StorageError),
-    NotFound,
-    BadRequest(String),
-    InvalidJwt(String),
-    Form(form::FormError),
-    /// A request body of a content type the route does not take.
-    Unsupported(String),
-    /// A TUS PATCH at another offset than the upload's (which is given).
-    OffsetMismatch(u64),
-}
-
-impl From<StorageError> for ApiError {
-    fn from(e: StorageError) -> Self {
-        ApiError::Storage(e)
-    }
-}
-
-impl ApiError {
-    fn parts(&self) -> (StatusCode, &'static str, String) {
-        use StatusCode as S;
-        match self {
-            ApiError::Storage(e) => {
-                let (status, code) = match e {
-                    StorageError::NoSuchBucket => (S::NOT_FOUND, "NoSuchBucket"),
-                    StorageError::NoSuchKey => (S::NOT_FOUND, "NoSuchKey"),
-                    StorageError::NoSuchUpload => (S::NOT_FOUND, "NoSuchUpload"),
-                    StorageError::KeyExists => (S::CONFLICT, "Duplicate"),
-                    StorageError::BucketExists => (S::CONFLICT, "BucketAlreadyExists"),
-                    StorageError::BucketNotEmpty => (S::CONFLICT, "InvalidRequest"),
-                    StorageError::Denied => (S::FORBIDDEN, "AccessDenied"),
-                    StorageError::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "EntityTooLarge"),
-                    StorageError::MimeNotAllowed(_) => {
-                        (S::UNSUPPORTED_MEDIA_TYPE, "InvalidMimeType")
-                    }
-                    StorageError::InvalidKey(_) => (S::BAD_REQUEST, "InvalidKey"),
-                    StorageError::InvalidBucketName(_) => (S::BAD_REQUEST, "InvalidBucketName"),
-                    StorageError::InvalidPart(_) | StorageError::InvalidPartOrder => {
-                        (S::BAD_REQUEST, "InvalidPart")
-                    }
-                    StorageError::InvalidRange => (S::RANGE_NOT_SATISFIABLE, "InvalidRange"),
-                    StorageError::Conflict => (S::CONFLICT, "ResourceLocked"),
-                    StorageError::Body(_) => (S::BAD_REQUEST, "InvalidRequest"),
-                    StorageError::Db(_) | StorageError::Io(_) => {
-                        tracing::error!(error = %e, "storage request failed");
-                        return (
-                            S::INTERNAL_SERVER_ERROR,
-                            "InternalError",
-                            "Internal error".into(),
-                        );
-                    }
-                };
-                (status, code, e.to_string())
-            }
-            ApiError::NotFound => (S::NOT_FOUND, "not_found", "Route not found".into()),
-            ApiError::BadRequest(m) => (S::BAD_REQUEST, "InvalidRequest", m.clone()),
-            ApiError::InvalidJwt(m) => (S::BAD_REQUEST, "InvalidJWT", m.clone()),
-            ApiError::Form(e) => (S::BAD_REQUEST, "InvalidRequest", e.to_string()),
-            ApiError::Unsupported(m) => (S::UNSUPPORTED_MEDIA_TYPE, "InvalidRequest", m.clone()),
-            ApiError::OffsetMismatch(at) => (
-                S::CONFLICT,
-                "InvalidUploadOffset",
-                format!("the upload is at offset {at}"),
-            ),
-        }
-    }
-
-    fn response(&self) -> Response<Body> {
-        let (status, code, message) = self.parts();
-        body::json(
-            status,
-            &json!({"statusCode": status.as_u16().to_string(), "error": code, "message": message}),
-        )
-    }
-}
 
 /// What RFC 5987 `filename*` values escape: all but its attr-chars.
 const ATTR_CHAR_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -120,8 +44,6 @@ const ATTR_CHAR_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_AL
     .remove(b'`')
     .remove(b'|')
     .remove(b'~');
-
-type ApiResult = Result<Response<Body>, ApiError>;
 
 /// One route of the API, parsed from method and path (percent-decoded, after `/storage/v1`).
 #[derive(Debug, PartialEq)]
@@ -551,10 +473,6 @@ fn object_json(o: &ObjectInfo) -> Value {
         "last_accessed_at": o.last_accessed_at, "metadata": o.metadata,
         "user_metadata": o.user_metadata,
     })
-}
-
-pub(super) fn incoming_stream(body: Incoming) -> ByteStream {
-    Box::pin(http_body_util::BodyDataStream::new(body).map_err(|e| Box::new(e) as BoxError))
 }
 
 fn stream_body(s: ByteStream) -> Body {

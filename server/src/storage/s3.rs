@@ -1044,24 +1044,6 @@ pub async fn run(
     }
 }
 
-/// Starts the S3 listener when an operator key pair is configured; returns its task. Binding happens
-/// here, before PostgreSQL starts doing work, so a taken port fails start-up with one clear line.
-pub fn bind(
-    config: &crate::config::Config,
-) -> Result<Option<(TcpListener, S3Keys)>, crate::startup::StartError> {
-    let Some(keys) = config.s3_keys.clone() else {
-        return Ok(None);
-    };
-    let listener = crate::startup::bind(config.s3_listen).map_err(|e| match e {
-        crate::startup::StartError::Listen { addr, reason } => crate::startup::StartError::Listen {
-            addr,
-            reason: format!("{reason} (the S3 listener; choose another address with --s3-listen)"),
-        },
-        other => other,
-    })?;
-    Ok(Some((listener, keys)))
-}
-
 /// The S3 listener as `startup::serve` runs it: logs its URL, serves until shutdown.
 pub fn spawn(
     bound: Option<(TcpListener, S3Keys)>,

@@ -21,7 +21,8 @@ use crate::{
     db::migrate::describe,
     policies::{
         compile::{PolicyPlan, qualified},
-        parse::{Command, split_table},
+        parse::Command,
+        syntax::split_table,
     },
     realtime::{
         authorize::{PROBE_ROWS, Who, probe_channel, single_check},
