@@ -15,3 +15,4 @@ pub mod secret;
 pub mod startup;
 pub mod state;
 pub mod storage;
+pub mod testing;

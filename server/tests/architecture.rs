@@ -24,6 +24,7 @@ struct File {
     /// A `#[cfg(test)]` module in its own file: test code, not part of the house's structure.
     test: bool,
     tokens: Vec<Tok>,
+    #[allow(dead_code)]
     lines: usize,
 }
 

@@ -311,7 +311,7 @@ async fn tls_serves_with_a_self_signed_certificate() {
     tokio::spawn(doska::http::server::run(
         listener,
         Some(acceptor),
-        t.state.clone(),
+        t.doors().await.router(&t.state),
         rx,
         std::time::Duration::from_secs(1),
     ));
@@ -496,53 +496,36 @@ async fn internal_schema_is_supabase_shaped() {
     assert!(db::internal::apply(&mut admin).await.unwrap().is_empty());
 }
 
+/// A door that panics on `/boom` and answers anything else.
+struct Boom;
+
+impl doska::http::Door for Boom {
+    fn handle(
+        self: std::sync::Arc<Self>,
+        _req: http::Request<hyper::body::Incoming>,
+        ctx: doska::http::RequestContext,
+    ) -> doska::http::DoorFuture {
+        Box::pin(async move {
+            if ctx.path == "/boom" {
+                panic!("handler bug");
+            }
+            doska::http::json(http::StatusCode::OK, &json!({"fine": true}))
+        })
+    }
+}
+
 #[tokio::test]
 async fn a_panicking_handler_becomes_a_logged_500_and_the_server_lives_on() {
     let t = TestDb::new().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let state = t.state.clone();
-    tokio::spawn(async move {
-        loop {
-            let (stream, remote) = listener.accept().await.unwrap();
-            let state = state.clone();
-            tokio::spawn(async move {
-                let svc =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let state = state.clone();
-                        async move {
-                            let panics = req.uri().path() == "/boom";
-                            Ok::<_, std::convert::Infallible>(
-                                doska::http::router::handle_with(
-                                    state,
-                                    req,
-                                    remote,
-                                    move |_, _, _| async move {
-                                        if panics {
-                                            panic!("handler bug");
-                                        }
-                                        doska::http::json(
-                                            http::StatusCode::OK,
-                                            &json!({"fine": true}),
-                                        )
-                                    },
-                                )
-                                .await,
-                            )
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    let res = get(&format!("http://{addr}/boom")).await;
+    let router =
+        doska::http::router::Router::new(t.state.clone()).mount("/test", std::sync::Arc::new(Boom));
+    let url = common::serve_router(std::sync::Arc::new(router), t.state.shutdown.clone()).await;
+    let res = get(&format!("{url}/test/boom")).await;
     assert_eq!(res.status, 500);
     let body = res.json();
     assert_eq!(body["message"], "Internal server error");
     assert_eq!(body["request_id"].as_str(), res.header("x-request-id"));
-    let res = get(&format!("http://{addr}/fine")).await;
+    let res = get(&format!("{url}/test/fine")).await;
     assert_eq!(res.status, 200);
 }
 
@@ -565,7 +548,6 @@ async fn health_is_503_with_the_reason_when_the_database_is_down() {
         jwt_secret: t.state.jwt_secret.clone(),
         metrics: Default::default(),
         shutdown: t.state.shutdown.clone(),
-        doors: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -573,7 +555,7 @@ async fn health_is_503_with_the_reason_when_the_database_is_down() {
     tokio::spawn(doska::http::server::run(
         listener,
         None,
-        state,
+        std::sync::Arc::new(doska::http::router::Router::new(state)),
         rx,
         std::time::Duration::from_secs(1),
     ));

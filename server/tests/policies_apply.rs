@@ -441,7 +441,18 @@ async fn watcher_applies_edits_and_keeps_the_old_set_on_a_broken_one() {
     std::fs::write(&path, notes_policy(&role)).unwrap();
     let sources = policies::read_dir(&dir).unwrap();
     let out = apply(&db, &sources, Mode::Apply).await.unwrap();
-    let _watcher = policies::watch::spawn(db.state.clone(), dir.clone(), out.hash);
+    // The watcher tells whoever cares (REST's schema cache, in `doska serve`) after each apply.
+    let told = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = told.clone();
+    let _watcher = policies::watch::spawn(
+        db.state.clone(),
+        dir.clone(),
+        out.hash,
+        Box::new(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async {})
+        }),
+    );
 
     // Edit: Alice may now read every note.
     let edited = notes_policy(&role).replace("owner = \"author_id\"", "using = \"true\"");
@@ -466,6 +477,7 @@ async fn watcher_applies_edits_and_keeps_the_old_set_on_a_broken_one() {
         "policy reload latency: {} ms",
         started.elapsed().as_millis()
     );
+    assert!(told.load(std::sync::atomic::Ordering::SeqCst) >= 1);
 
     // A broken edit: logged, nothing changes.
     std::fs::write(

@@ -583,7 +583,7 @@ async fn malformed_action_cases_fail_with_a_reason() {
     std::fs::write(dir.join("t.toml"), &text).unwrap();
     let sources = files(&[("storage.toml", "[storage.buckets.docs]\n")]);
     let mut admin = db.state.admin.get().await.unwrap();
-    let report = policies::testing::run(&mut admin, &sources, &dir, &["public".to_string()])
+    let report = doska::testing::run(&mut admin, &sources, &dir, &["public".to_string()])
         .await
         .unwrap();
     let out = report.lines.join("\n");

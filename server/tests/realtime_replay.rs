@@ -40,9 +40,10 @@ async fn pipeline() -> (common::TestDb, String) {
         ..Default::default()
     };
     let before = log::floor(&db.state.admin).await.unwrap();
+    let doors = db.doors().await;
     tokio::spawn(doska::realtime::deliver::run(
         db.state.clone(),
-        doska::realtime::hub(&db.state),
+        doors.hub.clone(),
         common::cluster().config(&db.name),
         options,
     ));
@@ -50,7 +51,7 @@ async fn pipeline() -> (common::TestDb, String) {
     // (changes committed before that point are never decoded).
     for _ in 0..600 {
         if log::floor(&db.state.admin).await.unwrap() > before {
-            let url = db.server().await;
+            let url = db.serve(&doors).await;
             return (db, url);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

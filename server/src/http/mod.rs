@@ -7,6 +7,7 @@ pub mod body;
 pub mod client_ip;
 pub mod compress;
 pub mod cors;
+pub mod door;
 pub mod metrics;
 pub mod router;
 pub mod server;
@@ -15,6 +16,7 @@ pub mod static_files;
 use std::net::IpAddr;
 
 pub use body::{Body, full, json};
+pub use door::{Door, DoorFuture, Rejection};
 
 /// What the foundation tells a front door about the request besides the request itself.
 #[derive(Debug, Clone)]

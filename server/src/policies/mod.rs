@@ -10,7 +10,6 @@ pub mod parse;
 pub mod pattern;
 pub mod sections;
 pub mod syntax;
-pub mod testing;
 pub mod watch;
 
 pub use apply::{ApplyError, Mode, Outcome, apply};

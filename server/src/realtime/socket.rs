@@ -37,9 +37,6 @@ use crate::http::body::{Body, empty, json as json_response};
 use crate::jwt::Caller;
 use crate::state::SharedState;
 
-/// Largest client message accepted by default (payload included; `--realtime-max-message-bytes`);
-/// larger ones get an error reply.
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// Queued messages written before one flush at most (the rest wait for the next turn, so
 /// reading the client is never starved).
 const WRITE_BATCH: usize = 64;

@@ -31,7 +31,7 @@ impl From<StorageError> for ApiError {
 }
 
 impl ApiError {
-    fn parts(&self) -> (StatusCode, &'static str, String) {
+    pub(super) fn parts(&self) -> (StatusCode, &'static str, String) {
         use StatusCode as S;
         match self {
             ApiError::Storage(e) => {

@@ -5,7 +5,7 @@
 //! malformed JSON, bad or expired tokens; a private bucket or object the caller may not see is
 //! "not found", never "forbidden".
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use futures_util::TryStreamExt;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
@@ -23,7 +23,7 @@ use super::{
 use crate::{
     db::request_tx::headers_json,
     http::{
-        RequestContext,
+        DoorFuture, RequestContext,
         body::{self, Body},
     },
     jwt::Caller,
@@ -185,19 +185,34 @@ fn ok(v: Value) -> ApiResult {
     Ok(body::json(StatusCode::OK, &v))
 }
 
-/// The storage API's entry point (mounted at `/storage/v1`).
-pub async fn handle(
+/// The storage API's front door (mounted at `/storage/v1`): the shared state and the storage core.
+pub struct StorageDoor {
     state: SharedState,
-    req: Request<Incoming>,
-    ctx: RequestContext,
-) -> Response<Body> {
-    match serve(&state, req, &ctx).await {
-        Ok(r) => r,
-        Err(e) => e.response(),
+    core: Storage,
+}
+
+impl StorageDoor {
+    pub fn new(state: SharedState) -> StorageDoor {
+        StorageDoor {
+            core: super::core_of(&state),
+            state,
+        }
     }
 }
 
-async fn serve(state: &SharedState, req: Request<Incoming>, ctx: &RequestContext) -> ApiResult {
+impl crate::http::Door for StorageDoor {
+    fn handle(self: Arc<Self>, req: Request<Incoming>, ctx: RequestContext) -> DoorFuture {
+        Box::pin(async move {
+            match serve(&self, req, &ctx).await {
+                Ok(r) => r,
+                Err(e) => e.response(),
+            }
+        })
+    }
+}
+
+async fn serve(door: &StorageDoor, req: Request<Incoming>, ctx: &RequestContext) -> ApiResult {
+    let state = &door.state;
     let path = percent_encoding::percent_decode_str(&ctx.path)
         .decode_utf8()
         .map_err(|_| ApiError::BadRequest("path is not UTF-8".into()))?
@@ -218,7 +233,7 @@ async fn serve(state: &SharedState, req: Request<Incoming>, ctx: &RequestContext
         headers: headers_json(req.headers()),
     };
     let api = Api {
-        core: super::core_of(state),
+        core: door.core.clone(),
         state: state.clone(),
     };
     let limit = ctx.body_limit;

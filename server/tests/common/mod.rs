@@ -207,7 +207,6 @@ impl TestDb {
             jwt_secret: Arc::from(JWT_SECRET.as_bytes()),
             metrics: Default::default(),
             shutdown: rx,
-            doors: Default::default(),
         });
         TestDb {
             name,
@@ -241,21 +240,46 @@ impl TestDb {
 
     /// A live doska HTTP server on this database; returns its base URL.
     pub async fn server(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(doska::http::server::run(
-            listener,
-            None,
-            self.state.clone(),
-            self.shutdown.subscribe(),
-            Duration::from_secs(5),
-        ));
-        url
+        self.serve(&self.doors().await).await
+    }
+
+    /// The doors `doska serve` would open on this database (auth's settings from the config).
+    pub async fn doors(&self) -> doska::startup::Doors {
+        let cfg = doska::auth::AuthConfig::from_config(&self.state.config).expect("auth settings");
+        self.doors_with_auth(cfg).await
+    }
+
+    /// The doors, with these auth settings (tests set their own rate limits, mail relay, keys).
+    pub async fn doors_with_auth(&self, cfg: doska::auth::AuthConfig) -> doska::startup::Doors {
+        let auth = doska::auth::Auth::new(cfg).expect("auth settings");
+        doska::startup::Doors::open(&self.state, auth).await
+    }
+
+    /// A live doska HTTP server with `doors` on this database; returns its base URL.
+    pub async fn serve(&self, doors: &doska::startup::Doors) -> String {
+        serve_router(doors.router(&self.state), self.shutdown.subscribe()).await
     }
 
     pub fn sign(&self, claims: serde_json::Value) -> String {
         doska::jwt::sign(JWT_SECRET.as_bytes(), &claims)
     }
+}
+
+/// Serves `router` on a fresh local port until `shutdown`; returns its base URL.
+pub async fn serve_router(
+    router: std::sync::Arc<doska::http::router::Router>,
+    shutdown: watch::Receiver<bool>,
+) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(doska::http::server::run(
+        listener,
+        None,
+        router,
+        shutdown,
+        Duration::from_secs(5),
+    ));
+    url
 }
 
 impl Drop for TestDb {

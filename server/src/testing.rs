@@ -10,6 +10,9 @@
 //! touches the policy's table with a command the policy covers (the tables and the command come from
 //! PostgreSQL's own plan of the statement). A policy whose expressions are all `true` needs no deny
 //! case. Rejects malformed test files as `file:line: message`.
+//!
+//! It drives the doors (REST's planner, realtime's checks, the storage core) as a client of them, so
+//! it lives beside `commands`, above the doors, and the policy compiler below imports none of them.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -24,13 +27,13 @@ use toml::Spanned;
 
 mod actions;
 
-use super::{
-    apply::{ApplyError, apply_in},
-    compile::{PolicyPlan, qualified},
-    parse::{Command, Sources},
-};
 use crate::{
     db::migrate::describe,
+    policies::{
+        apply::{ApplyError, apply_in},
+        compile::{PolicyPlan, qualified},
+        parse::{Command, Sources},
+    },
     rest::{execute::query_text, schema::SchemaCache},
 };
 
