@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use doska::{
-    db::request_tx::{RequestInfo, RequestTx},
+    db::caller::{RequestInfo, RequestTx},
     jwt::Caller,
     policies::{self, ApplyError, Mode, Outcome, Sources},
 };
@@ -73,7 +73,8 @@ async fn as_user(
             json!({ "role": role })
         } else {
             json!({ "sub": sub, "role": role })
-        },
+        }
+        .into(),
         token: None,
     };
     let info = RequestInfo {

@@ -286,14 +286,14 @@ async fn as_caller(db: &common::TestDb, role: &str, sub: &str, sql: &str) -> Res
     } else {
         serde_json::json!({ "role": role, "sub": sub })
     };
-    let tx = doska::db::request_tx::RequestTx::begin(
+    let tx = doska::db::caller::RequestTx::begin(
         db.pool(),
         &doska::jwt::Caller {
             role: role.into(),
-            claims,
+            claims: claims.into(),
             token: None,
         },
-        &doska::db::request_tx::RequestInfo {
+        &doska::db::caller::RequestInfo {
             method: "POST",
             path: "/rpc",
             headers: serde_json::json!({}),

@@ -356,6 +356,17 @@ impl crate::http::Door for AuthDoor {
             resp
         })
     }
+
+    /// GoTrue's shape (the legacy one: the request's version header is not at hand here, and
+    /// auth-js reads `error_code` from it): 413 validation_failed, or 500 unexpected_failure with the
+    /// request id as `error_id`.
+    fn reject(&self, why: &crate::http::Rejection, request_id: &str) -> Response<Body> {
+        match why {
+            crate::http::Rejection::TooLarge { .. } => AuthError::PayloadTooLarge,
+            crate::http::Rejection::Panicked => AuthError::Internal("the handler panicked".into()),
+        }
+        .into_response(false, request_id)
+    }
 }
 
 async fn serve(

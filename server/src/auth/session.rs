@@ -119,7 +119,7 @@ pub async fn signed_in<C: GenericClient>(ctx: &Ctx<'_>, c: &C) -> Result<SignedI
     Ok(SignedIn {
         user_id,
         session_id,
-        claims: caller.claims,
+        claims: Value::clone(&caller.claims),
     })
 }
 

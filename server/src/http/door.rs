@@ -73,3 +73,12 @@ pub fn foundation_error(status: StatusCode, message: &str) -> Response<Body> {
         &json!({"message": message, "code": status.as_u16()}),
     )
 }
+
+/// What a caught panic says (its `&str` or `String` payload), for the log line only.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}

@@ -28,3 +28,19 @@ pub struct RequestContext {
     /// The route's body limit in bytes.
     pub body_limit: u64,
 }
+
+/// The request headers as the JSON object `request.headers` holds (names lower-case; non-UTF-8 values
+/// skipped). Credentials are left out: policies read claims, never raw tokens.
+pub fn headers_json(headers: &http::HeaderMap) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for (name, value) in headers {
+        let n = name.as_str();
+        if n == "authorization" || n == "apikey" || n == "cookie" {
+            continue;
+        }
+        if let Ok(v) = value.to_str() {
+            map.insert(n.to_string(), serde_json::Value::String(v.to_string()));
+        }
+    }
+    serde_json::Value::Object(map)
+}

@@ -13,7 +13,7 @@ use super::{
     RequestContext,
     body::{Body, json},
     compress, cors,
-    door::{Door, Rejection, foundation_error, foundation_reject},
+    door::{Door, Rejection, foundation_error, foundation_reject, panic_message},
     metrics::door_of,
     static_files,
 };
@@ -179,11 +179,7 @@ pub async fn handle(
             {
                 Ok(res) => res,
                 Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
+                    let what = panic_message(panic.as_ref());
                     tracing::error!(request_id = %id, panic = %what, "handler panicked");
                     reject(Rejection::Panicked, &id)
                 }

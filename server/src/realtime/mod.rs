@@ -69,8 +69,21 @@ pub fn start(
     ))
 }
 
-fn error(status: StatusCode, message: &str) -> Response<Body> {
-    json_response(status, &json!({"message": message, "error": message}))
+/// Realtime's HTTP error body: `{message, error, code}`, the code stable per status.
+pub(crate) fn error(status: StatusCode, message: &str) -> Response<Body> {
+    let code = match status {
+        StatusCode::BAD_REQUEST => "InvalidRequest",
+        StatusCode::UNAUTHORIZED => "InvalidJWT",
+        StatusCode::FORBIDDEN => "Unauthorized",
+        StatusCode::NOT_FOUND => "NotFound",
+        StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "PayloadTooLarge",
+        _ => "InternalError",
+    };
+    json_response(
+        status,
+        &json!({"message": message, "error": message, "code": code}),
+    )
 }
 
 /// A private broadcast needs the caller's policies on `realtime.messages` to allow writing it.
@@ -79,11 +92,7 @@ async fn may_send_private(
     caller: &crate::jwt::Caller,
     topic: &str,
 ) -> Result<(), Response<Body>> {
-    let who = authorize::Who {
-        role: caller.role.clone(),
-        claims: caller.claims.to_string(),
-    };
-    match authorize::channel_permissions(&state.admin, &who, topic).await {
+    match authorize::channel_permissions(&state.admin, caller, topic).await {
         Ok(p) if p.write_broadcast => Ok(()),
         Ok(_) => Err(error(
             StatusCode::FORBIDDEN,
@@ -129,6 +138,10 @@ impl RealtimeDoor {
 impl crate::http::Door for RealtimeDoor {
     fn handle(self: Arc<Self>, req: Request<Incoming>, ctx: RequestContext) -> DoorFuture {
         Box::pin(async move { handle(&self.state, &self.hub, req, ctx).await })
+    }
+
+    fn reject(&self, why: &crate::http::Rejection, _request_id: &str) -> Response<Body> {
+        error(why.status(), &why.message())
     }
 }
 

@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::authorize::Who;
 use super::log::{self, Position};
 use super::outbox::Gate;
 use super::phoenix::ServerMessage;
 use super::subscriptions::PostgresChanges;
+use crate::jwt::Caller;
 use crate::state::SharedState;
 
 /// Most logged changes one page holds.
@@ -37,7 +37,7 @@ pub use super::outbox::CHANGES_LOST_MESSAGE;
 pub struct ReplayChannel {
     pub topic: Arc<str>,
     pub join_ref: Option<Arc<str>>,
-    pub who: Who,
+    pub who: Caller,
     pub bindings: Vec<(u32, PostgresChanges)>,
 }
 
@@ -154,7 +154,7 @@ async fn replay_pages(
 async fn visible(
     state: &SharedState,
     change: &super::decode::Change,
-    who: &[Who],
+    who: &[Caller],
 ) -> Result<bool, Stop> {
     let mut last = String::new();
     for _ in 0..5 {

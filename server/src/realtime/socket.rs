@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::{
 };
 use tokio_tungstenite::tungstenite::{Message, handshake::derive_accept_key};
 
-use super::authorize::{self, ChannelPermissions, Who};
+use super::authorize::{self, ChannelPermissions};
 use super::hub::{ChanId, Hub, Membership};
 use super::log;
 use super::outbox::{Gate, Outbox, SEND_QUEUE};
@@ -33,7 +33,7 @@ use super::phoenix::{
 };
 use super::replay::{self, ReplayChannel};
 use super::subscriptions::PostgresChanges;
-use crate::http::body::{Body, empty, json as json_response};
+use crate::http::body::{Body, empty};
 use crate::jwt::Caller;
 use crate::state::SharedState;
 
@@ -62,7 +62,7 @@ fn ws_config(max_message: usize) -> WebSocketConfig {
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response<Body> {
-    json_response(status, &json!({"message": message}))
+    super::error(status, message)
 }
 
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
@@ -448,12 +448,8 @@ impl Connection {
             return self.reply(frame, false, json!({"reason": "Token has expired"}));
         }
         let perms = if join.config.private {
-            let who = Who {
-                role: caller.role.clone(),
-                claims: caller.claims.to_string(),
-            };
             let name = sub_topic(&frame.topic);
-            match authorize::channel_permissions(&self.state.admin, &who, name).await {
+            match authorize::channel_permissions(&self.state.admin, &caller, name).await {
                 Ok(p) if p.can_join() => Some(p),
                 Ok(_) => {
                     let reason = format!(
@@ -520,10 +516,7 @@ impl Connection {
                 let channel = ReplayChannel {
                     topic: topic.clone(),
                     join_ref: join_ref.clone(),
-                    who: Who {
-                        role: caller.role.clone(),
-                        claims: caller.claims.to_string(),
-                    },
+                    who: caller.clone(),
                     bindings: bindings.clone(),
                 };
                 Some((gate, channel, since))
@@ -640,12 +633,8 @@ impl Connection {
             }
         };
         let perms = if private {
-            let who = Who {
-                role: caller.role.clone(),
-                claims: caller.claims.to_string(),
-            };
             let name = sub_topic(&topic);
-            match authorize::channel_permissions(&self.state.admin, &who, name).await {
+            match authorize::channel_permissions(&self.state.admin, &caller, name).await {
                 Ok(p) if p.can_join() => Some(p),
                 Ok(_) => {
                     let message = format!(

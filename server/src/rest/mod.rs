@@ -20,9 +20,10 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::Value;
 
-use crate::db::request_tx::{RequestInfo, headers_json};
+use crate::db::caller::RequestInfo;
 use crate::http::body::{Body, empty};
-use crate::http::{DoorFuture, RequestContext};
+use crate::http::headers_json;
+use crate::http::{DoorFuture, Rejection, RequestContext};
 use crate::jwt::JwtError;
 use crate::state::AppState;
 use error::{RequestError, RestError};
@@ -122,6 +123,24 @@ impl crate::http::Door for RestDoor {
                 return render::error(&RestError::SchemaCacheNotLoaded);
             }
             serve(&self.rest, &self.state, req, ctx).await
+        })
+    }
+
+    /// PostgREST's shape: PGRST413 for a body over the limit, PGRSTX00 for a panic (the request id
+    /// in `details`, so a report can be matched to the log line).
+    fn reject(&self, why: &Rejection, request_id: &str) -> Response<Body> {
+        render::error(&match why {
+            Rejection::TooLarge { .. } => RestError::Request(RequestError::BodyTooLarge),
+            Rejection::Panicked => RestError::Custom {
+                status: 500,
+                body: serde_json::json!({
+                    "code": "PGRSTX00",
+                    "message": why.message(),
+                    "details": format!("request id {request_id}"),
+                    "hint": null,
+                }),
+                headers: Vec::new(),
+            },
         })
     }
 }

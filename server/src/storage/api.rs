@@ -22,6 +22,8 @@ pub enum ApiError {
     Unsupported(String),
     /// A TUS PATCH at another offset than the upload's (which is given).
     OffsetMismatch(u64),
+    /// The router turned the request away (body over the limit, a panic).
+    Rejected(crate::http::Rejection),
 }
 
 impl From<StorageError> for ApiError {
@@ -71,6 +73,12 @@ impl ApiError {
             ApiError::InvalidJwt(m) => (S::BAD_REQUEST, "InvalidJWT", m.clone()),
             ApiError::Form(e) => (S::BAD_REQUEST, "InvalidRequest", e.to_string()),
             ApiError::Unsupported(m) => (S::UNSUPPORTED_MEDIA_TYPE, "InvalidRequest", m.clone()),
+            ApiError::Rejected(why @ crate::http::Rejection::TooLarge { .. }) => {
+                (S::PAYLOAD_TOO_LARGE, "EntityTooLarge", why.message())
+            }
+            ApiError::Rejected(why @ crate::http::Rejection::Panicked) => {
+                (S::INTERNAL_SERVER_ERROR, "InternalError", why.message())
+            }
             ApiError::OffsetMismatch(at) => (
                 S::CONFLICT,
                 "InvalidUploadOffset",

@@ -28,7 +28,7 @@ pub use multipart::TusState;
 
 use super::backend::{Backend, BlobKey, ByteStream, WriteError};
 use crate::{
-    db::request_tx::{RequestInfo, RequestTx, TxError},
+    db::caller::{RequestInfo, RequestTx, TxError},
     jwt::Caller,
 };
 
@@ -146,7 +146,7 @@ impl Actor {
         Actor {
             caller: Caller {
                 role: "service_role".into(),
-                claims: json!({"role": "service_role"}),
+                claims: json!({"role": "service_role"}).into(),
                 token: None,
             },
             method: method.into(),

@@ -21,10 +21,10 @@ use super::{
     form,
 };
 use crate::{
-    db::request_tx::headers_json,
     http::{
         DoorFuture, RequestContext,
         body::{self, Body},
+        headers_json,
     },
     jwt::Caller,
     state::SharedState,
@@ -208,6 +208,11 @@ impl crate::http::Door for StorageDoor {
                 Err(e) => e.response(),
             }
         })
+    }
+
+    /// storage-js's shape: 413 EntityTooLarge, or 500 InternalError.
+    fn reject(&self, why: &crate::http::Rejection, _request_id: &str) -> Response<Body> {
+        ApiError::Rejected(why.clone()).response()
     }
 }
 
@@ -414,7 +419,7 @@ async fn serve(door: &StorageDoor, req: Request<Incoming>, ctx: &RequestContext)
             let claims = api.check_token(&req, &bucket, &key, true)?;
             let mut svc = Actor::service(actor.method.as_str(), &actor.path);
             if let Some(sub) = claims.get("owner").filter(|o| o.is_string()) {
-                svc.caller.claims["sub"] = sub.clone();
+                svc.caller.claims = svc.caller.claims.with("sub", sub.clone());
             }
             let upsert = claims["upsert"].as_bool().unwrap_or(false);
             let info = api.upload(&svc, req, &bucket, &key, upsert).await?;
@@ -506,7 +511,7 @@ impl Api {
             .admin
             .get()
             .await
-            .map_err(|e| StorageError::Db(crate::db::request_tx::TxError::Pool(e)))?;
+            .map_err(|e| StorageError::Db(crate::db::caller::TxError::Pool(e)))?;
         let row = client
             .query_opt("select public from storage.doska_bucket($1)", &[&bucket])
             .await

@@ -8,16 +8,11 @@
 //! S3's codes.
 
 use std::{
-    net::SocketAddr,
     pin::Pin,
     task::{Context, Poll},
     time::Duration,
 };
 
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
-    server::{conn::auto, graceful::GracefulShutdown},
-};
 use s3s::{
     S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result,
     auth::{S3Auth, SecretKey},
@@ -353,7 +348,8 @@ impl S3Door {
                         role: "authenticated".into(),
                         claims: serde_json::json!({
                             "sub": user.to_string(), "role": "authenticated", "aud": "authenticated"
-                        }),
+                        })
+                        .into(),
                         token: None,
                     },
                     ..service
@@ -972,7 +968,7 @@ pub async fn run(
     tls: Option<TlsAcceptor>,
     state: SharedState,
     keys: S3Keys,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
     let auth = KeyAuth {
@@ -990,58 +986,44 @@ pub async fn run(
     builder.set_access(SignedOnly);
     let s3 = builder.build();
     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        use futures_util::FutureExt;
         let token = session_token(req.headers(), req.uri());
-        SESSION_TOKEN.scope(token, hyper::service::Service::call(&s3, req))
+        let call = SESSION_TOKEN.scope(token, hyper::service::Service::call(&s3, req));
+        // A panic in an operation is answered in S3's dialect (and logged), like the router does
+        // for the doors behind it, instead of dropping the connection.
+        std::panic::AssertUnwindSafe(call)
+            .catch_unwind()
+            .map(|r| match r {
+                Ok(answer) => answer,
+                Err(panic) => Ok(panicked(panic.as_ref())),
+            })
     });
-    let graceful = GracefulShutdown::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, remote): (_, SocketAddr) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "S3 accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let service = service.clone();
-                let watcher = graceful.watcher();
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    let builder = auto::Builder::new(TokioExecutor::new());
-                    let result = match tls {
-                        None => {
-                            let conn = builder.serve_connection(TokioIo::new(stream), service);
-                            watcher.watch(conn.into_owned()).await
-                        }
-                        Some(acceptor) => {
-                            match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                                Ok(Ok(s)) => {
-                                    let conn = builder.serve_connection(TokioIo::new(s), service);
-                                    watcher.watch(conn.into_owned()).await
-                                }
-                                _ => {
-                                    tracing::debug!(%remote, "S3 TLS handshake failed");
-                                    return;
-                                }
-                            }
-                        }
-                    };
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, %remote, "S3 connection ended with an error");
-                    }
-                });
-            }
-            _ = shutdown.changed() => break,
-        }
-    }
-    drop(listener);
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(drain) => tracing::warn!("S3 shutdown timeout: closing remaining connections"),
-    }
+    crate::http::server::accept(
+        listener,
+        tls,
+        move |_| service.clone(),
+        shutdown,
+        drain,
+        "s3",
+    )
+    .await;
+}
+
+/// S3's InternalError, for an operation that panicked (the cause is logged, never sent).
+fn panicked(panic: &(dyn std::any::Any + Send)) -> http::Response<s3s::Body> {
+    let what = crate::http::door::panic_message(panic);
+    tracing::error!(panic = %what, "S3 operation panicked");
+    let mut res = http::Response::new(s3s::Body::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>\
+         <Message>We encountered an internal error. Please try again.</Message></Error>"
+            .to_string(),
+    ));
+    *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    res
 }
 
 /// The S3 listener as `startup::serve` runs it: logs its URL, serves until shutdown.
@@ -1070,6 +1052,17 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_operation_is_an_s3_internal_error() {
+        use http_body_util::BodyExt;
+        let res = panicked(&"operation bug");
+        assert_eq!(res.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("<Code>InternalError</Code>"), "{text}");
+        assert!(!text.contains("operation bug"), "{text}");
+    }
 
     #[test]
     fn errors_carry_s3_codes() {
