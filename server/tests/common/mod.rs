@@ -255,6 +255,33 @@ impl TestDb {
         doska::startup::Doors::open(&self.state, auth).await
     }
 
+    /// A live server whose realtime door is fed from a replication slot named `slot` (started
+    /// here); returns its base URL once the slot streams.
+    pub async fn streaming_server(&self, slot: &str) -> String {
+        use doska::realtime::log;
+        let options = doska::realtime::source::SourceOptions {
+            slot: slot.to_string(),
+            ..Default::default()
+        };
+        let before = log::floor(&self.state.admin).await.unwrap();
+        let doors = self.doors().await;
+        tokio::spawn(doska::realtime::deliver::run(
+            self.state.clone(),
+            doors.hub.clone(),
+            cluster().config(&self.name),
+            options,
+        ));
+        // Streaming has started once the new slot raised the log's floor to its consistent point
+        // (changes committed before that point are never decoded).
+        for _ in 0..600 {
+            if log::floor(&self.state.admin).await.unwrap() > before {
+                return self.serve(&doors).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the replication slot did not start streaming");
+    }
+
     /// A live doska HTTP server with `doors` on this database; returns its base URL.
     pub async fn serve(&self, doors: &doska::startup::Doors) -> String {
         serve_router(doors.router(&self.state), self.shutdown.subscribe()).await
