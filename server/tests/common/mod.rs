@@ -252,7 +252,7 @@ impl TestDb {
     /// The doors, with these auth settings (tests set their own rate limits, mail relay, keys).
     pub async fn doors_with_auth(&self, cfg: doska::auth::AuthConfig) -> doska::startup::Doors {
         let auth = doska::auth::Auth::new(cfg).expect("auth settings");
-        doska::startup::Doors::open(&self.state, auth).await
+        doska::startup::Doors::open(&self.state, auth)
     }
 
     /// A live server whose realtime door is fed from a replication slot named `slot` (started
