@@ -344,7 +344,7 @@ async fn test_policies(
     database: &startup::Database,
     secret: &str,
 ) -> Result<(), String> {
-    use crate::policies::testing::{TestError, run};
+    use crate::testing::{TestError, run};
     // The schema the cases run against: pending migrations first, as serve would.
     startup::prepare(config, database, secret)
         .await

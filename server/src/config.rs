@@ -8,6 +8,10 @@ use std::{fmt, net::SocketAddr, path::PathBuf};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
+/// Largest realtime client message accepted by default (payload included;
+/// `--realtime-max-message-bytes`); larger ones get an error reply.
+pub const REALTIME_MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
 /// Every setting as it arrives from the command line + env, or from the file: all optional, so the
 /// layers can be merged field by field before defaults apply.
 #[derive(Args, Deserialize, Debug, Clone, Default)]
@@ -524,7 +528,7 @@ impl Config {
             })?,
         };
         let realtime_max_message_bytes = match s.realtime_max_message_bytes {
-            None => crate::realtime::socket::MAX_MESSAGE_BYTES,
+            None => REALTIME_MAX_MESSAGE_BYTES,
             Some(n) if (1024..=64 * 1024 * 1024).contains(&n) => n,
             Some(n) => {
                 return Err(ConfigError::Invalid {

@@ -12,24 +12,115 @@ use serde_json::{Value, json};
 /// Seconds of clock skew tolerated on exp/nbf (PostgREST allows 30).
 const LEEWAY_SECS: u64 = 30;
 
-/// Who is calling: the role the request transaction switches to and the claims it exposes as
-/// `request.jwt.claims`.
-#[derive(Debug, Clone, PartialEq)]
+/// Who is calling — the one type every door uses: the role the caller's transaction switches to
+/// and the claims it exposes as `request.jwt.claims` (see `db::caller`). Two callers are the same
+/// caller when role and claims are (realtime checks each distinct caller once per batch); the raw
+/// token does not count.
+#[derive(Debug, Clone)]
 pub struct Caller {
     pub role: String,
     /// Always a JSON object (empty for an anonymous caller without a token).
-    pub claims: Value,
+    pub claims: Claims,
     /// The raw token, for front doors that hand it on (realtime's access_token refresh).
     pub token: Option<String>,
 }
 
 impl Caller {
     pub fn anonymous() -> Caller {
+        Caller::new("anon", json!({}))
+    }
+
+    /// A caller without a token (the operator, a test case, a signed URL's claims).
+    pub fn new(role: &str, claims: Value) -> Caller {
         Caller {
-            role: "anon".into(),
-            claims: json!({}),
+            role: role.to_string(),
+            claims: Claims::new(claims),
             token: None,
         }
+    }
+}
+
+impl PartialEq for Caller {
+    fn eq(&self, other: &Caller) -> bool {
+        self.role == other.role && self.claims == other.claims
+    }
+}
+
+impl Eq for Caller {}
+
+impl std::hash::Hash for Caller {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.role.hash(state);
+        self.claims.hash(state);
+    }
+}
+
+/// A caller's JWT claims: the JSON object, and its text as `request.jwt.claims` holds it — made once
+/// per token (the verifier keeps both), shared on clone. Reads as the JSON value (`claims.get("sub")`);
+/// equal and hashed by the text.
+#[derive(Clone)]
+pub struct Claims {
+    value: std::sync::Arc<Value>,
+    text: std::sync::Arc<str>,
+}
+
+impl Claims {
+    pub fn new(value: Value) -> Claims {
+        Claims {
+            text: value.to_string().into(),
+            value: std::sync::Arc::new(value),
+        }
+    }
+
+    /// The JSON text, as `request.jwt.claims` holds it.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// These claims with `key` set to `value`.
+    pub fn with(&self, key: &str, value: Value) -> Claims {
+        let mut v = Value::clone(&self.value);
+        v[key] = value;
+        Claims::new(v)
+    }
+}
+
+impl std::ops::Deref for Claims {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        &self.value
+    }
+}
+
+impl From<Value> for Claims {
+    fn from(value: Value) -> Claims {
+        Claims::new(value)
+    }
+}
+
+impl PartialEq for Claims {
+    fn eq(&self, other: &Claims) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Claims {}
+
+impl std::hash::Hash for Claims {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
+}
+
+impl fmt::Debug for Claims {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.value.fmt(f)
+    }
+}
+
+impl fmt::Display for Claims {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
     }
 }
 
@@ -76,7 +167,7 @@ pub struct Verifier {
     /// (a client's session, the anon key), and HMAC + base64 + JSON parsing was a measurable share of
     /// a REST read. Only successful verifications are kept; `exp`/`nbf` are checked again on every
     /// hit. Bounded: emptied when full.
-    verified: std::sync::Mutex<std::collections::HashMap<String, Value>>,
+    verified: std::sync::Mutex<std::collections::HashMap<String, Claims>>,
 }
 
 /// Verified tokens remembered at most (a few MiB at worst).
@@ -112,17 +203,22 @@ impl Verifier {
 
     fn verified_cache(
         &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Value>> {
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Claims>> {
         self.verified.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn verify(&self, token: &str) -> Result<Value, JwtError> {
+        self.verify_claims(token).map(|c| Value::clone(&c))
+    }
+
+    /// As [`Verifier::verify`], with the claims' text made once per token.
+    pub fn verify_claims(&self, token: &str) -> Result<Claims, JwtError> {
         let cached = self.verified_cache().get(token).cloned();
         if let Some(claims) = cached {
             check_times(&claims, chrono::Utc::now().timestamp())?;
             return Ok(claims);
         }
-        let claims = self.verify_uncached(token)?;
+        let claims = Claims::new(self.verify_uncached(token)?);
         let mut cache = self.verified_cache();
         if cache.len() >= VERIFIED_CACHE_MAX {
             cache.clear();
@@ -181,7 +277,7 @@ impl Verifier {
     }
 
     pub fn caller_from_token(&self, token: &str) -> Result<Caller, JwtError> {
-        let claims = self.verify(token)?;
+        let claims = self.verify_claims(token)?;
         let role = match claims.get("role") {
             None => "anon".to_string(),
             Some(Value::String(r)) if !r.is_empty() => r.clone(),

@@ -10,16 +10,20 @@ use tokio::sync::watch;
 use tokio_postgres::Client;
 
 use crate::{
+    auth::{Auth, AuthConfig, AuthDoor, keys::SigningKey},
     config::Config,
     db::{
         self, checks::CheckError, internal::InternalMigrationError, migrate::MigrateError,
         pools::Target,
     },
-    http::{self, metrics::Metrics, server::TlsError},
+    http::{self, metrics::Metrics, router::Router, server::TlsError},
     jwt::Verifier,
     pg,
+    realtime::{RealtimeDoor, hub::Hub},
+    rest::{RestDoor, RestState},
     secret::{self, SecretError},
     state::{AppState, SharedState},
+    storage::http::StorageDoor,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -213,11 +217,13 @@ pub async fn apply_policies(config: &Config, database: &Database) -> Result<Stri
     Ok(outcome.hash)
 }
 
-/// Builds the shared state on an open, prepared database.
+/// Builds the shared state on an open, prepared database. `signing_key` is auth's asymmetric key,
+/// when one is configured: tokens auth signs with it must pass the shared verifier too.
 pub fn build_state(
     config: Arc<Config>,
     database: &Database,
     jwt_secret: &str,
+    signing_key: Option<&SigningKey>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<SharedState, StartError> {
     let admin = db::pools::pool(database.target.admin.clone(), config.db_pool.max(2))
@@ -228,11 +234,7 @@ pub fn build_state(
     )
     .map_err(StartError::Pool)?;
     let mut verifier = Verifier::hs256(jwt_secret.as_bytes());
-    // Tokens auth signs with an asymmetric key must pass the shared verifier too.
-    let auth_config = crate::auth::AuthConfig::from_config(&config).map_err(StartError::Auth)?;
-    if let Some(pem) = &auth_config.jwt_signing_key_pem {
-        let key = crate::auth::keys::SigningKey::from_pem(pem.as_bytes())
-            .map_err(|e| StartError::Auth(crate::auth::SetupError::Key(e)))?;
+    if let Some(key) = signing_key {
         let decoding = key
             .decoding_key()
             .map_err(|e| StartError::Auth(crate::auth::SetupError::Key(e)))?;
@@ -262,21 +264,53 @@ pub fn build_state(
         pool,
         metrics,
         shutdown,
-        doors: Default::default(),
     });
-    crate::auth::install(&state, auth_config).map_err(StartError::Auth)?;
     Ok(state)
 }
 
-/// Binds the listener (before anything heavier starts, so a taken port fails fast).
+/// Each front door's own state, built once at start-up.
+pub struct Doors {
+    /// REST's schema cache and settings.
+    pub rest: RestState,
+    /// Auth's settings, key, hasher, limiter and mailer.
+    pub auth: Arc<Auth>,
+    /// Realtime's channels and presence.
+    pub hub: Arc<Hub>,
+}
+
+impl Doors {
+    /// The doors of `state` with `auth`'s machinery. REST's schema cache starts empty: `serve`
+    /// loads it before listening, and the first REST request loads it when it is still empty.
+    pub fn open(state: &SharedState, auth: Auth) -> Doors {
+        Doors {
+            rest: RestState::new(&state.config),
+            auth: Arc::new(auth),
+            hub: Arc::new(Hub::new()),
+        }
+    }
+
+    /// The router with every door mounted at its prefix.
+    pub fn router(&self, state: &SharedState) -> Arc<Router> {
+        let s = || state.clone();
+        Arc::new(
+            Router::new(s())
+                .mount("/rest/v1", Arc::new(RestDoor::new(s(), self.rest.clone())))
+                .mount("/auth/v1", Arc::new(AuthDoor::new(s(), self.auth.clone())))
+                .mount(
+                    "/realtime/v1",
+                    Arc::new(RealtimeDoor::new(s(), self.hub.clone())),
+                )
+                .mount("/storage/v1", Arc::new(StorageDoor::new(s()))),
+        )
+    }
+}
+
+/// Binds a listener (before anything heavier starts, so a taken port fails fast).
 pub fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
-    let fail = |e: std::io::Error| StartError::Listen {
+    http::server::bind(addr).map_err(|e| StartError::Listen {
         addr: addr.to_string(),
         reason: e.to_string(),
-    };
-    let std_listener = std::net::TcpListener::bind(addr).map_err(fail)?;
-    std_listener.set_nonblocking(true).map_err(fail)?;
-    tokio::net::TcpListener::from_std(std_listener).map_err(fail)
+    })
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.
@@ -292,13 +326,29 @@ pub async fn shutdown_signal() {
 
 /// `doska serve`.
 pub async fn serve(config: Config) -> Result<(), StartError> {
-    // Settings that cannot work fail here, before anything starts.
-    crate::auth::AuthConfig::from_config(&config)
-        .and_then(|c| crate::auth::Auth::new(c).map(drop))
+    // Settings that cannot work fail here, before anything starts; read once, kept for the door.
+    let auth = AuthConfig::from_config(&config)
+        .and_then(Auth::new)
         .map_err(StartError::Auth)?;
     ensure_data_dir(&config.data_dir)?;
     let listener = bind(config.listen)?;
-    let s3_bound = crate::storage::s3::bind(&config)?;
+    // Storage's S3 listener, when an operator key pair is configured; bound here too so a taken
+    // port fails start-up with one clear line.
+    let s3_bound = match &config.s3_keys {
+        Some(keys) => {
+            let listener = bind(config.s3_listen).map_err(|e| match e {
+                StartError::Listen { addr, reason } => StartError::Listen {
+                    addr,
+                    reason: format!(
+                        "{reason} (the S3 listener; choose another address with --s3-listen)"
+                    ),
+                },
+                other => other,
+            })?;
+            Some((listener, keys.clone()))
+        }
+        None => None,
+    };
     let tls = match &config.tls {
         Some(t) => Some(http::server::tls_acceptor(&t.cert, &t.key).map_err(StartError::Tls)?),
         None => None,
@@ -319,35 +369,60 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let config = Arc::new(config);
-    let state = match build_state(config.clone(), &database, &jwt_secret, shutdown_rx.clone()) {
+    let state = match build_state(
+        config.clone(),
+        &database,
+        &jwt_secret,
+        auth.signing_key.as_ref(),
+        shutdown_rx.clone(),
+    ) {
         Ok(s) => s,
         Err(e) => {
             database.close().await;
             return Err(e);
         }
     };
-    // The REST schema cache, kept fresh on NOTIFY pgrst; a failure here is retried on the first request.
-    if let Err(e) = crate::rest::start(&state, Some(database.target.admin.clone())).await {
+    // Each door's own state; REST's schema cache loaded now and kept fresh on NOTIFY pgrst.
+    let doors = Doors::open(&state, auth);
+    if let Err(e) = doors.rest.reload(&state.admin).await {
         tracing::warn!(error = %e, "rest: schema cache not loaded at start");
     }
+    doors
+        .rest
+        .listen(&state, database.target.admin.clone())
+        .await;
     let addr = listener.local_addr().map_err(|e| StartError::Listen {
         addr: config.listen.to_string(),
         reason: e.to_string(),
     })?;
     // Database changes to realtime subscribers, from the replication slot, until shutdown.
-    let realtime = crate::realtime::start(&state, database.target.admin.clone());
+    let realtime = crate::realtime::start(&state, doors.hub.clone(), database.target.admin.clone());
     // Storage's own listener (S3) and its orphan cleanup; both stop with the shutdown signal.
     let s3 = crate::storage::s3::spawn(s3_bound, tls.clone(), state.clone());
     let cleanup = tokio::spawn(crate::storage::orphan_cleanup(state.clone()));
-    let watcher =
-        crate::policies::watch::spawn(state.clone(), config.policies.clone(), policies_hash);
+    // A change to the policy files changes grants: REST reloads its schema cache.
+    let (rest, admin) = (doors.rest.clone(), state.admin.clone());
+    let on_applied: crate::policies::watch::OnApplied = Box::new(move || {
+        let (rest, admin) = (rest.clone(), admin.clone());
+        Box::pin(async move {
+            if let Err(e) = rest.reload(&admin).await {
+                tracing::warn!(error = %e, "reloading the REST schema cache after a policy change");
+            }
+        })
+    });
+    let watcher = crate::policies::watch::spawn(
+        state.clone(),
+        config.policies.clone(),
+        policies_hash,
+        on_applied,
+    );
     let scheme = if tls.is_some() { "https" } else { "http" };
     http::static_files::warn_if_missing(config.static_dir.as_deref());
     tracing::info!(url = %format!("{scheme}://{addr}"), "doska listening");
     let server = tokio::spawn(http::server::run(
         listener,
         tls,
-        state.clone(),
+        doors.router(&state),
         shutdown_rx,
         Duration::from_secs(config.shutdown_timeout_secs),
     ));

@@ -1,8 +1,9 @@
 //! The state every request handler shares: configuration, the two connection pools, the JWT verifier,
-//! metrics and the shutdown signal. Holds nothing that several doska processes would need to share:
+//! metrics and the shutdown signal — shared infrastructure only; each front door builds and keeps its
+//! own state (see `startup::Doors`). Holds nothing that several doska processes would need to share:
 //! all shared state lives in PostgreSQL or the file store.
 
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::Arc;
 
 use tokio::sync::watch;
 
@@ -20,20 +21,6 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Turns true when doska starts shutting down; long-lived loops select on it.
     pub shutdown: watch::Receiver<bool>,
-    /// Each front door's own machinery, made at start-up or on first use.
-    pub doors: Doors,
-}
-
-/// What the front doors keep per running doska (start empty: `Doors::default()`).
-#[derive(Default)]
-pub struct Doors {
-    /// REST's schema cache and settings (`rest::start`).
-    pub(crate) rest: OnceLock<crate::rest::RestState>,
-    /// Auth's key, hasher, limiter and mailer (`auth::install`; replaceable, tests set their own
-    /// rate limits).
-    pub(crate) auth: RwLock<Option<Arc<crate::auth::Auth>>>,
-    /// Realtime's channels and presence (`realtime::hub`).
-    pub(crate) hub: OnceLock<Arc<crate::realtime::hub::Hub>>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -36,8 +36,7 @@ struct Env {
 
 async fn env_with(cfg: AuthConfig) -> Env {
     let db = TestDb::new().await;
-    auth::install(&db.state, cfg).unwrap();
-    let url = format!("{}/auth/v1", db.server().await);
+    let url = format!("{}/auth/v1", db.serve(&db.doors_with_auth(cfg).await).await);
     let anon = db.sign(json!({"role": "anon"}));
     let service = db.sign(json!({"role": "service_role"}));
     Env {
@@ -1256,22 +1255,13 @@ async fn es256_signing_key_tokens_and_jwks() {
         jwt_secret: db.state.jwt_secret.clone(),
         metrics: Default::default(),
         shutdown: db.state.shutdown.clone(),
-        doors: Default::default(),
     });
     let cfg = AuthConfig {
         jwt_signing_key_pem: Some(pem),
         ..test_config()
     };
-    auth::install(&state, cfg).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(doska::http::server::run(
-        listener,
-        None,
-        state.clone(),
-        db.state.shutdown.clone(),
-        Duration::from_secs(1),
-    ));
+    let doors = doska::startup::Doors::open(&state, auth::Auth::new(cfg).unwrap());
+    let base = common::serve_router(doors.router(&state), db.state.shutdown.clone()).await;
     let e = Env {
         url: format!("{base}/auth/v1"),
         anon: db.sign(json!({"role": "anon"})),

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::TestDb;
-use doska::auth::{self, AuthConfig};
+use doska::auth::AuthConfig;
 use serde_json::json;
 
 #[tokio::test]
@@ -32,8 +32,9 @@ async fn python_supabase_sign_up_and_sign_in() {
         "the Python supabase client is missing for {python}: run scripts/setup"
     );
     let db = TestDb::new().await;
-    auth::install(&db.state, AuthConfig::default()).unwrap();
-    let url = db.server().await;
+    let url = db
+        .serve(&db.doors_with_auth(AuthConfig::default()).await)
+        .await;
     let anon = db.sign(json!({"role": "anon"}));
     let out = tokio::task::spawn_blocking(move || {
         Command::new(&python)

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{TestDb, request};
-use doska::auth::{self, AuthConfig, password::Argon2Cost};
+use doska::auth::{AuthConfig, password::Argon2Cost};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio_rustls::TlsAcceptor;
@@ -160,8 +160,7 @@ async fn env(smtp_url: String) -> Env {
         ..AuthConfig::default()
     };
     cfg.rate_limits.enabled = false;
-    auth::install(&db.state, cfg).unwrap();
-    let url = format!("{}/auth/v1", db.server().await);
+    let url = format!("{}/auth/v1", db.serve(&db.doors_with_auth(cfg).await).await);
     let anon = db.sign(json!({"role": "anon"}));
     Env { db, url, anon }
 }

@@ -8,7 +8,7 @@ use doska::{
     config::{DefaultGrants, Settings},
     db::{
         self,
-        request_tx::{RequestInfo, RequestTx},
+        caller::{RequestInfo, RequestTx},
     },
     jwt::Caller,
 };
@@ -27,7 +27,8 @@ async fn request_tx_runs_as_the_caller_with_claims() {
     let t = TestDb::new().await;
     let caller = Caller {
         role: "authenticated".into(),
-        claims: json!({"sub": "7f1d2a3e-0000-4000-8000-000000000001", "role": "authenticated"}),
+        claims: json!({"sub": "7f1d2a3e-0000-4000-8000-000000000001", "role": "authenticated"})
+            .into(),
         token: None,
     };
     let tx = RequestTx::begin(t.pool(), &caller, &info(), true, 0)
@@ -76,7 +77,7 @@ async fn request_tx_rejects_unknown_roles_and_discards_unfinished() {
     let t = TestDb::new().await;
     let bad = Caller {
         role: "postgres".into(),
-        claims: json!({"role": "postgres"}),
+        claims: json!({"role": "postgres"}).into(),
         token: None,
     };
     // authenticator is not a member of postgres: SET ROLE is refused by PostgreSQL itself.
@@ -87,7 +88,7 @@ async fn request_tx_rejects_unknown_roles_and_discards_unfinished() {
     );
     let ghost = Caller {
         role: "no_such_role".into(),
-        claims: json!({}),
+        claims: json!({}).into(),
         token: None,
     };
     assert!(
@@ -262,23 +263,110 @@ async fn cors_refuses_origins_not_listed() {
     );
 }
 
+/// Each door's refusal, in its own dialect: a field that must be there and what it must say.
+fn door_dialects() -> Vec<(&'static str, &'static str, serde_json::Value)> {
+    vec![
+        // PostgREST: {code, message, details, hint}.
+        ("/rest/v1/x", "code", json!("PGRST413")),
+        // GoTrue (legacy shape): {code, error_code, msg}.
+        ("/auth/v1/signup", "error_code", json!("validation_failed")),
+        // storage-js: {statusCode, error, message}.
+        ("/storage/v1/bucket", "error", json!("EntityTooLarge")),
+        // Realtime's HTTP side: {message, error, code}.
+        (
+            "/realtime/v1/api/broadcast",
+            "code",
+            json!("PayloadTooLarge"),
+        ),
+    ]
+}
+
 #[tokio::test]
-async fn declared_oversized_bodies_get_413() {
+async fn declared_oversized_bodies_get_413_in_each_doors_dialect() {
     let t = TestDb::with_settings(Settings {
-        body_limits: Some("/rest/v1=10".into()),
+        body_limits: Some("/rest/v1=10,/auth/v1=10,/storage/v1=10,/realtime/v1=10".into()),
         ..Default::default()
     })
     .await;
     let url = t.server().await;
-    let res = request(
-        "POST",
-        &format!("{url}/rest/v1/x"),
-        &[("content-type", "application/json")],
-        "x".repeat(11),
-    )
-    .await;
-    assert_eq!(res.status, 413);
-    assert!(res.json()["message"].as_str().unwrap().contains("10 bytes"));
+    for (path, field, want) in door_dialects() {
+        let res = request(
+            "POST",
+            &format!("{url}{path}"),
+            &[("content-type", "application/json")],
+            "x".repeat(11),
+        )
+        .await;
+        assert_eq!(res.status, 413, "{path}: {}", res.text());
+        assert_eq!(res.json()[field], want, "{path}: {}", res.text());
+    }
+    // Outside every door the foundation answers in its own shape.
+    let res = request("POST", &format!("{url}/nowhere"), &[], "x".repeat(11)).await;
+    assert!((400..500).contains(&res.status), "{}", res.text());
+    assert!(res.json()["message"].is_string(), "{}", res.text());
+}
+
+#[tokio::test]
+async fn a_panic_inside_a_door_is_answered_in_that_doors_dialect() {
+    use doska::http::Door;
+    let t = TestDb::new().await;
+    let doors = t.doors().await;
+    let state = || t.state.clone();
+    let cases: Vec<(std::sync::Arc<dyn Door>, &str, serde_json::Value)> = vec![
+        (
+            std::sync::Arc::new(doska::rest::RestDoor::new(state(), doors.rest.clone())),
+            "code",
+            json!("PGRSTX00"),
+        ),
+        (
+            std::sync::Arc::new(doska::auth::AuthDoor::new(state(), doors.auth.clone())),
+            "error_code",
+            json!("unexpected_failure"),
+        ),
+        (
+            std::sync::Arc::new(doska::storage::http::StorageDoor::new(state())),
+            "error",
+            json!("InternalError"),
+        ),
+        (
+            std::sync::Arc::new(doska::realtime::RealtimeDoor::new(
+                state(),
+                doors.hub.clone(),
+            )),
+            "code",
+            json!("InternalError"),
+        ),
+    ];
+    for (door, field, want) in cases {
+        let router = doska::http::router::Router::new(t.state.clone())
+            .mount("/test", std::sync::Arc::new(Panics(door)));
+        let url = common::serve_router(std::sync::Arc::new(router), t.state.shutdown.clone()).await;
+        let res = get(&format!("{url}/test/x")).await;
+        assert_eq!(res.status, 500, "{}", res.text());
+        assert_eq!(res.json()[field], want, "{}", res.text());
+        assert!(!res.text().contains("handler bug"), "{}", res.text());
+    }
+}
+
+/// A door whose handler panics and whose refusals are the wrapped real door's.
+struct Panics(std::sync::Arc<dyn doska::http::Door>);
+
+impl doska::http::Door for Panics {
+    fn handle(
+        self: std::sync::Arc<Self>,
+        _req: http::Request<hyper::body::Incoming>,
+        _ctx: doska::http::RequestContext,
+    ) -> doska::http::DoorFuture {
+        Box::pin(async { panic!("handler bug") })
+    }
+
+    fn reject(
+        &self,
+        why: &doska::http::Rejection,
+        request_id: &str,
+    ) -> http::Response<doska::http::Body> {
+        self.0.reject(why, request_id)
+    }
 }
 
 #[tokio::test]
@@ -311,7 +399,7 @@ async fn tls_serves_with_a_self_signed_certificate() {
     tokio::spawn(doska::http::server::run(
         listener,
         Some(acceptor),
-        t.state.clone(),
+        t.doors().await.router(&t.state),
         rx,
         std::time::Duration::from_secs(1),
     ));
@@ -496,53 +584,36 @@ async fn internal_schema_is_supabase_shaped() {
     assert!(db::internal::apply(&mut admin).await.unwrap().is_empty());
 }
 
+/// A door that panics on `/boom` and answers anything else.
+struct Boom;
+
+impl doska::http::Door for Boom {
+    fn handle(
+        self: std::sync::Arc<Self>,
+        _req: http::Request<hyper::body::Incoming>,
+        ctx: doska::http::RequestContext,
+    ) -> doska::http::DoorFuture {
+        Box::pin(async move {
+            if ctx.path == "/boom" {
+                panic!("handler bug");
+            }
+            doska::http::json(http::StatusCode::OK, &json!({"fine": true}))
+        })
+    }
+}
+
 #[tokio::test]
 async fn a_panicking_handler_becomes_a_logged_500_and_the_server_lives_on() {
     let t = TestDb::new().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let state = t.state.clone();
-    tokio::spawn(async move {
-        loop {
-            let (stream, remote) = listener.accept().await.unwrap();
-            let state = state.clone();
-            tokio::spawn(async move {
-                let svc =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let state = state.clone();
-                        async move {
-                            let panics = req.uri().path() == "/boom";
-                            Ok::<_, std::convert::Infallible>(
-                                doska::http::router::handle_with(
-                                    state,
-                                    req,
-                                    remote,
-                                    move |_, _, _| async move {
-                                        if panics {
-                                            panic!("handler bug");
-                                        }
-                                        doska::http::json(
-                                            http::StatusCode::OK,
-                                            &json!({"fine": true}),
-                                        )
-                                    },
-                                )
-                                .await,
-                            )
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    let res = get(&format!("http://{addr}/boom")).await;
+    let router =
+        doska::http::router::Router::new(t.state.clone()).mount("/test", std::sync::Arc::new(Boom));
+    let url = common::serve_router(std::sync::Arc::new(router), t.state.shutdown.clone()).await;
+    let res = get(&format!("{url}/test/boom")).await;
     assert_eq!(res.status, 500);
     let body = res.json();
     assert_eq!(body["message"], "Internal server error");
     assert_eq!(body["request_id"].as_str(), res.header("x-request-id"));
-    let res = get(&format!("http://{addr}/fine")).await;
+    let res = get(&format!("{url}/test/fine")).await;
     assert_eq!(res.status, 200);
 }
 
@@ -565,7 +636,6 @@ async fn health_is_503_with_the_reason_when_the_database_is_down() {
         jwt_secret: t.state.jwt_secret.clone(),
         metrics: Default::default(),
         shutdown: t.state.shutdown.clone(),
-        doors: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -573,7 +643,7 @@ async fn health_is_503_with_the_reason_when_the_database_is_down() {
     tokio::spawn(doska::http::server::run(
         listener,
         None,
-        state,
+        std::sync::Arc::new(doska::http::router::Router::new(state)),
         rx,
         std::time::Duration::from_secs(1),
     ));

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use doska::{
-    db::request_tx::{RequestInfo, RequestTx},
+    db::caller::{RequestInfo, RequestTx},
     jwt::Caller,
     policies::{self, ApplyError, Mode, Outcome, Sources},
 };
@@ -73,7 +73,8 @@ async fn as_user(
             json!({ "role": role })
         } else {
             json!({ "sub": sub, "role": role })
-        },
+        }
+        .into(),
         token: None,
     };
     let info = RequestInfo {
@@ -441,7 +442,18 @@ async fn watcher_applies_edits_and_keeps_the_old_set_on_a_broken_one() {
     std::fs::write(&path, notes_policy(&role)).unwrap();
     let sources = policies::read_dir(&dir).unwrap();
     let out = apply(&db, &sources, Mode::Apply).await.unwrap();
-    let _watcher = policies::watch::spawn(db.state.clone(), dir.clone(), out.hash);
+    // The watcher tells whoever cares (REST's schema cache, in `doska serve`) after each apply.
+    let told = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = told.clone();
+    let _watcher = policies::watch::spawn(
+        db.state.clone(),
+        dir.clone(),
+        out.hash,
+        Box::new(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async {})
+        }),
+    );
 
     // Edit: Alice may now read every note.
     let edited = notes_policy(&role).replace("owner = \"author_id\"", "using = \"true\"");
@@ -466,6 +478,7 @@ async fn watcher_applies_edits_and_keeps_the_old_set_on_a_broken_one() {
         "policy reload latency: {} ms",
         started.elapsed().as_millis()
     );
+    assert!(told.load(std::sync::atomic::Ordering::SeqCst) >= 1);
 
     // A broken edit: logged, nothing changes.
     std::fs::write(

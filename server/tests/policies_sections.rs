@@ -9,10 +9,10 @@
 mod common;
 
 use doska::{
-    db::request_tx::{RequestInfo, RequestTx},
+    db::caller::{RequestInfo, RequestTx},
     jwt::Caller,
     policies::{self, ApplyError, Mode, Outcome, Sources},
-    realtime::authorize::{Who, channel_permissions},
+    realtime::authorize::channel_permissions,
 };
 use serde_json::{Value, json};
 
@@ -80,7 +80,7 @@ fn claims(sub: &str, school: &str) -> Value {
 async fn as_user(db: &common::TestDb, claims: Value, sql: &str) -> Result<Vec<String>, String> {
     let caller = Caller {
         role: "authenticated".into(),
-        claims,
+        claims: claims.into(),
         token: None,
     };
     let info = RequestInfo {
@@ -201,10 +201,7 @@ async fn sections_apply_are_in_force_idempotent_and_removable() {
         Ok(vec!["s1/plan.txt".to_string()])
     );
     // Realtime's own join probe: a member of s1 may join room:s1 (broadcast only), not room:s2.
-    let who = Who {
-        role: "authenticated".into(),
-        claims: claims(BOB, "s1").to_string(),
-    };
+    let who = Caller::new("authenticated", claims(BOB, "s1"));
     let p = channel_permissions(&db.state.admin, &who, "room:s1")
         .await
         .unwrap();
@@ -583,7 +580,7 @@ async fn malformed_action_cases_fail_with_a_reason() {
     std::fs::write(dir.join("t.toml"), &text).unwrap();
     let sources = files(&[("storage.toml", "[storage.buckets.docs]\n")]);
     let mut admin = db.state.admin.get().await.unwrap();
-    let report = policies::testing::run(&mut admin, &sources, &dir, &["public".to_string()])
+    let report = doska::testing::run(&mut admin, &sources, &dir, &["public".to_string()])
         .await
         .unwrap();
     let out = report.lines.join("\n");

@@ -8,7 +8,8 @@ mod common;
 
 use std::path::PathBuf;
 
-use doska::policies::{self, Mode, testing};
+use doska::policies::{self, Mode};
+use doska::testing;
 
 fn repo(dir: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -285,14 +286,14 @@ async fn as_caller(db: &common::TestDb, role: &str, sub: &str, sql: &str) -> Res
     } else {
         serde_json::json!({ "role": role, "sub": sub })
     };
-    let tx = doska::db::request_tx::RequestTx::begin(
+    let tx = doska::db::caller::RequestTx::begin(
         db.pool(),
         &doska::jwt::Caller {
             role: role.into(),
-            claims,
+            claims: claims.into(),
             token: None,
         },
-        &doska::db::request_tx::RequestInfo {
+        &doska::db::caller::RequestInfo {
             method: "POST",
             path: "/rpc",
             headers: serde_json::json!({}),
@@ -336,8 +337,7 @@ async fn sign_up_over_auth_then_rest_under_the_rules() {
         ..Default::default()
     };
     cfg.rate_limits.enabled = false;
-    doska::auth::install(&db.state, cfg).unwrap();
-    let base = db.server().await;
+    let base = db.serve(&db.doors_with_auth(cfg).await).await;
     let anon = db.sign(json!({"role": "anon"}));
     let call = |method: &'static str, path: String, token: Option<String>, body: Value| {
         let base = base.clone();

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use doska::jwt::Caller;
-use doska::realtime::authorize::{self, Who};
+use doska::realtime::authorize;
 use doska::realtime::decode::{Change, ChangeKind, ColumnInfo};
 use doska::realtime::deliver::deliver;
 use doska::realtime::hub::{Hub, Membership, Outbox};
@@ -87,25 +87,22 @@ fn note(kind: ChangeKind, id: i64, owner: &str) -> Change {
     )
 }
 
-fn user(sub: &str) -> Who {
-    Who {
-        role: "authenticated".into(),
-        claims: json!({"sub": sub, "role": "authenticated"}).to_string(),
-    }
+fn user(sub: &str) -> Caller {
+    Caller::new(
+        "authenticated",
+        json!({"sub": sub, "role": "authenticated"}),
+    )
 }
 
-fn role(r: &str) -> Who {
-    Who {
-        role: r.into(),
-        claims: json!({"role": r}).to_string(),
-    }
+fn role(r: &str) -> Caller {
+    Caller::new(r, json!({"role": r}))
 }
 
 /// What `authorize::visible` answers for one change, per caller.
 async fn see(
     pool: &deadpool_postgres::Pool,
     change: &Change,
-    callers: &[Who],
+    callers: &[Caller],
 ) -> Result<Vec<bool>, authorize::AuthorizeError> {
     let mut answers = authorize::visible(pool, change, callers).await?;
     assert!(answers.saw_commit(change.xid));
@@ -116,7 +113,7 @@ async fn see(
 async fn batch(
     pool: &deadpool_postgres::Pool,
     changes: &[&Change],
-    callers: &[Who],
+    callers: &[Caller],
     asks: &[Vec<usize>],
 ) -> Result<Vec<Vec<bool>>, authorize::AuthorizeError> {
     Ok(authorize::visible_batch(pool, changes, callers, asks)
@@ -125,7 +122,7 @@ async fn batch(
 }
 
 /// Alice, Bob, anon, service_role (BYPASSRLS) and a role the authenticator may not become.
-fn callers() -> [Who; 5] {
+fn callers() -> [Caller; 5] {
     [
         user(ALICE),
         user(BOB),
@@ -262,7 +259,7 @@ fn caller(sub: Option<&str>) -> Caller {
     match sub {
         Some(s) => Caller {
             role: "authenticated".into(),
-            claims: json!({"sub": s, "role": "authenticated"}),
+            claims: json!({"sub": s, "role": "authenticated"}).into(),
             token: None,
         },
         None => Caller::anonymous(),

@@ -27,7 +27,7 @@ fn user(sub: &str) -> Actor {
     Actor {
         caller: Caller {
             role: "authenticated".into(),
-            claims: json!({"sub": sub, "role": "authenticated"}),
+            claims: json!({"sub": sub, "role": "authenticated"}).into(),
             token: None,
         },
         method: "POST".into(),
@@ -257,7 +257,7 @@ async fn policies_decide_before_bytes_are_stored() {
     let anon = Actor {
         caller: Caller {
             role: "anon".into(),
-            claims: json!({}),
+            claims: json!({}).into(),
             token: None,
         },
         ..user(ALICE)
@@ -908,7 +908,7 @@ async fn reused_prepared_statements_still_follow_each_callers_role_and_policies(
     let anon = Actor {
         caller: Caller {
             role: "anon".into(),
-            claims: json!({}),
+            claims: json!({}).into(),
             token: None,
         },
         ..user(ALICE)

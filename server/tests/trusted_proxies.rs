@@ -5,7 +5,7 @@ mod common;
 
 use common::{TestDb, request};
 use doska::{
-    auth::{self, AuthConfig, password::Argon2Cost, ratelimit::Rate},
+    auth::{AuthConfig, password::Argon2Cost, ratelimit::Rate},
     config::Settings,
 };
 
@@ -41,8 +41,7 @@ async fn server(trusted: Option<&str>) -> (TestDb, String, String) {
     cfg.rate_limits.enabled = true;
     cfg.rate_limits.sign_in = Rate::new(1, 60);
     cfg.rate_limits.sign_in_account = Rate::new(100, 60);
-    auth::install(&db.state, cfg).unwrap();
-    let url = db.server().await;
+    let url = db.serve(&db.doors_with_auth(cfg).await).await;
     let anon = db.sign(serde_json::json!({"role": "anon"}));
     (db, url, anon)
 }

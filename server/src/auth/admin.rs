@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::Ctx;
 use super::error::AuthError;
-use super::handlers::{check_password_strength, metadata_object, ok_json, parse};
+use super::session::{check_password_strength, metadata_object, ok_json, parse};
 use super::users::{self, NewUser};
 use crate::http::body::{self, Body};
 

@@ -1,6 +1,6 @@
 //! The user-facing endpoints: signup (password and anonymous), token (password and refresh_token
-//! grants), GET/PUT user, logout, settings and health — and the helpers they share with the mail
-//! and admin endpoints (body parsing, the signed-in caller, issuing a session).
+//! grants), GET/PUT user, logout, settings and health (the helpers they share with the mail and
+//! admin endpoints are in `session`).
 //! Rejects: malformed or mistyped JSON (400 bad_json), missing or overlong fields (400
 //! validation_failed), weak passwords (422), wrong credentials (400 invalid_credentials, same body
 //! and same work for an unknown user), bad tokens (401), ended sessions (403 session_not_found).
@@ -8,124 +8,20 @@
 use deadpool_postgres::GenericClient;
 use http::{Response, StatusCode};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
-use uuid::Uuid;
+use serde_json::{Value, json};
 
 use super::Ctx;
 use super::error::AuthError;
 use super::password::Verified;
 use super::ratelimit::Class;
-use super::refresh::{self, Issued, Scope};
-use super::tokens::{self, TokenInput};
-use super::users::{self, NewUser, User};
+use super::refresh::{self, Scope};
+use super::session::MAX_PASSWORD_BYTES;
+use super::session::{
+    check_password_strength, commit_and_mail, ip_key, metadata_object, ok_json, open_session,
+    parse, rate_limit, session_response, signed_in,
+};
+use super::users::{self, NewUser};
 use crate::http::body::{self, Body};
-
-/// Longest password accepted (bytes); longer ones are refused before any hashing.
-pub const MAX_PASSWORD_BYTES: usize = 1024;
-
-pub fn ok_json(v: &Value) -> Result<Response<Body>, AuthError> {
-    Ok(body::json(StatusCode::OK, v))
-}
-
-/// Commits a transaction that queued mail, hands the mail to the relay, and answers 200 with `v`.
-pub async fn commit_and_mail(
-    ctx: &Ctx<'_>,
-    tx: deadpool_postgres::Transaction<'_>,
-    v: &Value,
-) -> Result<Response<Body>, AuthError> {
-    tx.commit().await?;
-    ctx.kick_mail();
-    ok_json(v)
-}
-
-/// Parses the JSON body; an empty body counts as `{}`.
-pub fn parse<T: DeserializeOwned>(ctx: &Ctx<'_>) -> Result<T, AuthError> {
-    let raw: &[u8] = if ctx.body.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        &ctx.body
-    };
-    serde_json::from_slice(raw).map_err(|e| AuthError::BadJson(e.to_string()))
-}
-
-pub fn rate_limit(ctx: &Ctx<'_>, class: Class, key: &str) -> Result<(), AuthError> {
-    ctx.auth
-        .limiter
-        .check(class, key)
-        .map_err(|retry_after_secs| AuthError::RateLimited { retry_after_secs })
-}
-
-pub fn ip_key(ctx: &Ctx<'_>) -> String {
-    ctx.rc.client_ip.to_string()
-}
-
-pub fn check_password_strength(ctx: &Ctx<'_>, password: &str) -> Result<(), AuthError> {
-    if password.len() > MAX_PASSWORD_BYTES {
-        return Err(AuthError::Validation(format!(
-            "Password must be at most {MAX_PASSWORD_BYTES} bytes"
-        )));
-    }
-    let min = ctx.auth.config.password_min_length;
-    if password.chars().count() < min {
-        return Err(AuthError::WeakPassword { min_length: min });
-    }
-    Ok(())
-}
-
-/// `data`/`user_metadata` must be an object when given.
-pub fn metadata_object(v: Option<Value>, field: &str) -> Result<Map<String, Value>, AuthError> {
-    match v {
-        None | Some(Value::Null) => Ok(Map::new()),
-        Some(Value::Object(m)) => Ok(m),
-        Some(_) => Err(AuthError::Validation(format!(
-            "{field} must be a JSON object"
-        ))),
-    }
-}
-
-/// The signed-in user making the request: a valid token with a `sub`, whose session (if named)
-/// still exists.
-pub struct SignedIn {
-    pub user_id: Uuid,
-    pub session_id: Option<Uuid>,
-    pub claims: Value,
-}
-
-pub async fn signed_in<C: GenericClient>(ctx: &Ctx<'_>, c: &C) -> Result<SignedIn, AuthError> {
-    let token = crate::jwt::bearer_token(ctx.headers)
-        .map_err(|e| AuthError::BadJwt(e.message().into()))?
-        .ok_or(AuthError::NoAuthorization)?;
-    let caller = ctx
-        .state
-        .verifier
-        .caller_from_token(token)
-        .map_err(|e| AuthError::BadJwt(e.message().into()))?;
-    let user_id = caller
-        .claims
-        .get("sub")
-        .and_then(Value::as_str)
-        .and_then(|s| Uuid::parse_str(s).ok())
-        .ok_or_else(|| AuthError::BadJwt("invalid claim: missing sub claim".into()))?;
-    let session_id = match caller.claims.get("session_id") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_str()
-                .and_then(|s| Uuid::parse_str(s).ok())
-                .ok_or_else(|| AuthError::BadJwt("invalid claim: session_id".into()))?,
-        ),
-    };
-    if let Some(sid) = session_id
-        && !refresh::session_exists(c, sid).await?
-    {
-        return Err(AuthError::SessionNotFound);
-    }
-    Ok(SignedIn {
-        user_id,
-        session_id,
-        claims: caller.claims,
-    })
-}
 
 /// Whether the token's session was opened by a recovery code or link within the last `window_secs`:
 /// that proved control of the mailbox just now, as a reauthentication nonce would, so the password
@@ -138,66 +34,6 @@ pub fn fresh_recovery(claims: &Value, window_secs: i64) -> bool {
                 .as_i64()
                 .is_some_and(|t| t <= now && now - t <= window_secs)
     })
-}
-
-/// Signs an access token for the user's (re-read) row and builds the session object.
-pub fn session_response(ctx: &Ctx<'_>, user: &User, issued: &Issued, amr: &str) -> Value {
-    let now = chrono::Utc::now().timestamp();
-    let cfg = &ctx.auth.config;
-    let input = TokenInput {
-        user,
-        session_id: issued.session_id,
-        amr_method: amr,
-        amr_timestamp: issued.session_created_at.timestamp(),
-    };
-    let claims = tokens::access_claims(&input, &cfg.jwt_issuer, now, cfg.jwt_exp);
-    // HS256 keys are symmetric and never published; with an asymmetric key, clients can verify.
-    let access = match &ctx.auth.signing_key {
-        Some(k) => k.sign(&claims),
-        None => crate::jwt::sign(&ctx.state.jwt_secret, &claims),
-    };
-    tokens::session_body(
-        &access,
-        &issued.refresh_token,
-        now,
-        cfg.jwt_exp,
-        &user.to_json(),
-    )
-}
-
-/// Opens a session for `user_id` inside `c`'s transaction, stamps the sign-in and re-reads the user
-/// (so whatever triggers set is in the token).
-pub async fn open_session<C: GenericClient>(
-    ctx: &Ctx<'_>,
-    c: &C,
-    user_id: Uuid,
-    amr: &str,
-) -> Result<Value, AuthError> {
-    let ua = ctx
-        .headers
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
-    let issued = refresh::create_session(c, user_id, ctx.rc.client_ip, ua).await?;
-    c.execute(
-        "update auth.users set last_sign_in_at = now() where id = $1",
-        &[&user_id],
-    )
-    .await?;
-    c.execute(
-        "update auth.identities set last_sign_in_at = now() where user_id = $1",
-        &[&user_id],
-    )
-    .await?;
-    let user = users::get(c, user_id).await?;
-    super::audit::record(
-        c,
-        ctx.rc.client_ip,
-        super::audit::Action::Login,
-        user_id,
-        json!({"provider": amr}),
-    )
-    .await?;
-    Ok(session_response(ctx, &user, &issued, amr))
 }
 
 pub fn health() -> Response<Body> {

@@ -18,11 +18,11 @@ use uuid::Uuid;
 use super::Ctx;
 use super::admin::require_admin;
 use super::error::AuthError;
-use super::handlers::{
+use super::ratelimit::Class;
+use super::session::{
     check_password_strength, commit_and_mail, ip_key, metadata_object, ok_json, open_session,
     parse, rate_limit, signed_in,
 };
-use super::ratelimit::Class;
 use super::users::{self, NewUser};
 use crate::http::body::{self, Body};
 

@@ -15,6 +15,7 @@ pub mod password;
 pub mod pkce;
 pub mod ratelimit;
 pub mod refresh;
+pub mod session;
 pub mod smtp;
 pub mod tokens;
 pub mod users;
@@ -26,8 +27,8 @@ use http::{HeaderValue, Method, Response};
 use hyper::body::Incoming;
 use uuid::Uuid;
 
-use crate::http::RequestContext;
 use crate::http::body::{Body, BodyError};
+use crate::http::{DoorFuture, RequestContext};
 use crate::state::AppState;
 use error::AuthError;
 
@@ -213,29 +214,6 @@ impl Auth {
     }
 }
 
-/// Uses `config` for `state` from now on (tests use it to set rate limits per test).
-pub fn install(state: &AppState, config: AuthConfig) -> Result<(), SetupError> {
-    let auth = Arc::new(Auth::new(config)?);
-    *state.doors.auth.write().unwrap_or_else(|p| p.into_inner()) = Some(auth);
-    Ok(())
-}
-
-fn auth_for(state: &AppState) -> Result<Arc<Auth>, AuthError> {
-    if let Some(a) = state
-        .doors
-        .auth
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-    {
-        return Ok(a.clone());
-    }
-    AuthConfig::from_config(&state.config)
-        .and_then(|c| install(state, c))
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
-    auth_for(state)
-}
-
 /// The endpoints, one variant per (method, path).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Endpoint {
@@ -326,28 +304,46 @@ impl Ctx<'_> {
     }
 }
 
-/// The /auth/v1 front door.
-pub async fn handle(
+/// The /auth/v1 front door: the shared state and auth's own machinery, built once at start-up.
+pub struct AuthDoor {
     state: Arc<AppState>,
-    req: hyper::Request<Incoming>,
-    ctx: RequestContext,
-) -> Response<Body> {
-    let api_2024 = error::wants_2024_shape(req.headers());
-    let result = match auth_for(&state) {
-        Ok(auth) => serve(&state, &auth, req, &ctx).await,
-        Err(e) => Err(e),
-    };
-    let mut resp = match result {
-        Ok(r) => r,
-        Err(e) => e.into_response(api_2024, &ctx.request_id),
-    };
-    if api_2024 {
-        resp.headers_mut().insert(
-            error::API_VERSION_HEADER,
-            HeaderValue::from_static(error::API_VERSION_2024),
-        );
+    auth: Arc<Auth>,
+}
+
+impl AuthDoor {
+    pub fn new(state: Arc<AppState>, auth: Arc<Auth>) -> AuthDoor {
+        AuthDoor { state, auth }
     }
-    resp
+}
+
+impl crate::http::Door for AuthDoor {
+    fn handle(self: Arc<Self>, req: hyper::Request<Incoming>, ctx: RequestContext) -> DoorFuture {
+        Box::pin(async move {
+            let api_2024 = error::wants_2024_shape(req.headers());
+            let mut resp = match serve(&self.state, &self.auth, req, &ctx).await {
+                Ok(r) => r,
+                Err(e) => e.into_response(api_2024, &ctx.request_id),
+            };
+            if api_2024 {
+                resp.headers_mut().insert(
+                    error::API_VERSION_HEADER,
+                    HeaderValue::from_static(error::API_VERSION_2024),
+                );
+            }
+            resp
+        })
+    }
+
+    /// GoTrue's shape (the legacy one: the request's version header is not at hand here, and
+    /// auth-js reads `error_code` from it): 413 validation_failed, or 500 unexpected_failure with the
+    /// request id as `error_id`.
+    fn reject(&self, why: &crate::http::Rejection, request_id: &str) -> Response<Body> {
+        match why {
+            crate::http::Rejection::TooLarge { .. } => AuthError::PayloadTooLarge,
+            crate::http::Rejection::Panicked => AuthError::Internal("the handler panicked".into()),
+        }
+        .into_response(false, request_id)
+    }
 }
 
 async fn serve(
@@ -380,7 +376,7 @@ async fn serve(
     match endpoint {
         Health => Ok(handlers::health()),
         Settings => Ok(handlers::settings(&ctx)),
-        Jwks => handlers::ok_json(&keys::jwks(auth.signing_key.as_ref())),
+        Jwks => session::ok_json(&keys::jwks(auth.signing_key.as_ref())),
         Signup => handlers::signup(&ctx).await,
         Token => handlers::token(&ctx).await,
         GetUser => handlers::get_user(&ctx).await,

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::Ctx;
 use super::error::AuthError;
-use super::handlers::{ok_json, open_session, parse};
+use super::session::{ok_json, open_session, parse};
 use crate::http::body::Body;
 
 /// Seconds a code stays redeemable after the link was followed (GoTrue's default).

@@ -33,9 +33,6 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Advisory lock key shared by every doska migration runner (internal and app).
-pub const MIGRATION_LOCK: i64 = 0x646f_736b_615f_6d67; // "doska_mg"
-
 #[derive(Debug, thiserror::Error)]
 #[error("internal migration {} failed: {}", .name, super::migrate::describe(.source))]
 pub struct InternalMigrationError {
@@ -69,9 +66,12 @@ pub async fn apply(client: &mut Client) -> Result<Vec<&'static str>, InternalMig
     for (name, sql) in MIGRATIONS {
         let err = |source| InternalMigrationError { name, source };
         let tx = client.transaction().await.map_err(err)?;
-        tx.execute("select pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await
-            .map_err(err)?;
+        tx.execute(
+            "select pg_advisory_xact_lock($1)",
+            &[&super::MIGRATION_LOCK],
+        )
+        .await
+        .map_err(err)?;
         let done = tx
             .query_opt(
                 "select 1 from doska.internal_migrations where name = $1",

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
-use super::internal::MIGRATION_LOCK;
+use super::MIGRATION_LOCK;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {

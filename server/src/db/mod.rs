@@ -1,13 +1,16 @@
 //! Everything doska does with PostgreSQL outside the front doors: connecting (admin and request pools),
-//! checking an external server, the internal schema, the app's migrations, default grants, and the
-//! per-request transaction the front doors run their work in.
+//! checking an external server, the internal schema, the app's migrations, default grants, and acting
+//! as the caller (`caller`: the transaction every door runs a caller's work in).
 
+pub mod caller;
 pub mod checks;
 pub mod grants;
 pub mod internal;
 pub mod migrate;
 pub mod pools;
-pub mod request_tx;
+
+/// Advisory lock key shared by every doska migration runner (internal and app).
+pub const MIGRATION_LOCK: i64 = 0x646f_736b_615f_6d67; // "doska_mg"
 
 /// Quotes an identifier for SQL text (doubling embedded quotes). Only for names doska itself controls
 /// or has checked against the catalog.

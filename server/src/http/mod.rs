@@ -8,6 +8,7 @@ pub mod body;
 pub mod client_ip;
 pub mod compress;
 pub mod cors;
+pub mod door;
 pub mod metrics;
 pub mod query;
 pub mod router;
@@ -18,6 +19,7 @@ pub mod static_files;
 use std::net::IpAddr;
 
 pub use body::{Body, full, json};
+pub use door::{Door, DoorFuture, Rejection};
 
 /// What the foundation tells a front door about the request besides the request itself.
 #[derive(Debug, Clone)]
@@ -28,4 +30,20 @@ pub struct RequestContext {
     pub path: String,
     /// The route's body limit in bytes.
     pub body_limit: u64,
+}
+
+/// The request headers as the JSON object `request.headers` holds (names lower-case; non-UTF-8 values
+/// skipped). Credentials are left out: policies read claims, never raw tokens.
+pub fn headers_json(headers: &http::HeaderMap) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for (name, value) in headers {
+        let n = name.as_str();
+        if n == "authorization" || n == "apikey" || n == "cookie" {
+            continue;
+        }
+        if let Ok(v) = value.to_str() {
+            map.insert(n.to_string(), serde_json::Value::String(v.to_string()));
+        }
+    }
+    serde_json::Value::Object(map)
 }

@@ -2,7 +2,7 @@
 //! limits, panic containment, compression, metrics and the access log line (method, path without query,
 //! status, latency — never a token or password). Unknown routes get a JSON 404.
 
-use std::{net::SocketAddr, panic::AssertUnwindSafe, time::Instant};
+use std::{net::SocketAddr, panic::AssertUnwindSafe, sync::Arc, time::Instant};
 
 use futures_util::FutureExt;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -13,6 +13,7 @@ use super::{
     RequestContext,
     body::{Body, json},
     compress, cors,
+    door::{Door, Rejection, foundation_error, foundation_reject, panic_message},
     metrics::door_of,
     sdk, static_files,
 };
@@ -40,16 +41,41 @@ fn request_id(req: &Request<Incoming>) -> String {
 
 /// Error body of the foundation's own routes.
 pub fn error(status: StatusCode, message: &str) -> Response<Body> {
-    json(
-        status,
-        &json!({"message": message, "code": status.as_u16()}),
-    )
+    foundation_error(status, message)
 }
 
 /// Strips `prefix` from `path` when it is that route (`/rest/v1`, `/rest/v1/…`), not `/rest/v10`.
 fn strip<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     let rest = path.strip_prefix(prefix)?;
     (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+/// The doors by URL prefix, and the shared state the foundation's own routes need.
+pub struct Router {
+    state: SharedState,
+    doors: Vec<(&'static str, Arc<dyn Door>)>,
+}
+
+impl Router {
+    pub fn new(state: SharedState) -> Router {
+        Router {
+            state,
+            doors: Vec::new(),
+        }
+    }
+
+    /// Mounts `door` at `prefix` (`/rest/v1` takes `/rest/v1` and `/rest/v1/…`, not `/rest/v10`).
+    pub fn mount(mut self, prefix: &'static str, door: Arc<dyn Door>) -> Router {
+        self.doors.push((prefix, door));
+        self
+    }
+
+    /// The door that owns `path`, and the path after its prefix.
+    fn door_for<'p>(&self, path: &'p str) -> Option<(&Arc<dyn Door>, &'p str)> {
+        self.doors
+            .iter()
+            .find_map(|(prefix, door)| strip(path, prefix).map(|sub| (door, sub)))
+    }
 }
 
 async fn health(state: &SharedState) -> Response<Body> {
@@ -83,26 +109,21 @@ fn metrics(state: &SharedState) -> Response<Body> {
     res
 }
 
-async fn dispatch(
-    state: SharedState,
-    req: Request<Incoming>,
-    ctx: RequestContext,
-) -> Response<Body> {
+async fn dispatch(router: &Router, req: Request<Incoming>, ctx: RequestContext) -> Response<Body> {
+    let state = &router.state;
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     match path.as_str() {
-        "/health" | "/health/" => return health(&state).await,
-        "/metrics" => return metrics(&state),
+        "/health" | "/health/" => return health(state).await,
+        "/metrics" => return metrics(state),
         _ => {}
     }
-    for (prefix, door) in FRONT_DOORS {
-        if let Some(sub) = strip(&path, prefix) {
-            let ctx = RequestContext {
-                path: sub.to_string(),
-                ..ctx
-            };
-            return door(state, req, ctx).await;
-        }
+    if let Some((door, sub)) = router.door_for(&path) {
+        let ctx = RequestContext {
+            path: sub.to_string(),
+            ..ctx
+        };
+        return door.clone().handle(req, ctx).await;
     }
     if path == "/sdk/config.json" {
         return sdk::config(&method, &state.jwt_secret);
@@ -116,42 +137,14 @@ async fn dispatch(
     error(StatusCode::NOT_FOUND, "No route for this path")
 }
 
-type DoorFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>>;
-type Door = fn(SharedState, Request<Incoming>, RequestContext) -> DoorFuture;
-
-/// The front doors by prefix. Each answers its own errors in its own dialect.
-const FRONT_DOORS: &[(&str, Door)] = &[
-    ("/rest/v1", |s, r, c| Box::pin(crate::rest::handle(s, r, c))),
-    ("/auth/v1", |s, r, c| Box::pin(crate::auth::handle(s, r, c))),
-    ("/realtime/v1", |s, r, c| {
-        Box::pin(crate::realtime::handle(s, r, c))
-    }),
-    ("/storage/v1", |s, r, c| {
-        Box::pin(crate::storage::http::handle(s, r, c))
-    }),
-];
-
-/// Handles one request end to end.
+/// Handles one request end to end: request id, CORS, limits, panic containment, compression,
+/// metrics and the log line around the door (or the foundation's own route) that answers it.
 pub async fn handle(
-    state: SharedState,
+    router: Arc<Router>,
     req: Request<Incoming>,
     remote: SocketAddr,
 ) -> Response<Body> {
-    handle_with(state, req, remote, dispatch).await
-}
-
-/// The wrapping around a dispatcher: request id, CORS, limits, panic containment, compression,
-/// metrics and the log line. Public so tests can wrap a dispatcher of their own.
-pub async fn handle_with<F, Fut>(
-    state: SharedState,
-    req: Request<Incoming>,
-    remote: SocketAddr,
-    dispatch: F,
-) -> Response<Body>
-where
-    F: FnOnce(SharedState, Request<Incoming>, RequestContext) -> Fut,
-    Fut: std::future::Future<Output = Response<Body>>,
-{
+    let state = &router.state;
     let started = Instant::now();
     let id = request_id(&req);
     let method = req.method().clone();
@@ -159,6 +152,11 @@ where
     let door = door_of(&path);
     let req_headers = req.headers().clone();
     let body_limit = state.config.body_limits.for_path(&path);
+    // Whose dialect the router's own refusals speak: the door's that owns the path, else its own.
+    let reject = |why: Rejection, id: &str| match router.door_for(&path) {
+        Some((door, _)) => door.reject(&why, id),
+        None => foundation_reject(&why, id),
+    };
 
     let mut res =
         if let Some(pre) = cors::preflight(&state.config.cors_origins, &method, &req_headers) {
@@ -169,10 +167,7 @@ where
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|len| len > body_limit)
         {
-            error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("Request body is larger than {body_limit} bytes"),
-            )
+            reject(Rejection::TooLarge { limit: body_limit }, &id)
         } else {
             let ctx = RequestContext {
                 request_id: id.clone(),
@@ -184,22 +179,15 @@ where
                 path: path.clone(),
                 body_limit,
             };
-            match AssertUnwindSafe(dispatch(state.clone(), req, ctx))
+            match AssertUnwindSafe(dispatch(&router, req, ctx))
                 .catch_unwind()
                 .await
             {
                 Ok(res) => res,
                 Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
+                    let what = panic_message(panic.as_ref());
                     tracing::error!(request_id = %id, panic = %what, "handler panicked");
-                    json(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        &json!({"message": "Internal server error", "code": 500, "request_id": id}),
-                    )
+                    reject(Rejection::Panicked, &id)
                 }
             }
         };

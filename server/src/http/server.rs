@@ -1,10 +1,15 @@
-//! The listener: accepts TCP connections (TLS when configured, via rustls), serves HTTP/1.1 with
-//! upgrades (WebSocket) through the router, and shuts down gracefully — stop accepting, let in-flight
-//! requests finish within the bound, then return. Rejects TLS handshakes that fail, quietly.
+//! The listeners: one accept loop, shared by the main listener (the router) and storage's S3
+//! listener, that accepts TCP connections (TLS when configured, via rustls), serves HTTP/1.1 with
+//! upgrades (WebSocket), and shuts down gracefully — stop accepting, let in-flight requests finish
+//! within the bound, then return. Rejects TLS handshakes that fail, quietly.
 
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
-use hyper::service::service_fn;
+use http::{Request, Response};
+use hyper::{
+    body::Incoming,
+    service::{Service, service_fn},
+};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo},
     server::conn::auto,
@@ -17,7 +22,7 @@ use tokio::{
 };
 use tokio_rustls::TlsAcceptor;
 
-use crate::state::SharedState;
+use super::router::{Router, handle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -68,31 +73,72 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-async fn serve_io<I>(io: I, remote: SocketAddr, state: SharedState, watcher: Watcher)
+/// Binds a listener on `addr` (before anything heavier starts, so a taken port fails fast).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let std_listener = std::net::TcpListener::bind(addr)?;
+    std_listener.set_nonblocking(true)?;
+    TcpListener::from_std(std_listener)
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn serve_io<I, S, B>(io: I, service: S, watcher: Watcher, what: &'static str)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
 {
-    let service = service_fn(move |req| {
-        let state = state.clone();
-        async move { Ok::<_, std::convert::Infallible>(super::router::handle(state, req, remote).await) }
-    });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().keep_alive(true);
     let builder = builder.http1_only();
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(error = %e, "connection ended with an error");
+        tracing::debug!(error = %e, listener = what, "connection ended with an error");
     }
 }
 
-/// Serves until `shutdown` turns true, then drains for at most `drain`.
+/// Serves the router until `shutdown` turns true, then drains for at most `drain`.
 pub async fn run(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    state: SharedState,
-    mut shutdown: watch::Receiver<bool>,
+    router: Arc<Router>,
+    shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
+    let service = move |remote: SocketAddr| {
+        let router = router.clone();
+        service_fn(move |req| {
+            let router = router.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(router, req, remote).await) }
+        })
+    };
+    accept(listener, tls, service, shutdown, drain, "http").await;
+}
+
+/// The accept loop every listener shares: takes connections (TLS when given, each handshake in its
+/// own task so a slow client cannot stall accepting), serves HTTP/1.1 with upgrades through the
+/// service `make` builds for each peer, and on `shutdown` stops accepting and lets in-flight
+/// requests finish within `drain`.
+pub async fn accept<M, S, B>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    make: M,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+    what: &'static str,
+) where
+    M: Fn(SocketAddr) -> S,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
@@ -101,26 +147,25 @@ pub async fn run(
                     Ok(x) => x,
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
+                        tracing::warn!(error = %e, listener = what, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
                 let _ = stream.set_nodelay(true);
                 let watcher = graceful.watcher();
+                let service = make(remote);
                 match &tls {
                     None => {
-                        tokio::spawn(serve_io(stream, remote, state.clone(), watcher));
+                        tokio::spawn(serve_io(stream, service, watcher, what));
                     }
                     Some(acceptor) => {
                         let acceptor = acceptor.clone();
-                        let state = state.clone();
-                        // The handshake runs in its own task so a slow client cannot stall accepting.
                         tokio::spawn(async move {
                             match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                                Ok(Ok(tls_stream)) => serve_io(tls_stream, remote, state, watcher).await,
-                                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                                Err(_) => tracing::debug!("TLS handshake timed out"),
+                                Ok(Ok(tls_stream)) => serve_io(tls_stream, service, watcher, what).await,
+                                Ok(Err(e)) => tracing::debug!(error = %e, %remote, listener = what, "TLS handshake failed"),
+                                Err(_) => tracing::debug!(%remote, listener = what, "TLS handshake timed out"),
                             }
                         });
                     }
@@ -131,7 +176,7 @@ pub async fn run(
     }
     drop(listener);
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections closed"),
-        _ = tokio::time::sleep(drain) => tracing::warn!("shutdown timeout: closing remaining connections"),
+        _ = graceful.shutdown() => tracing::info!(listener = what, "all connections closed"),
+        _ = tokio::time::sleep(drain) => tracing::warn!(listener = what, "shutdown timeout: closing remaining connections"),
     }
 }

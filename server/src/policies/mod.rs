@@ -9,7 +9,7 @@ pub mod compile;
 pub mod parse;
 pub mod pattern;
 pub mod sections;
-pub mod testing;
+pub mod syntax;
 pub mod watch;
 
 pub use apply::{ApplyError, Mode, Outcome, apply};

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    parse::{Command, Diagnostic, Expr, Lines, Loc, Named, valid_ident},
     pattern::{self, Pattern},
+    syntax::{Command, Diagnostic, Expr, Lines, Loc, Named, split_table, valid_ident},
 };
 use crate::db::quote_literal;
 
@@ -314,7 +314,7 @@ pub(super) fn realtime(
     let mut bad = |loc: Loc, message: String| diags.push(Diagnostic { loc, message });
     for t in &doc.tables {
         let loc = lines.at(t.span());
-        match super::parse::split_table(t.get_ref()) {
+        match split_table(t.get_ref()) {
             Ok((schema, name)) => out.publish.push(PublishDecl { schema, name, loc }),
             Err(m) => bad(loc, m),
         }

@@ -4,7 +4,7 @@
 //! twice. A bad edit is logged line by line and the policies in force stay as they were. Stops when
 //! doska shuts down.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{future::Future, path::PathBuf, pin::Pin, sync::Arc, time::Duration};
 
 use tokio::task::JoinHandle;
 
@@ -14,12 +14,21 @@ use crate::state::AppState;
 /// How often the folder is read.
 pub const POLL: Duration = Duration::from_millis(250);
 
+/// Told after a change to the files was applied and changed the database (REST reloads its schema
+/// cache), before the watcher logs it.
+pub type OnApplied = Box<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
 /// Watches `dir`; `applied` is the hash of the set already in force (from the start-up apply).
-pub fn spawn(state: Arc<AppState>, dir: PathBuf, applied: String) -> JoinHandle<()> {
-    tokio::spawn(run(state, dir, applied))
+pub fn spawn(
+    state: Arc<AppState>,
+    dir: PathBuf,
+    applied: String,
+    on_applied: OnApplied,
+) -> JoinHandle<()> {
+    tokio::spawn(run(state, dir, applied, on_applied))
 }
 
-async fn run(state: Arc<AppState>, dir: PathBuf, applied: String) {
+async fn run(state: Arc<AppState>, dir: PathBuf, applied: String, on_applied: OnApplied) {
     let mut shutdown = state.shutdown.clone();
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -66,12 +75,10 @@ async fn run(state: Arc<AppState>, dir: PathBuf, applied: String) {
                 for w in &outcome.warnings {
                     tracing::warn!("{w}");
                 }
-                // The NOTIFY reaches the REST listener too; reloading here means the next request
+                // The NOTIFY reaches the REST listener too; telling it here means the next request
                 // after this line sees the new grants.
-                if !outcome.statements.is_empty()
-                    && let Err(e) = crate::rest::reload(&state).await
-                {
-                    tracing::warn!(error = %e, "reloading the REST schema cache after a policy change");
+                if !outcome.statements.is_empty() {
+                    on_applied().await;
                 }
                 tracing::info!(
                     statements = outcome.statements.len(),

@@ -18,7 +18,10 @@ use serde_json::{Map, Value};
 use tokio_postgres::types::{ToSql, Type};
 
 use super::decode::{Change, ChangeKind};
-use crate::db::{quote_ident, quote_literal};
+use crate::db::{
+    caller::{Caller, SET_CALLER, SET_CHANNEL_CALLER},
+    quote_ident, quote_literal,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthorizeError {
@@ -29,12 +32,8 @@ pub enum AuthorizeError {
     Db(tokio_postgres::Error),
 }
 
-/// One caller to check: role and claims (JSON text, as `request.jwt.claims` holds it).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Who {
-    pub role: String,
-    pub claims: String,
-}
+/// How long one check may run (`statement_timeout`): a policy that hangs must not stall delivery.
+const CHECK_TIMEOUT: &str = "5000";
 
 /// What PostgreSQL answered for a batch: `allowed[c][j]` for change `c` and its `j`-th asked
 /// caller, and the snapshot taken before the checks ran (`None` when nothing was asked).
@@ -99,8 +98,6 @@ impl Snapshot {
 }
 
 const SNAPSHOT: &str = "select pg_current_snapshot()::text";
-
-const SET_CALLER: &str = "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true), set_config('statement_timeout', '5000', true)";
 
 /// Table privilege only: what a DELETE needs.
 const CAN_READ_TABLE: &str =
@@ -199,7 +196,7 @@ pub fn key_only(change: &Change, record: &Map<String, Value>) -> Map<String, Val
 pub async fn visible(
     pool: &deadpool_postgres::Pool,
     change: &Change,
-    who: &[Who],
+    who: &[Caller],
 ) -> Result<Answers, AuthorizeError> {
     let asks: Vec<usize> = (0..who.len()).collect();
     let mut answers = visible_batch(pool, &[change], who, &[asks]).await?;
@@ -218,7 +215,7 @@ struct Statement<'a> {
 /// One caller's check statement.
 #[derive(Clone)]
 struct Unit<'a> {
-    who: &'a Who,
+    who: &'a Caller,
     w: usize,
     statement: &'a Statement<'a>,
     param: &'a String,
@@ -250,7 +247,7 @@ impl Ctx<'_> {
         Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
     ) {
         let client = self.client;
-        let set: [&(dyn ToSql + Sync); 2] = [&u.who.role, &u.who.claims];
+        let set: [&(dyn ToSql + Sync); 3] = [&u.who.role, &u.who.claims.text(), &CHECK_TIMEOUT];
         let check = async move {
             match &self.prepared[u.statement.check] {
                 Some(st) => client.query(st, &[u.param as &(dyn ToSql + Sync)]).await,
@@ -332,7 +329,7 @@ impl Ctx<'_> {
 pub async fn visible_batch(
     pool: &deadpool_postgres::Pool,
     changes: &[&Change],
-    who: &[Who],
+    who: &[Caller],
     asks: &[Vec<usize>],
 ) -> Result<Answers, AuthorizeError> {
     let mut answers: Vec<Vec<bool>> = asks.iter().map(|a| vec![false; a.len()]).collect();
@@ -363,7 +360,7 @@ pub async fn visible_batch(
         .map_err(|e| AuthorizeError::Pool(e.to_string()))?;
     // Statements are prepared once per connection and reused: only binds go out per batch.
     let set_caller = client
-        .prepare_typed_cached(SET_CALLER, &[Type::TEXT, Type::TEXT])
+        .prepare_typed_cached(SET_CALLER, &[Type::TEXT, Type::TEXT, Type::TEXT])
         .await
         .map_err(AuthorizeError::Db)?;
     let snapshot_statement = client
@@ -496,9 +493,6 @@ impl ChannelPermissions {
 /// The probe rows (broadcast, presence) inserted as admin: `doska policies test` inserts the same.
 pub const PROBE_ROWS: &str = "insert into realtime.messages (topic, extension, private) \
      values ($1, 'broadcast', true), ($1, 'presence', true) returning id::text, extension";
-const SET_CHANNEL_CALLER: &str = "select set_config('role', $1, true), \
-     set_config('request.jwt.claims', $2, true), set_config('realtime.topic', $3, true), \
-     set_config('statement_timeout', '5000', true)";
 const READABLE: &str = "select extension from realtime.messages where id::text = any($1)";
 const WRITE_PROBE: &str =
     "insert into realtime.messages (topic, extension, private) values ($1, $2, true)";
@@ -509,7 +503,7 @@ const WRITE_PROBE: &str =
 /// reaches the replication stream.
 pub async fn channel_permissions(
     admin: &deadpool_postgres::Pool,
-    who: &Who,
+    who: &Caller,
     topic: &str,
 ) -> Result<ChannelPermissions, AuthorizeError> {
     let mut client = tokio::time::timeout(Duration::from_secs(10), admin.get())
@@ -528,13 +522,16 @@ pub async fn channel_permissions(
 /// policies test` runs it in a savepoint of its own transaction). Leaves the caller's role set.
 pub async fn probe_channel(
     tx: &tokio_postgres::Transaction<'_>,
-    who: &Who,
+    who: &Caller,
     topic: &str,
 ) -> Result<ChannelPermissions, tokio_postgres::Error> {
     let probes = tx.query(PROBE_ROWS, &[&topic]).await?;
     let ids: Vec<String> = probes.iter().map(|r| r.get(0)).collect();
-    tx.query(SET_CHANNEL_CALLER, &[&who.role, &who.claims, &topic])
-        .await?;
+    tx.query(
+        SET_CHANNEL_CALLER,
+        &[&who.role, &who.claims.text(), &topic, &CHECK_TIMEOUT],
+    )
+    .await?;
     let mut perms = ChannelPermissions::default();
     // A caller without SELECT on the table reads nothing; that is an answer, not an error.
     tx.batch_execute("savepoint probe").await?;

@@ -14,12 +14,13 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::authorize::{self, Who, key_only};
+use super::authorize::{self, key_only};
 use super::decode::{Change, ChangeKind, Event};
 use super::hub::{ChangeTarget, Hub};
 use super::log::{self, Position};
 use super::phoenix::{BroadcastBody, ServerMessage};
 use super::source::{Source, SourceItem, SourceOptions};
+use crate::jwt::Caller;
 use crate::state::SharedState;
 
 /// Transactions larger than this are delivered as they stream instead of at their commit,
@@ -127,7 +128,7 @@ impl<'a> PayloadData<'a> {
 pub async fn visible_once_committed(
     pool: &deadpool_postgres::Pool,
     change: &Change,
-    who: Vec<Who>,
+    who: Vec<Caller>,
 ) -> Result<Vec<bool>, authorize::AuthorizeError> {
     let mut answers = authorize::visible(pool, change, &who).await?;
     for _ in 0..VISIBILITY_RETRIES {
@@ -185,8 +186,8 @@ async fn check_batch(
     hub: &Hub,
     changes: &[Change],
 ) -> Result<Checked, authorize::AuthorizeError> {
-    let mut who: Vec<Who> = Vec::new();
-    let mut index: HashMap<Who, usize> = HashMap::new();
+    let mut who: Vec<Caller> = Vec::new();
+    let mut index: HashMap<Caller, usize> = HashMap::new();
     let mut planned: Vec<Option<Planned>> = Vec::with_capacity(changes.len());
     for change in changes {
         if change.schema == "realtime" && change.table == "messages" {
@@ -197,10 +198,7 @@ async fn check_batch(
         let mut asks: Vec<usize> = Vec::new();
         let mut target_who = Vec::with_capacity(targets.len());
         for t in &targets {
-            let w = Who {
-                role: t.caller.role.clone(),
-                claims: t.caller.claims.to_string(),
-            };
+            let w = t.caller.clone();
             let i = match index.get(&w) {
                 Some(&i) => i,
                 None => {
@@ -557,7 +555,7 @@ pub async fn run(
                     }
                     if started_before {
                         // The slot was lost while we streamed: subscribers missed changes.
-                        hub.tell_changes_lost(super::replay::CHANGES_LOST_MESSAGE);
+                        hub.tell_changes_lost(super::outbox::CHANGES_LOST_MESSAGE);
                     }
                 }
             }

@@ -12,94 +12,16 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Map, Value, json};
-use tokio::sync::{Notify, mpsc};
 
 use super::decode::Change;
-use super::log::Position;
+use super::lsn::Position;
+pub use super::outbox::{Gate, Outbox};
 use super::phoenix::{BroadcastBody, ServerMessage, Shared};
-use super::replay::Gate;
 use super::subscriptions::{PostgresChanges, SubscriptionSet};
 use crate::jwt::Caller;
 
 /// One joined channel (a topic on one socket, one join).
 pub type ChanId = u64;
-
-/// The sending side of one socket: its bounded queue and the flag that it fell behind.
-#[derive(Debug, Clone)]
-pub struct Outbox {
-    tx: mpsc::Sender<ServerMessage>,
-    overflowed: Arc<Notify>,
-}
-
-impl Outbox {
-    pub fn new(capacity: usize) -> (Outbox, mpsc::Receiver<ServerMessage>, Arc<Notify>) {
-        let (tx, rx) = mpsc::channel(capacity);
-        let overflowed = Arc::new(Notify::new());
-        (
-            Outbox {
-                tx,
-                overflowed: overflowed.clone(),
-            },
-            rx,
-            overflowed,
-        )
-    }
-
-    /// Queues without waiting; a full queue marks the socket as too slow (it gets closed).
-    /// Returns whether the message was queued.
-    pub fn send(&self, msg: ServerMessage) -> bool {
-        match self.tx.try_send(msg) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.overflowed.notify_one();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    }
-
-    /// Queues, waiting until `deadline` for room if the queue is full: a consumer that is briefly
-    /// behind slows the sender down (and, for database changes, the replication stream) instead
-    /// of being dropped. Still full at the deadline: the socket is marked too slow (it gets
-    /// closed). Returns whether the message was queued.
-    pub async fn send_until(&self, msg: ServerMessage, deadline: tokio::time::Instant) -> bool {
-        let msg = match self.tx.try_send(msg) {
-            Ok(()) => return true,
-            Err(mpsc::error::TrySendError::Closed(_)) => return false,
-            Err(mpsc::error::TrySendError::Full(msg)) => msg,
-        };
-        match tokio::time::timeout_at(deadline, self.tx.send(msg)).await {
-            Ok(sent) => sent.is_ok(),
-            Err(_) => {
-                self.overflowed.notify_one();
-                false
-            }
-        }
-    }
-
-    /// Marks the socket as too slow (it gets closed).
-    pub fn mark_overflowed(&self) {
-        self.overflowed.notify_one();
-    }
-
-    /// Queues once at least half the queue is free, so a long replay never fills it and starves
-    /// the hub's own messages. Returns false once the socket is gone.
-    pub async fn send_paced(&self, msg: ServerMessage) -> bool {
-        loop {
-            if self.tx.is_closed() {
-                return false;
-            }
-            if self.tx.capacity() >= self.tx.max_capacity() / 2 {
-                return match self.tx.try_send(msg) {
-                    Ok(()) => true,
-                    Err(mpsc::error::TrySendError::Full(m)) => self.tx.send(m).await.is_ok(),
-                    Err(mpsc::error::TrySendError::Closed(_)) => false,
-                };
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
-    }
-}
 
 /// What a join brings to the hub.
 #[derive(Debug, Clone)]

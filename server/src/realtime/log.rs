@@ -7,8 +7,6 @@
 //! Rejects: positions that are not `X/X:N` (a [`ParsePositionError`]); log rows it cannot read
 //! back as a change (skipped with a warning: they come from a future or corrupt entry).
 
-use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,58 +16,16 @@ use serde_json::{Map, Value, json};
 use tokio_postgres::types::Type;
 
 use super::decode::{Change, ChangeKind, ColumnInfo};
-use super::lsn::Lsn;
+pub use super::lsn::{ParsePositionError, Position};
 use super::phoenix::BroadcastBody;
 
-/// Where a change sits in the stream: its transaction's commit LSN and its index within the
-/// transaction. Unique and ordered; printed `X/X:N` (PostgreSQL's LSN form, a colon, the index).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Position {
-    pub lsn: Lsn,
-    pub index: u32,
-}
-
+/// Where a change sits: its transaction's commit LSN and its index within it.
 impl Position {
     pub fn of(change: &Change) -> Position {
         Position {
             lsn: change.commit_lsn,
             index: change.index_in_tx,
         }
-    }
-
-    /// Everything at `lsn` (used for a floor: all of that transaction and before).
-    pub fn end_of(lsn: Lsn) -> Position {
-        Position {
-            lsn,
-            index: u32::MAX,
-        }
-    }
-}
-
-impl fmt::Display for Position {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.lsn, self.index)
-    }
-}
-
-/// The text was not `X/X:N`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid position {0:?}: expected X/X:N (an LSN, a colon, an index)")]
-pub struct ParsePositionError(pub String);
-
-impl FromStr for Position {
-    type Err = ParsePositionError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParsePositionError(s.to_string());
-        let (lsn, index) = s.split_once(':').ok_or_else(err)?;
-        if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(err());
-        }
-        Ok(Position {
-            lsn: lsn.parse().map_err(|_| err())?,
-            index: index.parse().map_err(|_| err())?,
-        })
     }
 }
 
@@ -576,6 +532,7 @@ pub async fn broadcasts_since(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::realtime::lsn::Lsn;
 
     #[test]
     fn positions_round_trip_and_order() {

@@ -1,5 +1,6 @@
 //! `Lsn`: a position in PostgreSQL's write-ahead log, printed and parsed in PostgreSQL's
-//! `X/X` form (two hex halves). Rejects any other text form.
+//! `X/X` form (two hex halves); `Position`: a change's place in the stream, `X/X:N` (the commit LSN
+//! and the index within its transaction). Rejects any other text form.
 
 use std::fmt;
 use std::str::FromStr;
@@ -41,6 +42,51 @@ impl FromStr for Lsn {
             u64::from_str_radix(part, 16).map_err(|_| err())
         };
         Ok(Lsn((half(hi)? << 32) | half(lo)?))
+    }
+}
+
+/// Where a change sits in the stream: its transaction's commit LSN and its index within the
+/// transaction. Unique and ordered; printed `X/X:N` (PostgreSQL's LSN form, a colon, the index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Position {
+    pub lsn: Lsn,
+    pub index: u32,
+}
+
+impl Position {
+    /// Everything at `lsn` (used for a floor: all of that transaction and before).
+    pub fn end_of(lsn: Lsn) -> Position {
+        Position {
+            lsn,
+            index: u32::MAX,
+        }
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.lsn, self.index)
+    }
+}
+
+/// The text was not `X/X:N`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid position {0:?}: expected X/X:N (an LSN, a colon, an index)")]
+pub struct ParsePositionError(pub String);
+
+impl FromStr for Position {
+    type Err = ParsePositionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParsePositionError(s.to_string());
+        let (lsn, index) = s.split_once(':').ok_or_else(err)?;
+        if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(err());
+        }
+        Ok(Position {
+            lsn: lsn.parse().map_err(|_| err())?,
+            index: index.parse().map_err(|_| err())?,
+        })
     }
 }
 

@@ -14,6 +14,7 @@ pub mod deliver;
 pub mod hub;
 pub mod log;
 pub mod lsn;
+pub mod outbox;
 pub mod phoenix;
 pub mod replay;
 pub mod replication;
@@ -28,21 +29,20 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
-use crate::http::RequestContext;
 use crate::http::body::{Body, json as json_response, read_limited};
-use crate::state::{AppState, SharedState};
+use crate::http::{DoorFuture, RequestContext};
+use crate::state::SharedState;
 use hub::Hub;
 use phoenix::BroadcastBody;
 
-/// The hub of this doska, made on first use.
-pub fn hub(state: &AppState) -> Arc<Hub> {
-    state.doors.hub.get_or_init(|| Arc::new(Hub::new())).clone()
-}
-
-/// Starts delivering database changes (the replication source on `admin`, a superuser config)
-/// until shutdown; await the handle before stopping PostgreSQL so the slot is released cleanly.
-pub fn start(state: &SharedState, admin: tokio_postgres::Config) -> tokio::task::JoinHandle<()> {
-    let hub = hub(state);
+/// Starts delivering database changes to `hub`'s subscribers (the replication source on `admin`, a
+/// superuser config) until shutdown; await the handle before stopping PostgreSQL so the slot is
+/// released cleanly.
+pub fn start(
+    state: &SharedState,
+    hub: Arc<Hub>,
+    admin: tokio_postgres::Config,
+) -> tokio::task::JoinHandle<()> {
     let h = hub.clone();
     state.metrics.gauge(
         "doska_realtime_slot_lag_bytes",
@@ -69,8 +69,21 @@ pub fn start(state: &SharedState, admin: tokio_postgres::Config) -> tokio::task:
     ))
 }
 
-fn error(status: StatusCode, message: &str) -> Response<Body> {
-    json_response(status, &json!({"message": message, "error": message}))
+/// Realtime's HTTP error body: `{message, error, code}`, the code stable per status.
+pub(crate) fn error(status: StatusCode, message: &str) -> Response<Body> {
+    let code = match status {
+        StatusCode::BAD_REQUEST => "InvalidRequest",
+        StatusCode::UNAUTHORIZED => "InvalidJWT",
+        StatusCode::FORBIDDEN => "Unauthorized",
+        StatusCode::NOT_FOUND => "NotFound",
+        StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "PayloadTooLarge",
+        _ => "InternalError",
+    };
+    json_response(
+        status,
+        &json!({"message": message, "error": message, "code": code}),
+    )
 }
 
 /// A private broadcast needs the caller's policies on `realtime.messages` to allow writing it.
@@ -79,11 +92,7 @@ async fn may_send_private(
     caller: &crate::jwt::Caller,
     topic: &str,
 ) -> Result<(), Response<Body>> {
-    let who = authorize::Who {
-        role: caller.role.clone(),
-        claims: caller.claims.to_string(),
-    };
-    match authorize::channel_permissions(&state.admin, &who, topic).await {
+    match authorize::channel_permissions(&state.admin, caller, topic).await {
         Ok(p) if p.write_broadcast => Ok(()),
         Ok(_) => Err(error(
             StatusCode::FORBIDDEN,
@@ -114,22 +123,44 @@ fn accepted() -> Response<Body> {
     res
 }
 
-pub async fn handle(
+/// The /realtime/v1 front door: the shared state and the hub (who joined what), made at start-up.
+pub struct RealtimeDoor {
     state: SharedState,
+    hub: Arc<Hub>,
+}
+
+impl RealtimeDoor {
+    pub fn new(state: SharedState, hub: Arc<Hub>) -> RealtimeDoor {
+        RealtimeDoor { state, hub }
+    }
+}
+
+impl crate::http::Door for RealtimeDoor {
+    fn handle(self: Arc<Self>, req: Request<Incoming>, ctx: RequestContext) -> DoorFuture {
+        Box::pin(async move { handle(&self.state, &self.hub, req, ctx).await })
+    }
+
+    fn reject(&self, why: &crate::http::Rejection, _request_id: &str) -> Response<Body> {
+        error(why.status(), &why.message())
+    }
+}
+
+async fn handle(
+    state: &SharedState,
+    hub: &Arc<Hub>,
     req: Request<Incoming>,
     ctx: RequestContext,
 ) -> Response<Body> {
     let path = ctx.path.trim_end_matches('/');
     if path == "/websocket" {
-        let hub = hub(&state);
-        return socket::upgrade(state, hub, req).await;
+        return socket::upgrade(state.clone(), hub.clone(), req).await;
     }
     if path == "/api/broadcast" || path.starts_with("/api/broadcast/") {
         if req.method() != Method::POST {
             return error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
         }
         let rest = path["/api/broadcast".len()..].to_string();
-        return broadcast_api(state, req, &rest, ctx.body_limit).await;
+        return broadcast_api(state.clone(), hub, req, &rest, ctx.body_limit).await;
     }
     error(StatusCode::NOT_FOUND, "No realtime route for this path")
 }
@@ -138,6 +169,7 @@ pub async fn handle(
 /// `httpSend`: `POST /api/broadcast/{topic}/events/{event}` with the payload as body. 202.
 async fn broadcast_api(
     state: SharedState,
+    hub: &Hub,
     req: Request<Incoming>,
     rest: &str,
     limit: u64,
@@ -167,7 +199,6 @@ async fn broadcast_api(
         }
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let hub = hub(&state);
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(s)
             .decode_utf8_lossy()

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
-use super::log::Position;
+use super::lsn::Position;
 
 /// Which serializer a socket speaks, from its `vsn` query parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,21 +9,18 @@
 //! and the gate opens. Rejects (a `system` message asking the client to refetch) a `since` older
 //! than what the log still holds.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 
-use super::authorize::Who;
-use super::hub::Outbox;
 use super::log::{self, Position};
+use super::outbox::Gate;
 use super::phoenix::ServerMessage;
 use super::subscriptions::PostgresChanges;
+use crate::jwt::Caller;
 use crate::state::SharedState;
 
-/// Live changes a closed gate holds before its socket counts as a slow consumer.
-const HELD_MAX: usize = super::socket::SEND_QUEUE;
 /// Most logged changes one page holds.
 const PAGE: usize = 500;
 /// Most broadcasts one `broadcast.replay` returns (Supabase's cap).
@@ -33,101 +30,14 @@ pub const BROADCAST_REPLAY_MAX: i64 = 25;
 pub const REFETCH_MESSAGE: &str =
     "Changes since this position are no longer available: refetch, then continue with live changes";
 
-/// The `system` message every channel with `postgres_changes` bindings gets when the replication
-/// slot had to be recreated while doska ran: changes committed meanwhile were never captured.
-pub const CHANGES_LOST_MESSAGE: &str = "Changes were lost (the replication slot was recreated): refetch, then continue with live changes";
-
-#[derive(Debug)]
-struct GateState {
-    open: bool,
-    held: Vec<(Position, ServerMessage)>,
-    /// Positions at or below this were replayed (or the client saw them): never sent live.
-    through: Position,
-}
-
-/// Stands between live delivery and a channel that is still replaying.
-#[derive(Debug)]
-pub struct Gate {
-    state: Mutex<GateState>,
-    outbox: Outbox,
-    /// The channel left: the replay stops.
-    cancelled: AtomicBool,
-}
-
-impl Gate {
-    /// A closed gate for a client that saw everything up to `since`.
-    pub fn new(outbox: Outbox, since: Position) -> Gate {
-        Gate {
-            state: Mutex::new(GateState {
-                open: false,
-                held: Vec::new(),
-                through: since,
-            }),
-            outbox,
-            cancelled: AtomicBool::new(false),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, GateState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A live change for the channel: dropped when the replay covered it, held while the gate is
-    /// closed, queued when open. Returns whether it was kept.
-    pub fn offer(&self, position: Position, msg: ServerMessage) -> bool {
-        let mut s = self.lock();
-        if position <= s.through {
-            return false;
-        }
-        if s.open {
-            drop(s);
-            return self.outbox.send(msg);
-        }
-        if s.held.len() >= HELD_MAX {
-            self.outbox.mark_overflowed();
-            return false;
-        }
-        s.held.push((position, msg));
-        true
-    }
-
-    fn raise(&self, position: Position) {
-        let mut s = self.lock();
-        s.through = s.through.max(position);
-    }
-
-    /// The held changes past the replay, or `None` after opening the gate when none are left.
-    fn take_held(&self) -> Option<Vec<ServerMessage>> {
-        let mut s = self.lock();
-        if s.held.is_empty() {
-            s.open = true;
-            return None;
-        }
-        let through = s.through;
-        let held = std::mem::take(&mut s.held);
-        Some(
-            held.into_iter()
-                .filter(|(p, _)| *p > through)
-                .map(|(_, m)| m)
-                .collect(),
-        )
-    }
-
-    pub fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Relaxed);
-    }
-
-    fn cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Relaxed)
-    }
-}
+pub use super::outbox::CHANGES_LOST_MESSAGE;
 
 /// What a replay needs to know about its channel.
 #[derive(Debug, Clone)]
 pub struct ReplayChannel {
     pub topic: Arc<str>,
     pub join_ref: Option<Arc<str>>,
-    pub who: Who,
+    pub who: Caller,
     pub bindings: Vec<(u32, PostgresChanges)>,
 }
 
@@ -244,7 +154,7 @@ async fn replay_pages(
 async fn visible(
     state: &SharedState,
     change: &super::decode::Change,
-    who: &[Who],
+    who: &[Caller],
 ) -> Result<bool, Stop> {
     let mut last = String::new();
     for _ in 0..5 {

@@ -23,24 +23,20 @@ use tokio_tungstenite::tungstenite::protocol::{
 };
 use tokio_tungstenite::tungstenite::{Message, handshake::derive_accept_key};
 
-use super::authorize::{self, ChannelPermissions, Who};
-use super::hub::{ChanId, Hub, Membership, Outbox};
+use super::authorize::{self, ChannelPermissions};
+use super::hub::{ChanId, Hub, Membership};
 use super::log;
+use super::outbox::{Gate, Outbox, SEND_QUEUE};
 use super::phoenix::{
     Broadcast, ClientMessage, Encoded, Frame, Join, PhoenixError, PresenceOp, ReplayOption,
     ServerMessage, Vsn,
 };
-use super::replay::{self, Gate, ReplayChannel};
+use super::replay::{self, ReplayChannel};
 use super::subscriptions::PostgresChanges;
-use crate::http::body::{Body, empty, json as json_response};
+use crate::http::body::{Body, empty};
 use crate::jwt::Caller;
 use crate::state::SharedState;
 
-/// Largest client message accepted by default (payload included; `--realtime-max-message-bytes`);
-/// larger ones get an error reply.
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
-/// Messages queued for one socket before it counts as a slow consumer and is closed.
-pub const SEND_QUEUE: usize = 1024;
 /// Queued messages written before one flush at most (the rest wait for the next turn, so
 /// reading the client is never starved).
 const WRITE_BATCH: usize = 64;
@@ -66,7 +62,7 @@ fn ws_config(max_message: usize) -> WebSocketConfig {
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response<Body> {
-    json_response(status, &json!({"message": message}))
+    super::error(status, message)
 }
 
 fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -440,12 +436,8 @@ impl Connection {
             return self.reply(frame, false, json!({"reason": "Token has expired"}));
         }
         let perms = if join.config.private {
-            let who = Who {
-                role: caller.role.clone(),
-                claims: caller.claims.to_string(),
-            };
             let name = sub_topic(&frame.topic);
-            match authorize::channel_permissions(&self.state.admin, &who, name).await {
+            match authorize::channel_permissions(&self.state.admin, &caller, name).await {
                 Ok(p) if p.can_join() => Some(p),
                 Ok(_) => {
                     let reason = format!(
@@ -512,10 +504,7 @@ impl Connection {
                 let channel = ReplayChannel {
                     topic: topic.clone(),
                     join_ref: join_ref.clone(),
-                    who: Who {
-                        role: caller.role.clone(),
-                        claims: caller.claims.to_string(),
-                    },
+                    who: caller.clone(),
                     bindings: bindings.clone(),
                 };
                 Some((gate, channel, since))
@@ -632,12 +621,8 @@ impl Connection {
             }
         };
         let perms = if private {
-            let who = Who {
-                role: caller.role.clone(),
-                claims: caller.claims.to_string(),
-            };
             let name = sub_topic(&topic);
-            match authorize::channel_permissions(&self.state.admin, &who, name).await {
+            match authorize::channel_permissions(&self.state.admin, &caller, name).await {
                 Ok(p) if p.can_join() => Some(p),
                 Ok(_) => {
                     let message = format!(

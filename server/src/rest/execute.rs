@@ -8,7 +8,7 @@ use tokio_postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
 
 use super::error::{DbError, RestError};
 use super::sql::Statement;
-use crate::db::request_tx::{RequestInfo, RequestTx, TxError};
+use crate::db::caller::{RequestInfo, RequestTx, TxError};
 use crate::jwt::Caller;
 
 /// A parameter sent as text with type `unknown`: PostgreSQL types it from where it is used, as it

@@ -22,12 +22,14 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::Value;
 
-use crate::db::request_tx::{RequestInfo, headers_json};
-use crate::http::RequestContext;
+use crate::db::caller::RequestInfo;
 use crate::http::body::{Body, empty};
+use crate::http::headers_json;
+use crate::http::{DoorFuture, Rejection, RequestContext};
 use crate::jwt::JwtError;
 use crate::state::AppState;
 use error::{RequestError, RestError};
+use hyper::body::Incoming;
 use plan::Payload;
 use request::{Action, ApiRequest, ContentType, MediaType, Target, TxPref};
 pub use schema::SchemaCacheHandle;
@@ -43,17 +45,22 @@ pub struct RestState {
 }
 
 impl RestState {
+    /// REST's settings from `config`, with an empty schema cache (see [`RestState::reload`]).
+    pub fn new(config: &crate::config::Config) -> RestState {
+        RestState {
+            cache: SchemaCacheHandle::default(),
+            schemas: config.db_schemas.clone(),
+            max_rows: config.db_max_rows,
+            statement_timeout_ms: config.db_statement_timeout_ms,
+        }
+    }
+
     /// Loads the schema cache over an admin connection.
     pub async fn load(
         admin: &deadpool_postgres::Pool,
         config: &crate::config::Config,
     ) -> Result<RestState, schema::SchemaError> {
-        let state = RestState {
-            cache: SchemaCacheHandle::default(),
-            schemas: config.db_schemas.clone(),
-            max_rows: config.db_max_rows,
-            statement_timeout_ms: config.db_statement_timeout_ms,
-        };
+        let state = RestState::new(config);
         state.reload(admin).await?;
         Ok(state)
     }
@@ -68,65 +75,76 @@ impl RestState {
         self.cache.set(cache);
         Ok(())
     }
-}
 
-fn registered(state: &AppState) -> Option<RestState> {
-    state.doors.rest.get().cloned()
-}
-
-/// Loads the schema cache for `state` and remembers it; with `listen`, also keeps it fresh on
-/// `NOTIFY pgrst` over a dedicated connection made from that config. Call once at startup (after
-/// migrations); [`handle`] otherwise loads the cache on the first request.
-pub async fn start(
-    state: &Arc<AppState>,
-    listen: Option<tokio_postgres::Config>,
-) -> Result<RestState, schema::SchemaError> {
-    let rest = match registered(state) {
-        Some(r) => {
-            r.reload(&state.admin).await?;
-            r
-        }
-        None => {
-            let r = RestState::load(&state.admin, &state.config).await?;
-            // Two first requests may race to load it: the first one stored is kept.
-            state.doors.rest.get_or_init(|| r).clone()
-        }
-    };
-    if let Some(config) = listen {
+    /// Keeps the schema cache fresh on `NOTIFY pgrst` (and DDL) over a dedicated connection made
+    /// from `config`, until shutdown.
+    pub async fn listen(&self, state: &AppState, config: tokio_postgres::Config) {
         listen::install_ddl_watch(&state.admin).await;
         listen::spawn(
-            rest.clone(),
+            self.clone(),
             state.admin.clone(),
             config,
             state.shutdown.clone(),
         );
     }
+}
+
+/// Loads REST's state for `state`; with `listen`, also keeps its schema cache fresh (see
+/// [`RestState::listen`]).
+pub async fn start(
+    state: &AppState,
+    listen: Option<tokio_postgres::Config>,
+) -> Result<RestState, schema::SchemaError> {
+    let rest = RestState::load(&state.admin, &state.config).await?;
+    if let Some(config) = listen {
+        rest.listen(state, config).await;
+    }
     Ok(rest)
 }
 
-/// Reloads the schema cache of `state` (after migrations or policy changes). The old cache stays
-/// on failure.
-pub async fn reload(state: &Arc<AppState>) -> Result<(), schema::SchemaError> {
-    start(state, None).await.map(|_| ())
+/// The front door as the router mounts it at `/rest/v1`: the shared state and REST's own.
+pub struct RestDoor {
+    state: Arc<AppState>,
+    rest: RestState,
 }
 
-/// The front door as the router mounts it at `/rest/v1`.
-pub async fn handle(
-    state: Arc<AppState>,
-    req: Request<hyper::body::Incoming>,
-    ctx: RequestContext,
-) -> Response<Body> {
-    let rest = match registered(&state) {
-        Some(r) => r,
-        None => match start(&state, None).await {
-            Ok(r) => r,
-            Err(e) => {
+impl RestDoor {
+    pub fn new(state: Arc<AppState>, rest: RestState) -> RestDoor {
+        RestDoor { state, rest }
+    }
+}
+
+impl crate::http::Door for RestDoor {
+    fn handle(self: Arc<Self>, req: Request<Incoming>, ctx: RequestContext) -> DoorFuture {
+        Box::pin(async move {
+            // A schema cache that could not be loaded at start-up is loaded by the next request.
+            if self.rest.cache.get().schemas.is_empty()
+                && let Err(e) = self.rest.reload(&self.state.admin).await
+            {
                 tracing::error!(error = %e, "rest: cannot load the schema cache");
                 return render::error(&RestError::SchemaCacheNotLoaded);
             }
-        },
-    };
-    serve(&rest, &state, req, ctx).await
+            serve(&self.rest, &self.state, req, ctx).await
+        })
+    }
+
+    /// PostgREST's shape: PGRST413 for a body over the limit, PGRSTX00 for a panic (the request id
+    /// in `details`, so a report can be matched to the log line).
+    fn reject(&self, why: &Rejection, request_id: &str) -> Response<Body> {
+        render::error(&match why {
+            Rejection::TooLarge { .. } => RestError::Request(RequestError::BodyTooLarge),
+            Rejection::Panicked => RestError::Custom {
+                status: 500,
+                body: serde_json::json!({
+                    "code": "PGRSTX00",
+                    "message": why.message(),
+                    "details": format!("request id {request_id}"),
+                    "hint": null,
+                }),
+                headers: Vec::new(),
+            },
+        })
+    }
 }
 
 /// Handles one request under `/rest/v1` (`ctx.path` is what follows the prefix).

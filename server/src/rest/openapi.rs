@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use super::error::RestError;
 use super::execute::db_error;
 use super::schema::{Column, SchemaCache};
-use crate::db::request_tx::{RequestInfo, RequestTx};
+use crate::db::caller::{RequestInfo, RequestTx};
 use crate::http::body::{Body, full};
 use crate::jwt::Caller;
 use crate::state::AppState;
@@ -29,8 +29,8 @@ pub async fn serve(
     let tx = RequestTx::begin(&state.pool, caller, &info, true, 0)
         .await
         .map_err(|e| match e {
-            crate::db::request_tx::TxError::Db(e) => db_error(&e, anonymous),
-            crate::db::request_tx::TxError::Pool(_) => RestError::Unavailable {
+            crate::db::caller::TxError::Db(e) => db_error(&e, anonymous),
+            crate::db::caller::TxError::Pool(_) => RestError::Unavailable {
                 code: "PGRST003",
                 message: "Timed out acquiring connection from connection pool.".into(),
             },

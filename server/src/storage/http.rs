@@ -8,7 +8,7 @@
 //! `form`). The tus resumable-upload protocol (`tus`) stays hand-written: it is a handful of headers
 //! over the storage core's multipart uploads, less code than fitting a tus server crate to that core.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use futures_util::TryStreamExt;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
@@ -16,98 +16,22 @@ use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
 use serde_json::{Value, json};
 
+pub use super::api::ApiError;
 use super::{
+    api::{ApiResult, incoming_stream},
     backend::ByteStream,
     core::{Actor, BucketSpec, ByteRange, ObjectInfo, PutSpec, Storage, StorageError},
     form,
 };
 use crate::{
-    db::request_tx::headers_json,
     http::{
-        RequestContext,
-        body::{self, Body, BoxError},
+        DoorFuture, RequestContext,
+        body::{self, Body},
+        headers_json,
     },
     jwt::Caller,
     state::SharedState,
 };
-
-/// The API's errors: each has a fixed HTTP status and a stable `error` code.
-#[derive(Debug)]
-pub enum ApiError {
-    Storage(StorageError),
-    NotFound,
-    BadRequest(String),
-    InvalidJwt(String),
-    Form(form::FormError),
-    /// A request body of a content type the route does not take.
-    Unsupported(String),
-    /// A TUS PATCH at another offset than the upload's (which is given).
-    OffsetMismatch(u64),
-}
-
-impl From<StorageError> for ApiError {
-    fn from(e: StorageError) -> Self {
-        ApiError::Storage(e)
-    }
-}
-
-impl ApiError {
-    fn parts(&self) -> (StatusCode, &'static str, String) {
-        use StatusCode as S;
-        match self {
-            ApiError::Storage(e) => {
-                let (status, code) = match e {
-                    StorageError::NoSuchBucket => (S::NOT_FOUND, "NoSuchBucket"),
-                    StorageError::NoSuchKey => (S::NOT_FOUND, "NoSuchKey"),
-                    StorageError::NoSuchUpload => (S::NOT_FOUND, "NoSuchUpload"),
-                    StorageError::KeyExists => (S::CONFLICT, "Duplicate"),
-                    StorageError::BucketExists => (S::CONFLICT, "BucketAlreadyExists"),
-                    StorageError::BucketNotEmpty => (S::CONFLICT, "InvalidRequest"),
-                    StorageError::Denied => (S::FORBIDDEN, "AccessDenied"),
-                    StorageError::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "EntityTooLarge"),
-                    StorageError::MimeNotAllowed(_) => {
-                        (S::UNSUPPORTED_MEDIA_TYPE, "InvalidMimeType")
-                    }
-                    StorageError::InvalidKey(_) => (S::BAD_REQUEST, "InvalidKey"),
-                    StorageError::InvalidBucketName(_) => (S::BAD_REQUEST, "InvalidBucketName"),
-                    StorageError::InvalidPart(_) | StorageError::InvalidPartOrder => {
-                        (S::BAD_REQUEST, "InvalidPart")
-                    }
-                    StorageError::InvalidRange => (S::RANGE_NOT_SATISFIABLE, "InvalidRange"),
-                    StorageError::Conflict => (S::CONFLICT, "ResourceLocked"),
-                    StorageError::Body(_) => (S::BAD_REQUEST, "InvalidRequest"),
-                    StorageError::Db(_) | StorageError::Io(_) => {
-                        tracing::error!(error = %e, "storage request failed");
-                        return (
-                            S::INTERNAL_SERVER_ERROR,
-                            "InternalError",
-                            "Internal error".into(),
-                        );
-                    }
-                };
-                (status, code, e.to_string())
-            }
-            ApiError::NotFound => (S::NOT_FOUND, "not_found", "Route not found".into()),
-            ApiError::BadRequest(m) => (S::BAD_REQUEST, "InvalidRequest", m.clone()),
-            ApiError::InvalidJwt(m) => (S::BAD_REQUEST, "InvalidJWT", m.clone()),
-            ApiError::Form(e) => (S::BAD_REQUEST, "InvalidRequest", e.to_string()),
-            ApiError::Unsupported(m) => (S::UNSUPPORTED_MEDIA_TYPE, "InvalidRequest", m.clone()),
-            ApiError::OffsetMismatch(at) => (
-                S::CONFLICT,
-                "InvalidUploadOffset",
-                format!("the upload is at offset {at}"),
-            ),
-        }
-    }
-
-    fn response(&self) -> Response<Body> {
-        let (status, code, message) = self.parts();
-        body::json(
-            status,
-            &json!({"statusCode": status.as_u16().to_string(), "error": code, "message": message}),
-        )
-    }
-}
 
 /// What RFC 5987 `filename*` values escape: all but its attr-chars.
 const ATTR_CHAR_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -123,8 +47,6 @@ const ATTR_CHAR_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_AL
     .remove(b'`')
     .remove(b'|')
     .remove(b'~');
-
-type ApiResult = Result<Response<Body>, ApiError>;
 
 /// One route of the API, parsed from method and path (percent-decoded, after `/storage/v1`).
 #[derive(Debug, PartialEq)]
@@ -253,19 +175,39 @@ fn ok(v: Value) -> ApiResult {
     Ok(body::json(StatusCode::OK, &v))
 }
 
-/// The storage API's entry point (mounted at `/storage/v1`).
-pub async fn handle(
+/// The storage API's front door (mounted at `/storage/v1`): the shared state and the storage core.
+pub struct StorageDoor {
     state: SharedState,
-    req: Request<Incoming>,
-    ctx: RequestContext,
-) -> Response<Body> {
-    match serve(&state, req, &ctx).await {
-        Ok(r) => r,
-        Err(e) => e.response(),
+    core: Storage,
+}
+
+impl StorageDoor {
+    pub fn new(state: SharedState) -> StorageDoor {
+        StorageDoor {
+            core: super::core_of(&state),
+            state,
+        }
     }
 }
 
-async fn serve(state: &SharedState, req: Request<Incoming>, ctx: &RequestContext) -> ApiResult {
+impl crate::http::Door for StorageDoor {
+    fn handle(self: Arc<Self>, req: Request<Incoming>, ctx: RequestContext) -> DoorFuture {
+        Box::pin(async move {
+            match serve(&self, req, &ctx).await {
+                Ok(r) => r,
+                Err(e) => e.response(),
+            }
+        })
+    }
+
+    /// storage-js's shape: 413 EntityTooLarge, or 500 InternalError.
+    fn reject(&self, why: &crate::http::Rejection, _request_id: &str) -> Response<Body> {
+        ApiError::Rejected(why.clone()).response()
+    }
+}
+
+async fn serve(door: &StorageDoor, req: Request<Incoming>, ctx: &RequestContext) -> ApiResult {
+    let state = &door.state;
     let path = percent_encoding::percent_decode_str(&ctx.path)
         .decode_utf8()
         .map_err(|_| ApiError::BadRequest("path is not UTF-8".into()))?
@@ -286,7 +228,7 @@ async fn serve(state: &SharedState, req: Request<Incoming>, ctx: &RequestContext
         headers: headers_json(req.headers()),
     };
     let api = Api {
-        core: super::core_of(state),
+        core: door.core.clone(),
         state: state.clone(),
     };
     let limit = ctx.body_limit;
@@ -467,7 +409,7 @@ async fn serve(state: &SharedState, req: Request<Incoming>, ctx: &RequestContext
             let claims = api.check_token(&req, &bucket, &key, true)?;
             let mut svc = Actor::service(actor.method.as_str(), &actor.path);
             if let Some(sub) = claims.get("owner").filter(|o| o.is_string()) {
-                svc.caller.claims["sub"] = sub.clone();
+                svc.caller.claims = svc.caller.claims.with("sub", sub.clone());
             }
             let upsert = claims["upsert"].as_bool().unwrap_or(false);
             let info = api.upload(&svc, req, &bucket, &key, upsert).await?;
@@ -543,10 +485,6 @@ fn object_json(o: &ObjectInfo) -> Value {
     })
 }
 
-pub(super) fn incoming_stream(body: Incoming) -> ByteStream {
-    Box::pin(http_body_util::BodyDataStream::new(body).map_err(|e| Box::new(e) as BoxError))
-}
-
 fn stream_body(s: ByteStream) -> Body {
     http_body_util::StreamBody::new(sync_wrapper::SyncStream::new(s.map_ok(Frame::data))).boxed()
 }
@@ -563,7 +501,7 @@ impl Api {
             .admin
             .get()
             .await
-            .map_err(|e| StorageError::Db(crate::db::request_tx::TxError::Pool(e)))?;
+            .map_err(|e| StorageError::Db(crate::db::caller::TxError::Pool(e)))?;
         let row = client
             .query_opt("select public from storage.doska_bucket($1)", &[&bucket])
             .await

@@ -3,6 +3,7 @@
 //! storage API at `/storage/v1`. This module builds the core from the shared state and runs the
 //! orphan cleanup; it rejects nothing itself.
 
+pub mod api;
 pub mod backend;
 pub mod core;
 pub mod dir_sync;

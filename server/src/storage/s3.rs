@@ -9,16 +9,11 @@
 //! session token is read through `http::query`, with the same form rules s3s reads that query by.
 
 use std::{
-    net::SocketAddr,
     pin::Pin,
     task::{Context, Poll},
     time::Duration,
 };
 
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
-    server::{conn::auto, graceful::GracefulShutdown},
-};
 use s3s::{
     S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result,
     auth::{S3Auth, SecretKey},
@@ -35,198 +30,9 @@ use super::{
 };
 use crate::{config::S3Keys, state::SharedState};
 
-fn s3_err(e: StorageError) -> S3Error {
-    let code = match &e {
-        StorageError::NoSuchBucket => S3ErrorCode::NoSuchBucket,
-        StorageError::NoSuchKey => S3ErrorCode::NoSuchKey,
-        StorageError::NoSuchUpload => S3ErrorCode::NoSuchUpload,
-        StorageError::KeyExists => S3ErrorCode::PreconditionFailed,
-        StorageError::BucketExists => S3ErrorCode::BucketAlreadyOwnedByYou,
-        StorageError::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
-        StorageError::Denied => S3ErrorCode::AccessDenied,
-        StorageError::TooLarge { .. } => S3ErrorCode::EntityTooLarge,
-        StorageError::MimeNotAllowed(_) | StorageError::InvalidKey(_) => {
-            S3ErrorCode::InvalidArgument
-        }
-        StorageError::InvalidBucketName(_) => S3ErrorCode::InvalidBucketName,
-        StorageError::InvalidPart(_) => S3ErrorCode::InvalidPart,
-        StorageError::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
-        StorageError::InvalidRange => S3ErrorCode::InvalidRange,
-        StorageError::Conflict => S3ErrorCode::OperationAborted,
-        StorageError::Body(_) => S3ErrorCode::IncompleteBody,
-        StorageError::Db(_) | StorageError::Io(_) => {
-            tracing::error!(error = %e, "S3 operation failed");
-            return S3Error::with_message(S3ErrorCode::InternalError, "internal error");
-        }
-    };
-    S3Error::with_message(code, e.to_string())
-}
+mod convert;
 
-fn etag(quoted: &str) -> ETag {
-    ETag::Strong(quoted.trim_matches('"').to_string())
-}
-
-fn ts(t: chrono::DateTime<chrono::Utc>) -> Timestamp {
-    Timestamp::from(std::time::SystemTime::from(t))
-}
-
-fn body_stream(blob: Option<StreamingBlob>) -> ByteStream {
-    match blob {
-        Some(b) => Box::pin(b),
-        None => super::disk::once(bytes::Bytes::new()),
-    }
-}
-
-fn user_metadata(m: Option<dto::Metadata>) -> Option<serde_json::Value> {
-    m.filter(|m| !m.is_empty())
-        .map(|m| serde_json::to_value(m).unwrap_or_default())
-}
-
-fn metadata_of(info: &ObjectInfo) -> Option<dto::Metadata> {
-    let obj = info.user_metadata.as_ref()?.as_object()?;
-    Some(
-        obj.iter()
-            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-            .collect(),
-    )
-}
-
-/// Answers `If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since` for a read.
-fn preconditions(
-    info: &ObjectInfo,
-    if_match: &Option<dto::ETagCondition>,
-    if_none_match: &Option<dto::ETagCondition>,
-    if_modified_since: &Option<Timestamp>,
-    if_unmodified_since: &Option<Timestamp>,
-) -> S3Result<()> {
-    let current = etag(&info.etag);
-    let matches = |c: &dto::ETagCondition| match c {
-        dto::ETagCondition::Any => true,
-        dto::ETagCondition::ETag(e) => e.value() == current.value(),
-    };
-    let modified = std::time::SystemTime::from(info.updated_at);
-    let to_sys = |t: &Timestamp| std::time::SystemTime::from(time::OffsetDateTime::from(t.clone()));
-    if let Some(c) = if_match
-        && !matches(c)
-    {
-        return Err(s3_error!(PreconditionFailed));
-    }
-    if let Some(t) = if_unmodified_since
-        && if_match.is_none()
-        && modified_secs(modified) > modified_secs(to_sys(t))
-    {
-        return Err(s3_error!(PreconditionFailed));
-    }
-    if let Some(c) = if_none_match
-        && matches(c)
-    {
-        return Err(S3Error::new(S3ErrorCode::NotModified));
-    }
-    if let Some(t) = if_modified_since
-        && if_none_match.is_none()
-        && modified_secs(modified) <= modified_secs(to_sys(t))
-    {
-        return Err(S3Error::new(S3ErrorCode::NotModified));
-    }
-    Ok(())
-}
-
-/// HTTP dates have whole seconds.
-fn modified_secs(t: std::time::SystemTime) -> u64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// What `encoding-type=url` listings escape: everything but unreserved characters and `/`.
-const KEY_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~')
-    .remove(b'/');
-
-/// Applies a listing's `EncodingType` to a key (boto3 asks for `url` and decodes what it gets).
-fn encode_key(encoding: &Option<dto::EncodingType>, key: String) -> String {
-    match encoding {
-        Some(e) if e.as_str() == dto::EncodingType::URL => {
-            percent_encoding::utf8_percent_encode(&key, KEY_ESCAPES).to_string()
-        }
-        _ => key,
-    }
-}
-
-/// The `(bucket, key)` a copy reads from; access-point sources are not served.
-fn copy_source(src: &dto::CopySource) -> S3Result<(String, String)> {
-    match src {
-        dto::CopySource::Bucket { bucket, key, .. } => Ok((bucket.to_string(), key.to_string())),
-        _ => Err(s3_error!(NotImplemented, "Access point copy sources")),
-    }
-}
-
-/// The stored content type of an upload: the declared one, else `application/octet-stream`.
-fn content_type_or_default(declared: Option<dto::ContentType>) -> String {
-    declared.unwrap_or_else(|| "application/octet-stream".into())
-}
-
-/// A list request's page size: `max-keys` (default and ceiling 1000).
-fn max_keys(asked: Option<i32>) -> usize {
-    asked.unwrap_or(1000).clamp(0, 1000) as usize
-}
-
-/// A listing page's objects and common prefixes as S3 lists them, keys encoded as asked.
-fn listed(
-    page: &ListPage,
-    enc: &Option<dto::EncodingType>,
-) -> (Option<dto::ObjectList>, Option<dto::CommonPrefixList>) {
-    (
-        Some(
-            page.objects
-                .iter()
-                .map(|o| S3Door::s3_object(o, enc))
-                .collect(),
-        ),
-        Some(
-            page.prefixes
-                .iter()
-                .map(|p| dto::CommonPrefix {
-                    prefix: Some(encode_key(enc, p.clone())),
-                })
-                .collect(),
-        ),
-    )
-}
-
-fn range_of(r: &Option<dto::Range>) -> Option<ByteRange> {
-    r.as_ref().map(|r| match *r {
-        dto::Range::Int { first, last } => ByteRange::From { first, last },
-        dto::Range::Suffix { length } => ByteRange::Suffix { len: length },
-    })
-}
-
-/// An object's bytes on their way out, with their length known (s3s sends it as Content-Length).
-struct Outgoing {
-    inner: sync_wrapper::SyncStream<ByteStream>,
-    remaining: u64,
-}
-
-impl futures_util::Stream for Outgoing {
-    type Item = Result<bytes::Bytes, s3s::StdError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let polled = Pin::new(&mut self.inner).poll_next(cx);
-        if let Poll::Ready(Some(Ok(chunk))) = &polled {
-            self.remaining = self.remaining.saturating_sub(chunk.len() as u64);
-        }
-        polled
-    }
-}
-
-impl s3s::stream::ByteStream for Outgoing {
-    fn remaining_length(&self) -> s3s::stream::RemainingLength {
-        s3s::stream::RemainingLength::new_exact(self.remaining as usize)
-    }
-}
+use convert::*;
 
 tokio::task_local! {
     /// The session token of the request being served: s3s asks for a secret by access key alone,
@@ -351,7 +157,8 @@ impl S3Door {
                         role: "authenticated".into(),
                         claims: serde_json::json!({
                             "sub": user.to_string(), "role": "authenticated", "aud": "authenticated"
-                        }),
+                        })
+                        .into(),
                         token: None,
                     },
                     ..service
@@ -970,7 +777,7 @@ pub async fn run(
     tls: Option<TlsAcceptor>,
     state: SharedState,
     keys: S3Keys,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
     let auth = KeyAuth {
@@ -988,76 +795,44 @@ pub async fn run(
     builder.set_access(SignedOnly);
     let s3 = builder.build();
     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        use futures_util::FutureExt;
         let token = session_token(req.headers(), req.uri());
-        SESSION_TOKEN.scope(token, hyper::service::Service::call(&s3, req))
+        let call = SESSION_TOKEN.scope(token, hyper::service::Service::call(&s3, req));
+        // A panic in an operation is answered in S3's dialect (and logged), like the router does
+        // for the doors behind it, instead of dropping the connection.
+        std::panic::AssertUnwindSafe(call)
+            .catch_unwind()
+            .map(|r| match r {
+                Ok(answer) => answer,
+                Err(panic) => Ok(panicked(panic.as_ref())),
+            })
     });
-    let graceful = GracefulShutdown::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, remote): (_, SocketAddr) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "S3 accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let service = service.clone();
-                let watcher = graceful.watcher();
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    let builder = auto::Builder::new(TokioExecutor::new());
-                    let result = match tls {
-                        None => {
-                            let conn = builder.serve_connection(TokioIo::new(stream), service);
-                            watcher.watch(conn.into_owned()).await
-                        }
-                        Some(acceptor) => {
-                            match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                                Ok(Ok(s)) => {
-                                    let conn = builder.serve_connection(TokioIo::new(s), service);
-                                    watcher.watch(conn.into_owned()).await
-                                }
-                                _ => {
-                                    tracing::debug!(%remote, "S3 TLS handshake failed");
-                                    return;
-                                }
-                            }
-                        }
-                    };
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, %remote, "S3 connection ended with an error");
-                    }
-                });
-            }
-            _ = shutdown.changed() => break,
-        }
-    }
-    drop(listener);
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(drain) => tracing::warn!("S3 shutdown timeout: closing remaining connections"),
-    }
+    crate::http::server::accept(
+        listener,
+        tls,
+        move |_| service.clone(),
+        shutdown,
+        drain,
+        "s3",
+    )
+    .await;
 }
 
-/// Starts the S3 listener when an operator key pair is configured; returns its task. Binding happens
-/// here, before PostgreSQL starts doing work, so a taken port fails start-up with one clear line.
-pub fn bind(
-    config: &crate::config::Config,
-) -> Result<Option<(TcpListener, S3Keys)>, crate::startup::StartError> {
-    let Some(keys) = config.s3_keys.clone() else {
-        return Ok(None);
-    };
-    let listener = crate::startup::bind(config.s3_listen).map_err(|e| match e {
-        crate::startup::StartError::Listen { addr, reason } => crate::startup::StartError::Listen {
-            addr,
-            reason: format!("{reason} (the S3 listener; choose another address with --s3-listen)"),
-        },
-        other => other,
-    })?;
-    Ok(Some((listener, keys)))
+/// S3's InternalError, for an operation that panicked (the cause is logged, never sent).
+fn panicked(panic: &(dyn std::any::Any + Send)) -> http::Response<s3s::Body> {
+    let what = crate::http::door::panic_message(panic);
+    tracing::error!(panic = %what, "S3 operation panicked");
+    let mut res = http::Response::new(s3s::Body::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>\
+         <Message>We encountered an internal error. Please try again.</Message></Error>"
+            .to_string(),
+    ));
+    *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    res
 }
 
 /// The S3 listener as `startup::serve` runs it: logs its URL, serves until shutdown.
@@ -1084,40 +859,4 @@ pub fn spawn(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn errors_carry_s3_codes() {
-        assert_eq!(
-            *s3_err(StorageError::NoSuchKey).code(),
-            S3ErrorCode::NoSuchKey
-        );
-        assert_eq!(
-            *s3_err(StorageError::Denied).code(),
-            S3ErrorCode::AccessDenied
-        );
-        assert_eq!(
-            *s3_err(StorageError::Io(std::io::Error::other("disk"))).code(),
-            S3ErrorCode::InternalError
-        );
-    }
-
-    #[test]
-    fn ranges_map() {
-        assert_eq!(
-            range_of(&Some(dto::Range::Int {
-                first: 1,
-                last: Some(2)
-            })),
-            Some(ByteRange::From {
-                first: 1,
-                last: Some(2)
-            })
-        );
-        assert_eq!(
-            range_of(&Some(dto::Range::Suffix { length: 4 })),
-            Some(ByteRange::Suffix { len: 4 })
-        );
-    }
-}
+mod tests;

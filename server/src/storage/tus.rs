@@ -14,8 +14,8 @@ use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::{
+    api::{ApiError, incoming_stream},
     core::{Actor, PutSpec, Storage},
-    http::ApiError,
 };
 use crate::http::body::{self, Body};
 
@@ -155,7 +155,7 @@ async fn patch(
     }
     let remaining = state.length - state.offset;
     let number = state.parts.last().map(|p| p.0 + 1).unwrap_or(1);
-    let body = super::http::incoming_stream(req.into_body());
+    let body = incoming_stream(req.into_body());
     let mut parts = state.parts.clone();
     let mut offset = state.offset;
     if remaining > 0 {

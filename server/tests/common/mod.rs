@@ -207,7 +207,6 @@ impl TestDb {
             jwt_secret: Arc::from(JWT_SECRET.as_bytes()),
             metrics: Default::default(),
             shutdown: rx,
-            doors: Default::default(),
         });
         TestDb {
             name,
@@ -241,21 +240,73 @@ impl TestDb {
 
     /// A live doska HTTP server on this database; returns its base URL.
     pub async fn server(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(doska::http::server::run(
-            listener,
-            None,
+        self.serve(&self.doors().await).await
+    }
+
+    /// The doors `doska serve` would open on this database (auth's settings from the config).
+    pub async fn doors(&self) -> doska::startup::Doors {
+        let cfg = doska::auth::AuthConfig::from_config(&self.state.config).expect("auth settings");
+        self.doors_with_auth(cfg).await
+    }
+
+    /// The doors, with these auth settings (tests set their own rate limits, mail relay, keys).
+    pub async fn doors_with_auth(&self, cfg: doska::auth::AuthConfig) -> doska::startup::Doors {
+        let auth = doska::auth::Auth::new(cfg).expect("auth settings");
+        doska::startup::Doors::open(&self.state, auth)
+    }
+
+    /// A live server whose realtime door is fed from a replication slot named `slot` (started
+    /// here); returns its base URL once the slot streams.
+    pub async fn streaming_server(&self, slot: &str) -> String {
+        use doska::realtime::log;
+        let options = doska::realtime::source::SourceOptions {
+            slot: slot.to_string(),
+            ..Default::default()
+        };
+        let before = log::floor(&self.state.admin).await.unwrap();
+        let doors = self.doors().await;
+        tokio::spawn(doska::realtime::deliver::run(
             self.state.clone(),
-            self.shutdown.subscribe(),
-            Duration::from_secs(5),
+            doors.hub.clone(),
+            cluster().config(&self.name),
+            options,
         ));
-        url
+        // Streaming has started once the new slot raised the log's floor to its consistent point
+        // (changes committed before that point are never decoded).
+        for _ in 0..600 {
+            if log::floor(&self.state.admin).await.unwrap() > before {
+                return self.serve(&doors).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the replication slot did not start streaming");
+    }
+
+    /// A live doska HTTP server with `doors` on this database; returns its base URL.
+    pub async fn serve(&self, doors: &doska::startup::Doors) -> String {
+        serve_router(doors.router(&self.state), self.shutdown.subscribe()).await
     }
 
     pub fn sign(&self, claims: serde_json::Value) -> String {
         doska::jwt::sign(JWT_SECRET.as_bytes(), &claims)
     }
+}
+
+/// Serves `router` on a fresh local port until `shutdown`; returns its base URL.
+pub async fn serve_router(
+    router: std::sync::Arc<doska::http::router::Router>,
+    shutdown: watch::Receiver<bool>,
+) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(doska::http::server::run(
+        listener,
+        None,
+        router,
+        shutdown,
+        Duration::from_secs(5),
+    ));
+    url
 }
 
 impl Drop for TestDb {

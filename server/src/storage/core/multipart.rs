@@ -14,7 +14,7 @@ use super::{
     Actor, BlobKey, ByteStream, ObjectInfo, Part, PutSpec, Storage, StorageError, Upload,
     multipart_etag, object_metadata, write_error,
 };
-use crate::db::request_tx::RequestTx;
+use crate::db::caller::RequestTx;
 
 /// Where a TUS upload stands.
 #[derive(Debug, Clone)]

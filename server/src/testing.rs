@@ -10,6 +10,9 @@
 //! touches the policy's table with a command the policy covers (the tables and the command come from
 //! PostgreSQL's own plan of the statement). A policy whose expressions are all `true` needs no deny
 //! case. Rejects malformed test files as `file:line: message`.
+//!
+//! It drives the doors (REST's planner, realtime's checks, the storage core) as a client of them, so
+//! it lives beside `commands`, above the doors, and the policy compiler below imports none of them.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -23,13 +26,16 @@ use toml::Spanned;
 
 mod actions;
 
-use super::{
-    apply::{ApplyError, apply_in},
-    compile::{PolicyPlan, qualified},
-    parse::{Command, Sources},
-};
 use crate::{
-    db::migrate::describe,
+    db::{
+        caller::{Caller, act_as, with_claims},
+        migrate::describe,
+    },
+    policies::{
+        apply::{ApplyError, apply_in},
+        compile::{PolicyPlan, qualified},
+        parse::{Command, Sources},
+    },
     rest::{execute::query_text, schema::SchemaCache},
 };
 
@@ -246,17 +252,17 @@ fn line_of(text: &str, byte: usize) -> usize {
         + 1
 }
 
-/// The case's role and JWT claims.
-fn caller(doc: &TestFile, case: &CaseDoc) -> (String, Value) {
+/// The case's caller: its role and JWT claims.
+fn caller(doc: &TestFile, case: &CaseDoc) -> Caller {
     match doc.users.get(&case.who) {
         Some(u) => {
             let mut claims = u.claims.clone();
             claims.insert("sub".into(), json!(u.id));
             claims.insert("role".into(), json!(u.role));
             claims.entry("aud").or_insert(json!("authenticated"));
-            (u.role.clone(), Value::Object(claims))
+            Caller::new(&u.role, Value::Object(claims))
         }
-        None => (case.who.clone(), json!({ "role": case.who })),
+        None => Caller::new(&case.who, json!({ "role": case.who })),
     }
 }
 
@@ -296,7 +302,7 @@ async fn run_case(
             "`bucket`, `path`, `topic`, `table` and `row` go with `action`".into(),
         ));
     }
-    let (role, claims) = caller(doc, case);
+    let caller = caller(doc, case);
     let stmt = match statement(case, cache) {
         Ok(s) => s,
         Err(why) => return Ok(Err(why)),
@@ -311,7 +317,7 @@ async fn run_case(
             return Ok(Err(format!("cannot plan the statement: {}", describe(&e))));
         }
     };
-    let member_of = match memberships(tx, &role, &case.who).await? {
+    let member_of = match memberships(tx, &caller.role, &case.who).await? {
         Ok(m) => m,
         Err(message) => {
             tx.batch_execute("ROLLBACK TO SAVEPOINT doska_case").await?;
@@ -320,11 +326,7 @@ async fn run_case(
     };
     // Reads, updates, deletes: evaluate the policies on the rows as they are before the statement
     // (as the admin, so every row is seen, with the case's claims).
-    tx.execute(
-        "select set_config('request.jwt.claims', $1, true)",
-        &[&claims.to_string()],
-    )
-    .await?;
+    with_claims(tx, &caller.claims, None).await?;
     Exercised {
         policies,
         member_of: &member_of,
@@ -332,11 +334,7 @@ async fn run_case(
     }
     .evaluate(tx, coverage, Phase::Before)
     .await?;
-    tx.execute(
-        "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
-        &[&role, &claims.to_string()],
-    )
-    .await?;
+    act_as(tx, &caller).await?;
     let wants_rows = case.rows.is_some() || case.count.is_some();
     let result: Result<Vec<Value>, tokio_postgres::Error> = match &stmt {
         Stmt::Sql(sql) if wants_rows => {
@@ -400,11 +398,7 @@ async fn run_case(
         .is_some_and(|d| d.code().code() == "42501" && d.message().contains("row-level security"));
     if failed {
         tx.batch_execute("ROLLBACK TO SAVEPOINT doska_case").await?;
-        tx.execute(
-            "select set_config('request.jwt.claims', $1, true)",
-            &[&claims.to_string()],
-        )
-        .await?;
+        with_claims(tx, &caller.claims, None).await?;
     }
     // Inserts: the new row passed some WITH CHECK (allowed), or an RLS violation said none did.
     tx.batch_execute("RESET ROLE").await?;

@@ -18,13 +18,17 @@ use uuid::Uuid;
 
 use super::{CaseDoc, Coverage, TestError, TestFile, caller};
 use crate::{
-    db::migrate::describe,
+    db::{
+        caller::{Caller, act_as, with_claims},
+        migrate::describe,
+    },
     policies::{
         compile::{PolicyPlan, qualified},
-        parse::{Command, split_table},
+        parse::Command,
+        syntax::split_table,
     },
     realtime::{
-        authorize::{PROBE_ROWS, Who, probe_channel, single_check},
+        authorize::{PROBE_ROWS, probe_channel, single_check},
         decode::{Change, ChangeKind, ColumnInfo},
         lsn::Lsn,
     },
@@ -142,8 +146,8 @@ pub(super) async fn run(
             }
         }
     };
-    let (role, claims) = caller(doc, case);
-    let member_of = match super::memberships(tx, &role, &case.who).await? {
+    let caller = caller(doc, case);
+    let member_of = match super::memberships(tx, &caller.role, &case.who).await? {
         Ok(m) => m,
         Err(message) => return Ok(Err(message)),
     };
@@ -170,21 +174,18 @@ pub(super) async fn run(
     let verdict = match &target {
         Target::Object { bucket, path } => {
             storage_case(
-                tx, op, bucket, path, &role, &claims, policies, &exercised, coverage,
+                tx, op, bucket, path, &caller, policies, &exercised, coverage,
             )
             .await
         }
         Target::Row { schema, table, key } => {
             row_case(
-                tx, schema, table, key, &role, &claims, policies, &exercised, coverage,
+                tx, schema, table, key, &caller, policies, &exercised, coverage,
             )
             .await
         }
         Target::Topic(topic) => {
-            channel_case(
-                tx, op, topic, &role, &claims, policies, &exercised, coverage,
-            )
-            .await
+            channel_case(tx, op, topic, &caller, policies, &exercised, coverage).await
         }
     };
     tx.batch_execute("ROLLBACK TO SAVEPOINT doska_case").await?;
@@ -268,8 +269,7 @@ async fn storage_case(
     op: Op,
     bucket: &str,
     path: &str,
-    role: &str,
-    claims: &Value,
+    caller: &Caller,
     policies: &[PolicyPlan],
     exercised: &[usize],
     coverage: &mut Coverage,
@@ -303,16 +303,13 @@ async fn storage_case(
         }
         _ => {}
     }
-    let sub = claims
+    let sub = caller
+        .claims
         .get("sub")
         .and_then(Value::as_str)
         .map(str::to_string);
     let owner = sub.as_deref().and_then(|s| Uuid::parse_str(s).ok());
-    tx.execute(
-        "select set_config('request.jwt.claims', $1, true)",
-        &[&claims.to_string()],
-    )
-    .await?;
+    with_claims(tx, &caller.claims, None).await?;
     // Coverage on this one object, before the statement runs (as the admin, with the claims). A
     // policy that fails on it (a cast, say) fails the case, not the run.
     let id = existing.unwrap_or_else(Uuid::new_v4);
@@ -356,11 +353,7 @@ async fn storage_case(
     }
     tx.batch_execute("ROLLBACK TO SAVEPOINT doska_eval").await?;
     // The storage core's statement, as the caller.
-    tx.execute(
-        "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
-        &[&role, &claims.to_string()],
-    )
-    .await?;
+    act_as(tx, caller).await?;
     let version = Uuid::new_v4().to_string();
     let metadata = json!({});
     let user_metadata: Option<Value> = None;
@@ -405,17 +398,12 @@ async fn channel_case(
     tx: &Transaction<'_>,
     op: Op,
     topic: &str,
-    role: &str,
-    claims: &Value,
+    caller: &Caller,
     policies: &[PolicyPlan],
     exercised: &[usize],
     coverage: &mut Coverage,
 ) -> Result<Result<bool, String>, TestError> {
-    tx.execute(
-        "select set_config('request.jwt.claims', $1, true), set_config('realtime.topic', $2, true)",
-        &[&claims.to_string(), &topic],
-    )
-    .await?;
+    with_claims(tx, &caller.claims, Some(topic)).await?;
     // Coverage on the probe rows realtime itself uses: joining reads either extension, sending
     // writes a broadcast row, tracking a presence row.
     tx.batch_execute("SAVEPOINT doska_eval").await?;
@@ -449,11 +437,7 @@ async fn channel_case(
         return Ok(Err(why));
     }
     tx.batch_execute("ROLLBACK TO SAVEPOINT doska_eval").await?;
-    let who = Who {
-        role: role.to_string(),
-        claims: claims.to_string(),
-    };
-    let perms = match probe_channel(tx, &who, topic).await {
+    let perms = match probe_channel(tx, caller, topic).await {
         Ok(p) => p,
         Err(e) => return Ok(Err(format!("the channel probe failed: {}", describe(&e)))),
     };
@@ -473,8 +457,7 @@ async fn row_case(
     schema: &str,
     table: &str,
     key: &Map<String, Value>,
-    role: &str,
-    claims: &Value,
+    caller: &Caller,
     policies: &[PolicyPlan],
     exercised: &[usize],
     coverage: &mut Coverage,
@@ -543,11 +526,7 @@ async fn row_case(
     let (sql, param) = single_check(&change);
     let record = Value::Object(key.clone()).to_string();
     let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 1] = [(&param, Type::TEXT)];
-    tx.execute(
-        "select set_config('request.jwt.claims', $1, true)",
-        &[&claims.to_string()],
-    )
-    .await?;
+    with_claims(tx, &caller.claims, None).await?;
     // As the admin: the row is there, and what the exercised policies say of it.
     tx.batch_execute("SAVEPOINT doska_eval").await?;
     let keys: Vec<String> = key.keys().map(|k| crate::db::quote_ident(k)).collect();
@@ -587,11 +566,7 @@ async fn row_case(
     }
     tx.batch_execute("ROLLBACK TO SAVEPOINT doska_eval").await?;
     // As the caller, the statement realtime runs for each subscriber.
-    tx.execute(
-        "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
-        &[&role, &claims.to_string()],
-    )
-    .await?;
+    act_as(tx, caller).await?;
     Ok(match tx.query_typed(&sql, &params).await {
         Ok(rows) => Ok(rows.first().is_some_and(|r| r.get::<_, bool>(0))),
         Err(e) if e.code().is_some_and(|c| c.code() == "42501") => Ok(false),

@@ -1,12 +1,19 @@
-//! The per-request transaction: BEGIN (read-only when the work only reads), then the caller's role,
-//! JWT claims, method, path and headers as transaction-local settings — sent pipelined, in one round
-//! trip — then the front door's work, then COMMIT or ROLLBACK. A transaction dropped unfinished (a
-//! panic, a cancelled request) discards its connection instead of returning it to the pool mid-way.
+//! Acting as the caller — the one place that does it, for every door: a transaction that runs as a
+//! [`Caller`] carries its role, its JWT claims (`request.jwt.claims`), the request's method, path
+//! and headers (`request.*`) and a statement timeout as transaction-local settings, all set by the
+//! `select set_config(…)` statements written here.
+//!
+//! [`RequestTx`] is the per-request transaction (REST, storage): BEGIN (read-only when the work only
+//! reads), then the settings — sent pipelined, in one round trip — then the door's work, then
+//! COMMIT or ROLLBACK. A transaction dropped unfinished (a panic, a cancelled request) discards its
+//! connection instead of returning it to the pool mid-way. Realtime's batched checks pipeline
+//! [`SET_CALLER`] / [`SET_CHANNEL_CALLER`] before each check on a transaction of their own; `doska
+//! policies test` switches callers inside savepoints with [`act_as`] and [`with_claims`].
 
 use deadpool_postgres::{Object, Pool};
 use tokio_postgres::types::{ToSql, Type};
 
-use crate::jwt::Caller;
+pub use crate::jwt::{Caller, Claims};
 
 /// What PostgreSQL code may read about the request (`current_setting('request.method')`, …).
 pub struct RequestInfo<'a> {
@@ -44,10 +51,51 @@ const SETTINGS_TIMEOUT_SQL: &str = "select set_config('role', $1, true), \
     set_config('request.path', $4, true), set_config('request.headers', $5, true), \
     set_config('statement_timeout', $6, true)";
 
+/// Role, claims and statement timeout (`$1`, `$2`, `$3`, text): what each of realtime's batched
+/// checks sets before it runs, pipelined.
+pub const SET_CALLER: &str = "select set_config('role', $1, true), \
+    set_config('request.jwt.claims', $2, true), set_config('statement_timeout', $3, true)";
+
+/// Role, claims, the channel's topic (`realtime.topic`) and statement timeout (`$1`…`$4`, text):
+/// what a private channel's policies are checked under.
+pub const SET_CHANNEL_CALLER: &str = "select set_config('role', $1, true), \
+    set_config('request.jwt.claims', $2, true), set_config('realtime.topic', $3, true), \
+    set_config('statement_timeout', $4, true)";
+
+const ACT_AS_SQL: &str =
+    "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)";
+const CLAIMS_SQL: &str = "select set_config('request.jwt.claims', $1, true)";
+const CLAIMS_TOPIC_SQL: &str =
+    "select set_config('request.jwt.claims', $1, true), set_config('realtime.topic', $2, true)";
+
+/// Runs the rest of `c`'s open transaction (or savepoint) as `caller`: its role and claims.
+pub async fn act_as<C: tokio_postgres::GenericClient>(
+    c: &C,
+    caller: &Caller,
+) -> Result<(), tokio_postgres::Error> {
+    c.execute(ACT_AS_SQL, &[&caller.role, &caller.claims.text()])
+        .await
+        .map(drop)
+}
+
+/// Sets only `claims` (and `realtime.topic`, when given) on `c`'s open transaction, keeping its
+/// role: the admin reads policies' expressions as they would evaluate for that caller.
+pub async fn with_claims<C: tokio_postgres::GenericClient>(
+    c: &C,
+    claims: &Claims,
+    topic: Option<&str>,
+) -> Result<(), tokio_postgres::Error> {
+    match topic {
+        None => c.execute(CLAIMS_SQL, &[&claims.text()]).await,
+        Some(t) => c.execute(CLAIMS_TOPIC_SQL, &[&claims.text(), &t]).await,
+    }
+    .map(drop)
+}
+
 /// The caller's transaction-local settings, as text parameters of `SETTINGS_SQL`.
 struct Settings<'a> {
     role: &'a str,
-    claims: String,
+    claims: &'a str,
     method: &'a str,
     path: &'a str,
     headers: String,
@@ -59,7 +107,7 @@ impl<'a> Settings<'a> {
     fn new(caller: &'a Caller, info: &'a RequestInfo<'_>, statement_timeout_ms: u64) -> Self {
         Settings {
             role: &caller.role,
-            claims: caller.claims.to_string(),
+            claims: caller.claims.text(),
             method: info.method,
             path: info.path,
             headers: info.headers.to_string(),
@@ -361,20 +409,4 @@ impl Drop for RequestTx {
             drop(Object::take(client));
         }
     }
-}
-
-/// The request headers as the JSON object `request.headers` holds (names lower-case; non-UTF-8 values
-/// skipped). Credentials are left out: policies read claims, never raw tokens.
-pub fn headers_json(headers: &http::HeaderMap) -> serde_json::Value {
-    let mut map = serde_json::Map::new();
-    for (name, value) in headers {
-        let n = name.as_str();
-        if n == "authorization" || n == "apikey" || n == "cookie" {
-            continue;
-        }
-        if let Ok(v) = value.to_str() {
-            map.insert(n.to_string(), serde_json::Value::String(v.to_string()));
-        }
-    }
-    serde_json::Value::Object(map)
 }
