@@ -70,6 +70,7 @@ fn change(table: &str, kind: ChangeKind, cols: Arc<[ColumnInfo]>, record: Value)
         record,
         old_record,
         unchanged_toast: vec![],
+        row_security: true,
     }
 }
 

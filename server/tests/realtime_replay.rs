@@ -315,6 +315,7 @@ fn fake_change(lsn: u64, index: u32, id: i64) -> Change {
         record: json!({"id": id}).as_object().cloned().unwrap(),
         old_record: None,
         unchanged_toast: vec![],
+        row_security: true,
     }
 }
 

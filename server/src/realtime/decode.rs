@@ -11,7 +11,7 @@
 mod changes;
 mod values;
 
-pub use changes::{Change, ChangeKind, ColumnInfo, Decoder, Event, Truncated};
+pub use changes::{Change, ChangeKind, ColumnInfo, Decoder, Event, RelationFacts, Truncated};
 pub use values::{type_name, typed_value};
 
 use std::fmt;

@@ -81,23 +81,17 @@ struct PayloadData<'a> {
 
 impl<'a> PayloadData<'a> {
     fn of(change: &'a Change) -> PayloadData<'a> {
+        // Under row security an old row reveals only its key (whatever the replica identity
+        // sent): a subscriber's SELECT policy cannot be asked about a row that is gone, and the
+        // old values of an updated row were not checked. Without it, the old row as logged.
+        let old = |old: Option<&Map<String, Value>>| match old {
+            Some(old) if !change.row_security => old.clone(),
+            old => key_only(change, old.unwrap_or(&change.record)),
+        };
         let (record, old_record) = match change.kind {
             ChangeKind::Insert => (Some(&change.record), None),
-            ChangeKind::Update => (
-                Some(&change.record),
-                Some(key_only(
-                    change,
-                    change.old_record.as_ref().unwrap_or(&change.record),
-                )),
-            ),
-            // A delete reveals only the key, whatever the replica identity sent.
-            ChangeKind::Delete => (
-                None,
-                Some(key_only(
-                    change,
-                    change.old_record.as_ref().unwrap_or(&change.record),
-                )),
-            ),
+            ChangeKind::Update => (Some(&change.record), Some(old(change.old_record.as_ref()))),
+            ChangeKind::Delete => (None, Some(old(change.old_record.as_ref()))),
         };
         PayloadData {
             schema: &change.schema,

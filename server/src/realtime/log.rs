@@ -75,6 +75,7 @@ struct Entry<'a> {
     record: &'a Map<String, Value>,
     old_record: Option<&'a Map<String, Value>>,
     unchanged_toast: &'a [String],
+    rls: bool,
 }
 
 #[derive(Serialize)]
@@ -112,6 +113,7 @@ pub fn write_entry(out: &mut Vec<u8>, change: &Change) {
         record: &change.record,
         old_record: change.old_record.as_ref(),
         unchanged_toast: &change.unchanged_toast,
+        rls: change.row_security,
     };
     serde_json::to_writer(out, &entry).expect("a change serializes to JSON");
 }
@@ -137,6 +139,14 @@ pub fn change_from_entry(entry: &Value) -> Option<Change> {
             type_oid: u32::try_from(c.get("oid")?.as_u64()?).ok()?,
             key: c.get("key")?.as_bool()?,
         });
+    }
+    // Entries from before `rls` was logged: take row security as on, and a key of every column
+    // (pgoutput's flags under identity FULL) as no key, so their old rows reveal nothing more.
+    let row_security = entry.get("rls").and_then(Value::as_bool);
+    if row_security.is_none() && columns.len() > 1 && columns.iter().all(|c| c.key) {
+        for c in &mut columns {
+            c.key = false;
+        }
     }
     let object = |v: &Value| v.as_object().cloned();
     Some(Change {
@@ -166,6 +176,7 @@ pub fn change_from_entry(entry: &Value) -> Option<Change> {
                     .collect()
             })
             .unwrap_or_default(),
+        row_security: row_security.unwrap_or(true),
     })
 }
 
@@ -590,6 +601,7 @@ mod tests {
             record: json!({"id": 1, "body": "x"}).as_object().cloned().unwrap(),
             old_record: Some(json!({"id": 1}).as_object().cloned().unwrap()),
             unchanged_toast: vec!["big".into()],
+            row_security: false,
         };
         let mut bytes = Vec::new();
         write_entry(&mut bytes, &change);
@@ -599,5 +611,21 @@ mod tests {
         let mut other = entry.clone();
         other["kind"] = json!("MERGE");
         assert!(change_from_entry(&other).is_none());
+    }
+
+    /// Entries written before `rls` was logged: row security is assumed, and pgoutput's
+    /// every-column key of identity FULL is no key, so a replayed old row reveals nothing.
+    #[test]
+    fn an_entry_without_rls_reveals_no_more_than_its_key() {
+        let legacy = json!({"lsn": "1/10", "idx": 0, "xid": 1, "schema": "public", "table": "notes",
+            "kind": "DELETE", "commit_timestamp": "2026-01-01T00:00:00.000000Z",
+            "columns": [{"name": "id", "type": "int8", "oid": 20, "key": true},
+                        {"name": "body", "type": "text", "oid": 25, "key": true}],
+            "record": {}, "old_record": {"id": 1, "body": "secret"}, "unchanged_toast": []});
+        let change = change_from_entry(&legacy).unwrap();
+        assert!(change.row_security);
+        assert!(change.columns.iter().all(|c| !c.key));
+        let payload = crate::realtime::deliver::payload_data(&change);
+        assert_eq!(payload["old_record"], json!({}));
     }
 }

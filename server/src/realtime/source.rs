@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::decode::{DecodeError, Decoder, Event};
+use super::decode::{DecodeError, Decoder, Event, PgOutput, RelationFacts};
 use super::lsn::Lsn;
 use super::replication::{
     Acker, ReplicationConnection, ReplicationError, SlotStatus, StreamOptions,
@@ -244,6 +244,7 @@ async fn session(
     }
     // pgoutput describes relations once per connection: a fresh decoder per session.
     let mut decoder = Decoder::new();
+    let mut catalog = Catalog::default();
     loop {
         let received = tokio::select! {
             received = stream.recv() => received,
@@ -262,7 +263,27 @@ async fn session(
             }
             Err(e) => return (e.into(), true),
         };
-        let event = match decoder.decode(&message.data) {
+        let parsed = match PgOutput::parse(&message.data) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                let _ = stream.close().await;
+                return (e.into(), true);
+            }
+        };
+        if let PgOutput::Relation(relation) = &parsed {
+            match catalog.facts(config, relation.id).await {
+                Ok(facts) => decoder.set_facts(relation.id, facts),
+                Err(e) => {
+                    let _ = stream.close().await;
+                    let ended = Ended::Failed(format!(
+                        "looking up relation {}.{}: {e}",
+                        relation.namespace, relation.name
+                    ));
+                    return (ended, true);
+                }
+            }
+        }
+        let event = match decoder.apply(parsed) {
             Ok(Some(event)) => event,
             Ok(None) => continue,
             Err(e) => {
@@ -275,5 +296,46 @@ async fn session(
             let _ = stream.close().await;
             return (Ended::Stop, true);
         }
+    }
+}
+
+/// A plain connection for what pgoutput's `Relation` message leaves out: opened on the first
+/// relation of a session, kept until it ends.
+#[derive(Default)]
+struct Catalog {
+    client: Option<tokio_postgres::Client>,
+}
+
+/// The primary key's columns (in key order) and whether row-level security is on. A relation
+/// dropped since its change was written counts as under row security, without a key.
+const RELATION_FACTS: &str = "select coalesce((select c.relrowsecurity from pg_class c where c.oid = $1), true), \
+     coalesce((select array_agg(a.attname::text order by k.n) \
+       from pg_index i cross join lateral unnest(i.indkey::int2[]) with ordinality k(attnum, n) \
+       join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum \
+      where i.indrelid = $1 and i.indisprimary), '{}')";
+
+impl Catalog {
+    async fn facts(
+        &mut self,
+        config: &tokio_postgres::Config,
+        relation: u32,
+    ) -> Result<RelationFacts, tokio_postgres::Error> {
+        let client = match &mut self.client {
+            Some(client) if !client.is_closed() => client,
+            slot => {
+                let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "realtime: catalog connection ended");
+                    }
+                });
+                slot.insert(client)
+            }
+        };
+        let row = client.query_one(RELATION_FACTS, &[&relation]).await?;
+        Ok(RelationFacts {
+            row_security: row.get(0),
+            primary_key: row.get(1),
+        })
     }
 }

@@ -521,6 +521,7 @@ async fn row_case(
         record: key.clone(),
         old_record: None,
         unchanged_toast: Vec::new(),
+        row_security: true,
     };
     let (sql, param) = single_check(&change);
     let record = Value::Object(key.clone()).to_string();

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::values::{type_name, typed_value};
-use super::{DecodeError, OldTuple, PgOutput, Relation, Tuple, TupleValue};
+use super::{DecodeError, OldTuple, PgOutput, Relation, ReplicaIdentity, Tuple, TupleValue};
 use crate::realtime::lsn::Lsn;
 
 /// Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01 00:00:00 UTC).
@@ -46,8 +46,19 @@ pub struct ColumnInfo {
     /// `pg_type.typname` (`int4`, `_text`, or a user type's name).
     pub type_name: String,
     pub type_oid: u32,
-    /// Part of the replica identity key (the primary key under the default identity).
+    /// Part of the table's primary key (as the catalog says; without [`RelationFacts`], the
+    /// replica identity key pgoutput flags). What a DELETE reveals under RLS and what finds a row.
     pub key: bool,
+}
+
+/// What the catalog says of a relation beyond what pgoutput sends. Under `REPLICA IDENTITY FULL`
+/// pgoutput flags every column as key, so the primary key must come from here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelationFacts {
+    /// The primary key's columns; empty when the table has none.
+    pub primary_key: Vec<String>,
+    /// Row-level security is on for the table: old rows then reveal only their key.
+    pub row_security: bool,
 }
 
 /// One row change of a committed transaction.
@@ -75,6 +86,9 @@ pub struct Change {
     pub old_record: Option<Map<String, Value>>,
     /// Columns whose new value was not sent because it is an unchanged TOASTed value.
     pub unchanged_toast: Vec<String>,
+    /// Row-level security was on for the table: subscribers get only the key of `old_record`
+    /// (true when unknown, the safe side).
+    pub row_security: bool,
 }
 
 /// Tables emptied by one `TRUNCATE`.
@@ -113,6 +127,9 @@ struct CachedRelation {
     schema: String,
     table: String,
     columns: Arc<[ColumnInfo]>,
+    /// Per column, pgoutput's replica identity flag: which values a key-only old tuple carries.
+    identity: Vec<bool>,
+    row_security: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -128,6 +145,8 @@ struct OpenTx {
 #[derive(Debug, Default)]
 pub struct Decoder {
     relations: HashMap<u32, CachedRelation>,
+    /// Catalog facts for relations, given by the caller before their `Relation` message.
+    facts: HashMap<u32, RelationFacts>,
     /// Non-built-in types described by `Type` messages: oid → name.
     types: HashMap<u32, String>,
     tx: Option<OpenTx>,
@@ -136,6 +155,12 @@ pub struct Decoder {
 impl Decoder {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Records what the catalog says of relation `id`; applies from its next `Relation` message.
+    /// Without facts a relation keeps pgoutput's key flags and counts as under row security.
+    pub fn set_facts(&mut self, id: u32, facts: RelationFacts) {
+        self.facts.insert(id, facts);
     }
 
     /// Parses and applies one pgoutput message.
@@ -225,6 +250,7 @@ impl Decoder {
 
     /// Resolves type names now: pgoutput sends a relation's `Type` messages before it.
     fn cache(&self, rel: &Relation) -> CachedRelation {
+        let facts = self.facts.get(&rel.id);
         let columns = rel
             .columns
             .iter()
@@ -237,13 +263,20 @@ impl Decoder {
                     .or_else(|| type_name(c.type_oid))
                     .unwrap_or_else(|| c.type_oid.to_string()),
                 type_oid: c.type_oid,
-                key: c.key,
+                key: match facts {
+                    Some(f) if !f.primary_key.is_empty() => f.primary_key.contains(&c.name),
+                    // No primary key: identity FULL flags every column, which is no key at all.
+                    Some(_) if rel.replica_identity == ReplicaIdentity::Full => false,
+                    _ => c.key,
+                },
             })
             .collect();
         CachedRelation {
             schema: schema_name(rel),
             table: rel.name.clone(),
             columns,
+            identity: rel.columns.iter().map(|c| c.key).collect(),
+            row_security: facts.is_none_or(|f| f.row_security),
         }
     }
 
@@ -259,6 +292,7 @@ impl Decoder {
             .get(&relation_id)
             .ok_or(DecodeError::UnknownRelation(relation_id))?;
         let columns = Arc::clone(&rel.columns);
+        let row_security = rel.row_security;
 
         let (old_values, key_only) = match &old {
             Some(OldTuple::Key(t)) => (Some(t), true),
@@ -278,9 +312,9 @@ impl Decoder {
         let old_record = match old_values {
             Some(tuple) => {
                 let mut map = Map::new();
-                for (col, value) in columns.iter().zip(&tuple.0) {
+                for ((col, value), identity) in columns.iter().zip(&tuple.0).zip(&rel.identity) {
                     // A key tuple carries nulls for non-key columns: they say nothing.
-                    if key_only && !col.key {
+                    if key_only && !identity {
                         continue;
                     }
                     if let Some(v) = json_value(col, value)? {
@@ -341,6 +375,7 @@ impl Decoder {
             record,
             old_record,
             unchanged_toast,
+            row_security,
         }))))
     }
 }

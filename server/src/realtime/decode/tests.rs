@@ -590,3 +590,78 @@ fn decodes_a_recorded_transaction() {
         [0, 1, 2]
     );
 }
+
+/// Identity FULL flags every column as key: with the catalog's facts the key is the primary key,
+/// and row security is carried to the change; without a primary key nothing is a key.
+#[test]
+fn catalog_facts_decide_the_key_and_row_security() {
+    let all_flagged = Msg::tag(b'R')
+        .i32(16_390)
+        .str("public")
+        .str("todos")
+        .u8(b'f')
+        .i16(4)
+        .column(true, "id", 20)
+        .column(true, "title", 25)
+        .column(true, "done", 16)
+        .column(true, "tags", 1009)
+        .0;
+    let delete = Msg::tag(b'D')
+        .i32(16_390)
+        .u8(b'O')
+        .i16(4)
+        .text("1")
+        .text("milk")
+        .text("f")
+        .text("{x}")
+        .0;
+    let cases: [(Option<RelationFacts>, &[&str], bool); 4] = [
+        (None, &["id", "title", "done", "tags"], true),
+        (
+            Some(RelationFacts {
+                primary_key: vec!["id".into()],
+                row_security: true,
+            }),
+            &["id"],
+            true,
+        ),
+        (
+            Some(RelationFacts {
+                primary_key: vec!["id".into()],
+                row_security: false,
+            }),
+            &["id"],
+            false,
+        ),
+        (
+            Some(RelationFacts {
+                primary_key: vec![],
+                row_security: true,
+            }),
+            &[],
+            true,
+        ),
+    ];
+    for (facts, keys, rls) in cases {
+        let mut d = Decoder::new();
+        if let Some(f) = facts.clone() {
+            d.set_facts(16_390, f);
+        }
+        let events = decode_all(
+            &mut d,
+            &[begin(), all_flagged.clone(), delete.clone(), commit()],
+        );
+        let Event::Change(del) = &events[1] else {
+            panic!("not a change")
+        };
+        let got: Vec<&str> = del
+            .columns
+            .iter()
+            .filter(|c| c.key)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!((got.as_slice(), del.row_security), (keys, rls), "{facts:?}");
+        // The decoder keeps the whole old row; what a subscriber gets is decided when sending.
+        assert_eq!(del.old_record.as_ref().map(|o| o.len()), Some(4));
+    }
+}

@@ -51,6 +51,7 @@ fn change(kind: ChangeKind, row: Value) -> Change {
         record,
         old_record,
         unchanged_toast: vec![],
+        row_security: true,
     }
 }
 
