@@ -35,6 +35,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0011_idempotency",
         include_str!("internal/0011_idempotency.sql"),
     ),
+    (
+        "0012_local_store",
+        include_str!("internal/0012_local_store.sql"),
+    ),
 ];
 
 #[derive(Debug)]
