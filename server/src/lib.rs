@@ -16,3 +16,4 @@ pub mod startup;
 pub mod state;
 pub mod storage;
 pub mod testing;
+pub mod typegen;

@@ -12,7 +12,8 @@ create table if not exists public.doska_local_store (
   store text not null,
   key text not null,
   value text,
-  version bigint not null,
+  -- Always set by the trigger; the default only lets an insert (and generated types) leave it out.
+  version bigint not null default 0,
   updated_at timestamptz not null default now(),
   primary key (user_id, store, key)
 );
