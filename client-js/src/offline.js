@@ -5,7 +5,7 @@
 // backoff, on the browser's `online` event, or on `flush()`. One tab at a time flushes (a
 // device-wide lock). Also the read cache: the last answer to each GET, for a select that fails
 // for lack of network.
-import { send } from './http.js';
+import { send, uuid } from './http.js';
 
 const Q = 'doska.queue', F = 'doska.failed', C = 'doska.cache';
 const CACHE_MAX = 50;
@@ -99,7 +99,7 @@ export class OfflineQueue {
    */
   async enqueue({ method, url, headers = {}, body }) {
     const { Authorization, authorization, ...h } = headers; // a fresh token is added when sent
-    const entry = { id: crypto.randomUUID(), user: this.c.auth?.currentSession?.user?.id ?? null, method, url, headers: h, body };
+    const entry = { id: uuid(), user: this.c.auth?.currentSession?.user?.id ?? null, method, url, headers: h, body };
     const save = () => this.write(Q, [...this.read(Q), entry]);
     try {
       await this.c.tabs.withLock('queue', () => {

@@ -11,7 +11,8 @@ const pos = (/** @type {string} */ p) => p.split(/[/:]/).map((x, i) => parseInt(
 /** @param {string} a @param {string} b @returns {boolean} a is after b */
 const after = (a, b) => {
   const x = pos(a), y = pos(b);
-  for (let i = 0; i < 3; i++) if (x[i] !== y[i]) return x[i] > y[i];
+  // A position that does not parse (NaN) counts as after: never drop a change for it.
+  for (let i = 0; i < 3; i++) if (x[i] !== y[i]) return !(x[i] < y[i]);
   return false;
 };
 
@@ -127,8 +128,8 @@ export class Realtime {
     for (const ch of this.chs) ch.down(err);
     if (this.closing || !this.chs.some((c) => c.state !== 'closed')) return;
     clearTimeout(this.retry);
+    // Not unref'd: a Node process that listens keeps running while it reconnects.
     this.retry = setTimeout(() => this.connect(), this.backoff(++this.tries));
-    /** @type {any} */ (this.retry).unref?.();
   }
 
   disconnect() {

@@ -35,9 +35,10 @@ after(async () => {
 });
 
 /** A fresh context (its own origin storage) whose pages load the app page and the SDK by routes. */
-async function context() {
+async function context(origin = ORIGIN) {
   const ctx = await browser.newContext();
-  await ctx.route(ORIGIN + '/**', async (route) => {
+  ctx.origin = origin;
+  await ctx.route(origin + '/**', async (route) => {
     const path = new URL(route.request().url()).pathname;
     if (path.startsWith('/sdk/')) {
       const body = await readFile(new URL(path.slice(5), src), 'utf8').catch(() => null);
@@ -61,7 +62,7 @@ async function open(ctx) {
   const page = await ctx.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e));
-  await page.goto(ORIGIN + '/app.html');
+  await page.goto(ctx.origin + '/app.html');
   await page.waitForFunction(() => window.ready);
   page.errors = errors;
   return page;
@@ -147,5 +148,40 @@ test('the offline queue survives a reload while offline and flushes once online'
   const names = await t1.evaluate(() => window.doska.from('items').select('name').order('id').then((r) => r.data.map((x) => x.name)));
   assert.deepEqual(names, ['one', 'two']);
   assert.deepEqual(t1.errors, []);
+  await ctx.close();
+});
+
+test('realtime on the browser\'s own WebSocket: broadcast (binary frames) and presence between tabs', async () => {
+  const ctx = await context();
+  const [t1, t2] = [await open(ctx), await open(ctx)];
+  const join = (key) => new Promise((resolve) => {
+    window.seen = [];
+    window.room = window.doska.channel('room', { config: { presence: { key } } })
+      .on('broadcast', { event: 'hi' }, (m) => window.seen.push(m.payload))
+      .on('presence', { event: 'sync' }, () => {})
+      .subscribe((s) => s === 'SUBSCRIBED' && resolve(s));
+  });
+  assert.equal(await t1.evaluate(join, 'one'), 'SUBSCRIBED');
+  assert.equal(await t2.evaluate(join, 'two'), 'SUBSCRIBED');
+  await t1.evaluate(() => window.room.track({ page: 1 }));
+  await t2.waitForFunction(() => window.room.presenceState().one?.[0]?.page === 1);
+  assert.equal(await t1.evaluate(() => window.room.send({ type: 'broadcast', event: 'hi', payload: { n: 1 } })), 'ok');
+  await t2.waitForFunction(() => window.seen.length === 1);
+  assert.deepEqual(await t2.evaluate(() => window.seen), [{ n: 1 }]);
+  for (const t of [t1, t2]) assert.deepEqual(t.errors, []);
+  await ctx.close();
+});
+
+test('on plain http (no secure context: no Web Locks, no randomUUID) writes still queue and flush', async () => {
+  const ctx = await context('http://school.test');
+  const t = await open(ctx);
+  assert.equal(await t.evaluate(() => window.isSecureContext), false);
+  await t.evaluate(() => window.doska.auth.signUp({ email: `p${Date.now()}@example.com`, password: 'password-123' }));
+  await ctx.setOffline(true);
+  assert.equal(await t.evaluate(() => window.doska.from('items').insert({ name: 'plain' }).then((r) => r.queued)), true);
+  await ctx.setOffline(false);
+  await t.waitForFunction(() => window.doska.offline.pending() === 0);
+  assert.deepEqual(await t.evaluate(() => window.doska.from('items').select('name').then((r) => r.data)), [{ name: 'plain' }]);
+  assert.deepEqual(t.errors, []);
   await ctx.close();
 });

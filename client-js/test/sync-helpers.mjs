@@ -27,12 +27,27 @@ export async function start(migrations = {}, args = []) {
     return seen || new Promise((r) => setTimeout(() => r(seen), 200));
   }, 'realtime to stream', 60000);
   await service.removeAllChannels();
+  const stop = d.stop;
+  d.stop = async () => {
+    for (const c of made) if (c.url === d.url) {
+      if (c.getChannels().length) c.realtime.disconnect();
+      c.tabs.close();
+      made.delete(c);
+    }
+    await stop();
+  };
   return d;
 }
 
+/** Every client the helpers made, closed when their doska stops (a socket reconnects forever). */
+const made = new Set();
+
 /** A client on `ws`, with fast reconnects. */
-export const client = (d, opts = {}) =>
-  createClient(d.url, d.anonKey, { WebSocket, realtime: { reconnectAfterMs: () => 200 }, ...opts });
+export const client = (d, opts = {}) => {
+  const c = createClient(d.url, d.anonKey, { WebSocket, realtime: { reconnectAfterMs: () => 200 }, ...opts });
+  made.add(c);
+  return c;
+};
 
 let n = 0;
 /** A signed-up, signed-in user's client. */

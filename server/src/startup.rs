@@ -298,15 +298,11 @@ pub struct Doors {
 }
 
 impl Doors {
-    /// The doors of `state` with `auth`'s machinery. Loads REST's schema cache; when that fails the
-    /// first REST request loads it.
-    pub async fn open(state: &SharedState, auth: Auth) -> Doors {
-        let rest = RestState::new(&state.config);
-        if let Err(e) = rest.reload(&state.admin).await {
-            tracing::warn!(error = %e, "rest: schema cache not loaded at start");
-        }
+    /// The doors of `state` with `auth`'s machinery. REST's schema cache starts empty: `serve`
+    /// loads it before listening, and the first REST request loads it when it is still empty.
+    pub fn open(state: &SharedState, auth: Auth) -> Doors {
         Doors {
-            rest,
+            rest: RestState::new(&state.config),
             auth: Arc::new(auth),
             hub: Arc::new(Hub::new()),
         }
@@ -405,8 +401,11 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             return Err(e);
         }
     };
-    // Each door's own state; REST's schema cache kept fresh on NOTIFY pgrst.
-    let doors = Doors::open(&state, auth).await;
+    // Each door's own state; REST's schema cache loaded now and kept fresh on NOTIFY pgrst.
+    let doors = Doors::open(&state, auth);
+    if let Err(e) = doors.rest.reload(&state.admin).await {
+        tracing::warn!(error = %e, "rest: schema cache not loaded at start");
+    }
     doors
         .rest
         .listen(&state, database.target.admin.clone())

@@ -1260,7 +1260,7 @@ async fn es256_signing_key_tokens_and_jwks() {
         jwt_signing_key_pem: Some(pem),
         ..test_config()
     };
-    let doors = doska::startup::Doors::open(&state, auth::Auth::new(cfg).unwrap()).await;
+    let doors = doska::startup::Doors::open(&state, auth::Auth::new(cfg).unwrap());
     let base = common::serve_router(doors.router(&state), db.state.shutdown.clone()).await;
     let e = Env {
         url: format!("{base}/auth/v1"),

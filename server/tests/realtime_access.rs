@@ -11,8 +11,6 @@ mod common;
 use std::time::Duration;
 
 use common::phx::{Incoming, Phx};
-use doska::realtime::log;
-use doska::realtime::source::SourceOptions;
 use serde_json::{Value, json};
 
 const ALICE: &str = "00000000-0000-0000-0000-00000000000a";
@@ -97,25 +95,8 @@ async fn pipeline() -> (common::TestDb, String) {
         }
     }
     db.admin().batch_execute(&sql).await.unwrap();
-    let options = SourceOptions {
-        slot: format!("access_{}", db.name),
-        ..Default::default()
-    };
-    let before = log::floor(&db.state.admin).await.unwrap();
-    tokio::spawn(doska::realtime::deliver::run(
-        db.state.clone(),
-        doska::realtime::hub(&db.state),
-        common::cluster().config(&db.name),
-        options,
-    ));
-    for _ in 0..600 {
-        if log::floor(&db.state.admin).await.unwrap() > before {
-            let url = db.server().await;
-            return (db, url);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the replication slot did not start streaming");
+    let url = db.streaming_server(&format!("access_{}", db.name)).await;
+    (db, url)
 }
 
 fn token(db: &common::TestDb, who: Who) -> String {

@@ -14,7 +14,6 @@ use common::phx::{Incoming, Phx};
 use doska::realtime::decode::{Change, ChangeKind, ColumnInfo};
 use doska::realtime::log::{self, Position};
 use doska::realtime::lsn::Lsn;
-use doska::realtime::source::SourceOptions;
 use serde_json::{Value, json};
 
 const ALICE: &str = "00000000-0000-0000-0000-00000000000a";
@@ -34,29 +33,8 @@ async fn pipeline() -> (common::TestDb, String) {
         )
         .await
         .unwrap();
-    let slot = format!("replay_{}", db.name);
-    let options = SourceOptions {
-        slot: slot.clone(),
-        ..Default::default()
-    };
-    let before = log::floor(&db.state.admin).await.unwrap();
-    let doors = db.doors().await;
-    tokio::spawn(doska::realtime::deliver::run(
-        db.state.clone(),
-        doors.hub.clone(),
-        common::cluster().config(&db.name),
-        options,
-    ));
-    // Streaming has started once the new slot raised the log's floor to its consistent point
-    // (changes committed before that point are never decoded).
-    for _ in 0..600 {
-        if log::floor(&db.state.admin).await.unwrap() > before {
-            let url = db.serve(&doors).await;
-            return (db, url);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the replication slot did not start streaming");
+    let url = db.streaming_server(&format!("replay_{}", db.name)).await;
+    (db, url)
 }
 
 fn user(db: &common::TestDb, sub: &str) -> String {

@@ -19,8 +19,11 @@ use super::request::{
 use super::schema::{Function, QualifiedName, Relation, Returns, SchemaCache, Volatility};
 
 mod call;
+mod lookup;
 mod relationships;
 mod write;
+
+pub use lookup::find_relation;
 
 use call::call;
 pub use relationships::{Relationship, resolve_relationship};
@@ -440,43 +443,6 @@ fn root_paging(req: &ApiRequest, cfg: &PlanConfig) -> (Option<i64>, Option<i64>)
         limit = Some(limit.map_or(max, |l| l.min(max)));
     }
     (limit, offset)
-}
-
-pub fn find_relation<'a>(
-    cache: &'a SchemaCache,
-    schema: &str,
-    name: &str,
-) -> Result<&'a Relation, PlanError> {
-    cache.relation(schema, name).ok_or_else(|| {
-        let suggestion = cache
-            .relations
-            .keys()
-            .filter(|q| q.schema == schema)
-            .map(|q| (strsim(&q.name, name), q.name.clone()))
-            .filter(|(d, _)| *d <= 3)
-            .min()
-            .map(|(_, n)| n);
-        PlanError::TableNotFound {
-            schema: schema.into(),
-            name: name.into(),
-            suggestion,
-        }
-    })
-}
-
-/// Levenshtein distance, for "perhaps you meant".
-fn strsim(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Functions of one row of `rel` returning a scalar: its computed fields.

@@ -252,7 +252,34 @@ impl TestDb {
     /// The doors, with these auth settings (tests set their own rate limits, mail relay, keys).
     pub async fn doors_with_auth(&self, cfg: doska::auth::AuthConfig) -> doska::startup::Doors {
         let auth = doska::auth::Auth::new(cfg).expect("auth settings");
-        doska::startup::Doors::open(&self.state, auth).await
+        doska::startup::Doors::open(&self.state, auth)
+    }
+
+    /// A live server whose realtime door is fed from a replication slot named `slot` (started
+    /// here); returns its base URL once the slot streams.
+    pub async fn streaming_server(&self, slot: &str) -> String {
+        use doska::realtime::log;
+        let options = doska::realtime::source::SourceOptions {
+            slot: slot.to_string(),
+            ..Default::default()
+        };
+        let before = log::floor(&self.state.admin).await.unwrap();
+        let doors = self.doors().await;
+        tokio::spawn(doska::realtime::deliver::run(
+            self.state.clone(),
+            doors.hub.clone(),
+            cluster().config(&self.name),
+            options,
+        ));
+        // Streaming has started once the new slot raised the log's floor to its consistent point
+        // (changes committed before that point are never decoded).
+        for _ in 0..600 {
+            if log::floor(&self.state.admin).await.unwrap() > before {
+                return self.serve(&doors).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the replication slot did not start streaming");
     }
 
     /// A live doska HTTP server with `doors` on this database; returns its base URL.

@@ -1,0 +1,108 @@
+//! The storage core's housekeeping: removing the bytes a committed write replaced or a delete left,
+//! and the orphan cleanup (blobs no row refers to, older than an age).
+
+use super::*;
+
+impl Storage {
+    /// After a write committed: removes the bytes of the version it replaced (`old`, with its
+    /// part layout), if there was one and it is not the version just written.
+    pub(super) async fn remove_replaced(
+        &self,
+        info: &ObjectInfo,
+        old: Option<Uuid>,
+        old_parts: Option<Vec<(Uuid, u64)>>,
+    ) {
+        if let Some(old) = old
+            && old != info.version
+        {
+            let replaced = ObjectInfo {
+                version: old,
+                parts: old_parts,
+                ..info.clone()
+            };
+            self.remove_blobs(replaced.blobs()).await;
+        }
+    }
+
+    pub(super) async fn remove_blobs(&self, blobs: impl IntoIterator<Item = BlobKey>) {
+        for b in blobs {
+            if let Err(e) = self.backend.remove(&b).await {
+                tracing::warn!(error = %e, blob = ?b, "removing stored bytes failed; orphan cleanup will retry");
+            }
+        }
+    }
+}
+
+/// Removes blobs older than `age` that no row refers to. Runs on the admin pool (it must see every
+/// row, whatever the policies); several doska processes may share a storage dir, which is why only
+/// age, never "not mine", makes a blob an orphan.
+pub async fn cleanup_orphans(
+    backend: &dyn Backend,
+    admin: &Pool,
+    age: std::time::Duration,
+) -> Result<usize, StorageError> {
+    let client = admin
+        .get()
+        .await
+        .map_err(|e| StorageError::Db(TxError::Pool(e)))?;
+    // Layouts of versions that are gone (deleted or overwritten): their parts become orphans. A
+    // layout commits with its object's row, so one without a row is never about to be used.
+    client
+        .execute(
+            "delete from storage.doska_object_parts l where not exists
+               (select 1 from storage.objects o
+                where o.id = l.object_id and o.version = l.object_version)",
+            &[],
+        )
+        .await?;
+    let candidates = backend.older_than(age).await?;
+    if candidates.is_empty() {
+        return Ok(0);
+    }
+    let mut removed = 0;
+    for chunk in candidates.chunks(500) {
+        let mut objects: Vec<Uuid> = Vec::new();
+        let mut versions: Vec<String> = Vec::new();
+        let mut parts: Vec<Uuid> = Vec::new();
+        for b in chunk {
+            match b {
+                BlobKey::Object { id, version } => {
+                    objects.push(*id);
+                    versions.push(version.to_string());
+                }
+                BlobKey::Part { id } => parts.push(*id),
+            }
+        }
+        let live = client
+            .query(
+                "select o.id, o.version from storage.objects o
+                   join unnest($1::uuid[], $2::text[]) as c(id, version)
+                     on o.id = c.id and o.version = c.version
+                 union all
+                 select p.id, null from storage.s3_multipart_uploads_parts p where p.id = any($3)
+                 union all
+                 select l.part_id, null from storage.doska_object_parts l
+                   join storage.objects o on o.id = l.object_id and o.version = l.object_version
+                 where l.part_id = any($3)",
+                &[&objects, &versions, &parts],
+            )
+            .await?;
+        for b in chunk {
+            let referenced = live.iter().any(|r| {
+                let id: Uuid = r.get(0);
+                let version: Option<String> = r.get(1);
+                match b {
+                    BlobKey::Object { id: i, version: v } => {
+                        id == *i && version.as_deref() == Some(v.to_string().as_str())
+                    }
+                    BlobKey::Part { id: i } => id == *i && version.is_none(),
+                }
+            });
+            if !referenced {
+                backend.remove(b).await?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}

@@ -1,0 +1,198 @@
+//! Between S3's messages (s3s DTOs) and the storage core: errors to S3 codes, ETags, times,
+//! metadata, conditional-request checks, listing pages, byte ranges, and the outgoing byte stream
+//! with its length.
+
+use super::*;
+
+pub(super) fn s3_err(e: StorageError) -> S3Error {
+    let code = match &e {
+        StorageError::NoSuchBucket => S3ErrorCode::NoSuchBucket,
+        StorageError::NoSuchKey => S3ErrorCode::NoSuchKey,
+        StorageError::NoSuchUpload => S3ErrorCode::NoSuchUpload,
+        StorageError::KeyExists => S3ErrorCode::PreconditionFailed,
+        StorageError::BucketExists => S3ErrorCode::BucketAlreadyOwnedByYou,
+        StorageError::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
+        StorageError::Denied => S3ErrorCode::AccessDenied,
+        StorageError::TooLarge { .. } => S3ErrorCode::EntityTooLarge,
+        StorageError::MimeNotAllowed(_) | StorageError::InvalidKey(_) => {
+            S3ErrorCode::InvalidArgument
+        }
+        StorageError::InvalidBucketName(_) => S3ErrorCode::InvalidBucketName,
+        StorageError::InvalidPart(_) => S3ErrorCode::InvalidPart,
+        StorageError::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
+        StorageError::InvalidRange => S3ErrorCode::InvalidRange,
+        StorageError::Conflict => S3ErrorCode::OperationAborted,
+        StorageError::Body(_) => S3ErrorCode::IncompleteBody,
+        StorageError::Db(_) | StorageError::Io(_) => {
+            tracing::error!(error = %e, "S3 operation failed");
+            return S3Error::with_message(S3ErrorCode::InternalError, "internal error");
+        }
+    };
+    S3Error::with_message(code, e.to_string())
+}
+
+pub(super) fn etag(quoted: &str) -> ETag {
+    ETag::Strong(quoted.trim_matches('"').to_string())
+}
+
+pub(super) fn ts(t: chrono::DateTime<chrono::Utc>) -> Timestamp {
+    Timestamp::from(std::time::SystemTime::from(t))
+}
+
+pub(super) fn body_stream(blob: Option<StreamingBlob>) -> ByteStream {
+    match blob {
+        Some(b) => Box::pin(b),
+        None => crate::storage::disk::once(bytes::Bytes::new()),
+    }
+}
+
+pub(super) fn user_metadata(m: Option<dto::Metadata>) -> Option<serde_json::Value> {
+    m.filter(|m| !m.is_empty())
+        .map(|m| serde_json::to_value(m).unwrap_or_default())
+}
+
+pub(super) fn metadata_of(info: &ObjectInfo) -> Option<dto::Metadata> {
+    let obj = info.user_metadata.as_ref()?.as_object()?;
+    Some(
+        obj.iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect(),
+    )
+}
+
+/// Answers `If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since` for a read.
+pub(super) fn preconditions(
+    info: &ObjectInfo,
+    if_match: &Option<dto::ETagCondition>,
+    if_none_match: &Option<dto::ETagCondition>,
+    if_modified_since: &Option<Timestamp>,
+    if_unmodified_since: &Option<Timestamp>,
+) -> S3Result<()> {
+    let current = etag(&info.etag);
+    let matches = |c: &dto::ETagCondition| match c {
+        dto::ETagCondition::Any => true,
+        dto::ETagCondition::ETag(e) => e.value() == current.value(),
+    };
+    let modified = std::time::SystemTime::from(info.updated_at);
+    let to_sys = |t: &Timestamp| std::time::SystemTime::from(time::OffsetDateTime::from(t.clone()));
+    if let Some(c) = if_match
+        && !matches(c)
+    {
+        return Err(s3_error!(PreconditionFailed));
+    }
+    if let Some(t) = if_unmodified_since
+        && if_match.is_none()
+        && modified_secs(modified) > modified_secs(to_sys(t))
+    {
+        return Err(s3_error!(PreconditionFailed));
+    }
+    if let Some(c) = if_none_match
+        && matches(c)
+    {
+        return Err(S3Error::new(S3ErrorCode::NotModified));
+    }
+    if let Some(t) = if_modified_since
+        && if_none_match.is_none()
+        && modified_secs(modified) <= modified_secs(to_sys(t))
+    {
+        return Err(S3Error::new(S3ErrorCode::NotModified));
+    }
+    Ok(())
+}
+
+/// HTTP dates have whole seconds.
+pub(super) fn modified_secs(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// What `encoding-type=url` listings escape: everything but unreserved characters and `/`.
+pub(super) const KEY_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+/// Applies a listing's `EncodingType` to a key (boto3 asks for `url` and decodes what it gets).
+pub(super) fn encode_key(encoding: &Option<dto::EncodingType>, key: String) -> String {
+    match encoding {
+        Some(e) if e.as_str() == dto::EncodingType::URL => {
+            percent_encoding::utf8_percent_encode(&key, KEY_ESCAPES).to_string()
+        }
+        _ => key,
+    }
+}
+
+/// The `(bucket, key)` a copy reads from; access-point sources are not served.
+pub(super) fn copy_source(src: &dto::CopySource) -> S3Result<(String, String)> {
+    match src {
+        dto::CopySource::Bucket { bucket, key, .. } => Ok((bucket.to_string(), key.to_string())),
+        _ => Err(s3_error!(NotImplemented, "Access point copy sources")),
+    }
+}
+
+/// The stored content type of an upload: the declared one, else `application/octet-stream`.
+pub(super) fn content_type_or_default(declared: Option<dto::ContentType>) -> String {
+    declared.unwrap_or_else(|| "application/octet-stream".into())
+}
+
+/// A list request's page size: `max-keys` (default and ceiling 1000).
+pub(super) fn max_keys(asked: Option<i32>) -> usize {
+    asked.unwrap_or(1000).clamp(0, 1000) as usize
+}
+
+/// A listing page's objects and common prefixes as S3 lists them, keys encoded as asked.
+pub(super) fn listed(
+    page: &ListPage,
+    enc: &Option<dto::EncodingType>,
+) -> (Option<dto::ObjectList>, Option<dto::CommonPrefixList>) {
+    (
+        Some(
+            page.objects
+                .iter()
+                .map(|o| S3Door::s3_object(o, enc))
+                .collect(),
+        ),
+        Some(
+            page.prefixes
+                .iter()
+                .map(|p| dto::CommonPrefix {
+                    prefix: Some(encode_key(enc, p.clone())),
+                })
+                .collect(),
+        ),
+    )
+}
+
+pub(super) fn range_of(r: &Option<dto::Range>) -> Option<ByteRange> {
+    r.as_ref().map(|r| match *r {
+        dto::Range::Int { first, last } => ByteRange::From { first, last },
+        dto::Range::Suffix { length } => ByteRange::Suffix { len: length },
+    })
+}
+
+/// An object's bytes on their way out, with their length known (s3s sends it as Content-Length).
+pub(super) struct Outgoing {
+    pub(super) inner: sync_wrapper::SyncStream<ByteStream>,
+    pub(super) remaining: u64,
+}
+
+impl futures_util::Stream for Outgoing {
+    type Item = Result<bytes::Bytes, s3s::StdError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = Pin::new(&mut self.inner).poll_next(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &polled {
+            self.remaining = self.remaining.saturating_sub(chunk.len() as u64);
+        }
+        polled
+    }
+}
+
+impl s3s::stream::ByteStream for Outgoing {
+    fn remaining_length(&self) -> s3s::stream::RemainingLength {
+        s3s::stream::RemainingLength::new_exact(self.remaining as usize)
+    }
+}
