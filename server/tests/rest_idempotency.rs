@@ -154,7 +154,8 @@ async fn another_request_under_the_same_key_is_422() {
     let h = [("idempotency-key", "k-same")];
     let first = r.send("POST", "/actors", &h, r#"{"name":"First"}"#).await;
     assert_eq!(first.status, 201);
-    let cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "other body",
             vec![("idempotency-key", "k-same")],

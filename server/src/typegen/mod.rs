@@ -10,15 +10,7 @@ pub async fn generate<C: tokio_postgres::GenericClient>(
     client: &C,
     schemas: &[String],
 ) -> Result<String, tokio_postgres::Error> {
-    let existing: Vec<String> = client
-        .query(
-            "select nspname::text from pg_namespace where nspname = any($1)",
-            &[&schemas],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let existing = crate::db::existing_schemas(client, schemas).await?;
     let cat = catalog::read(client, &existing).await?;
     Ok(typescript::render(&cat, &existing))
 }

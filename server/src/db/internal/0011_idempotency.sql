@@ -25,24 +25,30 @@ revoke all on doska.idempotency_keys from public;
 alter default privileges in schema doska revoke execute on functions from public;
 grant usage on schema doska to anon, authenticated, service_role;
 
+-- The request's scope, from the request transaction's settings: role, the claims' `sub`, method, path.
+create or replace function doska.idempotency_scope(
+  out role text, out user_id text, out method text, out path text)
+language sql stable set search_path = '' as $$
+  select coalesce(current_setting('role', true), ''),
+         coalesce(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub', ''),
+         coalesce(current_setting('request.method', true), ''),
+         coalesce(current_setting('request.path', true), '')
+$$;
+revoke all on function doska.idempotency_scope() from public;
+
 -- Claims the key for this request's scope. No row: the key is new (its row now exists, uncommitted,
 -- and the write goes on). One row: the key was used before — `same_request` says whether by this very
 -- request, and the stored answer comes with it.
 create or replace function doska.idempotency_begin(p_key text, p_request_hash text)
 returns table (same_request boolean, status smallint, headers jsonb, body bytea)
 language plpgsql security definer set search_path = '' as $$
-declare
-  v_role text := coalesce(current_setting('role', true), '');
-  v_user text := coalesce(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub', '');
-  v_method text := coalesce(current_setting('request.method', true), '');
-  v_path text := coalesce(current_setting('request.path', true), '');
 begin
   delete from doska.idempotency_keys k
-  where k.role = v_role and k.user_id = v_user and k.method = v_method and k.path = v_path
+  where (k.role, k.user_id, k.method, k.path) = (select * from doska.idempotency_scope())
     and k.key = p_key and k.expires_at <= now();
   -- Waits while a concurrent transaction holds the same key uncommitted.
   insert into doska.idempotency_keys as k (role, user_id, method, path, key, request_hash)
-  values (v_role, v_user, v_method, v_path, p_key, p_request_hash)
+  select s.role, s.user_id, s.method, s.path, p_key, p_request_hash from doska.idempotency_scope() s
   on conflict do nothing;
   if found then
     return;
@@ -50,7 +56,7 @@ begin
   return query
     select k.request_hash = p_request_hash, k.status, k.headers, k.body
     from doska.idempotency_keys k
-    where k.role = v_role and k.user_id = v_user and k.method = v_method and k.path = v_path
+    where (k.role, k.user_id, k.method, k.path) = (select * from doska.idempotency_scope())
       and k.key = p_key;
 end
 $$;
@@ -63,19 +69,14 @@ create or replace function doska.idempotency_finish(
   p_key text, p_status smallint, p_headers jsonb, p_body bytea)
 returns void
 language plpgsql security definer set search_path = '' as $$
-declare
-  v_role text := coalesce(current_setting('role', true), '');
-  v_user text := coalesce(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub', '');
-  v_method text := coalesce(current_setting('request.method', true), '');
-  v_path text := coalesce(current_setting('request.path', true), '');
 begin
   if p_status >= 500 then
     delete from doska.idempotency_keys k
-    where k.role = v_role and k.user_id = v_user and k.method = v_method and k.path = v_path
+    where (k.role, k.user_id, k.method, k.path) = (select * from doska.idempotency_scope())
       and k.key = p_key;
   else
     update doska.idempotency_keys k set status = p_status, headers = p_headers, body = p_body
-    where k.role = v_role and k.user_id = v_user and k.method = v_method and k.path = v_path
+    where (k.role, k.user_id, k.method, k.path) = (select * from doska.idempotency_scope())
       and k.key = p_key;
   end if;
 end
