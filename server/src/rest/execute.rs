@@ -257,7 +257,7 @@ pub async fn run(
             Ok(res) => res,
             Err(e) => {
                 tx.rollback().await.ok();
-                return Err(e);
+                return Err(db_error(&e, anonymous));
             }
         },
         _ => res,

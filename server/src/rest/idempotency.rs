@@ -130,7 +130,7 @@ impl Idempotency {
         &self,
         client: &tokio_postgres::Client,
         res: Response<Body>,
-    ) -> Result<Response<Body>, RestError> {
+    ) -> Result<Response<Body>, tokio_postgres::Error> {
         let (parts, body) = res.into_parts();
         let bytes: Bytes = body
             .collect()
@@ -153,8 +153,7 @@ impl Idempotency {
         ];
         client
             .query_typed("select doska.idempotency_finish($1, $2, $3, $4)", &params)
-            .await
-            .map_err(|e| super::execute::db_error(&e, false))?;
+            .await?;
         Ok(Response::from_parts(parts, full(bytes)))
     }
 }
