@@ -6,7 +6,7 @@
 import { openLocalStore } from './localstore.js';
 
 /**
- * @typedef {{table: string, rows?: (parsed: any) => any[]|any, onConflict?: string, batch?: number} | {store: string}} ImportPlanEntry
+ * @typedef {{table: string, rows?: (parsed: any) => any[]|any, onConflict?: string, ignoreDuplicates?: boolean, batch?: number} | {store: string}} ImportPlanEntry
  * @param {any} client a DoskaClient
  * @param {Record<string, ImportPlanEntry>} plan legacy key → where its data goes
  * @param {{source?: {getItem(k: string): string|null}, onProgress?: (p: {key: string, done: number, total: number}) => void}} [opts]
@@ -34,7 +34,7 @@ export async function importLocalStorage(client, plan, { source = globalThis.loc
         rows = Array.isArray(rows) ? rows : [rows];
         imported[key] = 0;
         for (let i = 0, n = p.batch || 500; i < rows.length; i += n) {
-          const { error } = await client.from(p.table).upsert(rows.slice(i, i + n), { onConflict: p.onConflict });
+          const { error } = await client.from(p.table).upsert(rows.slice(i, i + n), { onConflict: p.onConflict, ignoreDuplicates: !!p.ignoreDuplicates });
           if (error) throw new Error(`${error.message}${imported[key] ? ` (after ${imported[key]} rows)` : ''}`);
           imported[key] += Math.min(n, rows.length - i);
         }

@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), `migrate`, `keys`, `s3-keys`, `config`,
-//! `policies apply|check|diff|test`, `gen types`. Parses flags, env vars and the
+//! `policies apply|check|diff|test`, `gen types`, `school create`. Parses flags, env vars and the
 //! config file into one `Config`, sets up logging, runs the command and turns any failure into one
 //! line on stderr and a non-zero exit — never a backtrace.
 
@@ -49,6 +49,9 @@ pub enum Command {
     /// Generate code from the database (attaches to a running serve's database).
     #[command(subcommand)]
     Gen(GenAction),
+    /// TeacherUchit: register a school and appoint its first admin (attaches like `policies`).
+    #[command(subcommand)]
+    School(SchoolAction),
 }
 
 #[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +59,37 @@ pub enum GenAction {
     /// Print TypeScript types of the exposed schemas (--db-schemas) in the shape `supabase gen
     /// types typescript` prints: `export type Database = …`.
     Types,
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum SchoolAction {
+    /// Make a school, its first admin (e-mail confirmed, role school_admin) and a join code for its
+    /// teachers, in one transaction; print `{"school_id", "school_code", "admin_id", "admin_email"}`
+    /// as JSON (with `admin_password` when doska chose it).
+    Create {
+        /// The school's name, e.g. "Школа №14".
+        #[arg(long)]
+        name: String,
+        /// Its city, e.g. "Казань".
+        #[arg(long)]
+        city: String,
+        /// The first admin's e-mail: their sign-in.
+        #[arg(long)]
+        admin_email: String,
+        /// The first admin's name as the staff list shows it.
+        #[arg(long, default_value = "")]
+        admin_name: String,
+        /// The first admin's password; when absent doska makes one and prints it once. Prefer the
+        /// env var to the flag (a flag shows in `ps`).
+        #[arg(long, env = "DOSKA_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: Option<String>,
+        /// The lowest grade of the school's scale (default 1).
+        #[arg(long)]
+        grade_min: Option<i16>,
+        /// The highest grade of the school's scale (default 5).
+        #[arg(long)]
+        grade_max: Option<i16>,
+    },
 }
 
 #[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
@@ -140,6 +174,7 @@ pub fn main() -> ExitCode {
             Command::S3Keys(action) => s3_keys(config, action).await,
             Command::Policies { action } => policies(config, action).await,
             Command::Gen(GenAction::Types) => gen_types(config).await,
+            Command::School(action) => school(config, action).await,
             Command::Config => unreachable!("handled before the runtime starts"),
         }
     });
@@ -361,5 +396,71 @@ async fn test_policies(
     if report.failed > 0 {
         return Err(format!("{} policy test(s) failed", report.failed));
     }
+    Ok(())
+}
+
+/// `doska school create`: the schema and roles made current as serve would (pending migrations,
+/// then the policy files), then the school, its admin and a code in one transaction.
+async fn school(config: Config, action: SchoolAction) -> Result<(), String> {
+    let SchoolAction::Create {
+        name,
+        city,
+        admin_email,
+        admin_name,
+        admin_password,
+        grade_min,
+        grade_max,
+    } = action;
+    let auth = crate::auth::AuthConfig::from_config(&config).map_err(|e| e.to_string())?;
+    let chosen = admin_password.is_none();
+    let password = admin_password.unwrap_or_else(|| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 15]>())
+    });
+    if password.chars().count() < auth.password_min_length {
+        return Err(format!(
+            "--admin-password must be at least {} characters",
+            auth.password_min_length
+        ));
+    }
+    let hash = crate::auth::password::Hasher::new(auth.argon2, 1)
+        .map_err(|e| e.to_string())?
+        .hash(&password)
+        .await
+        .map_err(|e| e.to_string())?;
+    let new = crate::schools::NewSchool {
+        name,
+        city,
+        admin_email,
+        admin_name,
+        grade_min,
+        grade_max,
+    };
+    let made = with_database(&config, async |database, secret| {
+        startup::prepare(&config, database, secret)
+            .await
+            .map_err(|e| e.to_string())?;
+        startup::apply_policies(&config, database)
+            .await
+            .map_err(|e| e.to_string())?;
+        // The auth helpers the registration shares with the admin API take a pooled client.
+        let pool =
+            crate::db::pools::pool(database.target.admin.clone(), 1).map_err(|e| e.to_string())?;
+        let mut client = pool.get().await.map_err(|e| e.to_string())?;
+        crate::schools::register(&mut client, &new, &hash)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await?;
+    let mut out = serde_json::json!({
+        "school_id": made.school_id,
+        "school_code": made.code,
+        "admin_id": made.admin_id,
+        "admin_email": made.admin_email,
+    });
+    if chosen {
+        out["admin_password"] = password.into();
+    }
+    println!("{out}");
     Ok(())
 }

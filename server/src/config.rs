@@ -39,8 +39,11 @@ pub struct Settings {
     /// Folder of the access policy files.
     #[arg(long, global = true, env = "DOSKA_POLICIES")]
     pub policies: Option<PathBuf>,
-    /// A folder of static files served at `/` (the frontend).
-    #[arg(long = "static", global = true, env = "DOSKA_STATIC")]
+    /// A folder of static files served at `/` (the frontend); `""` serves none. Default: the
+    /// TeacherUchit app, `./examples/teacheruchit`.
+    // An OsString parser: unlike clap's PathBuf parser it takes `""`, which means "none".
+    #[arg(long = "static", global = true, env = "DOSKA_STATIC",
+          value_parser = clap::builder::TypedValueParser::map(clap::builder::OsStringValueParser::new(), PathBuf::from))]
     #[serde(rename = "static")]
     pub static_dir: Option<PathBuf>,
     /// Supabase's default grants on `public` (`supabase`) or none (`none`).
@@ -314,24 +317,13 @@ impl Default for BodyLimits {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error("config file {}: {reason}", .path.display())]
     File { path: PathBuf, reason: String },
+    #[error("setting {key}: {reason}")]
     Invalid { key: &'static str, reason: String },
 }
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::File { path, reason } => {
-                write!(f, "config file {}: {reason}", path.display())
-            }
-            ConfigError::Invalid { key, reason } => write!(f, "setting {key}: {reason}"),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 macro_rules! merge_fields {
     ($hi:expr, $lo:expr, $($f:ident),* $(,)?) => {
@@ -567,7 +559,13 @@ impl Config {
                 .migrations
                 .unwrap_or_else(|| PathBuf::from("./migrations")),
             policies: s.policies.unwrap_or_else(|| PathBuf::from("./policies")),
-            static_dir: s.static_dir,
+            // Like the migrations and policies, relative to the working directory (the repository
+            // when run with `cargo run`); an empty value turns static serving off.
+            static_dir: match s.static_dir {
+                Some(p) if p.as_os_str().is_empty() => None,
+                Some(p) => Some(p),
+                None => Some(PathBuf::from("./examples/teacheruchit")),
+            },
             default_grants: s.default_grants.unwrap_or(DefaultGrants::Supabase),
             log_format: s.log_format.unwrap_or(LogFormat::Text),
             tls,

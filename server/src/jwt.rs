@@ -124,7 +124,8 @@ impl fmt::Display for Claims {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.message())]
 pub enum JwtError {
     /// Not three base64url parts, undecodable header or claims.
     Malformed,
@@ -153,14 +154,6 @@ impl JwtError {
         }
     }
 }
-
-impl fmt::Display for JwtError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.message())
-    }
-}
-
-impl std::error::Error for JwtError {}
 
 struct Key {
     kid: Option<String>,

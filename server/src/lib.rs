@@ -11,6 +11,7 @@ pub mod pg;
 pub mod policies;
 pub mod realtime;
 pub mod rest;
+pub mod schools;
 pub mod secret;
 pub mod startup;
 pub mod state;

@@ -13,16 +13,9 @@ use rand::RngCore;
 
 const FILE: &str = "jwt-secret";
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct SecretError(pub String);
-
-impl std::fmt::Display for SecretError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for SecretError {}
 
 /// The configured secret, or the data dir's (created when absent).
 pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> Result<String, SecretError> {

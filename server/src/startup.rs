@@ -26,57 +26,38 @@ use crate::{
     storage::http::StorageDoor,
 };
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("{0}")]
     DataDir(String),
+    #[error("{0}")]
     Secret(SecretError),
+    #[error("{0}")]
     Pg(pg::PgError),
-    Connect {
-        what: String,
-        reason: String,
-    },
+    #[error("cannot connect to {what}: {reason}")]
+    Connect { what: String, reason: String },
+    #[error("{0}")]
     Check(CheckError),
+    #[error("{0}")]
     Internal(InternalMigrationError),
+    #[error("{0}")]
     Migrate(MigrateError),
+    #[error("{0}")]
     Pool(db::pools::PoolError),
-    Listen {
-        addr: String,
-        reason: String,
-    },
+    #[error(
+        "cannot listen on {addr}: {reason} (is another doska running? choose another address with --listen)"
+    )]
+    Listen { addr: String, reason: String },
+    #[error("{0}")]
     Tls(TlsError),
+    #[error("database: {0}")]
     Db(String),
     /// Invalid policy files: doska never serves without the policies the files declare.
+    #[error("the policy files are invalid, so doska will not serve (nothing was changed):\n{0}")]
     Policies(crate::policies::ApplyError),
+    #[error("auth: {0}")]
     Auth(crate::auth::SetupError),
 }
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StartError::DataDir(e) => f.write_str(e),
-            StartError::Secret(e) => write!(f, "{e}"),
-            StartError::Pg(e) => write!(f, "{e}"),
-            StartError::Connect { what, reason } => write!(f, "cannot connect to {what}: {reason}"),
-            StartError::Check(e) => write!(f, "{e}"),
-            StartError::Internal(e) => write!(f, "{e}"),
-            StartError::Migrate(e) => write!(f, "{e}"),
-            StartError::Pool(e) => write!(f, "{e}"),
-            StartError::Listen { addr, reason } => write!(
-                f,
-                "cannot listen on {addr}: {reason} (is another doska running? choose another address with --listen)"
-            ),
-            StartError::Tls(e) => write!(f, "{e}"),
-            StartError::Db(e) => write!(f, "database: {e}"),
-            StartError::Policies(e) => write!(
-                f,
-                "the policy files are invalid, so doska will not serve (nothing was changed):\n{e}"
-            ),
-            StartError::Auth(e) => write!(f, "auth: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for StartError {}
 
 /// Creates the data dir if needed and checks doska can write there.
 pub fn ensure_data_dir(dir: &Path) -> Result<(), StartError> {
@@ -436,6 +417,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         on_applied,
     );
     let scheme = if tls.is_some() { "https" } else { "http" };
+    http::static_files::warn_if_missing(config.static_dir.as_deref());
     tracing::info!(url = %format!("{scheme}://{addr}"), "doska listening");
     let server = tokio::spawn(http::server::run(
         listener,

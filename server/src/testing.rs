@@ -16,7 +16,6 @@
 
 use std::{
     collections::{BTreeMap, HashSet},
-    fmt,
     path::{Path, PathBuf},
 };
 
@@ -40,37 +39,19 @@ use crate::{
     rest::{execute::query_text, schema::SchemaCache},
 };
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum TestError {
-    ReadDir {
-        dir: PathBuf,
-        reason: String,
-    },
+    #[error("cannot read the tests folder {}: {reason}", .dir.display())]
+    ReadDir { dir: PathBuf, reason: String },
     /// The policy files themselves are invalid.
+    #[error("{0}")]
     Policies(ApplyError),
     /// The REST schema cache could not be loaded.
+    #[error("policy tests: loading the REST schema: {0}")]
     Rest(String),
+    #[error("policy tests: {}", describe(.0))]
     Db(tokio_postgres::Error),
 }
-
-impl fmt::Display for TestError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TestError::ReadDir { dir, reason } => {
-                write!(
-                    f,
-                    "cannot read the tests folder {}: {reason}",
-                    dir.display()
-                )
-            }
-            TestError::Policies(e) => write!(f, "{e}"),
-            TestError::Rest(e) => write!(f, "policy tests: loading the REST schema: {e}"),
-            TestError::Db(e) => write!(f, "policy tests: {}", describe(e)),
-        }
-    }
-}
-
-impl std::error::Error for TestError {}
 
 impl From<tokio_postgres::Error> for TestError {
     fn from(e: tokio_postgres::Error) -> Self {

@@ -23,6 +23,19 @@ use super::session::{
 use super::users::{self, NewUser};
 use crate::http::body::{self, Body};
 
+/// Whether the token's session was opened by a recovery code or link within the last `window_secs`:
+/// that proved control of the mailbox just now, as a reauthentication nonce would, so the password
+/// a forgetful user sets next needs neither the current password nor another code.
+pub fn fresh_recovery(claims: &Value, window_secs: i64) -> bool {
+    let now = chrono::Utc::now().timestamp();
+    claims["amr"].as_array().into_iter().flatten().any(|a| {
+        a["method"] == "recovery"
+            && a["timestamp"]
+                .as_i64()
+                .is_some_and(|t| t <= now && now - t <= window_secs)
+    })
+}
+
 pub fn health() -> Response<Body> {
     body::json(
         StatusCode::OK,
@@ -310,11 +323,11 @@ pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         }
         None => None,
     };
-    let user = {
+    let (user, claims) = {
         // Released before any hashing, so slow password work never holds a connection.
         let client = ctx.state.admin.get().await?;
         let me = signed_in(ctx, &client).await?;
-        users::get(&client, me.user_id).await?
+        (users::get(&client, me.user_id).await?, me.claims)
     };
     // Password change: refuse the same password, and check the current password or the
     // reauthentication nonce (consumed in the transaction below).
@@ -330,7 +343,10 @@ pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
             {
                 return Err(AuthError::SamePassword);
             }
-            if ctx.auth.config.secure_password_change && stored.is_some() {
+            if ctx.auth.config.secure_password_change
+                && stored.is_some()
+                && !fresh_recovery(&claims, ctx.auth.config.otp_exp_secs)
+            {
                 match (&b.current_password, &b.nonce) {
                     (Some(cur), _) => {
                         // A stolen access token must not become a password-guessing oracle.
@@ -441,4 +457,29 @@ pub async fn logout(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     let mut resp = Response::new(body::empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_recovery_table() {
+        let now = chrono::Utc::now().timestamp();
+        let amr = |method: &str, t: i64| json!({"amr": [{"method": method, "timestamp": t}]});
+        let cases = [
+            (amr("recovery", now - 60), true),
+            (amr("recovery", now - 3600), true),
+            (amr("recovery", now - 3601), false),
+            (amr("recovery", now + 600), false),
+            (amr("password", now), false),
+            (amr("otp", now), false),
+            (json!({"amr": "recovery"}), false),
+            (json!({}), false),
+            (json!({"amr": [{"method": "recovery"}]}), false),
+        ];
+        for (claims, want) in cases {
+            assert_eq!(fresh_recovery(&claims, 3600), want, "{claims}");
+        }
+    }
 }

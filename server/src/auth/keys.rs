@@ -8,16 +8,9 @@ use jsonwebtoken::jwk::{Jwk, KeyAlgorithm, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde_json::{Value, json};
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("invalid JWT signing key: {0}")]
 pub struct KeyError(pub String);
-
-impl std::fmt::Display for KeyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "invalid JWT signing key: {}", self.0)
-    }
-}
-
-impl std::error::Error for KeyError {}
 
 pub struct SigningKey {
     pub alg: Algorithm,

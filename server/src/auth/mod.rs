@@ -176,26 +176,17 @@ pub struct Auth {
 }
 
 /// Auth settings that cannot work (reported at start-up).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum SetupError {
+    #[error("{0}")]
     Config(String),
+    #[error("{0}")]
     Password(password::PasswordError),
+    #[error("{0}")]
     Smtp(smtp::SmtpError),
+    #[error("{0}")]
     Key(keys::KeyError),
 }
-
-impl std::fmt::Display for SetupError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SetupError::Config(e) => f.write_str(e),
-            SetupError::Password(e) => e.fmt(f),
-            SetupError::Smtp(e) => e.fmt(f),
-            SetupError::Key(e) => e.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for SetupError {}
 
 impl Auth {
     pub fn new(config: AuthConfig) -> Result<Auth, SetupError> {
@@ -313,20 +304,6 @@ impl Ctx<'_> {
     }
 }
 
-fn parse_query(q: Option<&str>) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let dec = |s: &str| {
-            percent_encoding::percent_decode_str(&s.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        out.entry(dec(k)).or_insert_with(|| dec(v));
-    }
-    out
-}
-
 /// The /auth/v1 front door: the shared state and auth's own machinery, built once at start-up.
 pub struct AuthDoor {
     state: Arc<AppState>,
@@ -391,7 +368,7 @@ async fn serve(
         state,
         auth,
         headers: &parts.headers,
-        query: parse_query(parts.uri.query()),
+        query: crate::http::query::first_values(parts.uri.query()),
         body,
         rc,
     };
@@ -474,7 +451,7 @@ mod tests {
 
     #[test]
     fn query_parsing() {
-        let q = parse_query(Some(
+        let q = crate::http::query::first_values(Some(
             "grant_type=password&redirect_to=http%3A%2F%2Fx%2Fa+b&x",
         ));
         assert_eq!(q["grant_type"], "password");

@@ -54,24 +54,15 @@ impl Argon2Cost {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
     /// The argon2 parameters are out of range (a configuration mistake).
+    #[error("invalid argon2 parameters: {0}")]
     BadParams(String),
     /// Hashing failed or its blocking task died.
+    #[error("password hashing failed: {0}")]
     Hashing(String),
 }
-
-impl std::fmt::Display for PasswordError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PasswordError::BadParams(m) => write!(f, "invalid argon2 parameters: {m}"),
-            PasswordError::Hashing(m) => write!(f, "password hashing failed: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for PasswordError {}
 
 /// The outcome of checking a password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

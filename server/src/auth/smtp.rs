@@ -1,22 +1,24 @@
-//! Delivers auth mail over SMTP (RFC 5321) to the relay named by `--smtp-url`:
+//! Delivers auth mail to the relay named by `--smtp-url`, through `lettre`'s SMTP transport:
 //! `smtp://[user:password@]host[:port][?from=address]` (plain TCP, for a local or trusted relay),
 //! `smtp://…?tls=required` (STARTTLS, port 587 by default) or `smtps://…` (TLS from the start,
 //! port 465); `&ca=/path.pem` adds a CA to the system's roots. AUTH PLAIN when credentials are
 //! given. Messages come from `auth.mail_outbox`: rows are claimed with `FOR UPDATE SKIP LOCKED`
 //! (several doska processes never send one twice), marked sent, and released again if the relay
-//! refuses them.
+//! refuses them. What stays here is doska's own: the `--smtp-url` grammar (lettre's URL form has no
+//! `from=` or `ca=`), the trust roots, and the outbox.
 //! Rejects: other schemes, relays whose certificate does not verify, a relay without STARTTLS when
-//! it is required, recipients with line breaks, unexpected reply codes.
+//! it is required, addresses lettre cannot send to, refusals from the relay.
 
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use base64::Engine;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
-use tokio::net::TcpStream;
+use lettre::message::header::{ContentType, MIME_VERSION_1_0};
+use lettre::message::{Mailbox, Message};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{Certificate, CertificateStore, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 /// How the connection to the relay is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,146 +56,77 @@ impl std::fmt::Debug for SmtpConfig {
     }
 }
 
-/// A relay ready to use: its settings and, for TLS, the client configuration built once.
+/// A relay ready to use: its settings and the transport (TLS configuration included) built once.
 pub struct Relay {
     pub config: SmtpConfig,
-    tls: Option<Arc<rustls::ClientConfig>>,
+    from: Address,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
 }
 
-/// The system's trust roots (Debian's bundle, or $SSL_CERT_FILE) plus `extra`.
-fn client_tls(extra: Option<&PathBuf>) -> Result<Arc<rustls::ClientConfig>, SmtpError> {
-    let mut roots = rustls::RootCertStore::empty();
-    let system = std::env::var_os("SSL_CERT_FILE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
-    let mut files = vec![];
-    if system.exists() {
-        files.push(system);
-    }
-    files.extend(extra.cloned());
-    for f in &files {
+/// The system's trust roots (as OpenSSL finds them, or $SSL_CERT_FILE), plus the `ca=` file.
+fn tls_parameters(config: &SmtpConfig) -> Result<TlsParameters, SmtpError> {
+    let mut builder =
+        TlsParameters::builder(config.host.clone()).certificate_store(CertificateStore::Default);
+    if let Some(f) = &config.ca_file {
         let pem = std::fs::read(f)
             .map_err(|e| SmtpError::BadUrl(format!("reading {}: {e}", f.display())))?;
-        for cert in rustls_pemfile::certs(&mut &pem[..]) {
-            let cert =
-                cert.map_err(|e| SmtpError::BadUrl(format!("parsing {}: {e}", f.display())))?;
-            // Bundles can hold certificates rustls cannot use as anchors; skip those.
-            let _ = roots.add(cert);
-        }
+        let ca = Certificate::from_pem(&pem)
+            .map_err(|e| SmtpError::BadUrl(format!("parsing {}: {e}", f.display())))?;
+        builder = builder.add_root_certificate(ca);
     }
-    if roots.is_empty() {
-        return Err(SmtpError::BadUrl(
-            "TLS to the relay needs trusted roots: no system bundle and no ca=".into(),
-        ));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SmtpError::BadUrl(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    builder
+        .build_rustls()
+        .map_err(|e| SmtpError::BadUrl(format!("TLS settings: {e}")))
 }
 
 impl Relay {
     pub fn new(config: SmtpConfig) -> Result<Relay, SmtpError> {
+        use lettre::transport::smtp::client::Tls as Mode;
         let tls = match config.tls {
-            Tls::None => None,
-            Tls::StartTls | Tls::Implicit => Some(client_tls(config.ca_file.as_ref())?),
+            Tls::None => Mode::None,
+            Tls::StartTls => Mode::Required(tls_parameters(&config)?),
+            Tls::Implicit => Mode::Wrapper(tls_parameters(&config)?),
         };
-        Ok(Relay { config, tls })
-    }
-}
-
-/// The connection, before or after TLS.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        let from = config
+            .from
+            .parse::<Address>()
+            .map_err(|e| SmtpError::BadUrl(format!("invalid from address: {e}")))?;
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
+            .port(config.port)
+            .tls(tls)
+            .hello_name(ClientId::Domain("doska".into()))
+            .timeout(Some(SEND_TIMEOUT));
+        if let Some((user, pass)) = &config.credentials {
+            builder = builder
+                .credentials(Credentials::new(user.clone(), pass.clone()))
+                .authentication(vec![Mechanism::Plain]);
         }
+        Ok(Relay {
+            from,
+            transport: builder.build(),
+            config,
+        })
     }
 }
 
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
+/// The bound on one whole delivery, and on each reply within it.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn tls_wrap(
-    tcp: TcpStream,
-    config: &Arc<rustls::ClientConfig>,
-    host: &str,
-) -> Result<Stream, SmtpError> {
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|e| SmtpError::BadUrl(format!("host {host:?}: {e}")))?;
-    let tls = tokio_rustls::TlsConnector::from(config.clone())
-        .connect(name, tcp)
-        .await
-        .map_err(|e| SmtpError::Io(format!("TLS with the relay: {e}")))?;
-    Ok(Stream::Tls(Box::new(tls)))
-}
-
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum SmtpError {
+    #[error("invalid --smtp-url: {0}")]
     BadUrl(String),
-    Io(String),
-    /// The relay answered with an unexpected code.
-    Refused {
-        step: &'static str,
-        reply: String,
-    },
+    /// An address or message lettre will not put on the wire.
+    #[error("mail not sendable: {0}")]
+    BadMessage(String),
+    /// The connection failed or the relay refused (lettre's error carries its reply).
+    #[error("SMTP delivery failed: {0}")]
+    Send(lettre::transport::smtp::Error),
+    #[error("SMTP relay did not answer in time")]
     Timeout,
 }
 
-impl std::fmt::Display for SmtpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SmtpError::BadUrl(m) => write!(f, "invalid --smtp-url: {m}"),
-            SmtpError::Io(m) => write!(f, "SMTP connection failed: {m}"),
-            SmtpError::Refused { step, reply } => write!(f, "SMTP relay refused {step}: {reply}"),
-            SmtpError::Timeout => write!(f, "SMTP relay did not answer in time"),
-        }
-    }
-}
-
-impl std::error::Error for SmtpError {}
-
-impl From<std::io::Error> for SmtpError {
-    fn from(e: std::io::Error) -> Self {
-        SmtpError::Io(e.to_string())
-    }
-}
-
+/// Percent-decoding of the URL's userinfo (a query string goes through `http::query`).
 fn decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
         .decode_utf8_lossy()
@@ -222,13 +155,13 @@ impl SmtpConfig {
         });
         let mut from = "doska@localhost".to_owned();
         let mut ca_file = None;
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            match pair.split_once('=').unwrap_or((pair, "")) {
-                ("from", v) => from = decode(v),
-                ("ca", v) => ca_file = Some(PathBuf::from(decode(v))),
+        for (k, v) in crate::http::query::url_pairs(query) {
+            match (k.as_str(), v.as_str()) {
+                ("from", _) => from = v,
+                ("ca", _) => ca_file = Some(PathBuf::from(v)),
                 ("tls", "required") if tls == Tls::None => tls = Tls::StartTls,
                 ("tls", "none") if tls == Tls::None => {}
-                _ => return Err(bad(&format!("unknown or conflicting parameter {pair:?}"))),
+                _ => return Err(bad(&format!("unknown or conflicting parameter {k}={v:?}"))),
             }
         }
         let default_port = match tls {
@@ -249,6 +182,9 @@ impl SmtpConfig {
         if from.contains(['\r', '\n', '<', '>']) {
             return Err(bad("invalid from address"));
         }
+        if let Err(e) = from.parse::<Address>() {
+            return Err(bad(&format!("invalid from address: {e}")));
+        }
         Ok(SmtpConfig {
             host: host.trim_matches(['[', ']']).to_owned(),
             port,
@@ -260,133 +196,31 @@ impl SmtpConfig {
     }
 }
 
-/// The message as sent after DATA: headers, blank line, dot-stuffed CRLF body, final dot.
-pub fn render_message(from: &str, to: &str, subject: &str, body: &str) -> String {
-    let mut out = format!(
-        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {}\r\nMessage-ID: <{}@doska>\r\n\
-         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
-         Content-Transfer-Encoding: 8bit\r\n\r\n",
-        chrono::Utc::now().to_rfc2822(),
-        uuid::Uuid::new_v4()
-    );
-    for line in body.replace("\r\n", "\n").split('\n') {
-        if line.starts_with('.') {
-            out.push('.');
-        }
-        out.push_str(line);
-        out.push_str("\r\n");
-    }
-    out.push_str(".\r\n");
-    out
-}
-
-struct Session {
-    reader: BufReader<Stream>,
-}
-
-impl Session {
-    /// Reads one (possibly multi-line) reply; returns its code and text.
-    async fn reply(&mut self) -> Result<(u16, String), SmtpError> {
-        let mut text = String::new();
-        loop {
-            let mut line = String::new();
-            if self.reader.read_line(&mut line).await? == 0 {
-                return Err(SmtpError::Io("connection closed".into()));
-            }
-            if line.len() < 4 {
-                return Err(SmtpError::Io(format!("malformed reply {line:?}")));
-            }
-            text.push_str(line.trim_end());
-            text.push(' ');
-            if line.as_bytes()[3] == b' ' {
-                let code = line[..3]
-                    .parse()
-                    .map_err(|_| SmtpError::Io(format!("malformed reply {line:?}")))?;
-                return Ok((code, text.trim_end().to_owned()));
-            }
-        }
-    }
-
-    async fn expect(&mut self, step: &'static str, ok: &[u16]) -> Result<String, SmtpError> {
-        let (code, text) = self.reply().await?;
-        if ok.contains(&code) {
-            Ok(text)
-        } else {
-            Err(SmtpError::Refused { step, reply: text })
-        }
-    }
-
-    async fn command(
-        &mut self,
-        step: &'static str,
-        line: &str,
-        ok: &[u16],
-    ) -> Result<String, SmtpError> {
-        self.reader.get_mut().write_all(line.as_bytes()).await?;
-        self.reader.get_mut().write_all(b"\r\n").await?;
-        self.expect(step, ok).await
-    }
+/// The message: a UTF-8 text body, which lettre encodes as 7bit, quoted-printable or base64 so
+/// that any relay carries it, and a subject encoded as RFC 2047 when it is not ASCII.
+pub fn message(from: &Address, to: &str, subject: &str, body: &str) -> Result<Message, SmtpError> {
+    let to = to
+        .parse::<Address>()
+        .map_err(|e| SmtpError::BadMessage(format!("recipient {to:?}: {e}")))?;
+    Message::builder()
+        .from(Mailbox::new(None, from.clone()))
+        .to(Mailbox::new(None, to))
+        .subject(subject)
+        .message_id(Some(format!("<{}@doska>", uuid::Uuid::new_v4())))
+        .header(MIME_VERSION_1_0)
+        .header(ContentType::TEXT_PLAIN)
+        .body(body.to_owned())
+        .map_err(|e| SmtpError::BadMessage(e.to_string()))
 }
 
 /// Sends one message; the whole exchange is bounded by 30 seconds.
 pub async fn send(relay: &Relay, to: &str, subject: &str, body: &str) -> Result<(), SmtpError> {
-    let cfg = &relay.config;
-    if to.contains(['\r', '\n', '<', '>']) {
-        return Err(SmtpError::Refused {
-            step: "RCPT",
-            reply: "recipient contains forbidden characters".into(),
-        });
-    }
-    tokio::time::timeout(Duration::from_secs(30), async {
-        let tcp = TcpStream::connect((cfg.host.as_str(), cfg.port)).await?;
-        let stream = match (&relay.tls, cfg.tls) {
-            (Some(tls), Tls::Implicit) => tls_wrap(tcp, tls, &cfg.host).await?,
-            _ => Stream::Plain(tcp),
-        };
-        let mut s = Session {
-            reader: BufReader::new(stream),
-        };
-        s.expect("the connection", &[220]).await?;
-        let ehlo = s.command("EHLO", "EHLO doska", &[250]).await?;
-        if let (Some(tls), Tls::StartTls) = (&relay.tls, cfg.tls) {
-            if !ehlo
-                .split_whitespace()
-                .any(|w| w.eq_ignore_ascii_case("STARTTLS") || w.ends_with("-STARTTLS"))
-            {
-                return Err(SmtpError::Refused {
-                    step: "STARTTLS",
-                    reply: "the relay does not offer STARTTLS".into(),
-                });
-            }
-            s.command("STARTTLS", "STARTTLS", &[220]).await?;
-            let Stream::Plain(tcp) = s.reader.into_inner() else {
-                unreachable!("STARTTLS happens on the plain connection")
-            };
-            s = Session {
-                reader: BufReader::new(tls_wrap(tcp, tls, &cfg.host).await?),
-            };
-            s.command("EHLO", "EHLO doska", &[250]).await?;
-        }
-        if let Some((user, pass)) = &cfg.credentials {
-            let token =
-                base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"));
-            s.command("AUTH", &format!("AUTH PLAIN {token}"), &[235])
-                .await?;
-        }
-        s.command("MAIL", &format!("MAIL FROM:<{}>", cfg.from), &[250])
-            .await?;
-        s.command("RCPT", &format!("RCPT TO:<{to}>"), &[250, 251])
-            .await?;
-        s.command("DATA", "DATA", &[354]).await?;
-        let msg = render_message(&cfg.from, to, subject, body);
-        s.reader.get_mut().write_all(msg.as_bytes()).await?;
-        s.expect("the message", &[250]).await?;
-        // The message is accepted; a failed QUIT changes nothing.
-        let _ = s.command("QUIT", "QUIT", &[221]).await;
-        Ok(())
-    })
-    .await
-    .map_err(|_| SmtpError::Timeout)?
+    let message = message(&relay.from, to, subject, body)?;
+    tokio::time::timeout(SEND_TIMEOUT, relay.transport.send(message))
+        .await
+        .map_err(|_| SmtpError::Timeout)?
+        .map_err(SmtpError::Send)?;
+    Ok(())
 }
 
 /// Sends what is waiting in the outbox (claimed rows only), in the background.
@@ -443,6 +277,11 @@ mod tests {
         assert_eq!(c.port, 2525);
         assert_eq!(c.credentials, Some(("me@x.io".into(), "p:ss".into())));
         assert_eq!(c.from, "school@x.io");
+        let c = SmtpConfig::parse("smtp://mail.local?from=school+news@x.io").unwrap();
+        assert_eq!(
+            c.from, "school+news@x.io",
+            "a plus in an address stays a plus"
+        );
         let c = SmtpConfig::parse("smtp://localhost").unwrap();
         assert_eq!(
             (c.port, c.credentials, c.from.as_str()),
@@ -463,15 +302,38 @@ mod tests {
             "smtp://",
             "smtp://x:port",
             "smtp://x?from=a%0d%0aBcc:b",
+            "smtp://x?from=not-an-address",
         ] {
             assert!(SmtpConfig::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
-    fn messages_are_dot_stuffed_with_crlf() {
-        let m = render_message("a@x", "b@y", "Hi", "line\n.dot\nend");
-        assert!(m.contains("\r\n\r\nline\r\n..dot\r\nend\r\n.\r\n"), "{m}");
-        assert!(m.starts_with("From: a@x\r\nTo: b@y\r\nSubject: Hi\r\n"));
+    fn messages() {
+        let from: Address = "a@x.io".parse().unwrap();
+        let m = message(&from, "b@y.io", "Hi", "line\n.dot\nend").unwrap();
+        let text = String::from_utf8(m.formatted()).unwrap();
+        assert!(text.contains("From: a@x.io\r\n"), "{text}");
+        assert!(text.contains("To: b@y.io\r\n"), "{text}");
+        assert!(text.contains("Subject: Hi\r\n"), "{text}");
+        assert!(
+            text.contains("Content-Type: text/plain; charset=utf-8\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Content-Transfer-Encoding: 7bit\r\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("\r\n\r\nline\r\n.dot\r\nend"), "{text}");
+        let m = message(&from, "b@y.io", "Сброс пароля", "Привет").unwrap();
+        let text = String::from_utf8(m.formatted()).unwrap();
+        assert!(
+            text.is_ascii(),
+            "non-ASCII is encoded for any relay: {text}"
+        );
+        assert!(text.contains("Subject: =?utf-8?b?"), "{text}");
+        for bad in ["b@y.io\r\nBcc: c@z.io", "<b@y.io>", "nobody"] {
+            assert!(message(&from, bad, "Hi", "x").is_err(), "{bad}");
+        }
     }
 }

@@ -23,23 +23,14 @@ pub struct RequestInfo<'a> {
     pub headers: serde_json::Value,
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum TxError {
     /// No connection could be had (pool exhausted past its wait, or the server is down).
+    #[error("no database connection: {0}")]
     Pool(deadpool_postgres::PoolError),
+    #[error("{}", super::migrate::describe(.0))]
     Db(tokio_postgres::Error),
 }
-
-impl std::fmt::Display for TxError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TxError::Pool(e) => write!(f, "no database connection: {e}"),
-            TxError::Db(e) => write!(f, "{}", super::migrate::describe(e)),
-        }
-    }
-}
-
-impl std::error::Error for TxError {}
 
 impl From<tokio_postgres::Error> for TxError {
     fn from(e: tokio_postgres::Error) -> Self {

@@ -4,28 +4,13 @@
 
 use tokio_postgres::Client;
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum CheckError {
+    #[error("checking the database: {}", super::migrate::describe(.0))]
     Db(tokio_postgres::Error),
+    #[error("the database is not ready for doska: {} (see docs/operations.md)", .0.join("; "))]
     Missing(Vec<String>),
 }
-
-impl std::fmt::Display for CheckError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CheckError::Db(e) => {
-                write!(f, "checking the database: {}", super::migrate::describe(e))
-            }
-            CheckError::Missing(items) => write!(
-                f,
-                "the database is not ready for doska: {} (see docs/operations.md)",
-                items.join("; ")
-            ),
-        }
-    }
-}
-
-impl std::error::Error for CheckError {}
 
 /// Checks an external server. Returns whether its user is a superuser.
 pub async fn external(client: &Client) -> Result<bool, CheckError> {

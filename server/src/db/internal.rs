@@ -41,24 +41,12 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ),
 ];
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("internal migration {} failed: {}", .name, super::migrate::describe(.source))]
 pub struct InternalMigrationError {
     pub name: &'static str,
     pub source: tokio_postgres::Error,
 }
-
-impl std::fmt::Display for InternalMigrationError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "internal migration {} failed: {}",
-            self.name,
-            super::migrate::describe(&self.source)
-        )
-    }
-}
-
-impl std::error::Error for InternalMigrationError {}
 
 /// Applies the internal migrations not yet applied; returns their names.
 pub async fn apply(client: &mut Client) -> Result<Vec<&'static str>, InternalMigrationError> {

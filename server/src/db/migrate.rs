@@ -10,71 +10,26 @@ use tokio_postgres::Client;
 
 use super::MIGRATION_LOCK;
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
-    ReadDir {
-        dir: PathBuf,
-        reason: String,
-    },
-    ReadFile {
-        file: PathBuf,
-        reason: String,
-    },
+    #[error("cannot read migrations folder {}: {reason}", .dir.display())]
+    ReadDir { dir: PathBuf, reason: String },
+    #[error("cannot read migration {}: {reason}", .file.display())]
+    ReadFile { file: PathBuf, reason: String },
     /// An applied migration's content no longer matches its recorded checksum.
-    Changed {
-        file: String,
-    },
+    #[error(
+        "migration {file} was changed after it was applied; restore it and put the change in a new migration file"
+    )]
+    Changed { file: String },
+    #[error("migration {file} failed{}: {message}; nothing of it was applied", .line.map(|l| format!(" at line {l}")).unwrap_or_default())]
     Failed {
         file: String,
         line: Option<usize>,
         message: String,
     },
+    #[error("migrations: {}", describe(.0))]
     Db(tokio_postgres::Error),
 }
-
-impl std::fmt::Display for MigrateError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            MigrateError::ReadDir { dir, reason } => {
-                write!(
-                    f,
-                    "cannot read migrations folder {}: {reason}",
-                    dir.display()
-                )
-            }
-            MigrateError::ReadFile { file, reason } => {
-                write!(f, "cannot read migration {}: {reason}", file.display())
-            }
-            MigrateError::Changed { file } => write!(
-                f,
-                "migration {file} was changed after it was applied; restore it and put the change in a new migration file"
-            ),
-            MigrateError::Failed {
-                file,
-                line: Some(line),
-                message,
-            } => {
-                write!(
-                    f,
-                    "migration {file} failed at line {line}: {message}; nothing of it was applied"
-                )
-            }
-            MigrateError::Failed {
-                file,
-                line: None,
-                message,
-            } => {
-                write!(
-                    f,
-                    "migration {file} failed: {message}; nothing of it was applied"
-                )
-            }
-            MigrateError::Db(e) => write!(f, "migrations: {}", describe(e)),
-        }
-    }
-}
-
-impl std::error::Error for MigrateError {}
 
 /// PostgreSQL's message with its detail and hint, on one line.
 pub fn describe(e: &tokio_postgres::Error) -> String {

@@ -18,22 +18,13 @@ pub struct Target {
     pub external: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum PoolError {
+    #[error("--database-url is not a valid PostgreSQL URL: {0}")]
     BadUrl(String),
+    #[error("cannot build the connection pool: {0}")]
     Build(String),
 }
-
-impl std::fmt::Display for PoolError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PoolError::BadUrl(e) => write!(f, "--database-url is not a valid PostgreSQL URL: {e}"),
-            PoolError::Build(e) => write!(f, "cannot build the connection pool: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for PoolError {}
 
 impl Target {
     pub fn external(url: &str) -> Result<Target, PoolError> {

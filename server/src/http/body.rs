@@ -30,24 +30,15 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     res
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum BodyError {
     /// Over the route's limit: answer 413.
+    #[error("request body is larger than {limit} bytes")]
     TooLarge { limit: u64 },
     /// The client went away or sent a broken chunked body.
+    #[error("could not read the request body: {0}")]
     Read(String),
 }
-
-impl std::fmt::Display for BodyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            BodyError::TooLarge { limit } => write!(f, "request body is larger than {limit} bytes"),
-            BodyError::Read(e) => write!(f, "could not read the request body: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for BodyError {}
 
 /// Reads a whole request body, refusing more than `limit` bytes (checked against Content-Length
 /// first, then while reading, so a lying client cannot get past it).

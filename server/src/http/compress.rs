@@ -1,6 +1,8 @@
 //! Response compression: brotli or gzip, as the client's Accept-Encoding prefers, for JSON and text
 //! bodies only. Never for /storage (objects are served byte-exact, often already compressed, and
-//! ranged), 206 responses, upgrades, bodies already encoded, or bodies too small to gain.
+//! ranged), 206 responses, upgrades, bodies already encoded, or API answers too small to gain.
+//! Static files and the SDK compress themselves (`http::assets`, any size, cached) with the same
+//! negotiation and encoders, so this layer leaves their already-encoded answers alone.
 
 use std::io::Write;
 
@@ -10,19 +12,28 @@ use http_body_util::BodyExt;
 
 use super::body::{Body, full};
 
-/// Bodies smaller than this are sent as they are.
+/// API answers smaller than this are sent as they are (static text is compressed at any size).
 const MIN_SIZE: usize = 1024;
 /// Bodies larger than this are streamed uncompressed rather than buffered.
 const MAX_SIZE: u64 = 64 * 1024 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Encoding {
     Brotli,
     Gzip,
 }
 
+/// How hard to compress: `Fast` for answers made per request, `Best` for files compressed once and
+/// kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Fast,
+    Best,
+}
+
 impl Encoding {
-    fn name(self) -> &'static str {
+    /// The token of Content-Encoding and Accept-Encoding.
+    pub fn name(self) -> &'static str {
         match self {
             Encoding::Brotli => "br",
             Encoding::Gzip => "gzip",
@@ -62,11 +73,9 @@ pub fn negotiate(accept: &str) -> Option<Encoding> {
     best.map(|(e, _)| e)
 }
 
-fn compressible(content_type: Option<&HeaderValue>) -> bool {
-    let Some(ct) = content_type.and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let ct = ct
+/// Whether a body of this Content-Type is text that compresses (JSON, JavaScript, CSS, HTML, SVG…).
+pub fn compressible(content_type: &str) -> bool {
+    let ct = content_type
         .split(';')
         .next()
         .unwrap_or("")
@@ -77,8 +86,8 @@ fn compressible(content_type: Option<&HeaderValue>) -> bool {
         || ct.ends_with("+json")
         || ct == "application/javascript"
         || ct == "application/xml"
-        || ct == "application/openapi+json"
-        || ct == "image/svg+xml"
+        || ct.ends_with("+xml")
+        || ct == "application/wasm"
 }
 
 /// Whether a response to `path` may be compressed at all.
@@ -89,24 +98,37 @@ pub fn eligible(path: &str, req_headers: &HeaderMap, res: &Response<Body>) -> Op
         || res.status() == StatusCode::NO_CONTENT
         || res.status() == StatusCode::NOT_MODIFIED
         || res.headers().contains_key(header::CONTENT_ENCODING)
-        || !compressible(res.headers().get(header::CONTENT_TYPE))
+        || !res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(compressible)
     {
         return None;
     }
     negotiate(req_headers.get(header::ACCEPT_ENCODING)?.to_str().ok()?)
 }
 
-fn encode(enc: Encoding, data: &[u8]) -> std::io::Result<Vec<u8>> {
+/// `data` compressed with `enc` at `level`.
+pub fn encode(enc: Encoding, level: Level, data: &[u8]) -> std::io::Result<Vec<u8>> {
     match enc {
         Encoding::Gzip => {
-            let mut w = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(5));
+            let level = match level {
+                Level::Fast => 5,
+                Level::Best => 9,
+            };
+            let mut w = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
             w.write_all(data)?;
             w.finish()
         }
         Encoding::Brotli => {
+            let quality = match level {
+                Level::Fast => 4,
+                Level::Best => 11,
+            };
             let mut out = Vec::new();
             {
-                let mut w = brotli::CompressorWriter::new(&mut out, 4096, 4, 22);
+                let mut w = brotli::CompressorWriter::new(&mut out, 4096, quality, 22);
                 w.write_all(data)?;
             }
             Ok(out)
@@ -137,7 +159,7 @@ pub async fn apply(enc: Encoding, res: Response<Body>) -> Response<Body> {
     if bytes.len() < MIN_SIZE {
         return Response::from_parts(parts, full(bytes));
     }
-    match encode(enc, &bytes) {
+    match encode(enc, Level::Fast, &bytes) {
         Ok(out) => {
             parts.headers.insert(
                 header::CONTENT_ENCODING,

@@ -3,13 +3,16 @@
 //! limits and panic containment. Rejects nothing itself except oversized declared bodies and unknown
 //! routes; each front door answers its own errors in its own dialect.
 
+pub mod assets;
 pub mod body;
 pub mod client_ip;
 pub mod compress;
 pub mod cors;
 pub mod door;
 pub mod metrics;
+pub mod query;
 pub mod router;
+pub mod sdk;
 pub mod server;
 pub mod static_files;
 

@@ -15,7 +15,7 @@ use super::{
     compress, cors,
     door::{Door, Rejection, foundation_error, foundation_reject, panic_message},
     metrics::door_of,
-    static_files,
+    sdk, static_files,
 };
 use crate::state::SharedState;
 
@@ -125,8 +125,14 @@ async fn dispatch(router: &Router, req: Request<Incoming>, ctx: RequestContext) 
         };
         return door.clone().handle(req, ctx).await;
     }
+    if path == "/sdk/config.json" {
+        return sdk::config(&method, &state.jwt_secret);
+    }
+    if let Some(sub) = strip(&path, "/sdk") {
+        return sdk::serve(&method, req.headers(), sub).await;
+    }
     if let Some(dir) = &state.config.static_dir {
-        return static_files::serve(dir, &method, &path).await;
+        return static_files::serve(dir, &method, req.headers(), &path).await;
     }
     error(StatusCode::NOT_FOUND, "No route for this path")
 }

@@ -24,24 +24,15 @@ use tokio_rustls::TlsAcceptor;
 
 use super::router::{Router, handle};
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    #[error("cannot read TLS file {path}: {reason}")]
     Read { path: String, reason: String },
+    #[error("no private key found in {0}")]
     NoKey(String),
+    #[error("TLS certificate and key do not work together: {0}")]
     Config(String),
 }
-
-impl std::fmt::Display for TlsError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TlsError::Read { path, reason } => write!(f, "cannot read TLS file {path}: {reason}"),
-            TlsError::NoKey(path) => write!(f, "no private key found in {path}"),
-            TlsError::Config(e) => write!(f, "TLS certificate and key do not work together: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for TlsError {}
 
 /// Loads a PEM certificate chain and key into an acceptor (HTTP/1.1 only, via ALPN).
 pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {

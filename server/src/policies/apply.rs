@@ -12,7 +12,7 @@
 //! powers; a policy name a migration already uses on that table; and any SQL PostgreSQL refuses —
 //! each as `file:line: message`, with PostgreSQL's own message.
 
-use std::{collections::HashSet, fmt, ops::Range};
+use std::{collections::HashSet, ops::Range};
 
 use tokio_postgres::{Client, Transaction, error::SqlState};
 
@@ -58,46 +58,21 @@ pub struct Outcome {
     pub published: usize,
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
+    #[error("{0}")]
     Parse(ParseError),
+    #[error("{}", super::parse::lines(.0))]
     Invalid(Vec<Diagnostic>),
     /// Undoing something the files no longer declare failed (say, a migration dropped the table).
-    Undo {
-        statement: String,
-        message: String,
-    },
+    #[error("removing what the policy files no longer declare failed: {statement}: {message}")]
+    Undo { statement: String, message: String },
     /// The internal schema (ledger) is missing: `doska migrate` or `doska serve` makes it.
+    #[error("this database has no doska schema yet: run `doska migrate` (or `doska serve`) first")]
     NotPrepared,
+    #[error("policies: {}", describe(.0))]
     Db(tokio_postgres::Error),
 }
-
-impl fmt::Display for ApplyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ApplyError::Parse(e) => write!(f, "{e}"),
-            ApplyError::Invalid(diags) => {
-                for (i, d) in diags.iter().enumerate() {
-                    if i > 0 {
-                        writeln!(f)?;
-                    }
-                    write!(f, "{d}")?;
-                }
-                Ok(())
-            }
-            ApplyError::Undo { statement, message } => write!(
-                f,
-                "removing what the policy files no longer declare failed: {statement}: {message}"
-            ),
-            ApplyError::NotPrepared => f.write_str(
-                "this database has no doska schema yet: run `doska migrate` (or `doska serve`) first",
-            ),
-            ApplyError::Db(e) => write!(f, "policies: {}", describe(e)),
-        }
-    }
-}
-
-impl std::error::Error for ApplyError {}
 
 impl From<tokio_postgres::Error> for ApplyError {
     fn from(e: tokio_postgres::Error) -> Self {

@@ -7,7 +7,6 @@
 
 use std::{
     collections::BTreeMap,
-    fmt,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -21,36 +20,24 @@ pub use super::sections::{AccessRule, Action, BucketDecl, ChannelDecl, PublishDe
 pub use super::syntax::{Command, Diagnostic, Expr, Loc, Named};
 use super::syntax::{Lines, split_table, valid_ident};
 
-#[derive(Debug)]
+/// Diagnostics one per line, as the CLI and start-up print them.
+pub(crate) fn lines(diags: &[Diagnostic]) -> String {
+    diags
+        .iter()
+        .map(Diagnostic::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[derive(Debug, thiserror::Error)]
 pub enum ParseError {
+    #[error("cannot read policies folder {}: {reason}", .dir.display())]
     ReadDir { dir: PathBuf, reason: String },
+    #[error("cannot read policy file {}: {reason}", .file.display())]
     ReadFile { file: PathBuf, reason: String },
+    #[error("{}", lines(.0))]
     Invalid(Vec<Diagnostic>),
 }
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ParseError::ReadDir { dir, reason } => {
-                write!(f, "cannot read policies folder {}: {reason}", dir.display())
-            }
-            ParseError::ReadFile { file, reason } => {
-                write!(f, "cannot read policy file {}: {reason}", file.display())
-            }
-            ParseError::Invalid(diags) => {
-                for (i, d) in diags.iter().enumerate() {
-                    if i > 0 {
-                        writeln!(f)?;
-                    }
-                    write!(f, "{d}")?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-impl std::error::Error for ParseError {}
 
 /// The policy files as read: (display name, content), in name order, and the hash of them all.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,23 +23,14 @@ use crate::db::{
     quote_ident, quote_literal,
 };
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum AuthorizeError {
+    #[error("realtime authorization: no connection: {0}")]
     Pool(String),
     /// The connection broke mid-check (a denial is not an error; this is).
+    #[error("realtime authorization: {0}")]
     Db(tokio_postgres::Error),
 }
-
-impl std::fmt::Display for AuthorizeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AuthorizeError::Pool(e) => write!(f, "realtime authorization: no connection: {e}"),
-            AuthorizeError::Db(e) => write!(f, "realtime authorization: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for AuthorizeError {}
 
 /// How long one check may run (`statement_timeout`): a policy that hangs must not stall delivery.
 const CHECK_TIMEOUT: &str = "5000";

@@ -7,6 +7,10 @@
 //! never requested), truncated or over-long messages, rows for relations never described, rows
 //! whose column count disagrees with their relation, changes outside a transaction, and binary
 //! column values (only the text format is requested). No input makes it panic.
+//!
+//! Hand-written on purpose: pgoutput v1 is a small fixed format, the crates that decode it come
+//! tied to their own replication connection (doska has its own, see `replication`), and decoding it
+//! here keeps the relation and type metadata the rows depend on in one owner.
 
 mod changes;
 mod values;
@@ -14,97 +18,59 @@ mod values;
 pub use changes::{Change, ChangeKind, ColumnInfo, Decoder, Event, RelationFacts, Truncated};
 pub use values::{type_name, typed_value};
 
-use std::fmt;
-
 use super::lsn::Lsn;
 use super::wire::{Reader, WireError};
 
 /// Why bytes or messages could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// The message body is shorter than its fields or has a malformed string.
+    #[error("pgoutput: {0}")]
     Wire(WireError),
     /// An empty message.
+    #[error("pgoutput: empty message")]
     Empty,
     /// A message tag pgoutput v1 does not send.
+    #[error("pgoutput: unknown message tag {:?}", char::from(*.0))]
     UnknownMessage(u8),
     /// A tuple column kind other than `n`, `u`, `t`, `b`.
+    #[error("pgoutput: unknown column kind {:?}", char::from(*.0))]
     UnknownColumnKind(u8),
     /// An old-tuple marker other than `K` / `O` where one is required, or a missing `N`.
+    #[error("pgoutput: unexpected tuple marker {:?}", char::from(*.0))]
     UnexpectedTupleMarker(u8),
     /// A negative length or count.
+    #[error("pgoutput: negative length {0}")]
     NegativeLength(i64),
     /// Bytes left after a complete message.
+    #[error("pgoutput: {0} bytes after the end of the message")]
     TrailingBytes(usize),
     /// A replica identity byte other than `d`, `n`, `f`, `i`.
+    #[error("pgoutput: unknown replica identity {:?}", char::from(*.0))]
     UnknownReplicaIdentity(u8),
     /// A row for a relation no `Relation` message described.
+    #[error("pgoutput: row for undescribed relation {0}")]
     UnknownRelation(u32),
     /// A row with a different number of columns than its relation.
+    #[error("pgoutput: relation {relation} has {expected} columns, row has {got}")]
     ColumnCountMismatch {
         relation: u32,
         expected: usize,
         got: usize,
     },
     /// A row, truncate or commit arrived outside `Begin` … `Commit`.
+    #[error("pgoutput: {0} outside a transaction")]
     OutsideTransaction(&'static str),
     /// A `Begin` arrived inside a transaction.
+    #[error("pgoutput: begin inside a transaction")]
     NestedBegin,
     /// A binary column value; only text values are requested.
+    #[error("pgoutput: binary value in column {column:?}")]
     BinaryValue { column: String },
     /// A timestamp outside the range chrono represents.
+    #[error("pgoutput: timestamp {0} out of range")]
     TimestampOutOfRange(i64),
 }
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DecodeError::Wire(e) => write!(f, "pgoutput: {e}"),
-            DecodeError::Empty => write!(f, "pgoutput: empty message"),
-            DecodeError::UnknownMessage(t) => {
-                write!(f, "pgoutput: unknown message tag {:?}", *t as char)
-            }
-            DecodeError::UnknownColumnKind(t) => {
-                write!(f, "pgoutput: unknown column kind {:?}", *t as char)
-            }
-            DecodeError::UnexpectedTupleMarker(t) => {
-                write!(f, "pgoutput: unexpected tuple marker {:?}", *t as char)
-            }
-            DecodeError::NegativeLength(n) => write!(f, "pgoutput: negative length {n}"),
-            DecodeError::TrailingBytes(n) => {
-                write!(f, "pgoutput: {n} bytes after the end of the message")
-            }
-            DecodeError::UnknownReplicaIdentity(t) => {
-                write!(f, "pgoutput: unknown replica identity {:?}", *t as char)
-            }
-            DecodeError::UnknownRelation(id) => {
-                write!(f, "pgoutput: row for undescribed relation {id}")
-            }
-            DecodeError::ColumnCountMismatch {
-                relation,
-                expected,
-                got,
-            } => {
-                write!(
-                    f,
-                    "pgoutput: relation {relation} has {expected} columns, row has {got}"
-                )
-            }
-            DecodeError::OutsideTransaction(what) => {
-                write!(f, "pgoutput: {what} outside a transaction")
-            }
-            DecodeError::NestedBegin => write!(f, "pgoutput: begin inside a transaction"),
-            DecodeError::BinaryValue { column } => {
-                write!(f, "pgoutput: binary value in column {column:?}")
-            }
-            DecodeError::TimestampOutOfRange(t) => {
-                write!(f, "pgoutput: timestamp {t} out of range")
-            }
-        }
-    }
-}
-
-impl std::error::Error for DecodeError {}
 
 impl From<WireError> for DecodeError {
     fn from(e: WireError) -> Self {

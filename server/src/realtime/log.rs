@@ -7,7 +7,6 @@
 //! Rejects: positions that are not `X/X:N` (a [`ParsePositionError`]); log rows it cannot read
 //! back as a change (skipped with a warning: they come from a future or corrupt entry).
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,22 +29,13 @@ impl Position {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum LogError {
+    #[error("realtime log: no connection: {0}")]
     Pool(String),
+    #[error("realtime log: {0}")]
     Db(tokio_postgres::Error),
 }
-
-impl fmt::Display for LogError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LogError::Pool(e) => write!(f, "realtime log: no connection: {e}"),
-            LogError::Db(e) => write!(f, "realtime log: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for LogError {}
 
 impl From<tokio_postgres::Error> for LogError {
     fn from(e: tokio_postgres::Error) -> Self {

@@ -25,16 +25,9 @@ impl fmt::Display for Lsn {
 }
 
 /// The text was not `X/X` with 1–8 hex digits on each side.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid LSN {0:?}: expected X/X in hex")]
 pub struct ParseLsnError(pub String);
-
-impl fmt::Display for ParseLsnError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid LSN {:?}: expected X/X in hex", self.0)
-    }
-}
-
-impl std::error::Error for ParseLsnError {}
 
 impl FromStr for Lsn {
     type Err = ParseLsnError;
@@ -77,20 +70,9 @@ impl fmt::Display for Position {
 }
 
 /// The text was not `X/X:N`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid position {0:?}: expected X/X:N (an LSN, a colon, an index)")]
 pub struct ParsePositionError(pub String);
-
-impl fmt::Display for ParsePositionError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid position {:?}: expected X/X:N (an LSN, a colon, an index)",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for ParsePositionError {}
 
 impl FromStr for Position {
     type Err = ParsePositionError;

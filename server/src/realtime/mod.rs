@@ -178,10 +178,11 @@ async fn broadcast_api(
         Ok(c) => c,
         Err(e) => return error(StatusCode::UNAUTHORIZED, e.message()),
     };
-    let private_query = req
-        .uri()
-        .query()
-        .is_some_and(|q| q.split('&').any(|p| p == "private=true"));
+    let private_query = req.uri().query().is_some_and(|q| {
+        crate::http::query::pairs(q)
+            .iter()
+            .any(|(k, v)| k == "private" && v == "true")
+    });
     let binary = req
         .headers()
         .get(http::header::CONTENT_TYPE)

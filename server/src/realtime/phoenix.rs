@@ -10,7 +10,6 @@
 //! shape, truncated binary frames, unknown binary kinds, non-string topics or events, payloads
 //! over the size cap, unknown events, and payloads missing the fields their event needs.
 
-use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -37,43 +36,24 @@ impl Vsn {
 }
 
 /// Why a client frame was refused. The text is what the client is told.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PhoenixError {
+    #[error("unsupported vsn {0:?} (expected 1.0.0 or 2.0.0)")]
     UnsupportedVsn(String),
     /// Not JSON, or JSON of the wrong shape for the serializer.
+    #[error("malformed message: {0}")]
     Malformed(String),
     /// A binary frame whose lengths do not add up, or of an unknown kind.
+    #[error("malformed binary message: {0}")]
     BadBinary(String),
-    TooLarge {
-        size: usize,
-        limit: usize,
-    },
+    #[error("message of {size} bytes is over the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("unknown event {0:?}")]
     UnknownEvent(String),
     /// The event is known but its payload lacks or mistypes a field.
+    #[error("invalid payload: {0}")]
     BadPayload(String),
 }
-
-impl fmt::Display for PhoenixError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PhoenixError::UnsupportedVsn(v) => {
-                write!(f, "unsupported vsn {v:?} (expected 1.0.0 or 2.0.0)")
-            }
-            PhoenixError::Malformed(m) => write!(f, "malformed message: {m}"),
-            PhoenixError::BadBinary(m) => write!(f, "malformed binary message: {m}"),
-            PhoenixError::TooLarge { size, limit } => {
-                write!(
-                    f,
-                    "message of {size} bytes is over the limit of {limit} bytes"
-                )
-            }
-            PhoenixError::UnknownEvent(e) => write!(f, "unknown event {e:?}"),
-            PhoenixError::BadPayload(m) => write!(f, "invalid payload: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for PhoenixError {}
 
 /// The body of a broadcast: JSON, or raw bytes (only 2.0.0 binary frames carry those).
 #[derive(Debug, Clone, PartialEq)]

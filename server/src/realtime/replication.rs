@@ -43,23 +43,29 @@ const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The one error of the replication transport.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ReplicationError {
     /// Socket I/O failed or the server closed the connection.
-    Io(std::io::Error),
+    #[error("replication connection I/O: {0}")]
+    Io(#[source] std::io::Error),
     /// The connection settings cannot be used (no host, TLS required, bad slot name...).
+    #[error("replication connection settings: {0}")]
     Config(String),
     /// The server sent something this client does not expect at this point.
+    #[error("replication protocol: {0}")]
     Protocol(String),
     /// The server asked for an authentication method this client does not speak.
+    #[error("unsupported authentication: {0}")]
     UnsupportedAuth(String),
     /// The server answered with an `ErrorResponse`.
+    #[error("server error {code}: {message}{}", .detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
     Server {
         code: String,
         message: String,
         detail: Option<String>,
     },
     /// The shutdown signal fired before the operation finished.
+    #[error("replication stopped by shutdown")]
     Shutdown,
 }
 
@@ -83,38 +89,6 @@ impl ReplicationError {
     /// meanwhile are gone) with [`ReplicationConnection::create_slot`].
     pub fn is_slot_missing(&self) -> bool {
         self.sqlstate() == Some("42704")
-    }
-}
-
-impl fmt::Display for ReplicationError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReplicationError::Io(e) => write!(f, "replication connection I/O: {e}"),
-            ReplicationError::Config(m) => write!(f, "replication connection settings: {m}"),
-            ReplicationError::Protocol(m) => write!(f, "replication protocol: {m}"),
-            ReplicationError::UnsupportedAuth(m) => write!(f, "unsupported authentication: {m}"),
-            ReplicationError::Server {
-                code,
-                message,
-                detail,
-            } => {
-                write!(f, "server error {code}: {message}")?;
-                if let Some(d) = detail {
-                    write!(f, " ({d})")?;
-                }
-                Ok(())
-            }
-            ReplicationError::Shutdown => write!(f, "replication stopped by shutdown"),
-        }
-    }
-}
-
-impl std::error::Error for ReplicationError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ReplicationError::Io(e) => Some(e),
-            _ => None,
-        }
     }
 }
 

@@ -65,18 +65,6 @@ fn refuse(status: StatusCode, message: &str) -> Response<Body> {
     super::error(status, message)
 }
 
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    let query = query?;
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| {
-            percent_encoding::percent_decode_str(&v.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-    })
-}
-
 fn is_upgrade(headers: &HeaderMap) -> bool {
     let has = |name: header::HeaderName, token: &str| {
         headers.get_all(name).iter().any(|v| {
@@ -110,11 +98,11 @@ pub async fn upgrade(
         return refuse(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
     };
     let query = req.uri().query().map(str::to_string);
-    let vsn = match Vsn::parse(query_param(query.as_deref(), "vsn").as_deref()) {
+    let vsn = match Vsn::parse(crate::http::query::first(query.as_deref(), "vsn").as_deref()) {
         Ok(v) => v,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let apikey = query_param(query.as_deref(), "apikey").or_else(|| {
+    let apikey = crate::http::query::first(query.as_deref(), "apikey").or_else(|| {
         req.headers()
             .get("apikey")
             .and_then(|v| v.to_str().ok())

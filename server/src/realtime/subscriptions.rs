@@ -15,7 +15,6 @@
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::hash::Hash;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime};
@@ -24,53 +23,30 @@ use serde_json::Value;
 use super::decode::{Change, ChangeKind, typed_value};
 
 /// Why a `postgres_changes` binding was refused. The text is what the client is told.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubscriptionError {
     /// The filter has no `=` between column and condition.
+    #[error("Error parsing `filter` params: expected column=op.value, got {0:?}")]
     MissingEquals(String),
+    #[error("Error parsing `filter` params: no column in {0:?}")]
     EmptyColumn(String),
     /// The condition is not `op.value` with a known op.
+    #[error(
+        "Error parsing `filter` params: unknown operator in {0:?} (expected eq, neq, lt, lte, gt, gte or in)"
+    )]
     UnknownOperator(String),
     /// An `in` value not of the form `(a,b,...)` or with broken quoting.
+    #[error(
+        "Error parsing `filter` params: `in` filter value must be a parenthesized list, got {0:?}"
+    )]
     BadList(String),
+    #[error("unknown event {0:?} (expected *, INSERT, UPDATE or DELETE)")]
     UnknownEvent(String),
+    #[error("schema must not be empty")]
     EmptySchema,
+    #[error("table must not be empty")]
     EmptyTable,
 }
-
-impl fmt::Display for SubscriptionError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SubscriptionError::MissingEquals(s) => {
-                write!(
-                    f,
-                    "Error parsing `filter` params: expected column=op.value, got {s:?}"
-                )
-            }
-            SubscriptionError::EmptyColumn(s) => {
-                write!(f, "Error parsing `filter` params: no column in {s:?}")
-            }
-            SubscriptionError::UnknownOperator(s) => write!(
-                f,
-                "Error parsing `filter` params: unknown operator in {s:?} (expected eq, neq, lt, lte, gt, gte or in)"
-            ),
-            SubscriptionError::BadList(s) => write!(
-                f,
-                "Error parsing `filter` params: `in` filter value must be a parenthesized list, got {s:?}"
-            ),
-            SubscriptionError::UnknownEvent(s) => {
-                write!(
-                    f,
-                    "unknown event {s:?} (expected *, INSERT, UPDATE or DELETE)"
-                )
-            }
-            SubscriptionError::EmptySchema => write!(f, "schema must not be empty"),
-            SubscriptionError::EmptyTable => write!(f, "table must not be empty"),
-        }
-    }
-}
-
-impl std::error::Error for SubscriptionError {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FilterOp {

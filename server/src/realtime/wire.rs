@@ -2,39 +2,19 @@
 //! transport and the pgoutput decoder. It only reads; it rejects reads past the end of the
 //! body and C strings without a terminator or with invalid UTF-8, so no input can make it panic.
 
-use std::fmt;
-
 /// Why a read from a message body failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
     /// The body ended before `wanted` more bytes could be read at `offset`.
+    #[error("message truncated: wanted {wanted} bytes at offset {offset}")]
     Truncated { offset: usize, wanted: usize },
     /// A C string had no NUL terminator.
+    #[error("unterminated string at offset {offset}")]
     UnterminatedString { offset: usize },
     /// A C string was not valid UTF-8.
+    #[error("invalid UTF-8 in string at offset {offset}")]
     InvalidUtf8 { offset: usize },
 }
-
-impl fmt::Display for WireError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            WireError::Truncated { offset, wanted } => {
-                write!(
-                    f,
-                    "message truncated: wanted {wanted} bytes at offset {offset}"
-                )
-            }
-            WireError::UnterminatedString { offset } => {
-                write!(f, "unterminated string at offset {offset}")
-            }
-            WireError::InvalidUtf8 { offset } => {
-                write!(f, "invalid UTF-8 in string at offset {offset}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for WireError {}
 
 /// A read position inside one message body.
 #[derive(Debug, Clone)]

@@ -1,6 +1,8 @@
 //! The REST front door: PostgREST's dialect at `/rest/v1`. Pipeline: [`request`] (parse) →
 //! [`plan`] (resolve against the [`schema`] cache) → [`sql`] (one parameterized statement) →
 //! [`execute`] (the only I/O) → [`render`]. Every error is answered here, as PostgREST would.
+//! Bodies: JSON by serde_json, forms by `http::query`, CSV by the `csv` crate; PostgREST's grammar
+//! (`select=`, filters, `or=(…)`) is hand-written in [`grammar`] because no crate speaks it.
 
 pub mod error;
 pub mod execute;
@@ -370,7 +372,7 @@ fn decode_body(api: &ApiRequest, bytes: &[u8]) -> Result<Payload, RestError> {
                 .map_err(|_| RequestError::InvalidBody("Empty or invalid json".into()).into())
         }
         ContentType::Form => {
-            let obj: serde_json::Map<String, Value> = request::parse_query(text)
+            let obj: serde_json::Map<String, Value> = crate::http::query::pairs(text)
                 .into_iter()
                 .map(|(k, v)| (k, Value::String(v)))
                 .collect();
@@ -381,76 +383,49 @@ fn decode_body(api: &ApiRequest, bytes: &[u8]) -> Result<Payload, RestError> {
     }
 }
 
-/// Parses CSV (RFC 4180: quoted fields, doubled quotes) into an array of objects keyed by the
-/// header line. An unquoted `NULL` is SQL NULL, as PostgREST reads it.
+/// Parses CSV (RFC 4180, by the `csv` crate) into an array of objects keyed by the header line;
+/// blank lines are skipped. A `NULL` field is SQL NULL, as PostgREST reads it (its CSV reader,
+/// like this one, does not see quotes, so `"NULL"` is NULL too). Rejects lines with another field
+/// count than the header and a quoted field left open at the end.
 fn csv_rows(text: &str) -> Result<Value, RestError> {
-    let mut records: Vec<Vec<(String, bool)>> = Vec::new();
-    let mut field = String::new();
-    let mut quoted_field = false;
-    let mut record: Vec<(String, bool)> = Vec::new();
-    let mut in_quotes = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (in_quotes, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => in_quotes = false,
-            (true, c) => field.push(c),
-            (false, '"') if field.is_empty() => {
-                in_quotes = true;
-                quoted_field = true;
-            }
-            (false, ',') => record.push((
-                std::mem::take(&mut field),
-                std::mem::replace(&mut quoted_field, false),
-            )),
-            (false, '\r') => {}
-            (false, '\n') => {
-                record.push((
-                    std::mem::take(&mut field),
-                    std::mem::replace(&mut quoted_field, false),
-                ));
-                records.push(std::mem::take(&mut record));
-            }
-            (false, c) => field.push(c),
+    let bad = |m: String| -> RestError { RequestError::InvalidBody(m).into() };
+    // The csv crate reads an open quote to the end of the input without complaint; a last line of
+    // its own shows whether quoting was closed (an open field swallows it).
+    const SENTINEL: &str = "\u{1}";
+    let input = format!("{text}\n{SENTINEL}");
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(input.as_bytes());
+    let header = reader.headers().map_err(|e| bad(e.to_string()))?.clone();
+    let mut records = reader
+        .records()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    let last = records.pop();
+    match &last {
+        Some(r) if r.len() == 1 && &r[0] == SENTINEL => {}
+        None if header.len() == 1 && &header[0] == SENTINEL => {
+            return Ok(Value::Array(Vec::new()));
         }
+        _ => return Err(bad("unterminated quoted CSV field".into())),
     }
-    if in_quotes {
-        return Err(RequestError::InvalidBody("unterminated quoted CSV field".into()).into());
-    }
-    if !field.is_empty() || !record.is_empty() || quoted_field {
-        record.push((field, quoted_field));
-        records.push(record);
-    }
-    let mut it = records.into_iter();
-    let Some(header) = it.next() else {
-        return Ok(Value::Array(Vec::new()));
-    };
     let mut rows = Vec::new();
-    for r in it {
-        if r.len() == 1 && r[0].0.is_empty() && !r[0].1 {
-            continue;
-        }
-        if r.len() != header.len() {
-            return Err(RequestError::InvalidBody(
-                "every CSV line must have as many fields as the header".into(),
-            )
-            .into());
+    for record in records {
+        if record.len() != header.len() {
+            return Err(bad(
+                "every CSV line must have as many fields as the header".into()
+            ));
         }
         let obj = header
             .iter()
-            .zip(r)
-            .map(|((k, _), (v, quoted))| {
-                (
-                    k.clone(),
-                    if !quoted && v == "NULL" {
-                        Value::Null
-                    } else {
-                        Value::String(v)
-                    },
-                )
+            .zip(record.iter())
+            .map(|(k, v)| {
+                let v = if v == "NULL" {
+                    Value::Null
+                } else {
+                    Value::String(v.to_owned())
+                };
+                (k.to_owned(), v)
             })
             .collect();
         rows.push(Value::Object(obj));
@@ -472,5 +447,31 @@ mod tests {
         assert!(csv_rows("a,b\n1\n").is_err());
         assert!(csv_rows("a\n\"open").is_err());
         assert_eq!(csv_rows("").unwrap(), serde_json::json!([]));
+        let cases = [
+            ("a\n\n", serde_json::json!([])),
+            ("a,b\n\n1,2\n\n", serde_json::json!([{"a": "1", "b": "2"}])),
+            (
+                "a,b\n1,2\n,\n",
+                serde_json::json!([{"a": "1", "b": "2"}, {"a": "", "b": ""}]),
+            ),
+            ("a\n\"\"\n", serde_json::json!([{"a": ""}])),
+            ("a\n\"NULL\"\n", serde_json::json!([{"a": null}])),
+            ("a\nx\"y\n", serde_json::json!([{"a": "x\"y"}])),
+            (
+                "a\n\"line\nbreak\"",
+                serde_json::json!([{"a": "line\nbreak"}]),
+            ),
+            (
+                "a\n\u{1}\n2",
+                serde_json::json!([{"a": "\u{1}"}, {"a": "2"}]),
+            ),
+            ("\u{1}\nx", serde_json::json!([{"\u{1}": "x"}])),
+        ];
+        for (csv, want) in cases {
+            assert_eq!(csv_rows(csv).unwrap(), want, "{csv:?}");
+        }
+        for bad in ["a,b\n1,2,3\n", "a\n\"open\n\u{1}", "a,b\n\"x,1\n", "\"a"] {
+            assert!(csv_rows(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! Parses an HTTP request (method, path after `/rest/v1`, query string, headers) into an
 //! [`ApiRequest`]. Pure: no schema, no I/O. Rejects malformed query strings (PGRST100), unknown
 //! methods (PGRST117), unsupported media types (PGRST107), bad `Prefer` under `handling=strict`
-//! (PGRST122) and unknown paths (PGRST125).
+//! (PGRST122) and unknown paths (PGRST125). The query string is split and decoded by
+//! `http::query` (`form_urlencoded`); PostgREST's grammar inside the values stays hand-written in
+//! [`super::grammar`], as no crate speaks it.
 
 use std::collections::BTreeMap;
 
@@ -189,7 +191,7 @@ pub fn parse(
         _ => return Err(RequestError::UnsupportedMethod(method.to_string())),
     };
     let is_rpc = matches!(target, Target::Rpc(_));
-    let pairs = parse_query(query.unwrap_or(""));
+    let pairs = crate::http::query::pairs(query.unwrap_or(""));
 
     let mut req = ApiRequest {
         action,
@@ -343,23 +345,6 @@ fn parse_path(path: &str) -> Result<Target, RequestError> {
         [t, e] if e.is_empty() && !t.is_empty() && t != "rpc" => Ok(Target::Relation(t.clone())),
         _ => Err(RequestError::InvalidPath),
     }
-}
-
-/// Splits and decodes a query string (`+` is a space, as URLSearchParams writes it).
-pub fn parse_query(q: &str) -> Vec<(String, String)> {
-    let dec = |s: &str| {
-        let s = s.replace('+', " ");
-        percent_encoding::percent_decode_str(&s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (dec(k), dec(v)),
-            None => (dec(p), String::new()),
-        })
-        .collect()
 }
 
 fn header_values<'a>(headers: &'a HeaderMap, name: &str) -> impl Iterator<Item = &'a str> {

@@ -259,24 +259,15 @@ SELECT coalesce(json_agg(f), '[]')::text FROM (
   WHERE p.prokind = 'f' AND n.nspname = ANY($1::text[])
 ) f"#;
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
+    #[error("no connection for the schema cache: {0}")]
     Pool(String),
+    #[error("loading the schema cache: {0}")]
     Db(tokio_postgres::Error),
+    #[error("decoding the schema cache: {0}")]
     Decode(serde_json::Error),
 }
-
-impl std::fmt::Display for SchemaError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SchemaError::Pool(e) => write!(f, "no connection for the schema cache: {e}"),
-            SchemaError::Db(e) => write!(f, "loading the schema cache: {e}"),
-            SchemaError::Decode(e) => write!(f, "decoding the schema cache: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for SchemaError {}
 
 async fn json_query<T: for<'de> Deserialize<'de>>(
     client: &tokio_postgres::Client,

@@ -41,70 +41,50 @@ use crate::{
     jwt::Caller,
 };
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    #[error("Bucket not found")]
     NoSuchBucket,
+    #[error("Object not found")]
     NoSuchKey,
+    #[error("Upload not found")]
     NoSuchUpload,
     /// The key exists and the write did not ask to overwrite it.
+    #[error("The resource already exists")]
     KeyExists,
+    #[error("The bucket already exists")]
     BucketExists,
+    #[error("The bucket you tried to delete is not empty")]
     BucketNotEmpty,
     /// Row-level security (or a missing grant) refused the operation.
+    #[error("new row violates row-level security policy")]
     Denied,
-    TooLarge {
-        limit: u64,
-    },
+    #[error("The object exceeded the maximum allowed size ({limit} bytes)")]
+    TooLarge { limit: u64 },
+    #[error("mime type {0} is not supported")]
     MimeNotAllowed(String),
+    #[error("Invalid key: {0}")]
     InvalidKey(String),
+    #[error("Invalid bucket name: {0}")]
     InvalidBucketName(String),
     /// A multipart completion named a part that was not uploaded, or with another ETag.
+    #[error("Invalid part: {0}")]
     InvalidPart(String),
+    #[error("Parts must be listed in ascending order")]
     InvalidPartOrder,
+    #[error("The requested range is not satisfiable")]
     InvalidRange,
     /// The row changed under a write in a way it cannot resolve (deleted and recreated meanwhile).
+    #[error("The object changed during the write; retry")]
     Conflict,
     /// The client's body failed mid-way.
+    #[error("reading the request body failed: {0}")]
     Body(String),
+    #[error("{0}")]
     Db(TxError),
+    #[error("storage I/O failed: {0}")]
     Io(std::io::Error),
 }
-
-impl std::fmt::Display for StorageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StorageError::NoSuchBucket => f.write_str("Bucket not found"),
-            StorageError::NoSuchKey => f.write_str("Object not found"),
-            StorageError::NoSuchUpload => f.write_str("Upload not found"),
-            StorageError::KeyExists => f.write_str("The resource already exists"),
-            StorageError::BucketExists => f.write_str("The bucket already exists"),
-            StorageError::BucketNotEmpty => {
-                f.write_str("The bucket you tried to delete is not empty")
-            }
-            StorageError::Denied => f.write_str("new row violates row-level security policy"),
-            StorageError::TooLarge { limit } => {
-                write!(
-                    f,
-                    "The object exceeded the maximum allowed size ({limit} bytes)"
-                )
-            }
-            StorageError::MimeNotAllowed(m) => write!(f, "mime type {m} is not supported"),
-            StorageError::InvalidKey(k) => write!(f, "Invalid key: {k}"),
-            StorageError::InvalidBucketName(b) => write!(f, "Invalid bucket name: {b}"),
-            StorageError::InvalidPart(p) => write!(f, "Invalid part: {p}"),
-            StorageError::InvalidPartOrder => {
-                f.write_str("Parts must be listed in ascending order")
-            }
-            StorageError::InvalidRange => f.write_str("The requested range is not satisfiable"),
-            StorageError::Conflict => f.write_str("The object changed during the write; retry"),
-            StorageError::Body(e) => write!(f, "reading the request body failed: {e}"),
-            StorageError::Db(e) => write!(f, "{e}"),
-            StorageError::Io(e) => write!(f, "storage I/O failed: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for StorageError {}
 
 impl From<TxError> for StorageError {
     fn from(e: TxError) -> Self {

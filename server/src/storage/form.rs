@@ -1,41 +1,32 @@
-//! A streaming `multipart/form-data` reader for uploads as storage-js sends them (text fields such as
-//! `cacheControl` and `metadata`, then one file part): the fields before the file are collected (at
+//! `multipart/form-data` uploads as storage-js sends them (text fields such as `cacheControl` and
+//! `metadata`, then one file part), parsed by `multer`: the fields before the file are collected (at
 //! most 64 KiB each), the file part is handed on as a stream that ends at the next boundary, so memory
-//! stays flat whatever the file's size. Rejects bodies without a file part, malformed part headers and
-//! oversized fields.
+//! stays flat whatever the file's size. Until the file starts, at most one field's worth of body
+//! (value and part headers) is read ahead, so neither a huge field nor endless part headers pile up
+//! in memory. Rejects bodies without a file part, malformed parts and oversized fields.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
-use bytes::{Buf, Bytes, BytesMut};
-use futures_util::StreamExt;
+use futures_util::TryStreamExt;
 
 use super::backend::ByteStream;
 
 const MAX_FIELD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 16 * 1024;
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum FormError {
-    NoBoundary,
+    #[error("the form has no file part")]
     NoFile,
-    Malformed(&'static str),
+    #[error("malformed multipart body: {0}")]
+    Malformed(String),
+    #[error("a form field is larger than 64 KiB")]
     FieldTooLarge,
+    #[error("reading the request body failed: {0}")]
     Body(String),
 }
-
-impl std::fmt::Display for FormError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FormError::NoBoundary => f.write_str("multipart/form-data without a boundary"),
-            FormError::NoFile => f.write_str("the form has no file part"),
-            FormError::Malformed(w) => write!(f, "malformed multipart body: {w}"),
-            FormError::FieldTooLarge => f.write_str("a form field is larger than 64 KiB"),
-            FormError::Body(e) => write!(f, "reading the request body failed: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for FormError {}
 
 /// The form's text fields and its file.
 pub struct FormUpload {
@@ -46,165 +37,108 @@ pub struct FormUpload {
 
 /// The boundary of a `multipart/form-data; boundary=…` content type.
 pub fn boundary(content_type: &str) -> Option<String> {
-    let (mime, params) = content_type.split_once(';')?;
-    if !mime.trim().eq_ignore_ascii_case("multipart/form-data") {
-        return None;
-    }
-    params.split(';').find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case("boundary")
-            .then(|| v.trim().trim_matches('"').to_string())
-            .filter(|b| !b.is_empty())
-    })
+    multer::parse_boundary(content_type)
+        .ok()
+        .filter(|b| !b.is_empty())
 }
 
-struct Reader {
+/// The body stopped because a part (headers and value) before the file outgrew its budget.
+#[derive(Debug, thiserror::Error)]
+#[error("form part too large")]
+struct OverBudget;
+
+fn form_error(e: multer::Error) -> FormError {
+    match e {
+        multer::Error::StreamReadFailed(e) if e.is::<OverBudget>() => FormError::FieldTooLarge,
+        multer::Error::StreamReadFailed(e) => FormError::Body(e.to_string()),
+        multer::Error::FieldSizeExceeded { .. } => FormError::FieldTooLarge,
+        e => FormError::Malformed(e.to_string()),
+    }
+}
+
+/// The body as multer reads it: one chunk per poll (multer pulls until the stream is pending, which
+/// a fast client's body never is, so unpaced it would buffer the whole file), and, until the file
+/// starts, no more than `budget` bytes per part.
+struct Paced {
     body: ByteStream,
-    buf: BytesMut,
-    eof: bool,
+    budget: Arc<AtomicI64>,
+    yielded: bool,
 }
 
-impl Reader {
-    /// Reads more of the body into the buffer; false at its end.
-    async fn fill(&mut self) -> Result<bool, FormError> {
-        if self.eof {
-            return Ok(false);
-        }
-        match self.body.next().await {
-            Some(Ok(chunk)) => {
-                self.buf.extend_from_slice(&chunk);
-                Ok(true)
-            }
-            Some(Err(e)) => Err(FormError::Body(e.to_string())),
-            None => {
-                self.eof = true;
-                Ok(false)
-            }
-        }
-    }
+impl futures_util::Stream for Paced {
+    type Item = Result<bytes::Bytes, crate::http::body::BoxError>;
 
-    /// Bytes up to `needle` (consumed with it), reading on as needed, at most `limit` bytes.
-    async fn until(&mut self, needle: &[u8], limit: usize) -> Result<Bytes, FormError> {
-        // Where a match could still start: earlier bytes were searched already.
-        let mut from = 0;
-        loop {
-            if let Some(i) = find(&self.buf[from..], needle) {
-                let out = self.buf.split_to(from + i).freeze();
-                self.buf.advance(needle.len());
-                return Ok(out);
-            }
-            from = self.buf.len().saturating_sub(needle.len() - 1);
-            if self.buf.len() > limit + needle.len() {
-                return Err(FormError::FieldTooLarge);
-            }
-            if !self.fill().await? {
-                return Err(FormError::Malformed("unexpected end"));
-            }
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if std::mem::take(&mut self.yielded) {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
+        if self.budget.load(Ordering::Relaxed) < 0 {
+            return Poll::Ready(Some(Err(Box::new(OverBudget))));
+        }
+        let item = self.body.as_mut().poll_next(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &item {
+            self.budget.fetch_sub(chunk.len() as i64, Ordering::Relaxed);
+            self.yielded = true;
+        }
+        item
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Reads the form up to its file part; the file streams from the returned value.
 pub async fn read(body: ByteStream, boundary: &str) -> Result<FormUpload, FormError> {
-    let mut r = Reader {
+    // Bytes the parser may still pull before the next part is handed to us; unlimited once the
+    // file streams (its size is the upload's business).
+    const PART_BUDGET: i64 = (MAX_FIELD + MAX_HEADERS) as i64;
+    let budget = Arc::new(AtomicI64::new(PART_BUDGET));
+    let limited = Paced {
         body,
-        buf: BytesMut::new(),
-        eof: false,
+        budget: budget.clone(),
+        yielded: false,
     };
-    let first = format!("--{boundary}");
-    let delim = format!("\r\n--{boundary}").into_bytes();
-    r.until(first.as_bytes(), MAX_FIELD).await?;
+    let mut form = multer::Multipart::new(limited, boundary);
     let mut fields = HashMap::new();
     loop {
-        // After a boundary: "--" ends the form, "\r\n" starts a part.
-        while r.buf.len() < 2 {
-            if !r.fill().await? {
-                return Err(FormError::Malformed("unexpected end"));
-            }
-        }
-        if &r.buf[..2] == b"--" {
+        budget.store(PART_BUDGET, Ordering::Relaxed);
+        let Some(mut field) = form.next_field().await.map_err(form_error)? else {
             return Err(FormError::NoFile);
-        }
-        r.until(b"\r\n", 64).await?;
-        let head = r.until(b"\r\n\r\n", MAX_HEADERS).await?;
-        let head = std::str::from_utf8(&head).map_err(|_| FormError::Malformed("headers"))?;
-        let mut name = None;
-        let mut filename = None;
-        let mut content_type = None;
-        for line in head.split("\r\n") {
-            let Some((k, v)) = line.split_once(':') else {
-                continue;
-            };
-            let k = k.trim().to_ascii_lowercase();
-            if k == "content-disposition" {
-                for p in v.split(';').skip(1) {
-                    if let Some((pk, pv)) = p.split_once('=') {
-                        let pv = pv.trim().trim_matches('"').to_string();
-                        match pk.trim() {
-                            "name" => name = Some(pv),
-                            "filename" => filename = Some(pv),
-                            _ => {}
-                        }
-                    }
+        };
+        budget.store(PART_BUDGET, Ordering::Relaxed);
+        if field.file_name().is_none() {
+            let name = field.name().unwrap_or_default().to_owned();
+            let mut value = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(form_error)? {
+                if value.len() + chunk.len() > MAX_FIELD {
+                    return Err(FormError::FieldTooLarge);
                 }
-            } else if k == "content-type" {
-                content_type = Some(v.trim().to_string());
+                value.extend_from_slice(&chunk);
             }
-        }
-        if filename.is_none() {
-            let value = r.until(&delim, MAX_FIELD).await?;
-            let value = String::from_utf8_lossy(&value).into_owned();
-            fields.insert(name.unwrap_or_default(), value);
+            fields.insert(name, String::from_utf8_lossy(&value).into_owned());
             continue;
         }
-        let file = Box::pin(futures_util::stream::unfold(
-            (r, delim, false),
-            |(mut r, delim, done)| async move {
-                if done {
-                    return None;
-                }
-                let mut from = 0;
-                loop {
-                    if let Some(i) = find(&r.buf[from..], &delim).map(|i| from + i) {
-                        let out = r.buf.split_to(i).freeze();
-                        return Some((Ok(out), (r, delim, true)));
-                    }
-                    // Everything but a possible partial delimiter at the end may go out now.
-                    let keep = delim.len() - 1;
-                    if r.buf.len() > keep + 64 * 1024 {
-                        let n = r.buf.len() - keep;
-                        let out = r.buf.split_to(n).freeze();
-                        return Some((Ok(out), (r, delim, false)));
-                    }
-                    from = r.buf.len().saturating_sub(keep);
-                    match r.fill().await {
-                        Ok(true) => continue,
-                        Ok(false) => {
-                            let e: crate::http::body::BoxError =
-                                "multipart body ended inside the file".into();
-                            return Some((Err(e), (r, delim, true)));
-                        }
-                        Err(e) => return Some((Err(e.to_string().into()), (r, delim, true))),
-                    }
-                }
-            },
-        ));
+        budget.store(i64::MAX, Ordering::Relaxed);
+        let content_type = field
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_owned());
+        let file = field.map_err(|e| -> crate::http::body::BoxError { Box::new(e) });
         return Ok(FormUpload {
             fields,
             content_type,
-            file,
+            file: Box::pin(file),
         });
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use futures_util::TryStreamExt;
+    use bytes::Bytes;
+    use futures_util::StreamExt;
 
     use super::*;
 
@@ -250,5 +184,48 @@ mod tests {
             Some("abc")
         );
         assert_eq!(boundary("text/plain"), None);
+        assert_eq!(boundary("multipart/form-data"), None);
+    }
+
+    #[tokio::test]
+    async fn a_file_from_a_body_that_is_always_ready_streams_in_chunk_sized_pieces() {
+        let head = Bytes::from_static(
+            b"--b\r\nContent-Disposition: form-data; name=\"\"; filename=\"a\"\r\n\r\n",
+        );
+        let endless =
+            futures_util::stream::iter([Ok(head)]).chain(futures_util::stream::repeat_with(|| {
+                Ok(Bytes::from(vec![7u8; 4096]))
+            }));
+        let f = read(Box::pin(endless), "b").await.unwrap();
+        let first: Vec<Bytes> = f.file.take(50).try_collect().await.unwrap();
+        assert_eq!(first.len(), 50);
+        assert!(first.iter().all(|c| c.len() <= 4096), "no read-ahead");
+    }
+
+    #[tokio::test]
+    async fn refuses_oversized_fields_and_part_headers_and_garbage() {
+        let mut big = b"--b\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n".to_vec();
+        big.extend(std::iter::repeat_n(b'x', MAX_FIELD + 1));
+        big.extend_from_slice(b"\r\n--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n\r\nabc\r\n--b--\r\n");
+        for size in [100, 1 << 20] {
+            assert!(
+                matches!(
+                    read(chunked(&big, size), "b").await,
+                    Err(FormError::FieldTooLarge)
+                ),
+                "chunk size {size}"
+            );
+        }
+        // Part headers that never end are not buffered without bound.
+        let mut endless =
+            b"--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\nX-Pad: "
+                .to_vec();
+        endless.extend(std::iter::repeat_n(b'y', 1 << 20));
+        assert!(matches!(
+            read(chunked(&endless, 1000), "b").await,
+            Err(FormError::FieldTooLarge)
+        ));
+        let garbage = b"--b\r\nno headers here\r\n\r\nabc\r\n--b--\r\n";
+        assert!(read(chunked(garbage, 5), "b").await.is_err());
     }
 }

@@ -4,6 +4,9 @@
 //! core as the caller's role. Errors are `{statusCode, error, message}`. Rejects unknown routes,
 //! malformed JSON, bad or expired tokens; a private bucket or object the caller may not see is
 //! "not found", never "forbidden".
+//! Query strings are read by `http::query` (`form_urlencoded`) and multipart bodies by `multer` (see
+//! `form`). The tus resumable-upload protocol (`tus`) stays hand-written: it is a handful of headers
+//! over the storage core's multipart uploads, less code than fitting a tus server crate to that core.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -162,23 +165,10 @@ fn route(method: &Method, path: &str) -> Option<Route> {
 }
 
 fn query(req: &Request<Incoming>) -> HashMap<String, String> {
-    req.uri()
-        .query()
-        .map(|q| {
-            q.split('&')
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                    let dec = |s: &str| {
-                        percent_encoding::percent_decode_str(&s.replace('+', " "))
-                            .decode_utf8_lossy()
-                            .into_owned()
-                    };
-                    (dec(k), dec(v))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    // A repeated name: the last value wins.
+    crate::http::query::pairs(req.uri().query().unwrap_or(""))
+        .into_iter()
+        .collect()
 }
 
 fn ok(v: Value) -> ApiResult {

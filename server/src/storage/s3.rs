@@ -5,7 +5,8 @@
 //! Unsigned or wrongly signed requests are refused by s3s before any operation runs; an invalid or
 //! expired session token is refused with AccessDenied before any operation runs.
 //! Operations not listed in `impl S3 for S3Door` answer NotImplemented (s3s's default). Errors carry
-//! S3's codes.
+//! S3's codes. SigV4 (the canonical request, built from the raw query and headers) is s3s's; the
+//! session token is read through `http::query`, with the same form rules s3s reads that query by.
 
 use std::{
     pin::Pin,
@@ -45,14 +46,11 @@ fn session_token(headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
     if let Some(v) = headers.get("x-amz-security-token") {
         return v.to_str().ok().map(str::to_string);
     }
-    uri.query()?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        k.eq_ignore_ascii_case("X-Amz-Security-Token").then(|| {
-            percent_encoding::percent_decode_str(v)
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-    })
+    // Decoded as s3s decodes the same query (form rules), so both read one token.
+    crate::http::query::pairs(uri.query()?)
+        .into_iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("X-Amz-Security-Token"))
+        .map(|(_, v)| v)
 }
 
 /// Secrets for SigV4 verification: the fixed S3 session key when a session token rides along (as
