@@ -221,8 +221,8 @@ test('a reload finds the pending writes and the copy, and opens while offline', 
   await again.removeAllChannels();
 });
 
-test('a doska without the localStore table: open rejects with a clear error', async () => {
-  const bare = await startDoska({});
+test('a doska that does not expose public (no localStore table in reach): open rejects with a clear error', async () => {
+  const bare = await startDoska({ migrations: { '0001_api.sql': 'create schema api;' }, args: ['--db-schemas', 'api'] });
   try {
     const a = await user(bare);
     await assert.rejects(a.localStore('prefs'), /localStore\(prefs\): .*doska_local_store/);

@@ -1,24 +1,22 @@
-// Shared by the sync suites (realtime, offline, localStore, import): a live doska with the
-// localStore table fixture and the given migrations, clients on `ws`, users, and polling.
-import { readFile } from 'node:fs/promises';
+// Shared by the sync suites (realtime, offline, localStore, import): a live doska (every doska has
+// the localStore table: an internal migration) with the given migrations, clients on `ws`, users,
+// and polling.
 import WebSocket from 'ws';
 import { startDoska } from '../../server/tests/js/harness.mjs';
 import { createClient, memoryStorage } from '../src/index.js';
 
 export { WebSocket, createClient, memoryStorage };
 
-const fixture = readFile(new URL('./fixtures/local_store.sql', import.meta.url), 'utf8');
-
 const probe = `create table public.sync_probe (id serial primary key);
 alter publication supabase_realtime add table public.sync_probe;`;
 
 /**
- * doska with the localStore table and `migrations` ({'0002_x.sql': sql}), once its realtime
+ * doska with `migrations` ({'0002_x.sql': sql}), once its realtime
  * pipeline runs: the replication slot is made just after doska starts listening, and a change
  * committed before it exists is never streamed. So write until a change arrives.
  */
 export async function start(migrations = {}, args = []) {
-  const d = await startDoska({ migrations: { '0000_probe.sql': probe, '0001_local_store.sql': await fixture, ...migrations }, args });
+  const d = await startDoska({ migrations: { '0000_probe.sql': probe, ...migrations }, args });
   const service = createClient(d.url, d.serviceKey, { WebSocket });
   let seen = false;
   const ch = service.channel('probe').on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'sync_probe' }, () => (seen = true));

@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), `migrate`, `keys`, `s3-keys`, `config`,
-//! `policies apply|check|diff|test`, `school create`. Parses flags, env vars and the
+//! `policies apply|check|diff|test`, `gen types`, `school create`. Parses flags, env vars and the
 //! config file into one `Config`, sets up logging, runs the command and turns any failure into one
 //! line on stderr and a non-zero exit — never a backtrace.
 
@@ -46,9 +46,19 @@ pub enum Command {
         #[command(subcommand)]
         action: PoliciesAction,
     },
+    /// Generate code from the database (attaches to a running serve's database).
+    #[command(subcommand)]
+    Gen(GenAction),
     /// TeacherUchit: register a school and appoint its first admin (attaches like `policies`).
     #[command(subcommand)]
     School(SchoolAction),
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GenAction {
+    /// Print TypeScript types of the exposed schemas (--db-schemas) in the shape `supabase gen
+    /// types typescript` prints: `export type Database = …`.
+    Types,
 }
 
 #[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
@@ -163,6 +173,7 @@ pub fn main() -> ExitCode {
             Command::Keys => keys(&config),
             Command::S3Keys(action) => s3_keys(config, action).await,
             Command::Policies { action } => policies(config, action).await,
+            Command::Gen(GenAction::Types) => gen_types(config).await,
             Command::School(action) => school(config, action).await,
             Command::Config => unreachable!("handled before the runtime starts"),
         }
@@ -245,6 +256,22 @@ async fn migrate(config: Config) -> Result<(), String> {
     for name in applied {
         println!("applied {name}");
     }
+    Ok(())
+}
+
+/// Prints the TypeScript types of the exposed schemas, after pending migrations (as `s3-keys`).
+async fn gen_types(config: Config) -> Result<(), String> {
+    let text = with_database(&config, async |database, secret| {
+        startup::prepare(&config, database, secret)
+            .await
+            .map_err(|e| e.to_string())?;
+        let client = database.admin_client().await.map_err(|e| e.to_string())?;
+        crate::typegen::generate(&client, &config.db_schemas)
+            .await
+            .map_err(|e| crate::db::migrate::describe(&e))
+    })
+    .await?;
+    print!("{text}");
     Ok(())
 }
 

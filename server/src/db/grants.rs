@@ -14,15 +14,7 @@ pub async fn apply_default_grants(
     mode: DefaultGrants,
     schemas: &[String],
 ) -> Result<(), tokio_postgres::Error> {
-    let existing: Vec<String> = client
-        .query(
-            "select nspname::text from pg_namespace where nspname = any($1)",
-            &[&schemas],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let existing = super::existing_schemas(client, schemas).await?;
     let mut sql = String::new();
     for schema in existing {
         let s = quote_ident(&schema);

@@ -31,6 +31,14 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0010_storage_cached_lookups",
         include_str!("internal/0010_storage_cached_lookups.sql"),
     ),
+    (
+        "0011_idempotency",
+        include_str!("internal/0011_idempotency.sql"),
+    ),
+    (
+        "0012_local_store",
+        include_str!("internal/0012_local_store.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -23,6 +23,22 @@ pub fn quote_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
+/// Those of `schemas` that exist, in the order PostgreSQL returns them.
+pub async fn existing_schemas(
+    client: &impl tokio_postgres::GenericClient,
+    schemas: &[String],
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    Ok(client
+        .query(
+            "select nspname::text from pg_namespace where nspname = any($1)",
+            &[&schemas],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -11,7 +11,8 @@ use crate::config::CorsOrigins;
 pub const EXPOSED: &str = "Content-Range, Content-Length, Content-Type, Content-Location, \
     Preference-Applied, Location, ETag, X-Total-Count, Link, X-Request-Id, Range-Unit, \
     Upload-Offset, Upload-Length, Upload-Metadata, Tus-Resumable, Tus-Version, Tus-Max-Size, \
-    Tus-Extension, X-Supabase-Api-Version, Retry-After, Last-Modified, Cache-Control";
+    Tus-Extension, X-Supabase-Api-Version, Retry-After, Last-Modified, Cache-Control, \
+    Idempotent-Replayed";
 
 const METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 

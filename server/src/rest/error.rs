@@ -33,6 +33,8 @@ pub enum RequestError {
     InvalidPath,
     /// PGRST413 (local): the body exceeds the size limit.
     BodyTooLarge,
+    /// PGRST410 (local): an `Idempotency-Key` that is empty, longer than 255 or not text.
+    InvalidIdempotencyKey,
 }
 
 /// Errors of the planning stage (PGRST1xx, PGRST2xx, 42703).
@@ -138,6 +140,8 @@ pub enum RestError {
     },
     /// PGRST002: the schema cache is not loaded.
     SchemaCacheNotLoaded,
+    /// PGRST411 (local): the `Idempotency-Key` was used before with another request.
+    IdempotencyKeyReused,
     /// A custom error raised with SQLSTATE 'PGRST': status, body and headers chosen in SQL.
     Custom {
         status: u16,
@@ -185,6 +189,7 @@ impl RequestError {
             RequestError::InvalidPreferences(_) => 400,
             RequestError::InvalidPath => 404,
             RequestError::BodyTooLarge => 413,
+            RequestError::InvalidIdempotencyKey => 400,
         }
     }
     fn body(&self) -> Value {
@@ -244,6 +249,12 @@ impl RequestError {
             RequestError::BodyTooLarge => {
                 body("PGRST413", "The request body is too large", None, None)
             }
+            RequestError::InvalidIdempotencyKey => body(
+                "PGRST410",
+                "Invalid Idempotency-Key header",
+                Some(json!("The key must be 1 to 255 characters of text")),
+                None,
+            ),
         }
     }
 }
@@ -401,6 +412,7 @@ impl RestError {
                 }
             }
             RestError::SchemaCacheNotLoaded => 503,
+            RestError::IdempotencyKeyReused => 422,
             RestError::Custom { status, .. } => *status,
         }
     }
@@ -440,6 +452,14 @@ impl RestError {
                 "Could not query the database for the schema cache. Retrying.",
                 None,
                 None,
+            ),
+            RestError::IdempotencyKeyReused => body(
+                "PGRST411",
+                "Idempotency-Key was already used with another request",
+                Some(json!(
+                    "A key names one request: the same method, path, query, headers and body"
+                )),
+                Some("Send a new key for a new request".into()),
             ),
             RestError::Custom { body, .. } => body.clone(),
         }

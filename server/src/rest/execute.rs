@@ -6,9 +6,13 @@
 use bytes::BytesMut;
 use tokio_postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
 
+use http::Response;
+
 use super::error::{DbError, RestError};
+use super::idempotency::{Claim, Idempotency};
 use super::sql::Statement;
 use crate::db::caller::{RequestInfo, RequestTx, TxError};
+use crate::http::body::Body;
 use crate::jwt::Caller;
 
 /// A parameter sent as text with type `unknown`: PostgreSQL types it from where it is used, as it
@@ -154,21 +158,46 @@ async fn run_read(req: ExecRequest<'_>, stmt: &Statement) -> Result<Outcome, Res
     Ok(outcome(&rows, None))
 }
 
+/// Runs the statement and answers with `render`'s response. With an `Idempotency-Key`, the key is
+/// claimed first in the same transaction (a stored answer is sent again instead of running) and the
+/// answer is stored beside it before the commit.
 pub async fn run(
     req: ExecRequest<'_>,
     stmt: &Statement,
     guards: Guards,
-) -> Result<Outcome, RestError> {
-    if req.read_only && stmt.explain.is_none() && req.session.timezone.is_none() {
+    idem: Option<&Idempotency>,
+    render: impl FnOnce(Outcome) -> Result<Response<Body>, RestError>,
+) -> Result<Response<Body>, RestError> {
+    if idem.is_none() && req.read_only && stmt.explain.is_none() && req.session.timezone.is_none() {
         let outcome = run_read(req, stmt).await?;
         if guards.singular && outcome.page_total != 1 {
             return Err(RestError::Singular {
                 rows: outcome.page_total,
             });
         }
-        return Ok(outcome);
+        return render(outcome);
     }
     let (tx, anonymous) = req.begin().await?;
+    if let Some(idem) = idem {
+        let claim = match idem.begin(tx.client()).await {
+            Ok(claim) => claim,
+            Err(e) => {
+                tx.rollback().await.ok();
+                return Err(db_error(&e, anonymous));
+            }
+        };
+        match claim {
+            Claim::New => {}
+            Claim::Replay(res) => {
+                tx.rollback().await.ok();
+                return Ok(res);
+            }
+            Claim::Conflict => {
+                tx.rollback().await.ok();
+                return Err(RestError::IdempotencyKeyReused);
+            }
+        }
+    }
     let planned = match &stmt.explain {
         Some((sql, params)) => match planned_rows(tx.client(), sql, params).await {
             Ok(n) => Some(n),
@@ -216,13 +245,30 @@ pub async fn run(
             max,
         });
     }
+    let res = match render(outcome) {
+        Ok(res) => res,
+        Err(e) => {
+            tx.rollback().await.ok();
+            return Err(e);
+        }
+    };
+    let res = match idem {
+        Some(idem) if !guards.rollback => match idem.finish(tx.client(), res).await {
+            Ok(res) => res,
+            Err(e) => {
+                tx.rollback().await.ok();
+                return Err(db_error(&e, anonymous));
+            }
+        },
+        _ => res,
+    };
     let end = if guards.rollback {
         tx.rollback().await
     } else {
         tx.commit().await
     };
     end.map_err(|e| tx_error(e, anonymous))?;
-    Ok(outcome)
+    Ok(res)
 }
 
 /// `EXPLAIN` of the statement, in the caller's transaction, always rolled back (ANALYZE runs it).

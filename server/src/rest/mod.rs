@@ -7,6 +7,7 @@
 pub mod error;
 pub mod execute;
 pub mod grammar;
+pub mod idempotency;
 pub mod listen;
 pub mod openapi;
 pub mod plan;
@@ -77,7 +78,7 @@ impl RestState {
     }
 
     /// Keeps the schema cache fresh on `NOTIFY pgrst` (and DDL) over a dedicated connection made
-    /// from `config`, until shutdown.
+    /// from `config`, and sweeps expired idempotency keys, until shutdown.
     pub async fn listen(&self, state: &AppState, config: tokio_postgres::Config) {
         listen::install_ddl_watch(&state.admin).await;
         listen::spawn(
@@ -86,6 +87,7 @@ impl RestState {
             config,
             state.shutdown.clone(),
         );
+        idempotency::spawn_cleanup(state.admin.clone(), state.shutdown.clone());
     }
 }
 
@@ -207,7 +209,15 @@ where
                 )))
             }
         })?;
-    let payload = decode_body(&api, &bytes.to_bytes())?;
+    let bytes = bytes.to_bytes();
+    let payload = decode_body(&api, &bytes)?;
+    let idem = idempotency::from_request(
+        &parts.method,
+        &ctx.path,
+        parts.uri.query(),
+        &parts.headers,
+        &bytes,
+    )?;
     let info = RequestInfo {
         method: parts.method.as_str(),
         path: &ctx.path,
@@ -244,7 +254,8 @@ where
         pool: &state.pool,
         caller: &caller,
         info,
-        read_only: plan.read_only,
+        // Claiming an idempotency key writes its row, in the write's own transaction.
+        read_only: plan.read_only && idem.is_none(),
         statement_timeout_ms: rest.statement_timeout_ms,
     };
     if let Some(ex) = api.accept.plan {
@@ -277,13 +288,15 @@ where
         },
         rollback: tx_rollback(&cache, &mut api.prefer),
     };
-    let outcome = execute::run(exec, &stmt, guards).await?;
-    render::success(render::RenderInput {
-        plan: &plan,
-        action: api.action,
-        prefer: &api.prefer,
-        outcome,
+    execute::run(exec, &stmt, guards, idem.as_ref(), |outcome| {
+        render::success(render::RenderInput {
+            plan: &plan,
+            action: api.action,
+            prefer: &api.prefer,
+            outcome,
+        })
     })
+    .await
 }
 
 /// How the transaction ends: `pgrst.db_tx_end` (commit, commit-allow-override, rollback,
