@@ -378,23 +378,20 @@ impl RequestTx {
         self.client.as_ref().expect("transaction already finished")
     }
 
-    pub async fn commit(mut self) -> Result<(), TxError> {
+    pub async fn commit(self) -> Result<(), TxError> {
+        self.end("COMMIT").await
+    }
+
+    pub async fn rollback(self) -> Result<(), TxError> {
+        self.end("ROLLBACK").await
+    }
+
+    async fn end(mut self, statement: &str) -> Result<(), TxError> {
         let client = self.client.take().expect("transaction already finished");
-        match client.batch_execute("COMMIT").await {
+        match client.batch_execute(statement).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 // The connection's state is unknown now: do not reuse it.
-                drop(Object::take(client));
-                Err(TxError::Db(e))
-            }
-        }
-    }
-
-    pub async fn rollback(mut self) -> Result<(), TxError> {
-        let client = self.client.take().expect("transaction already finished");
-        match client.batch_execute("ROLLBACK").await {
-            Ok(()) => Ok(()),
-            Err(e) => {
                 drop(Object::take(client));
                 Err(TxError::Db(e))
             }
