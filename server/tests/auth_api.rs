@@ -296,6 +296,53 @@ async fn trigger_set_role_is_in_the_first_token() {
     assert_eq!(e.claims(access_token(&s))["role"], "authenticated");
 }
 
+/// A trigger refusing the sign-up's metadata is the client's mistake: 400 with its message, and
+/// no user is left behind.
+#[tokio::test]
+async fn a_trigger_refusing_a_sign_up_is_a_400_with_its_message() {
+    let e = env().await;
+    e.db.admin()
+        .batch_execute(
+            "create function public.check_code() returns trigger language plpgsql as $$
+             begin
+               if new.raw_user_meta_data->>'code' is distinct from 'ok' then
+                 raise exception 'a valid school code is needed' using errcode = '22023';
+               end if;
+               if new.raw_user_meta_data->>'kind' = 'nobody' then
+                 raise exception 'no such kind';
+               end if;
+               return new;
+             end $$;
+             create trigger check_code before insert on auth.users
+               for each row execute function public.check_code();",
+        )
+        .await
+        .unwrap();
+    for (data, message) in [
+        (json!({"code": "wrong"}), "a valid school code is needed"),
+        (json!({"code": "ok", "kind": "nobody"}), "no such kind"),
+    ] {
+        let r = e
+            .post(
+                "/signup",
+                json!({"email": "t@school.test", "password": "secret-123", "data": data}),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(r.json()["error_code"], "validation_failed", "{}", r.text());
+        assert_eq!(r.json()["msg"], message, "{}", r.text());
+    }
+    let n: i64 = e.db.value("select count(*) from auth.users", &[]).await;
+    assert_eq!(n, 0);
+    let r = e
+        .post(
+            "/signup",
+            json!({"email": "t@school.test", "password": "secret-123", "data": {"code": "ok"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
 #[tokio::test]
 async fn existing_email_is_refused_without_a_second_account() {
     let e = env().await;

@@ -151,9 +151,9 @@ function teacherForm(db) {
           secondary_subject: v.secondary_subject || null, institution: v.institution || null } },
       });
       if (!error) return;
-      // The sign-up trigger refuses an unknown or expired code; GoTrue's dialect reports a refusal
-      // from a trigger as an unexpected failure, so that is what it means here.
-      if ((error.status ?? 0) >= 500 || error.code === 'unexpected_failure') say(msg, 'Код школы неверный или просрочен. Уточните его у администратора школы.');
+      // The sign-up trigger refuses an unknown or expired code: doska answers 400 validation_failed
+      // with the trigger's message.
+      if (error.code === 'validation_failed' && /school code/.test(error.message)) say(msg, 'Код школы неверный или просрочен. Уточните его у администратора школы.');
       else say(msg, explain(error, error.status));
     });
   });

@@ -201,6 +201,18 @@ impl AuthError {
 
 impl From<tokio_postgres::Error> for AuthError {
     fn from(e: tokio_postgres::Error) -> Self {
+        // An app's trigger on auth.users refusing what the client sent (a wrong school code in
+        // the sign-up metadata, say) is the client's mistake: its message, as a 400. GoTrue
+        // answers every such refusal "Database error saving new user" (500).
+        if let Some(db) = e.as_db_error() {
+            match db.code().code() {
+                "P0001" // raise_exception
+                | "22023" // invalid_parameter_value
+                | "23514" // check_violation
+                => return AuthError::Validation(db.message().to_string()),
+                _ => {}
+            }
+        }
         AuthError::Internal(format!("database: {e}"))
     }
 }
