@@ -489,3 +489,39 @@ async fn a_closed_log_pipe_does_not_break_requests() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Started with a soft limit of 1,024 open files (systemd's default), doska raises it to the hard
+/// limit, so its sockets are not capped near 1,000 clients.
+#[tokio::test]
+async fn serve_raises_its_open_files_limit_to_the_hard_limit() {
+    use std::os::unix::process::CommandExt;
+    let data = common::temp_dir("cli-nofile");
+    let mig = common::temp_dir("cli-nofile-mig");
+    let mut serve = doska(&data, &mig);
+    serve.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"]);
+    // SAFETY: only setrlimit between fork and exec, on a plain struct.
+    unsafe {
+        serve.pre_exec(|| {
+            let mut l = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+            l.rlim_cur = l.rlim_max.min(1024);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+            Ok(())
+        });
+    }
+    let mut s = common::spawn_serving(serve);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", s.child.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_string();
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    // "Max open files <soft> <hard> files"
+    assert_eq!(fields[3], fields[4], "{line}");
+}

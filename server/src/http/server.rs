@@ -74,10 +74,20 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
 }
 
 /// Binds a listener on `addr` (before anything heavier starts, so a taken port fails fast).
+/// Connections the kernel queues before doska accepts them. std's 128 overflowed when 1,000
+/// clients reconnected at once (bench/soak); the kernel caps it at `net.core.somaxconn`.
+const BACKLOG: u32 = 1024;
+
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let std_listener = std::net::TcpListener::bind(addr)?;
-    std_listener.set_nonblocking(true)?;
-    TcpListener::from_std(std_listener)
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std's TcpListener::bind does on Unix: a restart may bind while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
