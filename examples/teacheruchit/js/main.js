@@ -140,6 +140,9 @@ async function show(session) {
     const { offerImport } = await import('./importer.js');
     offerImport(db, session);
   } catch (e) {
+    // Signed out while this screen was loading (a refused refresh ends the session while the
+    // screen's first reads fail with 401): the sign-in form already drawn stays.
+    if (current.uid !== uid) return;
     fill(app, h('p', { class: 'msg error', role: 'alert' }, explain(e)));
   }
 }
