@@ -7,6 +7,7 @@ pub mod checks;
 pub mod grants;
 pub mod internal;
 pub mod migrate;
+pub mod outage;
 pub mod pools;
 
 /// Advisory lock key shared by every doska migration runner (internal and app).
