@@ -1,7 +1,8 @@
 //! A full disk under storage writes: the storage dir is a small tmpfs, uploads go on until the
 //! disk is full; the upload that does not fit answers 507 `InsufficientStorage` in storage's JSON
 //! shape, leaves no row and no file behind (every object listed is whole, every file on the disk
-//! belongs to one), and once space is freed uploads work again — with no restart.
+//! belongs to one) — and S3's PutObject answers 507 `InsufficientStorage` in S3's XML (read by
+//! boto3); once space is freed uploads work again through both doors — with no restart.
 //!
 //! Mounting needs root (CI runs as root). As another user the test says why it does not run; as
 //! root a failed mount fails the test rather than skipping it.
@@ -18,6 +19,42 @@ const SECRET: &str = "storage-disk-full-secret-0123456789-0123456789";
 const DISK: &str = "4m";
 const FILLER: usize = 1536 * 1024;
 const OBJECT: usize = 256 * 1024;
+const S3_KEY: &str = "DOSKADISKFULLKEY";
+const S3_SECRET: &str = "doska-disk-full-s3-secret-key";
+
+/// boto3 puts one object of `OBJECT` bytes; prints `ok` or `<HTTP status> <S3 error code>`.
+const S3_PUT: &str = r#"
+import os, boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+s3 = boto3.client("s3", endpoint_url=os.environ["S3_URL"], region_name="us-east-1",
+    aws_access_key_id=os.environ["S3_KEY"], aws_secret_access_key=os.environ["S3_SECRET"],
+    config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+try:
+    s3.put_object(Bucket="files", Key=os.environ["S3_OBJECT"], Body=b"x" * int(os.environ["S3_SIZE"]))
+    print("ok")
+except ClientError as e:
+    print(e.response["ResponseMetadata"]["HTTPStatusCode"], e.response["Error"]["Code"])
+"#;
+
+/// An S3 PutObject through boto3 (its XML error decoded): `ok` or `<status> <code>`.
+fn s3_put(s3_url: &str, key: &str) -> String {
+    let out = Command::new("python3")
+        .args(["-c", S3_PUT])
+        .env("S3_URL", s3_url)
+        .env("S3_KEY", S3_KEY)
+        .env("S3_SECRET", S3_SECRET)
+        .env("S3_OBJECT", key)
+        .env("S3_SIZE", OBJECT.to_string())
+        .output()
+        .expect("running python3 (scripts/setup installs boto3)");
+    assert!(
+        out.status.success(),
+        "boto3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
 
 fn service_key() -> String {
     doska::jwt::sign(SECRET.as_bytes(), &json!({"role": "service_role"}))
@@ -132,12 +169,20 @@ async fn a_full_disk_answers_507_keeps_nothing_partial_and_recovers_when_space_r
     serve
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .args(["--jwt-secret", SECRET])
+        .args(["--s3-listen", "127.0.0.1:0"])
+        .args(["--s3-access-key-id", S3_KEY, "--s3-secret-access-key", S3_SECRET])
         .arg("--storage-dir")
         .arg(&storage);
     let doska = tokio::task::spawn_blocking(move || common::spawn_serving(serve))
         .await
         .unwrap();
     let url = doska.url.clone();
+    let s3_url = doska
+        .started
+        .iter()
+        .find_map(|v| v["fields"]["s3_url"].as_str())
+        .expect("the S3 listener's URL")
+        .to_string();
     let (status, body) = call(
         "POST",
         &format!("{url}/storage/v1/bucket"),
@@ -182,7 +227,14 @@ async fn a_full_disk_answers_507_keeps_nothing_partial_and_recovers_when_space_r
         "{err}"
     );
 
-    // Nothing partial: the refused object has no row, every listed object is whole, and every
+    // S3's door says the same in its XML dialect (boto3 decodes it).
+    let s3_url2 = s3_url.clone();
+    let answer = tokio::task::spawn_blocking(move || s3_put(&s3_url2, "s3-full.bin"))
+        .await
+        .unwrap();
+    assert_eq!(answer, "507 InsufficientStorage", "S3 PutObject on a full disk");
+
+    // Nothing partial: the refused objects has no row, every listed object is whole, and every
     // file on the disk (but the filler) is one listed object's bytes.
     let check_consistent = |names: Vec<String>, stored: &[(String, usize)]| {
         let want: Vec<String> = {
@@ -206,7 +258,8 @@ async fn a_full_disk_answers_507_keeps_nothing_partial_and_recovers_when_space_r
         );
     };
     check_consistent(listed(&url).await, &stored);
-    assert!(!listed(&url).await.contains(&refused_name));
+    let names = listed(&url).await;
+    assert!(!names.contains(&refused_name) && !names.contains(&"s3-full.bin".to_string()));
     for (name, n) in &stored {
         let (status, body) = call(
             "GET",
@@ -240,7 +293,16 @@ async fn a_full_disk_answers_507_keeps_nothing_partial_and_recovers_when_space_r
     .await;
     assert_eq!(status, 200);
     assert!(body == payload(n), "the retried object came back different");
-    check_consistent(listed(&url).await, &stored);
+    let s3_url2 = s3_url.clone();
+    let answer = tokio::task::spawn_blocking(move || s3_put(&s3_url2, "s3-after.bin"))
+        .await
+        .unwrap();
+    assert_eq!(answer, "ok", "S3 PutObject once space returned");
+    stored.push(("s3-after.bin".to_string(), 0));
+    let names = listed(&url).await;
+    let blobs = files_under(&storage).len();
+    assert_eq!(names.len(), stored.len(), "{names:?}");
+    assert_eq!(blobs, stored.len(), "one file per object after recovery");
 
     let mut child = doska.child;
     // SAFETY: our child.
