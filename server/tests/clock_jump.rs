@@ -147,7 +147,10 @@ async fn a_token_valid_before_a_forward_clock_jump_is_refused_after_it_and_refre
     assert_eq!(refused.1["code"], "PGRST303", "{}", refused.1);
     assert_eq!(refused.1["message"], "JWT expired", "{}", refused.1);
     let (status, body) = call("GET", &user, &access, Value::Null).await;
-    assert!(status == 401 || status == 403, "auth took an expired token: {status} {body}");
+    assert!(
+        status == 401 || status == 403,
+        "auth took an expired token: {status} {body}"
+    );
 
     // The refresh token still works, and its new access token is dated on the new clock.
     let (status, renewed) = call(

@@ -64,21 +64,19 @@ async fn insert(url: &str, key: &str, id: i64) -> u16 {
         ("prefer", "return=minimal"),
     ];
     let target = format!("{url}/rest/v1/items");
-    let req = common::request(
-        "POST",
-        &target,
-        &headers,
-        format!("{{\"id\":{id}}}"),
-    );
+    let req = common::request("POST", &target, &headers, format!("{{\"id\":{id}}}"));
     tokio::time::timeout(Duration::from_secs(60), req)
         .await
         .map_or(0, |r| r.status)
 }
 
 async fn health(url: &str) -> u16 {
-    tokio::time::timeout(Duration::from_secs(10), common::get(&format!("{url}/health")))
-        .await
-        .map_or(0, |r| r.status)
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        common::get(&format!("{url}/health")),
+    )
+    .await
+    .map_or(0, |r| r.status)
 }
 
 /// Polls `/health` until it answers `want`.
@@ -232,7 +230,10 @@ async fn wait_seen(seen: &Mutex<Vec<i64>>, want: &[i64], log: &Mutex<String>) {
     loop {
         let missing: Vec<i64> = {
             let got: HashSet<i64> = seen.lock().unwrap().iter().copied().collect();
-            want.iter().copied().filter(|id| !got.contains(id)).collect()
+            want.iter()
+                .copied()
+                .filter(|id| !got.contains(id))
+                .collect()
         };
         if missing.is_empty() {
             return;
@@ -263,7 +264,10 @@ async fn a_killed_embedded_postgres_is_restarted_and_nothing_acknowledged_is_los
     // Changes committed before the slot's consistent point are never decoded.
     wait_log(&log, "streaming changes from the replication slot").await;
 
-    let (stop_writer, stop_subscriber) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (stop_writer, stop_subscriber) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
     let seen = Arc::new(Mutex::new(Vec::new()));
     let subscriber = spawn_subscriber(&url, stop_subscriber.clone(), seen.clone()).await;
     let writes = Arc::new(Mutex::new(Writes::default()));
@@ -301,7 +305,11 @@ async fn a_killed_embedded_postgres_is_restarted_and_nothing_acknowledged_is_los
     subscriber.await.unwrap();
     let seen = seen.lock().unwrap().clone();
     let unique: HashSet<i64> = seen.iter().copied().collect();
-    assert_eq!(unique.len(), seen.len(), "a change delivered twice: {seen:?}");
+    assert_eq!(
+        unique.len(),
+        seen.len(),
+        "a change delivered twice: {seen:?}"
+    );
 
     // The outage is logged, not once per request.
     let text = log.lock().unwrap().clone();
@@ -316,7 +324,10 @@ async fn a_killed_embedded_postgres_is_restarted_and_nothing_acknowledged_is_los
     assert!(!text.contains(SECRET), "the JWT secret reached the log");
 
     let status = stop_doska(doska);
-    assert!(status.success(), "doska exits cleanly after recovery: {status}");
+    assert!(
+        status.success(),
+        "doska exits cleanly after recovery: {status}"
+    );
     let _ = std::fs::remove_dir_all(&data);
 }
 
@@ -341,11 +352,13 @@ async fn an_embedded_postgres_that_keeps_dying_makes_doska_exit_non_zero() {
             log.lock().unwrap()
         );
         // Kill each new postmaster once it serves.
-        let pid = postmaster_pid(&data);
-        if pid.is_some() && pid != last && health(&url).await == 200 {
-            sigkill(pid.unwrap());
+        if let Some(pid) = postmaster_pid(&data)
+            && Some(pid) != last
+            && health(&url).await == 200
+        {
+            sigkill(pid);
             kills += 1;
-            last = pid;
+            last = Some(pid);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
@@ -359,7 +372,10 @@ async fn an_embedded_postgres_that_keeps_dying_makes_doska_exit_non_zero() {
     // Nothing left running on the cluster.
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while postmaster_alive(&data) {
-        assert!(tokio::time::Instant::now() < deadline, "PostgreSQL left running");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "PostgreSQL left running"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let _ = std::fs::remove_dir_all(&data);
@@ -416,7 +432,10 @@ async fn an_external_database_that_stops_and_starts_again_is_served_without_a_re
     wait_health(&url, 200, &log).await;
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while insert(&url, &key, 2).await != 201 {
-        assert!(tokio::time::Instant::now() < deadline, "writes never worked again");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "writes never worked again"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(insert(&url, &key, 3).await, 201);

@@ -67,7 +67,13 @@ impl Mount {
     fn tmpfs(at: &Path, size: &str) -> Mount {
         std::fs::create_dir_all(at).unwrap();
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
             .arg(at)
             .output()
             .expect("running mount");
@@ -147,16 +153,16 @@ async fn listed(url: &str) -> Vec<String> {
 }
 
 fn payload(n: usize) -> Vec<u8> {
-    (0..OBJECT).map(|i| ((i * 31 + n * 7) % 251) as u8).collect()
+    (0..OBJECT)
+        .map(|i| ((i * 31 + n * 7) % 251) as u8)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_answers_507_keeps_nothing_partial_and_recovers_when_space_returns() {
     // SAFETY: geteuid only reads this process's credentials.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!(
-            "skipped: mounting the small tmpfs this test fills needs root (CI runs as root)"
-        );
+        eprintln!("skipped: mounting the small tmpfs this test fills needs root (CI runs as root)");
         return;
     }
     let data = common::temp_dir("disk-full");
@@ -165,12 +171,21 @@ async fn a_full_disk_answers_507_keeps_nothing_partial_and_recovers_when_space_r
     let filler = storage.join("filler");
     std::fs::write(&filler, vec![0u8; FILLER]).unwrap();
 
-    let mut serve = common::doska(&data, &data.join("no-migrations"), &data.join("no-policies"));
+    let mut serve = common::doska(
+        &data,
+        &data.join("no-migrations"),
+        &data.join("no-policies"),
+    );
     serve
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .args(["--jwt-secret", SECRET])
         .args(["--s3-listen", "127.0.0.1:0"])
-        .args(["--s3-access-key-id", S3_KEY, "--s3-secret-access-key", S3_SECRET])
+        .args([
+            "--s3-access-key-id",
+            S3_KEY,
+            "--s3-secret-access-key",
+            S3_SECRET,
+        ])
         .arg("--storage-dir")
         .arg(&storage);
     let doska = tokio::task::spawn_blocking(move || common::spawn_serving(serve))
@@ -222,17 +237,17 @@ async fn a_full_disk_answers_507_keeps_nothing_partial_and_recovers_when_space_r
     let err = json_of(&body);
     assert_eq!(err["error"], "InsufficientStorage", "{err}");
     assert_eq!(err["statusCode"], "507", "{err}");
-    assert!(
-        err["message"].as_str().unwrap().contains("full"),
-        "{err}"
-    );
+    assert!(err["message"].as_str().unwrap().contains("full"), "{err}");
 
     // S3's door says the same in its XML dialect (boto3 decodes it).
     let s3_url2 = s3_url.clone();
     let answer = tokio::task::spawn_blocking(move || s3_put(&s3_url2, "s3-full.bin"))
         .await
         .unwrap();
-    assert_eq!(answer, "507 InsufficientStorage", "S3 PutObject on a full disk");
+    assert_eq!(
+        answer, "507 InsufficientStorage",
+        "S3 PutObject on a full disk"
+    );
 
     // Nothing partial: the refused objects has no row, every listed object is whole, and every
     // file on the disk (but the filler) is one listed object's bytes.
