@@ -84,6 +84,21 @@ pub enum StorageError {
     Db(TxError),
     #[error("storage I/O failed: {0}")]
     Io(std::io::Error),
+    /// The file store's disk (or the account's quota) is full; the write kept nothing.
+    #[error("The storage disk is full: nothing was stored; retry once space is freed")]
+    DiskFull,
+}
+
+impl StorageError {
+    /// The database could not be reached (down, restarting): the client may retry.
+    pub fn is_db_unavailable(&self) -> bool {
+        matches!(self, StorageError::Db(e) if e.is_unavailable())
+    }
+}
+
+/// ENOSPC (no space left on device) or EDQUOT (disk quota exceeded).
+fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 impl From<TxError> for StorageError {
@@ -103,7 +118,11 @@ impl From<tokio_postgres::Error> for StorageError {
 
 impl From<std::io::Error> for StorageError {
     fn from(e: std::io::Error) -> Self {
-        StorageError::Io(e)
+        if is_disk_full(&e) {
+            StorageError::DiskFull
+        } else {
+            StorageError::Io(e)
+        }
     }
 }
 
@@ -734,7 +753,7 @@ fn write_error(e: WriteError, limit: Option<u64>) -> StorageError {
             limit: limit.unwrap_or(0),
         },
         WriteError::Body(b) => StorageError::Body(b.to_string()),
-        WriteError::Io(e) => StorageError::Io(e),
+        WriteError::Io(e) => e.into(),
     }
 }
 
