@@ -808,3 +808,7 @@ pub fn split_key(k: &str) -> Vec<String> {
     parts.push(cur);
     parts
 }
+
+#[cfg(test)]
+#[path = "grammar_props.rs"]
+mod props;
