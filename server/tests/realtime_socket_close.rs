@@ -73,7 +73,9 @@ where
             Err(_) => panic!("no close frame; system messages so far: {systems:?}"),
             Ok(None) => panic!("the stream ended without a close frame: {systems:?}"),
             Ok(Some(Err(e))) => {
-                panic!("the connection failed instead of closing ({e}); system messages: {systems:?}")
+                panic!(
+                    "the connection failed instead of closing ({e}); system messages: {systems:?}"
+                )
             }
             Ok(Some(Ok(Message::Text(t)))) => {
                 let v: Value = serde_json::from_str(t.as_str()).expect("a JSON frame");
@@ -89,7 +91,9 @@ where
     };
     match tokio::time::timeout(PROMPTLY, ws.next()).await {
         Ok(None) => {}
-        Ok(Some(Err(e))) => panic!("after the close frame the connection was not closed cleanly: {e}"),
+        Ok(Some(Err(e))) => {
+            panic!("after the close frame the connection was not closed cleanly: {e}")
+        }
         Ok(Some(Ok(m))) => panic!("a message after the close frame: {m:?}"),
         Err(_) => panic!("the server did not close the connection after its close frame"),
     }
@@ -98,53 +102,56 @@ where
 
 fn system_error(systems: &[Value], needle: &str) {
     assert!(
-        systems.iter().any(|s| s["status"] == "error"
-            && s["message"].as_str().is_some_and(|m| m.contains(needle))),
+        systems
+            .iter()
+            .any(|s| s["status"] == "error"
+                && s["message"].as_str().is_some_and(|m| m.contains(needle))),
         "expected a system error containing {needle:?}, got {systems:?}"
     );
 }
 
+/// A fresh socket sends `frames` at once: it must get a `system` error containing `needle`, then
+/// a close frame with `code`, then a clean TCP close. Returns the server (alive while held).
+async fn expect_error_close(
+    frames: impl IntoIterator<Item = Message>,
+    needle: &str,
+    code: CloseCode,
+) -> (common::TestDb, Arc<Hub>) {
+    let (db, url, hub) = serve().await;
+    let mut ws = connect(&db, &url).await;
+    blast(&mut ws, frames).await;
+    let (systems, got) = until_close(&mut ws).await;
+    system_error(&systems, needle);
+    assert_eq!(got, code);
+    (db, hub)
+}
+
 #[tokio::test]
 async fn a_heartbeat_flood_gets_an_error_and_close_1008() {
-    let (db, url, _hub) = serve().await;
-    let mut ws = connect(&db, &url).await;
     let frames = (0..1000).map(|i| {
         Message::text(json!([null, i.to_string(), "phoenix", "heartbeat", {}]).to_string())
     });
-    blast(&mut ws, frames).await;
-    let (systems, code) = until_close(&mut ws).await;
-    system_error(&systems, "too many messages");
-    assert_eq!(code, CloseCode::Policy);
+    expect_error_close(frames, "too many messages", CloseCode::Policy).await;
 }
 
 #[tokio::test]
 async fn a_join_burst_gets_an_error_and_close_1008() {
-    let (db, url, hub) = serve().await;
-    let mut ws = connect(&db, &url).await;
     let frames = (0..1000).map(|i| {
         let r = i.to_string();
         Message::text(
             json!([r, r, format!("realtime:burst-{i}"), "phx_join", {"config": {}}]).to_string(),
         )
     });
-    blast(&mut ws, frames).await;
-    let (systems, code) = until_close(&mut ws).await;
-    system_error(&systems, "too many messages");
-    assert_eq!(code, CloseCode::Policy);
+    let (_db, hub) = expect_error_close(frames, "too many messages", CloseCode::Policy).await;
     assert_eq!(hub.channels(), 0, "the burst's channels left the hub");
 }
 
 #[tokio::test]
 async fn an_oversize_frame_gets_an_error_and_close_1009() {
-    let (db, url, _hub) = serve().await;
-    let mut ws = connect(&db, &url).await;
     // Frames over 4× --realtime-max-message-bytes (256 KiB by default) close the socket.
     let huge = "x".repeat(2 * 1024 * 1024);
     let frame = json!([null, "1", "phoenix", "heartbeat", {"pad": huge}]).to_string();
-    blast(&mut ws, [Message::text(frame)]).await;
-    let (systems, code) = until_close(&mut ws).await;
-    system_error(&systems, "too large");
-    assert_eq!(code, CloseCode::Size);
+    expect_error_close([Message::text(frame)], "too large", CloseCode::Size).await;
 }
 
 #[tokio::test]

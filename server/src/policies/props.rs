@@ -80,8 +80,28 @@ fn file() -> impl Strategy<Value = String> {
 }
 
 const PATTERN_TOKENS: &[&str] = &[
-    "/", ":", "*", "**", "{", "}", "{auth.uid}", "{jwt.a.b}", "{jwt.}", "{school}",
-    "{school:uuid}", "{n:int}", "{x:float}", "{A}", "{a.b}", "a", "b", ".", "-", "'", "\\", "é",
+    "/",
+    ":",
+    "*",
+    "**",
+    "{",
+    "}",
+    "{auth.uid}",
+    "{jwt.a.b}",
+    "{jwt.}",
+    "{school}",
+    "{school:uuid}",
+    "{n:int}",
+    "{x:float}",
+    "{A}",
+    "{a.b}",
+    "a",
+    "b",
+    ".",
+    "-",
+    "'",
+    "\\",
+    "é",
     " ",
 ];
 

@@ -20,14 +20,12 @@ use http::{HeaderMap, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{
     CloseFrame, Role, WebSocketConfig, frame::coding::CloseCode,
 };
-use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::{
-    Error as WsError, Message, handshake::derive_accept_key,
-};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, handshake::derive_accept_key};
 
 use super::authorize::{self, ChannelPermissions};
 use super::hub::{ChanId, Hub, Membership};
@@ -342,7 +340,10 @@ where
 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
-    if tokio::time::timeout_at(deadline, io.shutdown()).await.is_err() {
+    if tokio::time::timeout_at(deadline, io.shutdown())
+        .await
+        .is_err()
+    {
         return;
     }
     let mut buf = [0u8; 8 * 1024];

@@ -309,7 +309,8 @@ fn field() -> impl Strategy<Value = Field> {
             JsonOp::Arrow(k)
         }
     });
-    (name(), prop::collection::vec(op, 0..3)).prop_map(|(name, json_path)| Field { name, json_path })
+    (name(), prop::collection::vec(op, 0..3))
+        .prop_map(|(name, json_path)| Field { name, json_path })
 }
 
 fn cast() -> impl Strategy<Value = String> {
@@ -372,14 +373,16 @@ fn select() -> impl Strategy<Value = Vec<SelectItem>> {
             any::<bool>(),
             prop::collection::vec(inner, 0..4),
         )
-            .prop_map(|(alias, name, hint, join, spread, select)| SelectItem::Embed {
-                alias: if spread { None } else { alias },
-                name,
-                hint,
-                join,
-                spread,
-                select,
-            })
+            .prop_map(
+                |(alias, name, hint, join, spread, select)| SelectItem::Embed {
+                    alias: if spread { None } else { alias },
+                    name,
+                    hint,
+                    join,
+                    spread,
+                    select,
+                },
+            )
     });
     prop::collection::vec(tree, 1..5)
 }
@@ -442,30 +445,23 @@ fn filter() -> impl Strategy<Value = Filter> {
     })
 }
 
-fn logic() -> impl Strategy<Value = LogicTree> {
-    let leaf = filter().prop_map(LogicTree::Filter);
-    let tree = leaf.prop_recursive(4, 24, 4, |inner| {
-        (
-            any::<bool>(),
-            any::<bool>(),
-            prop::collection::vec(inner, 1..4),
-        )
-            .prop_map(|(negated, or, children)| LogicTree::Expr {
-                negated,
-                op: if or { LogicOp::Or } else { LogicOp::And },
-                children,
-            })
-    });
+/// `[not.]and(…)` / `[not.]or(…)` over 1 to 3 of `children`.
+fn expr(children: impl Strategy<Value = LogicTree>) -> impl Strategy<Value = LogicTree> {
     (
         any::<bool>(),
         any::<bool>(),
-        prop::collection::vec(tree, 1..4),
+        prop::collection::vec(children, 1..4),
     )
         .prop_map(|(negated, or, children)| LogicTree::Expr {
             negated,
             op: if or { LogicOp::Or } else { LogicOp::And },
             children,
         })
+}
+
+fn logic() -> impl Strategy<Value = LogicTree> {
+    let leaf = filter().prop_map(LogicTree::Filter);
+    expr(leaf.prop_recursive(4, 24, 4, expr))
 }
 
 fn order() -> impl Strategy<Value = Vec<OrderTerm>> {
@@ -502,7 +498,9 @@ fn assert_client_error(e: &RestError) {
     assert!((400..500).contains(&status), "{status} for {e:?}");
     let body = e.body();
     assert!(
-        body["code"].as_str().is_some_and(|c| c.starts_with("PGRST")),
+        body["code"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("PGRST")),
         "{body}"
     );
     assert!(body["message"].is_string(), "{body}");
@@ -511,10 +509,58 @@ fn assert_client_error(e: &RestError) {
 // ---- token soup: strings near the grammar, so the parser goes deep before failing ----
 
 const TOKENS: &[&str] = &[
-    "a", "b", "col", "rel", "count", "not", "and", "or", "*", "...", ",", ".", ":", "::", "(",
-    ")", "()", "!", "!inner", "!left", "\"", "\\", "->", "->>", "-", ">", "{", "}", "eq.",
-    "in.", "is.", "fts", "(any)", "(all)", "not.", "and(", "or(", "asc", "desc", "nullsfirst",
-    "sum()", ".count()", "int", "[]", " ", "1", "-1", "é", "\u{1F600}", "\u{0}", "%", "null",
+    "a",
+    "b",
+    "col",
+    "rel",
+    "count",
+    "not",
+    "and",
+    "or",
+    "*",
+    "...",
+    ",",
+    ".",
+    ":",
+    "::",
+    "(",
+    ")",
+    "()",
+    "!",
+    "!inner",
+    "!left",
+    "\"",
+    "\\",
+    "->",
+    "->>",
+    "-",
+    ">",
+    "{",
+    "}",
+    "eq.",
+    "in.",
+    "is.",
+    "fts",
+    "(any)",
+    "(all)",
+    "not.",
+    "and(",
+    "or(",
+    "asc",
+    "desc",
+    "nullsfirst",
+    "sum()",
+    ".count()",
+    "int",
+    "[]",
+    " ",
+    "1",
+    "-1",
+    "é",
+    "\u{1F600}",
+    "\u{0}",
+    "%",
+    "null",
 ];
 
 fn soup(max: usize) -> impl Strategy<Value = String> {
@@ -522,10 +568,46 @@ fn soup(max: usize) -> impl Strategy<Value = String> {
 }
 
 const QUERY_TOKENS: &[&str] = &[
-    "select=", "order=", "or=", "and=", "not.or=", "a.or=", "limit=", "offset=", "columns=",
-    "on_conflict=", "col=", "rel.col=", "a->b=", "&", "=", "%", "%2", "%22", "%28", "%29",
-    "%00", "%FF", "+", "eq.", "in.(", "is.null", ")", "(", ",", "\"", "1", "-1",
-    "99999999999999999999", "*", "rel(*)", "not.", "cs.{", "}", "fts(english).", "é",
+    "select=",
+    "order=",
+    "or=",
+    "and=",
+    "not.or=",
+    "a.or=",
+    "limit=",
+    "offset=",
+    "columns=",
+    "on_conflict=",
+    "col=",
+    "rel.col=",
+    "a->b=",
+    "&",
+    "=",
+    "%",
+    "%2",
+    "%22",
+    "%28",
+    "%29",
+    "%00",
+    "%FF",
+    "+",
+    "eq.",
+    "in.(",
+    "is.null",
+    ")",
+    "(",
+    ",",
+    "\"",
+    "1",
+    "-1",
+    "99999999999999999999",
+    "*",
+    "rel(*)",
+    "not.",
+    "cs.{",
+    "}",
+    "fts(english).",
+    "é",
 ];
 
 fn query_soup() -> impl Strategy<Value = String> {
@@ -533,13 +615,51 @@ fn query_soup() -> impl Strategy<Value = String> {
 }
 
 const HEADER_TOKENS: &[&str] = &[
-    "return=", "minimal", "representation", "headers-only", "count=", "exact", "planned",
-    "resolution=", "merge-duplicates", "missing=default", "tx=", "commit", "rollback",
-    "handling=strict", "handling=lenient", "max-affected=", "-1", "5", "timezone=", "UTC",
-    "params=single-object", ",", ";", "=", " ", "application/json", "text/csv", "*/*",
-    "application/vnd.pgrst.object+json", "application/vnd.pgrst.plan", "+json", "+text",
-    "for=", "\"", "options=", "analyze|verbose", "nulls=stripped", "items=", "0", "-", "10",
-    "text/plain", "application/x-www-form-urlencoded", "bogus/type", "99999999999999999999",
+    "return=",
+    "minimal",
+    "representation",
+    "headers-only",
+    "count=",
+    "exact",
+    "planned",
+    "resolution=",
+    "merge-duplicates",
+    "missing=default",
+    "tx=",
+    "commit",
+    "rollback",
+    "handling=strict",
+    "handling=lenient",
+    "max-affected=",
+    "-1",
+    "5",
+    "timezone=",
+    "UTC",
+    "params=single-object",
+    ",",
+    ";",
+    "=",
+    " ",
+    "application/json",
+    "text/csv",
+    "*/*",
+    "application/vnd.pgrst.object+json",
+    "application/vnd.pgrst.plan",
+    "+json",
+    "+text",
+    "for=",
+    "\"",
+    "options=",
+    "analyze|verbose",
+    "nulls=stripped",
+    "items=",
+    "0",
+    "-",
+    "10",
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "bogus/type",
+    "99999999999999999999",
 ];
 
 fn header_soup() -> impl Strategy<Value = String> {

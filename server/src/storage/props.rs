@@ -84,8 +84,27 @@ fn boundary() -> impl Strategy<Value = String> {
 }
 
 const ROUTE_WORDS: &[&str] = &[
-    "object", "bucket", "upload", "resumable", "sign", "public", "authenticated", "info",
-    "list", "list-v2", "move", "copy", "empty", "b", "k", "", "..", ".", "a b", "\0", "é",
+    "object",
+    "bucket",
+    "upload",
+    "resumable",
+    "sign",
+    "public",
+    "authenticated",
+    "info",
+    "list",
+    "list-v2",
+    "move",
+    "copy",
+    "empty",
+    "b",
+    "k",
+    "",
+    "..",
+    ".",
+    "a b",
+    "\0",
+    "é",
 ];
 
 /// Bucket ids that are not route words (`object/sign/…` is signing, as in Supabase).
@@ -93,8 +112,15 @@ fn bucket() -> impl Strategy<Value = String> {
     "[a-z0-9_.-]{1,12}".prop_filter("not a route word", |b| {
         !matches!(
             b.as_str(),
-            "sign" | "public" | "authenticated" | "info" | "list" | "list-v2" | "upload"
-                | "move" | "copy"
+            "sign"
+                | "public"
+                | "authenticated"
+                | "info"
+                | "list"
+                | "list-v2"
+                | "upload"
+                | "move"
+                | "copy"
         )
     })
 }

@@ -12,9 +12,25 @@ use serde_json::{Map, Value, json};
 
 /// Keys a join payload means something by, mixed with random ones.
 const KEYS: &[&str] = &[
-    "config", "broadcast", "presence", "postgres_changes", "event", "schema", "table",
-    "filter", "since", "replay", "limit", "self", "ack", "key", "enabled", "private",
-    "access_token", "payload", "type",
+    "config",
+    "broadcast",
+    "presence",
+    "postgres_changes",
+    "event",
+    "schema",
+    "table",
+    "filter",
+    "since",
+    "replay",
+    "limit",
+    "self",
+    "ack",
+    "key",
+    "enabled",
+    "private",
+    "access_token",
+    "payload",
+    "type",
 ];
 
 fn key() -> impl Strategy<Value = String> {
@@ -67,28 +83,37 @@ fn join_payload() -> impl Strategy<Value = Value> {
                 .boxed(),
         ),
         maybe("\\PC{0,8}".prop_map(|s| json!(s)).boxed()),
-        maybe(prop::collection::vec(binding, 0..3).prop_map(Value::Array).boxed()),
+        maybe(
+            prop::collection::vec(binding, 0..3)
+                .prop_map(Value::Array)
+                .boxed(),
+        ),
         maybe(position_text().prop_map(|s| json!(s)).boxed()),
         maybe("\\PC{0,12}".prop_map(|s| json!(s)).boxed()),
     )
-        .prop_map(|(ack, private, replay, presence_key, changes, since, token)| {
-            json!({
-                "config": {
-                    "broadcast": {"self": true, "ack": ack, "replay": replay},
-                    "presence": {"key": presence_key, "enabled": true},
-                    "postgres_changes": changes,
-                    "private": private,
-                    "since": since,
-                },
-                "access_token": token,
-            })
-        })
+        .prop_map(
+            |(ack, private, replay, presence_key, changes, since, token)| {
+                json!({
+                    "config": {
+                        "broadcast": {"self": true, "ack": ack, "replay": replay},
+                        "presence": {"key": presence_key, "enabled": true},
+                        "postgres_changes": changes,
+                        "private": private,
+                        "since": since,
+                    },
+                    "access_token": token,
+                })
+            },
+        )
 }
 
 fn position_text() -> impl Strategy<Value = String> {
     prop_oneof![
-        (any::<u64>(), any::<u32>())
-            .prop_map(|(lsn, index)| Position { lsn: Lsn(lsn), index }.to_string()),
+        (any::<u64>(), any::<u32>()).prop_map(|(lsn, index)| Position {
+            lsn: Lsn(lsn),
+            index
+        }
+        .to_string()),
         "[0-9A-Fa-f/:+ -]{0,20}",
     ]
 }
