@@ -58,12 +58,11 @@ fn form_body(boundary: &str, fields: &[(String, String)], file: &[u8]) -> Vec<u8
     body
 }
 
-/// Reads a form and its whole file: fields and bytes, or the form error.
-fn read_form(
-    body: &[u8],
-    boundary: &str,
-    chunk: usize,
-) -> Result<(HashMap<String, String>, Result<Vec<u8>, String>), form::FormError> {
+/// A form as read: its fields, and its file's bytes or why they could not be read.
+type ReadForm = (HashMap<String, String>, Result<Vec<u8>, String>);
+
+/// Reads a form and its whole file, or the form error.
+fn read_form(body: &[u8], boundary: &str, chunk: usize) -> Result<ReadForm, form::FormError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("a runtime");
