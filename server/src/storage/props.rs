@@ -17,7 +17,8 @@ use super::api::ApiError;
 use super::backend::ByteStream;
 use super::core::{ByteRange, check_bucket_name, check_key, mime_allowed};
 use super::form;
-use super::http::{Route, bucket_spec, route};
+use super::http::bucket_spec;
+use super::route::{Route, route};
 use super::tus::metadata;
 
 fn assert_client_error(e: &ApiError) {
