@@ -14,9 +14,9 @@ pub(super) fn s3_err(e: StorageError) -> S3Error {
         StorageError::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
         StorageError::Denied => S3ErrorCode::AccessDenied,
         StorageError::TooLarge { .. } => S3ErrorCode::EntityTooLarge,
-        StorageError::MimeNotAllowed(_) | StorageError::InvalidKey(_) => {
-            S3ErrorCode::InvalidArgument
-        }
+        StorageError::MimeNotAllowed(_)
+        | StorageError::InvalidKey(_)
+        | StorageError::InvalidInput(_) => S3ErrorCode::InvalidArgument,
         StorageError::InvalidBucketName(_) => S3ErrorCode::InvalidBucketName,
         StorageError::InvalidPart(_) => S3ErrorCode::InvalidPart,
         StorageError::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
