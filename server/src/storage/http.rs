@@ -98,6 +98,15 @@ async fn serve(door: &StorageDoor, req: Request<Incoming>, ctx: &RequestContext)
         .map_err(|_| ApiError::BadRequest("path is not UTF-8".into()))?
         .into_owned();
     let route = route(req.method(), &path).ok_or(ApiError::NotFound)?;
+    // Supabase's storage serves nobody without a key: `anon` needs the anon key. The routes that
+    // carry their own proof (signed URLs) or need none (public objects) stay open.
+    let open = matches!(
+        route,
+        Route::Public(..) | Route::GetSigned(..) | Route::PutSigned(..)
+    );
+    if !open && matches!(crate::jwt::bearer_token(req.headers()), Ok(None)) {
+        return Err(ApiError::InvalidJwt("Invalid Compact JWS".into()));
+    }
     let caller = match state.verifier.caller(req.headers()) {
         Ok(c) => c,
         // Signed URLs carry their own token; a stale session header must not spoil them.
@@ -134,7 +143,8 @@ async fn serve(door: &StorageDoor, req: Request<Incoming>, ctx: &RequestContext)
         }
         Route::EmptyBucket(id) => {
             api.core.empty_bucket(a, &id).await?;
-            ok(json!({"message": "Successfully emptied"}))
+            // Supabase's words (it empties in the background); doska has emptied it already.
+            ok(json!({"message": "Empty bucket has been queued. Completion may take up to an hour."}))
         }
         Route::List(bucket) => api.list(a, &bucket, &json_body(req, limit).await?).await,
         Route::ListV2(bucket) => api.list_v2(a, &bucket, &json_body(req, limit).await?).await,
@@ -198,7 +208,9 @@ fn info_json(o: &ObjectInfo) -> Value {
     json!({
         "id": o.id, "name": o.name, "version": o.version.to_string(),
         "bucket_id": o.bucket_id, "size": o.size, "content_type": o.content_type,
-        "cache_control": o.cache_control, "etag": o.etag, "metadata": o.user_metadata,
+        "cache_control": o.cache_control, "etag": o.etag,
+        // Supabase answers `{}` for an object uploaded without metadata, never null.
+        "metadata": o.user_metadata.clone().filter(|m| !m.is_null()).unwrap_or_else(|| json!({})),
         "last_modified": o.updated_at, "created_at": o.created_at,
     })
 }
@@ -231,11 +243,11 @@ fn bucket_spec(v: &Value) -> Result<BucketSpec, ApiError> {
         None => None,
         Some(Value::Null) => Some(None),
         Some(Value::Number(n)) => Some(n.as_i64().filter(|n| *n > 0)),
-        Some(Value::String(s)) => Some(Some(
-            crate::config::parse_size(s)
-                .map(|n| n as i64)
-                .ok_or_else(|| ApiError::BadRequest(format!("file_size_limit `{s}`")))?,
-        )),
+        Some(Value::String(s)) => Some(Some(size_limit(s).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "file_size_limit `{s}`: a number of bytes, or a size such as `20mb` (b, kb, mb, gb)"
+            ))
+        })?)),
         Some(_) => return Err(ApiError::BadRequest("file_size_limit".into())),
     };
     let mimes = match v.get("allowed_mime_types") {
@@ -253,6 +265,30 @@ fn bucket_spec(v: &Value) -> Result<BucketSpec, ApiError> {
         file_size_limit: limit,
         allowed_mime_types: mimes,
     })
+}
+
+/// A bucket's `file_size_limit` given as text, read as Supabase's storage server reads it: a number
+/// with an optional unit `b`, `kb`, `mb` or `gb` (any case, space allowed), decimal — `"20mb"` is
+/// 20,000,000 bytes. The binary units `kib`, `mib`, `gib` are accepted too, as what they say.
+fn size_limit(s: &str) -> Option<i64> {
+    let lower = s.trim().to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
+    let (num, unit) = lower.split_at(split);
+    let mult: f64 = match unit.trim() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let n: f64 = num.parse().ok()?;
+    let bytes = (n * mult).round();
+    (bytes >= 1.0 && bytes < i64::MAX as f64).then_some(bytes as i64)
 }
 
 fn object_json(o: &ObjectInfo) -> Value {
@@ -657,13 +693,13 @@ impl Api {
         let folders: Vec<Value> = page
             .prefixes
             .iter()
-            .map(|p| json!({"key": p, "name": p.trim_end_matches('/').rsplit('/').next()}))
+            .map(|p| json!({"key": p.trim_end_matches('/'), "name": p}))
             .collect();
         let objects: Vec<Value> = page
             .objects
             .iter()
             .map(|o| {
-                json!({"id": o.id, "key": o.name, "name": o.name.rsplit('/').next(),
+                json!({"id": o.id, "key": o.name, "name": o.name,
                        "updated_at": o.updated_at, "created_at": o.created_at,
                        "last_accessed_at": o.last_accessed_at, "metadata": o.metadata})
             })
@@ -690,6 +726,30 @@ fn body_is_form(h: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn size_limits_are_decimal_as_in_supabase() {
+        for (text, bytes) in [
+            ("20mb", Some(20_000_000)),
+            ("1kb", Some(1000)),
+            ("1KB", Some(1000)),
+            ("2 GB", Some(2_000_000_000)),
+            ("1.5mb", Some(1_500_000)),
+            ("512", Some(512)),
+            ("512b", Some(512)),
+            ("1MiB", Some(1_048_576)),
+            ("", None),
+            ("mb", None),
+            ("0", None),
+            ("-1mb", None),
+            ("1tb", None),
+            ("1.2.3kb", None),
+            ("20 megabytes", None),
+            ("99999999999gb", None),
+        ] {
+            assert_eq!(size_limit(text), bytes, "{text:?}");
+        }
+    }
 
     #[test]
     fn errors_have_fixed_statuses() {
