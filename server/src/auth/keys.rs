@@ -203,6 +203,29 @@ mod tests {
     #[test]
     fn garbage_is_refused() {
         assert!(SigningKey::from_pem(b"not a key").is_err());
+        // JSON key files with nothing to sign with.
+        for text in [
+            "{",
+            "[]",
+            "42",
+            r#"{"keys": 1}"#,
+            // Supabase's HS256 key: symmetric, not a signing key for doska's JWKS.
+            r#"[{"kty": "oct", "k": "c2VjcmV0", "kid": "h", "key_ops": ["sign", "verify"]}]"#,
+            // A public RSA key (no `d`).
+            r#"{"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "p"}"#,
+            // A private key that may only verify.
+            r#"{"kty": "RSA", "n": "AQAB", "e": "AQAB", "d": "AQAB", "key_ops": ["verify"]}"#,
+            // Parts that are not base64url, or not a key.
+            r#"{"kty": "RSA", "n": "!!", "e": "AQAB", "d": "AQAB", "p": "AQ", "q": "AQ"}"#,
+            r#"{"kty": "RSA", "n": "AQAB", "e": "AQAB", "d": "AQAB", "p": "Aw", "q": "BQ"}"#,
+            r#"{"kty": "EC", "crv": "P-384", "d": "AQAB", "x": "", "y": ""}"#,
+            r#"{"kty": "EC", "crv": "P-256", "d": "AA", "x": "", "y": ""}"#,
+        ] {
+            assert!(
+                SigningKey::from_file_content(text.as_bytes()).is_err(),
+                "{text}"
+            );
+        }
         assert_eq!(jwks(None), json!({"keys": []}));
     }
 }
