@@ -1097,16 +1097,20 @@ async fn gotrue_answers_for_switched_off_features_and_malformed_input() {
         assert_eq!(j["msg"], msg, "{name}: {j}");
     }
     // No user was made for the malformed address.
-    let n: i64 = e
-        .db
-        .admin()
-        .query_one("select count(*) from auth.users where email like 'xx%'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 =
+        e.db.admin()
+            .query_one(
+                "select count(*) from auth.users where email like 'xx%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
     assert_eq!(n, 0);
     // A well-formed number with nothing to resend: the same quiet answer as for an address.
-    let r = e.call("POST", "/resend", None, &phone("sms", "+15555550100")).await;
+    let r = e
+        .call("POST", "/resend", None, &phone("sms", "+15555550100"))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
@@ -1117,11 +1121,16 @@ async fn supabase_admin_tokens_and_email_change_links() {
     let e = env().await;
     let s = e.signup("old@example.com", "password-1").await;
     let id = s["user"]["id"].as_str().unwrap().to_owned();
-    let supabase_admin = e.db.sign(json!({"role": "supabase_admin", "sub": "1234567890"}));
-    let r = e.call("GET", "/admin/users", Some(&supabase_admin), "").await;
+    let supabase_admin =
+        e.db.sign(json!({"role": "supabase_admin", "sub": "1234567890"}));
+    let r = e
+        .call("GET", "/admin/users", Some(&supabase_admin), "")
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     // An authenticated user's token is still no admin's.
-    let r = e.call("GET", "/admin/users", Some(access_token(&s)), "").await;
+    let r = e
+        .call("GET", "/admin/users", Some(access_token(&s)), "")
+        .await;
     assert_eq!(r.status, 403, "{}", r.text());
 
     for (kind, to) in [
@@ -1131,7 +1140,12 @@ async fn supabase_admin_tokens_and_email_change_links() {
         let body = json!({"type": kind, "email": "old@example.com", "new_email": "new@example.com",
                           "redirect_to": "http://app.test/welcome"});
         let r = e
-            .call("POST", "/admin/generate_link", Some(&e.service), &body.to_string())
+            .call(
+                "POST",
+                "/admin/generate_link",
+                Some(&e.service),
+                &body.to_string(),
+            )
             .await;
         assert_eq!(r.status, 200, "{kind}: {}", r.text());
         let j = r.json();
@@ -1139,7 +1153,10 @@ async fn supabase_admin_tokens_and_email_change_links() {
         assert_eq!(j["verification_type"], kind);
         let link = j["action_link"].as_str().unwrap();
         assert!(link.contains("type=email_change&"), "{link}");
-        assert!(j["hashed_token"].is_string() && j["email_otp"].is_string(), "{j}");
+        assert!(
+            j["hashed_token"].is_string() && j["email_otp"].is_string(),
+            "{j}"
+        );
         if kind == "email_change_current" {
             // Its code goes with the current address, and confirms the change.
             let r = e
@@ -1153,7 +1170,12 @@ async fn supabase_admin_tokens_and_email_change_links() {
         }
     }
     let r = e
-        .call("DELETE", &format!("/admin/users/{id}"), Some(&supabase_admin), "")
+        .call(
+            "DELETE",
+            &format!("/admin/users/{id}"),
+            Some(&supabase_admin),
+            "",
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
 }

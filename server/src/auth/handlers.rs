@@ -199,7 +199,12 @@ fn id_token_issuer(ctx: &Ctx<'_>) -> String {
     match provider {
         "google" => "https://accounts.google.com".into(),
         "apple" => "https://appleid.apple.com".into(),
-        _ => b["issuer"].as_str().unwrap_or(provider).chars().take(200).collect(),
+        _ => b["issuer"]
+            .as_str()
+            .unwrap_or(provider)
+            .chars()
+            .take(200)
+            .collect(),
     }
 }
 

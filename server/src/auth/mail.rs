@@ -542,7 +542,11 @@ fn check_phone(phone: Option<&str>) -> Result<(), AuthError> {
     let ok = (2..=15).contains(&digits.len())
         && digits.bytes().all(|b| b.is_ascii_digit())
         && !digits.starts_with('0');
-    if ok { Ok(()) } else { Err(AuthError::PhoneInvalid) }
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthError::PhoneInvalid)
+    }
 }
 
 /// The OTP types of phone numbers. doska keeps no phone numbers, so no such code can be pending:
@@ -634,15 +638,12 @@ pub async fn reauthenticate(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> 
     let client = ctx.state.admin.get().await?;
     let me = signed_in(ctx, &client).await?;
     let user = users::get(&client, me.user_id).await?;
-    let email = user
-        .email
-        .filter(|e| !e.is_empty())
-        .ok_or_else(|| {
-            // GoTrue's words; doska has no phone numbers, so an e-mail is what it needs.
-            AuthError::Validation(
-                "Reauthentication requires the user to have an email or a phone number".into(),
-            )
-        })?;
+    let email = user.email.filter(|e| !e.is_empty()).ok_or_else(|| {
+        // GoTrue's words; doska has no phone numbers, so an e-mail is what it needs.
+        AuthError::Validation(
+            "Reauthentication requires the user to have an email or a phone number".into(),
+        )
+    })?;
     rate_limit(ctx, Class::OtpAccount, &email)?;
     let code = new_code();
     client

@@ -417,7 +417,11 @@ mod tests {
             (Method::DELETE, "/user".into(), Err("method_not_allowed")),
             (Method::GET, "/nope".into(), Err("not_found")),
             (Method::POST, "/sso".into(), Err("saml_provider_disabled")),
-            (Method::GET, "/sso/saml/metadata".into(), Err("saml_provider_disabled")),
+            (
+                Method::GET,
+                "/sso/saml/metadata".into(),
+                Err("saml_provider_disabled"),
+            ),
             (
                 Method::GET,
                 "/user/identities/authorize".into(),

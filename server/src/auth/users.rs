@@ -423,7 +423,10 @@ mod tests {
             ("a@-c.com", None),
             ("a@c_d.com", None),
             ("é@c.com", None),
-            ("o'neil+tag@mail.example.com", Some("o'neil+tag@mail.example.com")),
+            (
+                "o'neil+tag@mail.example.com",
+                Some("o'neil+tag@mail.example.com"),
+            ),
         ] {
             assert_eq!(normalize_email(raw).ok().as_deref(), want, "{raw:?}");
         }

@@ -39,7 +39,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0012_local_store",
         include_str!("internal/0012_local_store.sql"),
     ),
-    ("0013_uuid_ossp", include_str!("internal/0013_uuid_ossp.sql")),
+    (
+        "0013_uuid_ossp",
+        include_str!("internal/0013_uuid_ossp.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

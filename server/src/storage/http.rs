@@ -20,7 +20,10 @@ pub use super::api::ApiError;
 use super::{
     api::{ApiResult, incoming_stream},
     backend::ByteStream,
-    core::{Actor, BucketSpec, ByteRange, ObjectInfo, PutSpec, Storage, StorageError},
+    core::{
+        Actor, BucketSpec, ByteRange, ListOrder, ObjectInfo, PutSpec, SortColumn, Storage,
+        StorageError,
+    },
     form,
     route::{Route, route},
 };
@@ -144,7 +147,9 @@ async fn serve(door: &StorageDoor, req: Request<Incoming>, ctx: &RequestContext)
         Route::EmptyBucket(id) => {
             api.core.empty_bucket(a, &id).await?;
             // Supabase's words (it empties in the background); doska has emptied it already.
-            ok(json!({"message": "Empty bucket has been queued. Completion may take up to an hour."}))
+            ok(
+                json!({"message": "Empty bucket has been queued. Completion may take up to an hour."}),
+            )
         }
         Route::List(bucket) => api.list(a, &bucket, &json_body(req, limit).await?).await,
         Route::ListV2(bucket) => api.list_v2(a, &bucket, &json_body(req, limit).await?).await,
@@ -686,10 +691,33 @@ impl Api {
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
         });
-        let page = self
-            .core
-            .list(actor, bucket, prefix, delimiter, cursor.as_deref(), limit)
-            .await?;
+        let order = ListOrder {
+            column: match v["sortBy"]["column"].as_str() {
+                Some("created_at") => SortColumn::CreatedAt,
+                Some("updated_at") => SortColumn::UpdatedAt,
+                _ => SortColumn::Name,
+            },
+            descending: v["sortBy"]["order"]
+                .as_str()
+                .is_some_and(|o| o.eq_ignore_ascii_case("desc")),
+        };
+        let page = if order.column == SortColumn::Name && !order.descending {
+            self.core
+                .list(actor, bucket, prefix, delimiter, cursor.as_deref(), limit)
+                .await?
+        } else {
+            self.core
+                .list_sorted(
+                    actor,
+                    bucket,
+                    prefix,
+                    delimiter.is_some(),
+                    order,
+                    cursor.as_deref(),
+                    limit,
+                )
+                .await?
+        };
         let folders: Vec<Value> = page
             .prefixes
             .iter()

@@ -307,6 +307,30 @@ test("Supabase storage's answers: decimal size units, list-v2 shapes, info metad
   assert.deepEqual(r.data.folders.map((f) => ({ key: f.key, name: f.name })), [{ key: 'dir', name: 'dir/' }]);
   assert.deepEqual(r.data.objects.map((o) => o.name), ['fits.bin']);
 
+  // list-v2 orders: name descending, creation and update time, paged by the cursor it returns; a
+  // folder sorts by the latest time among its objects.
+  for (const k of ['p/zz', 'p/bb', 'p/xx', 'p/sub/one', 'p/aa']) {
+    assert.equal((await admin.storage.from('units').upload(k, Buffer.from('x'))).error, null);
+  }
+  const pages = async (sortBy) => {
+    const seen = [];
+    let cursor;
+    for (let n = 0; n < 10; n++) {
+      const r = await admin.storage.from('units').listV2({ prefix: 'p/', with_delimiter: true, limit: 2, sortBy, ...(cursor ? { cursor } : {}) });
+      assert.equal(r.error, null);
+      // A page's folders and objects come apart; which entries share a page shows the order.
+      seen.push([...r.data.folders.map((f) => f.name), ...r.data.objects.map((o) => o.name)].sort());
+      if (!r.data.hasNext) return seen;
+      cursor = r.data.nextCursor;
+    }
+    throw new Error('no last page');
+  };
+  assert.deepEqual(await pages({ column: 'name', order: 'desc' }), [['p/xx', 'p/zz'], ['p/bb', 'p/sub/'], ['p/aa']]);
+  assert.deepEqual(await pages({ column: 'created_at', order: 'asc' }), [['p/bb', 'p/zz'], ['p/sub/', 'p/xx'], ['p/aa']]);
+  assert.deepEqual(await pages({ column: 'created_at', order: 'desc' }), [['p/aa', 'p/sub/'], ['p/bb', 'p/xx'], ['p/zz']]);
+  assert.equal((await admin.storage.from('units').update('p/bb', Buffer.from('y'))).error, null);
+  assert.deepEqual(await pages({ column: 'updated_at', order: 'desc' }), [['p/aa', 'p/bb'], ['p/sub/', 'p/xx'], ['p/zz']]);
+
   // Object info without metadata: `{}`, never null.
   r = await admin.storage.from('units').info('dir/a.txt');
   assert.equal(r.error, null);
