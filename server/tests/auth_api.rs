@@ -1057,8 +1057,19 @@ async fn gotrue_answers_for_switched_off_features_and_malformed_input() {
     let phone = |kind: &str, number: &str| {
         json!({"type": kind, "phone": number, "token": "123456"}).to_string()
     };
+    /// name, method, path, bearer, body, status, error_code, msg
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        String,
+        u16,
+        &'a str,
+        &'a str,
+    );
     #[rustfmt::skip]
-    let cases: Vec<(&str, &str, &str, Option<&str>, String, u16, &str, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("sso", "POST", "/sso", None, json!({"domain": "x.com"}).to_string(), 404,
          "saml_provider_disabled", "SAML 2.0 is disabled"),
         ("link identity", "GET", "/user/identities/authorize?provider=google&skip_http_redirect=true",

@@ -32,7 +32,7 @@ mod multipart;
 mod objects;
 
 pub use cleanup::cleanup_orphans;
-pub use listing::{ListOrder, SortColumn};
+pub use listing::{ListOrder, SortColumn, SortedList};
 
 pub use multipart::TusState;
 

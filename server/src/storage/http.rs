@@ -21,8 +21,8 @@ use super::{
     api::{ApiResult, incoming_stream},
     backend::ByteStream,
     core::{
-        Actor, BucketSpec, ByteRange, ListOrder, ObjectInfo, PutSpec, SortColumn, Storage,
-        StorageError,
+        Actor, BucketSpec, ByteRange, ListOrder, ObjectInfo, PutSpec, SortColumn, SortedList,
+        Storage, StorageError,
     },
     form,
     route::{Route, route},
@@ -710,11 +710,13 @@ impl Api {
                 .list_sorted(
                     actor,
                     bucket,
-                    prefix,
-                    delimiter.is_some(),
-                    order,
-                    cursor.as_deref(),
-                    limit,
+                    &SortedList {
+                        prefix,
+                        delimited: delimiter.is_some(),
+                        order,
+                        cursor: cursor.as_deref(),
+                        max: limit,
+                    },
                 )
                 .await?
         };

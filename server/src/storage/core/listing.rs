@@ -74,20 +74,23 @@ impl Storage {
         Ok(page)
     }
 
-    /// A page in `order`, after `cursor` (a previous page's [`ListPage::last`]): entries (objects,
-    /// and common prefixes when `delimited` by `/`) under `prefix`, at most `max`. Reads every
+    /// A page in `q.order`, after `q.cursor` (a previous page's [`ListPage::last`]): entries
+    /// (objects, and common prefixes when `q.delimited` by `/`) under `q.prefix`, at most `q.max`. Reads every
     /// key under the prefix to order them (as Supabase's timestamp sort does): for large folders
     /// the byte-order [`Storage::list`] is the cheap one.
     pub async fn list_sorted(
         &self,
         actor: &Actor,
         bucket: &str,
-        prefix: &str,
-        delimited: bool,
-        order: ListOrder,
-        cursor: Option<&str>,
-        max: usize,
+        q: &SortedList<'_>,
     ) -> Result<ListPage, StorageError> {
+        let SortedList {
+            prefix,
+            delimited,
+            order,
+            cursor,
+            max,
+        } = *q;
         let (after_ts, after_entry) = match cursor.and_then(|c| c.split_once('\n')) {
             Some((ts, entry)) => ((!ts.is_empty()).then_some(ts), Some(entry)),
             None => (None, None),
@@ -125,6 +128,16 @@ impl Storage {
         }
         Ok(page)
     }
+}
+
+/// What [`Storage::list_sorted`] lists.
+#[derive(Debug, Clone, Copy)]
+pub struct SortedList<'a> {
+    pub prefix: &'a str,
+    pub delimited: bool,
+    pub order: ListOrder,
+    pub cursor: Option<&'a str>,
+    pub max: usize,
 }
 
 /// list-v2's `sortBy`: a column and a direction.
