@@ -40,8 +40,12 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("internal/0012_local_store.sql"),
     ),
     (
-        "0013_uuid_ossp",
-        include_str!("internal/0013_uuid_ossp.sql"),
+        "0013_shared_secrets",
+        include_str!("internal/0013_shared_secrets.sql"),
+    ),
+    (
+        "0014_uuid_ossp",
+        include_str!("internal/0014_uuid_ossp.sql"),
     ),
 ];
 
