@@ -296,6 +296,17 @@ fn size_limit(s: &str) -> Option<i64> {
     (bytes >= 1.0 && bytes < i64::MAX as f64).then_some(bytes as i64)
 }
 
+/// list-v2's `key` of an entry: its path segment at the level the prefix lists, as Supabase's
+/// `search_v2` makes it (`split_part(name, '/', levels)`); `name` is the full path.
+fn v2_key<'a>(prefix: &str, name: &'a str) -> &'a str {
+    let level = if prefix.is_empty() {
+        0
+    } else {
+        prefix.split('/').count() - 1
+    };
+    name.split('/').nth(level).unwrap_or_default()
+}
+
 fn object_json(o: &ObjectInfo) -> Value {
     json!({
         "id": o.id, "name": o.name, "bucket_id": o.bucket_id, "owner": o.owner_id,
@@ -723,13 +734,13 @@ impl Api {
         let folders: Vec<Value> = page
             .prefixes
             .iter()
-            .map(|p| json!({"key": p.trim_end_matches('/'), "name": p}))
+            .map(|p| json!({"key": v2_key(prefix, p), "name": p}))
             .collect();
         let objects: Vec<Value> = page
             .objects
             .iter()
             .map(|o| {
-                json!({"id": o.id, "key": o.name, "name": o.name,
+                json!({"id": o.id, "key": v2_key(prefix, &o.name), "name": o.name,
                        "updated_at": o.updated_at, "created_at": o.created_at,
                        "last_accessed_at": o.last_accessed_at, "metadata": o.metadata})
             })
@@ -756,6 +767,20 @@ fn body_is_form(h: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_v2_keys_are_the_listed_level_segment() {
+        for (prefix, name, key) in [
+            ("", "testpath/", "testpath"),
+            ("testpath", "testpath/a.jpg", "testpath"),
+            ("testpath/", "testpath/a.jpg", "a.jpg"),
+            ("school-1/", "school-1/unit 1/", "unit 1"),
+            ("a/b/", "a/b/c/d.txt", "c"),
+            ("", "top.txt", "top.txt"),
+        ] {
+            assert_eq!(v2_key(prefix, name), key, "{prefix:?} {name:?}");
+        }
+    }
 
     #[test]
     fn size_limits_are_decimal_as_in_supabase() {

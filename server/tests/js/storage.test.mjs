@@ -159,7 +159,7 @@ test('upload, download, info, exists, list, move, copy, remove', async () => {
   assert.equal((await files.download(`${SCHOOL}/copy.pdf`)).error.statusCode, '404');
   const v2 = await files.listV2({ prefix: `${SCHOOL}/`, with_delimiter: true });
   assert.equal(v2.error, null);
-  assert.deepEqual(v2.data.folders.map((f) => f.key), [`${SCHOOL}/unit 1/`]);
+  assert.deepEqual(v2.data.folders.map((f) => [f.key, f.name]), [['unit 1', `${SCHOOL}/unit 1/`]]);
 });
 
 test('downloads honour Range and ETag', async () => {
@@ -299,9 +299,10 @@ test("Supabase storage's answers: decimal size units, list-v2 shapes, info metad
 
   // list-v2: objects by their full key as `name`; folders as {key: "dir", name: "dir/"}.
   await admin.storage.from('units').upload('dir/a.txt', Buffer.from('a'));
-  r = await admin.storage.from('units').listV2({ prefix: 'dir' });
+  // `key`: the entry's segment at the level listed (Supabase's `split_part(name, '/', levels)`).
+  r = await admin.storage.from('units').listV2({ prefix: 'dir/' });
   assert.equal(r.error, null);
-  assert.deepEqual(r.data.objects.map((o) => [o.name, o.key]), [['dir/a.txt', 'dir/a.txt']]);
+  assert.deepEqual(r.data.objects.map((o) => [o.name, o.key]), [['dir/a.txt', 'a.txt']]);
   assert.deepEqual(r.data.folders, []);
   r = await admin.storage.from('units').listV2({ with_delimiter: true });
   assert.deepEqual(r.data.folders.map((f) => ({ key: f.key, name: f.name })), [{ key: 'dir', name: 'dir/' }]);
