@@ -842,7 +842,7 @@ async fn bad_inputs_and_attacks() {
             None,
             "{\"email\": \"not-an-email\", \"password\": \"abcdefg\"}",
             400,
-            "email_address_invalid",
+            "validation_failed",
         ),
         c(
             "overlong email",
@@ -851,7 +851,7 @@ async fn bad_inputs_and_attacks() {
             None,
             &json!({"email": long_email, "password": "abcdefg"}).to_string(),
             400,
-            "email_address_invalid",
+            "validation_failed",
         ),
         c(
             "weak password",
@@ -1041,6 +1041,169 @@ async fn bad_inputs_and_attacks() {
     assert_eq!(r.header("x-supabase-api-version"), Some("2024-01-01"));
     assert_eq!(r.json()["code"], "invalid_credentials");
     assert!(r.json()["message"].is_string());
+}
+
+/// What GoTrue answers where doska differs in features: switched-off features with their codes
+/// (apps branch on `error.code`), GoTrue's e-mail format on the admin routes, phone OTP types.
+#[tokio::test]
+async fn gotrue_answers_for_switched_off_features_and_malformed_input() {
+    let e = env().await;
+    let s = e.signup("linker@example.com", "password-1").await;
+    let user = access_token(&s).to_owned();
+    let svc = e.service.clone();
+    let admin_user = json!({"email": "xx:;x@x.x", "password": "password-1"}).to_string();
+    let bad_email = json!({"email": "xx:;x@x.x"}).to_string();
+    let link = json!({"type": "magiclink", "email": "xx:;x@x.x"}).to_string();
+    let phone = |kind: &str, number: &str| {
+        json!({"type": kind, "phone": number, "token": "123456"}).to_string()
+    };
+    /// name, method, path, bearer, body, status, error_code, msg
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        String,
+        u16,
+        &'a str,
+        &'a str,
+    );
+    #[rustfmt::skip]
+    let cases: Vec<Case> = vec![
+        ("sso", "POST", "/sso", None, json!({"domain": "x.com"}).to_string(), 404,
+         "saml_provider_disabled", "SAML 2.0 is disabled"),
+        ("link identity", "GET", "/user/identities/authorize?provider=google&skip_http_redirect=true",
+         Some(&user), String::new(), 404, "manual_linking_disabled", "Manual linking is disabled"),
+        ("unlink identity", "DELETE", "/user/identities/00000000-0000-0000-0000-000000000001",
+         Some(&user), String::new(), 404, "manual_linking_disabled", "Manual linking is disabled"),
+        ("web3", "POST", "/token?grant_type=web3", None,
+         json!({"chain": "solana", "message": "m", "signature": "s"}).to_string(), 422,
+         "web3_provider_disabled", "Web3 provider is disabled"),
+        ("id token", "POST", "/token?grant_type=id_token", None,
+         json!({"provider": "google", "id_token": "x"}).to_string(), 400, "provider_disabled",
+         "Provider (issuer \"https://accounts.google.com\") is not enabled"),
+        ("verify sms", "POST", "/verify", None, phone("sms", "+15555550100"), 403, "otp_expired",
+         "Token has expired or is invalid"),
+        ("verify phone_change", "POST", "/verify", None, phone("phone_change", "15555550100"), 403,
+         "otp_expired", "Token has expired or is invalid"),
+        ("verify sms, bad number", "POST", "/verify", None, phone("sms", "+1555-invalid"), 400,
+         "validation_failed", "Invalid phone number format (E.164 required)"),
+        ("resend sms, bad number", "POST", "/resend", None, phone("sms", "0123"), 400,
+         "validation_failed", "Invalid phone number format (E.164 required)"),
+        ("admin create, bad email", "POST", "/admin/users", Some(&svc), admin_user, 400,
+         "validation_failed", "Unable to validate email address: invalid format"),
+        ("invite, bad email", "POST", "/invite", Some(&svc), bad_email.clone(), 400,
+         "validation_failed", "Unable to validate email address: invalid format"),
+        ("generate link, bad email", "POST", "/admin/generate_link", Some(&svc), link, 400,
+         "validation_failed", "Unable to validate email address: invalid format"),
+        ("sign-up, bad email", "POST", "/signup", None,
+         json!({"email": "xx:;x@x.x", "password": "password-1"}).to_string(), 400,
+         "validation_failed", "Unable to validate email address: invalid format"),
+    ];
+    for (name, method, path, bearer, body, status, code, msg) in cases {
+        let r = e.call(method, path, bearer, &body).await;
+        assert_eq!(r.status, status, "{name}: {}", r.text());
+        let j = r.json();
+        assert_eq!(j["error_code"], code, "{name}: {j}");
+        assert_eq!(j["msg"], msg, "{name}: {j}");
+    }
+    // No user was made for the malformed address.
+    let n: i64 =
+        e.db.admin()
+            .query_one(
+                "select count(*) from auth.users where email like 'xx%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(n, 0);
+    // A well-formed number with nothing to resend: the same quiet answer as for an address.
+    let r = e
+        .call("POST", "/resend", None, &phone("sms", "+15555550100"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// GoTrue's admin roles are `service_role` and `supabase_admin`; `generate_link` makes the links of
+/// an e-mail change for either address, with `new_email` on the user.
+#[tokio::test]
+async fn supabase_admin_tokens_and_email_change_links() {
+    let e = env().await;
+    let s = e.signup("old@example.com", "password-1").await;
+    let id = s["user"]["id"].as_str().unwrap().to_owned();
+    let supabase_admin =
+        e.db.sign(json!({"role": "supabase_admin", "sub": "1234567890"}));
+    let r = e
+        .call("GET", "/admin/users", Some(&supabase_admin), "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // An authenticated user's token is still no admin's.
+    let r = e
+        .call("GET", "/admin/users", Some(access_token(&s)), "")
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+
+    for (kind, to) in [
+        ("email_change_new", "new@example.com"),
+        ("email_change_current", "old@example.com"),
+    ] {
+        let body = json!({"type": kind, "email": "old@example.com", "new_email": "new@example.com",
+                          "redirect_to": "http://app.test/welcome"});
+        let r = e
+            .call(
+                "POST",
+                "/admin/generate_link",
+                Some(&e.service),
+                &body.to_string(),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{kind}: {}", r.text());
+        let j = r.json();
+        assert_eq!(j["new_email"], "new@example.com", "{kind}: {j}");
+        assert_eq!(j["verification_type"], kind);
+        let link = j["action_link"].as_str().unwrap();
+        assert!(link.contains("type=email_change&"), "{link}");
+        assert!(
+            j["hashed_token"].is_string() && j["email_otp"].is_string(),
+            "{j}"
+        );
+        if kind == "email_change_current" {
+            // Its code goes with the current address, and confirms the change.
+            let r = e
+                .post(
+                    "/verify",
+                    json!({"type": "email_change", "email": to, "token": j["email_otp"]}),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(r.json()["user"]["email"], "new@example.com");
+        }
+    }
+    let r = e
+        .call(
+            "DELETE",
+            &format!("/admin/users/{id}"),
+            Some(&supabase_admin),
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// A user without an e-mail (anonymous) asking for a reauthentication nonce: GoTrue's words.
+#[tokio::test]
+async fn reauthenticate_without_an_email() {
+    let e = env().await;
+    let r = e.post("/signup", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let anon_user = r.json()["access_token"].as_str().unwrap().to_owned();
+    let r = e.call("GET", "/reauthenticate", Some(&anon_user), "").await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        r.json()["msg"],
+        "Reauthentication requires the user to have an email or a phone number"
+    );
 }
 
 #[tokio::test]

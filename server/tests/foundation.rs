@@ -509,6 +509,38 @@ async fn migrations_apply_once_fail_whole_and_refuse_changes() {
     );
 }
 
+/// Supabase runs migrations with `search_path = "$user", public, extensions`: seeds written for it
+/// call pgcrypto's and uuid-ossp's functions unqualified, and their tables still land in `public`.
+#[tokio::test]
+async fn migrations_see_the_extensions_schema() {
+    let t = TestDb::new().await;
+    let dir = common::temp_dir("mig-ext");
+    std::fs::write(
+        dir.join("001_seed.sql"),
+        "create table seeded (id uuid default uuid_generate_v4(), pw text);
+         insert into seeded (pw) values (crypt('password123', gen_salt('bf')));
+",
+    )
+    .unwrap();
+    let mut admin = common::connect(&common::cluster().config(&t.name)).await;
+    db::migrate::apply_dir(&mut admin, &dir).await.unwrap();
+    let row = admin
+        .query_one(
+            "select id is not null, extensions.crypt('password123', pw) = pw from public.seeded",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0) && row.get::<_, bool>(1));
+    // The setting ended with the migration's transaction.
+    let path: String = admin
+        .query_one("show search_path", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!path.contains("extensions"), "{path}");
+}
+
 #[tokio::test]
 async fn default_grants_follow_the_setting() {
     let t = TestDb::new().await;

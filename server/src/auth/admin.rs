@@ -17,14 +17,18 @@ use crate::http::body::{self, Body};
 
 const MAX_PER_PAGE: i64 = 1000;
 
-/// Fails unless the request carries the service_role key (or another service_role token).
+/// GoTrue's default admin roles (`GOTRUE_JWT_ADMIN_ROLES`).
+const ADMIN_ROLES: [&str; 2] = ["service_role", "supabase_admin"];
+
+/// Fails unless the request carries a token of an admin role: the service_role key (or another
+/// service_role token), or a `supabase_admin` token, as GoTrue allows.
 pub fn require_admin(ctx: &Ctx<'_>) -> Result<(), AuthError> {
     let caller = ctx
         .state
         .verifier
         .caller(ctx.headers)
         .map_err(|e| AuthError::BadJwt(e.message().into()))?;
-    if caller.role == "service_role" {
+    if ADMIN_ROLES.contains(&caller.role.as_str()) {
         Ok(())
     } else {
         Err(AuthError::NotAdmin)

@@ -43,6 +43,14 @@ pub enum AuthError {
     BadCodeVerifier,
     SignupDisabled,
     AnonymousDisabled,
+    /// Features doska does not have answer as a GoTrue with them switched off does, so apps that
+    /// branch on `error.code` take their "disabled" branch.
+    SamlDisabled,
+    ManualLinkingDisabled,
+    Web3Disabled,
+    /// `grant_type=id_token`: no OAuth/OIDC provider is enabled; the issuer the provider implies.
+    ProviderDisabled(String),
+    PhoneInvalid,
     RateLimited {
         retry_after_secs: u64,
     },
@@ -74,7 +82,9 @@ impl AuthError {
             BadCodeVerifier => StatusCode::BAD_REQUEST,
             RoleNotAllowed(_) => StatusCode::BAD_REQUEST,
             ReauthenticationNeeded | ReauthenticationNotValid => StatusCode::BAD_REQUEST,
-            SignupDisabled | AnonymousDisabled => StatusCode::UNPROCESSABLE_ENTITY,
+            SignupDisabled | AnonymousDisabled | Web3Disabled => StatusCode::UNPROCESSABLE_ENTITY,
+            SamlDisabled | ManualLinkingDisabled => StatusCode::NOT_FOUND,
+            ProviderDisabled(_) | PhoneInvalid => StatusCode::BAD_REQUEST,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -89,7 +99,9 @@ impl AuthError {
         match self {
             BadJson(_) => "bad_json",
             Validation(_) | RoleNotAllowed(_) | PayloadTooLarge => "validation_failed",
-            EmailInvalid => "email_address_invalid",
+            // GoTrue's code for a malformed address (its `email_address_invalid` is for
+            // addresses its mailer refuses).
+            EmailInvalid => "validation_failed",
             WeakPassword { .. } => "weak_password",
             UserAlreadyExists => "user_already_exists",
             EmailExists => "email_exists",
@@ -113,6 +125,11 @@ impl AuthError {
             BadCodeVerifier => "bad_code_verifier",
             SignupDisabled => "signup_disabled",
             AnonymousDisabled => "anonymous_provider_disabled",
+            SamlDisabled => "saml_provider_disabled",
+            ManualLinkingDisabled => "manual_linking_disabled",
+            Web3Disabled => "web3_provider_disabled",
+            ProviderDisabled(_) => "provider_disabled",
+            PhoneInvalid => "validation_failed",
             RateLimited { .. } => "over_request_rate_limit",
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
@@ -156,6 +173,11 @@ impl AuthError {
             }
             SignupDisabled => "Signups not allowed for this instance".into(),
             AnonymousDisabled => "Anonymous sign-ins are disabled".into(),
+            SamlDisabled => "SAML 2.0 is disabled".into(),
+            ManualLinkingDisabled => "Manual linking is disabled".into(),
+            Web3Disabled => "Web3 provider is disabled".into(),
+            ProviderDisabled(issuer) => format!("Provider (issuer {issuer:?}) is not enabled"),
+            PhoneInvalid => "Invalid phone number format (E.164 required)".into(),
             RateLimited { .. } => "Request rate limit reached".into(),
             NotFound => "Not found".into(),
             MethodNotAllowed => "Method not allowed".into(),

@@ -184,7 +184,27 @@ pub async fn token(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         Some("password") => password_grant(ctx).await,
         Some("refresh_token") => refresh_grant(ctx).await,
         Some("pkce") => super::pkce::grant(ctx).await,
+        // Grants of features doska does not have: GoTrue's answers with them switched off.
+        Some("web3") => Err(AuthError::Web3Disabled),
+        Some("id_token") => Err(AuthError::ProviderDisabled(id_token_issuer(ctx))),
         _ => Err(AuthError::UnsupportedGrantType),
+    }
+}
+
+/// The issuer GoTrue names when an ID token's provider is not enabled: the well-known issuer of
+/// `provider`, else the `issuer` or `provider` the client sent.
+fn id_token_issuer(ctx: &Ctx<'_>) -> String {
+    let b: Value = serde_json::from_slice(&ctx.body).unwrap_or(Value::Null);
+    let provider = b["provider"].as_str().unwrap_or_default();
+    match provider {
+        "google" => "https://accounts.google.com".into(),
+        "apple" => "https://appleid.apple.com".into(),
+        _ => b["issuer"]
+            .as_str()
+            .unwrap_or(provider)
+            .chars()
+            .take(200)
+            .collect(),
     }
 }
 

@@ -43,7 +43,9 @@ impl LinkKind {
             "invite" => LinkKind::Invite,
             "magiclink" | "email" => LinkKind::MagicLink,
             "recovery" => LinkKind::Recovery,
-            "email_change" | "email_change_new" => LinkKind::EmailChange,
+            // GoTrue mails a change's two links to the current and the new address; doska asks
+            // for one confirmation, so either link confirms the change.
+            "email_change" | "email_change_new" | "email_change_current" => LinkKind::EmailChange,
             _ => return None,
         })
     }
@@ -364,6 +366,7 @@ struct ResendBody {
     #[serde(rename = "type")]
     kind: Option<String>,
     email: Option<String>,
+    phone: Option<String>,
 }
 
 /// Sends a sign-up confirmation or a pending e-mail change's link again. Like /recover it answers
@@ -374,9 +377,15 @@ pub async fn resend(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     let kind = match b.kind.as_deref() {
         Some("signup") => LinkKind::Signup,
         Some("email_change") => LinkKind::EmailChange,
+        // No phone number has a code to resend (doska keeps none): the same answer as when an
+        // address has nothing pending, once the number is well-formed.
+        Some(t) if PHONE_TYPES.contains(&t) => {
+            check_phone(b.phone.as_deref())?;
+            return ok_json(&json!({}));
+        }
         _ => {
             return Err(AuthError::Validation(
-                "resend type must be signup or email_change".into(),
+                "resend type must be signup, email_change, sms or phone_change".into(),
             ));
         }
     };
@@ -412,6 +421,7 @@ struct VerifyBody {
     #[serde(rename = "type")]
     kind: Option<String>,
     email: Option<String>,
+    phone: Option<String>,
     token: Option<String>,
     token_hash: Option<String>,
     redirect_to: Option<String>,
@@ -525,7 +535,29 @@ async fn redeem_link(ctx: &Ctx<'_>, kind: LinkKind, th: &str) -> Result<LinkOutc
     Ok(outcome)
 }
 
+/// GoTrue's phone rule: E.164 digits, the `+` optional.
+fn check_phone(phone: Option<&str>) -> Result<(), AuthError> {
+    let digits = phone.unwrap_or_default().trim();
+    let digits = digits.strip_prefix('+').unwrap_or(digits);
+    let ok = (2..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0');
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthError::PhoneInvalid)
+    }
+}
+
+/// The OTP types of phone numbers. doska keeps no phone numbers, so no such code can be pending:
+/// a well-formed number answers what GoTrue answers for a wrong code.
+const PHONE_TYPES: [&str; 2] = ["sms", "phone_change"];
+
 fn verify_input(b: &VerifyBody) -> Result<(LinkKind, String), AuthError> {
+    if b.kind.as_deref().is_some_and(|t| PHONE_TYPES.contains(&t)) {
+        check_phone(b.phone.as_deref())?;
+        return Err(AuthError::OtpExpired);
+    }
     let kind = b
         .kind
         .as_deref()
@@ -560,6 +592,7 @@ pub async fn verify_link(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     let b = VerifyBody {
         kind: ctx.q("type").map(str::to_owned),
         email: None,
+        phone: None,
         token: ctx.q("token").map(str::to_owned),
         token_hash: None,
         redirect_to: ctx.q("redirect_to").map(str::to_owned),
@@ -605,10 +638,12 @@ pub async fn reauthenticate(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> 
     let client = ctx.state.admin.get().await?;
     let me = signed_in(ctx, &client).await?;
     let user = users::get(&client, me.user_id).await?;
-    let email = user
-        .email
-        .filter(|e| !e.is_empty())
-        .ok_or_else(|| AuthError::Validation("Reauthentication requires an email".into()))?;
+    let email = user.email.filter(|e| !e.is_empty()).ok_or_else(|| {
+        // GoTrue's words; doska has no phone numbers, so an e-mail is what it needs.
+        AuthError::Validation(
+            "Reauthentication requires the user to have an email or a phone number".into(),
+        )
+    })?;
     rate_limit(ctx, Class::OtpAccount, &email)?;
     let code = new_code();
     client
@@ -706,10 +741,8 @@ struct GenerateLinkBody {
 pub async fn generate_link(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     require_admin(ctx)?;
     let b: GenerateLinkBody = parse(ctx)?;
-    let kind = b
-        .kind
-        .as_deref()
-        .and_then(LinkKind::parse)
+    let requested = b.kind.clone().unwrap_or_default();
+    let kind = LinkKind::parse(&requested)
         .ok_or_else(|| AuthError::Validation("Invalid link type".into()))?;
     let email = required_email(b.email)?;
     let data = Value::Object(metadata_object(b.data, "data")?);
@@ -751,7 +784,13 @@ pub async fn generate_link(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
                 &[&id, &new_email],
             )
             .await?;
-            (kind, new_email)
+            // `email_change_current` is the link for the current address: its code goes with it.
+            let to = if requested == "email_change_current" {
+                email
+            } else {
+                new_email
+            };
+            (kind, to)
         }
         // A magic link for a brand-new user confirms the sign-up.
         _ => (kind, email),
@@ -764,7 +803,10 @@ pub async fn generate_link(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     out["email_otp"] = json!(m.code);
     out["hashed_token"] = json!(m.token_hash);
     out["redirect_to"] = json!(m.redirect_to);
-    out["verification_type"] = json!(kind.as_str());
+    out["verification_type"] = json!(match kind {
+        LinkKind::EmailChange => requested.as_str(),
+        _ => kind.as_str(),
+    });
     ok_json(&out)
 }
 

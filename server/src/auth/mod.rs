@@ -201,7 +201,7 @@ impl Auth {
         let signing_key = config
             .jwt_signing_key_pem
             .as_deref()
-            .map(|pem| keys::SigningKey::from_pem(pem.as_bytes()))
+            .map(|text| keys::SigningKey::from_file_content(text.as_bytes()))
             .transpose()
             .map_err(SetupError::Key)?;
         Ok(Auth {
@@ -262,6 +262,10 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, AuthError> {
         "/invite" => [("POST", Invite)].to_vec(),
         "/admin/users" => [("GET", AdminListUsers), ("POST", AdminCreateUser)].to_vec(),
         "/admin/generate_link" => [("POST", AdminGenerateLink)].to_vec(),
+        // Features doska does not have: GoTrue's answers with them switched off.
+        "/sso" => return Err(AuthError::SamlDisabled),
+        p if p.starts_with("/sso/") => return Err(AuthError::SamlDisabled),
+        p if p.starts_with("/user/identities") => return Err(AuthError::ManualLinkingDisabled),
         p => match p.strip_prefix("/admin/users/") {
             Some(id) if !id.contains('/') => {
                 let id = Uuid::parse_str(id).map_err(|_| AuthError::UserNotFound)?;
@@ -413,6 +417,22 @@ mod tests {
             (Method::PUT, "/user/".into(), Ok(Endpoint::UpdateUser)),
             (Method::DELETE, "/user".into(), Err("method_not_allowed")),
             (Method::GET, "/nope".into(), Err("not_found")),
+            (Method::POST, "/sso".into(), Err("saml_provider_disabled")),
+            (
+                Method::GET,
+                "/sso/saml/metadata".into(),
+                Err("saml_provider_disabled"),
+            ),
+            (
+                Method::GET,
+                "/user/identities/authorize".into(),
+                Err("manual_linking_disabled"),
+            ),
+            (
+                Method::DELETE,
+                format!("/user/identities/{id}"),
+                Err("manual_linking_disabled"),
+            ),
             (
                 Method::GET,
                 format!("/admin/users/{id}"),

@@ -43,6 +43,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0013_shared_secrets",
         include_str!("internal/0013_shared_secrets.sql"),
     ),
+    (
+        "0014_uuid_ossp",
+        include_str!("internal/0014_uuid_ossp.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

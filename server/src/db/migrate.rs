@@ -1,7 +1,9 @@
 //! The app's migrations: every `*.sql` in the migrations folder, in file-name order, each in its own
 //! transaction, recorded with its SHA-256 in `doska.migrations`. Rejects a changed applied file (by
 //! name), and reports a failing one with its file, PostgreSQL's message and the line it points at;
-//! a failing file leaves nothing of itself behind.
+//! a failing file leaves nothing of itself behind. Each file runs with Supabase's migration
+//! `search_path` (`"$user", public, extensions`), so a Supabase migration or seed that calls an
+//! extension's function unqualified (`gen_salt`, `crypt`, `uuid_generate_v4`) runs unchanged.
 
 use std::path::{Path, PathBuf};
 
@@ -91,6 +93,9 @@ fn checksum(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// What the Supabase CLI sets for migrations; `local`, so it ends with the file's transaction.
+const SEARCH_PATH: &str = r#"set local search_path = "$user", public, extensions"#;
+
 /// Applies the pending migrations of `dir`; returns the names applied.
 pub async fn apply_dir(client: &mut Client, dir: &Path) -> Result<Vec<String>, MigrateError> {
     let files = list(dir)?;
@@ -136,6 +141,9 @@ async fn apply_files(client: &mut Client, files: &[PathBuf]) -> Result<Vec<Strin
             reason: "not UTF-8".into(),
         })?;
         let tx = client.transaction().await.map_err(MigrateError::Db)?;
+        tx.batch_execute(SEARCH_PATH)
+            .await
+            .map_err(MigrateError::Db)?;
         if let Err(e) = tx.batch_execute(&sql).await {
             let line = e.as_db_error().and_then(|d| match d.position() {
                 Some(tokio_postgres::error::ErrorPosition::Original(p)) => Some(line_at(&sql, *p)),

@@ -45,7 +45,6 @@ impl ApiError {
                     StorageError::BucketExists => (S::CONFLICT, "BucketAlreadyExists"),
                     StorageError::BucketNotEmpty => (S::CONFLICT, "InvalidRequest"),
                     StorageError::Denied => (S::FORBIDDEN, "AccessDenied"),
-                    StorageError::TooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "EntityTooLarge"),
                     StorageError::MimeNotAllowed(_) => {
                         (S::UNSUPPORTED_MEDIA_TYPE, "InvalidMimeType")
                     }
@@ -66,6 +65,15 @@ impl ApiError {
                             S::SERVICE_UNAVAILABLE,
                             "DatabaseUnavailable",
                             "The database is unavailable; retry shortly".into(),
+                        );
+                    }
+                    // Supabase's text, word for word (storage-js's tests and apps compare it);
+                    // S3 keeps the core's message, which quotes the limit.
+                    StorageError::TooLarge { .. } => {
+                        return (
+                            S::PAYLOAD_TOO_LARGE,
+                            "EntityTooLarge",
+                            "The object exceeded the maximum allowed size".into(),
                         );
                     }
                     StorageError::Db(_) | StorageError::Io(_) => {

@@ -32,6 +32,7 @@ mod multipart;
 mod objects;
 
 pub use cleanup::cleanup_orphans;
+pub use listing::{ListOrder, SortColumn, SortedList};
 
 pub use multipart::TusState;
 
@@ -236,6 +237,9 @@ macro_rules! object_columns {
         coalesce(last_accessed_at, now()) as last_accessed_at"
     };
 }
+
+/// [`object_columns!`] for statements built at run time (list-v2's other orders).
+const OBJECT_COLUMNS: &str = object_columns!();
 
 /// The part layout of the `storage.objects` row in scope (unaliased, as `objects`): `[[part id, size],
 /// …]` in order for an object kept as its multipart upload's parts, null for one blob.

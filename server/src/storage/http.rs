@@ -20,7 +20,10 @@ pub use super::api::ApiError;
 use super::{
     api::{ApiResult, incoming_stream},
     backend::ByteStream,
-    core::{Actor, BucketSpec, ByteRange, ObjectInfo, PutSpec, Storage, StorageError},
+    core::{
+        Actor, BucketSpec, ByteRange, ListOrder, ObjectInfo, PutSpec, SortColumn, SortedList,
+        Storage, StorageError,
+    },
     form,
     route::{Route, route},
 };
@@ -98,6 +101,15 @@ async fn serve(door: &StorageDoor, req: Request<Incoming>, ctx: &RequestContext)
         .map_err(|_| ApiError::BadRequest("path is not UTF-8".into()))?
         .into_owned();
     let route = route(req.method(), &path).ok_or(ApiError::NotFound)?;
+    // Supabase's storage serves nobody without a key: `anon` needs the anon key. The routes that
+    // carry their own proof (signed URLs) or need none (public objects) stay open.
+    let open = matches!(
+        route,
+        Route::Public(..) | Route::GetSigned(..) | Route::PutSigned(..)
+    );
+    if !open && matches!(crate::jwt::bearer_token(req.headers()), Ok(None)) {
+        return Err(ApiError::InvalidJwt("Invalid Compact JWS".into()));
+    }
     let caller = match state.verifier.caller(req.headers()) {
         Ok(c) => c,
         // Signed URLs carry their own token; a stale session header must not spoil them.
@@ -134,7 +146,10 @@ async fn serve(door: &StorageDoor, req: Request<Incoming>, ctx: &RequestContext)
         }
         Route::EmptyBucket(id) => {
             api.core.empty_bucket(a, &id).await?;
-            ok(json!({"message": "Successfully emptied"}))
+            // Supabase's words (it empties in the background); doska has emptied it already.
+            ok(
+                json!({"message": "Empty bucket has been queued. Completion may take up to an hour."}),
+            )
         }
         Route::List(bucket) => api.list(a, &bucket, &json_body(req, limit).await?).await,
         Route::ListV2(bucket) => api.list_v2(a, &bucket, &json_body(req, limit).await?).await,
@@ -198,7 +213,9 @@ fn info_json(o: &ObjectInfo) -> Value {
     json!({
         "id": o.id, "name": o.name, "version": o.version.to_string(),
         "bucket_id": o.bucket_id, "size": o.size, "content_type": o.content_type,
-        "cache_control": o.cache_control, "etag": o.etag, "metadata": o.user_metadata,
+        "cache_control": o.cache_control, "etag": o.etag,
+        // Supabase answers `{}` for an object uploaded without metadata, never null.
+        "metadata": o.user_metadata.clone().filter(|m| !m.is_null()).unwrap_or_else(|| json!({})),
         "last_modified": o.updated_at, "created_at": o.created_at,
     })
 }
@@ -232,12 +249,12 @@ pub(super) fn bucket_spec(v: &Value) -> Result<BucketSpec, ApiError> {
         Some(Value::Null) => Some(None),
         Some(Value::Number(n)) => Some(n.as_i64().filter(|n| *n > 0)),
         // As for a number, 0 clears the limit; a size past i64 is refused, not wrapped negative.
-        Some(Value::String(s)) => Some(
-            crate::config::parse_size(s)
-                .and_then(|n| i64::try_from(n).ok())
-                .ok_or_else(|| ApiError::BadRequest(format!("file_size_limit `{s}`")))
-                .map(|n| (n > 0).then_some(n))?,
-        ),
+        Some(Value::String(s)) if s.trim() == "0" => Some(None),
+        Some(Value::String(s)) => Some(Some(size_limit(s).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "file_size_limit `{s}`: a number of bytes, or a size such as `20mb` (b, kb, mb, gb)"
+            ))
+        })?)),
         Some(_) => return Err(ApiError::BadRequest("file_size_limit".into())),
     };
     let mimes = match v.get("allowed_mime_types") {
@@ -255,6 +272,41 @@ pub(super) fn bucket_spec(v: &Value) -> Result<BucketSpec, ApiError> {
         file_size_limit: limit,
         allowed_mime_types: mimes,
     })
+}
+
+/// A bucket's `file_size_limit` given as text, read as Supabase's storage server reads it: a number
+/// with an optional unit `b`, `kb`, `mb` or `gb` (any case, space allowed), decimal — `"20mb"` is
+/// 20,000,000 bytes. The binary units `kib`, `mib`, `gib` are accepted too, as what they say.
+fn size_limit(s: &str) -> Option<i64> {
+    let lower = s.trim().to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
+    let (num, unit) = lower.split_at(split);
+    let mult: f64 = match unit.trim() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let n: f64 = num.parse().ok()?;
+    let bytes = (n * mult).round();
+    (bytes >= 1.0 && bytes < i64::MAX as f64).then_some(bytes as i64)
+}
+
+/// list-v2's `key` of an entry: its path segment at the level the prefix lists, as Supabase's
+/// `search_v2` makes it (`split_part(name, '/', levels)`); `name` is the full path.
+fn v2_key<'a>(prefix: &str, name: &'a str) -> &'a str {
+    let level = if prefix.is_empty() {
+        0
+    } else {
+        prefix.split('/').count() - 1
+    };
+    name.split('/').nth(level).unwrap_or_default()
 }
 
 fn object_json(o: &ObjectInfo) -> Value {
@@ -652,20 +704,45 @@ impl Api {
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
         });
-        let page = self
-            .core
-            .list(actor, bucket, prefix, delimiter, cursor.as_deref(), limit)
-            .await?;
+        let order = ListOrder {
+            column: match v["sortBy"]["column"].as_str() {
+                Some("created_at") => SortColumn::CreatedAt,
+                Some("updated_at") => SortColumn::UpdatedAt,
+                _ => SortColumn::Name,
+            },
+            descending: v["sortBy"]["order"]
+                .as_str()
+                .is_some_and(|o| o.eq_ignore_ascii_case("desc")),
+        };
+        let page = if order.column == SortColumn::Name && !order.descending {
+            self.core
+                .list(actor, bucket, prefix, delimiter, cursor.as_deref(), limit)
+                .await?
+        } else {
+            self.core
+                .list_sorted(
+                    actor,
+                    bucket,
+                    &SortedList {
+                        prefix,
+                        delimited: delimiter.is_some(),
+                        order,
+                        cursor: cursor.as_deref(),
+                        max: limit,
+                    },
+                )
+                .await?
+        };
         let folders: Vec<Value> = page
             .prefixes
             .iter()
-            .map(|p| json!({"key": p, "name": p.trim_end_matches('/').rsplit('/').next()}))
+            .map(|p| json!({"key": v2_key(prefix, p), "name": p}))
             .collect();
         let objects: Vec<Value> = page
             .objects
             .iter()
             .map(|o| {
-                json!({"id": o.id, "key": o.name, "name": o.name.rsplit('/').next(),
+                json!({"id": o.id, "key": v2_key(prefix, &o.name), "name": o.name,
                        "updated_at": o.updated_at, "created_at": o.created_at,
                        "last_accessed_at": o.last_accessed_at, "metadata": o.metadata})
             })
@@ -692,6 +769,44 @@ fn body_is_form(h: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_v2_keys_are_the_listed_level_segment() {
+        for (prefix, name, key) in [
+            ("", "testpath/", "testpath"),
+            ("testpath", "testpath/a.jpg", "testpath"),
+            ("testpath/", "testpath/a.jpg", "a.jpg"),
+            ("school-1/", "school-1/unit 1/", "unit 1"),
+            ("a/b/", "a/b/c/d.txt", "c"),
+            ("", "top.txt", "top.txt"),
+        ] {
+            assert_eq!(v2_key(prefix, name), key, "{prefix:?} {name:?}");
+        }
+    }
+
+    #[test]
+    fn size_limits_are_decimal_as_in_supabase() {
+        for (text, bytes) in [
+            ("20mb", Some(20_000_000)),
+            ("1kb", Some(1000)),
+            ("1KB", Some(1000)),
+            ("2 GB", Some(2_000_000_000)),
+            ("1.5mb", Some(1_500_000)),
+            ("512", Some(512)),
+            ("512b", Some(512)),
+            ("1MiB", Some(1_048_576)),
+            ("", None),
+            ("mb", None),
+            ("0", None),
+            ("-1mb", None),
+            ("1tb", None),
+            ("1.2.3kb", None),
+            ("20 megabytes", None),
+            ("99999999999gb", None),
+        ] {
+            assert_eq!(size_limit(text), bytes, "{text:?}");
+        }
+    }
 
     #[test]
     fn errors_have_fixed_statuses() {

@@ -174,3 +174,57 @@ test('a token with an app role makes REST run as that role', async () => {
   assert.equal(after.error, null);
   assert.deepEqual(after.data.map((l) => l.title), ['Fractions', 'Photosynthesis']);
 });
+
+// Supabase's signing keys are JWKs with their own `kid` (the CLI's signing_keys.json is an array of
+// them): `--jwt-signing-key` takes that file, signs with that kid, and accepts tokens made elsewhere
+// with the key and its kid (the project's keys, as Supabase issues them).
+test('--jwt-signing-key as a JWK array: tokens carry and are accepted with its own kid', { skip: !!process.env.DOSKA_URL }, async () => {
+  const { generateKeyPairSync, randomUUID, createSign } = await import('node:crypto');
+  const { mkdtemp, writeFile, rm, chmod } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const kid = randomUUID();
+  const jwk = { ...privateKey.export({ format: 'jwk' }), kid, key_ops: ['sign', 'verify'], alg: 'RS256' };
+  const dir = await mkdtemp(join(tmpdir(), 'doska-jwk-'));
+  await chmod(dir, 0o755);
+  const file = join(dir, 'signing_keys.json');
+  await writeFile(file, JSON.stringify([jwk]));
+  const rs256 = (claims, headerKid = kid) => {
+    const enc = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const body = `${enc({ alg: 'RS256', typ: 'JWT', kid: headerKid })}.${enc(claims)}`;
+    return `${body}.${createSign('RSA-SHA256').update(body).sign(privateKey).toString('base64url')}`;
+  };
+  const own = await startDoska({ args: ['--jwt-signing-key', file] });
+  try {
+    const now = Math.floor(Date.now() / 1000);
+    const opts = { auth: { persistSession: false, autoRefreshToken: false }, realtime: { transport: WebSocket } };
+    const anonKey = rs256({ iss: 'supabase-demo', role: 'anon', iat: now, exp: now + 3600 });
+    const secretKey = rs256({ iss: 'supabase-demo', role: 'service_role', iat: now, exp: now + 3600 });
+    const jwks = await (await fetch(`${own.url}/auth/v1/.well-known/jwks.json`)).json();
+    assert.equal(jwks.keys[0].kid, kid);
+    assert.equal(jwks.keys[0].d, undefined, 'no private part published');
+    const users = createClient(own.url, anonKey, opts).auth;
+    const addr = email('jwk');
+    const { data, error } = await users.signUp({ email: addr, password: 'jwk-pass-1' });
+    assert.equal(error, null);
+    const header = JSON.parse(Buffer.from(data.session.access_token.split('.')[0], 'base64url').toString());
+    assert.deepEqual([header.alg, header.kid], ['RS256', kid]);
+    // A token made outside doska with the key and its kid: an admin's.
+    const admin = createClient(own.url, secretKey, opts).auth.admin;
+    const listed = await admin.listUsers();
+    assert.equal(listed.error, null);
+    assert.ok(listed.data.users.some((u) => u.email === addr));
+    // supabase_admin is an admin role too, as in GoTrue.
+    const supabaseAdmin = createClient(own.url, anonKey, {
+      ...opts, global: { headers: { Authorization: `Bearer ${rs256({ sub: '1234567890', role: 'supabase_admin' })}` } },
+    }).auth.admin;
+    assert.equal((await supabaseAdmin.deleteUser(data.user.id)).error, null);
+    // The same key under another kid is not this key's token.
+    const forged = createClient(own.url, rs256({ role: 'service_role', iat: now, exp: now + 3600 }, 'other-kid'), opts).auth.admin;
+    assert.notEqual((await forged.listUsers()).error, null);
+  } finally {
+    await own.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+});

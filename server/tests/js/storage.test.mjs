@@ -159,7 +159,7 @@ test('upload, download, info, exists, list, move, copy, remove', async () => {
   assert.equal((await files.download(`${SCHOOL}/copy.pdf`)).error.statusCode, '404');
   const v2 = await files.listV2({ prefix: `${SCHOOL}/`, with_delimiter: true });
   assert.equal(v2.error, null);
-  assert.deepEqual(v2.data.folders.map((f) => f.key), [`${SCHOOL}/unit 1/`]);
+  assert.deepEqual(v2.data.folders.map((f) => [f.key, f.name]), [['unit 1', `${SCHOOL}/unit 1/`]]);
 });
 
 test('downloads honour Range and ETag', async () => {
@@ -280,6 +280,96 @@ test('bad tokens and unknown routes answer in the storage error shape', async ()
   assert.equal(res.status, 404);
   body = await res.json();
   assert.equal(body.statusCode, '404');
+});
+
+test("Supabase storage's answers: decimal size units, list-v2 shapes, info metadata, empty", async () => {
+  // "20mb" is 20,000,000 bytes, as Supabase's storage reads it; the limit's error is its text.
+  let r = await admin.storage.createBucket('units', { public: false, fileSizeLimit: '20mb' });
+  assert.equal(r.error, null);
+  assert.equal((await admin.storage.getBucket('units')).data.file_size_limit, 20000000);
+  r = await admin.storage.updateBucket('units', { public: false, fileSizeLimit: '1kb' });
+  assert.equal(r.error, null);
+  assert.equal((await admin.storage.getBucket('units')).data.file_size_limit, 1000);
+  r = await admin.storage.from('units').upload('big.bin', Buffer.alloc(1001));
+  assert.equal(r.error.statusCode, '413');
+  assert.equal(r.error.message, 'The object exceeded the maximum allowed size');
+  assert.equal((await admin.storage.from('units').upload('fits.bin', Buffer.alloc(1000))).error, null);
+  r = await admin.storage.createBucket('units-bad', { fileSizeLimit: '20 megabytes' });
+  assert.equal(r.error.statusCode, '400');
+
+  // list-v2: objects by their full key as `name`; folders as {key: "dir", name: "dir/"}.
+  await admin.storage.from('units').upload('dir/a.txt', Buffer.from('a'));
+  // `key`: the entry's segment at the level listed (Supabase's `split_part(name, '/', levels)`).
+  r = await admin.storage.from('units').listV2({ prefix: 'dir/' });
+  assert.equal(r.error, null);
+  assert.deepEqual(r.data.objects.map((o) => [o.name, o.key]), [['dir/a.txt', 'a.txt']]);
+  assert.deepEqual(r.data.folders, []);
+  r = await admin.storage.from('units').listV2({ with_delimiter: true });
+  assert.deepEqual(r.data.folders.map((f) => ({ key: f.key, name: f.name })), [{ key: 'dir', name: 'dir/' }]);
+  assert.deepEqual(r.data.objects.map((o) => o.name), ['fits.bin']);
+
+  // list-v2 orders: name descending, creation and update time, paged by the cursor it returns; a
+  // folder sorts by the latest time among its objects.
+  for (const k of ['p/zz', 'p/bb', 'p/xx', 'p/sub/one', 'p/aa']) {
+    assert.equal((await admin.storage.from('units').upload(k, Buffer.from('x'))).error, null);
+  }
+  const pages = async (sortBy) => {
+    const seen = [];
+    let cursor;
+    for (let n = 0; n < 10; n++) {
+      const r = await admin.storage.from('units').listV2({ prefix: 'p/', with_delimiter: true, limit: 2, sortBy, ...(cursor ? { cursor } : {}) });
+      assert.equal(r.error, null);
+      // A page's folders and objects come apart; which entries share a page shows the order.
+      seen.push([...r.data.folders.map((f) => f.name), ...r.data.objects.map((o) => o.name)].sort());
+      if (!r.data.hasNext) return seen;
+      cursor = r.data.nextCursor;
+    }
+    throw new Error('no last page');
+  };
+  assert.deepEqual(await pages({ column: 'name', order: 'desc' }), [['p/xx', 'p/zz'], ['p/bb', 'p/sub/'], ['p/aa']]);
+  assert.deepEqual(await pages({ column: 'created_at', order: 'asc' }), [['p/bb', 'p/zz'], ['p/sub/', 'p/xx'], ['p/aa']]);
+  assert.deepEqual(await pages({ column: 'created_at', order: 'desc' }), [['p/aa', 'p/sub/'], ['p/bb', 'p/xx'], ['p/zz']]);
+  assert.equal((await admin.storage.from('units').update('p/bb', Buffer.from('y'))).error, null);
+  assert.deepEqual(await pages({ column: 'updated_at', order: 'desc' }), [['p/aa', 'p/bb'], ['p/sub/', 'p/xx'], ['p/zz']]);
+
+  // Object info without metadata: `{}`, never null.
+  r = await admin.storage.from('units').info('dir/a.txt');
+  assert.equal(r.error, null);
+  assert.deepEqual(r.data.metadata, {});
+
+  r = await admin.storage.emptyBucket('units');
+  assert.equal(r.error, null);
+  assert.deepEqual(r.data, { message: 'Empty bucket has been queued. Completion may take up to an hour.' });
+  assert.deepEqual((await admin.storage.from('units').list()).data, []);
+});
+
+test('no key at all: storage refuses with "Invalid Compact JWS"; public objects and signed URLs stay open', async () => {
+  const bare = (path, init) => fetch(`${doska.url}/storage/v1${path}`, init);
+  for (const [method, path] of [['GET', '/bucket'], ['POST', '/object/list/avatars'],
+    ['GET', '/object/avatars/face.png'], ['POST', '/object/avatars/new.png']]) {
+    const res = await bare(path, { method, body: method === 'POST' ? '{}' : undefined });
+    assert.equal(res.status, 400, `${method} ${path}`);
+    const body = await res.json();
+    assert.equal(body.message, 'Invalid Compact JWS', `${method} ${path}`);
+    assert.equal(body.statusCode, '400');
+  }
+  // With the anon key the same request is anon's (RLS decides).
+  const { StorageClient } = await import('@supabase/storage-js');
+  const noKey = new StorageClient(`${doska.url}/storage/v1`);
+  const { data, error } = await noKey.listBuckets();
+  assert.equal(data, null);
+  assert.equal(error.message, 'Invalid Compact JWS');
+
+  assert.equal((await admin.storage.from('avatars').upload('open.png', Buffer.from('png'), { upsert: true })).error, null);
+  let res = await bare('/object/public/avatars/open.png');
+  assert.equal(res.status, 200);
+  assert.equal(await res.text(), 'png');
+  const signed = await admin.storage.from('avatars').createSignedUrl('open.png', 60);
+  res = await fetch(signed.data.signedUrl);
+  assert.equal(res.status, 200);
+  const up = await admin.storage.from('avatars').createSignedUploadUrl('signed-up.png');
+  res = await fetch(up.data.signedUrl, { method: 'PUT', body: 'x', headers: { 'content-type': 'image/png' } });
+  assert.equal(res.status, 200, await res.text());
 });
 
 test('TUS resumable upload (tus-js-client) continues after a cut, under RLS', async () => {
