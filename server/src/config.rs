@@ -71,6 +71,10 @@ pub struct Settings {
     /// Cap on the rows any REST response returns.
     #[arg(long, global = true, env = "DOSKA_DB_MAX_ROWS")]
     pub db_max_rows: Option<i64>,
+    /// Schemas put on every REST request's `search_path` after the exposed schema it uses,
+    /// comma-separated (PostgREST's `db-extra-search-path`); default `public,extensions`.
+    #[arg(long, global = true, env = "DOSKA_DB_EXTRA_SEARCH_PATH")]
+    pub db_extra_search_path: Option<String>,
     /// Connections in the request pool (and, halved, the admin pool).
     #[arg(long, global = true, env = "DOSKA_DB_POOL")]
     pub db_pool: Option<usize>,
@@ -190,6 +194,7 @@ pub struct Config {
     pub body_limits: BodyLimits,
     pub db_schemas: Vec<String>,
     pub db_max_rows: Option<i64>,
+    pub db_extra_search_path: Vec<String>,
     pub db_pool: usize,
     pub db_statement_timeout_ms: u64,
     pub shutdown_timeout_secs: u64,
@@ -353,6 +358,7 @@ impl Settings {
             body_limits,
             db_schemas,
             db_max_rows,
+            db_extra_search_path,
             db_pool,
             db_statement_timeout,
             shutdown_timeout,
@@ -485,6 +491,14 @@ impl Config {
                 reason: "needs at least one schema".into(),
             });
         }
+        let db_extra_search_path: Vec<String> = s
+            .db_extra_search_path
+            .as_deref()
+            .unwrap_or("public,extensions")
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect();
         if let Some(secret) = &s.jwt_secret
             && secret.len() < 32
         {
@@ -576,6 +590,7 @@ impl Config {
             },
             db_schemas,
             db_max_rows: s.db_max_rows,
+            db_extra_search_path,
             db_pool,
             db_statement_timeout_ms: s.db_statement_timeout.unwrap_or(0),
             shutdown_timeout_secs: s.shutdown_timeout.unwrap_or(10),
@@ -629,6 +644,7 @@ impl Config {
             "body_limits": self.body_limits.by_prefix.iter().map(|(p, l)| format!("{p}={l}")).collect::<Vec<_>>().join(","),
             "db_schemas": self.db_schemas.join(","),
             "db_max_rows": self.db_max_rows,
+            "db_extra_search_path": self.db_extra_search_path.join(","),
             "db_pool": self.db_pool,
             "db_statement_timeout": self.db_statement_timeout_ms,
             "shutdown_timeout": self.shutdown_timeout_secs,

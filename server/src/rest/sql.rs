@@ -216,8 +216,8 @@ impl Builder {
                     SimpleOp::Ov => "&&",
                     SimpleOp::Sl => "<<",
                     SimpleOp::Sr => ">>",
-                    SimpleOp::Nxl => "&<",
-                    SimpleOp::Nxr => "&>",
+                    SimpleOp::Nxl => "&>",
+                    SimpleOp::Nxr => "&<",
                     SimpleOp::Adj => "-|-",
                 };
                 let like = matches!(op, SimpleOp::Like | SimpleOp::Ilike);

@@ -663,6 +663,7 @@ impl Storage {
             method: &actor.method,
             path: &actor.path,
             headers: actor.headers.clone(),
+            search_path: None,
         };
         Ok(RequestTx::begin(
             &self.pool,
@@ -679,6 +680,7 @@ impl Storage {
             method: &actor.method,
             path: &actor.path,
             headers: actor.headers.clone(),
+            search_path: None,
         }
     }
 
