@@ -255,6 +255,7 @@ where
         &plan,
         sql::BodyOptions {
             strip_nulls: api.accept.strip_nulls,
+            csv: false,
         },
     )
     .map_err(|e| {

@@ -59,6 +59,7 @@ fn build_for(
         &p,
         BodyOptions {
             strip_nulls: r.accept.strip_nulls,
+            csv: false,
         },
     )
     .unwrap()
