@@ -256,6 +256,7 @@ where
         sql::BodyOptions {
             strip_nulls: api.accept.strip_nulls,
             csv: false,
+            geojson: false,
         },
     )
     .map_err(|e| {
@@ -285,6 +286,7 @@ where
             MediaType::Json => "application/json",
             MediaType::SingleObject => "application/vnd.pgrst.object+json",
             MediaType::Csv => "text/csv",
+            MediaType::GeoJson => "application/geo+json",
         };
         let ct = format!(
             "application/vnd.pgrst.plan+{}; for=\"{for_media}\"; charset=utf-8",

@@ -588,7 +588,7 @@ fn build_node(
                         continue;
                     }
                     return Err(PlanError::ColumnNotFound {
-                        relation: shape.label.clone(),
+                        relation: shape.sql_label.clone(),
                         column: field.name.clone(),
                     });
                 }

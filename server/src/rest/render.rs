@@ -154,6 +154,7 @@ pub fn success(input: RenderInput) -> Result<Response<Body>, RestError> {
             Some(b),
         ),
         (Some(b), MediaType::Json) => (Some("application/json; charset=utf-8"), Some(b)),
+        (Some(b), MediaType::GeoJson) => (Some("application/geo+json; charset=utf-8"), Some(b)),
     };
     let mut res = Response::new(match (&bytes, headers_only) {
         (Some(b), false) => full(b.clone()),

@@ -48,6 +48,8 @@ pub struct BodyOptions {
     pub strip_nulls: bool,
     /// `Accept: text/csv` (set by [`build`] from the plan's media type).
     pub csv: bool,
+    /// `Accept: application/geo+json` (set by [`build`]).
+    pub geojson: bool,
 }
 
 struct Builder {
@@ -490,7 +492,12 @@ fn array_literal(items: impl Iterator<Item = String>) -> String {
 /// are quoted as PostgreSQL quotes record fields).
 fn body_expr(single: bool, opts: BodyOptions) -> String {
     if opts.csv {
-        return "coalesce((SELECT pg_catalog.string_agg(a.k, ',') FROM (SELECT pg_catalog.json_object_keys(r) AS k FROM pg_catalog.json_array_elements(pg_catalog.json_agg(_pgrst_t)) AS r LIMIT 1) AS a), '') || pg_catalog.chr(10) || coalesce(pg_catalog.string_agg(substring(_pgrst_t::text, 2, length(_pgrst_t::text) - 2), pg_catalog.chr(10)), '')".into();
+        return "coalesce((SELECT pg_catalog.string_agg(k, ',') FROM pg_catalog.json_object_keys(pg_catalog.json_agg(_pgrst_t) -> 0) AS k), '') || pg_catalog.chr(10) || coalesce(pg_catalog.string_agg(substring(_pgrst_t::text, 2, length(_pgrst_t::text) - 2), pg_catalog.chr(10)), '')".into();
+    }
+    if opts.geojson {
+        // PostgREST's FeatureCollection: each row a Feature (its first geometry column the
+        // geometry, the others its properties), by PostGIS's own function on the search_path.
+        return "pg_catalog.json_build_object('type', 'FeatureCollection', 'features', coalesce(pg_catalog.json_agg(st_asgeojson(_pgrst_t)::json), '[]'))::text".into();
     }
     let agg = if opts.strip_nulls {
         "json_agg(json_strip_nulls(row_to_json(_pgrst_t)))"
@@ -508,6 +515,7 @@ fn body_expr(single: bool, opts: BodyOptions) -> String {
 pub fn build(plan: &Plan, opts: BodyOptions) -> Result<Statement, SqlError> {
     let opts = BodyOptions {
         csv: plan.media == MediaType::Csv,
+        geojson: plan.media == MediaType::GeoJson,
         ..opts
     };
     let mut b = Builder { params: Vec::new() };
@@ -584,16 +592,34 @@ fn mutation(
             let select = if columns.is_empty() {
                 format!("SELECT FROM pg_catalog.json_array_elements({payload}::json)")
             } else if missing_default {
+                // Each row's defaults are evaluated whether or not the row gives the column, as
+                // PostgREST does (`defaults || row`): sequences advance the same way.
                 let mut exprs = Vec::new();
+                let mut defaults = Vec::new();
                 for c in columns {
                     if let InsertColumn::OrDefault { name, default } = c {
                         let key = b.param(name.clone());
-                        let dflt = default.clone().unwrap_or_else(|| "NULL".into());
+                        let dflt = match default {
+                            Some(d) => {
+                                defaults.push(format!("{d} AS d{}", defaults.len()));
+                                format!("pgrst_defs.d{}", defaults.len() - 1)
+                            }
+                            None => "NULL".into(),
+                        };
                         exprs.push(format!("CASE WHEN pgrst_row.j ? {key}::text THEN pgrst_body.{} ELSE {dflt} END", ident(name)));
                     }
                 }
+                let defs = if defaults.is_empty() {
+                    String::new()
+                } else {
+                    // The condition ties the subquery to its row, so it runs once per row.
+                    format!(
+                        ", LATERAL (SELECT {} WHERE pgrst_row.j IS NOT NULL) AS pgrst_defs",
+                        defaults.join(", ")
+                    )
+                };
                 format!(
-                    "SELECT {} FROM pg_catalog.jsonb_array_elements({payload}::jsonb) AS pgrst_row(j), LATERAL pg_catalog.jsonb_populate_record(NULL::{target}, pgrst_row.j) AS pgrst_body",
+                    "SELECT {} FROM pg_catalog.jsonb_array_elements({payload}::jsonb) AS pgrst_row(j){defs}, LATERAL pg_catalog.jsonb_populate_record(NULL::{target}, pgrst_row.j) AS pgrst_body",
                     exprs.join(", ")
                 )
             } else {
@@ -831,7 +857,7 @@ fn call(
         _ => (
             if count { "pg_catalog.count(*)".into() } else { "NULL::bigint".into() },
             "pg_catalog.count(*)".into(),
-            "(pg_catalog.array_agg(pg_catalog.to_json(pgrst_scalar)))[1]::text AS body FROM pgrst_source".into(),
+            "coalesce((pg_catalog.array_agg(pg_catalog.to_json(pgrst_scalar)))[1]::text, 'null') AS body FROM pgrst_source".into(),
         ),
     };
     let body = body.replacen(

@@ -60,6 +60,7 @@ fn build_for(
         BodyOptions {
             strip_nulls: r.accept.strip_nulls,
             csv: false,
+            geojson: false,
         },
     )
     .unwrap()

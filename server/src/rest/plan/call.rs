@@ -100,11 +100,15 @@ pub(super) fn call(
             });
         }
     };
-    let (args, payload_text) = if use_single {
+    // A function whose one parameter is unnamed takes the whole body (or the query's arguments
+    // as an object) positionally, as PostgREST calls it (`OnePosParam`).
+    let positional = f.params.len() == 1 && f.params[0].name.is_empty();
+    let (args, payload_text) = if use_single || positional {
         let text = match single_body {
             Some(Payload::Json(v)) => v.to_string(),
             Some(Payload::Raw(s)) => s.clone(),
-            _ => "null".into(),
+            _ if method == CallMethod::Post => "null".into(),
+            _ => Value::Object(args_obj).to_string(),
         };
         (
             CallArgs::Single {
