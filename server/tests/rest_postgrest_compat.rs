@@ -270,7 +270,10 @@ async fn write_statuses_and_defaults_as_postgrest() {
             Json(json!([{"name":"ann"}])),
         )
         .body(r#"[{"name":"ann"}]"#)
-        .h("prefer", "resolution=merge-duplicates,return=representation"),
+        .h(
+            "prefer",
+            "resolution=merge-duplicates,return=representation",
+        ),
         case(
             "an upsert that inserts answers 201",
             "POST",
@@ -279,7 +282,10 @@ async fn write_statuses_and_defaults_as_postgrest() {
             Json(json!([{"name":"ann"},{"name":"dee"}])),
         )
         .body(r#"[{"name":"ann"},{"name":"dee"}]"#)
-        .h("prefer", "resolution=merge-duplicates,return=representation"),
+        .h(
+            "prefer",
+            "resolution=merge-duplicates,return=representation",
+        ),
         case(
             "a minimal upsert that only updates answers 200 too",
             "POST",
@@ -443,9 +449,21 @@ async fn search_path_puts_the_requested_schema_first() {
         .unwrap();
     r.rest.reload(&r.db.state.admin).await.unwrap();
     let cases = vec![
-        case("default schema", "GET", "/rpc/count_things", 200, Json(json!(0))),
-        case("second schema", "GET", "/rpc/count_things", 200, Json(json!(2)))
-            .h("accept-profile", "other"),
+        case(
+            "default schema",
+            "GET",
+            "/rpc/count_things",
+            200,
+            Json(json!(0)),
+        ),
+        case(
+            "second schema",
+            "GET",
+            "/rpc/count_things",
+            200,
+            Json(json!(2)),
+        )
+        .h("accept-profile", "other"),
         case(
             "the path: the schema, then --db-extra-search-path",
             "GET",

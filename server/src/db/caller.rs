@@ -133,7 +133,8 @@ impl<'a> Settings<'a> {
     }
 
     fn sql(&self) -> &'static str {
-        SETTINGS_SQL[usize::from(self.timeout.is_some()) + 2 * usize::from(self.search_path.is_some())]
+        SETTINGS_SQL
+            [usize::from(self.timeout.is_some()) + 2 * usize::from(self.search_path.is_some())]
     }
 
     fn params(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {

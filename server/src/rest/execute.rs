@@ -119,10 +119,17 @@ impl ExecRequest<'_> {
 }
 
 /// What the statement's one row says.
-fn outcome(rows: &[tokio_postgres::Row], planned: Option<i64>, estimate_above: Option<i64>) -> Outcome {
+fn outcome(
+    rows: &[tokio_postgres::Row],
+    planned: Option<i64>,
+    estimate_above: Option<i64>,
+) -> Outcome {
     match rows.first() {
         Some(row) => Outcome {
-            total: match (row.try_get::<_, Option<i64>>("total").ok().flatten(), planned) {
+            total: match (
+                row.try_get::<_, Option<i64>>("total").ok().flatten(),
+                planned,
+            ) {
                 (Some(t), Some(p)) if estimate_above.is_none_or(|cap| t > cap) => Some(t.max(p)),
                 (t, p) => t.or(p),
             },

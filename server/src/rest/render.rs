@@ -143,7 +143,9 @@ pub fn success(input: RenderInput) -> Result<Response<Body>, RestError> {
         (Some(b), MediaType::Csv) => (
             Some("text/csv; charset=utf-8"),
             Some(match &plan.kind {
-                PlanKind::Call(c) if matches!(c.shape, CallShape::Scalar | CallShape::ScalarSet) => {
+                PlanKind::Call(c)
+                    if matches!(c.shape, CallShape::Scalar | CallShape::ScalarSet) =>
+                {
                     json_to_csv(&b)
                 }
                 _ => b,

@@ -178,7 +178,12 @@ fn write_sql_table() {
         Payload::Json(serde_json::json!({"id": 1, "title": "x"})),
     );
     assert!(s.sql.contains(r#"ON CONFLICT ("id") DO UPDATE SET "id" = EXCLUDED."id", "title" = EXCLUDED."title" WHERE pg_catalog.set_config('pgrst.inserted'"#), "{}", s.sql);
-    assert!(s.sql.contains(r#"AS pgrst_body WHERE pg_catalog.set_config('pgrst.inserted'"#), "{}", s.sql);
+    assert!(
+        s.sql
+            .contains(r#"AS pgrst_body WHERE pg_catalog.set_config('pgrst.inserted'"#),
+        "{}",
+        s.sql
+    );
     assert!(s.sql.ends_with("AS inserted"), "{}", s.sql);
 
     let s = build_for(

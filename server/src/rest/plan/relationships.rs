@@ -80,7 +80,8 @@ impl Candidate {
         match hint {
             None => {
                 target == name
-                    || (!self.target_is_view && (self.constraint_is(name) || self.parent_column_is(name)))
+                    || (!self.target_is_view
+                        && (self.constraint_is(name) || self.parent_column_is(name)))
             }
             Some(h) => {
                 target == name
@@ -106,9 +107,8 @@ fn candidates(cache: &SchemaCache, parent: &QualifiedName, name: &str) -> Vec<Ca
             .get(q)
             .is_some_and(|r| r.kind == RelKind::View)
     };
-    let unique = |q: &QualifiedName, cs: &[String]| {
-        cache.relations.get(q).is_some_and(|r| r.is_unique(cs))
-    };
+    let unique =
+        |q: &QualifiedName, cs: &[String]| cache.relations.get(q).is_some_and(|r| r.is_unique(cs));
     let single = |a: &[String], b: &[String]| match (a, b) {
         ([x], [y]) => Some((x.clone(), y.clone())),
         _ => None,
@@ -122,7 +122,12 @@ fn candidates(cache: &SchemaCache, parent: &QualifiedName, name: &str) -> Vec<Ca
             found.push(Candidate {
                 rel: Relationship {
                     target: fk.ftable.clone(),
-                    pairs: fk.fcolumns.iter().cloned().zip(fk.columns.iter().cloned()).collect(),
+                    pairs: fk
+                        .fcolumns
+                        .iter()
+                        .cloned()
+                        .zip(fk.columns.iter().cloned())
+                        .collect(),
                     junction: None,
                     to_one: true,
                     cardinality,
@@ -151,7 +156,12 @@ fn candidates(cache: &SchemaCache, parent: &QualifiedName, name: &str) -> Vec<Ca
             found.push(Candidate {
                 rel: Relationship {
                     target: fk.table.clone(),
-                    pairs: fk.columns.iter().cloned().zip(fk.fcolumns.iter().cloned()).collect(),
+                    pairs: fk
+                        .columns
+                        .iter()
+                        .cloned()
+                        .zip(fk.fcolumns.iter().cloned())
+                        .collect(),
                     junction: None,
                     to_one: one,
                     cardinality,
@@ -195,8 +205,16 @@ fn candidates(cache: &SchemaCache, parent: &QualifiedName, name: &str) -> Vec<Ca
                     pairs: Vec::new(),
                     junction: Some((
                         a.table.clone(),
-                        b.columns.iter().cloned().zip(b.fcolumns.iter().cloned()).collect(),
-                        a.columns.iter().cloned().zip(a.fcolumns.iter().cloned()).collect(),
+                        b.columns
+                            .iter()
+                            .cloned()
+                            .zip(b.fcolumns.iter().cloned())
+                            .collect(),
+                        a.columns
+                            .iter()
+                            .cloned()
+                            .zip(a.fcolumns.iter().cloned())
+                            .collect(),
                     )),
                     to_one: false,
                     cardinality: "many-to-many",
