@@ -155,6 +155,15 @@ impl<'a> Settings<'a> {
     }
 }
 
+/// How a request's transaction starts: read-only when its work only reads.
+fn begin_sql(read_only: bool) -> &'static str {
+    if read_only {
+        "BEGIN READ ONLY"
+    } else {
+        "BEGIN"
+    }
+}
+
 impl RequestTx {
     /// Opens the transaction as `caller`. `statement_timeout_ms` 0 leaves the server's setting.
     pub async fn begin(
@@ -171,11 +180,7 @@ impl RequestTx {
         let c = tx.client();
         let settings = Settings::new(caller, info, statement_timeout_ms);
         let params = settings.params();
-        let begin = if read_only {
-            "BEGIN READ ONLY"
-        } else {
-            "BEGIN"
-        };
+        let begin = begin_sql(read_only);
         // Polled together, tokio-postgres writes both before reading either answer: one round trip.
         let (b, s) = tokio::join!(
             c.batch_execute(begin),
@@ -309,11 +314,7 @@ impl RequestTx {
         let client = pool.get().await.map_err(TxError::Pool)?;
         let settings = Settings::new(caller, info, statement_timeout_ms);
         let settings_params = settings.params();
-        let begin = if read_only {
-            "BEGIN READ ONLY"
-        } else {
-            "BEGIN"
-        };
+        let begin = begin_sql(read_only);
         // Statements are prepared once per connection and kept, so PostgreSQL neither parses them
         // nor, once it settles on a generic plan, plans them again; it still re-plans when the role,
         // a policy or a table changes. Fixed SQL texts only: the cache keeps every text it sees.
