@@ -596,12 +596,7 @@ impl Config {
             db_pool,
             db_statement_timeout_ms: s.db_statement_timeout.unwrap_or(0),
             shutdown_timeout_secs: s.shutdown_timeout.unwrap_or(10),
-            site_url: default_site_url(
-                s.site_url,
-                s.external_url.as_deref(),
-                &listen,
-                static_on,
-            ),
+            site_url: default_site_url(s.site_url, s.external_url.as_deref(), &listen, static_on),
             trusted_proxies: parse_trusted_proxies(s.trusted_proxies.as_deref())?,
             auth: AuthSettings {
                 external_url: s.external_url,
@@ -862,6 +857,20 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn extra_search_path_defaults_to_public_and_extensions() {
+        let c = Config::resolve(Settings::default()).unwrap();
+        assert_eq!(c.db_extra_search_path, vec!["public", "extensions"]);
+        let c = Config::resolve(Settings {
+            db_extra_search_path: Some(" app , extensions ,".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.db_extra_search_path, vec!["app", "extensions"]);
+        let file: Settings = toml::from_str("db_extra_search_path = \"x\"").unwrap();
+        assert_eq!(file.db_extra_search_path.as_deref(), Some("x"));
     }
 
     #[test]
