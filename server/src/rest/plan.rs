@@ -19,6 +19,7 @@ use super::request::{
 use super::schema::{Function, QualifiedName, Relation, Returns, SchemaCache, Volatility};
 
 mod call;
+mod fields;
 mod lookup;
 mod relationships;
 mod write;
@@ -26,6 +27,7 @@ mod write;
 pub use lookup::find_relation;
 
 use call::call;
+use fields::{col_expr, logic_cond};
 pub use relationships::{Relationship, resolve_relationship};
 use write::mutate;
 
@@ -854,50 +856,6 @@ fn attach_params(
         node.offset = *offset;
     }
     Ok(())
-}
-
-fn col_expr(shape: &Shape, alias: &str, field: &Field) -> Result<ColExpr, PlanError> {
-    let computed = if shape.columns.contains(&field.name) {
-        None
-    } else {
-        match shape.computed_field(&field.name) {
-            Some(pair) => Some(pair),
-            None => {
-                return Err(PlanError::ColumnNotFound {
-                    relation: shape.sql_label.clone(),
-                    column: field.name.clone(),
-                });
-            }
-        }
-    };
-    Ok(ColExpr {
-        table_alias: alias.into(),
-        column: field.name.clone(),
-        json_path: field.json_path.clone(),
-        computed,
-    })
-}
-
-fn logic_cond(shape: &Shape, alias: &str, tree: &LogicTree) -> Result<Cond, PlanError> {
-    Ok(match tree {
-        LogicTree::Filter(f) => Cond::Filter {
-            expr: col_expr(shape, alias, &f.field)?,
-            negated: f.negated,
-            op: f.op.clone(),
-        },
-        LogicTree::Expr {
-            negated,
-            op,
-            children,
-        } => Cond::Logic {
-            negated: *negated,
-            op: *op,
-            children: children
-                .iter()
-                .map(|c| logic_cond(shape, alias, c))
-                .collect::<Result<_, _>>()?,
-        },
-    })
 }
 
 #[cfg(test)]
