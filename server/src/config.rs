@@ -71,6 +71,10 @@ pub struct Settings {
     /// Cap on the rows any REST response returns.
     #[arg(long, global = true, env = "DOSKA_DB_MAX_ROWS")]
     pub db_max_rows: Option<i64>,
+    /// Schemas put on every REST request's `search_path` after the exposed schema it uses,
+    /// comma-separated (PostgREST's `db-extra-search-path`); default `public,extensions`.
+    #[arg(long, global = true, env = "DOSKA_DB_EXTRA_SEARCH_PATH")]
+    pub db_extra_search_path: Option<String>,
     /// Connections in the request pool (and, halved, the admin pool).
     #[arg(long, global = true, env = "DOSKA_DB_POOL")]
     pub db_pool: Option<usize>,
@@ -190,6 +194,7 @@ pub struct Config {
     pub body_limits: BodyLimits,
     pub db_schemas: Vec<String>,
     pub db_max_rows: Option<i64>,
+    pub db_extra_search_path: Vec<String>,
     pub db_pool: usize,
     pub db_statement_timeout_ms: u64,
     pub shutdown_timeout_secs: u64,
@@ -353,6 +358,7 @@ impl Settings {
             body_limits,
             db_schemas,
             db_max_rows,
+            db_extra_search_path,
             db_pool,
             db_statement_timeout,
             shutdown_timeout,
@@ -485,6 +491,14 @@ impl Config {
                 reason: "needs at least one schema".into(),
             });
         }
+        let db_extra_search_path: Vec<String> = s
+            .db_extra_search_path
+            .as_deref()
+            .unwrap_or("public,extensions")
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect();
         if let Some(secret) = &s.jwt_secret
             && secret.len() < 32
         {
@@ -578,6 +592,7 @@ impl Config {
             },
             db_schemas,
             db_max_rows: s.db_max_rows,
+            db_extra_search_path,
             db_pool,
             db_statement_timeout_ms: s.db_statement_timeout.unwrap_or(0),
             shutdown_timeout_secs: s.shutdown_timeout.unwrap_or(10),
@@ -629,6 +644,7 @@ impl Config {
             "body_limits": self.body_limits.by_prefix.iter().map(|(p, l)| format!("{p}={l}")).collect::<Vec<_>>().join(","),
             "db_schemas": self.db_schemas.join(","),
             "db_max_rows": self.db_max_rows,
+            "db_extra_search_path": self.db_extra_search_path.join(","),
             "db_pool": self.db_pool,
             "db_statement_timeout": self.db_statement_timeout_ms,
             "shutdown_timeout": self.shutdown_timeout_secs,
@@ -712,180 +728,5 @@ fn default_site_url(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flag_env_beats_file_beats_default() {
-        let cli = Settings {
-            listen: Some("127.0.0.1:1".parse().unwrap()),
-            ..Default::default()
-        };
-        let file: Settings = toml::from_str("listen = \"127.0.0.1:2\"\njwt_exp = 60\n").unwrap();
-        let c = Config::resolve(cli.over(file)).unwrap();
-        assert_eq!(c.listen.port(), 1);
-        assert_eq!(c.jwt_exp, 60);
-        assert_eq!(c.db_pool, default_db_pool());
-    }
-
-    #[test]
-    fn auth_links_lead_back_to_the_frontend_doska_serves() {
-        let site = |s: Settings| Config::resolve(s).unwrap().site_url;
-        let listen = Some("127.0.0.1:8123".parse().unwrap());
-        // Serving the app (the default): links come back to doska.
-        let serving = Settings {
-            listen,
-            ..Default::default()
-        };
-        assert_eq!(site(serving), "http://127.0.0.1:8123");
-        let behind_proxy = Settings {
-            listen,
-            external_url: Some("https://school.example.org/".into()),
-            ..Default::default()
-        };
-        assert_eq!(site(behind_proxy), "https://school.example.org");
-        // No frontend here: Supabase's default, a dev server.
-        let api_only = Settings {
-            listen,
-            static_dir: Some(PathBuf::new()),
-            ..Default::default()
-        };
-        assert_eq!(site(api_only), "http://localhost:3000");
-        let given = Settings {
-            listen,
-            site_url: Some("https://app.example.org".into()),
-            ..Default::default()
-        };
-        assert_eq!(site(given), "https://app.example.org");
-    }
-
-    #[test]
-    fn file_errors_name_the_line() {
-        let dir = std::env::temp_dir().join(format!("doska-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("bad.toml");
-        std::fs::write(&p, "listen = \"127.0.0.1:2\"\nnot_a_key = 1\n").unwrap();
-        let e = Settings::from_file(&p).unwrap_err().to_string();
-        assert!(e.contains("not_a_key") && e.contains("line 2"), "{e}");
-    }
-
-    #[test]
-    fn sizes_and_body_limits() {
-        assert_eq!(parse_size("10M"), Some(10 * MIB));
-        assert_eq!(parse_size("512k"), Some(512 * 1024));
-        assert_eq!(parse_size("1GiB"), Some(1024 * MIB));
-        assert_eq!(parse_size("12"), Some(12));
-        assert_eq!(parse_size("x"), None);
-        let l = parse_body_limits("/rest/v1=1K,/storage/v1/object=2K").unwrap();
-        assert_eq!(l.for_path("/rest/v1/todos"), 1024);
-        assert_eq!(l.for_path("/storage/v1/object/x"), 2048);
-        assert_eq!(l.for_path("/storage/v1/bucket"), 50 * 1024 * MIB);
-        assert_eq!(l.for_path("/other"), MIB);
-        assert!(parse_body_limits("rest=1").is_err());
-    }
-
-    #[test]
-    fn masks_secrets() {
-        assert_eq!(
-            mask_url("postgres://u:secret@h/db"),
-            "postgres://u:********@h/db"
-        );
-        assert_eq!(
-            mask_url("host=h password=x user=u"),
-            "host=h password=******** user=u"
-        );
-        let c = Config::resolve(Settings {
-            jwt_secret: Some("s".repeat(40)),
-            database_url: Some("postgres://u:pw@h/db".into()),
-            ..Default::default()
-        })
-        .unwrap();
-        let t = c.masked_toml();
-        assert!(!t.contains("ssss") && !t.contains(":pw@"), "{t}");
-        let c = Config::resolve(Settings {
-            s3_access_key_id: Some("AKID".into()),
-            s3_secret_access_key: Some("s3-very-secret".into()),
-            ..Default::default()
-        })
-        .unwrap();
-        let t = c.masked_toml();
-        assert!(t.contains("AKID") && !t.contains("s3-very-secret"), "{t}");
-        assert!(!format!("{c:?}").contains("s3-very-secret"));
-    }
-
-    #[test]
-    fn storage_settings() {
-        let c = Config::resolve(Settings {
-            data_dir: Some("/d".into()),
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(c.storage_dir, PathBuf::from("/d/storage"));
-        assert_eq!(c.storage_orphan_age_secs, 3600);
-        assert_eq!(c.s3_listen.port(), 9000);
-        assert!(c.s3_keys.is_none());
-        assert_eq!(parse_duration_secs("15m"), Some(900));
-        assert_eq!(parse_duration_secs("2"), Some(2));
-        assert_eq!(parse_duration_secs("x"), None);
-        assert!(
-            Config::resolve(Settings {
-                s3_access_key_id: Some("a".into()),
-                ..Default::default()
-            })
-            .is_err()
-        );
-        assert!(
-            Config::resolve(Settings {
-                storage_orphan_age: Some("soon".into()),
-                ..Default::default()
-            })
-            .is_err()
-        );
-    }
-
-    #[test]
-    fn realtime_defaults_and_bounds() {
-        let c = Config::resolve(Settings::default()).unwrap();
-        assert_eq!(c.realtime_replay_window_secs, 300);
-        assert_eq!(c.realtime_replay_max_rows, 100_000);
-        assert_eq!(c.realtime_max_message_bytes, 256 * 1024);
-        let c = Config::resolve(Settings {
-            realtime_replay_window: Some("90s".into()),
-            realtime_max_message_bytes: Some(4096),
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(c.realtime_replay_window_secs, 90);
-        assert_eq!(c.realtime_max_message_bytes, 4096);
-        for bad in [
-            Settings {
-                realtime_replay_window: Some("a while".into()),
-                ..Default::default()
-            },
-            Settings {
-                realtime_max_message_bytes: Some(10),
-                ..Default::default()
-            },
-        ] {
-            assert!(Config::resolve(bad).is_err());
-        }
-    }
-
-    #[test]
-    fn rejects_half_tls_and_short_secret() {
-        assert!(
-            Config::resolve(Settings {
-                tls_cert: Some("c".into()),
-                ..Default::default()
-            })
-            .is_err()
-        );
-        assert!(
-            Config::resolve(Settings {
-                jwt_secret: Some("short".into()),
-                ..Default::default()
-            })
-            .is_err()
-        );
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

@@ -620,8 +620,15 @@ fn statement(case: &CaseDoc, cache: &SchemaCache) -> Result<Stmt, String> {
                 &plan::PlanConfig { max_rows: None },
             )
             .map_err(|e| rest_error(e.into()))?;
-            let stmt = sql::build(&p, sql::BodyOptions { strip_nulls: false })
-                .map_err(|e| format!("the REST door cannot build it: {}", e.0))?;
+            let stmt = sql::build(
+                &p,
+                sql::BodyOptions {
+                    strip_nulls: false,
+                    csv: false,
+                    geojson: false,
+                },
+            )
+            .map_err(|e| format!("the REST door cannot build it: {}", e.0))?;
             Ok(Stmt::Rest {
                 sql: stmt.sql,
                 params: stmt.params,

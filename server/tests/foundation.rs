@@ -19,6 +19,7 @@ fn info() -> RequestInfo<'static> {
         method: "GET",
         path: "/rest/v1/x",
         headers: json!({"x-app": "t"}),
+        search_path: None,
     }
 }
 

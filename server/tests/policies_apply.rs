@@ -81,6 +81,7 @@ async fn as_user(
         method: "GET",
         path: "/",
         headers: json!({}),
+        search_path: None,
     };
     let tx = RequestTx::begin(db.pool(), &caller, &info, false, 0)
         .await

@@ -87,6 +87,7 @@ async fn as_user(db: &common::TestDb, claims: Value, sql: &str) -> Result<Vec<St
         method: "GET",
         path: "/",
         headers: json!({}),
+        search_path: None,
     };
     let tx = RequestTx::begin(db.pool(), &caller, &info, false, 0)
         .await

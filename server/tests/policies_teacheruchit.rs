@@ -299,6 +299,7 @@ async fn as_caller(db: &common::TestDb, role: &str, sub: &str, sql: &str) -> Res
             method: "POST",
             path: "/rpc",
             headers: serde_json::json!({}),
+            search_path: None,
         },
         false,
         0,

@@ -180,10 +180,10 @@ async fn upserts_and_put() {
             Json(json!([{"name":"Kurosawa"}])),
         ),
         case(
-            "on_conflict column",
+            "on_conflict column (the row existed: only updated, 200)",
             "POST",
             "/roles?on_conflict=film_id,actor_id&select=character",
-            201,
+            200,
             Json(json!([{"character":"HAL"}])),
         )
         .h(
@@ -192,10 +192,10 @@ async fn upserts_and_put() {
         )
         .body(r#"{"film_id":1,"actor_id":1,"character":"HAL"}"#),
         case(
-            "put creates",
+            "put creates (201)",
             "PUT",
             "/directors?id=eq.50&select=id,name",
-            200,
+            201,
             Json(json!([{"id":50,"name":"Varda"}])),
         )
         .h("prefer", "return=representation")

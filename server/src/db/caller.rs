@@ -21,6 +21,9 @@ pub struct RequestInfo<'a> {
     pub path: &'a str,
     /// Header names lower-cased → values, a JSON object.
     pub headers: serde_json::Value,
+    /// The transaction's `search_path` (REST: the exposed schema, then the extra schemas), as
+    /// PostgreSQL takes it (identifiers quoted); `None` keeps the role's.
+    pub search_path: Option<&'a str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,14 +59,26 @@ pub struct RequestTx {
     client: Option<Object>,
 }
 
-const SETTINGS_SQL: &str = "select set_config('role', $1, true), \
-    set_config('request.jwt.claims', $2, true), set_config('request.method', $3, true), \
-    set_config('request.path', $4, true), set_config('request.headers', $5, true)";
-
-const SETTINGS_TIMEOUT_SQL: &str = "select set_config('role', $1, true), \
-    set_config('request.jwt.claims', $2, true), set_config('request.method', $3, true), \
-    set_config('request.path', $4, true), set_config('request.headers', $5, true), \
-    set_config('statement_timeout', $6, true)";
+/// The settings statement, with `statement_timeout` and/or `search_path` when the request sets
+/// them (`$6`, `$7` in that order).
+const SETTINGS_SQL: [&str; 4] = {
+    macro_rules! base {
+        ($($tail:literal)*) => {
+            concat!(
+                "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true), ",
+                "set_config('request.method', $3, true), set_config('request.path', $4, true), ",
+                "set_config('request.headers', $5, true)",
+                $($tail,)*
+            )
+        };
+    }
+    [
+        base!(),
+        base!(", set_config('statement_timeout', $6, true)"),
+        base!(", set_config('search_path', $6, true)"),
+        base!(", set_config('statement_timeout', $6, true), set_config('search_path', $7, true)"),
+    ]
+};
 
 /// Role, claims and statement timeout (`$1`, `$2`, `$3`, text): what each of realtime's batched
 /// checks sets before it runs, pipelined.
@@ -115,6 +130,7 @@ struct Settings<'a> {
     headers: String,
     /// `None` leaves the server's statement timeout.
     timeout: Option<String>,
+    search_path: Option<&'a str>,
 }
 
 impl<'a> Settings<'a> {
@@ -126,15 +142,13 @@ impl<'a> Settings<'a> {
             path: info.path,
             headers: info.headers.to_string(),
             timeout: (statement_timeout_ms > 0).then(|| statement_timeout_ms.to_string()),
+            search_path: info.search_path,
         }
     }
 
     fn sql(&self) -> &'static str {
-        if self.timeout.is_some() {
-            SETTINGS_TIMEOUT_SQL
-        } else {
-            SETTINGS_SQL
-        }
+        SETTINGS_SQL
+            [usize::from(self.timeout.is_some()) + 2 * usize::from(self.search_path.is_some())]
     }
 
     fn params(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
@@ -147,6 +161,9 @@ impl<'a> Settings<'a> {
         ];
         if let Some(t) = &self.timeout {
             p.push((t, Type::TEXT));
+        }
+        if let Some(path) = &self.search_path {
+            p.push((path, Type::TEXT));
         }
         p
     }

@@ -52,6 +52,7 @@ pub enum PlanError {
     WriteColumnNotFound { relation: String, column: String },
     /// PGRST200: no relationship for an embed.
     RelationshipNotFound {
+        schema: String,
         parent: String,
         child: String,
         hint: Option<String>,
@@ -68,6 +69,9 @@ pub enum PlanError {
         schema: String,
         name: String,
         args: Vec<String>,
+        /// A POST with a JSON body (PostgREST then also looked for a single json/jsonb parameter).
+        json_post: bool,
+        hint: Option<String>,
     },
     /// PGRST203: several overloads match.
     AmbiguousFunction {
@@ -91,6 +95,8 @@ pub enum PlanError {
     InvalidBody(String),
     /// PGRST123: aggregates are disabled (`pgrst.db_aggregates_enabled`).
     AggregatesDisabled,
+    /// 42712 (PostgreSQL's code, as PostgREST passes it on): two embeds under one name.
+    DuplicateEmbed(String),
     /// PGRST127: a feature doskaʼs REST door does not implement (yet).
     NotImplemented(String),
 }
@@ -278,6 +284,7 @@ impl PlanError {
             PlanError::InvalidBody(_) => 400,
             PlanError::AggregatesDisabled => 400,
             PlanError::NotImplemented(_) => 400,
+            PlanError::DuplicateEmbed(_) => 400,
         }
     }
     fn body(&self) -> Value {
@@ -292,12 +299,12 @@ impl PlanError {
             PlanError::WriteColumnNotFound { relation, column } => {
                 body("PGRST204", format!("Could not find the '{column}' column of '{relation}' in the schema cache"), None, None)
             }
-            PlanError::RelationshipNotFound { parent, child, hint } => body(
+            PlanError::RelationshipNotFound { schema, parent, child, hint } => body(
                 "PGRST200",
                 format!("Could not find a relationship between '{parent}' and '{child}' in the schema cache"),
                 Some(json!(match hint {
-                    Some(h) => format!("Searched for a foreign key relationship between '{parent}' and '{child}' using the hint '{h}' in the schema cache, but no matches were found."),
-                    None => format!("Searched for a foreign key relationship between '{parent}' and '{child}' in the schema cache, but no matches were found."),
+                    Some(h) => format!("Searched for a foreign key relationship between '{parent}' and '{child}' using the hint '{h}' in the schema '{schema}', but no matches were found."),
+                    None => format!("Searched for a foreign key relationship between '{parent}' and '{child}' in the schema '{schema}', but no matches were found."),
                 })),
                 None,
             ),
@@ -307,12 +314,22 @@ impl PlanError {
                 Some(Value::Array(candidates.clone())),
                 Some(hint.clone()),
             ),
-            PlanError::FunctionNotFound { schema, name, args } => body(
-                "PGRST202",
-                format!("Could not find the function {schema}.{name}({}) in the schema cache", args.join(", ")),
-                Some(json!(format!("Searched for the function {schema}.{name} with parameters {} or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.", args.join(", ")))),
-                None,
-            ),
+            PlanError::FunctionNotFound { schema, name, args, json_post, hint } => {
+                // PostgREST 13's words: "without parameters" when none were given, else the names.
+                let (in_message, in_details) = if args.is_empty() {
+                    (" without parameters".to_string(), " without parameters".to_string())
+                } else {
+                    let s = if args.len() > 1 { "s" } else { "" };
+                    (format!("({})", args.join(", ")), format!(" with parameter{s} {}", args.join(", ")))
+                };
+                let single = if *json_post { " or with a single unnamed json/jsonb parameter" } else { "" };
+                body(
+                    "PGRST202",
+                    format!("Could not find the function {schema}.{name}{in_message} in the schema cache"),
+                    Some(json!(format!("Searched for the function {schema}.{name}{in_details}{single}, but no matches were found in the schema cache."))),
+                    hint.clone(),
+                )
+            }
             PlanError::AmbiguousFunction { schema, name, candidates } => body(
                 "PGRST203",
                 format!("Could not choose the best candidate function between: {}", candidates.iter().map(|c| format!("{schema}.{name}({c})")).collect::<Vec<_>>().join(", ")),
@@ -337,6 +354,7 @@ impl PlanError {
             PlanError::Invalid { message, details } => body("PGRST100", message.clone(), Some(json!(details)), None),
             PlanError::InvalidBody(d) => body("PGRST102", d.clone(), None, None),
             PlanError::AggregatesDisabled => body("PGRST123", "Use of aggregate functions is not allowed", None, None),
+            PlanError::DuplicateEmbed(alias) => body("42712", format!("table name \"{alias}\" specified more than once"), None, None),
             PlanError::NotImplemented(f) => body("PGRST127", "Feature not implemented", Some(json!(f)), None),
         }
     }

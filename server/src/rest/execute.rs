@@ -69,6 +69,8 @@ pub struct Outcome {
     pub location: Option<String>,
     pub response_headers: Option<String>,
     pub response_status: Option<String>,
+    /// Rows a merging upsert inserted (rather than updated); `None` for other statements.
+    pub inserted: Option<i64>,
 }
 
 /// Checks made after the statement ran and before the transaction ends.
@@ -117,14 +119,20 @@ impl ExecRequest<'_> {
 }
 
 /// What the statement's one row says.
-fn outcome(rows: &[tokio_postgres::Row], planned: Option<i64>) -> Outcome {
+fn outcome(
+    rows: &[tokio_postgres::Row],
+    planned: Option<i64>,
+    estimate_above: Option<i64>,
+) -> Outcome {
     match rows.first() {
         Some(row) => Outcome {
-            total: row
-                .try_get::<_, Option<i64>>("total")
-                .ok()
-                .flatten()
-                .or(planned),
+            total: match (
+                row.try_get::<_, Option<i64>>("total").ok().flatten(),
+                planned,
+            ) {
+                (Some(t), Some(p)) if estimate_above.is_none_or(|cap| t > cap) => Some(t.max(p)),
+                (t, p) => t.or(p),
+            },
             page_total: row
                 .try_get::<_, Option<i64>>("page_total")
                 .ok()
@@ -134,6 +142,7 @@ fn outcome(rows: &[tokio_postgres::Row], planned: Option<i64>) -> Outcome {
             location: row.try_get("location").ok().flatten(),
             response_headers: row.try_get("response_headers").ok().flatten(),
             response_status: row.try_get("response_status").ok().flatten(),
+            inserted: row.try_get("inserted").ok().flatten(),
         },
         None => Outcome::default(),
     }
@@ -155,7 +164,7 @@ async fn run_read(req: ExecRequest<'_>, stmt: &Statement) -> Result<Outcome, Res
     )
     .await
     .map_err(|e| tx_error(e, anonymous))?;
-    Ok(outcome(&rows, None))
+    Ok(outcome(&rows, None, None))
 }
 
 /// Runs the statement and answers with `render`'s response. With an `Idempotency-Key`, the key is
@@ -229,7 +238,7 @@ pub async fn run(
             return Err(db_error(&e, anonymous));
         }
     };
-    let outcome = outcome(&rows, planned);
+    let outcome = outcome(&rows, planned, stmt.estimate_above);
     if guards.singular && outcome.page_total != 1 {
         tx.rollback().await.ok();
         return Err(RestError::Singular {

@@ -43,6 +43,9 @@ pub struct RestState {
     pub schemas: Vec<String>,
     pub max_rows: Option<i64>,
     pub statement_timeout_ms: u64,
+    /// Each exposed schema's `search_path` for its requests: that schema, then
+    /// `--db-extra-search-path`, every name quoted (PostgREST's rule).
+    pub search_paths: std::collections::HashMap<String, String>,
 }
 
 impl RestState {
@@ -53,6 +56,18 @@ impl RestState {
             schemas: config.db_schemas.clone(),
             max_rows: config.db_max_rows,
             statement_timeout_ms: config.db_statement_timeout_ms,
+            search_paths: config
+                .db_schemas
+                .iter()
+                .map(|s| {
+                    let path = std::iter::once(s)
+                        .chain(&config.db_extra_search_path)
+                        .map(|n| sql::ident(n))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    (s.clone(), path)
+                })
+                .collect(),
         }
     }
 
@@ -222,6 +237,7 @@ where
         method: parts.method.as_str(),
         path: &ctx.path,
         headers: headers_json(&parts.headers),
+        search_path: rest.search_paths.get(&schema).map(String::as_str),
     };
     if api.target == Target::Root {
         return openapi::serve(state, &cache, &schema, &caller, info).await;
@@ -239,6 +255,8 @@ where
         &plan,
         sql::BodyOptions {
             strip_nulls: api.accept.strip_nulls,
+            csv: false,
+            geojson: false,
         },
     )
     .map_err(|e| {
@@ -268,6 +286,7 @@ where
             MediaType::Json => "application/json",
             MediaType::SingleObject => "application/vnd.pgrst.object+json",
             MediaType::Csv => "text/csv",
+            MediaType::GeoJson => "application/geo+json",
         };
         let ct = format!(
             "application/vnd.pgrst.plan+{}; for=\"{for_media}\"; charset=utf-8",

@@ -19,6 +19,7 @@ use super::request::{
 use super::schema::{Function, QualifiedName, Relation, Returns, SchemaCache, Volatility};
 
 mod call;
+mod fields;
 mod lookup;
 mod relationships;
 mod write;
@@ -26,6 +27,7 @@ mod write;
 pub use lookup::find_relation;
 
 use call::call;
+use fields::{col_expr, logic_cond};
 pub use relationships::{Relationship, resolve_relationship};
 use write::mutate;
 
@@ -279,8 +281,11 @@ pub struct Plan {
     pub target_name: String,
     pub read_only: bool,
     pub count: bool,
-    /// `count=planned` (or `estimated` under max-rows): the total is the planner's row estimate.
+    /// `count=planned` or `estimated`: the planner's row estimate is taken.
     pub planned_count: bool,
+    /// `count=estimated`: the exact count stops past this cap (--db-max-rows), and past it the
+    /// estimate wins if larger.
+    pub estimated: Option<Option<i64>>,
     /// The root offset (Content-Range's first index).
     pub offset: i64,
     pub return_: ReturnPref,
@@ -302,6 +307,8 @@ struct Ctx<'a> {
     schema: &'a str,
     next: usize,
     aggregates: bool,
+    /// How deep the node being built is embedded (0: the root), as PostgREST numbers its aliases.
+    depth: usize,
 }
 
 impl Ctx<'_> {
@@ -315,6 +322,8 @@ impl Ctx<'_> {
 #[derive(Clone)]
 struct Shape {
     label: String,
+    /// The name errors give the relation: `table_depth` when embedded, PostgREST's alias.
+    sql_label: String,
     relation: Option<QualifiedName>,
     columns: Vec<String>,
     /// Computed fields of the relation: `(name, function)`.
@@ -345,14 +354,18 @@ pub fn plan(
         schema,
         next: 0,
         aggregates: cache.flag("pgrst.db_aggregates_enabled", false),
+        depth: 0,
     };
-    // `estimated` is exact unless --db-max-rows bounds the result; then it is the planner's guess.
-    let planned = match req.prefer.count {
-        Some(CountPref::Planned) => true,
-        Some(CountPref::Estimated) => cfg.max_rows.is_some(),
-        _ => false,
-    } && matches!(req.action, Action::Read { .. });
-    let count = req.prefer.count.is_some() && !planned;
+    // `estimated` on a read, as PostgREST does it: the exact count up to --db-max-rows, and past
+    // it (or with no cap at all) the larger of that count and the planner's estimate.
+    let read = matches!(req.action, Action::Read { .. });
+    let planned = read
+        && matches!(
+            req.prefer.count,
+            Some(CountPref::Planned | CountPref::Estimated)
+        );
+    let estimated = read && req.prefer.count == Some(CountPref::Estimated);
+    let count = req.prefer.count.is_some() && (!planned || estimated);
     let (root_limit, root_offset) = root_paging(req, cfg);
     match (&req.target, req.action) {
         (Target::Relation(name), Action::Read { .. }) => {
@@ -373,6 +386,7 @@ pub fn plan(
                 read_only: true,
                 count,
                 planned_count: planned,
+                estimated: estimated.then_some(cfg.max_rows),
                 offset: root_offset.unwrap_or(0),
                 return_: ReturnPref::Representation,
                 media: req.accept.media,
@@ -391,6 +405,7 @@ pub fn plan(
                 read_only: false,
                 count,
                 planned_count: planned,
+                estimated: estimated.then_some(cfg.max_rows),
                 offset: 0,
                 return_: req.prefer.return_.unwrap_or_default(),
                 media: req.accept.media,
@@ -413,6 +428,7 @@ pub fn plan(
                 read_only,
                 count,
                 planned_count: planned,
+                estimated: estimated.then_some(cfg.max_rows),
                 offset: root_offset.unwrap_or(0),
                 return_: ReturnPref::Representation,
                 media: req.accept.media,
@@ -466,6 +482,7 @@ fn computed_of(cache: &SchemaCache, rel: &QualifiedName) -> Vec<(String, Qualifi
 fn relation_shape(cache: &SchemaCache, rel: &Relation) -> Shape {
     Shape {
         label: rel.name.name.clone(),
+        sql_label: rel.name.name.clone(),
         relation: Some(rel.name.clone()),
         columns: rel.columns.iter().map(|c| c.name.clone()).collect(),
         computed: computed_of(cache, &rel.name),
@@ -573,7 +590,7 @@ fn build_node(
                         continue;
                     }
                     return Err(PlanError::ColumnNotFound {
-                        relation: shape.label.clone(),
+                        relation: shape.sql_label.clone(),
                         column: field.name.clone(),
                     });
                 }
@@ -607,6 +624,7 @@ fn build_node(
             } => {
                 let Some(parent_rel) = &shape.relation else {
                     return Err(PlanError::RelationshipNotFound {
+                        schema: ctx.schema.to_string(),
                         parent: shape.label.clone(),
                         child: name.clone(),
                         hint: hint.clone(),
@@ -615,12 +633,21 @@ fn build_node(
                 let rel = resolve_relationship(ctx.cache, parent_rel, name, hint.as_deref())?;
                 let target = ctx.cache.relations.get(&rel.target).ok_or_else(|| {
                     PlanError::RelationshipNotFound {
+                        schema: ctx.schema.to_string(),
                         parent: shape.label.clone(),
                         child: name.clone(),
                         hint: hint.clone(),
                     }
                 })?;
-                let child_shape = relation_shape(ctx.cache, target);
+                // PostgREST names each embed's aggregate `parent_name_depth`: two embeds under one
+                // key are its SQL error 42712, never a JSON object with a key twice.
+                let key = out_alias.as_ref().unwrap_or(name);
+                let agg_alias = format!("{}_{}_{}", shape.label, key, ctx.depth + 1);
+                if node.embeds.iter().any(|e| &e.name == key) {
+                    return Err(PlanError::DuplicateEmbed(agg_alias));
+                }
+                let mut child_shape = relation_shape(ctx.cache, target);
+                child_shape.sql_label = format!("{}_{}", target.name.name, ctx.depth + 1);
                 let child_alias = ctx.alias("t");
                 let lateral = ctx.alias("j");
                 let default_select = vec![SelectItem::Star];
@@ -639,7 +666,10 @@ fn build_node(
                     },
                     None => Source::Relation(target.name.clone()),
                 };
-                let child = build_node(ctx, sel, &child_shape, source, child_alias)?;
+                ctx.depth += 1;
+                let child = build_node(ctx, sel, &child_shape, source, child_alias);
+                ctx.depth -= 1;
+                let child = child?;
                 let join_cond = match rel.junction {
                     Some((jt, child_pairs, parent_pairs)) => JoinCond::Junction {
                         table: jt,
@@ -826,50 +856,6 @@ fn attach_params(
         node.offset = *offset;
     }
     Ok(())
-}
-
-fn col_expr(shape: &Shape, alias: &str, field: &Field) -> Result<ColExpr, PlanError> {
-    let computed = if shape.columns.contains(&field.name) {
-        None
-    } else {
-        match shape.computed_field(&field.name) {
-            Some(pair) => Some(pair),
-            None => {
-                return Err(PlanError::ColumnNotFound {
-                    relation: shape.label.clone(),
-                    column: field.name.clone(),
-                });
-            }
-        }
-    };
-    Ok(ColExpr {
-        table_alias: alias.into(),
-        column: field.name.clone(),
-        json_path: field.json_path.clone(),
-        computed,
-    })
-}
-
-fn logic_cond(shape: &Shape, alias: &str, tree: &LogicTree) -> Result<Cond, PlanError> {
-    Ok(match tree {
-        LogicTree::Filter(f) => Cond::Filter {
-            expr: col_expr(shape, alias, &f.field)?,
-            negated: f.negated,
-            op: f.op.clone(),
-        },
-        LogicTree::Expr {
-            negated,
-            op,
-            children,
-        } => Cond::Logic {
-            negated: *negated,
-            op: *op,
-            children: children
-                .iter()
-                .map(|c| logic_cond(shape, alias, c))
-                .collect::<Result<_, _>>()?,
-        },
-    })
 }
 
 #[cfg(test)]

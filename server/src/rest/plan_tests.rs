@@ -130,6 +130,7 @@ pub(super) fn cache() -> SchemaCache {
         ],
         returns: Returns::Scalar,
         returns_set: false,
+        rows_one: false,
         volatility: Volatility::Immutable,
     };
     c.functions.insert(f.name.clone(), vec![f]);

@@ -42,8 +42,10 @@ pub fn success(input: RenderInput) -> Result<Response<Body>, RestError> {
     let status = match (&plan.kind, action) {
         (PlanKind::Read(_), _) | (PlanKind::Call(_), _) => {
             let first = plan.offset;
+            // Every answer with a body has a Content-Range, a function's single value or row
+            // included (`0-0/1` when counted), as PostgREST sends it.
             let is_rows = match &plan.kind {
-                PlanKind::Call(c) => matches!(c.shape, CallShape::Rows | CallShape::ScalarSet),
+                PlanKind::Call(c) => c.shape != CallShape::Void,
                 _ => true,
             };
             if is_rows {
@@ -87,8 +89,18 @@ pub fn success(input: RenderInput) -> Result<Response<Body>, RestError> {
                 ));
             }
             let representation = plan.return_ == ReturnPref::Representation;
+            // A merging upsert that only updated answers 200, as PostgREST 12+ does; so does a
+            // PUT that replaced its row (201 when it inserted one).
+            let inserted = outcome.inserted.is_none_or(|n| n > 0);
             match action {
-                Action::Insert => 201,
+                Action::Insert => {
+                    if inserted {
+                        201
+                    } else {
+                        200
+                    }
+                }
+                Action::Upsert if representation && inserted => 201,
                 _ if representation => 200,
                 _ => {
                     body = None;
@@ -127,12 +139,24 @@ pub fn success(input: RenderInput) -> Result<Response<Body>, RestError> {
         );
     let (content_type, bytes) = match (body, plan.media) {
         (None, _) => (None, None),
-        (Some(b), MediaType::Csv) => (Some("text/csv; charset=utf-8"), Some(json_to_csv(&b))),
+        // Rows come as CSV from PostgreSQL; a function's single value or set of values as JSON.
+        (Some(b), MediaType::Csv) => (
+            Some("text/csv; charset=utf-8"),
+            Some(match &plan.kind {
+                PlanKind::Call(c)
+                    if matches!(c.shape, CallShape::Scalar | CallShape::ScalarSet) =>
+                {
+                    json_to_csv(&b)
+                }
+                _ => b,
+            }),
+        ),
         (Some(b), MediaType::SingleObject) => (
             Some("application/vnd.pgrst.object+json; charset=utf-8"),
             Some(b),
         ),
         (Some(b), MediaType::Json) => (Some("application/json; charset=utf-8"), Some(b)),
+        (Some(b), MediaType::GeoJson) => (Some("application/geo+json; charset=utf-8"), Some(b)),
     };
     let mut res = Response::new(match (&bytes, headers_only) {
         (Some(b), false) => full(b.clone()),

@@ -100,6 +100,8 @@ pub enum MediaType {
     /// `application/vnd.pgrst.object+json`: exactly one row, as an object.
     SingleObject,
     Csv,
+    /// `application/geo+json`: a GeoJSON FeatureCollection of the rows (PostGIS's `ST_AsGeoJSON`).
+    GeoJson,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -473,6 +475,7 @@ pub fn parse_accept(headers: &HeaderMap) -> Result<Accept, RequestError> {
                     MediaType::SingleObject
                 }
                 Some("text/csv") => MediaType::Csv,
+                Some("application/geo+json") => MediaType::GeoJson,
                 _ => MediaType::Json,
             };
             let plan = ExplainRequest {
@@ -502,6 +505,7 @@ pub fn parse_accept(headers: &HeaderMap) -> Result<Accept, RequestError> {
                 MediaType::SingleObject
             }
             "text/csv" | "text/*" => MediaType::Csv,
+            "application/geo+json" => MediaType::GeoJson,
             _ => continue,
         };
         return Ok(Accept {

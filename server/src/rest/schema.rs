@@ -108,6 +108,8 @@ pub struct Function {
     pub params: Vec<Param>,
     pub returns: Returns,
     pub returns_set: bool,
+    /// A set-returning function declared `ROWS 1`: embedded as to-one, as PostgREST does.
+    pub rows_one: bool,
     pub volatility: Volatility,
 }
 
@@ -168,6 +170,7 @@ struct FnRow {
     ret_columns: Option<Vec<String>>,
     ret_relation: Option<QualifiedName>,
     returns_set: bool,
+    rows_one: bool,
     volatility: String,
 }
 
@@ -178,7 +181,9 @@ SELECT coalesce(json_agg(r), '[]')::text FROM (
         'name', a.attname,
         'type', format_type(a.atttypid, a.atttypmod),
         'nullable', NOT a.attnotnull,
-        'default', pg_get_expr(d.adbin, d.adrelid),
+        'default', CASE WHEN a.attidentity = 'd' THEN format('nextval(%L::regclass)',
+            pg_get_serial_sequence(format('%I.%I', n.nspname, c.relname), a.attname))
+          ELSE pg_get_expr(d.adbin, d.adrelid) END,
         'generated', a.attgenerated <> '') ORDER BY a.attnum)
       FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
       WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]') AS columns
@@ -252,6 +257,7 @@ SELECT coalesce(json_agg(f), '[]')::text FROM (
     END AS ret_columns,
     CASE WHEN rc.relkind IN ('r', 'v', 'm', 'f', 'p') THEN json_build_object('schema', rn.nspname, 'name', rc.relname) END AS ret_relation,
     p.proretset AS returns_set,
+    p.proretset AND p.prorows = 1 AS rows_one,
     p.provolatile::text AS volatility
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
   JOIN pg_type t ON t.oid = p.prorettype
@@ -392,6 +398,7 @@ pub async fn load(
                 params: f.params,
                 returns,
                 returns_set: f.returns_set,
+                rows_one: f.rows_one,
                 volatility,
             });
     }

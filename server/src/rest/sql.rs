@@ -25,6 +25,9 @@ pub struct Statement {
     pub params: Vec<String>,
     /// For planned counts: `EXPLAIN (FORMAT JSON)` of the unpaged read, with its own parameters.
     pub explain: Option<(String, Vec<String>)>,
+    /// `count=estimated`: an exact count above this (or any, when `None`) gives way to a larger
+    /// estimate.
+    pub estimate_above: Option<i64>,
 }
 
 /// A value could not become SQL (e.g. a malformed `{…}` list for `(any)`).
@@ -43,6 +46,10 @@ pub fn qualified(q: &QualifiedName) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodyOptions {
     pub strip_nulls: bool,
+    /// `Accept: text/csv` (set by [`build`] from the plan's media type).
+    pub csv: bool,
+    /// `Accept: application/geo+json` (set by [`build`]).
+    pub geojson: bool,
 }
 
 struct Builder {
@@ -216,8 +223,8 @@ impl Builder {
                     SimpleOp::Ov => "&&",
                     SimpleOp::Sl => "<<",
                     SimpleOp::Sr => ">>",
-                    SimpleOp::Nxl => "&<",
-                    SimpleOp::Nxr => "&>",
+                    SimpleOp::Nxl => "&>",
+                    SimpleOp::Nxr => "&<",
                     SimpleOp::Adj => "-|-",
                 };
                 let like = matches!(op, SimpleOp::Like | SimpleOp::Ilike);
@@ -480,7 +487,18 @@ fn array_literal(items: impl Iterator<Item = String>) -> String {
     format!("{{{}}}", quoted.join(","))
 }
 
+/// The body, aggregated over the rows `_pgrst_t`: JSON, or CSV as PostgREST writes it (a header
+/// line of the first row's keys, then each row's record text without its parentheses, so values
+/// are quoted as PostgreSQL quotes record fields).
 fn body_expr(single: bool, opts: BodyOptions) -> String {
+    if opts.csv {
+        return "coalesce((SELECT pg_catalog.string_agg(k, ',') FROM pg_catalog.json_object_keys(pg_catalog.json_agg(_pgrst_t) -> 0) AS k), '') || pg_catalog.chr(10) || coalesce(pg_catalog.string_agg(substring(_pgrst_t::text, 2, length(_pgrst_t::text) - 2), pg_catalog.chr(10)), '')".into();
+    }
+    if opts.geojson {
+        // PostgREST's FeatureCollection: each row a Feature (its first geometry column the
+        // geometry, the others its properties), by PostGIS's own function on the search_path.
+        return "pg_catalog.json_build_object('type', 'FeatureCollection', 'features', coalesce(pg_catalog.json_agg(st_asgeojson(_pgrst_t)::json), '[]'))::text".into();
+    }
     let agg = if opts.strip_nulls {
         "json_agg(json_strip_nulls(row_to_json(_pgrst_t)))"
     } else {
@@ -495,16 +513,26 @@ fn body_expr(single: bool, opts: BodyOptions) -> String {
 
 /// Builds the statement for a plan.
 pub fn build(plan: &Plan, opts: BodyOptions) -> Result<Statement, SqlError> {
+    let opts = BodyOptions {
+        csv: plan.media == MediaType::Csv,
+        geojson: plan.media == MediaType::GeoJson,
+        ..opts
+    };
     let mut b = Builder { params: Vec::new() };
     let single = plan.media == MediaType::SingleObject;
     let sql = match &plan.kind {
         PlanKind::Read(node) => {
             let main = b.node(node, "", Vec::new(), false)?;
             let total = if plan.count {
-                format!(
-                    "(SELECT pg_catalog.count(*) FROM ({}) AS _pgrst_c)",
-                    b.node(node, "", Vec::new(), true)?
-                )
+                let all = b.node(node, "", Vec::new(), true)?;
+                match plan.estimated {
+                    // Counting stops one row past the cap: past it, the estimate is taken.
+                    Some(Some(cap)) => format!(
+                        "(SELECT pg_catalog.count(*) FROM (SELECT 1 FROM ({all}) AS _pgrst_i LIMIT {}) AS _pgrst_c)",
+                        cap.saturating_add(1)
+                    ),
+                    _ => format!("(SELECT pg_catalog.count(*) FROM ({all}) AS _pgrst_c)"),
+                }
             } else {
                 "NULL::bigint".into()
             };
@@ -528,6 +556,7 @@ pub fn build(plan: &Plan, opts: BodyOptions) -> Result<Statement, SqlError> {
         sql,
         params: b.params,
         explain,
+        estimate_above: plan.estimated.flatten(),
     })
 }
 
@@ -563,16 +592,34 @@ fn mutation(
             let select = if columns.is_empty() {
                 format!("SELECT FROM pg_catalog.json_array_elements({payload}::json)")
             } else if missing_default {
+                // Each row's defaults are evaluated whether or not the row gives the column, as
+                // PostgREST does (`defaults || row`): sequences advance the same way.
                 let mut exprs = Vec::new();
+                let mut defaults = Vec::new();
                 for c in columns {
                     if let InsertColumn::OrDefault { name, default } = c {
                         let key = b.param(name.clone());
-                        let dflt = default.clone().unwrap_or_else(|| "NULL".into());
+                        let dflt = match default {
+                            Some(d) => {
+                                defaults.push(format!("{d} AS d{}", defaults.len()));
+                                format!("pgrst_defs.d{}", defaults.len() - 1)
+                            }
+                            None => "NULL".into(),
+                        };
                         exprs.push(format!("CASE WHEN pgrst_row.j ? {key}::text THEN pgrst_body.{} ELSE {dflt} END", ident(name)));
                     }
                 }
+                let defs = if defaults.is_empty() {
+                    String::new()
+                } else {
+                    // The condition ties the subquery to its row, so it runs once per row.
+                    format!(
+                        ", LATERAL (SELECT {} WHERE pgrst_row.j IS NOT NULL) AS pgrst_defs",
+                        defaults.join(", ")
+                    )
+                };
                 format!(
-                    "SELECT {} FROM pg_catalog.jsonb_array_elements({payload}::jsonb) AS pgrst_row(j), LATERAL pg_catalog.jsonb_populate_record(NULL::{target}, pgrst_row.j) AS pgrst_body",
+                    "SELECT {} FROM pg_catalog.jsonb_array_elements({payload}::jsonb) AS pgrst_row(j){defs}, LATERAL pg_catalog.jsonb_populate_record(NULL::{target}, pgrst_row.j) AS pgrst_body",
                     exprs.join(", ")
                 )
             } else {
@@ -587,6 +634,16 @@ fn mutation(
             } else {
                 format!(" ({})", names.join(", "))
             };
+            // A merging upsert counts its rows in `pgrst.inserted` as PostgREST does: +1 for each
+            // row offered, -1 for each that updated instead; the answer is 201 only if some row
+            // was inserted.
+            let counted = matches!(on_conflict, Some((_, Resolution::MergeDuplicates)))
+                && !update_columns.is_empty();
+            let select = if counted {
+                format!("{select} WHERE {} <> '0'", count_inserted("+"))
+            } else {
+                select
+            };
             let conflict = match on_conflict {
                 None => String::new(),
                 Some((keys, res)) => {
@@ -599,9 +656,10 @@ fn mutation(
                             .map(|c| format!("{} = EXCLUDED.{}", ident(c), ident(c)))
                             .collect();
                         format!(
-                            " ON CONFLICT ({}) DO UPDATE SET {}",
+                            " ON CONFLICT ({}) DO UPDATE SET {} WHERE {} <> '-1'",
                             keys.join(", "),
-                            sets.join(", ")
+                            sets.join(", "),
+                            count_inserted("-")
                         )
                     }
                 }
@@ -652,8 +710,16 @@ fn mutation(
         "NULL::bigint"
     };
     Ok(format!(
-        "WITH pgrst_source AS ({cte}) SELECT {total} AS total, (SELECT pg_catalog.count(*) FROM pgrst_source) AS page_total, {body} AS body, {location} AS location, {TAIL}"
+        "WITH pgrst_source AS ({cte}) SELECT {total} AS total, (SELECT pg_catalog.count(*) FROM pgrst_source) AS page_total, {body} AS body, {location} AS location, {TAIL}, nullif(pg_catalog.current_setting('pgrst.inserted', true), '')::bigint AS inserted"
     ))
+}
+
+/// `set_config('pgrst.inserted', …)` adding (`+`) or taking (`-`) one: PostgREST's count of the
+/// rows an upsert inserted, kept in a transaction-local setting.
+fn count_inserted(sign: &str) -> String {
+    format!(
+        "pg_catalog.set_config('pgrst.inserted', (coalesce(nullif(pg_catalog.current_setting('pgrst.inserted', true), '')::int, 0) {sign} 1)::text, true)"
+    )
 }
 
 /// The WHERE of an update or delete: its conditions, or the rows of its limited scan.
@@ -788,7 +854,11 @@ fn call(
             "coalesce(json_agg(pgrst_scalar), '[]')::text AS body FROM pgrst_source".into(),
         ),
         (CallShape::Void, _) => ("NULL::bigint".into(), "pg_catalog.count(*)".into(), "NULL::text AS body FROM pgrst_source".into()),
-        _ => ("NULL::bigint".into(), "pg_catalog.count(*)".into(), "(pg_catalog.array_agg(pg_catalog.to_json(pgrst_scalar)))[1]::text AS body FROM pgrst_source".into()),
+        _ => (
+            if count { "pg_catalog.count(*)".into() } else { "NULL::bigint".into() },
+            "pg_catalog.count(*)".into(),
+            "coalesce((pg_catalog.array_agg(pg_catalog.to_json(pgrst_scalar)))[1]::text, 'null') AS body FROM pgrst_source".into(),
+        ),
     };
     let body = body.replacen(
         " AS body FROM ",

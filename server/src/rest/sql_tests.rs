@@ -59,6 +59,8 @@ fn build_for(
         &p,
         BodyOptions {
             strip_nulls: r.accept.strip_nulls,
+            csv: false,
+            geojson: false,
         },
     )
     .unwrap()
@@ -175,7 +177,14 @@ fn write_sql_table() {
         )],
         Payload::Json(serde_json::json!({"id": 1, "title": "x"})),
     );
-    assert!(s.sql.contains(r#"ON CONFLICT ("id") DO UPDATE SET "id" = EXCLUDED."id", "title" = EXCLUDED."title" RETURNING "t0".*"#), "{}", s.sql);
+    assert!(s.sql.contains(r#"ON CONFLICT ("id") DO UPDATE SET "id" = EXCLUDED."id", "title" = EXCLUDED."title" WHERE pg_catalog.set_config('pgrst.inserted'"#), "{}", s.sql);
+    assert!(
+        s.sql
+            .contains(r#"AS pgrst_body WHERE pg_catalog.set_config('pgrst.inserted'"#),
+        "{}",
+        s.sql
+    );
+    assert!(s.sql.ends_with("AS inserted"), "{}", s.sql);
 
     let s = build_for(
         Method::PATCH,

@@ -710,6 +710,7 @@ impl Storage {
             method: &actor.method,
             path: &actor.path,
             headers: actor.headers.clone(),
+            search_path: None,
         };
         Ok(RequestTx::begin(
             &self.pool,
@@ -726,6 +727,7 @@ impl Storage {
             method: &actor.method,
             path: &actor.path,
             headers: actor.headers.clone(),
+            search_path: None,
         }
     }
 

@@ -205,7 +205,7 @@ test('raw HTTP: Range header, headers-only with Location, PUT, CSV and form bodi
   assert.equal(loc.status, 201);
   assert.equal(loc.headers.get('location'), '/directors?id=eq.90');
   const put = await fetch(`${doska.url}/rest/v1/directors?id=eq.91`, { method: 'PUT', headers: { ...h, 'content-type': 'application/json', prefer: 'return=representation' }, body: JSON.stringify({ id: 91, name: 'Put' }) });
-  assert.equal(put.status, 200);
+  assert.equal(put.status, 201, 'a PUT that inserts answers 201 (PostgREST 12+)');
   assert.deepEqual(await put.json(), [{ id: 91, name: 'Put' }]);
   const csv = await fetch(`${doska.url}/rest/v1/directors`, { method: 'POST', headers: { ...h, 'content-type': 'text/csv', prefer: 'return=representation' }, body: 'id,name\n92,"Csv, Jr."' });
   assert.deepEqual(await csv.json(), [{ id: 92, name: 'Csv, Jr.' }]);

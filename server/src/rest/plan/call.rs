@@ -2,6 +2,7 @@
 //! argument, and the shape of the result. Rejects unknown (PGRST202) and ambiguous (PGRST203) calls.
 
 use super::*;
+use crate::rest::request::ContentType;
 
 pub(super) fn call(
     ctx: &mut Ctx,
@@ -42,22 +43,30 @@ pub(super) fn call(
         }
     };
     let given: BTreeSet<&String> = args_obj.keys().collect();
+    let post = method == CallMethod::Post;
+    // PostgREST's rules (`findProc`): only callable overloads count; the argument names must be
+    // the required parameters plus any of the optional ones.
     let fits = |f: &&Function| {
-        let named = f.params.iter().all(|p| !p.name.is_empty());
-        named
-            && given.iter().all(|g| f.params.iter().any(|p| &&p.name == g))
+        if !callable(f) {
+            return false;
+        }
+        if f.params.is_empty() {
+            return given.is_empty() && !(post && req.content_type == ContentType::Raw);
+        }
+        given.iter().all(|g| f.params.iter().any(|p| &&p.name == g))
             && f.params
                 .iter()
                 .all(|p| p.has_default || given.contains(&p.name))
     };
     let single = |f: &&Function| {
-        f.params.len() == 1
+        callable(f)
+            && f.params.len() == 1
             && (f.params[0].name.is_empty() || req.prefer.single_object)
             && single_arg_type(&f.params[0].type_sql)
     };
     let mut matching: Vec<&Function> = overloads.iter().filter(fits).collect();
     let mut use_single = false;
-    if matching.is_empty() && method == CallMethod::Post {
+    if matching.is_empty() && post {
         matching = overloads.iter().filter(single).collect();
         use_single = !matching.is_empty();
     }
@@ -68,30 +77,38 @@ pub(super) fn call(
                 schema: ctx.schema.into(),
                 name: name.into(),
                 args: given.iter().map(|s| s.to_string()).collect(),
+                json_post: post && req.content_type == ContentType::Json,
+                hint: None,
             });
         }
         _ => {
+            let mut candidates: Vec<String> = matching
+                .iter()
+                .map(|f| {
+                    f.params
+                        .iter()
+                        .map(|p| format!("{} => {}", p.name, p.type_sql))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .collect();
+            candidates.sort();
             return Err(PlanError::AmbiguousFunction {
                 schema: ctx.schema.into(),
                 name: name.into(),
-                candidates: matching
-                    .iter()
-                    .map(|f| {
-                        f.params
-                            .iter()
-                            .map(|p| format!("{} => {}", p.name, p.type_sql))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .collect(),
+                candidates,
             });
         }
     };
-    let (args, payload_text) = if use_single {
+    // A function whose one parameter is unnamed takes the whole body (or the query's arguments
+    // as an object) positionally, as PostgREST calls it (`OnePosParam`).
+    let positional = f.params.len() == 1 && f.params[0].name.is_empty();
+    let (args, payload_text) = if use_single || positional {
         let text = match single_body {
             Some(Payload::Json(v)) => v.to_string(),
             Some(Payload::Raw(s)) => s.clone(),
-            _ => "null".into(),
+            _ if method == CallMethod::Post => "null".into(),
+            _ => Value::Object(args_obj).to_string(),
         };
         (
             CallArgs::Single {
@@ -121,6 +138,7 @@ pub(super) fn call(
         Returns::Composite { columns, relation } => {
             let shape = Shape {
                 label: name.into(),
+                sql_label: name.into(),
                 relation: relation.clone(),
                 columns: columns.clone(),
                 computed: relation
@@ -154,4 +172,14 @@ pub(super) fn call(
 /// Types that take the whole body as a single unnamed argument.
 fn single_arg_type(t: &str) -> bool {
     matches!(t, "json" | "jsonb" | "text" | "bytea" | "xml")
+}
+
+/// Whether PostgREST serves the function at all: every parameter named, or a single unnamed one
+/// of a type that takes the whole body (a function of a table row is a computed field, not an RPC).
+fn callable(f: &Function) -> bool {
+    match f.params.iter().filter(|p| p.name.is_empty()).count() {
+        0 => true,
+        1 => f.params.len() == 1 && single_arg_type(&f.params[0].type_sql),
+        _ => false,
+    }
 }
