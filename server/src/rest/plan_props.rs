@@ -174,6 +174,11 @@ proptest! {
             Ok(p) => p,
             Err(e) => return refused(e.into()),
         };
-        let _ = sql::build(&plan, BodyOptions { strip_nulls: false });
+        let options = BodyOptions {
+            strip_nulls: false,
+            csv: false,
+            geojson: false,
+        };
+        let _ = sql::build(&plan, options);
     }
 }
