@@ -89,6 +89,28 @@ pub struct Settings {
     /// Age after which a stored file no row refers to is removed: seconds, or with a suffix s/m/h/d.
     #[arg(long, global = true, env = "DOSKA_STORAGE_ORPHAN_AGE")]
     pub storage_orphan_age: Option<String>,
+    /// Where object bytes live: `disk` (the storage dir) or `s3` (an S3 service: AWS, MinIO, Ceph).
+    #[arg(long, global = true, env = "DOSKA_STORAGE_BACKEND")]
+    pub storage_backend: Option<StorageBackendKind>,
+    /// The S3 service's URL (default `https://s3.<region>.amazonaws.com`).
+    #[arg(long, global = true, env = "DOSKA_STORAGE_S3_ENDPOINT")]
+    pub storage_s3_endpoint: Option<String>,
+    /// The bucket that holds the bytes (it must exist).
+    #[arg(long, global = true, env = "DOSKA_STORAGE_S3_BUCKET")]
+    pub storage_s3_bucket: Option<String>,
+    /// The S3 service's region (default `us-east-1`).
+    #[arg(long, global = true, env = "DOSKA_STORAGE_S3_REGION")]
+    pub storage_s3_region: Option<String>,
+    /// Access key id doska signs its requests to the S3 service with.
+    #[arg(long, global = true, env = "DOSKA_STORAGE_S3_ACCESS_KEY_ID")]
+    pub storage_s3_access_key_id: Option<String>,
+    /// Secret access key for --storage-s3-access-key-id.
+    #[arg(long, global = true, env = "DOSKA_STORAGE_S3_SECRET_ACCESS_KEY")]
+    pub storage_s3_secret_access_key: Option<String>,
+    /// Path-style URLs (`endpoint/bucket/key`) instead of virtual-hosted ones (`bucket.endpoint/key`);
+    /// default true with --storage-s3-endpoint (MinIO, Ceph), false for AWS.
+    #[arg(long, global = true, env = "DOSKA_STORAGE_S3_PATH_STYLE", action = clap::ArgAction::Set)]
+    pub storage_s3_path_style: Option<bool>,
     /// How long realtime keeps changes for clients that reconnect with `since`: seconds, or with
     /// a suffix s/m/h/d.
     #[arg(long, global = true, env = "DOSKA_REALTIME_REPLAY_WINDOW")]
@@ -166,6 +188,62 @@ pub enum DefaultGrants {
 
 #[derive(clap::ValueEnum, Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
+pub enum StorageBackendKind {
+    Disk,
+    S3,
+}
+
+/// Where object bytes live.
+#[derive(Debug, Clone)]
+pub enum StorageBackend {
+    /// Files under `storage_dir`.
+    Disk,
+    /// Objects in a bucket of an S3 service.
+    S3(std::sync::Arc<S3Backend>),
+}
+
+/// The S3 service that holds object bytes (`--storage-backend s3`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Backend {
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub path_style: bool,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl S3Backend {
+    /// The bucket's base URL (path or virtual-hosted style), or why the settings make none.
+    pub fn bucket_url(&self) -> Result<rusty_s3::Bucket, String> {
+        let endpoint: url::Url = self
+            .endpoint
+            .parse()
+            .map_err(|e| format!("`{}` is not a URL: {e}", self.endpoint))?;
+        let style = if self.path_style {
+            rusty_s3::UrlStyle::Path
+        } else {
+            rusty_s3::UrlStyle::VirtualHost
+        };
+        rusty_s3::Bucket::new(endpoint, style, self.bucket.clone(), self.region.clone())
+            .map_err(|e| format!("no URL for bucket `{}` at `{}`: {e}", self.bucket, self.endpoint))
+    }
+}
+
+impl fmt::Debug for S3Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Backend")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(clap::ValueEnum, Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
@@ -197,6 +275,7 @@ pub struct Config {
     pub trusted_proxies: Vec<crate::http::client_ip::IpNet>,
     pub storage_dir: PathBuf,
     pub storage_orphan_age_secs: u64,
+    pub storage_backend: StorageBackend,
     pub realtime_replay_window_secs: u64,
     pub realtime_replay_max_rows: u64,
     pub realtime_max_message_bytes: usize,
@@ -360,6 +439,13 @@ impl Settings {
             trusted_proxies,
             storage_dir,
             storage_orphan_age,
+            storage_backend,
+            storage_s3_endpoint,
+            storage_s3_bucket,
+            storage_s3_region,
+            storage_s3_access_key_id,
+            storage_s3_secret_access_key,
+            storage_s3_path_style,
             realtime_replay_window,
             realtime_replay_max_rows,
             realtime_max_message_bytes,
@@ -452,6 +538,7 @@ fn parse_trusted_proxies(
 
 impl Config {
     pub fn resolve(s: Settings) -> Result<Config, ConfigError> {
+        let storage_backend = storage_backend(&s)?;
         let tls = match (s.tls_cert, s.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
@@ -548,6 +635,7 @@ impl Config {
             realtime_max_message_bytes,
             storage_dir: s.storage_dir.unwrap_or_else(|| data_dir.join("storage")),
             storage_orphan_age_secs,
+            storage_backend,
             s3_listen: s
                 .s3_listen
                 .unwrap_or_else(|| "127.0.0.1:9000".parse().expect("literal address")),
@@ -663,6 +751,18 @@ impl Config {
         v["realtime_replay_window"] = self.realtime_replay_window_secs.into();
         v["realtime_replay_max_rows"] = self.realtime_replay_max_rows.into();
         v["realtime_max_message_bytes"] = self.realtime_max_message_bytes.into();
+        match &self.storage_backend {
+            StorageBackend::Disk => v["storage_backend"] = "disk".into(),
+            StorageBackend::S3(b) => {
+                v["storage_backend"] = "s3".into();
+                v["storage_s3_endpoint"] = b.endpoint.clone().into();
+                v["storage_s3_bucket"] = b.bucket.clone().into();
+                v["storage_s3_region"] = b.region.clone().into();
+                v["storage_s3_path_style"] = b.path_style.into();
+                v["storage_s3_access_key_id"] = b.access_key_id.clone().into();
+                v["storage_s3_secret_access_key"] = "********".into();
+            }
+        }
         let mut out = String::new();
         if let serde_json::Value::Object(map) = v {
             for (k, v) in map {
@@ -673,6 +773,59 @@ impl Config {
             }
         }
         out
+    }
+}
+
+/// The backend of `--storage-backend` and its `--storage-s3-*` settings; S3 needs a bucket and a key
+/// pair, and an endpoint that is an http(s) URL.
+fn storage_backend(s: &Settings) -> Result<StorageBackend, ConfigError> {
+    let s3_set = s.storage_s3_endpoint.is_some()
+        || s.storage_s3_bucket.is_some()
+        || s.storage_s3_access_key_id.is_some()
+        || s.storage_s3_secret_access_key.is_some();
+    match s.storage_backend.unwrap_or(StorageBackendKind::Disk) {
+        StorageBackendKind::Disk if s3_set => Err(ConfigError::Invalid {
+            key: "storage_backend",
+            reason: "--storage-s3-* settings need --storage-backend s3".into(),
+        }),
+        StorageBackendKind::Disk => Ok(StorageBackend::Disk),
+        StorageBackendKind::S3 => {
+            let need = |v: &Option<String>, key: &'static str| {
+                v.clone()
+                    .filter(|v| !v.trim().is_empty())
+                    .ok_or_else(|| ConfigError::Invalid {
+                        key,
+                        reason: "is required with --storage-backend s3".into(),
+                    })
+            };
+            let bucket = need(&s.storage_s3_bucket, "storage_s3_bucket")?;
+            let access_key_id = need(&s.storage_s3_access_key_id, "storage_s3_access_key_id")?;
+            let secret_access_key =
+                need(&s.storage_s3_secret_access_key, "storage_s3_secret_access_key")?;
+            let region = s
+                .storage_s3_region
+                .clone()
+                .unwrap_or_else(|| "us-east-1".into());
+            let endpoint = s
+                .storage_s3_endpoint
+                .clone()
+                .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+            let backend = S3Backend {
+                path_style: s
+                    .storage_s3_path_style
+                    .unwrap_or(s.storage_s3_endpoint.is_some()),
+                endpoint: endpoint.trim_end_matches('/').to_string(),
+                bucket,
+                region,
+                access_key_id,
+                secret_access_key,
+            };
+            backend.bucket_url().map_err(|reason| ConfigError::Invalid {
+                key: "storage_s3_endpoint",
+                reason,
+            })?;
+            Ok(StorageBackend::S3(std::sync::Arc::new(backend)))
+        }
     }
 }
 
@@ -846,6 +999,61 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn storage_backend_settings() {
+        assert!(matches!(
+            Config::resolve(Settings::default()).unwrap().storage_backend,
+            StorageBackend::Disk
+        ));
+        let s3 = |f: fn(&mut Settings)| {
+            let mut s = Settings {
+                storage_backend: Some(StorageBackendKind::S3),
+                storage_s3_bucket: Some("blobs".into()),
+                storage_s3_access_key_id: Some("AK".into()),
+                storage_s3_secret_access_key: Some("SK".into()),
+                ..Default::default()
+            };
+            f(&mut s);
+            Config::resolve(s)
+        };
+        // AWS by default: its regional endpoint, virtual-hosted style.
+        let c = s3(|_| {}).unwrap();
+        let StorageBackend::S3(b) = &c.storage_backend else {
+            panic!("s3 expected")
+        };
+        assert_eq!(b.endpoint, "https://s3.us-east-1.amazonaws.com");
+        assert!(!b.path_style);
+        assert!(!format!("{b:?}").contains("SK"), "the secret is never printed");
+        let toml = c.masked_toml();
+        assert!(toml.contains("storage_backend = \"s3\""), "{toml}");
+        assert!(!toml.contains("\"SK\""), "{toml}");
+        // A custom endpoint (MinIO, Ceph) is path style unless told otherwise.
+        let c = s3(|s| s.storage_s3_endpoint = Some("http://127.0.0.1:9000/".into())).unwrap();
+        let StorageBackend::S3(b) = &c.storage_backend else {
+            panic!("s3 expected")
+        };
+        assert_eq!(b.endpoint, "http://127.0.0.1:9000");
+        assert!(b.path_style);
+        // Bad input: each names its key.
+        for (bad, key) in [
+            (s3(|s| s.storage_s3_bucket = None), "storage_s3_bucket"),
+            (s3(|s| s.storage_s3_secret_access_key = None), "storage_s3_secret_access_key"),
+            (s3(|s| s.storage_s3_access_key_id = Some(" ".into())), "storage_s3_access_key_id"),
+            (s3(|s| s.storage_s3_endpoint = Some("ftp://x".into())), "storage_s3_endpoint"),
+            (s3(|s| s.storage_backend = None), "storage_backend"),
+        ] {
+            let e = bad.unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
+        // TOML keys like every flag.
+        let s: Settings = toml::from_str(
+            "storage_backend = \"s3\"\nstorage_s3_bucket = \"b\"\nstorage_s3_path_style = false\n",
+        )
+        .unwrap();
+        assert_eq!(s.storage_backend, Some(StorageBackendKind::S3));
+        assert_eq!(s.storage_s3_path_style, Some(false));
     }
 
     #[test]

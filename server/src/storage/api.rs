@@ -57,6 +57,10 @@ impl ApiError {
                     StorageError::InvalidRange => (S::RANGE_NOT_SATISFIABLE, "InvalidRange"),
                     StorageError::Conflict => (S::CONFLICT, "ResourceLocked"),
                     StorageError::Body(_) => (S::BAD_REQUEST, "InvalidRequest"),
+                    StorageError::Unavailable(_) => {
+                        tracing::warn!(error = %e, "storage request failed");
+                        (S::SERVICE_UNAVAILABLE, "ServiceUnavailable")
+                    }
                     StorageError::Db(_) | StorageError::Io(_) => {
                         tracing::error!(error = %e, "storage request failed");
                         return (

@@ -21,6 +21,32 @@ pub enum BlobKey {
     Part { id: Uuid },
 }
 
+/// The backend cannot serve now — unreachable, refusing doska's credentials, its bucket missing, full
+/// — though the request itself was fine: the front doors answer 503 with this message, and a later
+/// request may succeed. Travels inside an [`io::Error`] (see [`unavailable`]).
+#[derive(Debug)]
+pub struct Unavailable(pub String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// An [`io::Error`] saying the backend is unavailable, with why.
+pub fn unavailable(why: impl Into<String>) -> io::Error {
+    io::Error::other(Unavailable(why.into()))
+}
+
+/// Why the backend is unavailable, when `e` says so.
+pub fn unavailable_reason(e: &io::Error) -> Option<&str> {
+    e.get_ref()?
+        .downcast_ref::<Unavailable>()
+        .map(|u| u.0.as_str())
+}
+
 /// What a finished write measured.
 #[derive(Debug, Clone, Copy)]
 pub struct Written {
@@ -104,4 +130,12 @@ pub trait Backend: Send + Sync {
 
     /// Blobs last written at least `age` ago (candidates for orphan cleanup).
     async fn older_than(&self, age: Duration) -> io::Result<Vec<BlobKey>>;
+
+    /// Removes writes left incomplete (by a crash) that the backend keeps apart from blobs, untouched
+    /// for at least `age` — an S3 service's multipart uploads never completed nor aborted; returns
+    /// how many. The local disk has none: a file being written is removed by its writer or, after a
+    /// crash, is an orphan blob like any other.
+    async fn sweep_incomplete(&self, _age: Duration) -> io::Result<usize> {
+        Ok(0)
+    }
 }

@@ -84,6 +84,9 @@ pub enum StorageError {
     Db(TxError),
     #[error("storage I/O failed: {0}")]
     Io(std::io::Error),
+    /// The backend holding the bytes cannot serve now (unreachable, refusing, full): a 503.
+    #[error("Storage backend unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<TxError> for StorageError {
@@ -103,7 +106,10 @@ impl From<tokio_postgres::Error> for StorageError {
 
 impl From<std::io::Error> for StorageError {
     fn from(e: std::io::Error) -> Self {
-        StorageError::Io(e)
+        match super::backend::unavailable_reason(&e) {
+            Some(why) => StorageError::Unavailable(why.to_string()),
+            None => StorageError::Io(e),
+        }
     }
 }
 
@@ -734,7 +740,7 @@ fn write_error(e: WriteError, limit: Option<u64>) -> StorageError {
             limit: limit.unwrap_or(0),
         },
         WriteError::Body(b) => StorageError::Body(b.to_string()),
-        WriteError::Io(e) => StorageError::Io(e),
+        WriteError::Io(e) => e.into(),
     }
 }
 

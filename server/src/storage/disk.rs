@@ -30,7 +30,8 @@ impl Disk {
         Disk { dir: dir.into() }
     }
 
-    fn file_name(key: &BlobKey) -> String {
+    /// A blob's file name (also its object name under an S3 backend's `data/<2 hex>/`).
+    pub(super) fn file_name(key: &BlobKey) -> String {
         match key {
             BlobKey::Object { id, version } => format!("{id}.{version}"),
             BlobKey::Part { id } => format!("{id}.part"),
@@ -49,7 +50,7 @@ impl Disk {
     }
 
     /// The blob a file name stands for, if it is one of ours.
-    fn parse_name(name: &str) -> Option<BlobKey> {
+    pub(super) fn parse_name(name: &str) -> Option<BlobKey> {
         let (a, b) = name.split_once('.')?;
         let id = Uuid::parse_str(a).ok()?;
         if b == "part" {

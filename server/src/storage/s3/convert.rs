@@ -23,6 +23,10 @@ pub(super) fn s3_err(e: StorageError) -> S3Error {
         StorageError::InvalidRange => S3ErrorCode::InvalidRange,
         StorageError::Conflict => S3ErrorCode::OperationAborted,
         StorageError::Body(_) => S3ErrorCode::IncompleteBody,
+        StorageError::Unavailable(_) => {
+            tracing::warn!(error = %e, "S3 operation failed");
+            S3ErrorCode::ServiceUnavailable
+        }
         StorageError::Db(_) | StorageError::Io(_) => {
             tracing::error!(error = %e, "S3 operation failed");
             return S3Error::with_message(S3ErrorCode::InternalError, "internal error");
