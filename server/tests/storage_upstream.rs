@@ -541,7 +541,7 @@ async fn backend_faults_answer_503_and_recover_and_a_crash_leaves_nothing_behind
     assert_eq!(r.text(), "kept bytes");
     drop(f);
 
-    // Refusals: a wrong secret and a missing bucket are 503s that say so (in-process doska).
+    // Refusals: a wrong secret and a missing bucket are 503s that say why.
     for (bucket, secret, why) in [
         ("blobs", "wrong-secret", "refused"),
         ("no-such-bucket", BACKEND_SECRET, "does not exist"),
@@ -549,8 +549,7 @@ async fn backend_faults_answer_503_and_recover_and_a_crash_leaves_nothing_behind
         let args = s3_args(&b.endpoint(), bucket, secret);
         let (_, db) = database("upw").await;
         let data = common::temp_dir("up-refused");
-        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
-        args.extend(["--storage-orphan-age", "1h"]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let p = spawn(&data, &db, &args);
         let r = api(&p.url, "POST", "/bucket", &[], json!({"id": "docs", "name": "docs"}).to_string()).await;
         assert_eq!(r.status, 200, "{}", r.text());
