@@ -225,8 +225,14 @@ impl S3Backend {
         } else {
             rusty_s3::UrlStyle::VirtualHost
         };
-        rusty_s3::Bucket::new(endpoint, style, self.bucket.clone(), self.region.clone())
-            .map_err(|e| format!("no URL for bucket `{}` at `{}`: {e}", self.bucket, self.endpoint))
+        rusty_s3::Bucket::new(endpoint, style, self.bucket.clone(), self.region.clone()).map_err(
+            |e| {
+                format!(
+                    "no URL for bucket `{}` at `{}`: {e}",
+                    self.bucket, self.endpoint
+                )
+            },
+        )
     }
 }
 
@@ -669,12 +675,7 @@ impl Config {
             db_pool,
             db_statement_timeout_ms: s.db_statement_timeout.unwrap_or(0),
             shutdown_timeout_secs: s.shutdown_timeout.unwrap_or(10),
-            site_url: default_site_url(
-                s.site_url,
-                s.external_url.as_deref(),
-                &listen,
-                static_on,
-            ),
+            site_url: default_site_url(s.site_url, s.external_url.as_deref(), &listen, static_on),
             trusted_proxies: parse_trusted_proxies(s.trusted_proxies.as_deref())?,
             auth: AuthSettings {
                 external_url: s.external_url,
@@ -800,8 +801,10 @@ fn storage_backend(s: &Settings) -> Result<StorageBackend, ConfigError> {
             };
             let bucket = need(&s.storage_s3_bucket, "storage_s3_bucket")?;
             let access_key_id = need(&s.storage_s3_access_key_id, "storage_s3_access_key_id")?;
-            let secret_access_key =
-                need(&s.storage_s3_secret_access_key, "storage_s3_secret_access_key")?;
+            let secret_access_key = need(
+                &s.storage_s3_secret_access_key,
+                "storage_s3_secret_access_key",
+            )?;
             let region = s
                 .storage_s3_region
                 .clone()
@@ -820,10 +823,12 @@ fn storage_backend(s: &Settings) -> Result<StorageBackend, ConfigError> {
                 access_key_id,
                 secret_access_key,
             };
-            backend.bucket_url().map_err(|reason| ConfigError::Invalid {
-                key: "storage_s3_endpoint",
-                reason,
-            })?;
+            backend
+                .bucket_url()
+                .map_err(|reason| ConfigError::Invalid {
+                    key: "storage_s3_endpoint",
+                    reason,
+                })?;
             Ok(StorageBackend::S3(std::sync::Arc::new(backend)))
         }
     }
@@ -1004,7 +1009,9 @@ mod tests {
     #[test]
     fn storage_backend_settings() {
         assert!(matches!(
-            Config::resolve(Settings::default()).unwrap().storage_backend,
+            Config::resolve(Settings::default())
+                .unwrap()
+                .storage_backend,
             StorageBackend::Disk
         ));
         let s3 = |f: fn(&mut Settings)| {
@@ -1025,7 +1032,10 @@ mod tests {
         };
         assert_eq!(b.endpoint, "https://s3.us-east-1.amazonaws.com");
         assert!(!b.path_style);
-        assert!(!format!("{b:?}").contains("SK"), "the secret is never printed");
+        assert!(
+            !format!("{b:?}").contains("SK"),
+            "the secret is never printed"
+        );
         let toml = c.masked_toml();
         assert!(toml.contains("storage_backend = \"s3\""), "{toml}");
         assert!(!toml.contains("\"SK\""), "{toml}");
@@ -1039,9 +1049,18 @@ mod tests {
         // Bad input: each names its key.
         for (bad, key) in [
             (s3(|s| s.storage_s3_bucket = None), "storage_s3_bucket"),
-            (s3(|s| s.storage_s3_secret_access_key = None), "storage_s3_secret_access_key"),
-            (s3(|s| s.storage_s3_access_key_id = Some(" ".into())), "storage_s3_access_key_id"),
-            (s3(|s| s.storage_s3_endpoint = Some("ftp://x".into())), "storage_s3_endpoint"),
+            (
+                s3(|s| s.storage_s3_secret_access_key = None),
+                "storage_s3_secret_access_key",
+            ),
+            (
+                s3(|s| s.storage_s3_access_key_id = Some(" ".into())),
+                "storage_s3_access_key_id",
+            ),
+            (
+                s3(|s| s.storage_s3_endpoint = Some("ftp://x".into())),
+                "storage_s3_endpoint",
+            ),
             (s3(|s| s.storage_backend = None), "storage_backend"),
         ] {
             let e = bad.unwrap_err().to_string();

@@ -121,7 +121,14 @@ impl Backend {
         let data = common::temp_dir("up-backend");
         let port = free_port();
         let proc = Backend::spawn(&data, &db, port);
-        let r = api(&proc.url, "POST", "/bucket", &[], json!({"id": "blobs", "name": "blobs"}).to_string()).await;
+        let r = api(
+            &proc.url,
+            "POST",
+            "/bucket",
+            &[],
+            json!({"id": "blobs", "name": "blobs"}).to_string(),
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", r.text());
         Backend {
             proc,
@@ -158,7 +165,14 @@ impl Backend {
 
     /// A blob's bytes, read straight from the backend; `None` when it has no such object.
     async fn blob(&self, name: &str) -> Option<Vec<u8>> {
-        let r = api(&self.proc.url, "GET", &format!("/object/blobs/{name}"), &[], "").await;
+        let r = api(
+            &self.proc.url,
+            "GET",
+            &format!("/object/blobs/{name}"),
+            &[],
+            "",
+        )
+        .await;
         match r.status {
             200 => Some(r.body.to_vec()),
             400 | 404 => None,
@@ -170,7 +184,10 @@ impl Backend {
     async fn contents(&self) -> (Vec<String>, i64) {
         let c = admin(&self.db_name).await;
         let mut names: Vec<String> = c
-            .query("select name from storage.objects where bucket_id = 'blobs' order by name", &[])
+            .query(
+                "select name from storage.objects where bucket_id = 'blobs' order by name",
+                &[],
+            )
             .await
             .unwrap()
             .iter()
@@ -274,7 +291,11 @@ async fn blob_names(f_db: &str, bucket: &str, key: &str) -> Vec<String> {
 async fn backend_bytes(b: &Backend, f_db: &str, bucket: &str, key: &str) -> Vec<u8> {
     let mut out = Vec::new();
     for name in blob_names(f_db, bucket, key).await {
-        out.extend(b.blob(&name).await.unwrap_or_else(|| panic!("{name} is not in the backend")));
+        out.extend(
+            b.blob(&name)
+                .await
+                .unwrap_or_else(|| panic!("{name} is not in the backend")),
+        );
     }
     out
 }
@@ -302,7 +323,9 @@ async fn live_blobs(f_db: &str) -> Vec<String> {
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u32 * 31 + seed as u32 * 7 + (i as u32 >> 13)) as u8).collect()
+    (0..len)
+        .map(|i| (i as u32 * 31 + seed as u32 * 7 + (i as u32 >> 13)) as u8)
+        .collect()
 }
 
 fn boto3(s3_url: &str, bucket: &str) -> Value {
@@ -324,7 +347,10 @@ fn boto3(s3_url: &str, bucket: &str) -> Value {
     );
     assert!(out.status.success(), "boto3 check failed:\n{text}");
     assert!(text.contains(" passed, 0 failed"), "{text}");
-    let result = text.lines().find_map(|l| l.strip_prefix("RESULT ")).unwrap();
+    let result = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap();
     serde_json::from_str(result).unwrap()
 }
 
@@ -334,14 +360,28 @@ async fn bytes_live_in_the_backend_through_both_doors_and_two_instances() {
     let (f_db_name, f_db) = database("upf").await;
     let f_data = common::temp_dir("up-front");
     let f = front(&f_data, &f_db, &b);
-    let r = api(&f.url, "POST", "/bucket", &[], json!({"id": "docs", "name": "docs"}).to_string()).await;
+    let r = api(
+        &f.url,
+        "POST",
+        "/bucket",
+        &[],
+        json!({"id": "docs", "name": "docs"}).to_string(),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
 
     // A small body (one PUT upstream) and a 20 MiB one (an upstream multipart upload of 3 parts).
     let small = pattern(5000, 1);
     let big = pattern(20 << 20, 2);
     for (key, bytes) in [("a/small.txt", &small), ("a/big.bin", &big)] {
-        let r = api(&f.url, "POST", &format!("/object/docs/{key}"), &[], bytes.clone()).await;
+        let r = api(
+            &f.url,
+            "POST",
+            &format!("/object/docs/{key}"),
+            &[],
+            bytes.clone(),
+        )
+        .await;
         assert_eq!(r.status, 200, "{key}: {}", r.text());
         let r = api(&f.url, "GET", &format!("/object/docs/{key}"), &[], "").await;
         assert_eq!(r.status, 200);
@@ -351,7 +391,11 @@ async fn bytes_live_in_the_backend_through_both_doors_and_two_instances() {
             hex::encode(Md5::digest(bytes)),
             "the ETag is the MD5, as on disk"
         );
-        assert_eq!(backend_bytes(&b, &f_db_name, "docs", key).await, *bytes, "{key} in the backend");
+        assert_eq!(
+            backend_bytes(&b, &f_db_name, "docs", key).await,
+            *bytes,
+            "{key} in the backend"
+        );
     }
     // The backend received the big one as a multipart upload (its ETag says 3 parts).
     let names = blob_names(&f_db_name, "docs", "a/big.bin").await;
@@ -374,30 +418,62 @@ async fn bytes_live_in_the_backend_through_both_doors_and_two_instances() {
         ("bytes=8388600-8388620", &big[8388600..8388621]),
         ("bytes=-5", &big[big.len() - 5..]),
     ] {
-        let r = api(&f.url, "GET", "/object/docs/a/big.bin", &[("range", range)], "").await;
+        let r = api(
+            &f.url,
+            "GET",
+            "/object/docs/a/big.bin",
+            &[("range", range)],
+            "",
+        )
+        .await;
         assert_eq!(r.status, 206, "{range}");
         assert!(r.body == want, "{range}");
     }
-    let r = api(&f.url, "GET", "/object/docs/a/big.bin", &[("range", "bytes=99999999-")], "").await;
+    let r = api(
+        &f.url,
+        "GET",
+        "/object/docs/a/big.bin",
+        &[("range", "bytes=99999999-")],
+        "",
+    )
+    .await;
     assert_eq!(r.status, 416);
 
     // An overwrite replaces the blob upstream; a delete removes it; a copy makes its own.
     let old = blob_names(&f_db_name, "docs", "a/small.txt").await;
     let newer = pattern(7000, 3);
-    let r = api(&f.url, "POST", "/object/docs/a/small.txt", &[("x-upsert", "true")], newer.clone()).await;
+    let r = api(
+        &f.url,
+        "POST",
+        "/object/docs/a/small.txt",
+        &[("x-upsert", "true")],
+        newer.clone(),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(backend_bytes(&b, &f_db_name, "docs", "a/small.txt").await, newer);
-    assert_eq!(b.blob(&old[0]).await, None, "the replaced version is gone upstream");
+    assert_eq!(
+        backend_bytes(&b, &f_db_name, "docs", "a/small.txt").await,
+        newer
+    );
+    assert_eq!(
+        b.blob(&old[0]).await,
+        None,
+        "the replaced version is gone upstream"
+    );
     let r = api(
         &f.url,
         "POST",
         "/object/copy",
         &[("content-type", "application/json")],
-        json!({"bucketId": "docs", "sourceKey": "a/big.bin", "destinationKey": "a/copy.bin"}).to_string(),
+        json!({"bucketId": "docs", "sourceKey": "a/big.bin", "destinationKey": "a/copy.bin"})
+            .to_string(),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(backend_bytes(&b, &f_db_name, "docs", "a/copy.bin").await, big);
+    assert_eq!(
+        backend_bytes(&b, &f_db_name, "docs", "a/copy.bin").await,
+        big
+    );
     let gone = blob_names(&f_db_name, "docs", "a/copy.bin").await;
     let r = api(
         &f.url,
@@ -408,28 +484,119 @@ async fn bytes_live_in_the_backend_through_both_doors_and_two_instances() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(b.blob(&gone[0]).await, None, "a deleted object's bytes are gone upstream");
+    assert_eq!(
+        b.blob(&gone[0]).await,
+        None,
+        "a deleted object's bytes are gone upstream"
+    );
 
     // The S3 door on top, unchanged: boto3 stores, reads by ranges, uploads in parts, copies.
     let stored = boto3(f.s3_url.as_deref().unwrap(), "boto");
     for (key, sha) in stored.as_object().unwrap() {
         let bytes = backend_bytes(&b, &f_db_name, "boto", key).await;
-        assert_eq!(hex::encode(Sha256::digest(&bytes)), sha.as_str().unwrap(), "{key} upstream");
+        assert_eq!(
+            hex::encode(Sha256::digest(&bytes)),
+            sha.as_str().unwrap(),
+            "{key} upstream"
+        );
     }
-    assert_eq!(blob_names(&f_db_name, "boto", "boto/big.bin").await.len(), 3, "kept as its parts");
+    assert_eq!(
+        blob_names(&f_db_name, "boto", "boto/big.bin").await.len(),
+        3,
+        "kept as its parts"
+    );
+
+    // TUS on top, unchanged: each PATCH is one blob upstream, the object reads as their sequence.
+    let pieces = [pattern(6 << 20, 5), pattern(3 << 20, 6)];
+    tus_upload(&f.url, "docs", "t/resumed.bin", &pieces).await;
+    let whole = pieces.concat();
+    let r = api(&f.url, "GET", "/object/docs/t/resumed.bin", &[], "").await;
+    assert!(
+        r.status == 200 && r.body == whole[..],
+        "the TUS upload reads back"
+    );
+    assert_eq!(
+        blob_names(&f_db_name, "docs", "t/resumed.bin").await.len(),
+        2
+    );
+    assert_eq!(
+        backend_bytes(&b, &f_db_name, "docs", "t/resumed.bin").await,
+        whole
+    );
 
     // A second doska on the same database and bucket reads what the first wrote, and back.
     let f2 = front(&common::temp_dir("up-front2"), &f_db, &b);
     let r = api(&f2.url, "GET", "/object/docs/a/big.bin", &[], "").await;
     assert_eq!(r.status, 200);
-    assert!(r.body == big[..], "the second instance reads the first's file");
-    let r = api(&f2.url, "POST", "/object/docs/b/from-two.txt", &[], "written by two").await;
+    assert!(
+        r.body == big[..],
+        "the second instance reads the first's file"
+    );
+    let r = api(
+        &f2.url,
+        "POST",
+        "/object/docs/b/from-two.txt",
+        &[],
+        "written by two",
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let r = api(&f.url, "GET", "/object/docs/b/from-two.txt", &[], "").await;
     assert_eq!(r.text(), "written by two");
 
     // Every blob upstream is one a row refers to, and the other way round.
     assert_eq!(b.contents().await, (live_blobs(&f_db_name).await, 0));
+}
+
+/// One TUS upload of `pieces` (a PATCH each) to `bucket`/`key`, as service_role.
+async fn tus_upload(base: &str, bucket: &str, key: &str, pieces: &[Vec<u8>]) {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let sk = service_key();
+    let auth = format!("Bearer {sk}");
+    let total: usize = pieces.iter().map(Vec::len).sum();
+    let (total, meta) = (
+        total.to_string(),
+        format!("bucketName {},objectName {}", b64(bucket), b64(key)),
+    );
+    let url = format!("{base}/storage/v1/upload/resumable");
+    let r = common::request(
+        "POST",
+        &url,
+        &[
+            ("authorization", &auth),
+            ("tus-resumable", "1.0.0"),
+            ("upload-length", &total),
+            ("upload-metadata", &meta),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let location = r.header("location").unwrap().to_string();
+    let location = if location.starts_with("http") {
+        location
+    } else {
+        format!("{base}{location}")
+    };
+    let mut offset = 0;
+    for piece in pieces {
+        let at = offset.to_string();
+        let r = common::request(
+            "PATCH",
+            &location,
+            &[
+                ("authorization", &auth),
+                ("tus-resumable", "1.0.0"),
+                ("upload-offset", &at),
+                ("content-type", "application/offset+octet-stream"),
+            ],
+            piece.clone(),
+        )
+        .await;
+        assert_eq!(r.status, 204, "{}", r.text());
+        offset += piece.len();
+    }
 }
 
 /// Starts a `total`-byte upload to `path` and sends `send` bytes of it; the socket stays open.
@@ -455,7 +622,10 @@ where
 {
     let start = Instant::now();
     while !check().await {
-        assert!(start.elapsed() < Duration::from_secs(90), "timed out waiting: {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "timed out waiting: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -466,7 +636,14 @@ async fn backend_faults_answer_503_and_recover_and_a_crash_leaves_nothing_behind
     let (f_db_name, f_db) = database("upf").await;
     let f_data = common::temp_dir("up-front");
     let mut f = front(&f_data, &f_db, &b);
-    let r = api(&f.url, "POST", "/bucket", &[], json!({"id": "docs", "name": "docs"}).to_string()).await;
+    let r = api(
+        &f.url,
+        "POST",
+        "/bucket",
+        &[],
+        json!({"id": "docs", "name": "docs"}).to_string(),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let r = api(&f.url, "POST", "/object/docs/kept.txt", &[], "kept bytes").await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -483,14 +660,20 @@ async fn backend_faults_answer_503_and_recover_and_a_crash_leaves_nothing_behind
         let v = r.json();
         assert_eq!(v["statusCode"], "503");
         assert_eq!(v["error"], "ServiceUnavailable");
-        assert!(v["message"].as_str().unwrap().contains("unreachable"), "{v}");
+        assert!(
+            v["message"].as_str().unwrap().contains("unreachable"),
+            "{v}"
+        );
     }
     let r = api(&f.url, "GET", "/object/info/docs/kept.txt", &[], "").await;
     assert_eq!(r.status, 200, "metadata needs no bytes: {}", r.text());
     assert_eq!(common::get(&format!("{}/health", f.url)).await.status, 200);
     let c = admin(&f_db_name).await;
     let n: i64 = c
-        .query_one("select count(*) from storage.objects where name = 'new.txt'", &[])
+        .query_one(
+            "select count(*) from storage.objects where name = 'new.txt'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -499,7 +682,11 @@ async fn backend_faults_answer_503_and_recover_and_a_crash_leaves_nothing_behind
     let s3 = f.s3_url.clone().unwrap();
     let r = s3_get(&s3, "docs", "kept.txt").await;
     assert_eq!(r.status, 503, "{}", r.text());
-    assert!(r.text().contains("<Code>ServiceUnavailable</Code>"), "{}", r.text());
+    assert!(
+        r.text().contains("<Code>ServiceUnavailable</Code>"),
+        "{}",
+        r.text()
+    );
 
     // Started again: works without restarting doska.
     b.restart();
@@ -517,7 +704,10 @@ async fn backend_faults_answer_503_and_recover_and_a_crash_leaves_nothing_behind
     let bc = admin(&b.db_name).await;
     eventually("the backend receives parts", || async {
         let n: i64 = bc
-            .query_one("select count(*) from storage.s3_multipart_uploads_parts", &[])
+            .query_one(
+                "select count(*) from storage.s3_multipart_uploads_parts",
+                &[],
+            )
             .await
             .unwrap()
             .get(0);
@@ -526,16 +716,20 @@ async fn backend_faults_answer_503_and_recover_and_a_crash_leaves_nothing_behind
     .await;
     f.kill();
     let n: i64 = c
-        .query_one("select count(*) from storage.objects where name = 'crash.bin'", &[])
+        .query_one(
+            "select count(*) from storage.objects where name = 'crash.bin'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(n, 0, "no partial object");
     // Restarted with a 1 s orphan age, its cleanup aborts the upload and removes stray blobs.
     let f = front(&f_data, &f_db, &b);
-    eventually("cleanup leaves only live blobs and no upload upstream", || async {
-        b.contents().await == (live_blobs(&f_db_name).await, 0)
-    })
+    eventually(
+        "cleanup leaves only live blobs and no upload upstream",
+        || async { b.contents().await == (live_blobs(&f_db_name).await, 0) },
+    )
     .await;
     let r = api(&f.url, "GET", "/object/docs/kept.txt", &[], "").await;
     assert_eq!(r.text(), "kept bytes");
@@ -551,23 +745,151 @@ async fn backend_faults_answer_503_and_recover_and_a_crash_leaves_nothing_behind
         let data = common::temp_dir("up-refused");
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let p = spawn(&data, &db, &args);
-        let r = api(&p.url, "POST", "/bucket", &[], json!({"id": "docs", "name": "docs"}).to_string()).await;
+        let r = api(
+            &p.url,
+            "POST",
+            "/bucket",
+            &[],
+            json!({"id": "docs", "name": "docs"}).to_string(),
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", r.text());
         let r = api(&p.url, "POST", "/object/docs/x.txt", &[], "x").await;
         assert_eq!(r.status, 503, "{}", r.text());
         let msg = r.json()["message"].as_str().unwrap().to_string();
         assert!(msg.contains(why), "{msg}");
-        assert!(!msg.contains(secret) || secret == BACKEND_SECRET, "no secret in messages");
-        assert!(!p.log.lock().unwrap().contains("wrong-secret"), "no secret in logs");
+        assert!(
+            !msg.contains(secret) || secret == BACKEND_SECRET,
+            "no secret in messages"
+        );
+        assert!(
+            !p.log.lock().unwrap().contains("wrong-secret"),
+            "no secret in logs"
+        );
     }
 }
 
 /// A signed S3 GET on doska's S3 door (SigV4 presigned, as any client may send).
 async fn s3_get(s3_url: &str, bucket: &str, key: &str) -> common::Response {
     use rusty_s3::S3Action;
-    let b = rusty_s3::Bucket::new(s3_url.parse().unwrap(), rusty_s3::UrlStyle::Path, bucket.to_string(), "us-east-1")
-        .unwrap();
+    let b = rusty_s3::Bucket::new(
+        s3_url.parse().unwrap(),
+        rusty_s3::UrlStyle::Path,
+        bucket.to_string(),
+        "us-east-1",
+    )
+    .unwrap();
     let creds = rusty_s3::Credentials::new(DOOR_KEY, DOOR_SECRET);
-    let url = b.get_object(Some(&creds), key).sign(Duration::from_secs(600));
+    let url = b
+        .get_object(Some(&creds), key)
+        .sign(Duration::from_secs(600));
     common::request("GET", url.as_str(), &[], bytes::Bytes::new()).await
+}
+
+/// `doska storage migrate --to <to>` on F's database; its JSON report.
+fn storage_migrate(data: &Path, db: &str, to: &str, b: &Backend, extra: &[&str]) -> Value {
+    let args = s3_args(&b.endpoint(), "blobs", BACKEND_SECRET);
+    let out = common::doska(data, &data.join("no-migrations"), &data.join("no-policies"))
+        .args(["storage", "migrate", "--to", to])
+        .args(["--database-url", db, "--jwt-secret", SECRET])
+        .args(&args)
+        .args(extra)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(text.lines().last().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn storage_migrate_moves_a_data_dirs_files_to_the_backend_and_back() {
+    let b = Backend::start().await;
+    let (f_db_name, f_db) = database("upm").await;
+    let f_data = common::temp_dir("up-migrate");
+    // Serving from its own disk: a small object, a 20 MiB one, a TUS upload kept as two parts.
+    let f = spawn(&f_data, &f_db, &[]);
+    let r = api(
+        &f.url,
+        "POST",
+        "/bucket",
+        &[],
+        json!({"id": "docs", "name": "docs"}).to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut objects = vec![
+        ("m/small.txt", pattern(3000, 7)),
+        ("m/big.bin", pattern(20 << 20, 8)),
+    ];
+    for (key, bytes) in &objects {
+        let r = api(
+            &f.url,
+            "POST",
+            &format!("/object/docs/{key}"),
+            &[],
+            bytes.clone(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let pieces = [pattern(6 << 20, 9), pattern(1 << 20, 10)];
+    tus_upload(&f.url, "docs", "m/resumed.bin", &pieces).await;
+    objects.push(("m/resumed.bin", pieces.concat()));
+
+    // Copied to the backend while doska serves from its disk, each blob verified.
+    let report = storage_migrate(&f_data, &f_db, "s3", &b, &[]);
+    assert_eq!(report["copied"], 4, "{report}");
+    assert_eq!(report["gone"], 0, "{report}");
+    // A write after the copy, before the switch.
+    let late = ("m/late.txt", b"written before the switch".to_vec());
+    let r = api(
+        &f.url,
+        "POST",
+        &format!("/object/docs/{}", late.0),
+        &[],
+        late.1.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    objects.push(late);
+    drop(f);
+    // Switched: restarted on the backend, and the command run once more takes the late write.
+    let f = front(&f_data, &f_db, &b);
+    let report = storage_migrate(&f_data, &f_db, "s3", &b, &[]);
+    assert_eq!(
+        (report["copied"].as_u64(), report["already_there"].as_u64()),
+        (Some(1), Some(4)),
+        "{report}"
+    );
+    for (key, bytes) in &objects {
+        let r = api(&f.url, "GET", &format!("/object/docs/{key}"), &[], "").await;
+        assert!(
+            r.status == 200 && r.body == bytes[..],
+            "{key} reads from the backend"
+        );
+        assert_eq!(
+            backend_bytes(&b, &f_db_name, "docs", key).await,
+            *bytes,
+            "{key} upstream"
+        );
+    }
+
+    // And back to a fresh storage dir.
+    let back = common::temp_dir("up-migrate-back");
+    let dir = back.display().to_string();
+    let report = storage_migrate(&f_data, &f_db, "disk", &b, &["--storage-dir", &dir]);
+    assert_eq!(report["copied"], 5, "{report}");
+    drop(f);
+    let f = spawn(&f_data, &f_db, &["--storage-dir", &dir]);
+    for (key, bytes) in &objects {
+        let r = api(&f.url, "GET", &format!("/object/docs/{key}"), &[], "").await;
+        assert!(
+            r.status == 200 && r.body == bytes[..],
+            "{key} reads from the new disk"
+        );
+    }
 }

@@ -10,6 +10,7 @@ pub mod dir_sync;
 pub mod disk;
 pub mod form;
 pub mod http;
+pub mod migrate;
 mod route;
 pub mod s3;
 pub mod s3_keys;

@@ -174,21 +174,21 @@ impl Upstream {
         let mut attempt = 0;
         let res = loop {
             attempt += 1;
-            let failed = match tokio::time::timeout(ANSWER_TIMEOUT, client().request(build()?)).await
-            {
-                Ok(Ok(res)) => break res,
-                Ok(Err(e)) if repeatable && attempt == 1 && !e.is_connect() => continue,
-                Ok(Err(e)) => {
-                    let cause = std::error::Error::source(&e)
-                        .map(|s| format!(": {s}"))
-                        .unwrap_or_default();
-                    format!("is unreachable ({what}): {e}{cause}")
-                }
-                Err(_) => format!(
-                    "did not answer within {}s ({what})",
-                    ANSWER_TIMEOUT.as_secs()
-                ),
-            };
+            let failed =
+                match tokio::time::timeout(ANSWER_TIMEOUT, client().request(build()?)).await {
+                    Ok(Ok(res)) => break res,
+                    Ok(Err(e)) if repeatable && attempt == 1 && !e.is_connect() => continue,
+                    Ok(Err(e)) => {
+                        let cause = std::error::Error::source(&e)
+                            .map(|s| format!(": {s}"))
+                            .unwrap_or_default();
+                        format!("is unreachable ({what}): {e}{cause}")
+                    }
+                    Err(_) => format!(
+                        "did not answer within {}s ({what})",
+                        ANSWER_TIMEOUT.as_secs()
+                    ),
+                };
             return Err(unavailable(format!(
                 "the S3 service at {} {failed}",
                 self.inner.endpoint
@@ -203,9 +203,10 @@ impl Upstream {
             .unwrap_or_default();
         let (code, message) = error_of(&body);
         match (status, code.as_str()) {
-            (StatusCode::NOT_FOUND, "NoSuchKey" | "NoSuchUpload" | "") => {
-                Err(io::Error::new(io::ErrorKind::NotFound, format!("{what}: {code}")))
-            }
+            (StatusCode::NOT_FOUND, "NoSuchKey" | "NoSuchUpload" | "") => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{what}: {code}"),
+            )),
             (_, "BadDigest" | "InvalidDigest") => Err(io::Error::other(format!(
                 "the S3 service received other bytes than were sent ({what}): {code}: {message}"
             ))),
@@ -279,7 +280,13 @@ impl Upstream {
             .create_multipart_upload(self.creds(), object)
             .sign(SIGNED_FOR);
         let res = self
-            .send(http::Method::POST, url, &[], Bytes::new(), "a multipart start")
+            .send(
+                http::Method::POST,
+                url,
+                &[],
+                Bytes::new(),
+                "a multipart start",
+            )
             .await?;
         let body = read_limited(res.into_body(), 1 << 20).await?;
         let text = String::from_utf8_lossy(&body);
@@ -445,7 +452,8 @@ fn older(at: &str, age: Duration) -> bool {
 async fn read_limited(mut body: Incoming, limit: usize) -> io::Result<Bytes> {
     let mut out = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| unavailable(format!("the S3 service's answer broke: {e}")))?;
+        let frame =
+            frame.map_err(|e| unavailable(format!("the S3 service's answer broke: {e}")))?;
         if let Ok(data) = frame.into_data() {
             if out.len() + data.len() > limit {
                 return Err(io::Error::other("the S3 service's answer is too long"));
@@ -681,7 +689,9 @@ impl Backend for Upstream {
         }
         let later = pieces.split_off(pieces.len().min(EAGER_PARTS));
         let opened = futures_util::future::try_join_all(
-            pieces.iter().map(|(key, range)| self.open(key, Some(*range))),
+            pieces
+                .iter()
+                .map(|(key, range)| self.open(key, Some(*range))),
         )
         .await?;
         let this = self.clone();
