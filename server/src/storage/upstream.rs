@@ -29,6 +29,11 @@ use crate::config::S3Backend;
 /// Bodies are sent in parts of this size (the last may be smaller); a body no longer than one part
 /// goes up in one PUT. 8 MiB × S3's 10,000 parts allows objects up to 78 GiB.
 pub const PART_SIZE: usize = 8 << 20;
+/// Room past [`PART_SIZE`] in a part's buffer for the chunk that fills it.
+const PART_SLACK: usize = 1 << 20;
+/// Bodies up to this long grow their buffer as they come (most bodies are small); longer ones get
+/// a whole part's buffer at once.
+const SMALL_BODY: usize = 256 << 10;
 /// Parts of one write on their way to the service at once (while the next one fills).
 const PARTS_IN_FLIGHT: usize = 2;
 /// Blobs of a multipart object opened before its read starts (see [`Backend::read_parts`]); further
@@ -619,6 +624,9 @@ impl Backend for Upstream {
         let object = object_key(key);
         let mut md5 = Md5::new();
         let mut size = 0u64;
+        // Each part fills one allocation of its own (a part ends with the chunk that reaches
+        // PART_SIZE), handed to hyper as it is.
+        let part_buffer = || BytesMut::with_capacity(PART_SIZE + PART_SLACK);
         let mut buf = BytesMut::new();
         let mut upload: Option<PendingUpload> = None;
         while let Some(chunk) = body.next().await {
@@ -628,9 +636,14 @@ impl Backend for Upstream {
                 return Err(WriteError::TooLarge);
             }
             md5.update(&chunk);
+            if buf.capacity() - buf.len() < chunk.len() && buf.len() + chunk.len() > SMALL_BODY {
+                let mut bigger = part_buffer();
+                bigger.extend_from_slice(&buf);
+                buf = bigger;
+            }
             buf.extend_from_slice(&chunk);
             if buf.len() >= PART_SIZE {
-                let part = buf.split_to(PART_SIZE).freeze();
+                let part = std::mem::replace(&mut buf, part_buffer()).freeze();
                 let pending = match &mut upload {
                     Some(p) => p,
                     None => upload.insert(PendingUpload {
