@@ -370,19 +370,37 @@ async fn bytes_live_in_the_backend_through_both_doors_and_two_instances() {
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
 
-    // A small body (one PUT upstream) and a 20 MiB one (an upstream multipart upload of 3 parts).
+    // A small body (one PUT upstream, buffered), a 20 MiB one of declared length (streamed on in
+    // one PUT) and a 20 MiB one sent chunked, length unknown (an upstream multipart upload of 3 parts).
     let small = pattern(5000, 1);
     let big = pattern(20 << 20, 2);
-    for (key, bytes) in [("a/small.txt", &small), ("a/big.bin", &big)] {
-        let r = api(
-            &f.url,
-            "POST",
-            &format!("/object/docs/{key}"),
-            &[],
-            bytes.clone(),
-        )
-        .await;
-        assert_eq!(r.status, 200, "{key}: {}", r.text());
+    for (key, bytes) in [
+        ("a/small.txt", &small),
+        ("a/big.bin", &big),
+        ("a/chunked.bin", &big),
+    ] {
+        if key == "a/chunked.bin" {
+            let mut s = start_chunked(&f.url, &format!("/object/docs/{key}"));
+            for piece in bytes.chunks(1 << 20) {
+                write!(s, "{:x}\r\n", piece.len()).unwrap();
+                s.write_all(piece).unwrap();
+                s.write_all(b"\r\n").unwrap();
+            }
+            s.write_all(b"0\r\n\r\n").unwrap();
+            let mut answer = String::new();
+            std::io::Read::read_to_string(&mut s, &mut answer).unwrap();
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        } else {
+            let r = api(
+                &f.url,
+                "POST",
+                &format!("/object/docs/{key}"),
+                &[],
+                bytes.clone(),
+            )
+            .await;
+            assert_eq!(r.status, 200, "{key}: {}", r.text());
+        }
         let r = api(&f.url, "GET", &format!("/object/docs/{key}"), &[], "").await;
         assert_eq!(r.status, 200);
         assert!(r.body == bytes[..], "{key} reads back");
@@ -397,18 +415,23 @@ async fn bytes_live_in_the_backend_through_both_doors_and_two_instances() {
             "{key} in the backend"
         );
     }
-    // The backend received the big one as a multipart upload (its ETag says 3 parts).
-    let names = blob_names(&f_db_name, "docs", "a/big.bin").await;
+    // How the backend received them: one PUT (its ETag the MD5) or a multipart upload of 3 parts.
     let c = admin(&b.db_name).await;
-    let etag: String = c
-        .query_one(
-            "select metadata->>'eTag' from storage.objects where bucket_id = 'blobs' and name = $1",
-            &[&names[0]],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(etag.ends_with("-3\""), "{etag}");
+    for (key, suffix) in [("a/big.bin", "\""), ("a/chunked.bin", "-3\"")] {
+        let names = blob_names(&f_db_name, "docs", key).await;
+        let etag: String = c
+            .query_one(
+                "select metadata->>'eTag' from storage.objects where bucket_id = 'blobs' and name = $1",
+                &[&names[0]],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(etag.ends_with(suffix) && etag.len() <= 37, "{key}: {etag}");
+        if suffix == "\"" {
+            assert_eq!(etag.trim_matches('"'), hex::encode(Md5::digest(&big)));
+        }
+    }
     // Nothing of it on F's own disk.
     assert!(!f_data.join("storage").join("data").exists());
 
@@ -599,6 +622,21 @@ async fn tus_upload(base: &str, bucket: &str, key: &str, pieces: &[Vec<u8>]) {
     }
 }
 
+/// Starts an upload of unknown length (`transfer-encoding: chunked`); the caller sends the chunks.
+fn start_chunked(base: &str, path: &str) -> TcpStream {
+    let addr = base.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap();
+    let key = service_key();
+    write!(
+        s,
+        "POST /storage/v1{path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/octet-stream\r\ntransfer-encoding: chunked\r\n\
+         connection: close\r\n\r\n"
+    )
+    .unwrap();
+    s
+}
+
 /// Starts a `total`-byte upload to `path` and sends `send` bytes of it; the socket stays open.
 fn start_upload(base: &str, path: &str, total: usize, send: &[u8]) -> TcpStream {
     let addr = base.trim_start_matches("http://");
@@ -696,11 +734,17 @@ async fn backend_faults_answer_503_and_recover_and_a_crash_leaves_nothing_behind
     assert_eq!(r.text(), "kept bytes");
     assert_eq!(s3_get(&s3, "docs", "new.txt").await.text(), "new bytes");
 
-    // SIGKILL mid-upload: 20 MiB of a 30 MiB body sent, so the backend holds a multipart upload
-    // with parts already written.
+    // SIGKILL mid-upload: 20 MiB of a 30 MiB body of declared length (streamed on in one PUT), and
+    // 20 MiB of a chunked one (an upstream multipart upload, with parts already written).
     let total = 30 << 20;
     let sent = pattern(20 << 20, 4);
     let _sock = start_upload(&f.url, "/object/docs/crash.bin", total, &sent);
+    let mut chunked = start_chunked(&f.url, "/object/docs/crash-chunked.bin");
+    for piece in sent.chunks(1 << 20) {
+        write!(chunked, "{:x}\r\n", piece.len()).unwrap();
+        chunked.write_all(piece).unwrap();
+        chunked.write_all(b"\r\n").unwrap();
+    }
     let bc = admin(&b.db_name).await;
     eventually("the backend receives parts", || async {
         let n: i64 = bc

@@ -98,6 +98,20 @@ pub trait Backend: Send + Sync {
         limit: Option<u64>,
     ) -> Result<Written, WriteError>;
 
+    /// [`Backend::write`] of a body whose length the client declared (`len`), so that a backend may
+    /// pass it on in one streamed request instead of buffered pieces. A body that turns out longer
+    /// or shorter than declared fails like a broken one, and nothing is kept.
+    async fn write_sized(
+        &self,
+        key: &BlobKey,
+        body: ByteStream,
+        limit: Option<u64>,
+        len: Option<u64>,
+    ) -> Result<Written, WriteError> {
+        let _ = len;
+        self.write(key, body, limit).await
+    }
+
     /// Stores a new blob whose bytes are all in hand (a small body), durably before returning, with
     /// the same promises as [`Backend::write`]. A backend may do it in fewer steps than a stream
     /// needs.

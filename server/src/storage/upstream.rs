@@ -2,9 +2,9 @@
 //! (AWS, MinIO, Ceph, or another doska's S3 listener), named exactly like the disk's files
 //! (`data/<2 hex>/<object id>.<version>`, `data/<2 hex>/<part id>.part`) — never by a client's key.
 //! Requests are signed with SigV4 by rusty-s3 (sans-IO, presigned URLs) and sent by hyper over rustls
-//! with the `ring` provider. Bodies stream both ways: a write holds at most two parts of
-//! [`PART_SIZE`] (one being sent, one filling), larger bodies go up as a multipart upload, reads pass
-//! ranges through. Rejects nothing itself; an unreachable or refusing service is reported as
+//! with the `ring` provider. Bodies stream both ways: a long body of declared length goes on in one
+//! streamed PUT; one of unknown length fills parts of [`PART_SIZE`] (a multipart upload when it
+//! needs more than one, at most three parts in memory); reads pass ranges through. Rejects nothing itself; an unreachable or refusing service is reported as
 //! [`unavailable`] (a 503 at the front doors).
 
 use std::{
@@ -25,10 +25,13 @@ use rusty_s3::S3Action;
 use super::backend::{Backend, BlobKey, ByteStream, WriteError, Written, unavailable};
 use super::disk::Disk;
 use crate::config::S3Backend;
+use crate::http::body::BoxError;
 
 /// Bodies are sent in parts of this size (the last may be smaller); a body no longer than one part
 /// goes up in one PUT. 8 MiB × S3's 10,000 parts allows objects up to 78 GiB.
 pub const PART_SIZE: usize = 8 << 20;
+/// The longest body sent in one PUT (S3's limit).
+const MAX_SINGLE_PUT: u64 = 5 << 30;
 /// Room past [`PART_SIZE`] in a part's buffer for the chunk that fills it.
 const PART_SLACK: usize = 1 << 20;
 /// Bodies up to this long grow their buffer as they come (most bodies are small); longer ones get
@@ -46,7 +49,31 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Every key doska writes starts with this (the disk's `data/` folder).
 const PREFIX: &str = "data/";
 
-type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+type ReqBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, ReqBody>;
+
+/// Why a request got no answer.
+enum Sent {
+    Failed(hyper_util::client::legacy::Error),
+    TimedOut,
+}
+
+/// A request with its headers and body (`len` bytes long).
+fn request(
+    method: &http::Method,
+    url: &url::Url,
+    headers: &[(http::HeaderName, String)],
+    len: u64,
+    body: ReqBody,
+) -> io::Result<Request<ReqBody>> {
+    let mut req = Request::builder().method(method.clone()).uri(url.as_str());
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    req.header(http::header::CONTENT_LENGTH, len)
+        .body(body)
+        .map_err(io::Error::other)
+}
 
 /// One connection pool for every S3 backend of the process (TLS with ring, the system's roots).
 fn client() -> &'static HttpClient {
@@ -161,15 +188,6 @@ impl Upstream {
         body: Bytes,
         what: &str,
     ) -> io::Result<Response<Incoming>> {
-        let build = || {
-            let mut req = Request::builder().method(method.clone()).uri(url.as_str());
-            for (k, v) in headers {
-                req = req.header(k, v);
-            }
-            req.header(http::header::CONTENT_LENGTH, body.len())
-                .body(Full::new(body.clone()))
-                .map_err(io::Error::other)
-        };
         // A pooled connection the service closed meanwhile (it restarted) fails a request without
         // any answer; requests that may be repeated are sent once more.
         let repeatable = matches!(
@@ -177,28 +195,61 @@ impl Upstream {
             http::Method::GET | http::Method::PUT | http::Method::DELETE | http::Method::HEAD
         );
         let mut attempt = 0;
-        let res = loop {
+        loop {
             attempt += 1;
-            let failed =
-                match tokio::time::timeout(ANSWER_TIMEOUT, client().request(build()?)).await {
-                    Ok(Ok(res)) => break res,
-                    Ok(Err(e)) if repeatable && attempt == 1 && !e.is_connect() => continue,
-                    Ok(Err(e)) => {
-                        let cause = std::error::Error::source(&e)
-                            .map(|s| format!(": {s}"))
-                            .unwrap_or_default();
-                        format!("is unreachable ({what}): {e}{cause}")
-                    }
-                    Err(_) => format!(
-                        "did not answer within {}s ({what})",
-                        ANSWER_TIMEOUT.as_secs()
-                    ),
-                };
-            return Err(unavailable(format!(
-                "the S3 service at {} {failed}",
-                self.inner.endpoint
-            )));
+            let payload = Full::new(body.clone())
+                .map_err(|never| match never {})
+                .boxed_unsync();
+            let req = request(&method, &url, headers, body.len() as u64, payload)?;
+            match self.call(req).await {
+                Err(Sent::Failed(e)) if repeatable && attempt == 1 && !e.is_connect() => continue,
+                Err(e) => return Err(self.unreachable(e, what)),
+                Ok(res) => return self.checked(res, what).await,
+            }
+        }
+    }
+
+    /// One request (no second attempt: its body streams once).
+    async fn send_stream(
+        &self,
+        req: Request<ReqBody>,
+        what: &str,
+    ) -> io::Result<Response<Incoming>> {
+        match self.call(req).await {
+            Err(e) => Err(self.unreachable(e, what)),
+            Ok(res) => self.checked(res, what).await,
+        }
+    }
+
+    async fn call(&self, req: Request<ReqBody>) -> Result<Response<Incoming>, Sent> {
+        match tokio::time::timeout(ANSWER_TIMEOUT, client().request(req)).await {
+            Ok(Ok(res)) => Ok(res),
+            Ok(Err(e)) => Err(Sent::Failed(e)),
+            Err(_) => Err(Sent::TimedOut),
+        }
+    }
+
+    fn unreachable(&self, e: Sent, what: &str) -> io::Error {
+        let failed = match e {
+            Sent::Failed(e) => {
+                let cause = std::error::Error::source(&e)
+                    .map(|s| format!(": {s}"))
+                    .unwrap_or_default();
+                format!("is unreachable ({what}): {e}{cause}")
+            }
+            Sent::TimedOut => format!(
+                "did not answer within {}s ({what})",
+                ANSWER_TIMEOUT.as_secs()
+            ),
         };
+        unavailable(format!(
+            "the S3 service at {} {failed}",
+            self.inner.endpoint
+        ))
+    }
+
+    /// The answer when it is a success, else the error it stands for.
+    async fn checked(&self, res: Response<Incoming>, what: &str) -> io::Result<Response<Incoming>> {
         if res.status().is_success() {
             return Ok(res);
         }
@@ -263,6 +314,79 @@ impl Upstream {
         self.send(http::Method::PUT, url, &headers, bytes, "a write")
             .await
             .map(drop)
+    }
+
+    /// One PUT of `len` bytes streamed from `body` (see [`Backend::write_sized`]).
+    async fn put_streamed(
+        &self,
+        key: &BlobKey,
+        body: ByteStream,
+        len: u64,
+    ) -> Result<Written, WriteError> {
+        use std::sync::Mutex;
+        /// What passed through, and how the body failed if it did.
+        #[derive(Default)]
+        struct Tally {
+            md5: Md5,
+            size: u64,
+            failure: Option<String>,
+        }
+        let object = object_key(key);
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        let seen = tally.clone();
+        let frames = body.map(move |chunk| {
+            let mut t = seen.lock().unwrap_or_else(|e| e.into_inner());
+            match chunk {
+                Ok(c) => {
+                    t.size += c.len() as u64;
+                    if t.size > len {
+                        t.failure =
+                            Some(format!("the body is longer than its declared {len} bytes"));
+                        return Err(BoxError::from("body longer than declared"));
+                    }
+                    t.md5.update(&c);
+                    Ok(hyper::body::Frame::data(c))
+                }
+                Err(e) => {
+                    t.failure = Some(e.to_string());
+                    Err(e)
+                }
+            }
+        });
+        let payload = http_body_util::StreamBody::new(frames).boxed_unsync();
+        let url = self
+            .bucket()?
+            .put_object(self.creds(), &object)
+            .sign(SIGNED_FOR);
+        let req = request(&http::Method::PUT, &url, &[], len, payload)?;
+        let sent = self.send_stream(req, "a write").await;
+        let (md5, size, failure) = {
+            let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
+            let t = std::mem::take(&mut *t);
+            (<[u8; 16]>::from(t.md5.finalize()), t.size, t.failure)
+        };
+        let res = match (sent, failure) {
+            (_, Some(why)) => return Err(WriteError::Body(why.into())),
+            (Err(e), None) => return Err(e.into()),
+            (Ok(res), None) => res,
+        };
+        let etag = res
+            .headers()
+            .get(http::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .trim_matches('"')
+            .to_ascii_lowercase();
+        let is_md5 = etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit());
+        if size != len || (is_md5 && etag != hex::encode(md5)) {
+            let _ = self.delete_object(&object).await;
+            return Err(WriteError::Io(io::Error::other(format!(
+                "the S3 service stored other bytes than were sent ({size} of {len} bytes, ETag \
+                 {etag}, MD5 {})",
+                hex::encode(md5)
+            ))));
+        }
+        Ok(Written { size, md5 })
     }
 
     async fn delete_object(&self, object: &str) -> io::Result<()> {
@@ -671,6 +795,28 @@ impl Backend for Upstream {
         Ok(Written { size, md5 })
     }
 
+    /// A body longer than one part whose length was declared streams on in one PUT of that length:
+    /// no part buffers, no multipart bookkeeping upstream. Its MD5 is computed on the way and
+    /// checked against the ETag the service answers (when that is an MD5: not with SSE-KMS); a
+    /// body that breaks or runs longer fails the PUT, and S3 keeps nothing of a failed PUT.
+    async fn write_sized(
+        &self,
+        key: &BlobKey,
+        body: ByteStream,
+        limit: Option<u64>,
+        len: Option<u64>,
+    ) -> Result<Written, WriteError> {
+        match len {
+            Some(n) if n > PART_SIZE as u64 && n <= MAX_SINGLE_PUT => {
+                if limit.is_some_and(|l| n > l) {
+                    return Err(WriteError::TooLarge);
+                }
+                self.put_streamed(key, body, n).await
+            }
+            _ => self.write(key, body, limit).await,
+        }
+    }
+
     async fn write_small(&self, key: &BlobKey, bytes: Bytes) -> io::Result<()> {
         let md5 = Md5::digest(&bytes);
         self.put_object(&object_key(key), bytes, &md5).await
@@ -713,7 +859,7 @@ impl Backend for Upstream {
                 let this = this.clone();
                 async move { this.open(&key, Some(range)).await }
             })
-            .map_err(|e| Box::new(e) as crate::http::body::BoxError)
+            .map_err(|e| Box::new(e) as BoxError)
             .try_flatten();
         Ok(Box::pin(
             futures_util::stream::iter(opened).flatten().chain(rest),
