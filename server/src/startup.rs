@@ -1,6 +1,6 @@
 //! Bringing doska up and down, in the order that leaves nothing half-started: data dir, listener and
-//! TLS (cheap to check, so a taken port fails before PostgreSQL starts), JWT secret, database (embedded
-//! or external, checked), internal schema, grants, app migrations, policy files, pools; then serving
+//! TLS (cheap to check, so a taken port fails before PostgreSQL starts), database (embedded or
+//! external, checked), JWT secret (the data dir's, or the one an external database shares), internal schema, grants, app migrations, policy files, pools; then serving
 //! (and re-applying changed policy files) until SIGINT or SIGTERM, draining requests, and stopping
 //! PostgreSQL last. Every failure is one clear line (invalid policy files: one line per problem).
 
@@ -123,6 +123,23 @@ impl Database {
                 })
             }
         }
+    }
+
+    /// The JWT secret: configured; else the data dir's (embedded), or the one every instance on this
+    /// external database shares (stored there by the first; the internal schema is brought up to
+    /// date first, so its table exists).
+    pub async fn jwt_secret(&self, config: &Config) -> Result<String, StartError> {
+        if config.jwt_secret.is_some() || !self.target.external {
+            return secret::load_or_create(config.jwt_secret.as_deref(), &config.data_dir)
+                .map_err(StartError::Secret);
+        }
+        let mut client = self.admin_client().await?;
+        db::internal::apply(&mut client)
+            .await
+            .map_err(StartError::Internal)?;
+        secret::shared(None, &client, &config.data_dir)
+            .await
+            .map_err(StartError::Secret)
     }
 
     pub async fn admin_client(&self) -> Result<Client, StartError> {
@@ -353,9 +370,14 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         Some(t) => Some(http::server::tls_acceptor(&t.cert, &t.key).map_err(StartError::Tls)?),
         None => None,
     };
-    let jwt_secret = secret::load_or_create(config.jwt_secret.as_deref(), &config.data_dir)
-        .map_err(StartError::Secret)?;
     let database = Database::open(&config, pg::Mode::Serve).await?;
+    let jwt_secret = match database.jwt_secret(&config).await {
+        Ok(s) => s,
+        Err(e) => {
+            database.close().await;
+            return Err(e);
+        }
+    };
     if let Err(e) = prepare(&config, &database, &jwt_secret).await {
         database.close().await;
         return Err(e);
