@@ -121,15 +121,7 @@ impl Backend {
         let data = common::temp_dir("up-backend");
         let port = free_port();
         let proc = Backend::spawn(&data, &db, port);
-        let r = api(
-            &proc.url,
-            "POST",
-            "/bucket",
-            &[],
-            json!({"id": "blobs", "name": "blobs"}).to_string(),
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.text());
+        create_bucket(&proc.url, "blobs").await;
         Backend {
             proc,
             data,
@@ -241,6 +233,19 @@ fn front(data: &Path, db: &str, b: &Backend) -> Proc {
     );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     spawn(data, db, &args)
+}
+
+/// A bucket made through the storage API.
+async fn create_bucket(base: &str, id: &str) {
+    let r = api(
+        base,
+        "POST",
+        "/bucket",
+        &[],
+        json!({"id": id, "name": id}).to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 /// A storage API request as service_role.
@@ -360,15 +365,7 @@ async fn bytes_live_in_the_backend_through_both_doors_and_two_instances() {
     let (f_db_name, f_db) = database("upf").await;
     let f_data = common::temp_dir("up-front");
     let f = front(&f_data, &f_db, &b);
-    let r = api(
-        &f.url,
-        "POST",
-        "/bucket",
-        &[],
-        json!({"id": "docs", "name": "docs"}).to_string(),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    create_bucket(&f.url, "docs").await;
 
     // A small body (one PUT upstream, buffered), a 20 MiB one of declared length (streamed on in
     // one PUT) and a 20 MiB one sent chunked, length unknown (an upstream multipart upload of 3 parts).
@@ -674,15 +671,7 @@ async fn backend_faults_answer_503_and_recover_and_a_crash_leaves_nothing_behind
     let (f_db_name, f_db) = database("upf").await;
     let f_data = common::temp_dir("up-front");
     let mut f = front(&f_data, &f_db, &b);
-    let r = api(
-        &f.url,
-        "POST",
-        "/bucket",
-        &[],
-        json!({"id": "docs", "name": "docs"}).to_string(),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    create_bucket(&f.url, "docs").await;
     let r = api(&f.url, "POST", "/object/docs/kept.txt", &[], "kept bytes").await;
     assert_eq!(r.status, 200, "{}", r.text());
 
@@ -789,15 +778,7 @@ async fn backend_faults_answer_503_and_recover_and_a_crash_leaves_nothing_behind
         let data = common::temp_dir("up-refused");
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let p = spawn(&data, &db, &args);
-        let r = api(
-            &p.url,
-            "POST",
-            "/bucket",
-            &[],
-            json!({"id": "docs", "name": "docs"}).to_string(),
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.text());
+        create_bucket(&p.url, "docs").await;
         let r = api(&p.url, "POST", "/object/docs/x.txt", &[], "x").await;
         assert_eq!(r.status, 503, "{}", r.text());
         let msg = r.json()["message"].as_str().unwrap().to_string();
@@ -856,15 +837,7 @@ async fn storage_migrate_moves_a_data_dirs_files_to_the_backend_and_back() {
     let f_data = common::temp_dir("up-migrate");
     // Serving from its own disk: a small object, a 20 MiB one, a TUS upload kept as two parts.
     let f = spawn(&f_data, &f_db, &[]);
-    let r = api(
-        &f.url,
-        "POST",
-        "/bucket",
-        &[],
-        json!({"id": "docs", "name": "docs"}).to_string(),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    create_bucket(&f.url, "docs").await;
     let mut objects = vec![
         ("m/small.txt", pattern(3000, 7)),
         ("m/big.bin", pattern(20 << 20, 8)),

@@ -47,6 +47,24 @@ pub fn unavailable_reason(e: &io::Error) -> Option<&str> {
         .map(|u| u.0.as_str())
 }
 
+/// The pieces of `parts` (each blob with its size, in order) that the range `(start, len)` of their
+/// concatenation touches (all of them without a range): each blob with `(offset in it, length)`.
+pub fn pieces(parts: &[(BlobKey, u64)], range: Option<(u64, u64)>) -> Vec<(BlobKey, (u64, u64))> {
+    let total: u64 = parts.iter().map(|(_, size)| size).sum();
+    let (start, len) = range.unwrap_or((0, total));
+    let end = start.saturating_add(len).min(total);
+    let mut pieces = Vec::new();
+    let mut offset = 0u64;
+    for (key, size) in parts {
+        let (from, to) = (offset.max(start), (offset + size).min(end));
+        if from < to {
+            pieces.push((*key, (from - offset, to - from)));
+        }
+        offset += size;
+    }
+    pieces
+}
+
 /// What a finished write measured.
 #[derive(Debug, Clone, Copy)]
 pub struct Written {

@@ -295,19 +295,10 @@ impl Backend for Disk {
         parts: &[(BlobKey, u64)],
         range: Option<(u64, u64)>,
     ) -> io::Result<ByteStream> {
-        let total: u64 = parts.iter().map(|(_, size)| size).sum();
-        let (start, len) = range.unwrap_or((0, total));
-        let end = start.saturating_add(len).min(total);
-        // The pieces of the parts the range touches: (file, offset in it, length).
-        let mut pieces = Vec::new();
-        let mut offset = 0u64;
-        for (key, size) in parts {
-            let (from, to) = (offset.max(start), (offset + size).min(end));
-            if from < to {
-                pieces.push((self.path(key), Some((from - offset, to - from))));
-            }
-            offset += size;
-        }
+        let pieces = super::backend::pieces(parts, range)
+            .into_iter()
+            .map(|(key, piece)| (self.path(&key), Some(piece)))
+            .collect();
         read_pieces(pieces).await
     }
 

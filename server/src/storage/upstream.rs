@@ -834,18 +834,7 @@ impl Backend for Upstream {
         parts: &[(BlobKey, u64)],
         range: Option<(u64, u64)>,
     ) -> io::Result<ByteStream> {
-        let total: u64 = parts.iter().map(|(_, size)| size).sum();
-        let (start, len) = range.unwrap_or((0, total));
-        let end = start.saturating_add(len).min(total);
-        let mut pieces = Vec::new();
-        let mut offset = 0u64;
-        for (key, size) in parts {
-            let (from, to) = (offset.max(start), (offset + size).min(end));
-            if from < to {
-                pieces.push((*key, (from - offset, to - from)));
-            }
-            offset += size;
-        }
+        let mut pieces = super::backend::pieces(parts, range);
         let later = pieces.split_off(pieces.len().min(EAGER_PARTS));
         let opened = futures_util::future::try_join_all(
             pieces
