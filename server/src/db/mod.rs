@@ -7,6 +7,7 @@ pub mod checks;
 pub mod grants;
 pub mod internal;
 pub mod migrate;
+pub mod outage;
 pub mod pools;
 pub mod tls;
 

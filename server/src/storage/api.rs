@@ -61,6 +61,15 @@ impl ApiError {
                         tracing::warn!(error = %e, "storage request failed");
                         (S::SERVICE_UNAVAILABLE, "ServiceUnavailable")
                     }
+                    StorageError::DiskFull => (S::INSUFFICIENT_STORAGE, "InsufficientStorage"),
+                    StorageError::Db(db) if e.is_db_unavailable() => {
+                        crate::db::outage::unavailable("storage", db);
+                        return (
+                            S::SERVICE_UNAVAILABLE,
+                            "DatabaseUnavailable",
+                            "The database is unavailable; retry shortly".into(),
+                        );
+                    }
                     StorageError::Db(_) | StorageError::Io(_) => {
                         tracing::error!(error = %e, "storage request failed");
                         return (

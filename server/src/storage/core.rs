@@ -87,6 +87,21 @@ pub enum StorageError {
     /// The backend holding the bytes cannot serve now (unreachable, refusing, full): a 503.
     #[error("Storage backend unavailable: {0}")]
     Unavailable(String),
+    /// The file store's disk (or the account's quota) is full; the write kept nothing.
+    #[error("The storage disk is full: nothing was stored; retry once space is freed")]
+    DiskFull,
+}
+
+impl StorageError {
+    /// The database could not be reached (down, restarting): the client may retry.
+    pub fn is_db_unavailable(&self) -> bool {
+        matches!(self, StorageError::Db(e) if e.is_unavailable())
+    }
+}
+
+/// ENOSPC (no space left on device) or EDQUOT (disk quota exceeded).
+fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 impl From<TxError> for StorageError {
@@ -106,9 +121,12 @@ impl From<tokio_postgres::Error> for StorageError {
 
 impl From<std::io::Error> for StorageError {
     fn from(e: std::io::Error) -> Self {
-        match super::backend::unavailable_reason(&e) {
-            Some(why) => StorageError::Unavailable(why.to_string()),
-            None => StorageError::Io(e),
+        if is_disk_full(&e) {
+            StorageError::DiskFull
+        } else if let Some(why) = super::backend::unavailable_reason(&e) {
+            StorageError::Unavailable(why.to_string())
+        } else {
+            StorageError::Io(e)
         }
     }
 }

@@ -17,6 +17,9 @@ pub mod s3_keys;
 pub mod tus;
 pub mod upstream;
 
+#[cfg(test)]
+mod props;
+
 use std::{sync::Arc, time::Duration};
 
 use crate::{

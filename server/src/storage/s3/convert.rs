@@ -27,6 +27,22 @@ pub(super) fn s3_err(e: StorageError) -> S3Error {
             tracing::warn!(error = %e, "S3 operation failed");
             S3ErrorCode::ServiceUnavailable
         }
+        StorageError::DiskFull => {
+            // S3 has no code for it; MinIO answers 507 too (XMinioStorageFull).
+            let mut err = S3Error::with_message(
+                S3ErrorCode::Custom("InsufficientStorage".into()),
+                e.to_string(),
+            );
+            err.set_status_code(http::StatusCode::INSUFFICIENT_STORAGE);
+            return err;
+        }
+        StorageError::Db(db) if e.is_db_unavailable() => {
+            crate::db::outage::unavailable("s3", db);
+            return S3Error::with_message(
+                S3ErrorCode::ServiceUnavailable,
+                "The database is unavailable; retry shortly",
+            );
+        }
         StorageError::Db(_) | StorageError::Io(_) => {
             tracing::error!(error = %e, "S3 operation failed");
             return S3Error::with_message(S3ErrorCode::InternalError, "internal error");
