@@ -31,6 +31,9 @@ def pg_tool(name):
 
 
 def build_release():
+    # DOSKA_BENCH_BIN: a binary already built (a smoke run of a harness with a debug build).
+    if os.environ.get('DOSKA_BENCH_BIN'):
+        return os.environ['DOSKA_BENCH_BIN']
     subprocess.run(['cargo', 'build', '--release', '--bin', 'doska'], cwd=ROOT, check=True)
     return os.path.join(ROOT, 'target/release/doska')
 

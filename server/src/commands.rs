@@ -52,6 +52,22 @@ pub enum Command {
     /// TeacherUchit: register a school and appoint its first admin (attaches like `policies`).
     #[command(subcommand)]
     School(SchoolAction),
+    /// Stored files' maintenance (attaches like `policies`).
+    #[command(subcommand)]
+    Storage(StorageAction),
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageAction {
+    /// Copy every stored file's bytes to the other backend (the storage dir, or the S3 service of
+    /// the `--storage-s3-*` settings), each verified by size and MD5, while doska keeps serving
+    /// from the current one; prints what it did as JSON. Then restart doska with
+    /// `--storage-backend <to>` and run this once more (it copies what was written meanwhile).
+    Migrate {
+        /// The backend to copy to.
+        #[arg(long)]
+        to: crate::config::StorageBackendKind,
+    },
 }
 
 #[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +191,7 @@ pub fn main() -> ExitCode {
             Command::Policies { action } => policies(config, action).await,
             Command::Gen(GenAction::Types) => gen_types(config).await,
             Command::School(action) => school(config, action).await,
+            Command::Storage(StorageAction::Migrate { to }) => storage_migrate(config, to).await,
             Command::Config => unreachable!("handled before the runtime starts"),
         }
     });
@@ -245,6 +262,40 @@ async fn s3_keys(config: Config, action: S3KeysAction) -> Result<(), String> {
         Ok(())
     })
     .await
+}
+
+/// `doska storage migrate --to …`: from the other backend to `to`, with the database attached.
+async fn storage_migrate(
+    config: Config,
+    to: crate::config::StorageBackendKind,
+) -> Result<(), String> {
+    use crate::config::{StorageBackend, StorageBackendKind};
+    use crate::storage::{backend::Backend, disk::Disk, upstream::Upstream};
+    let StorageBackend::S3(s3) = &config.storage_backend else {
+        return Err(
+            "doska storage migrate needs the S3 service's settings: --storage-backend s3 \
+                    --storage-s3-bucket … (the disk side is --storage-dir)"
+                .into(),
+        );
+    };
+    let (disk, upstream) = (Disk::new(&config.storage_dir), Upstream::new(s3));
+    let (from, target): (&dyn Backend, &dyn Backend) = match to {
+        StorageBackendKind::S3 => (&disk, &upstream),
+        StorageBackendKind::Disk => (&upstream, &disk),
+    };
+    let report = with_database(&config, async |database, secret| {
+        startup::prepare(&config, database, secret)
+            .await
+            .map_err(|e| e.to_string())?;
+        let client = database.admin_client().await.map_err(|e| e.to_string())?;
+        crate::storage::migrate::migrate(&client, from, target).await
+    })
+    .await?;
+    println!(
+        "{}",
+        serde_json::to_string(&report).map_err(|e| e.to_string())?
+    );
+    Ok(())
 }
 
 async fn migrate(config: Config) -> Result<(), String> {

@@ -93,6 +93,28 @@ pub struct Settings {
     /// Age after which a stored file no row refers to is removed: seconds, or with a suffix s/m/h/d.
     #[arg(long, global = true, env = "DOSKA_STORAGE_ORPHAN_AGE")]
     pub storage_orphan_age: Option<String>,
+    /// Where object bytes live: `disk` (the storage dir) or `s3` (an S3 service: AWS, MinIO, Ceph).
+    #[arg(long, global = true, env = "DOSKA_STORAGE_BACKEND")]
+    pub storage_backend: Option<StorageBackendKind>,
+    /// The S3 service's URL (default `https://s3.<region>.amazonaws.com`).
+    #[arg(long, global = true, env = "DOSKA_STORAGE_S3_ENDPOINT")]
+    pub storage_s3_endpoint: Option<String>,
+    /// The bucket that holds the bytes (it must exist).
+    #[arg(long, global = true, env = "DOSKA_STORAGE_S3_BUCKET")]
+    pub storage_s3_bucket: Option<String>,
+    /// The S3 service's region (default `us-east-1`).
+    #[arg(long, global = true, env = "DOSKA_STORAGE_S3_REGION")]
+    pub storage_s3_region: Option<String>,
+    /// Access key id doska signs its requests to the S3 service with.
+    #[arg(long, global = true, env = "DOSKA_STORAGE_S3_ACCESS_KEY_ID")]
+    pub storage_s3_access_key_id: Option<String>,
+    /// Secret access key for --storage-s3-access-key-id.
+    #[arg(long, global = true, env = "DOSKA_STORAGE_S3_SECRET_ACCESS_KEY")]
+    pub storage_s3_secret_access_key: Option<String>,
+    /// Path-style URLs (`endpoint/bucket/key`) instead of virtual-hosted ones (`bucket.endpoint/key`);
+    /// default true with --storage-s3-endpoint (MinIO, Ceph), false for AWS.
+    #[arg(long, global = true, env = "DOSKA_STORAGE_S3_PATH_STYLE", action = clap::ArgAction::Set)]
+    pub storage_s3_path_style: Option<bool>,
     /// How long realtime keeps changes for clients that reconnect with `since`: seconds, or with
     /// a suffix s/m/h/d.
     #[arg(long, global = true, env = "DOSKA_REALTIME_REPLAY_WINDOW")]
@@ -170,6 +192,68 @@ pub enum DefaultGrants {
 
 #[derive(clap::ValueEnum, Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
+pub enum StorageBackendKind {
+    Disk,
+    S3,
+}
+
+/// Where object bytes live.
+#[derive(Debug, Clone)]
+pub enum StorageBackend {
+    /// Files under `storage_dir`.
+    Disk,
+    /// Objects in a bucket of an S3 service.
+    S3(std::sync::Arc<S3Backend>),
+}
+
+/// The S3 service that holds object bytes (`--storage-backend s3`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Backend {
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub path_style: bool,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl S3Backend {
+    /// The bucket's base URL (path or virtual-hosted style), or why the settings make none.
+    pub fn bucket_url(&self) -> Result<rusty_s3::Bucket, String> {
+        let endpoint: url::Url = self
+            .endpoint
+            .parse()
+            .map_err(|e| format!("`{}` is not a URL: {e}", self.endpoint))?;
+        let style = if self.path_style {
+            rusty_s3::UrlStyle::Path
+        } else {
+            rusty_s3::UrlStyle::VirtualHost
+        };
+        rusty_s3::Bucket::new(endpoint, style, self.bucket.clone(), self.region.clone()).map_err(
+            |e| {
+                format!(
+                    "no URL for bucket `{}` at `{}`: {e}",
+                    self.bucket, self.endpoint
+                )
+            },
+        )
+    }
+}
+
+impl fmt::Debug for S3Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Backend")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(clap::ValueEnum, Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
@@ -202,6 +286,7 @@ pub struct Config {
     pub trusted_proxies: Vec<crate::http::client_ip::IpNet>,
     pub storage_dir: PathBuf,
     pub storage_orphan_age_secs: u64,
+    pub storage_backend: StorageBackend,
     pub realtime_replay_window_secs: u64,
     pub realtime_replay_max_rows: u64,
     pub realtime_max_message_bytes: usize,
@@ -366,6 +451,13 @@ impl Settings {
             trusted_proxies,
             storage_dir,
             storage_orphan_age,
+            storage_backend,
+            storage_s3_endpoint,
+            storage_s3_bucket,
+            storage_s3_region,
+            storage_s3_access_key_id,
+            storage_s3_secret_access_key,
+            storage_s3_path_style,
             realtime_replay_window,
             realtime_replay_max_rows,
             realtime_max_message_bytes,
@@ -458,6 +550,7 @@ fn parse_trusted_proxies(
 
 impl Config {
     pub fn resolve(s: Settings) -> Result<Config, ConfigError> {
+        let storage_backend = storage_backend(&s)?;
         let tls = match (s.tls_cert, s.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
@@ -562,6 +655,7 @@ impl Config {
             realtime_max_message_bytes,
             storage_dir: s.storage_dir.unwrap_or_else(|| data_dir.join("storage")),
             storage_orphan_age_secs,
+            storage_backend,
             s3_listen: s
                 .s3_listen
                 .unwrap_or_else(|| "127.0.0.1:9000".parse().expect("literal address")),
@@ -674,6 +768,18 @@ impl Config {
         v["realtime_replay_window"] = self.realtime_replay_window_secs.into();
         v["realtime_replay_max_rows"] = self.realtime_replay_max_rows.into();
         v["realtime_max_message_bytes"] = self.realtime_max_message_bytes.into();
+        match &self.storage_backend {
+            StorageBackend::Disk => v["storage_backend"] = "disk".into(),
+            StorageBackend::S3(b) => {
+                v["storage_backend"] = "s3".into();
+                v["storage_s3_endpoint"] = b.endpoint.clone().into();
+                v["storage_s3_bucket"] = b.bucket.clone().into();
+                v["storage_s3_region"] = b.region.clone().into();
+                v["storage_s3_path_style"] = b.path_style.into();
+                v["storage_s3_access_key_id"] = b.access_key_id.clone().into();
+                v["storage_s3_secret_access_key"] = "********".into();
+            }
+        }
         let mut out = String::new();
         if let serde_json::Value::Object(map) = v {
             for (k, v) in map {
@@ -684,6 +790,63 @@ impl Config {
             }
         }
         out
+    }
+}
+
+/// The backend of `--storage-backend` and its `--storage-s3-*` settings; S3 needs a bucket and a key
+/// pair, and an endpoint that is an http(s) URL.
+fn storage_backend(s: &Settings) -> Result<StorageBackend, ConfigError> {
+    let s3_set = s.storage_s3_endpoint.is_some()
+        || s.storage_s3_bucket.is_some()
+        || s.storage_s3_access_key_id.is_some()
+        || s.storage_s3_secret_access_key.is_some();
+    match s.storage_backend.unwrap_or(StorageBackendKind::Disk) {
+        StorageBackendKind::Disk if s3_set => Err(ConfigError::Invalid {
+            key: "storage_backend",
+            reason: "--storage-s3-* settings need --storage-backend s3".into(),
+        }),
+        StorageBackendKind::Disk => Ok(StorageBackend::Disk),
+        StorageBackendKind::S3 => {
+            let need = |v: &Option<String>, key: &'static str| {
+                v.clone()
+                    .filter(|v| !v.trim().is_empty())
+                    .ok_or_else(|| ConfigError::Invalid {
+                        key,
+                        reason: "is required with --storage-backend s3".into(),
+                    })
+            };
+            let bucket = need(&s.storage_s3_bucket, "storage_s3_bucket")?;
+            let access_key_id = need(&s.storage_s3_access_key_id, "storage_s3_access_key_id")?;
+            let secret_access_key = need(
+                &s.storage_s3_secret_access_key,
+                "storage_s3_secret_access_key",
+            )?;
+            let region = s
+                .storage_s3_region
+                .clone()
+                .unwrap_or_else(|| "us-east-1".into());
+            let endpoint = s
+                .storage_s3_endpoint
+                .clone()
+                .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+            let backend = S3Backend {
+                path_style: s
+                    .storage_s3_path_style
+                    .unwrap_or(s.storage_s3_endpoint.is_some()),
+                endpoint: endpoint.trim_end_matches('/').to_string(),
+                bucket,
+                region,
+                access_key_id,
+                secret_access_key,
+            };
+            backend
+                .bucket_url()
+                .map_err(|reason| ConfigError::Invalid {
+                    key: "storage_s3_endpoint",
+                    reason,
+                })?;
+            Ok(StorageBackend::S3(std::sync::Arc::new(backend)))
+        }
     }
 }
 

@@ -143,6 +143,75 @@ fn extra_search_path_defaults_to_public_and_extensions() {
 }
 
 #[test]
+fn storage_backend_settings() {
+    assert!(matches!(
+        Config::resolve(Settings::default())
+            .unwrap()
+            .storage_backend,
+        StorageBackend::Disk
+    ));
+    let s3 = |f: fn(&mut Settings)| {
+        let mut s = Settings {
+            storage_backend: Some(StorageBackendKind::S3),
+            storage_s3_bucket: Some("blobs".into()),
+            storage_s3_access_key_id: Some("AK".into()),
+            storage_s3_secret_access_key: Some("SK".into()),
+            ..Default::default()
+        };
+        f(&mut s);
+        Config::resolve(s)
+    };
+    // AWS by default: its regional endpoint, virtual-hosted style.
+    let c = s3(|_| {}).unwrap();
+    let StorageBackend::S3(b) = &c.storage_backend else {
+        panic!("s3 expected")
+    };
+    assert_eq!(b.endpoint, "https://s3.us-east-1.amazonaws.com");
+    assert!(!b.path_style);
+    assert!(
+        !format!("{b:?}").contains("SK"),
+        "the secret is never printed"
+    );
+    let toml = c.masked_toml();
+    assert!(toml.contains("storage_backend = \"s3\""), "{toml}");
+    assert!(!toml.contains("\"SK\""), "{toml}");
+    // A custom endpoint (MinIO, Ceph) is path style unless told otherwise.
+    let c = s3(|s| s.storage_s3_endpoint = Some("http://127.0.0.1:9000/".into())).unwrap();
+    let StorageBackend::S3(b) = &c.storage_backend else {
+        panic!("s3 expected")
+    };
+    assert_eq!(b.endpoint, "http://127.0.0.1:9000");
+    assert!(b.path_style);
+    // Bad input: each names its key.
+    for (bad, key) in [
+        (s3(|s| s.storage_s3_bucket = None), "storage_s3_bucket"),
+        (
+            s3(|s| s.storage_s3_secret_access_key = None),
+            "storage_s3_secret_access_key",
+        ),
+        (
+            s3(|s| s.storage_s3_access_key_id = Some(" ".into())),
+            "storage_s3_access_key_id",
+        ),
+        (
+            s3(|s| s.storage_s3_endpoint = Some("ftp://x".into())),
+            "storage_s3_endpoint",
+        ),
+        (s3(|s| s.storage_backend = None), "storage_backend"),
+    ] {
+        let e = bad.unwrap_err().to_string();
+        assert!(e.contains(key), "{e}");
+    }
+    // TOML keys like every flag.
+    let s: Settings = toml::from_str(
+        "storage_backend = \"s3\"\nstorage_s3_bucket = \"b\"\nstorage_s3_path_style = false\n",
+    )
+    .unwrap();
+    assert_eq!(s.storage_backend, Some(StorageBackendKind::S3));
+    assert_eq!(s.storage_s3_path_style, Some(false));
+}
+
+#[test]
 fn realtime_defaults_and_bounds() {
     let c = Config::resolve(Settings::default()).unwrap();
     assert_eq!(c.realtime_replay_window_secs, 300);

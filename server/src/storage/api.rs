@@ -58,6 +58,10 @@ impl ApiError {
                     StorageError::Body(_) | StorageError::InvalidInput(_) => {
                         (S::BAD_REQUEST, "InvalidRequest")
                     }
+                    StorageError::Unavailable(_) => {
+                        tracing::warn!(error = %e, "storage request failed");
+                        (S::SERVICE_UNAVAILABLE, "ServiceUnavailable")
+                    }
                     StorageError::DiskFull => (S::INSUFFICIENT_STORAGE, "InsufficientStorage"),
                     StorageError::Db(db) if e.is_db_unavailable() => {
                         crate::db::outage::unavailable("storage", db);

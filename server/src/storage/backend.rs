@@ -21,6 +21,50 @@ pub enum BlobKey {
     Part { id: Uuid },
 }
 
+/// The backend cannot serve now — unreachable, refusing doska's credentials, its bucket missing, full
+/// — though the request itself was fine: the front doors answer 503 with this message, and a later
+/// request may succeed. Travels inside an [`io::Error`] (see [`unavailable`]).
+#[derive(Debug)]
+pub struct Unavailable(pub String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// An [`io::Error`] saying the backend is unavailable, with why.
+pub fn unavailable(why: impl Into<String>) -> io::Error {
+    io::Error::other(Unavailable(why.into()))
+}
+
+/// Why the backend is unavailable, when `e` says so.
+pub fn unavailable_reason(e: &io::Error) -> Option<&str> {
+    e.get_ref()?
+        .downcast_ref::<Unavailable>()
+        .map(|u| u.0.as_str())
+}
+
+/// The pieces of `parts` (each blob with its size, in order) that the range `(start, len)` of their
+/// concatenation touches (all of them without a range): each blob with `(offset in it, length)`.
+pub fn pieces(parts: &[(BlobKey, u64)], range: Option<(u64, u64)>) -> Vec<(BlobKey, (u64, u64))> {
+    let total: u64 = parts.iter().map(|(_, size)| size).sum();
+    let (start, len) = range.unwrap_or((0, total));
+    let end = start.saturating_add(len).min(total);
+    let mut pieces = Vec::new();
+    let mut offset = 0u64;
+    for (key, size) in parts {
+        let (from, to) = (offset.max(start), (offset + size).min(end));
+        if from < to {
+            pieces.push((*key, (from - offset, to - from)));
+        }
+        offset += size;
+    }
+    pieces
+}
+
 /// What a finished write measured.
 #[derive(Debug, Clone, Copy)]
 pub struct Written {
@@ -72,6 +116,20 @@ pub trait Backend: Send + Sync {
         limit: Option<u64>,
     ) -> Result<Written, WriteError>;
 
+    /// [`Backend::write`] of a body whose length the client declared (`len`), so that a backend may
+    /// pass it on in one streamed request instead of buffered pieces. A body that turns out longer
+    /// or shorter than declared fails like a broken one, and nothing is kept.
+    async fn write_sized(
+        &self,
+        key: &BlobKey,
+        body: ByteStream,
+        limit: Option<u64>,
+        len: Option<u64>,
+    ) -> Result<Written, WriteError> {
+        let _ = len;
+        self.write(key, body, limit).await
+    }
+
     /// Stores a new blob whose bytes are all in hand (a small body), durably before returning, with
     /// the same promises as [`Backend::write`]. A backend may do it in fewer steps than a stream
     /// needs.
@@ -104,4 +162,12 @@ pub trait Backend: Send + Sync {
 
     /// Blobs last written at least `age` ago (candidates for orphan cleanup).
     async fn older_than(&self, age: Duration) -> io::Result<Vec<BlobKey>>;
+
+    /// Removes writes left incomplete (by a crash) that the backend keeps apart from blobs, untouched
+    /// for at least `age` — an S3 service's multipart uploads never completed nor aborted; returns
+    /// how many. The local disk has none: a file being written is removed by its writer or, after a
+    /// crash, is an orphan blob like any other.
+    async fn sweep_incomplete(&self, _age: Duration) -> io::Result<usize> {
+        Ok(0)
+    }
 }

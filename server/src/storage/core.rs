@@ -89,6 +89,9 @@ pub enum StorageError {
     Db(TxError),
     #[error("storage I/O failed: {0}")]
     Io(std::io::Error),
+    /// The backend holding the bytes cannot serve now (unreachable, refusing, full): a 503.
+    #[error("Storage backend unavailable: {0}")]
+    Unavailable(String),
     /// The file store's disk (or the account's quota) is full; the write kept nothing.
     #[error("The storage disk is full: nothing was stored; retry once space is freed")]
     DiskFull,
@@ -125,6 +128,8 @@ impl From<std::io::Error> for StorageError {
     fn from(e: std::io::Error) -> Self {
         if is_disk_full(&e) {
             StorageError::DiskFull
+        } else if let Some(why) = super::backend::unavailable_reason(&e) {
+            StorageError::Unavailable(why.to_string())
         } else {
             StorageError::Io(e)
         }

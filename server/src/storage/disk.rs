@@ -30,7 +30,8 @@ impl Disk {
         Disk { dir: dir.into() }
     }
 
-    fn file_name(key: &BlobKey) -> String {
+    /// A blob's file name (also its object name under an S3 backend's `data/<2 hex>/`).
+    pub(super) fn file_name(key: &BlobKey) -> String {
         match key {
             BlobKey::Object { id, version } => format!("{id}.{version}"),
             BlobKey::Part { id } => format!("{id}.part"),
@@ -49,7 +50,7 @@ impl Disk {
     }
 
     /// The blob a file name stands for, if it is one of ours.
-    fn parse_name(name: &str) -> Option<BlobKey> {
+    pub(super) fn parse_name(name: &str) -> Option<BlobKey> {
         let (a, b) = name.split_once('.')?;
         let id = Uuid::parse_str(a).ok()?;
         if b == "part" {
@@ -294,19 +295,10 @@ impl Backend for Disk {
         parts: &[(BlobKey, u64)],
         range: Option<(u64, u64)>,
     ) -> io::Result<ByteStream> {
-        let total: u64 = parts.iter().map(|(_, size)| size).sum();
-        let (start, len) = range.unwrap_or((0, total));
-        let end = start.saturating_add(len).min(total);
-        // The pieces of the parts the range touches: (file, offset in it, length).
-        let mut pieces = Vec::new();
-        let mut offset = 0u64;
-        for (key, size) in parts {
-            let (from, to) = (offset.max(start), (offset + size).min(end));
-            if from < to {
-                pieces.push((self.path(key), Some((from - offset, to - from))));
-            }
-            offset += size;
-        }
+        let pieces = super::backend::pieces(parts, range)
+            .into_iter()
+            .map(|(key, piece)| (self.path(&key), Some(piece)))
+            .collect();
         read_pieces(pieces).await
     }
 

@@ -1,5 +1,5 @@
 //! Storage: one core (metadata rows in `storage.*` under row-level security, bytes in a backend —
-//! the local disk today) behind two front doors, the S3 protocol on its own listener and the Supabase
+//! the local disk, or an S3 service) behind two front doors, the S3 protocol on its own listener and the Supabase
 //! storage API at `/storage/v1`. This module builds the core from the shared state and runs the
 //! orphan cleanup; it rejects nothing itself.
 
@@ -10,22 +10,36 @@ pub mod dir_sync;
 pub mod disk;
 pub mod form;
 pub mod http;
+pub mod migrate;
 mod route;
 pub mod s3;
 pub mod s3_keys;
 pub mod tus;
+pub mod upstream;
 
 #[cfg(test)]
 mod props;
 
 use std::{sync::Arc, time::Duration};
 
-use crate::state::AppState;
+use crate::{
+    config::{Config, StorageBackend},
+    state::AppState,
+};
 
-/// The core for this process's configuration. Cheap: pool handles and the disk's path.
+/// The backend `--storage-backend` names: the storage dir, or an S3 service's bucket. Cheap: a path,
+/// or settings over the process's one connection pool.
+pub fn backend_of(config: &Config) -> Arc<dyn backend::Backend> {
+    match &config.storage_backend {
+        StorageBackend::Disk => Arc::new(disk::Disk::new(&config.storage_dir)),
+        StorageBackend::S3(s3) => Arc::new(upstream::Upstream::new(s3)),
+    }
+}
+
+/// The core for this process's configuration. Cheap: pool handles and the backend.
 pub fn core_of(state: &AppState) -> core::Storage {
     core::Storage::new(
-        Arc::new(disk::Disk::new(&state.config.storage_dir)),
+        backend_of(&state.config),
         state.pool.clone(),
         state.config.db_statement_timeout_ms,
     )
@@ -36,10 +50,10 @@ pub fn core_of(state: &AppState) -> core::Storage {
 pub async fn orphan_cleanup(state: Arc<AppState>) {
     let age = Duration::from_secs(state.config.storage_orphan_age_secs);
     let every = (age / 4).clamp(Duration::from_secs(10), Duration::from_secs(900));
-    let disk = disk::Disk::new(&state.config.storage_dir);
+    let backend = backend_of(&state.config);
     let mut shutdown = state.shutdown.clone();
     loop {
-        match core::cleanup_orphans(&disk, &state.admin, age).await {
+        match core::cleanup_orphans(backend.as_ref(), &state.admin, age).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "removed orphan storage files"),
             Err(e) => tracing::warn!(error = %e, "orphan storage cleanup failed"),

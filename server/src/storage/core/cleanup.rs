@@ -55,11 +55,9 @@ pub async fn cleanup_orphans(
             &[],
         )
         .await?;
+    // Writes a crash left incomplete inside the backend (an S3 service's multipart uploads).
+    let mut removed = backend.sweep_incomplete(age).await?;
     let candidates = backend.older_than(age).await?;
-    if candidates.is_empty() {
-        return Ok(0);
-    }
-    let mut removed = 0;
     for chunk in candidates.chunks(500) {
         let mut objects: Vec<Uuid> = Vec::new();
         let mut versions: Vec<String> = Vec::new();

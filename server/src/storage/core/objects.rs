@@ -196,7 +196,12 @@ impl Storage {
         let version = Uuid::new_v4();
         let written = self
             .backend
-            .write(&BlobKey::Object { id, version }, body, limit)
+            .write_sized(
+                &BlobKey::Object { id, version },
+                body,
+                limit,
+                spec.declared_len,
+            )
             .await
             .map_err(|e| write_error(e, limit))?;
         let etag = format!("\"{}\"", hex::encode(written.md5));
@@ -303,7 +308,12 @@ impl Storage {
         let version = Uuid::new_v4();
         let written = self
             .backend
-            .write(&BlobKey::Object { id, version }, stream, limit)
+            .write_sized(
+                &BlobKey::Object { id, version },
+                stream,
+                limit,
+                Some(src.size),
+            )
             .await
             .map_err(|e| write_error(e, limit))?;
         let metadata = object_metadata(

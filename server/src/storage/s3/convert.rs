@@ -23,6 +23,10 @@ pub(super) fn s3_err(e: StorageError) -> S3Error {
         StorageError::InvalidRange => S3ErrorCode::InvalidRange,
         StorageError::Conflict => S3ErrorCode::OperationAborted,
         StorageError::Body(_) => S3ErrorCode::IncompleteBody,
+        StorageError::Unavailable(_) => {
+            tracing::warn!(error = %e, "S3 operation failed");
+            S3ErrorCode::ServiceUnavailable
+        }
         StorageError::DiskFull => {
             // S3 has no code for it; MinIO answers 507 too (XMinioStorageFull).
             let mut err = S3Error::with_message(
