@@ -193,7 +193,7 @@ impl Storage {
             .map_err(|e| write_error(e, limit))?;
         let etag = format!("\"{}\"", hex::encode(written.md5));
         let metadata =
-            object_metadata(written.size, &etag, &spec.content_type, &spec.cache_control);
+            object_metadata(written.size, &etag, spec);
         self.commit_write(actor, spec, (id, version), metadata)
             .await
     }
@@ -219,7 +219,7 @@ impl Storage {
         check_key(&spec.key)?;
         let size = bytes.len() as u64;
         let etag = format!("\"{}\"", hex::encode(Md5::digest(&bytes)));
-        let metadata = object_metadata(size, &etag, &spec.content_type, &spec.cache_control);
+        let metadata = object_metadata(size, &etag, spec);
         let version = Uuid::new_v4();
         let row = RowValues::new(actor, spec, self.backend.new_object_id(), version, metadata);
         let sql = if spec.upsert { UPSERT_SQL } else { INSERT_SQL };
@@ -287,12 +287,7 @@ impl Storage {
             .write(&BlobKey::Object { id, version }, stream, limit)
             .await
             .map_err(|e| write_error(e, limit))?;
-        let metadata = object_metadata(
-            written.size,
-            &src.etag,
-            &spec.content_type,
-            &spec.cache_control,
-        );
+        let metadata = object_metadata(written.size, &src.etag, &spec);
         self.commit_write(actor, &spec, (id, version), metadata)
             .await
     }
