@@ -533,6 +533,12 @@ const HEAD_SQL: &str = concat!(
     layout_column!(),
     " as parts from storage.objects where bucket_id = $1 and name = $2"
 );
+/// Sets keys of an object's `metadata` in place (its version and bytes stay): S3's object tags.
+const PATCH_METADATA_SQL: &str = concat!(
+    "update storage.objects set metadata = coalesce(metadata, '{}'::jsonb) || $3
+     where bucket_id = $1 and name = $2 returning ",
+    object_columns!()
+);
 /// What a deleting statement returns: the row and its layout (to remove its blobs).
 const GONE_COLUMNS: &str = concat!(object_columns!(), ", ", layout_column!(), " as parts");
 const LIST_SQL: &str = concat!(

@@ -229,6 +229,24 @@ impl S3Door {
         Ok(())
     }
 
+    /// Replaces an object's tags in place (its version and bytes stay).
+    async fn set_tags(
+        &self,
+        actor: &Actor,
+        bucket: &str,
+        key: &str,
+        tags: serde_json::Value,
+    ) -> S3Result<()> {
+        match self
+            .core
+            .patch_metadata(actor, bucket, key, &serde_json::json!({ "tags": tags }))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.read_err(actor, bucket, e).await),
+        }
+    }
+
     fn s3_object(o: &ObjectInfo, enc: &Option<dto::EncodingType>, with_owner: bool) -> dto::Object {
         dto::Object {
             owner: with_owner.then(|| owner(o.owner_id.as_deref())),
@@ -402,6 +420,9 @@ impl S3 for S3Door {
                 .await?;
         }
         let mut extra = integrity::declared_metadata(&declared);
+        if let Some(t) = &input.tagging {
+            extra.insert("tags".into(), tags_of_header(t)?);
+        }
         Kept {
             encoding: input.content_encoding,
             disposition: input.content_disposition,
@@ -502,6 +523,7 @@ impl S3 for S3Door {
             last_modified: Some(ts(info.updated_at)),
             metadata: metadata_of(&info),
             parts_count,
+            tag_count: Some(tag_set(&info).len() as i32).filter(|n| *n > 0),
             checksum_crc32: sums.checksum_crc32,
             checksum_crc32c: sums.checksum_crc32c,
             checksum_crc64nvme: sums.checksum_crc64nvme,
@@ -545,7 +567,8 @@ impl S3 for S3Door {
         };
         let kept = Kept::of(&info);
         let sums = checksums_if(&info, &i.checksum_mode);
-        Ok(S3Response::new(dto::HeadObjectOutput {
+        let tags = tag_set(&info).len();
+        let mut res = S3Response::new(dto::HeadObjectOutput {
             accept_ranges: Some("bytes".into()),
             content_length: Some(content_length as i64),
             content_type: info.content_type.parse().ok(),
@@ -564,7 +587,57 @@ impl S3 for S3Door {
             checksum_sha1: sums.checksum_sha1,
             checksum_sha256: sums.checksum_sha256,
             ..Default::default()
+        });
+        // HeadObject's output has no field for it; S3 sends it as GetObject does.
+        if tags > 0 {
+            res.headers
+                .insert("x-amz-tagging-count", http::HeaderValue::from(tags));
+        }
+        Ok(res)
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<dto::GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<dto::GetObjectTaggingOutput>> {
+        let actor = self.actor(&req).await?;
+        let i = &req.input;
+        let info = match self.core.head(&actor, &i.bucket, &i.key).await {
+            Ok(info) => info,
+            Err(e) => return Err(self.read_err(&actor, &i.bucket, e).await),
+        };
+        Ok(S3Response::new(dto::GetObjectTaggingOutput {
+            tag_set: tag_set(&info),
+            version_id: None,
         }))
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<dto::PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<dto::PutObjectTaggingOutput>> {
+        let actor = self.actor(&req).await?;
+        let i = req.input;
+        let tags = tags_value(
+            i.tagging
+                .tag_set
+                .into_iter()
+                .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
+                .collect(),
+        )?;
+        self.set_tags(&actor, &i.bucket, &i.key, tags).await?;
+        Ok(S3Response::new(dto::PutObjectTaggingOutput::default()))
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<dto::DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<dto::DeleteObjectTaggingOutput>> {
+        let actor = self.actor(&req).await?;
+        let i = &req.input;
+        self.set_tags(&actor, &i.bucket, &i.key, serde_json::json!({}))
+            .await?;
+        Ok(S3Response::new(dto::DeleteObjectTaggingOutput::default()))
     }
 
     async fn delete_object(
@@ -676,6 +749,19 @@ impl S3 for S3Door {
         // request's with REPLACE.
         let mut extra = serde_json::Map::new();
         integrity::to_metadata(&integrity::from_metadata(&src.metadata), &mut extra);
+        let replace_tags = input
+            .tagging_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == dto::TaggingDirective::REPLACE);
+        match (replace_tags, &input.tagging, src.metadata.get("tags")) {
+            (true, Some(t), _) => {
+                extra.insert("tags".into(), tags_of_header(t)?);
+            }
+            (false, _, Some(t)) => {
+                extra.insert("tags".into(), t.clone());
+            }
+            _ => {}
+        }
         if replace {
             Kept {
                 encoding: input.content_encoding,
@@ -898,6 +984,9 @@ impl S3 for S3Door {
         let i = req.input;
         no_sse(&i.server_side_encryption, &i.sse_customer_algorithm)?;
         let mut extra = serde_json::Map::new();
+        if let Some(t) = &i.tagging {
+            extra.insert("tags".into(), tags_of_header(t)?);
+        }
         Kept {
             encoding: i.content_encoding,
             disposition: i.content_disposition,

@@ -3,7 +3,7 @@ found doska getting wrong): integrity (Content-MD5 and x-amz-checksum-* refused 
 stored; checksums kept and returned with ChecksumMode), conditional writes (If-Match and
 If-None-Match on PUT and CompleteMultipartUpload, x-amz-copy-source-if-*, 304 carrying the ETag),
 content headers kept and overridden, NoSuchBucket on reads, partNumber, listing details, bucket
-names, DeleteObjects' limit, parts under 5 MiB, UploadPartCopy past the end, a repeated Complete,
+names, object tagging, DeleteObjects' limit, parts under 5 MiB, UploadPartCopy past the end, a repeated Complete,
 presigned expiry limits, DeleteBucket with pending uploads, SSE refused, unversioned
 ListObjectVersions. Run: python -m unittest discover server/tests/py (DOSKA_BIN picks the binary).
 """
@@ -253,6 +253,33 @@ class S3Conformance(unittest.TestCase):
             except urllib.error.HTTPError as e:
                 got = e.code
             self.assertEqual(got, status, expires)
+
+    def test_object_tagging(self):
+        self.s3.put_object(Bucket="conf", Key="tagged", Body=b"t", Tagging="foo=bar&bar")
+        self.assertEqual(
+            self.s3.get_object_tagging(Bucket="conf", Key="tagged")["TagSet"],
+            [{"Key": "bar", "Value": ""}, {"Key": "foo", "Value": "bar"}],
+        )
+        tags = [{"Key": str(i), "Value": "v" * 256} for i in range(10)]
+        self.s3.put_object_tagging(Bucket="conf", Key="tagged", Tagging={"TagSet": tags})
+        self.assertEqual(self.s3.get_object_tagging(Bucket="conf", Key="tagged")["TagSet"], tags)
+        head = self.s3.head_object(Bucket="conf", Key="tagged")
+        self.assertEqual(head["ResponseMetadata"]["HTTPHeaders"]["x-amz-tagging-count"], "10")
+        self.assertEqual(self.s3.get_object(Bucket="conf", Key="tagged")["TagCount"], 10)
+        for bad in [tags + [{"Key": "10", "Value": ""}], [{"Key": "k" * 129, "Value": ""}], [{"Key": "k", "Value": "v" * 257}]]:
+            self.assertEqual(
+                self.error(self.s3.put_object_tagging, Bucket="conf", Key="tagged", Tagging={"TagSet": bad}),
+                (400, "InvalidTag"),
+            )
+        self.assertEqual(len(self.s3.get_object_tagging(Bucket="conf", Key="tagged")["TagSet"]), 10)
+        # Tagging keeps the version: the bytes and ETag stay.
+        self.assertEqual(self.s3.get_object(Bucket="conf", Key="tagged")["Body"].read(), b"t")
+        self.s3.delete_object_tagging(Bucket="conf", Key="tagged")
+        self.assertEqual(self.s3.get_object_tagging(Bucket="conf", Key="tagged")["TagSet"], [])
+        self.assertEqual(
+            self.error(self.s3.put_object_tagging, Bucket="conf", Key="untagged-missing", Tagging={"TagSet": []}),
+            (404, "NoSuchKey"),
+        )
 
     def test_server_side_encryption_is_refused(self):
         self.assertEqual(

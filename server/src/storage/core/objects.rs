@@ -24,6 +24,37 @@ impl Storage {
             .ok_or(StorageError::NoSuchKey)
     }
 
+    /// Sets keys of an object's `metadata` in place, keeping its version and bytes (S3's object
+    /// tags), as the caller: an UPDATE of the row, which the policies decide.
+    pub async fn patch_metadata(
+        &self,
+        actor: &Actor,
+        bucket: &str,
+        key: &str,
+        patch: &Value,
+    ) -> Result<ObjectInfo, StorageError> {
+        let rows = self
+            .pipelined(
+                actor,
+                &[(
+                    PATCH_METADATA_SQL,
+                    &[
+                        (&bucket, Type::TEXT),
+                        (&key, Type::TEXT),
+                        (patch, Type::JSONB),
+                    ],
+                )],
+                true,
+            )
+            .await?
+            .into_iter()
+            .next()
+            .expect("one result per statement")?;
+        rows.first()
+            .and_then(ObjectInfo::from_row)
+            .ok_or(StorageError::NoSuchKey)
+    }
+
     /// The object's row and a stream of its bytes (all, or `(start, len)`). The row is read in a short
     /// read-only transaction; the bytes stream afterwards with no connection held. An overwrite that
     /// removes the version between the two is answered by reading the row again.

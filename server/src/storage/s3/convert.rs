@@ -310,3 +310,47 @@ pub(super) fn part_range(info: &ObjectInfo, number: i32) -> S3Result<(Option<Byt
     });
     Ok((range, sizes.len() as i32))
 }
+
+/// Object tags, kept as the object's metadata `tags` (a JSON object: listed in key order, as S3
+/// lists them), checked by S3's limits: at most 10 tags, keys of 1–128 characters, values of at
+/// most 256, no key twice.
+pub(super) fn tags_value(tags: Vec<(String, String)>) -> S3Result<serde_json::Value> {
+    let invalid = |why: &str| S3Error::with_message(S3ErrorCode::InvalidTag, why.to_string());
+    if tags.len() > 10 {
+        return Err(invalid("An object can have at most 10 tags"));
+    }
+    let mut map = serde_json::Map::new();
+    for (k, v) in tags {
+        if k.is_empty() || k.chars().count() > 128 {
+            return Err(invalid("A tag key must have 1 to 128 characters"));
+        }
+        if v.chars().count() > 256 {
+            return Err(invalid("A tag value can have at most 256 characters"));
+        }
+        if map.insert(k, v.into()).is_some() {
+            return Err(invalid("Tag keys must be unique"));
+        }
+    }
+    Ok(serde_json::Value::Object(map))
+}
+
+/// The tags of an `x-amz-tagging` header (a URL query: `k1=v1&k2`).
+pub(super) fn tags_of_header(h: &str) -> S3Result<serde_json::Value> {
+    tags_value(crate::http::query::pairs(h))
+}
+
+/// An object's tags as S3 lists them.
+pub(super) fn tag_set(info: &ObjectInfo) -> dto::TagSet {
+    info.metadata
+        .get("tags")
+        .and_then(|t| t.as_object())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| dto::Tag {
+                    key: Some(k.clone()),
+                    value: Some(v.as_str().unwrap_or_default().to_string()),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
