@@ -340,6 +340,88 @@ impl S3 for S3Door {
         Ok(S3Response::new(dto::GetBucketLocationOutput::default()))
     }
 
+    async fn get_bucket_acl(
+        &self,
+        req: S3Request<dto::GetBucketAclInput>,
+    ) -> S3Result<S3Response<dto::GetBucketAclOutput>> {
+        self.require_bucket(&self.actor(&req).await?, &req.input.bucket)
+            .await?;
+        let o = owner(None);
+        Ok(S3Response::new(dto::GetBucketAclOutput {
+            grants: Some(owner_grants(&o)),
+            owner: Some(o),
+        }))
+    }
+
+    async fn put_bucket_acl(
+        &self,
+        req: S3Request<dto::PutBucketAclInput>,
+    ) -> S3Result<S3Response<dto::PutBucketAclOutput>> {
+        let i = &req.input;
+        self.require_bucket(&self.actor(&req).await?, &i.bucket)
+            .await?;
+        acl_is_private(
+            i.acl.as_ref().map(|a| a.as_str()),
+            &i.access_control_policy,
+            i.grant_full_control.is_some()
+                || i.grant_read.is_some()
+                || i.grant_read_acp.is_some()
+                || i.grant_write.is_some()
+                || i.grant_write_acp.is_some(),
+        )?;
+        Ok(S3Response::new(dto::PutBucketAclOutput::default()))
+    }
+
+    async fn get_object_acl(
+        &self,
+        req: S3Request<dto::GetObjectAclInput>,
+    ) -> S3Result<S3Response<dto::GetObjectAclOutput>> {
+        let actor = self.actor(&req).await?;
+        let i = &req.input;
+        let info = match self.core.head(&actor, &i.bucket, &i.key).await {
+            Ok(info) => info,
+            Err(e) => return Err(self.read_err(&actor, &i.bucket, e).await),
+        };
+        let o = owner(info.owner_id.as_deref());
+        Ok(S3Response::new(dto::GetObjectAclOutput {
+            grants: Some(owner_grants(&o)),
+            owner: Some(o),
+            ..Default::default()
+        }))
+    }
+
+    async fn put_object_acl(
+        &self,
+        req: S3Request<dto::PutObjectAclInput>,
+    ) -> S3Result<S3Response<dto::PutObjectAclOutput>> {
+        let actor = self.actor(&req).await?;
+        let i = &req.input;
+        if let Err(e) = self.core.head(&actor, &i.bucket, &i.key).await {
+            return Err(self.read_err(&actor, &i.bucket, e).await);
+        }
+        acl_is_private(
+            i.acl.as_ref().map(|a| a.as_str()),
+            &i.access_control_policy,
+            i.grant_full_control.is_some()
+                || i.grant_read.is_some()
+                || i.grant_read_acp.is_some()
+                || i.grant_write.is_some()
+                || i.grant_write_acp.is_some(),
+        )?;
+        Ok(S3Response::new(dto::PutObjectAclOutput::default()))
+    }
+
+    /// Versioning is not built: a bucket's versioning was never enabled (S3 answers an empty
+    /// configuration then).
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<dto::GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<dto::GetBucketVersioningOutput>> {
+        self.require_bucket(&self.actor(&req).await?, &req.input.bucket)
+            .await?;
+        Ok(S3Response::new(dto::GetBucketVersioningOutput::default()))
+    }
+
     async fn delete_bucket(
         &self,
         req: S3Request<dto::DeleteBucketInput>,

@@ -281,6 +281,17 @@ class S3Conformance(unittest.TestCase):
             (404, "NoSuchKey"),
         )
 
+    def test_acls_state_the_owner_and_refuse_the_rest(self):
+        self.s3.put_object(Bucket="conf", Key="acl", Body=b"a")
+        for acl in [self.s3.get_bucket_acl(Bucket="conf"), self.s3.get_object_acl(Bucket="conf", Key="acl")]:
+            self.assertEqual(acl["Owner"]["ID"], "doska")
+            self.assertEqual([(g["Grantee"]["ID"], g["Permission"]) for g in acl["Grants"]], [("doska", "FULL_CONTROL")])
+        self.s3.put_bucket_acl(Bucket="conf", ACL="private")
+        self.s3.put_object_acl(Bucket="conf", Key="acl", ACL="private")
+        self.assertEqual(self.error(self.s3.put_bucket_acl, Bucket="conf", ACL="public-read"), (501, "NotImplemented"))
+        self.assertEqual(self.error(self.s3.put_object_acl, Bucket="conf", Key="acl", ACL="public-read"), (501, "NotImplemented"))
+        self.assertNotIn("Status", self.s3.get_bucket_versioning(Bucket="conf"))
+
     def test_server_side_encryption_is_refused(self):
         self.assertEqual(
             self.error(self.s3.put_object, Bucket="conf", Key="sse", Body=b"s", ServerSideEncryption="aws:kms"),
