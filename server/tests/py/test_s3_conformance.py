@@ -178,6 +178,9 @@ class S3Conformance(unittest.TestCase):
             ResponseContentLanguage="en", ResponseCacheControl="max-age=1",
         )
         self.assertEqual((r["ContentType"], r["ContentDisposition"], r["ContentLanguage"], r["CacheControl"]), ("foo/bar", "inline", "en", "max-age=1"))
+        # aws-chunked names how a body was sent, not how the object is encoded.
+        self.s3.put_object(Bucket="conf", Key="chunked", Body=b"c", ContentEncoding="aws-chunked, gzip")
+        self.assertEqual(self.s3.head_object(Bucket="conf", Key="chunked")["ContentEncoding"], "gzip")
         # A copy keeps them; REPLACE takes the request's.
         self.s3.copy_object(Bucket="conf", Key="hdr2", CopySource="conf/hdr")
         self.assertEqual(self.s3.head_object(Bucket="conf", Key="hdr2")["ContentLanguage"], "ru")
@@ -239,6 +242,10 @@ class S3Conformance(unittest.TestCase):
 
     def test_bucket_names_and_delete_with_pending_uploads(self):
         self.assertEqual(self.error(self.s3.create_bucket, Bucket="foo.-bar"), (400, "InvalidBucketName"))
+        # Re-creating one's own bucket answers 200 in us-east-1 and keeps what it holds.
+        self.s3.put_object(Bucket="conf", Key="kept", Body=b"k")
+        self.s3.create_bucket(Bucket="conf")
+        self.assertEqual(self.s3.get_object(Bucket="conf", Key="kept")["Body"].read(), b"k")
         self.s3.create_bucket(Bucket="conf-pending")
         self.s3.create_multipart_upload(Bucket="conf-pending", Key="left")
         self.s3.delete_bucket(Bucket="conf-pending")

@@ -253,7 +253,15 @@ impl Kept {
                 into.insert(k.into(), v.clone().into());
             }
         };
-        put("contentEncoding", &self.encoding);
+        // `aws-chunked` names how the request's body was sent, not how the object is encoded.
+        let encoding = self.encoding.as_deref().map(|e| {
+            e.split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("aws-chunked"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        put("contentEncoding", &encoding.filter(|e| !e.is_empty()));
         put("contentDisposition", &self.disposition);
         put("contentLanguage", &self.language);
         let mut date = Vec::new();
