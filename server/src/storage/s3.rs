@@ -1405,7 +1405,9 @@ pub async fn run(
     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         use futures_util::FutureExt;
         if let Some(refused) = presign_expiry_refused(req.uri()) {
-            return futures_util::future::Either::Left(std::future::ready(Ok(refused)));
+            return futures_util::future::Either::Left(std::future::ready(Ok(with_request_id(
+                refused,
+            ))));
         }
         let token = session_token(req.headers(), req.uri());
         let call = SESSION_TOKEN.scope(token, hyper::service::Service::call(&s3, req));
@@ -1413,8 +1415,8 @@ pub async fn run(
         // for the doors behind it, instead of dropping the connection.
         futures_util::future::Either::Right(std::panic::AssertUnwindSafe(call).catch_unwind().map(
             |r| match r {
-                Ok(answer) => answer,
-                Err(panic) => Ok(panicked(panic.as_ref())),
+                Ok(answer) => answer.map(with_request_id),
+                Err(panic) => Ok(with_request_id(panicked(panic.as_ref()))),
             },
         ))
     });
@@ -1427,6 +1429,37 @@ pub async fn run(
         "s3",
     )
     .await;
+}
+
+/// Names every answer with a fresh request id (`x-amz-request-id`), and writes it into an error's
+/// XML as `<RequestId>` too, as S3 does (s3s leaves both out).
+fn with_request_id(mut res: http::Response<s3s::Body>) -> http::Response<s3s::Body> {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_ascii_uppercase();
+    if let Ok(v) = http::HeaderValue::from_str(&id) {
+        res.headers_mut().insert("x-amz-request-id", v);
+    }
+    if res.status().as_u16() < 400 {
+        return res;
+    }
+    let Some(body) = res.body().bytes() else {
+        return res;
+    };
+    let Some(end) = body.windows(8).rposition(|w| w == b"</Error>") else {
+        return res;
+    };
+    if body.windows(11).any(|w| w == b"<RequestId>") {
+        return res;
+    }
+    let mut named = Vec::with_capacity(body.len() + 48);
+    named.extend_from_slice(&body[..end]);
+    named.extend_from_slice(format!("<RequestId>{id}</RequestId>").as_bytes());
+    named.extend_from_slice(&body[end..]);
+    if res.headers().contains_key(http::header::CONTENT_LENGTH) {
+        res.headers_mut()
+            .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(named.len()));
+    }
+    *res.body_mut() = s3s::Body::from(bytes::Bytes::from(named));
+    res
 }
 
 /// S3's InternalError, for an operation that panicked (the cause is logged, never sent).

@@ -163,7 +163,19 @@ class S3Conformance(unittest.TestCase):
             self.assertEqual(self.error(fn, **kwargs), (404, "NoSuchBucket"))
         # HEAD has no body: the status says it.
         self.assertEqual(self.error(self.s3.head_object, Bucket="no-such-bucket", Key="k")[0], 404)
-        self.assertEqual(self.error(self.s3.get_object, Bucket="conf", Key="no-such-key"), (404, "NoSuchKey"))
+        with self.assertRaises(ClientError) as ctx:
+            self.s3.get_object(Bucket="conf", Key="no-such-key")
+        r = ctx.exception.response
+        self.assertEqual((r["ResponseMetadata"]["HTTPStatusCode"], r["Error"]["Code"]), (404, "NoSuchKey"))
+        # Every error names its request, in the XML and the header alike.
+        self.assertTrue(r["ResponseMetadata"].get("RequestId"))
+        self.assertEqual(r["ResponseMetadata"]["RequestId"], r["ResponseMetadata"]["HTTPHeaders"]["x-amz-request-id"])
+        try:
+            urllib.request.urlopen(self.doska.s3_url + "/conf/unsigned")
+            self.fail("an unsigned request passed")
+        except urllib.error.HTTPError as e:
+            body = e.read().decode()
+            self.assertIn("<RequestId>" + e.headers["x-amz-request-id"] + "</RequestId>", body)
 
     def test_content_headers_kept_and_overridden(self):
         expires = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
