@@ -538,6 +538,10 @@ impl Config {
             }
         };
         let data_dir = s.data_dir.unwrap_or_else(|| PathBuf::from("./doska-data"));
+        let listen = s
+            .listen
+            .unwrap_or_else(|| "127.0.0.1:8000".parse().expect("literal address"));
+        let static_on = !matches!(&s.static_dir, Some(p) if p.as_os_str().is_empty());
         Ok(Config {
             realtime_replay_window_secs,
             realtime_replay_max_rows: s.realtime_replay_max_rows.unwrap_or(100_000),
@@ -548,9 +552,7 @@ impl Config {
                 .s3_listen
                 .unwrap_or_else(|| "127.0.0.1:9000".parse().expect("literal address")),
             s3_keys,
-            listen: s
-                .listen
-                .unwrap_or_else(|| "127.0.0.1:8000".parse().expect("literal address")),
+            listen,
             data_dir,
             database_url: s.database_url,
             jwt_secret: s.jwt_secret,
@@ -579,9 +581,12 @@ impl Config {
             db_pool,
             db_statement_timeout_ms: s.db_statement_timeout.unwrap_or(0),
             shutdown_timeout_secs: s.shutdown_timeout.unwrap_or(10),
-            site_url: s
-                .site_url
-                .unwrap_or_else(|| "http://localhost:3000".to_string()),
+            site_url: default_site_url(
+                s.site_url,
+                s.external_url.as_deref(),
+                &listen,
+                static_on,
+            ),
             trusted_proxies: parse_trusted_proxies(s.trusted_proxies.as_deref())?,
             auth: AuthSettings {
                 external_url: s.external_url,
@@ -694,6 +699,23 @@ pub fn mask_url(url: &str) -> String {
         .join(" ")
 }
 
+/// Where auth links lead by default: back to doska itself when it serves the frontend (the app is
+/// there — `--external-url`, else `http://<listen>`), else Supabase's default, a dev server on
+/// `http://localhost:3000`.
+fn default_site_url(
+    given: Option<String>,
+    external_url: Option<&str>,
+    listen: &SocketAddr,
+    serves_frontend: bool,
+) -> String {
+    match (given, external_url) {
+        (Some(url), _) => url,
+        (None, _) if !serves_frontend => "http://localhost:3000".to_string(),
+        (None, Some(external)) => external.trim_end_matches('/').to_string(),
+        (None, None) => format!("http://{listen}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -709,6 +731,37 @@ mod tests {
         assert_eq!(c.listen.port(), 1);
         assert_eq!(c.jwt_exp, 60);
         assert_eq!(c.db_pool, default_db_pool());
+    }
+
+    #[test]
+    fn auth_links_lead_back_to_the_frontend_doska_serves() {
+        let site = |s: Settings| Config::resolve(s).unwrap().site_url;
+        let listen = Some("127.0.0.1:8123".parse().unwrap());
+        // Serving the app (the default): links come back to doska.
+        let serving = Settings {
+            listen,
+            ..Default::default()
+        };
+        assert_eq!(site(serving), "http://127.0.0.1:8123");
+        let behind_proxy = Settings {
+            listen,
+            external_url: Some("https://school.example.org/".into()),
+            ..Default::default()
+        };
+        assert_eq!(site(behind_proxy), "https://school.example.org");
+        // No frontend here: Supabase's default, a dev server.
+        let api_only = Settings {
+            listen,
+            static_dir: Some(PathBuf::new()),
+            ..Default::default()
+        };
+        assert_eq!(site(api_only), "http://localhost:3000");
+        let given = Settings {
+            listen,
+            site_url: Some("https://app.example.org".into()),
+            ..Default::default()
+        };
+        assert_eq!(site(given), "https://app.example.org");
     }
 
     #[test]
