@@ -581,12 +581,7 @@ impl Config {
             db_pool,
             db_statement_timeout_ms: s.db_statement_timeout.unwrap_or(0),
             shutdown_timeout_secs: s.shutdown_timeout.unwrap_or(10),
-            site_url: default_site_url(
-                s.site_url,
-                s.external_url.as_deref(),
-                &listen,
-                static_on,
-            ),
+            site_url: default_site_url(s.site_url, s.external_url.as_deref(), &listen, static_on),
             trusted_proxies: parse_trusted_proxies(s.trusted_proxies.as_deref())?,
             auth: AuthSettings {
                 external_url: s.external_url,

@@ -278,7 +278,9 @@ impl S3 for S3Door {
         buckets.sort_by(|a, b| a.id.cmp(&b.id));
         buckets.retain(|b| {
             i.prefix.as_deref().is_none_or(|p| b.id.starts_with(p))
-                && i.continuation_token.as_deref().is_none_or(|t| b.id.as_str() > t)
+                && i.continuation_token
+                    .as_deref()
+                    .is_none_or(|t| b.id.as_str() > t)
         });
         let max = i.max_buckets.unwrap_or(10_000).clamp(1, 10_000) as usize;
         let continuation_token = (buckets.len() > max).then(|| buckets[max - 1].id.clone());
@@ -297,7 +299,6 @@ impl S3 for S3Door {
                     })
                     .collect(),
             ),
-            ..Default::default()
         }))
     }
 
@@ -507,8 +508,14 @@ impl S3 for S3Door {
         if input.if_match.is_some()
             || matches!(input.if_none_match, Some(dto::ETagCondition::ETag(_)))
         {
-            self.write_preconditions(&actor, &input.bucket, &input.key, &input.if_match, &input.if_none_match)
-                .await?;
+            self.write_preconditions(
+                &actor,
+                &input.bucket,
+                &input.key,
+                &input.if_match,
+                &input.if_none_match,
+            )
+            .await?;
         }
         let mut extra = integrity::declared_metadata(&declared);
         if let Some(t) = &input.tagging {
@@ -1176,7 +1183,12 @@ impl S3 for S3Door {
                     first,
                     last: Some(last),
                 }) => Some((first, last)),
-                _ => return Err(s3_error!(InvalidArgument, "Invalid x-amz-copy-source-range")),
+                _ => {
+                    return Err(s3_error!(
+                        InvalidArgument,
+                        "Invalid x-amz-copy-source-range"
+                    ));
+                }
             },
             None => None,
         };
@@ -1455,8 +1467,10 @@ fn with_request_id(mut res: http::Response<s3s::Body>) -> http::Response<s3s::Bo
     named.extend_from_slice(format!("<RequestId>{id}</RequestId>").as_bytes());
     named.extend_from_slice(&body[end..]);
     if res.headers().contains_key(http::header::CONTENT_LENGTH) {
-        res.headers_mut()
-            .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(named.len()));
+        res.headers_mut().insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from(named.len()),
+        );
     }
     *res.body_mut() = s3s::Body::from(bytes::Bytes::from(named));
     res

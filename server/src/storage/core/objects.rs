@@ -223,8 +223,7 @@ impl Storage {
             .await
             .map_err(|e| write_error(e, limit))?;
         let etag = format!("\"{}\"", hex::encode(written.md5));
-        let metadata =
-            object_metadata(written.size, &etag, spec);
+        let metadata = object_metadata(written.size, &etag, spec);
         self.commit_write(actor, spec, (id, version), metadata)
             .await
     }

@@ -274,7 +274,12 @@ impl Kept {
 
     /// What an object's row keeps.
     pub(super) fn of(info: &ObjectInfo) -> Kept {
-        let get = |k: &str| info.metadata.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let get = |k: &str| {
+            info.metadata
+                .get(k)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
         Kept {
             encoding: get("contentEncoding"),
             disposition: get("contentDisposition"),
@@ -381,14 +386,20 @@ pub(super) fn owner_grants(o: &dto::Owner) -> dto::Grants {
 /// A PutBucketAcl / PutObjectAcl: only what doska already is (`private`, or a policy granting
 /// the owner alone FULL_CONTROL) is accepted; anything else would not be enforced, so it is
 /// refused rather than stored as if it were.
-pub(super) fn acl_is_private(canned: Option<&str>, policy: &Option<dto::AccessControlPolicy>, grants: bool) -> S3Result<()> {
+pub(super) fn acl_is_private(
+    canned: Option<&str>,
+    policy: &Option<dto::AccessControlPolicy>,
+    grants: bool,
+) -> S3Result<()> {
     let owner_only = |p: &dto::AccessControlPolicy| {
         p.grants.as_ref().is_none_or(|g| {
             g.iter().all(|g| {
-                g.permission.as_ref().is_some_and(|p| p.as_str() == dto::Permission::FULL_CONTROL)
-                    && g.grantee.as_ref().is_some_and(|e| {
-                        e.id == p.owner.as_ref().and_then(|o| o.id.clone())
-                    })
+                g.permission
+                    .as_ref()
+                    .is_some_and(|p| p.as_str() == dto::Permission::FULL_CONTROL)
+                    && g.grantee
+                        .as_ref()
+                        .is_some_and(|e| e.id == p.owner.as_ref().and_then(|o| o.id.clone()))
             })
         })
     };

@@ -63,10 +63,7 @@ impl Declared {
     ) -> S3Result<Declared> {
         let algorithm = match algorithm.map(str::to_ascii_uppercase) {
             Some(a) if !ALGORITHMS.contains(&a.as_str()) => {
-                return Err(s3_error!(
-                    InvalidRequest,
-                    "Unknown checksum algorithm {a}"
-                ));
+                return Err(s3_error!(InvalidRequest, "Unknown checksum algorithm {a}"));
             }
             a => a,
         };
@@ -159,7 +156,8 @@ pub(super) fn checked(body: ByteStream, declared: Declared) -> (ByteStream, Verd
         return (body, verdict);
     }
     let mut hasher = ChecksumHasher::default();
-    let wants = |a: &str| field(&declared.sums, a).is_some() || declared.algorithm.as_deref() == Some(a);
+    let wants =
+        |a: &str| field(&declared.sums, a).is_some() || declared.algorithm.as_deref() == Some(a);
     if wants("CRC32") {
         hasher.crc32 = Some(Crc32::new());
     }
@@ -212,7 +210,11 @@ pub(super) fn checked(body: ByteStream, declared: Declared) -> (ByteStream, Verd
 }
 
 /// Compares the computed sums with the declared ones (headers, then the trailer).
-fn judge(hasher: ChecksumHasher, md5: Option<Md5>, declared: &Declared) -> Result<Checksum, String> {
+fn judge(
+    hasher: ChecksumHasher,
+    md5: Option<Md5>,
+    declared: &Declared,
+) -> Result<Checksum, String> {
     use base64::Engine as _;
     if let (Some(m), Some(want)) = (md5, &declared.md5) {
         let got = base64::engine::general_purpose::STANDARD.encode(m.finalize());
