@@ -229,6 +229,42 @@ impl S3Door {
         Ok(())
     }
 
+    /// A delete's conditions (`If-Match`, `x-amz-if-match-last-modified-time`,
+    /// `x-amz-if-match-size`) against the key's current version: a missing key is NoSuchKey, a
+    /// mismatch PreconditionFailed. Checked just before the delete, as a write's are.
+    async fn delete_conditions(
+        &self,
+        actor: &Actor,
+        bucket: &str,
+        key: &str,
+        etag: Option<String>,
+        modified: Option<&Timestamp>,
+        size: Option<i64>,
+    ) -> S3Result<()> {
+        if etag.is_none() && modified.is_none() && size.is_none() {
+            return Ok(());
+        }
+        let info = match self.core.head(actor, bucket, key).await {
+            Ok(info) => info,
+            Err(e) => return Err(self.read_err(actor, bucket, e).await),
+        };
+        let etag_ok = etag
+            .as_deref()
+            .is_none_or(|e| e == "*" || e.trim_matches('"') == info.etag.trim_matches('"'));
+        let modified_ok = modified.is_none_or(|t| {
+            modified_secs(std::time::SystemTime::from(info.updated_at))
+                == modified_secs(std::time::SystemTime::from(time::OffsetDateTime::from(
+                    t.clone(),
+                )))
+        });
+        let size_ok = size.is_none_or(|s| s == info.size as i64);
+        if etag_ok && modified_ok && size_ok {
+            Ok(())
+        } else {
+            Err(s3_error!(PreconditionFailed))
+        }
+    }
+
     /// Replaces an object's tags in place (its version and bytes stay).
     async fn set_tags(
         &self,
@@ -751,6 +787,19 @@ impl S3 for S3Door {
     ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
         let actor = self.actor(&req).await?;
         self.require_bucket(&actor, &req.input.bucket).await?;
+        let i = &req.input;
+        self.delete_conditions(
+            &actor,
+            &i.bucket,
+            &i.key,
+            i.if_match.as_ref().map(|c| match c {
+                dto::ETagCondition::Any => "*".to_string(),
+                dto::ETagCondition::ETag(e) => e.value().to_string(),
+            }),
+            i.if_match_last_modified_time.as_ref(),
+            i.if_match_size,
+        )
+        .await?;
         // S3 answers 204 whether or not the key existed.
         self.core
             .delete(
@@ -781,7 +830,26 @@ impl S3 for S3Door {
         let (keys, unknown): (Vec<_>, Vec<_>) = objects
             .iter()
             .partition(|o| o.version_id.as_deref().is_none_or(|v| v == "null"));
-        let keys: Vec<String> = keys.iter().map(|o| o.key.clone()).collect();
+        // Each key's own conditions (ETag, last-modified time, size), as DeleteObject's.
+        let mut refused = Vec::new();
+        let mut kept = Vec::new();
+        for o in keys {
+            match self
+                .delete_conditions(
+                    &actor,
+                    &req.input.bucket,
+                    &o.key,
+                    o.e_tag.as_ref().map(|e| e.value().to_string()),
+                    o.last_modified_time.as_ref(),
+                    o.size,
+                )
+                .await
+            {
+                Ok(()) => kept.push(o),
+                Err(e) => refused.push((o, e)),
+            }
+        }
+        let keys: Vec<String> = kept.iter().map(|o| o.key.clone()).collect();
         self.core
             .delete(&actor, &req.input.bucket, &keys)
             .await
@@ -789,9 +857,7 @@ impl S3 for S3Door {
         let quiet = req.input.delete.quiet.unwrap_or(false);
         Ok(S3Response::new(dto::DeleteObjectsOutput {
             deleted: (!quiet).then(|| {
-                objects
-                    .iter()
-                    .filter(|o| o.version_id.as_deref().is_none_or(|v| v == "null"))
+                kept.iter()
                     .map(|o| dto::DeletedObject {
                         key: Some(o.key.clone()),
                         version_id: o.version_id.clone(),
@@ -799,7 +865,7 @@ impl S3 for S3Door {
                     })
                     .collect()
             }),
-            errors: (!unknown.is_empty()).then(|| {
+            errors: (!unknown.is_empty() || !refused.is_empty()).then(|| {
                 unknown
                     .iter()
                     .map(|o| dto::Error {
@@ -808,6 +874,12 @@ impl S3 for S3Door {
                         message: Some("The specified version does not exist".into()),
                         version_id: o.version_id.clone(),
                     })
+                    .chain(refused.iter().map(|(o, e)| dto::Error {
+                        code: Some(e.code().as_str().to_string()),
+                        key: Some(o.key.clone()),
+                        message: e.message().map(str::to_string),
+                        version_id: o.version_id.clone(),
+                    }))
                     .collect()
             }),
             ..Default::default()

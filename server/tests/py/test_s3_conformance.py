@@ -137,6 +137,18 @@ class S3Conformance(unittest.TestCase):
         complete(IfMatch=etag)
         self.assertEqual(self.s3.get_object(Bucket="conf", Key="mpcond")["Body"].read(), b"v2")
 
+    def test_conditional_deletes(self):
+        etag = self.s3.put_object(Bucket="conf", Key="del", Body=b"d")["ETag"]
+        self.assertEqual(self.error(self.s3.delete_object, Bucket="conf", Key="del", IfMatch='"stale"'), (412, "PreconditionFailed"))
+        self.assertEqual(self.error(self.s3.delete_object, Bucket="conf", Key="del", IfMatchSize=99), (412, "PreconditionFailed"))
+        self.assertEqual(self.s3.get_object(Bucket="conf", Key="del")["Body"].read(), b"d")
+        out = self.s3.delete_objects(Bucket="conf", Delete={"Objects": [{"Key": "del", "ETag": '"stale"'}]})
+        self.assertEqual([e["Code"] for e in out["Errors"]], ["PreconditionFailed"])
+        self.s3.head_object(Bucket="conf", Key="del")
+        self.s3.delete_object(Bucket="conf", Key="del", IfMatch=etag)
+        self.absent("del")
+        self.assertEqual(self.error(self.s3.delete_object, Bucket="conf", Key="del", IfMatch=etag), (404, "NoSuchKey"))
+
     def test_copy_source_conditions_and_304_etag(self):
         etag = self.s3.put_object(Bucket="conf", Key="src", Body=b"copy me")["ETag"]
         self.s3.copy_object(Bucket="conf", Key="dst", CopySource="conf/src", CopySourceIfMatch=etag)
