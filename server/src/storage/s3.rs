@@ -230,8 +230,9 @@ impl S3Door {
     }
 
     /// A delete's conditions (`If-Match`, `x-amz-if-match-last-modified-time`,
-    /// `x-amz-if-match-size`) against the key's current version: a missing key is NoSuchKey, a
-    /// mismatch PreconditionFailed. Checked just before the delete, as a write's are.
+    /// `x-amz-if-match-size`) against the key's current version: a mismatch is
+    /// PreconditionFailed; a missing key passes (deleting it changes nothing: 204, as in S3).
+    /// Checked just before the delete, as a write's are.
     async fn delete_conditions(
         &self,
         actor: &Actor,
@@ -246,7 +247,8 @@ impl S3Door {
         }
         let info = match self.core.head(actor, bucket, key).await {
             Ok(info) => info,
-            Err(e) => return Err(self.read_err(actor, bucket, e).await),
+            Err(StorageError::NoSuchKey) => return Ok(()),
+            Err(e) => return Err(s3_err(e)),
         };
         let etag_ok = etag
             .as_deref()
