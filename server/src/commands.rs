@@ -170,7 +170,7 @@ pub fn main() -> ExitCode {
         match command {
             Command::Serve => startup::serve(config).await.map_err(|e| e.to_string()),
             Command::Migrate => migrate(config).await,
-            Command::Keys => keys(&config),
+            Command::Keys => keys(&config).await,
             Command::S3Keys(action) => s3_keys(config, action).await,
             Command::Policies { action } => policies(config, action).await,
             Command::Gen(GenAction::Types) => gen_types(config).await,
@@ -187,30 +187,34 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The data dir made usable and the JWT secret: configured, else loaded from (or created in) it.
-fn data_dir_secret(config: &Config) -> Result<String, String> {
-    startup::ensure_data_dir(&config.data_dir).map_err(|e| e.to_string())?;
-    secret::load_or_create(config.jwt_secret.as_deref(), &config.data_dir)
-        .map_err(|e| e.to_string())
-}
-
 /// Runs `work` with the configured database attached (embedded or external) and the JWT secret,
 /// then closes the database whatever `work` returned.
 async fn with_database<T>(
     config: &Config,
     work: impl AsyncFnOnce(&startup::Database, &str) -> Result<T, String>,
 ) -> Result<T, String> {
-    let secret = data_dir_secret(config)?;
+    startup::ensure_data_dir(&config.data_dir).map_err(|e| e.to_string())?;
     let database = startup::Database::open(config, pg::Mode::Attach)
         .await
         .map_err(|e| e.to_string())?;
-    let result = work(&database, &secret).await;
+    let result = match database.jwt_secret(config).await {
+        Ok(secret) => work(&database, &secret).await,
+        Err(e) => Err(e.to_string()),
+    };
     database.close().await;
     result
 }
 
-fn keys(config: &Config) -> Result<(), String> {
-    let secret = data_dir_secret(config)?;
+/// The project's keys. On an external database without `--jwt-secret`, the secret is the one the
+/// database shares, so the database is asked; otherwise no PostgreSQL is needed.
+async fn keys(config: &Config) -> Result<(), String> {
+    let secret = if config.database_url.is_some() && config.jwt_secret.is_none() {
+        with_database(config, async |_, secret| Ok(secret.to_string())).await?
+    } else {
+        startup::ensure_data_dir(&config.data_dir).map_err(|e| e.to_string())?;
+        secret::load_or_create(config.jwt_secret.as_deref(), &config.data_dir)
+            .map_err(|e| e.to_string())?
+    };
     println!("{}", crate::jwt::project_keys(secret.as_bytes()));
     Ok(())
 }

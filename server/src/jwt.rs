@@ -1,6 +1,7 @@
 //! The one JWT verifier every front door shares (REST, auth, realtime, storage): HS256 with the project
-//! secret, exp/nbf checked with a small leeway. Rejects `alg: none`, any algorithm it was not given a key
-//! for, bad signatures, expired and not-yet-valid tokens, and claims that are not a JSON object.
+//! secret, exp/nbf/iat checked with a small leeway. Rejects `alg: none`, any algorithm it was not given a
+//! key for, bad signatures, expired and not-yet-valid tokens, tokens issued in the future (`iat` past
+//! the skew), and claims that are not a JSON object.
 //! Also turns request headers into the `Caller` whose role and claims a request transaction runs as.
 
 use std::fmt;
@@ -9,7 +10,7 @@ use http::HeaderMap;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde_json::{Value, json};
 
-/// Seconds of clock skew tolerated on exp/nbf (PostgREST allows 30).
+/// Seconds of clock skew tolerated on exp/nbf/iat (PostgREST allows 30).
 const LEEWAY_SECS: u64 = 30;
 
 /// Who is calling — the one type every door uses: the role the caller's transaction switches to
@@ -132,6 +133,8 @@ pub enum JwtError {
     BadSignature,
     Expired,
     NotYetValid,
+    /// `iat` later than now plus the skew (PostgREST: "JWT issued at future").
+    IssuedInFuture,
     /// `alg: none` or an algorithm no key is configured for.
     AlgorithmNotAllowed,
     /// The `Authorization` header is not `Bearer <token>`.
@@ -148,6 +151,7 @@ impl JwtError {
             JwtError::BadSignature => "JWT signature is invalid",
             JwtError::Expired => "JWT expired",
             JwtError::NotYetValid => "JWT is not yet valid",
+            JwtError::IssuedInFuture => "JWT issued at future",
             JwtError::AlgorithmNotAllowed => "JWT algorithm is not allowed",
             JwtError::BadAuthorizationHeader => "Authorization header is not a Bearer token",
             JwtError::BadClaims => "JWT claims are invalid",
@@ -264,6 +268,11 @@ impl Verifier {
         if !data.claims.is_object() {
             return Err(JwtError::BadClaims);
         }
+        // The library checks neither the type nor the value of `iat`; PostgREST refuses both.
+        if data.claims.get("iat").is_some_and(|iat| !iat.is_number()) {
+            return Err(JwtError::BadClaims);
+        }
+        check_times(&data.claims, chrono::Utc::now().timestamp())?;
         Ok(data.claims)
     }
 
@@ -291,8 +300,9 @@ impl Verifier {
     }
 }
 
-/// `exp` and `nbf` of claims that already passed [`Verifier::verify_uncached`] (so they are numbers
-/// when present), against `now`, with the same leeway and rules as the first check.
+/// `exp`, `nbf` and `iat` of claims whose signature checked out (`exp`/`nbf` are then numbers when
+/// present: the library checked them), against `now`, with the leeway. Run on every verification,
+/// cached or not, so the clock moving on is seen.
 fn check_times(claims: &Value, now: i64) -> Result<(), JwtError> {
     let leeway = LEEWAY_SECS as f64;
     let now = now as f64;
@@ -305,6 +315,11 @@ fn check_times(claims: &Value, now: i64) -> Result<(), JwtError> {
         && nbf > now + leeway
     {
         return Err(JwtError::NotYetValid);
+    }
+    if let Some(iat) = claims.get("iat").and_then(Value::as_f64)
+        && iat > now + leeway
+    {
+        return Err(JwtError::IssuedInFuture);
     }
     Ok(())
 }
@@ -403,6 +418,16 @@ mod tests {
         );
         let expired = sign(SECRET, &json!({"role": "anon", "exp": now() - 3600}));
         let future = sign(SECRET, &json!({"role": "anon", "nbf": now() + 3600}));
+        let issued_next_year = sign(
+            SECRET,
+            &json!({"role": "anon", "iat": now() + 365 * 24 * 3600}),
+        );
+        let issued_past_skew = sign(
+            SECRET,
+            &json!({"role": "anon", "iat": now() + LEEWAY_SECS as i64 + 5}),
+        );
+        let issued_within_skew = sign(SECRET, &json!({"role": "anon", "iat": now() + 10}));
+        let iat_string = sign(SECRET, &json!({"role": "anon", "iat": "yesterday"}));
         let none = format!(
             "{}.{}.",
             b64(&json!({"alg": "none", "typ": "JWT"})),
@@ -426,6 +451,18 @@ mod tests {
             ("bad signature", other_secret, Err(JwtError::BadSignature)),
             ("expired", expired, Err(JwtError::Expired)),
             ("not yet valid", future, Err(JwtError::NotYetValid)),
+            (
+                "issued next year",
+                issued_next_year,
+                Err(JwtError::IssuedInFuture),
+            ),
+            (
+                "issued past the skew",
+                issued_past_skew,
+                Err(JwtError::IssuedInFuture),
+            ),
+            ("issued within the skew", issued_within_skew, Ok("anon")),
+            ("iat not a number", iat_string, Err(JwtError::BadClaims)),
             ("alg none", none, Err(JwtError::AlgorithmNotAllowed)),
             ("wrong algorithm", hs384, Err(JwtError::AlgorithmNotAllowed)),
             ("garbage", "abc".into(), Err(JwtError::Malformed)),
@@ -468,6 +505,13 @@ mod tests {
         assert_eq!(
             check_times(&claims, now() - 60 - LEEWAY_SECS as i64 - 1),
             Err(JwtError::NotYetValid)
+        );
+        let t0 = now();
+        let issued = json!({"role": "anon", "iat": t0});
+        assert_eq!(check_times(&issued, t0 - LEEWAY_SECS as i64), Ok(()));
+        assert_eq!(
+            check_times(&issued, t0 - LEEWAY_SECS as i64 - 1),
+            Err(JwtError::IssuedInFuture)
         );
         // A forged token is never answered from the cache of a genuine one.
         let sig_start = t.rfind('.').unwrap() + 5;

@@ -9,6 +9,8 @@ pub mod http;
 pub mod jwt;
 pub mod pg;
 pub mod policies;
+#[cfg(test)]
+mod props;
 pub mod realtime;
 pub mod rest;
 pub mod schools;

@@ -1,6 +1,6 @@
 //! Bringing doska up and down, in the order that leaves nothing half-started: data dir, listener and
-//! TLS (cheap to check, so a taken port fails before PostgreSQL starts), JWT secret, database (embedded
-//! or external, checked), internal schema, grants, app migrations, policy files, pools; then serving
+//! TLS (cheap to check, so a taken port fails before PostgreSQL starts), database (embedded or
+//! external, checked), JWT secret (the data dir's, or the one an external database shares), internal schema, grants, app migrations, policy files, pools; then serving
 //! (and re-applying changed policy files) until SIGINT or SIGTERM, draining requests, and stopping
 //! PostgreSQL last. Every failure is one clear line (invalid policy files: one line per problem).
 
@@ -57,6 +57,9 @@ pub enum StartError {
     Policies(crate::policies::ApplyError),
     #[error("auth: {0}")]
     Auth(crate::auth::SetupError),
+    /// The embedded PostgreSQL kept dying: doska stops so that its own supervisor restarts it.
+    #[error("{0}")]
+    PgGaveUp(String),
 }
 
 /// Creates the data dir if needed and checks doska can write there.
@@ -125,6 +128,23 @@ impl Database {
         }
     }
 
+    /// The JWT secret: configured; else the data dir's (embedded), or the one every instance on this
+    /// external database shares (stored there by the first; the internal schema is brought up to
+    /// date first, so its table exists).
+    pub async fn jwt_secret(&self, config: &Config) -> Result<String, StartError> {
+        if config.jwt_secret.is_some() || !self.target.external {
+            return secret::load_or_create(config.jwt_secret.as_deref(), &config.data_dir)
+                .map_err(StartError::Secret);
+        }
+        let mut client = self.admin_client().await?;
+        db::internal::apply(&mut client)
+            .await
+            .map_err(StartError::Internal)?;
+        secret::shared(None, &client, &config.data_dir)
+            .await
+            .map_err(StartError::Secret)
+    }
+
     pub async fn admin_client(&self) -> Result<Client, StartError> {
         db::pools::connect(&self.target.admin)
             .await
@@ -132,6 +152,32 @@ impl Database {
                 what: "the database as admin".into(),
                 reason: db::migrate::describe(&e),
             })
+    }
+
+    /// Has the embedded PostgreSQL restarted whenever it dies (see `pg::Supervision`); resolves
+    /// with the reason once the supervisor gives up. Never resolves for an external database
+    /// (the pools and the replication stream reconnect to it by themselves) or a joined server.
+    pub fn watch_embedded(&self) -> Result<impl Future<Output = String> + use<>, StartError> {
+        let supervision = match &self.cluster {
+            Some(cluster) => cluster.supervise().map_err(StartError::Pg)?,
+            None => None,
+        };
+        Ok(async move {
+            let Some(mut rx) = supervision else {
+                return std::future::pending().await;
+            };
+            match rx
+                .wait_for(|s| matches!(s, pg::Supervision::GaveUp { .. }))
+                .await
+            {
+                Ok(s) => match &*s {
+                    pg::Supervision::GaveUp { reason } => reason.clone(),
+                    other => format!("{other:?}"),
+                },
+                // The supervisor is gone without giving up: the cluster is being stopped.
+                Err(_) => std::future::pending().await,
+            }
+        })
     }
 
     /// Stops the embedded cluster when this process started it.
@@ -353,9 +399,22 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         Some(t) => Some(http::server::tls_acceptor(&t.cert, &t.key).map_err(StartError::Tls)?),
         None => None,
     };
-    let jwt_secret = secret::load_or_create(config.jwt_secret.as_deref(), &config.data_dir)
-        .map_err(StartError::Secret)?;
     let database = Database::open(&config, pg::Mode::Serve).await?;
+    let jwt_secret = match database.jwt_secret(&config).await {
+        Ok(s) => s,
+        Err(e) => {
+            database.close().await;
+            return Err(e);
+        }
+    };
+    // From now on a dead embedded PostgreSQL is started again; this resolves if that keeps failing.
+    let gave_up = match database.watch_embedded() {
+        Ok(f) => f,
+        Err(e) => {
+            database.close().await;
+            return Err(e);
+        }
+    };
     if let Err(e) = prepare(&config, &database, &jwt_secret).await {
         database.close().await;
         return Err(e);
@@ -426,8 +485,16 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         shutdown_rx,
         Duration::from_secs(config.shutdown_timeout_secs),
     ));
-    shutdown_signal().await;
-    tracing::info!("shutting down: draining requests");
+    let failure = tokio::select! {
+        _ = shutdown_signal() => None,
+        reason = gave_up => Some(reason),
+    };
+    match &failure {
+        None => tracing::info!("shutting down: draining requests"),
+        Some(reason) => {
+            tracing::error!(%reason, "shutting down with an error so the service manager restarts doska")
+        }
+    }
     let _ = shutdown_tx.send(true);
     let _ = server.await;
     let _ = realtime.await;
@@ -440,5 +507,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     state.admin.close();
     drop(state);
     database.close().await;
-    Ok(())
+    match failure {
+        None => Ok(()),
+        Some(reason) => Err(StartError::PgGaveUp(reason)),
+    }
 }

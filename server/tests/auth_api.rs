@@ -1071,6 +1071,7 @@ async fn rate_limits_answer_429_with_retry_after() {
 
     let mut cfg = test_config();
     cfg.rate_limits.enabled = true;
+    // The per-e-mail backstop: it holds back an address that has failed for the e-mail.
     cfg.rate_limits.sign_in_account = Rate::new(1, 60);
     let e = env_with(cfg).await;
     assert_eq!(
@@ -1086,7 +1087,12 @@ async fn rate_limits_answer_429_with_retry_after() {
         400
     );
 
-    // Guessing the current password through PUT /user is limited per account too.
+    // Guessing the current password through PUT /user is limited per account too (its failures
+    // count as failed sign-ins of that user).
+    let mut cfg = test_config();
+    cfg.rate_limits.enabled = true;
+    cfg.rate_limits.sign_in_failure = Rate::new(1, 60);
+    let e = env_with(cfg).await;
     let s = e.signup("guess@example.com", "password-1").await;
     let at = access_token(&s);
     let body = json!({"password": "password-2", "current_password": "guess-1"}).to_string();
@@ -1352,4 +1358,92 @@ async fn es256_signing_key_tokens_and_jwks() {
             .status,
         200
     );
+}
+
+/// Issue #12: ~900 KB of user_metadata made a 1.2 MB token that every endpoint answered 431. The
+/// metadata is capped at 16 KiB of JSON wherever it enters: sign-up, PUT /user (the merged result),
+/// admin create and update; ordinary metadata still works.
+#[tokio::test]
+async fn oversized_user_metadata_is_refused_everywhere_it_enters() {
+    let e = env().await;
+    let huge = "x".repeat(900 * 1024);
+    let near = "y".repeat(10 * 1024);
+    let refused = |r: &Response, what: &str| {
+        assert_eq!(r.status, 400, "{what}: {}", r.text());
+        assert_eq!(error_code(r), "validation_failed", "{what}");
+        assert!(r.text().contains("16384"), "{what}: {}", r.text());
+    };
+    let r = e
+        .post(
+            "/signup",
+            json!({"email": "big@example.com", "password": "password-1", "data": {"bio": huge}}),
+        )
+        .await;
+    refused(&r, "signup");
+    let n: i64 =
+        e.db.value(
+            "select count(*) from auth.users where email = 'big@example.com'",
+            &[],
+        )
+        .await;
+    assert_eq!(n, 0, "a refused sign-up creates no user");
+
+    let r = e
+        .post(
+            "/signup",
+            json!({"email": "fine@example.com", "password": "password-1",
+                   "data": {"name": "Анна Петровна", "class": "5Б", "school": "Школа № 7", "bio": near}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let at = access_token(&r.json()).to_string();
+    assert_eq!(e.claims(&at)["user_metadata"]["class"], "5Б");
+    // Each patch is small, the merged object is not.
+    let r = e.put_user(&at, json!({"data": {"more": near}})).await;
+    refused(&r, "PUT /user merge");
+    let r = e.put_user(&at, json!({"data": {"huge": huge}})).await;
+    refused(&r, "PUT /user");
+    let r = e.put_user(&at, json!({"data": {"class": "6А"}})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["user_metadata"]["class"], "6А");
+
+    let svc = e.service.clone();
+    let r = e
+        .call(
+            "POST",
+            "/admin/users",
+            Some(&svc),
+            &json!({"email": "adm@example.com", "password": "password-1", "user_metadata": {"h": huge}})
+                .to_string(),
+        )
+        .await;
+    refused(&r, "admin create");
+    let id = r_user_id(&e.get_user(&at).await);
+    let r = e
+        .call(
+            "PUT",
+            &format!("/admin/users/{id}"),
+            Some(&svc),
+            &json!({"user_metadata": {"more": near}}).to_string(),
+        )
+        .await;
+    refused(&r, "admin update");
+    let r = e
+        .call(
+            "PUT",
+            &format!("/admin/users/{id}"),
+            Some(&svc),
+            &json!({"app_metadata": {"h": huge}}).to_string(),
+        )
+        .await;
+    refused(&r, "admin app_metadata");
+    // The refused updates changed nothing.
+    let r = e.get_user(&at).await;
+    assert_eq!(r.json()["user_metadata"]["class"], "6А");
+    assert!(r.json()["user_metadata"].get("more").is_none());
+}
+
+fn r_user_id(r: &Response) -> String {
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["id"].as_str().unwrap().to_string()
 }

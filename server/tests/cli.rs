@@ -9,7 +9,7 @@ use common::{BIN, Serving};
 use std::{
     io::{BufRead, BufReader},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -315,91 +315,6 @@ fn bad_input_gets_one_clear_line() {
     assert!(!data.join("pg").join("postmaster.pid").exists());
 }
 
-fn pg_bin(name: &str) -> std::path::PathBuf {
-    let mut dirs: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.flatten().map(|e| e.path().join("bin")).collect())
-        .unwrap_or_default();
-    dirs.sort();
-    dirs.into_iter()
-        .rev()
-        .map(|d| d.join(name))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| name.into())
-}
-
-/// A plain PostgreSQL with `wal_level=replica`, run as the `postgres` user, on a unix socket.
-struct PlainPostgres {
-    child: Child,
-    socket: std::path::PathBuf,
-}
-
-impl PlainPostgres {
-    fn start() -> PlainPostgres {
-        let dir = common::temp_dir("plainpg");
-        let data = dir.join("data");
-        let socket = std::path::PathBuf::from(format!("/tmp/dpg{}", std::process::id()));
-        std::fs::create_dir_all(&socket).unwrap();
-        for p in [&dir, &socket] {
-            Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(p)
-                .status()
-                .unwrap();
-        }
-        let ok = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(pg_bin("initdb"))
-            .args([
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-                "-D",
-            ])
-            .arg(&data)
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        let child = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(pg_bin("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-c", "listen_addresses=", "-c", "wal_level=replica", "-c"])
-            .arg(format!("unix_socket_directories={}", socket.display()))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while !socket.join(".s.PGSQL.5432").exists() && start.elapsed() < Duration::from_secs(30) {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        PlainPostgres { child, socket }
-    }
-
-    fn url(&self) -> String {
-        format!(
-            "host={} port=5432 user=postgres dbname=postgres",
-            self.socket.display()
-        )
-    }
-}
-
-impl Drop for PlainPostgres {
-    fn drop(&mut self) {
-        // runuser forwards SIGTERM to postgres (smart shutdown); then reap.
-        let _ = Command::new("pkill")
-            .arg("-f")
-            .arg(format!("unix_socket_directories={}", self.socket.display()))
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn external_database_with_logical_wal_works_and_without_is_refused() {
     // An external server with wal_level=logical: doska's own embedded code path starts one for us.
@@ -443,16 +358,18 @@ async fn external_database_with_logical_wal_works_and_without_is_refused() {
         .unwrap();
 
     // wal_level=replica: refused, saying what to set.
-    let plain = tokio::task::spawn_blocking(PlainPostgres::start)
-        .await
-        .unwrap();
+    let plain = tokio::task::spawn_blocking(|| {
+        common::manual_pg::ManualPostgres::start("plainpg", &[("wal_level", "replica")], None)
+    })
+    .await
+    .unwrap();
     let out = doska(&data, &mig)
         .args([
             "serve",
             "--listen",
             "127.0.0.1:0",
             "--database-url",
-            &plain.url(),
+            &plain.socket_url(5432),
         ])
         .output()
         .unwrap();

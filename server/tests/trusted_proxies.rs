@@ -68,3 +68,110 @@ async fn without_trusted_proxies_the_header_is_ignored() {
     // A different forwarded address does not escape the socket's bucket.
     assert_eq!(sign_in_as(&url, &anon, "198.51.100.8").await, 429);
 }
+
+async fn password_sign_in(
+    url: &str,
+    anon: &str,
+    from: &str,
+    email: &str,
+    pw: &str,
+) -> (u16, String, Option<String>) {
+    let r = request(
+        "POST",
+        &format!("{url}/auth/v1/token?grant_type=password"),
+        &[
+            ("apikey", anon),
+            ("content-type", "application/json"),
+            ("x-forwarded-for", from),
+        ],
+        serde_json::json!({"email": email, "password": pw}).to_string(),
+    )
+    .await;
+    (
+        r.status,
+        r.text(),
+        r.header("retry-after").map(str::to_string),
+    )
+}
+
+/// The lockout issue #12 found: ten wrong passwords for a teacher's e-mail from one address used to
+/// make her right password answer 429 from every address. Failures now count per (address, e-mail),
+/// with the default limits; a per-e-mail backstop never holds back an address that has not failed.
+#[tokio::test]
+async fn wrong_passwords_from_one_address_do_not_lock_the_account_elsewhere() {
+    let db = TestDb::with_settings(Settings {
+        trusted_proxies: Some("127.0.0.1".into()),
+        ..Default::default()
+    })
+    .await;
+    let cfg = AuthConfig {
+        argon2: Argon2Cost {
+            m_kib: 1024,
+            t: 1,
+            p: 1,
+        },
+        ..AuthConfig::default()
+    };
+    assert!(cfg.rate_limits.enabled);
+    let url = db.serve(&db.doors_with_auth(cfg).await).await;
+    let anon = db.sign(serde_json::json!({"role": "anon"}));
+    let r = request(
+        "POST",
+        &format!("{url}/auth/v1/signup"),
+        &[
+            ("apikey", &anon),
+            ("content-type", "application/json"),
+            ("x-forwarded-for", "203.0.113.5"),
+        ],
+        r#"{"email":"teacher@school.test","password":"right-password-1"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let attacker = "198.51.100.66";
+    // The e-mail in other spellings is the same account: normalized once, so it shares the count.
+    for (i, spelling) in [
+        " Teacher@School.test ",
+        "TEACHER@school.test",
+        "teacher@school.test",
+    ]
+    .iter()
+    .cycle()
+    .take(10)
+    .enumerate()
+    {
+        let (status, body, _) = password_sign_in(&url, &anon, attacker, spelling, "guess").await;
+        assert_eq!(status, 400, "attempt {i}: {body}");
+    }
+    let (status, body, retry) =
+        password_sign_in(&url, &anon, attacker, "teacher@school.test", "guess").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("over_request_rate_limit"), "{body}");
+    let retry: u64 = retry.expect("Retry-After").parse().unwrap();
+    assert!((1..=300).contains(&retry), "{retry}");
+    // Even the right password from the attacker's address waits.
+    let (status, _, _) = password_sign_in(
+        &url,
+        &anon,
+        attacker,
+        "teacher@school.test",
+        "right-password-1",
+    )
+    .await;
+    assert_eq!(status, 429);
+
+    // The teacher, from her own address, signs in.
+    let (status, body, _) = password_sign_in(
+        &url,
+        &anon,
+        "203.0.113.5",
+        "Teacher@School.test",
+        "right-password-1",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // The attacker's address is still free for another account.
+    let (status, _, _) =
+        password_sign_in(&url, &anon, attacker, "other@school.test", "guess").await;
+    assert_eq!(status, 400);
+}

@@ -266,6 +266,13 @@ pub async fn update(ctx: &Ctx<'_>, id: Uuid) -> Result<Response<Body>, AuthError
         if !patch.is_empty() {
             let stored: Option<Value> = row.get(i);
             let merged = users::merge_metadata(&stored.unwrap_or(Value::Null), patch);
+            let field = column
+                .trim_start_matches("raw_")
+                .replace("meta_data", "metadata");
+            super::session::check_metadata_size(
+                merged.as_object().expect("merge makes an object"),
+                &field,
+            )?;
             let sql = format!("update auth.users set {column} = $2 where id = $1");
             tx.execute(&sql, &[&id, &merged]).await?;
         }

@@ -51,6 +51,8 @@ pub enum AuthError {
     PayloadTooLarge,
     /// Anything unexpected; the cause is logged, never sent.
     Internal(String),
+    /// The database is down or restarting: the client may retry shortly (503).
+    Unavailable(String),
 }
 
 impl AuthError {
@@ -77,6 +79,7 @@ impl AuthError {
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -113,7 +116,7 @@ impl AuthError {
             RateLimited { .. } => "over_request_rate_limit",
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
-            Internal(_) => "unexpected_failure",
+            Internal(_) | Unavailable(_) => "unexpected_failure",
         }
     }
 
@@ -160,14 +163,19 @@ impl AuthError {
             Internal(_) => {
                 "Unexpected failure, please check server logs for more information".into()
             }
+            Unavailable(_) => "The database is unavailable; retry shortly".into(),
         }
     }
 
     /// The response, in the shape the request's API version asks for.
     pub fn into_response(self, api_version_2024: bool, request_id: &str) -> Response<Body> {
         let status = self.status();
-        if let AuthError::Internal(cause) = &self {
-            tracing::error!(request_id, cause = %cause, "auth: unexpected failure");
+        match &self {
+            AuthError::Internal(cause) => {
+                tracing::error!(request_id, cause = %cause, "auth: unexpected failure")
+            }
+            AuthError::Unavailable(cause) => crate::db::outage::unavailable("auth", cause),
+            _ => {}
         }
         let mut body = if api_version_2024 {
             // GoTrue's 2024 shape, plus `error_code`: should a proxy or a CORS setup hide the
@@ -213,13 +221,16 @@ impl From<tokio_postgres::Error> for AuthError {
                 _ => {}
             }
         }
+        if crate::db::outage::is_unavailable(&e) {
+            return AuthError::Unavailable(format!("database: {e}"));
+        }
         AuthError::Internal(format!("database: {e}"))
     }
 }
 
 impl From<deadpool_postgres::PoolError> for AuthError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        AuthError::Internal(format!("database pool: {e}"))
+        AuthError::Unavailable(format!("database pool: {e}"))
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::Ctx;
 use super::error::AuthError;
 use super::password::Verified;
-use super::ratelimit::Class;
+use super::ratelimit::{self, Class};
 use super::refresh::{self, Scope};
 use super::session::MAX_PASSWORD_BYTES;
 use super::session::{
@@ -196,7 +196,7 @@ async fn password_grant(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         return Err(AuthError::InvalidCredentials);
     }
     let email = match (b.email.as_deref(), b.phone.as_deref()) {
-        (Some(e), _) if !e.is_empty() => e.trim().to_lowercase(),
+        (Some(e), _) if !e.is_empty() => users::email_key(e),
         (_, Some(p)) if !p.is_empty() => return Err(AuthError::InvalidCredentials),
         _ => {
             return Err(AuthError::Validation(
@@ -207,7 +207,9 @@ async fn password_grant(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     if email.len() > 255 {
         return Err(AuthError::InvalidCredentials);
     }
-    rate_limit(ctx, Class::SignInAccount, &email)?;
+    let ip = ip_key(ctx);
+    ratelimit::sign_in_allowed(ctx.auth.limiter.as_ref(), &ip, &email)
+        .map_err(|retry_after_secs| AuthError::RateLimited { retry_after_secs })?;
     let client = ctx.state.admin.get().await?;
     let user = users::by_email(&client, &email).await?;
     drop(client);
@@ -216,7 +218,10 @@ async fn password_grant(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     let verified = ctx.auth.hasher.verify(&password, stored).await?;
     let (user, rehash) = match (user, verified) {
         (Some(u), Verified::Yes { rehash }) => (u, rehash),
-        _ => return Err(AuthError::InvalidCredentials),
+        _ => {
+            ratelimit::sign_in_failed(ctx.auth.limiter.as_ref(), &ip, &email);
+            return Err(AuthError::InvalidCredentials);
+        }
     };
     let now = chrono::Utc::now();
     if user.is_banned(now) {
@@ -349,9 +354,14 @@ pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
             {
                 match (&b.current_password, &b.nonce) {
                     (Some(cur), _) => {
-                        // A stolen access token must not become a password-guessing oracle.
-                        rate_limit(ctx, Class::SignInAccount, &user.id.to_string())?;
+                        // A stolen access token must not become a password-guessing oracle:
+                        // only its holder can fail here, so the failures count per user.
+                        let key = format!("user {}", user.id);
+                        ctx.auth.limiter.check(Class::SignInFailure, &key).map_err(
+                            |retry_after_secs| AuthError::RateLimited { retry_after_secs },
+                        )?;
                         if ctx.auth.hasher.verify(cur, stored).await? == Verified::No {
+                            let _ = ctx.auth.limiter.record(Class::SignInFailure, &key);
                             return Err(AuthError::InvalidCredentials);
                         }
                     }
@@ -377,6 +387,10 @@ pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
             .await?
             .get(0);
         let merged = users::merge_metadata(&stored.unwrap_or(Value::Null), &patch);
+        super::session::check_metadata_size(
+            merged.as_object().expect("merge makes an object"),
+            "data",
+        )?;
         tx.execute(
             "update auth.users set raw_user_meta_data = $2, updated_at = now() where id = $1",
             &[&user.id, &merged],

@@ -91,7 +91,7 @@ fn sha256_hex(s: &str) -> String {
 
 /// The link's `token_hash` for a code sent to `email`.
 pub fn token_hash(email: &str, code: &str) -> String {
-    sha256_hex(&format!("{}:{}", email.to_lowercase(), code))
+    sha256_hex(&format!("{}:{}", super::users::email_key(email), code))
 }
 
 /// A 6-digit code.

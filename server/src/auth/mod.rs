@@ -170,7 +170,8 @@ impl AuthConfig {
 pub struct Auth {
     pub config: AuthConfig,
     pub hasher: password::Hasher,
-    pub limiter: ratelimit::Limiter,
+    /// In this process today; any [`ratelimit::RateStore`] (a shared one when scaled out).
+    pub limiter: Box<dyn ratelimit::RateStore>,
     pub smtp: Option<Arc<smtp::Relay>>,
     pub signing_key: Option<keys::SigningKey>,
 }
@@ -207,7 +208,7 @@ impl Auth {
             signing_key,
             hasher: password::Hasher::new(config.argon2, config.hash_pool_size)
                 .map_err(SetupError::Password)?,
-            limiter: ratelimit::Limiter::new(config.rate_limits.clone()),
+            limiter: Box::new(ratelimit::Limiter::new(config.rate_limits.clone())),
             smtp,
             config,
         })

@@ -1,7 +1,10 @@
-//! Token-bucket rate limits for the abuse-prone auth endpoints, per client IP and per account.
-//! Rejects: a request whose bucket is empty, with the seconds until one token is back
-//! (→ 429 `over_request_rate_limit` + `Retry-After`). Buckets live in this process; several doska
-//! processes behind a balancer each enforce their own share (see design.md, "Scale past one machine").
+//! Token-bucket rate limits for the abuse-prone auth endpoints, per client IP and per account, and
+//! the rule for failed password sign-ins (per IP and e-mail, with a per-e-mail backstop that never
+//! holds back an address that has not failed). Rejects: a request whose bucket is empty, with the
+//! seconds until one token is back (→ 429 `over_request_rate_limit` + `Retry-After`). Buckets sit
+//! behind [`RateStore`]; [`Limiter`] keeps them in this process, so several doska processes behind a
+//! balancer each enforce their own share until a shared store (PostgreSQL, Redis) implements the
+//! trait (see design.md, "Scale past one machine").
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -32,10 +35,13 @@ impl Rate {
 /// Which endpoints share a bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Class {
-    /// POST /token?grant_type=password and /signup, per IP.
+    /// POST /token?grant_type=password and /signup, per IP (every attempt counts).
     SignIn,
-    /// POST /token?grant_type=password, per account (e-mail): slows guessing one password from
-    /// many IPs.
+    /// Failed password checks per (IP, e-mail) — and per user for `current_password` on PUT /user:
+    /// slows guessing one account's password without letting another address lock it.
+    SignInFailure,
+    /// Failed password sign-ins per e-mail, from any IP: a much higher backstop against guessing
+    /// from many addresses; it holds back only addresses that have failed for that e-mail.
     SignInAccount,
     /// POST /token?grant_type=refresh_token, per IP.
     Refresh,
@@ -54,6 +60,7 @@ pub enum Class {
 pub struct RateLimits {
     pub enabled: bool,
     pub sign_in: Rate,
+    pub sign_in_failure: Rate,
     pub sign_in_account: Rate,
     pub refresh: Rate,
     pub otp: Rate,
@@ -67,7 +74,8 @@ impl Default for RateLimits {
         RateLimits {
             enabled: true,
             sign_in: Rate::new(30, 300),
-            sign_in_account: Rate::new(10, 300),
+            sign_in_failure: Rate::new(10, 300),
+            sign_in_account: Rate::new(100, 300),
             refresh: Rate::new(150, 300),
             otp: Rate::new(30, 3600),
             otp_account: Rate::new(3, 3600),
@@ -79,7 +87,7 @@ impl Default for RateLimits {
 
 impl RateLimits {
     /// Parses `--rate-limits`: `off`, or `name=N/SECONDS` pairs (comma-separated) over the defaults,
-    /// names as the fields (`sign_in`, `sign_in_account`, `refresh`, `otp`, `otp_account`, `verify`,
+    /// names as the fields (`sign_in`, `sign_in_failure`, `sign_in_account`, `refresh`, `otp`, `otp_account`, `verify`,
     /// `anonymous`), each value also accepting `off`.
     pub fn parse(spec: &str) -> Result<RateLimits, String> {
         let mut limits = RateLimits::default();
@@ -96,6 +104,7 @@ impl RateLimits {
                 .ok_or_else(|| format!("rate limit {pair:?}: value is not N/SECONDS or off"))?;
             let slot = match name.trim() {
                 "sign_in" => &mut limits.sign_in,
+                "sign_in_failure" => &mut limits.sign_in_failure,
                 "sign_in_account" => &mut limits.sign_in_account,
                 "refresh" => &mut limits.refresh,
                 "otp" => &mut limits.otp,
@@ -112,6 +121,7 @@ impl RateLimits {
     pub fn rate(&self, class: Class) -> Rate {
         match class {
             Class::SignIn => self.sign_in,
+            Class::SignInFailure => self.sign_in_failure,
             Class::SignInAccount => self.sign_in_account,
             Class::Refresh => self.refresh,
             Class::Otp => self.otp,
@@ -120,6 +130,49 @@ impl RateLimits {
             Class::Anonymous => self.anonymous,
         }
     }
+}
+
+/// How a bucket stands when looked at without taking from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// Full: nothing was recorded against the key within its window.
+    Untouched,
+    /// Tokens were taken, at least one is left.
+    Used,
+}
+
+/// Where the buckets live. [`Limiter`] keeps them in this process; a store shared by several doska
+/// processes (a PostgreSQL table, Redis) implements the same two calls.
+pub trait RateStore: Send + Sync {
+    /// Looks at `class`'s bucket for `key` without taking from it; `Err(secs)` until a token is back
+    /// when it is empty.
+    fn check(&self, class: Class, key: &str) -> Result<Fill, u64>;
+    /// Takes one token (a request, or a failure, happened); `Err(secs)` when there was none.
+    fn record(&self, class: Class, key: &str) -> Result<(), u64>;
+}
+
+/// The key of a failed-sign-in bucket for one client IP and one (normalized) e-mail.
+fn ip_email(ip: &str, email: &str) -> String {
+    format!("{ip} {email}")
+}
+
+/// Before a password sign-in's hash is checked: refuses when this IP has failed too often for this
+/// e-mail, or when the e-mail's backstop is empty and this IP is one of those that failed for it.
+/// A client that has not failed for the e-mail in the window (the teacher at her own address) is
+/// never held back by other addresses' failures.
+pub fn sign_in_allowed(store: &dyn RateStore, ip: &str, email: &str) -> Result<(), u64> {
+    let pair = store.check(Class::SignInFailure, &ip_email(ip, email))?;
+    match store.check(Class::SignInAccount, email) {
+        Err(secs) if pair == Fill::Used => Err(secs),
+        _ => Ok(()),
+    }
+}
+
+/// After a wrong password (or an unknown e-mail): counts the failure for the pair and the e-mail.
+pub fn sign_in_failed(store: &dyn RateStore, ip: &str, email: &str) {
+    // Either bucket being empty already is fine: the next attempt is refused by `sign_in_allowed`.
+    let _ = store.record(Class::SignInFailure, &ip_email(ip, email));
+    let _ = store.record(Class::SignInAccount, email);
 }
 
 struct Bucket {
@@ -144,15 +197,12 @@ impl Limiter {
         }
     }
 
-    /// Takes one token from `class`'s bucket for `key`; `Err(secs)` when empty.
-    pub fn check(&self, class: Class, key: &str) -> Result<(), u64> {
-        self.check_at(class, key, Instant::now())
-    }
-
-    fn check_at(&self, class: Class, key: &str, now: Instant) -> Result<(), u64> {
+    /// Looks at (`take == false`) or takes one token from (`take == true`) `class`'s bucket for
+    /// `key` at `now`.
+    fn at(&self, class: Class, key: &str, now: Instant, take: bool) -> Result<Fill, u64> {
         let rate = self.limits.rate(class);
         if !self.limits.enabled || rate.burst == 0 {
-            return Ok(());
+            return Ok(Fill::Untouched);
         }
         let burst = f64::from(rate.burst);
         let per_sec = burst / f64::from(rate.per_secs);
@@ -167,18 +217,43 @@ impl Limiter {
                 full < f64::from(r.burst)
             });
         }
-        let b = buckets.entry((class, key.to_owned())).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
+        let entry = (class, key.to_owned());
+        let Some(b) = buckets.get_mut(&entry) else {
+            if take {
+                buckets.insert(
+                    entry,
+                    Bucket {
+                        tokens: burst - 1.0,
+                        at: now,
+                    },
+                );
+            }
+            return Ok(Fill::Untouched);
+        };
         b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec).min(burst);
         b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - b.tokens) / per_sec).ceil().max(1.0) as u64)
+        if b.tokens < 1.0 {
+            return Err(((1.0 - b.tokens) / per_sec).ceil().max(1.0) as u64);
         }
+        let fill = if b.tokens >= burst {
+            Fill::Untouched
+        } else {
+            Fill::Used
+        };
+        if take {
+            b.tokens -= 1.0;
+        }
+        Ok(fill)
+    }
+}
+
+impl RateStore for Limiter {
+    fn check(&self, class: Class, key: &str) -> Result<Fill, u64> {
+        self.at(class, key, Instant::now(), false)
+    }
+
+    fn record(&self, class: Class, key: &str) -> Result<(), u64> {
+        self.at(class, key, Instant::now(), true).map(drop)
     }
 }
 
@@ -186,6 +261,12 @@ impl Limiter {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    impl Limiter {
+        fn check_at(&self, class: Class, key: &str, now: Instant) -> Result<(), u64> {
+            self.at(class, key, now, true).map(drop)
+        }
+    }
 
     fn limiter(rate: Rate) -> Limiter {
         Limiter::new(RateLimits {
@@ -211,17 +292,63 @@ mod tests {
     }
 
     #[test]
+    fn check_looks_without_taking() {
+        let l = limiter(Rate::new(2, 60));
+        assert_eq!(l.check(Class::SignIn, "k"), Ok(Fill::Untouched));
+        assert_eq!(l.check(Class::SignIn, "k"), Ok(Fill::Untouched));
+        l.record(Class::SignIn, "k").unwrap();
+        assert_eq!(l.check(Class::SignIn, "k"), Ok(Fill::Used));
+        l.record(Class::SignIn, "k").unwrap();
+        assert!(l.check(Class::SignIn, "k").is_err());
+        assert!(l.record(Class::SignIn, "k").is_err());
+    }
+
+    /// The lockout an attacker could cause before: wrong passwords for the teacher's e-mail from
+    /// another address lock out that address only, and the backstop never holds back an address
+    /// that has not failed.
+    #[test]
+    fn failed_sign_ins_lock_the_pair_not_the_account() {
+        let l = Limiter::new(RateLimits {
+            sign_in_failure: Rate::new(10, 300),
+            sign_in_account: Rate::new(30, 300),
+            ..RateLimits::default()
+        });
+        let (attacker, teacher, email) = ("6.6.6.6", "10.0.0.7", "t@school.test");
+        for _ in 0..10 {
+            assert_eq!(sign_in_allowed(&l, attacker, email), Ok(()));
+            sign_in_failed(&l, attacker, email);
+        }
+        assert!(sign_in_allowed(&l, attacker, email).is_err());
+        assert_eq!(sign_in_allowed(&l, teacher, email), Ok(()));
+        // Other addresses of the attacker drain the backstop …
+        for i in 0..30 {
+            let ip = format!("7.7.7.{i}");
+            if sign_in_allowed(&l, &ip, email).is_ok() {
+                sign_in_failed(&l, &ip, email);
+            }
+        }
+        assert!(l.check(Class::SignInAccount, email).is_err());
+        assert!(sign_in_allowed(&l, "7.7.7.1", email).is_err());
+        // … which still does not hold back the teacher, nor another e-mail from the attacker.
+        assert_eq!(sign_in_allowed(&l, teacher, email), Ok(()));
+        assert_eq!(sign_in_allowed(&l, "7.7.7.1", "other@school.test"), Ok(()));
+        // Once the teacher mistypes while the backstop is empty, she waits too.
+        sign_in_failed(&l, teacher, email);
+        assert!(sign_in_allowed(&l, teacher, email).is_err());
+    }
+
+    #[test]
     fn disabled_never_refuses() {
         let l = Limiter::new(RateLimits {
             enabled: false,
             ..RateLimits::default()
         });
         for _ in 0..1000 {
-            assert!(l.check(Class::SignIn, "k").is_ok());
+            assert!(l.record(Class::SignIn, "k").is_ok());
         }
         let l = limiter(Rate::parse("off").unwrap());
         for _ in 0..1000 {
-            assert!(l.check(Class::SignIn, "k").is_ok());
+            assert!(l.record(Class::SignIn, "k").is_ok());
         }
     }
 

@@ -45,10 +45,11 @@ pub fn parse<T: DeserializeOwned>(ctx: &Ctx<'_>) -> Result<T, AuthError> {
     serde_json::from_slice(raw).map_err(|e| AuthError::BadJson(e.to_string()))
 }
 
+/// Counts one request against `class`'s bucket for `key`; 429 when it is empty.
 pub fn rate_limit(ctx: &Ctx<'_>, class: Class, key: &str) -> Result<(), AuthError> {
     ctx.auth
         .limiter
-        .check(class, key)
+        .record(class, key)
         .map_err(|retry_after_secs| AuthError::RateLimited { retry_after_secs })
 }
 
@@ -69,15 +70,36 @@ pub fn check_password_strength(ctx: &Ctx<'_>, password: &str) -> Result<(), Auth
     Ok(())
 }
 
-/// `data`/`user_metadata` must be an object when given.
+/// Largest metadata object (`user_metadata`, `app_metadata`) a user may hold, as serialized JSON:
+/// it rides in every access token, and a token past the servers' header limit (about 64 KiB) makes
+/// every request of that user answer 431.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+/// `data`/`user_metadata` must be an object when given, of at most [`MAX_METADATA_BYTES`].
 pub fn metadata_object(v: Option<Value>, field: &str) -> Result<Map<String, Value>, AuthError> {
     match v {
         None | Some(Value::Null) => Ok(Map::new()),
-        Some(Value::Object(m)) => Ok(m),
+        Some(Value::Object(m)) => {
+            check_metadata_size(&m, field)?;
+            Ok(m)
+        }
         Some(_) => Err(AuthError::Validation(format!(
             "{field} must be a JSON object"
         ))),
     }
+}
+
+/// Refuses (400 `validation_failed`) metadata whose JSON is over [`MAX_METADATA_BYTES`] — checked on
+/// what the client sent and again on what a merge into the stored object makes.
+pub fn check_metadata_size(m: &Map<String, Value>, field: &str) -> Result<(), AuthError> {
+    let size = serde_json::to_vec(m).map_or(usize::MAX, |v| v.len());
+    if size > MAX_METADATA_BYTES {
+        return Err(AuthError::Validation(format!(
+            "{field} is too large: {size} bytes of JSON, at most {MAX_METADATA_BYTES} allowed \
+             (it is carried in every access token)"
+        )));
+    }
+    Ok(())
 }
 
 /// The signed-in user making the request: a valid token with a `sub`, whose session (if named)

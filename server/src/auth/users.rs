@@ -358,9 +358,17 @@ pub fn merge_metadata(stored: &Value, patch: &Map<String, Value>) -> Value {
     Value::Object(out)
 }
 
-/// A syntactically plausible e-mail address of at most 255 bytes, lower-cased.
+/// The one normal form of an e-mail address wherever one enters (sign-up, sign-in, mail, admin):
+/// surrounding spaces trimmed, lower-cased. Lookups and rate-limit keys use it unvalidated (an
+/// invalid address then simply matches nobody); stored addresses go through [`normalize_email`].
+pub fn email_key(raw: &str) -> String {
+    raw.trim().to_lowercase()
+}
+
+/// [`email_key`], refused (400 `email_address_invalid`) unless it is a syntactically plausible
+/// address of at most 255 bytes.
 pub fn normalize_email(raw: &str) -> Result<String, AuthError> {
-    let e = raw.trim().to_lowercase();
+    let e = email_key(raw);
     let valid = e.len() <= 255
         && !e.chars().any(|c| c.is_whitespace() || c.is_control())
         && match e.split_once('@') {

@@ -32,6 +32,20 @@ pub enum TxError {
     Db(tokio_postgres::Error),
 }
 
+impl TxError {
+    /// No connection, or the server went away / is not accepting work (see `db::outage`).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            TxError::Pool(deadpool_postgres::PoolError::Timeout(_)) => true,
+            TxError::Pool(deadpool_postgres::PoolError::Backend(e)) => {
+                super::outage::is_unavailable(e)
+            }
+            TxError::Pool(_) => true,
+            TxError::Db(e) => super::outage::is_unavailable(e),
+        }
+    }
+}
+
 impl From<tokio_postgres::Error> for TxError {
     fn from(e: tokio_postgres::Error) -> Self {
         TxError::Db(e)

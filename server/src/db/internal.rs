@@ -39,6 +39,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0012_local_store",
         include_str!("internal/0012_local_store.sql"),
     ),
+    (
+        "0013_shared_secrets",
+        include_str!("internal/0013_shared_secrets.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

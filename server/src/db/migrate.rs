@@ -44,7 +44,17 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
             }
             s
         }
-        None => e.to_string(),
+        // tokio-postgres's own text is the top of the chain ("error performing TLS handshake");
+        // the cause (which certificate check failed, a refused connection) is below it.
+        None => {
+            let mut s = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                s.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            s
+        }
     }
 }
 

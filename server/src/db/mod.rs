@@ -1,5 +1,5 @@
 //! Everything doska does with PostgreSQL outside the front doors: connecting (admin and request pools),
-//! checking an external server, the internal schema, the app's migrations, default grants, and acting
+//! TLS to it (`tls`), checking an external server, the internal schema, the app's migrations, default grants, and acting
 //! as the caller (`caller`: the transaction every door runs a caller's work in).
 
 pub mod caller;
@@ -7,7 +7,9 @@ pub mod checks;
 pub mod grants;
 pub mod internal;
 pub mod migrate;
+pub mod outage;
 pub mod pools;
+pub mod tls;
 
 /// Advisory lock key shared by every doska migration runner (internal and app).
 pub const MIGRATION_LOCK: i64 = 0x646f_736b_615f_6d67; // "doska_mg"

@@ -8,7 +8,9 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use tokio_postgres::{Config as PgConfig, NoTls};
+use tokio_postgres::{Config as PgConfig, config::SslMode};
+
+use super::tls;
 
 /// Where the database is and how the admin logs in.
 #[derive(Clone)]
@@ -24,11 +26,18 @@ pub enum PoolError {
     BadUrl(String),
     #[error("cannot build the connection pool: {0}")]
     Build(String),
+    #[error("--database-url: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 impl Target {
+    /// The server at `url`; its TLS settings (`sslmode`, `sslrootcert`) become the process's
+    /// (see [`tls`]).
     pub fn external(url: &str) -> Result<Target, PoolError> {
-        let mut admin: PgConfig = url
+        let policy = tls::parse(url)?;
+        tls::install(&policy)?;
+        let mut admin: PgConfig = policy
+            .url
             .parse()
             .map_err(|e: tokio_postgres::Error| PoolError::BadUrl(e.to_string()))?;
         if admin.get_connect_timeout().is_none() {
@@ -43,7 +52,8 @@ impl Target {
 
     pub fn embedded(admin: PgConfig) -> Target {
         let mut admin = admin;
-        admin.application_name("doska");
+        // A unix socket: PostgreSQL offers no TLS there, so do not ask.
+        admin.application_name("doska").ssl_mode(SslMode::Disable);
         Target {
             admin,
             external: false,
@@ -73,7 +83,7 @@ pub fn authenticator_password(jwt_secret: &[u8]) -> String {
 pub fn pool(config: PgConfig, size: usize) -> Result<Pool, PoolError> {
     let mgr = Manager::from_config(
         config,
-        NoTls,
+        tls::connector(),
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -89,7 +99,7 @@ pub fn pool(config: PgConfig, size: usize) -> Result<Pool, PoolError> {
 
 /// Connects one admin client outside any pool (migrations hold it across many statements).
 pub async fn connect(config: &PgConfig) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, conn) = config.connect(NoTls).await?;
+    let (client, conn) = config.connect(tls::connector()).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "admin connection closed");

@@ -11,18 +11,22 @@ mod layout;
 mod lock;
 mod postmaster;
 mod process;
+mod supervise;
 mod user;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 pub use error::PgError;
+pub use supervise::{MAX_RESTARTS, RESTART_WINDOW, Supervision};
 
 use binaries::SearchPath;
 use lock::{DataDirLock, TryLock};
-use process::{Ping, Postmaster};
+use process::Ping;
+use supervise::{Launch, Server};
 use user::RunAs;
 
 /// The superuser initdb creates; doska's admin connections log in as it.
@@ -64,22 +68,21 @@ pub struct Cluster {
 }
 
 struct Owned {
-    postmaster: Postmaster,
+    /// The postmaster and how to start it again (shared with the supervisor thread, if any).
+    server: Arc<Server>,
     /// Dropped after the postmaster has exited, so no other doska starts a second one meanwhile.
     lock: DataDirLock,
-    cluster_dir: PathBuf,
-    socket_dir: PathBuf,
-    log: PathBuf,
 }
 
 impl Owned {
-    fn shutdown(mut self) -> Result<(), PgError> {
+    fn shutdown(self) -> Result<(), PgError> {
         self.lock.unpublish();
-        tracing::info!(cluster = %self.cluster_dir.display(), "stopping PostgreSQL");
-        let result = self.postmaster.stop();
+        let launch = &self.server.launch;
+        tracing::info!(cluster = %launch.cluster_dir.display(), "stopping PostgreSQL");
+        let result = self.server.stop();
         if result.is_ok() {
             // Empty once PostgreSQL removed its socket; a leftover from a crash is reused anyway.
-            let _ = std::fs::remove_dir(&self.socket_dir);
+            let _ = std::fs::remove_dir(&launch.socket_dir);
         }
         drop(self.lock);
         result
@@ -125,26 +128,43 @@ impl Cluster {
         self.owned.is_some()
     }
 
-    /// The postmaster's pid when this Cluster started it.
+    /// The (current) postmaster's pid when this Cluster started it.
     pub fn postmaster_pid(&self) -> Option<i32> {
-        self.owned.as_ref().map(|o| o.postmaster.pid())
+        let owned = self.owned.as_ref()?;
+        owned.server.current().as_ref().map(|p| p.pid())
     }
 
     /// The cluster directory when this Cluster started PostgreSQL.
     pub fn cluster_dir(&self) -> Option<&Path> {
-        self.owned.as_ref().map(|o| o.cluster_dir.as_path())
+        self.owned
+            .as_ref()
+            .map(|o| o.server.launch.cluster_dir.as_path())
     }
 
     /// Where PostgreSQL's own log goes when this Cluster started it.
     pub fn log_file(&self) -> Option<&Path> {
-        self.owned.as_ref().map(|o| o.log.as_path())
+        self.owned.as_ref().map(|o| o.server.launch.log.as_path())
     }
 
-    /// False once a PostgreSQL this Cluster started has exited on its own (a crash).
+    /// False once a PostgreSQL this Cluster started has exited on its own (a crash) and, when
+    /// supervised, has not been restarted yet.
     pub fn is_running(&self) -> bool {
-        self.owned
-            .as_ref()
-            .is_none_or(|o| o.postmaster.exit_status().is_none())
+        self.owned.as_ref().is_none_or(|o| {
+            o.server
+                .current()
+                .as_ref()
+                .is_some_and(|p| p.exit_status().is_none())
+        })
+    }
+
+    /// Restarts a PostgreSQL this Cluster started whenever it dies without being asked to stop
+    /// (see `supervise.rs` for the pauses and the limit), until the Cluster is stopped. The
+    /// receiver follows the supervisor; `None` for a joined server, which is not ours to restart.
+    pub fn supervise(&self) -> Result<Option<tokio::sync::watch::Receiver<Supervision>>, PgError> {
+        match &self.owned {
+            Some(owned) => owned.server.supervise().map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Fast shutdown of a PostgreSQL this Cluster started, waiting for it to exit; a joined
@@ -272,18 +292,16 @@ fn start_with(opts: &EmbeddedOptions, search: &SearchPath) -> Result<Cluster, Pg
     }
     process::write_config(&cluster_dir, &run_as)?;
 
-    let log = data_dir.join("postgres.log");
-    let (log_file, log_start) = process::open_log(&log)?;
-    let postmaster = process::spawn(&bins, &run_as, &cluster_dir, &socket_dir, PORT, log_file)?;
+    let launch = Launch {
+        bins,
+        run_as,
+        cluster_dir,
+        socket_dir,
+        log: data_dir.join("postgres.log"),
+    };
     // On any error below, dropping `postmaster` stops it: nothing is left half-started.
-    process::wait_ready(
-        &postmaster,
-        &process::socket_path(&socket_dir, PORT),
-        SUPERUSER,
-        &log,
-        log_start,
-        READY_TIMEOUT,
-    )?;
+    let postmaster = launch.start()?;
+    let (socket_dir, cluster_dir) = (launch.socket_dir.clone(), launch.cluster_dir.clone());
     if opts.mode == Mode::Serve {
         lock.publish(&socket_dir, PORT)?;
     }
@@ -292,18 +310,15 @@ fn start_with(opts: &EmbeddedOptions, search: &SearchPath) -> Result<Cluster, Pg
         cluster = %cluster_dir.display(),
         socket_dir = %socket_dir.display(),
         pid = postmaster.pid(),
-        version = bins.major,
+        version = launch.bins.major,
         "PostgreSQL is ready"
     );
     Ok(Cluster {
-        socket_dir: socket_dir.clone(),
+        socket_dir,
         port: PORT,
         owned: Some(Owned {
-            postmaster,
+            server: Arc::new(Server::new(launch, postmaster)),
             lock,
-            cluster_dir,
-            socket_dir,
-            log,
         }),
     })
 }

@@ -273,6 +273,11 @@ impl Postmaster {
         self.pid
     }
 
+    /// A handle that waits for this postmaster's exit without holding the Postmaster itself.
+    pub fn exit_watch(&self) -> ExitWatch {
+        ExitWatch(Arc::clone(&self.state))
+    }
+
     pub fn exit_status(&self) -> Option<ExitStatus> {
         self.state
             .0
@@ -337,6 +342,24 @@ impl Postmaster {
             tracing::warn!(pid = self.pid, "PostgreSQL had to be stopped forcibly");
         }
         Ok(())
+    }
+}
+
+/// Waits for one postmaster's exit (see [`Postmaster::exit_watch`]).
+pub(crate) struct ExitWatch(Arc<(Mutex<ExitState>, Condvar)>);
+
+impl ExitWatch {
+    /// Blocks until the postmaster has exited; its status.
+    pub fn wait(&self) -> ExitStatus {
+        let (lock, cvar) = &*self.0;
+        let state = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let state = cvar
+            .wait_while(state, |s| s.status.is_none())
+            .unwrap_or_else(|p| p.into_inner());
+        state.status.unwrap_or_else(|| {
+            use std::os::unix::process::ExitStatusExt;
+            ExitStatus::from_raw(0)
+        })
     }
 }
 

@@ -8,6 +8,8 @@ pub mod apply;
 pub mod compile;
 pub mod parse;
 pub mod pattern;
+#[cfg(test)]
+mod props;
 pub mod sections;
 pub mod syntax;
 pub mod watch;

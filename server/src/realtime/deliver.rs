@@ -361,7 +361,10 @@ async fn check_retrying(state: &SharedState, hub: &Hub, changes: &[Change]) -> O
         match check_batch(&state.pool, hub, changes).await {
             Ok(checked) => return Some(checked),
             Err(e) => {
-                tracing::warn!(error = %e, changes = changes.len(), "realtime: delivery check failed; retrying");
+                static REPEATS: crate::db::outage::Repeats = crate::db::outage::Repeats::new();
+                if let Some(held) = REPEATS.check() {
+                    tracing::warn!(error = %e, changes = changes.len(), "realtime: delivery check failed; retrying{held}");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     _ = shutdown.changed() => return None,
@@ -403,7 +406,10 @@ where
         match attempt().await {
             Ok(()) => return true,
             Err(e) => {
-                tracing::warn!(error = %e, "realtime: {what} failed; retrying");
+                static REPEATS: crate::db::outage::Repeats = crate::db::outage::Repeats::new();
+                if let Some(held) = REPEATS.check() {
+                    tracing::warn!(error = %e, "realtime: {what} failed; retrying{held}");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     _ = shutdown.changed() => return false,

@@ -675,3 +675,7 @@ fn envelope(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[path = "phoenix/props.rs"]
+mod props;

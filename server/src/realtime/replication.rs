@@ -207,12 +207,7 @@ fn check_name(kind: &str, name: &str) -> Result<(), ReplicationError> {
 }
 
 fn targets(config: &tokio_postgres::Config) -> Result<Vec<Target>, ReplicationError> {
-    use tokio_postgres::config::{Host, SslMode};
-    if matches!(config.get_ssl_mode(), SslMode::Require) {
-        return Err(ReplicationError::Config(
-            "TLS is not supported on the replication connection".into(),
-        ));
-    }
+    use tokio_postgres::config::Host;
     let hosts = config.get_hosts();
     if hosts.is_empty() {
         return Err(ReplicationError::Config("no host given".into()));
@@ -231,6 +226,40 @@ fn targets(config: &tokio_postgres::Config) -> Result<Vec<Target>, ReplicationEr
             Host::Unix(dir) => Target::Unix(dir.join(format!(".s.PGSQL.{}", port_of(i)))),
         })
         .collect())
+}
+
+/// TLS as the pools get it (`sslmode`, and the certificate check of `db::tls`): an SSLRequest
+/// first; the server answers `S` (then the handshake) or `N` (plain, unless TLS is required).
+async fn with_tls(
+    mut s: TcpStream,
+    host: &str,
+    mode: tokio_postgres::config::SslMode,
+) -> Result<Pin<Box<dyn Socket>>, ReplicationError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_postgres::config::SslMode;
+    if mode == SslMode::Disable {
+        return Ok(Box::pin(s));
+    }
+    let mut buf = BytesMut::new();
+    frontend::ssl_request(&mut buf);
+    s.write_all(&buf).await?;
+    let mut answer = [0u8];
+    s.read_exact(&mut answer).await?;
+    if answer[0] != b'S' {
+        if mode == SslMode::Require {
+            return Err(ReplicationError::Config(format!(
+                "the server at {host} does not offer TLS, which sslmode requires"
+            )));
+        }
+        return Ok(Box::pin(s));
+    }
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| ReplicationError::Config(format!("TLS server name {host:?}: {e}")))?;
+    let tls = tokio_rustls::TlsConnector::from(crate::db::tls::client_config())
+        .connect(name, s)
+        .await
+        .map_err(|e| ReplicationError::Config(format!("TLS with {host}: {e}")))?;
+    Ok(Box::pin(tls))
 }
 
 /// Waits for `fut` unless shutdown fires first.
@@ -308,7 +337,7 @@ impl ReplicationConnection {
                     Target::Tcp(host, port) => {
                         let s = TcpStream::connect((host.as_str(), *port)).await?;
                         s.set_nodelay(true)?;
-                        Box::pin(s)
+                        with_tls(s, host, config.get_ssl_mode()).await?
                     }
                     Target::Unix(path) => Box::pin(UnixStream::connect(path).await?),
                 };
@@ -415,7 +444,7 @@ impl ReplicationConnection {
                             "SASL mechanisms {mechanisms:?}"
                         )));
                     }
-                    // No TLS here, so no channel binding.
+                    // No channel binding (SCRAM-SHA-256, not -PLUS), with or without TLS.
                     let state = sasl::ScramSha256::new(
                         password.ok_or_else(need_password)?,
                         sasl::ChannelBinding::unsupported(),

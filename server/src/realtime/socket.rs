@@ -4,24 +4,28 @@
 //!
 //! Rejects: upgrades without a valid apikey (401) or with an unknown vsn (400); frames that do
 //! not parse, unknown events, oversized payloads (error reply, the socket stays); messages for
-//! topics not joined (error reply); floods over the per-socket rate (a `system` error, then
-//! close); sockets silent past the idle timeout, sockets whose send queue is full (slow
-//! consumers), and all sockets at shutdown (close frame).
+//! topics not joined (error reply); floods over the per-socket rate and frames over the hard cap
+//! (a `system` error, then close 1008 / 1009); sockets silent past the idle timeout, sockets whose
+//! send queue is full or whose writes stall (slow consumers: released at once, without waiting for
+//! the peer), and all sockets at shutdown (close frame). Every close but a slow consumer's is
+//! graceful: the close frame, then FIN, then the peer's last bytes are read and dropped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{
     CloseFrame, Role, WebSocketConfig, frame::coding::CloseCode,
 };
-use tokio_tungstenite::tungstenite::{Message, handshake::derive_accept_key};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, handshake::derive_accept_key};
 
 use super::authorize::{self, ChannelPermissions};
 use super::hub::{ChanId, Hub, Membership};
@@ -46,6 +50,10 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const RATE_PER_SEC: f64 = 200.0;
 /// How often joined channels' tokens are checked for expiry.
 const TOKEN_CHECK: Duration = Duration::from_secs(5);
+/// How long the goodbye (queued errors, the close frame, the peer's last bytes) may take.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// What a closing socket reads and drops at most while waiting for the peer to close.
+const LINGER_BYTES: usize = 64 * 1024 * 1024;
 
 /// Explicit buffer sizes: tungstenite's defaults (128 KiB read buffer per socket, unbounded write
 /// buffer) would make idle sockets costly and slow ones unbounded.
@@ -162,6 +170,8 @@ enum Exit {
     SlowConsumer,
     Idle,
     Flood,
+    /// A frame over the hard cap (4× the message cap).
+    TooLarge,
 }
 
 /// Runs one socket until the client leaves, falls behind, floods, idles out, or doska stops.
@@ -186,7 +196,7 @@ where
     let mut last_seen = Instant::now();
     let mut allowance = 2.0 * RATE_PER_SEC;
     let mut last_refill = Instant::now();
-    let exit = loop {
+    let exit = 'socket: loop {
         if *shutdown.borrow() {
             break Exit::Shutdown;
         }
@@ -196,29 +206,17 @@ where
             out = queue.recv() => {
                 // The connection holds a sender itself, so the queue never ends here.
                 let Some(msg) = out else { break Exit::ClientGone };
-                // What else is already queued goes out with it: one flush (one write, mostly)
-                // per batch instead of one per message.
-                let mut next = Some(msg);
-                let mut written = 0;
-                let mut failed = false;
-                while let Some(msg) = next.take() {
-                    if let Some(encoded) = msg.encode(conn.vsn) {
-                        let frame = match encoded {
-                            Encoded::Text(t) => Message::text(t),
-                            Encoded::Binary(b) => Message::binary(b),
-                        };
-                        if sink.feed(frame).await.is_err() {
-                            failed = true;
-                            break;
+                // A peer that stops reading blocks this write: it must not hold the socket (and
+                // its channels) hostage, so a full queue, shutdown or a long stall end it here.
+                tokio::select! {
+                    written = write_batch(&mut sink, &mut queue, conn.vsn, msg) => {
+                        if !written {
+                            break 'socket Exit::ClientGone;
                         }
                     }
-                    written += 1;
-                    if written < WRITE_BATCH {
-                        next = queue.try_recv().ok();
-                    }
-                }
-                if failed || sink.flush().await.is_err() {
-                    break Exit::ClientGone;
+                    _ = overflowed.notified() => break 'socket Exit::SlowConsumer,
+                    _ = shutdown.changed() => break 'socket Exit::Shutdown,
+                    _ = tokio::time::sleep(IDLE_TIMEOUT) => break 'socket Exit::SlowConsumer,
                 }
             }
             _ = token_check.tick() => {
@@ -228,7 +226,15 @@ where
                 }
             }
             incoming = stream.next() => {
-                let Some(Ok(message)) = incoming else { break Exit::ClientGone };
+                let message = match incoming {
+                    Some(Ok(message)) => message,
+                    Some(Err(WsError::Capacity(_))) => {
+                        let max = 4 * conn.state.config.realtime_max_message_bytes;
+                        conn.system_error(None, &format!("frame too large: over {max} bytes"));
+                        break Exit::TooLarge;
+                    }
+                    _ => break Exit::ClientGone,
+                };
                 last_seen = Instant::now();
                 let now = Instant::now();
                 allowance = (allowance + now.duration_since(last_refill).as_secs_f64() * RATE_PER_SEC)
@@ -254,27 +260,100 @@ where
             }
         }
     };
+    // Released first, whatever the peer does next: its channels leave the hub (presence leaves go
+    // to the others) before any byte of the goodbye is written.
     for joined in conn.channels.values() {
         conn.hub.leave(joined.chan);
     }
+    conn.channels.clear();
     let (code, reason) = match exit {
-        Exit::ClientGone => return,
+        Exit::ClientGone => {
+            // tungstenite answers a client's close frame on the next write: send that answer.
+            let _ = tokio::time::timeout(CLOSE_GRACE, sink.flush()).await;
+            return;
+        }
         Exit::Shutdown => (CloseCode::Away, "server shutting down"),
         Exit::SlowConsumer => (CloseCode::Policy, "too slow: send queue full"),
         Exit::Idle => (CloseCode::Policy, "idle timeout: no heartbeat"),
         Exit::Flood => (CloseCode::Policy, "rate limit exceeded"),
+        Exit::TooLarge => (CloseCode::Size, "frame too large"),
     };
-    // Whatever is queued (a flood's system error) goes first, without waiting on a slow peer.
-    while let Ok(msg) = queue.try_recv() {
-        if let Some(Encoded::Text(t)) = msg.encode(conn.vsn) {
-            let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::text(t))).await;
-        }
-    }
     let close = Message::Close(Some(CloseFrame {
         code,
         reason: reason.into(),
     }));
-    let _ = tokio::time::timeout(Duration::from_secs(2), sink.send(close)).await;
+    if matches!(exit, Exit::SlowConsumer) {
+        // It reads nothing: one short try at the close frame, then the connection is dropped.
+        let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close)).await;
+        return;
+    }
+    // Whatever is queued (a flood's system error) goes first, then the close frame.
+    let goodbye = async {
+        while let Ok(msg) = queue.try_recv() {
+            if let Some(encoded) = msg.encode(conn.vsn) {
+                sink.feed(encoded.into()).await?;
+            }
+        }
+        sink.send(close).await
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
+    if let Ok(mut ws) = sink.reunite(stream) {
+        linger(ws.get_mut()).await;
+    }
+}
+
+/// Writes `first` and what else is already queued (up to [`WRITE_BATCH`]), then flushes once:
+/// one write (mostly) per batch instead of one per message. False once the peer is gone.
+async fn write_batch<S>(
+    sink: &mut SplitSink<WebSocketStream<S>, Message>,
+    queue: &mut mpsc::Receiver<ServerMessage>,
+    vsn: Vsn,
+    first: ServerMessage,
+) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut next = Some(first);
+    let mut written = 0;
+    while let Some(msg) = next.take() {
+        if let Some(encoded) = msg.encode(vsn)
+            && sink.feed(encoded.into()).await.is_err()
+        {
+            return false;
+        }
+        written += 1;
+        if written < WRITE_BATCH {
+            next = queue.try_recv().ok();
+        }
+    }
+    sink.flush().await.is_ok()
+}
+
+/// A graceful end after our close frame: the write half is shut (FIN), and what the peer still
+/// sends (the rest of a flood or of an over-size frame, its own close frame) is read and dropped
+/// until it closes too. Closing with unread bytes would make the kernel answer with a reset, which
+/// can discard the close frame before the client reads it (clients then report 1006). Bounded in
+/// time and bytes.
+async fn linger<S>(io: &mut S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
+    if tokio::time::timeout_at(deadline, io.shutdown())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut buf = [0u8; 8 * 1024];
+    let mut budget = LINGER_BYTES;
+    while budget > 0 {
+        match tokio::time::timeout_at(deadline, io.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => budget = budget.saturating_sub(n),
+            _ => return,
+        }
+    }
 }
 
 struct Connection {
@@ -692,5 +771,14 @@ impl Connection {
             PresenceOp::Untrack => self.hub.untrack(chan),
         }
         self.reply(frame, true, json!({}));
+    }
+}
+
+impl From<Encoded> for Message {
+    fn from(encoded: Encoded) -> Message {
+        match encoded {
+            Encoded::Text(t) => Message::text(t),
+            Encoded::Binary(b) => Message::binary(b),
+        }
     }
 }

@@ -323,7 +323,7 @@ impl Catalog {
         let client = match &mut self.client {
             Some(client) if !client.is_closed() => client,
             slot => {
-                let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+                let (client, connection) = config.connect(crate::db::tls::connector()).await?;
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {
                         tracing::debug!(error = %e, "realtime: catalog connection ended");

@@ -329,25 +329,40 @@ async fn planned_rows(
 
 fn tx_error(e: TxError, anonymous: bool) -> RestError {
     match e {
-        TxError::Pool(e) => {
-            tracing::warn!(error = %e, "rest: no database connection");
-            RestError::Unavailable {
-                code: "PGRST003",
-                message: "Timed out acquiring connection from connection pool.".into(),
-            }
-        }
+        TxError::Pool(e) => pool_error(&e),
         TxError::Db(e) => db_error(&e, anonymous),
+    }
+}
+
+/// No connection from the pool, as PostgREST says it: every connection busy past the wait is
+/// PGRST003 (504); a server that cannot be reached is PGRST000 (503), which clients retry.
+pub fn pool_error(e: &deadpool_postgres::PoolError) -> RestError {
+    use deadpool_postgres::{PoolError, TimeoutType};
+    crate::db::outage::unavailable("rest", e);
+    match e {
+        PoolError::Timeout(TimeoutType::Wait) => RestError::Unavailable {
+            code: "PGRST003",
+            message: "Timed out acquiring connection from connection pool.".into(),
+        },
+        _ => RestError::Unavailable {
+            code: "PGRST000",
+            message: "Could not connect with the database".into(),
+        },
     }
 }
 
 /// A database error as the REST door reports it.
 pub fn db_error(e: &tokio_postgres::Error, anonymous: bool) -> RestError {
-    let Some(db) = e.as_db_error() else {
-        tracing::warn!(error = %e, "rest: database connection error");
-        return RestError::Unavailable {
-            code: "PGRST000",
-            message: "Could not connect with the database".into(),
-        };
+    let db = match e.as_db_error() {
+        Some(db) if !crate::db::outage::is_unavailable_code(db.code().code()) => db,
+        // The connection is gone, or the server is shutting down, crashed or still recovering.
+        _ => {
+            crate::db::outage::unavailable("rest", e);
+            return RestError::Unavailable {
+                code: "PGRST000",
+                message: "Could not connect with the database".into(),
+            };
+        }
     };
     let code = db.code().code();
     if code == "PGRST" {

@@ -790,13 +790,23 @@ pub fn parse_order(s: &str) -> Result<Vec<OrderTerm>, GrammarError> {
 }
 
 /// Splits a query key like `rel.sub.col` into its embed path and last segment, ignoring dots
-/// inside double quotes.
+/// inside double quotes (where `\"` is a quote, not the end of the name).
 pub fn split_key(k: &str) -> Vec<String> {
     let mut parts = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
+    let mut escaped = false;
     for ch in k.chars() {
+        if escaped {
+            escaped = false;
+            cur.push(ch);
+            continue;
+        }
         match ch {
+            '\\' if quoted => {
+                escaped = true;
+                cur.push(ch);
+            }
             '"' => {
                 quoted = !quoted;
                 cur.push(ch);
@@ -808,3 +818,7 @@ pub fn split_key(k: &str) -> Vec<String> {
     parts.push(cur);
     parts
 }
+
+#[cfg(test)]
+#[path = "grammar_props.rs"]
+mod props;

@@ -27,7 +27,7 @@ pub fn spawn(
             if *shutdown.borrow() {
                 return;
             }
-            let connected = config.connect(tokio_postgres::NoTls).await;
+            let connected = config.connect(crate::db::tls::connector()).await;
             let (client, mut conn) = match connected {
                 Ok(c) => c,
                 Err(e) => {

@@ -320,7 +320,10 @@ fn tx_rollback(cache: &schema::SchemaCache, prefer: &mut request::Preferences) -
 
 fn jwt_error(e: JwtError) -> RestError {
     let code = match e {
-        JwtError::Expired | JwtError::NotYetValid | JwtError::BadClaims => "PGRST303",
+        JwtError::Expired
+        | JwtError::NotYetValid
+        | JwtError::IssuedInFuture
+        | JwtError::BadClaims => "PGRST303",
         _ => "PGRST301",
     };
     RestError::Jwt {

@@ -30,10 +30,7 @@ pub async fn serve(
         .await
         .map_err(|e| match e {
             crate::db::caller::TxError::Db(e) => db_error(&e, anonymous),
-            crate::db::caller::TxError::Pool(_) => RestError::Unavailable {
-                code: "PGRST003",
-                message: "Timed out acquiring connection from connection pool.".into(),
-            },
+            crate::db::caller::TxError::Pool(e) => super::execute::pool_error(&e),
         })?;
     let rows = tx
         .client()

@@ -875,3 +875,7 @@ fn logic_cond(shape: &Shape, alias: &str, tree: &LogicTree) -> Result<Cond, Plan
 #[cfg(test)]
 #[path = "plan_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "plan_props.rs"]
+mod props;

@@ -39,7 +39,7 @@ fn fk(name: &str, table: &str, cols: &[&str], ftable: &str, fcols: &[&str]) -> F
 
 /// films → directors (m2o), roles junction films ↔ actors (m2m), specs one-to-one,
 /// employees self-reference, messages with two keys to actors.
-fn cache() -> SchemaCache {
+pub(super) fn cache() -> SchemaCache {
     let mut c = SchemaCache {
         schemas: vec!["public".into()],
         ..Default::default()

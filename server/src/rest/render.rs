@@ -238,7 +238,8 @@ pub fn json_to_csv(body: &str) -> String {
 /// The response for an error.
 pub fn error(e: &RestError) -> Response<Body> {
     let status = e.status();
-    if status >= 500 {
+    // A database that cannot be reached was logged (rate-limited) where it was found.
+    if status >= 500 && !matches!(e, RestError::Unavailable { .. }) {
         tracing::warn!(status, body = %e.body(), "rest: server-side error");
     }
     let mut res = Response::new(full(e.body().to_string()));

@@ -56,7 +56,18 @@ impl ApiError {
                     }
                     StorageError::InvalidRange => (S::RANGE_NOT_SATISFIABLE, "InvalidRange"),
                     StorageError::Conflict => (S::CONFLICT, "ResourceLocked"),
-                    StorageError::Body(_) => (S::BAD_REQUEST, "InvalidRequest"),
+                    StorageError::Body(_) | StorageError::InvalidInput(_) => {
+                        (S::BAD_REQUEST, "InvalidRequest")
+                    }
+                    StorageError::DiskFull => (S::INSUFFICIENT_STORAGE, "InsufficientStorage"),
+                    StorageError::Db(db) if e.is_db_unavailable() => {
+                        crate::db::outage::unavailable("storage", db);
+                        return (
+                            S::SERVICE_UNAVAILABLE,
+                            "DatabaseUnavailable",
+                            "The database is unavailable; retry shortly".into(),
+                        );
+                    }
                     StorageError::Db(_) | StorageError::Io(_) => {
                         tracing::error!(error = %e, "storage request failed");
                         return (

@@ -77,6 +77,10 @@ pub enum StorageError {
     /// The row changed under a write in a way it cannot resolve (deleted and recreated meanwhile).
     #[error("The object changed during the write; retry")]
     Conflict,
+    /// PostgreSQL refused a value the client sent (SQLSTATE class 22, data_exception): a NUL byte
+    /// in a bucket id, key or header (text cannot hold it), a token whose role does not exist.
+    #[error("Invalid request: {0}")]
+    InvalidInput(String),
     /// The client's body failed mid-way.
     #[error("reading the request body failed: {0}")]
     Body(String),
@@ -84,6 +88,21 @@ pub enum StorageError {
     Db(TxError),
     #[error("storage I/O failed: {0}")]
     Io(std::io::Error),
+    /// The file store's disk (or the account's quota) is full; the write kept nothing.
+    #[error("The storage disk is full: nothing was stored; retry once space is freed")]
+    DiskFull,
+}
+
+impl StorageError {
+    /// The database could not be reached (down, restarting): the client may retry.
+    pub fn is_db_unavailable(&self) -> bool {
+        matches!(self, StorageError::Db(e) if e.is_unavailable())
+    }
+}
+
+/// ENOSPC (no space left on device) or EDQUOT (disk quota exceeded).
+fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 impl From<TxError> for StorageError {
@@ -103,7 +122,11 @@ impl From<tokio_postgres::Error> for StorageError {
 
 impl From<std::io::Error> for StorageError {
     fn from(e: std::io::Error) -> Self {
-        StorageError::Io(e)
+        if is_disk_full(&e) {
+            StorageError::DiskFull
+        } else {
+            StorageError::Io(e)
+        }
     }
 }
 
@@ -116,6 +139,12 @@ fn from_db(e: &tokio_postgres::Error) -> Option<StorageError> {
         "23503" => StorageError::NoSuchBucket, // foreign_key_violation (bucket gone)
         "22P02" => StorageError::InvalidKey("malformed value".into()), // invalid_text_representation
         "P0002" => StorageError::NoSuchUpload, // storage.doska_adopt_upload: upload gone or foreign
+        // data_exception: the client's value (22021 a NUL byte in text, 22023 `set_config('role')`
+        // of a role that does not exist, 22001 a value too long, …), never the server's fault.
+        c if c.starts_with("22") => StorageError::InvalidInput(
+            e.as_db_error()
+                .map_or_else(|| c.to_string(), |d| d.message().to_string()),
+        ),
         _ => return None,
     })
 }
@@ -511,6 +540,15 @@ macro_rules! upsert_sql {
     };
 }
 
+/// Run before an overwrite's row statement in the same transaction: waits for any concurrent
+/// overwrite of the key to finish and locks the row as it then is. Without it, the row statement's
+/// `old` (read with the snapshot its statement began with) names the version that was there before
+/// a concurrent overwrite committed — not the one this write actually replaces — and the replaced
+/// version's file was left for the orphan sweep (issue #12: 4–8 of 20 parallel overwrites). With
+/// the row locked first, the row statement starts after the competitor's commit and sees it.
+const LOCK_ROW_SQL: &str =
+    "select 1 from storage.objects where bucket_id = $1 and name = $2 for update";
+
 /// The row statement of an overwrite (`x-upsert`, PUT, S3 PUT) as the check runs it:
 /// `doska policies test` runs it too.
 pub const UPSERT_SQL: &str = upsert_sql!("");
@@ -639,6 +677,11 @@ impl RowValues {
         }
     }
 
+    /// `$1` bucket, `$2` key: the parameters of [`LOCK_ROW_SQL`].
+    fn key_params(&self) -> [(&(dyn ToSql + Sync), Type); 2] {
+        [(&self.bucket, Type::TEXT), (&self.key, Type::TEXT)]
+    }
+
     fn params(&self) -> [(&(dyn ToSql + Sync), Type); 8] {
         [
             (&self.id, Type::UUID),
@@ -750,7 +793,7 @@ fn write_error(e: WriteError, limit: Option<u64>) -> StorageError {
             limit: limit.unwrap_or(0),
         },
         WriteError::Body(b) => StorageError::Body(b.to_string()),
-        WriteError::Io(e) => StorageError::Io(e),
+        WriteError::Io(e) => e.into(),
     }
 }
 

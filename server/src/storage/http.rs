@@ -226,16 +226,18 @@ async fn json_body(req: Request<Incoming>, limit: u64) -> Result<Value, ApiError
     serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))
 }
 
-fn bucket_spec(v: &Value) -> Result<BucketSpec, ApiError> {
+pub(super) fn bucket_spec(v: &Value) -> Result<BucketSpec, ApiError> {
     let limit = match v.get("file_size_limit") {
         None => None,
         Some(Value::Null) => Some(None),
         Some(Value::Number(n)) => Some(n.as_i64().filter(|n| *n > 0)),
-        Some(Value::String(s)) => Some(Some(
+        // As for a number, 0 clears the limit; a size past i64 is refused, not wrapped negative.
+        Some(Value::String(s)) => Some(
             crate::config::parse_size(s)
-                .map(|n| n as i64)
-                .ok_or_else(|| ApiError::BadRequest(format!("file_size_limit `{s}`")))?,
-        )),
+                .and_then(|n| i64::try_from(n).ok())
+                .ok_or_else(|| ApiError::BadRequest(format!("file_size_limit `{s}`")))
+                .map(|n| (n > 0).then_some(n))?,
+        ),
         Some(_) => return Err(ApiError::BadRequest("file_size_limit".into())),
     };
     let mimes = match v.get("allowed_mime_types") {
@@ -708,5 +710,18 @@ mod tests {
             StatusCode::UNSUPPORTED_MEDIA_TYPE
         );
         assert_eq!(s(StorageError::Denied), StatusCode::FORBIDDEN);
+    }
+
+    /// Found by the bucket-settings property: a size string past i64 became a negative limit
+    /// (refusing every upload), and "0" a limit of 0 where the number 0 clears the limit.
+    #[test]
+    fn size_strings_past_i64_are_refused_and_zero_clears() {
+        let limit =
+            |v: &str| bucket_spec(&json!({ "file_size_limit": v })).map(|s| s.file_size_limit);
+        assert!(limit("9223372036854775808").is_err());
+        assert!(limit("17179869184G").is_err());
+        assert_eq!(limit("0").unwrap(), Some(None));
+        assert_eq!(limit("10K").unwrap(), Some(Some(10240)));
+        assert_eq!(limit("9223372036854775807").unwrap(), Some(Some(i64::MAX)));
     }
 }

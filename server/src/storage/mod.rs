@@ -15,6 +15,9 @@ pub mod s3;
 pub mod s3_keys;
 pub mod tus;
 
+#[cfg(test)]
+mod props;
+
 use std::{sync::Arc, time::Duration};
 
 use crate::state::AppState;

@@ -21,12 +21,16 @@ use crate::http::body::{self, Body};
 
 const TUS_VERSION: &str = "1.0.0";
 
-/// Upload-Metadata: `key base64value,key base64value`.
-fn metadata(h: &str) -> HashMap<String, String> {
+/// Upload-Metadata: `key base64value,key base64value`; empty items (`a YQ==,`, an empty header)
+/// are no keys.
+pub(super) fn metadata(h: &str) -> HashMap<String, String> {
     h.split(',')
         .filter_map(|pair| {
             let mut it = pair.trim().splitn(2, ' ');
             let k = it.next()?.trim();
+            if k.is_empty() {
+                return None;
+            }
             let v = it.next().unwrap_or("").trim();
             let v = base64::engine::general_purpose::STANDARD.decode(v).ok()?;
             Some((k.to_string(), String::from_utf8(v).ok()?))
@@ -211,5 +215,15 @@ mod tests {
         assert_eq!(m["bucketName"], "materials");
         assert_eq!(m["objectName"], "a/b c.txt");
         assert_eq!(m["empty"], "");
+    }
+
+    /// Found by the metadata round-trip property: an empty header (or a trailing comma) read as a
+    /// key named "".
+    #[test]
+    fn empty_items_are_no_keys() {
+        assert!(metadata("").is_empty());
+        let m = metadata("a YQ==, ,");
+        assert_eq!(m.len(), 1);
+        assert_eq!(m["a"], "a");
     }
 }

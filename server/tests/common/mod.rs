@@ -24,6 +24,7 @@ use http_body_util::{BodyExt, Full};
 use tokio::sync::watch;
 use tokio_postgres::{Client, NoTls};
 
+pub mod manual_pg;
 pub mod phx;
 
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";

@@ -25,6 +25,8 @@ pub struct Phx {
     next_ref: u64,
     /// Messages read while waiting for something else (a join reply).
     pending: std::collections::VecDeque<Incoming>,
+    /// Why the socket ended (a close frame, an error, the end of the stream), once it has.
+    ended: Option<String>,
 }
 
 impl Phx {
@@ -41,6 +43,7 @@ impl Phx {
             ws,
             next_ref: 0,
             pending: Default::default(),
+            ended: None,
         })
     }
 
@@ -87,6 +90,11 @@ impl Phx {
         }
     }
 
+    /// Why the socket ended, once it has (`next` then answers `None` at once).
+    pub fn ended(&self) -> Option<&str> {
+        self.ended.as_deref()
+    }
+
     /// The next message within `wait`; `None` on timeout or when the socket ended.
     pub async fn next(&mut self, wait: Duration) -> Option<Incoming> {
         if let Some(m) = self.pending.pop_front() {
@@ -98,10 +106,18 @@ impl Phx {
     async fn read(&mut self, wait: Duration) -> Option<Incoming> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let msg = tokio::time::timeout_at(deadline, self.ws.next())
-                .await
-                .ok()??
-                .ok()?;
+            let msg = match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return None,
+                Ok(None) => {
+                    self.ended.get_or_insert_with(|| "end of stream".into());
+                    return None;
+                }
+                Ok(Some(Err(e))) => {
+                    self.ended.get_or_insert_with(|| e.to_string());
+                    return None;
+                }
+                Ok(Some(Ok(m))) => m,
+            };
             match msg {
                 Message::Text(t) => {
                     let v: Value = serde_json::from_str(t.as_str()).expect("a JSON frame");
@@ -113,7 +129,10 @@ impl Phx {
                     });
                 }
                 Message::Binary(b) => return Some(decode_broadcast(&b)),
-                Message::Close(_) => return None,
+                Message::Close(frame) => {
+                    self.ended = Some(format!("closed by the server: {frame:?}"));
+                    return None;
+                }
                 _ => {}
             }
         }

@@ -503,6 +503,62 @@ proptest! {
         let _ = d.decode(&bytes);
     }
 
+    /// Well-framed changes on a generated relation: any column count and types, tuples of any
+    /// declared width with cells of every kind (null, unchanged TOAST, text, binary, unknown).
+    #[test]
+    fn decoder_never_panics_on_well_framed_changes(
+        oids in prop::collection::vec(
+            prop::sample::select(vec![16i32, 20, 21, 23, 25, 114, 700, 701, 1009, 1184, 1700, 2950, 3802, 99_999]),
+            0..6,
+        ),
+        identity in prop::sample::select(b"dfinx".to_vec()),
+        tag in prop::sample::select(b"IUD".to_vec()),
+        old_kind in prop::sample::select(b"NKOx".to_vec()),
+        cells in prop::collection::vec((prop::sample::select(b"nutbx".to_vec()), "\\PC{0,12}"), 0..8),
+        declared in prop::option::of(-1i16..10),
+    ) {
+        let mut rel = Msg::tag(b'R')
+            .i32(16_390)
+            .str("public")
+            .str("t")
+            .u8(identity)
+            .i16(oids.len() as i16);
+        for (i, oid) in oids.iter().enumerate() {
+            rel = rel.column(i == 0, &format!("c{i}"), *oid);
+        }
+        let mut d = Decoder::new();
+        prop_assume!(d.decode(&rel.0).is_ok());
+        d.decode(&begin()).unwrap();
+        let tuple = |mut m: Msg| {
+            m = m.i16(declared.unwrap_or(cells.len() as i16));
+            for (kind, text) in &cells {
+                m = match kind {
+                    b't' => m.text(text),
+                    b'b' => {
+                        let mut m = m.u8(b'b').i32(text.len() as i32);
+                        m.0.extend_from_slice(text.as_bytes());
+                        m
+                    }
+                    k => m.u8(*k),
+                };
+            }
+            m
+        };
+        let mut m = Msg::tag(tag).i32(16_390);
+        match tag {
+            b'I' => m = tuple(m.u8(b'N')),
+            b'D' => m = tuple(m.u8(old_kind)),
+            _ => {
+                m = tuple(m.u8(old_kind));
+                if old_kind != b'N' {
+                    m = tuple(m.u8(b'N'));
+                }
+            }
+        }
+        let _ = d.decode(&m.0);
+        let _ = d.decode(&commit());
+    }
+
     #[test]
     fn typed_value_never_panics(oid in prop::sample::select(vec![16u32, 20, 21, 23, 114, 700, 701, 1000, 1007, 1009, 1231, 1700, 3802, 3807]), text in ".*") {
         let _ = typed_value(oid, &text);

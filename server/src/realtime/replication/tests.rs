@@ -1,4 +1,5 @@
 use super::*;
+use proptest::prelude::*;
 
 fn xlog(data: &[u8], wal_start: u64) -> XLogData {
     XLogData {
@@ -69,4 +70,58 @@ fn server_errors_keep_code_and_detail() {
     let e = server_error(body);
     assert_eq!(e.sqlstate(), Some("42710"));
     assert!(e.to_string().contains("already exists (more)"));
+}
+
+proptest! {
+    #![proptest_config(crate::props::budget(512))]
+
+    /// What the server sends, cut anywhere: frames are split out or refused, and each frame is
+    /// handled (XLogData, keepalive, error, copy done) or refused — never a panic, and the
+    /// progress it records never goes back.
+    #[test]
+    fn the_stream_framing_never_panics(
+        frames in prop::collection::vec(
+            (
+                prop::sample::select(b"dcENSZWx".to_vec()),
+                prop::sample::select(b"wkq".to_vec()),
+                prop::collection::vec(any::<u8>(), 0..40),
+                -2i32..60,
+            ),
+            0..6,
+        ),
+        chunk in 1usize..32,
+    ) {
+        let mut wire = Vec::new();
+        for (tag, kind, body, skew) in &frames {
+            let mut payload = vec![*kind];
+            payload.extend_from_slice(body);
+            wire.push(*tag);
+            // Mostly the true length; sometimes a wrong one.
+            let len = if *skew >= 0 && *skew < 50 { payload.len() as i32 + 4 } else { *skew };
+            wire.extend_from_slice(&len.to_be_bytes());
+            wire.extend_from_slice(&payload);
+        }
+        let mut buf = BytesMut::new();
+        let mut progress = Progress::default();
+        'read: for piece in wire.chunks(chunk) {
+            buf.extend_from_slice(piece);
+            loop {
+                match take_frame(&mut buf) {
+                    Ok(Some(frame)) => {
+                        let before = progress.received;
+                        let _ = handle_frame(frame, &mut progress);
+                        prop_assert!(progress.received >= before);
+                    }
+                    Ok(None) => break,
+                    Err(_) => break 'read,
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn server_errors_and_rows_never_panic(body in prop::collection::vec(any::<u8>(), 0..80)) {
+        let _ = server_error(&body).to_string();
+        let _ = data_row(&body);
+    }
 }

@@ -175,11 +175,19 @@ impl Storage {
             ]
         });
         let params = row.params();
-        let mut statements: Vec<(&str, &[Param])> = vec![(sql, &params)];
+        let key_params = row.key_params();
+        let mut statements: Vec<(&str, &[Param])> = Vec::with_capacity(3);
+        if spec.upsert {
+            statements.push((LOCK_ROW_SQL, &key_params));
+        }
+        statements.push((sql, &params));
         if let Some(p) = &adopt_params {
             statements.push(("select storage.doska_adopt_upload($1, $2, $3, $4)", p));
         }
         let mut results = self.pipelined(actor, &statements, true).await?.into_iter();
+        if spec.upsert {
+            results.next().expect("one result per statement")?;
+        }
         // No row: the key now belongs to another object (deleted and recreated by someone else
         // while the bytes flowed); the guarded statement wrote nothing.
         let rows = results.next().expect("one result per statement")?;
@@ -253,23 +261,34 @@ impl Storage {
         let version = Uuid::new_v4();
         let row = RowValues::new(actor, spec, self.backend.new_object_id(), version, metadata);
         let sql = if spec.upsert { UPSERT_SQL } else { INSERT_SQL };
+        let (params, key_params) = (row.params(), row.key_params());
+        let bucket_params: [Param; 1] = [(&spec.bucket, Type::TEXT)];
+        let mut statements: Vec<(&str, &[Param])> = vec![(LIMITS_SQL, &bucket_params)];
+        if spec.upsert {
+            // As in `commit_row`: the row statement must see a concurrent overwrite's commit.
+            statements.push((LOCK_ROW_SQL, &key_params));
+        }
+        statements.push((sql, &params));
         let (tx, results) = RequestTx::pipelined_open(
             &self.pool,
             &actor.caller,
             &Self::info(actor),
             self.statement_timeout_ms,
-            &[
-                (LIMITS_SQL, &[(&spec.bucket, Type::TEXT)]),
-                (sql, &row.params()),
-            ],
+            &statements,
         )
         .await?;
         let checked = (|| {
             let mut results = results.into_iter();
-            let (limits, written) = match (results.next(), results.next()) {
-                (Some(l), Some(w)) => (l?, w),
-                _ => unreachable!("two statements, two results"),
-            };
+            let limits = results.next().expect("one result per statement");
+            let locked = spec
+                .upsert
+                .then(|| results.next().expect("one result per statement"));
+            let written = results.next().expect("one result per statement");
+            // The bucket and its limits answer first (below); a failed lock only aborts the rest.
+            let limits = limits?;
+            if let Some(l) = locked {
+                l?;
+            }
             // The bucket and its limits answer first, as in `check_write`: a missing bucket is
             // NoSuchBucket even where the policies would also refuse the row.
             bucket_limits(&limits, spec, Some(size))?;

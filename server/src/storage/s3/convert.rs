@@ -14,15 +14,31 @@ pub(super) fn s3_err(e: StorageError) -> S3Error {
         StorageError::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
         StorageError::Denied => S3ErrorCode::AccessDenied,
         StorageError::TooLarge { .. } => S3ErrorCode::EntityTooLarge,
-        StorageError::MimeNotAllowed(_) | StorageError::InvalidKey(_) => {
-            S3ErrorCode::InvalidArgument
-        }
+        StorageError::MimeNotAllowed(_)
+        | StorageError::InvalidKey(_)
+        | StorageError::InvalidInput(_) => S3ErrorCode::InvalidArgument,
         StorageError::InvalidBucketName(_) => S3ErrorCode::InvalidBucketName,
         StorageError::InvalidPart(_) => S3ErrorCode::InvalidPart,
         StorageError::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
         StorageError::InvalidRange => S3ErrorCode::InvalidRange,
         StorageError::Conflict => S3ErrorCode::OperationAborted,
         StorageError::Body(_) => S3ErrorCode::IncompleteBody,
+        StorageError::DiskFull => {
+            // S3 has no code for it; MinIO answers 507 too (XMinioStorageFull).
+            let mut err = S3Error::with_message(
+                S3ErrorCode::Custom("InsufficientStorage".into()),
+                e.to_string(),
+            );
+            err.set_status_code(http::StatusCode::INSUFFICIENT_STORAGE);
+            return err;
+        }
+        StorageError::Db(db) if e.is_db_unavailable() => {
+            crate::db::outage::unavailable("s3", db);
+            return S3Error::with_message(
+                S3ErrorCode::ServiceUnavailable,
+                "The database is unavailable; retry shortly",
+            );
+        }
         StorageError::Db(_) | StorageError::Io(_) => {
             tracing::error!(error = %e, "S3 operation failed");
             return S3Error::with_message(S3ErrorCode::InternalError, "internal error");
