@@ -192,6 +192,7 @@ async fn site() -> Site {
         cache_control: None,
         user_metadata: None,
         declared_len: None,
+        extra: None,
     };
     core.put(
         &svc,

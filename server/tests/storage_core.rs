@@ -49,6 +49,7 @@ fn spec(bucket: &str, key: &str, upsert: bool) -> PutSpec {
         cache_control: None,
         user_metadata: None,
         declared_len: None,
+        extra: None,
     }
 }
 

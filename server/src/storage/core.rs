@@ -357,6 +357,10 @@ pub struct PutSpec {
     pub user_metadata: Option<Value>,
     /// The body length when the client declared it, so an oversized upload is refused before it streams.
     pub declared_len: Option<u64>,
+    /// More of the object's attributes, kept beside Supabase's keys in its `metadata` column: the
+    /// S3 door's `contentEncoding`, `contentDisposition`, `contentLanguage`, `expires` and
+    /// verified `checksum*` values (a JSON object; `None` keeps nothing more).
+    pub extra: Option<Value>,
 }
 
 /// One page of a listing.
@@ -503,16 +507,22 @@ pub fn multipart_etag(part_etags: &[String]) -> String {
     format!("\"{}-{}\"", hex::encode(h.finalize()), part_etags.len())
 }
 
-fn object_metadata(size: u64, etag: &str, content_type: &str, cache: &Option<String>) -> Value {
-    json!({
+fn object_metadata(size: u64, etag: &str, spec: &PutSpec) -> Value {
+    let mut m = json!({
         "eTag": etag,
         "size": size,
-        "mimetype": content_type,
-        "cacheControl": cache.clone().unwrap_or_else(|| "max-age=3600".into()),
+        "mimetype": spec.content_type,
+        "cacheControl": spec.cache_control.clone().unwrap_or_else(|| "max-age=3600".into()),
         "lastModified": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "contentLength": size,
         "httpStatusCode": 200,
-    })
+    });
+    if let (Some(Value::Object(extra)), Value::Object(m)) = (&spec.extra, &mut m) {
+        for (k, v) in extra {
+            m.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    m
 }
 
 const LIMITS_SQL: &str = "select file_size_limit, allowed_mime_types from storage.doska_bucket($1)";
@@ -569,6 +579,12 @@ const HEAD_SQL: &str = concat!(
     ", ",
     layout_column!(),
     " as parts from storage.objects where bucket_id = $1 and name = $2"
+);
+/// Sets keys of an object's `metadata` in place (its version and bytes stay): S3's object tags.
+const PATCH_METADATA_SQL: &str = concat!(
+    "update storage.objects set metadata = coalesce(metadata, '{}'::jsonb) || $3
+     where bucket_id = $1 and name = $2 returning ",
+    object_columns!()
 );
 /// What a deleting statement returns: the row and its layout (to remove its blobs).
 const GONE_COLUMNS: &str = concat!(object_columns!(), ", ", layout_column!(), " as parts");

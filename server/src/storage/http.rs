@@ -377,6 +377,7 @@ impl Api {
             cache_control: src.cache_control.clone(),
             user_metadata: src.user_metadata.clone(),
             declared_len: Some(src.size),
+            extra: None,
         };
         let info = self.core.copy(actor, &bucket, &from, &spec).await?;
         ok(json!({"Id": info.id, "Key": format!("{to_bucket}/{to}")}))
@@ -422,6 +423,7 @@ impl Api {
             cache_control: None,
             user_metadata: None,
             declared_len: None,
+            extra: None,
         };
         self.core.check_write(actor, &spec).await?;
         let owner = actor.caller.claims.get("sub").cloned();
@@ -564,6 +566,7 @@ impl Api {
             cache_control,
             user_metadata: metadata,
             declared_len: if body_is_form(&h) { None } else { declared_len },
+            extra: None,
         };
         Ok(self.core.put(actor, &spec, body).await?)
     }

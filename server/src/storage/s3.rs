@@ -31,6 +31,7 @@ use super::{
 use crate::{config::S3Keys, state::SharedState};
 
 mod convert;
+mod integrity;
 
 use convert::*;
 
@@ -179,8 +180,114 @@ impl S3Door {
         }
     }
 
-    fn s3_object(o: &ObjectInfo, enc: &Option<dto::EncodingType>) -> dto::Object {
+    /// A read's error: NoSuchKey becomes NoSuchBucket when the bucket is missing too (asked only
+    /// then, so a found object costs nothing more).
+    async fn read_err(&self, actor: &Actor, bucket: &str, e: StorageError) -> S3Error {
+        if matches!(e, StorageError::NoSuchKey)
+            && matches!(self.core.bucket_exists(actor, bucket).await, Ok(false))
+        {
+            return s3_error!(NoSuchBucket);
+        }
+        s3_err(e)
+    }
+
+    /// A write's `If-Match` / `If-None-Match` against the key's current version: If-Match needs
+    /// the key to exist (NoSuchKey) with a matching ETag (PreconditionFailed); If-None-Match fails
+    /// when it matches. Checked just before the write, so a write racing this one in between is
+    /// not seen (docs/storage.md).
+    async fn write_preconditions(
+        &self,
+        actor: &Actor,
+        bucket: &str,
+        key: &str,
+        if_match: &Option<dto::ETagCondition>,
+        if_none_match: &Option<dto::ETagCondition>,
+    ) -> S3Result<()> {
+        let current = match self.core.head(actor, bucket, key).await {
+            Ok(info) => Some(etag(&info.etag)),
+            Err(StorageError::NoSuchKey) => None,
+            Err(e) => return Err(s3_err(e)),
+        };
+        let is = |c: &dto::ETagCondition, e: &ETag| match c {
+            dto::ETagCondition::Any => true,
+            dto::ETagCondition::ETag(x) => x.value() == e.value(),
+        };
+        if let Some(c) = if_match {
+            match &current {
+                None => {
+                    return Err(self.read_err(actor, bucket, StorageError::NoSuchKey).await);
+                }
+                Some(e) if !is(c, e) => return Err(s3_error!(PreconditionFailed)),
+                Some(_) => {}
+            }
+        }
+        if let (Some(c), Some(e)) = (if_none_match, &current)
+            && is(c, e)
+        {
+            return Err(s3_error!(PreconditionFailed));
+        }
+        Ok(())
+    }
+
+    /// A delete's conditions (`If-Match`, `x-amz-if-match-last-modified-time`,
+    /// `x-amz-if-match-size`) against the key's current version: a mismatch is
+    /// PreconditionFailed; a missing key passes (deleting it changes nothing: 204, as in S3).
+    /// Checked just before the delete, as a write's are.
+    async fn delete_conditions(
+        &self,
+        actor: &Actor,
+        bucket: &str,
+        key: &str,
+        etag: Option<String>,
+        modified: Option<&Timestamp>,
+        size: Option<i64>,
+    ) -> S3Result<()> {
+        if etag.is_none() && modified.is_none() && size.is_none() {
+            return Ok(());
+        }
+        let info = match self.core.head(actor, bucket, key).await {
+            Ok(info) => info,
+            Err(StorageError::NoSuchKey) => return Ok(()),
+            Err(e) => return Err(s3_err(e)),
+        };
+        let etag_ok = etag
+            .as_deref()
+            .is_none_or(|e| e == "*" || e.trim_matches('"') == info.etag.trim_matches('"'));
+        let modified_ok = modified.is_none_or(|t| {
+            modified_secs(std::time::SystemTime::from(info.updated_at))
+                == modified_secs(std::time::SystemTime::from(time::OffsetDateTime::from(
+                    t.clone(),
+                )))
+        });
+        let size_ok = size.is_none_or(|s| s == info.size as i64);
+        if etag_ok && modified_ok && size_ok {
+            Ok(())
+        } else {
+            Err(s3_error!(PreconditionFailed))
+        }
+    }
+
+    /// Replaces an object's tags in place (its version and bytes stay).
+    async fn set_tags(
+        &self,
+        actor: &Actor,
+        bucket: &str,
+        key: &str,
+        tags: serde_json::Value,
+    ) -> S3Result<()> {
+        match self
+            .core
+            .patch_metadata(actor, bucket, key, &serde_json::json!({ "tags": tags }))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.read_err(actor, bucket, e).await),
+        }
+    }
+
+    fn s3_object(o: &ObjectInfo, enc: &Option<dto::EncodingType>, with_owner: bool) -> dto::Object {
         dto::Object {
+            owner: with_owner.then(|| owner(o.owner_id.as_deref())),
             e_tag: Some(etag(&o.etag)),
             key: Some(encode_key(enc, o.name.clone())),
             last_modified: Some(ts(o.updated_at)),
@@ -199,12 +306,27 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::ListBucketsInput>,
     ) -> S3Result<S3Response<dto::ListBucketsOutput>> {
-        let buckets = self
+        let mut buckets = self
             .core
             .list_buckets(&self.actor(&req).await?)
             .await
             .map_err(s3_err)?;
+        let i = &req.input;
+        // Pages by name: the continuation token is the last name returned.
+        buckets.sort_by(|a, b| a.id.cmp(&b.id));
+        buckets.retain(|b| {
+            i.prefix.as_deref().is_none_or(|p| b.id.starts_with(p))
+                && i.continuation_token
+                    .as_deref()
+                    .is_none_or(|t| b.id.as_str() > t)
+        });
+        let max = i.max_buckets.unwrap_or(10_000).clamp(1, 10_000) as usize;
+        let continuation_token = (buckets.len() > max).then(|| buckets[max - 1].id.clone());
+        buckets.truncate(max);
         Ok(S3Response::new(dto::ListBucketsOutput {
+            continuation_token,
+            prefix: i.prefix.clone(),
+            owner: Some(owner(None)),
             buckets: Some(
                 buckets
                     .into_iter()
@@ -215,7 +337,6 @@ impl S3 for S3Door {
                     })
                     .collect(),
             ),
-            ..Default::default()
         }))
     }
 
@@ -224,10 +345,26 @@ impl S3 for S3Door {
         req: S3Request<dto::CreateBucketInput>,
     ) -> S3Result<S3Response<dto::CreateBucketOutput>> {
         let b = &req.input.bucket;
-        self.core
-            .create_bucket(&self.actor(&req).await?, b, b, &BucketSpec::default())
+        // s3s checks the rest of S3's naming rules before the operation runs.
+        if b.contains(".-") || b.contains("-.") {
+            return Err(s3_error!(
+                InvalidBucketName,
+                "A bucket name may not hold a dot next to a hyphen"
+            ));
+        }
+        let actor = self.actor(&req).await?;
+        match self
+            .core
+            .create_bucket(&actor, b, b, &BucketSpec::default())
             .await
-            .map_err(s3_err)?;
+        {
+            // us-east-1 (doska's region) answers 200 to the operator re-creating a bucket, as AWS
+            // does to a bucket's owner there; the bucket and its objects stay as they were.
+            Err(StorageError::BucketExists) if actor.caller.role == "service_role" => {}
+            r => {
+                r.map_err(s3_err)?;
+            }
+        }
         Ok(S3Response::new(dto::CreateBucketOutput {
             location: Some(format!("/{b}")),
         }))
@@ -251,12 +388,124 @@ impl S3 for S3Door {
         Ok(S3Response::new(dto::GetBucketLocationOutput::default()))
     }
 
+    async fn get_bucket_acl(
+        &self,
+        req: S3Request<dto::GetBucketAclInput>,
+    ) -> S3Result<S3Response<dto::GetBucketAclOutput>> {
+        self.require_bucket(&self.actor(&req).await?, &req.input.bucket)
+            .await?;
+        let o = owner(None);
+        Ok(S3Response::new(dto::GetBucketAclOutput {
+            grants: Some(owner_grants(&o)),
+            owner: Some(o),
+        }))
+    }
+
+    async fn put_bucket_acl(
+        &self,
+        req: S3Request<dto::PutBucketAclInput>,
+    ) -> S3Result<S3Response<dto::PutBucketAclOutput>> {
+        let i = &req.input;
+        self.require_bucket(&self.actor(&req).await?, &i.bucket)
+            .await?;
+        acl_is_private(
+            i.acl.as_ref().map(|a| a.as_str()),
+            &i.access_control_policy,
+            i.grant_full_control.is_some()
+                || i.grant_read.is_some()
+                || i.grant_read_acp.is_some()
+                || i.grant_write.is_some()
+                || i.grant_write_acp.is_some(),
+        )?;
+        Ok(S3Response::new(dto::PutBucketAclOutput::default()))
+    }
+
+    async fn get_object_acl(
+        &self,
+        req: S3Request<dto::GetObjectAclInput>,
+    ) -> S3Result<S3Response<dto::GetObjectAclOutput>> {
+        let actor = self.actor(&req).await?;
+        let i = &req.input;
+        let info = match self.core.head(&actor, &i.bucket, &i.key).await {
+            Ok(info) => info,
+            Err(e) => return Err(self.read_err(&actor, &i.bucket, e).await),
+        };
+        let o = owner(info.owner_id.as_deref());
+        Ok(S3Response::new(dto::GetObjectAclOutput {
+            grants: Some(owner_grants(&o)),
+            owner: Some(o),
+            ..Default::default()
+        }))
+    }
+
+    async fn put_object_acl(
+        &self,
+        req: S3Request<dto::PutObjectAclInput>,
+    ) -> S3Result<S3Response<dto::PutObjectAclOutput>> {
+        let actor = self.actor(&req).await?;
+        let i = &req.input;
+        if let Err(e) = self.core.head(&actor, &i.bucket, &i.key).await {
+            return Err(self.read_err(&actor, &i.bucket, e).await);
+        }
+        acl_is_private(
+            i.acl.as_ref().map(|a| a.as_str()),
+            &i.access_control_policy,
+            i.grant_full_control.is_some()
+                || i.grant_read.is_some()
+                || i.grant_read_acp.is_some()
+                || i.grant_write.is_some()
+                || i.grant_write_acp.is_some(),
+        )?;
+        Ok(S3Response::new(dto::PutObjectAclOutput::default()))
+    }
+
+    /// Versioning is not built: a bucket's versioning was never enabled (S3 answers an empty
+    /// configuration then).
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<dto::GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<dto::GetBucketVersioningOutput>> {
+        self.require_bucket(&self.actor(&req).await?, &req.input.bucket)
+            .await?;
+        Ok(S3Response::new(dto::GetBucketVersioningOutput::default()))
+    }
+
     async fn delete_bucket(
         &self,
         req: S3Request<dto::DeleteBucketInput>,
     ) -> S3Result<S3Response<dto::DeleteBucketOutput>> {
+        let actor = self.actor(&req).await?;
+        let bucket = &req.input.bucket;
+        // As AWS does, pending multipart uploads do not keep a bucket alive: once no object is
+        // left, they are aborted and the bucket goes.
+        let page = self
+            .core
+            .list(&actor, bucket, "", None, None, 1)
+            .await
+            .map_err(s3_err)?;
+        if !page.objects.is_empty() {
+            return Err(s3_err(StorageError::BucketNotEmpty));
+        }
+        loop {
+            let uploads = self
+                .core
+                .list_uploads(&actor, bucket, "")
+                .await
+                .map_err(s3_err)?;
+            // A listing holds at most 1,000 uploads: a full one may have more behind it.
+            let full = uploads.len() >= 1000;
+            for u in uploads {
+                match self.core.abort_upload(&actor, bucket, &u.key, &u.id).await {
+                    Ok(()) | Err(StorageError::NoSuchUpload) => {}
+                    Err(e) => return Err(s3_err(e)),
+                }
+            }
+            if !full {
+                break;
+            }
+        }
         self.core
-            .delete_bucket(&self.actor(&req).await?, &req.input.bucket)
+            .delete_bucket(&actor, bucket)
             .await
             .map_err(s3_err)?;
         Ok(S3Response::new(dto::DeleteBucketOutput {}))
@@ -267,7 +516,56 @@ impl S3 for S3Door {
         req: S3Request<dto::PutObjectInput>,
     ) -> S3Result<S3Response<dto::PutObjectOutput>> {
         let actor = self.actor(&req).await?;
+        let trailer = req.trailing_headers.clone();
+        let sdk_algorithm = req
+            .headers
+            .get("x-amz-sdk-checksum-algorithm")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let input = req.input;
+        no_sse(&input.server_side_encryption, &input.sse_customer_algorithm)?;
+        let declared = integrity::Declared::new(
+            input.content_md5.clone(),
+            dto::Checksum {
+                checksum_crc32: input.checksum_crc32.clone(),
+                checksum_crc32c: input.checksum_crc32c.clone(),
+                checksum_crc64nvme: input.checksum_crc64nvme.clone(),
+                checksum_sha1: input.checksum_sha1.clone(),
+                checksum_sha256: input.checksum_sha256.clone(),
+                ..Default::default()
+            },
+            input
+                .checksum_algorithm
+                .as_ref()
+                .map(|a| a.as_str())
+                .or(sdk_algorithm.as_deref()),
+            trailer,
+        )?;
+        // If-Match / If-None-Match: <etag> are answered against the current version just before
+        // the write (`If-None-Match: *` is the storage core's create-only write).
+        if input.if_match.is_some()
+            || matches!(input.if_none_match, Some(dto::ETagCondition::ETag(_)))
+        {
+            self.write_preconditions(
+                &actor,
+                &input.bucket,
+                &input.key,
+                &input.if_match,
+                &input.if_none_match,
+            )
+            .await?;
+        }
+        let mut extra = integrity::declared_metadata(&declared);
+        if let Some(t) = &input.tagging {
+            extra.insert("tags".into(), tags_of_header(t)?);
+        }
+        Kept {
+            encoding: input.content_encoding,
+            disposition: input.content_disposition,
+            language: input.content_language,
+            expires: input.expires,
+        }
+        .to_metadata(&mut extra);
         let spec = PutSpec {
             bucket: input.bucket,
             key: input.key,
@@ -277,15 +575,23 @@ impl S3 for S3Door {
             cache_control: input.cache_control,
             user_metadata: user_metadata(input.metadata),
             declared_len: input.content_length.map(|l| l as u64),
+            extra: (!extra.is_empty()).then_some(serde_json::Value::Object(extra)),
         };
+        let (body, verdict) = integrity::checked(body_stream(input.body), declared);
         let info = self
             .core
-            .put(&actor, &spec, body_stream(input.body))
+            .put(&actor, &spec, body)
             .await
-            .map_err(s3_err)?;
+            .map_err(|e| verdict.error(e))?;
+        let sums = verdict.verified();
         Ok(S3Response::new(dto::PutObjectOutput {
             e_tag: Some(etag(&info.etag)),
             size: Some(info.size as i64),
+            checksum_crc32: sums.checksum_crc32,
+            checksum_crc32c: sums.checksum_crc32c,
+            checksum_crc64nvme: sums.checksum_crc64nvme,
+            checksum_sha1: sums.checksum_sha1,
+            checksum_sha256: sums.checksum_sha256,
             ..Default::default()
         }))
     }
@@ -296,11 +602,22 @@ impl S3 for S3Door {
     ) -> S3Result<S3Response<dto::GetObjectOutput>> {
         let actor = self.actor(&req).await?;
         let i = &req.input;
-        let (info, stream, span) = self
-            .core
-            .get(&actor, &i.bucket, &i.key, range_of(&i.range))
-            .await
-            .map_err(s3_err)?;
+        no_sse(&None, &i.sse_customer_algorithm)?;
+        let mut range = range_of(&i.range);
+        let mut parts_count = None;
+        if let Some(n) = i.part_number {
+            let info = match self.core.head(&actor, &i.bucket, &i.key).await {
+                Ok(info) => info,
+                Err(e) => return Err(self.read_err(&actor, &i.bucket, e).await),
+            };
+            let (r, count) = part_range(&info, n)?;
+            range = r;
+            parts_count = info.parts.is_some().then_some(count);
+        }
+        let (info, stream, span) = match self.core.get(&actor, &i.bucket, &i.key, range).await {
+            Ok(got) => got,
+            Err(e) => return Err(self.read_err(&actor, &i.bucket, e).await),
+        };
         preconditions(
             &info,
             &i.if_match,
@@ -315,6 +632,12 @@ impl S3 for S3Door {
             ),
             None => (info.size, None),
         };
+        let kept = Kept::of(&info);
+        // The kept checksums are the whole object's: a range or a part has none to show.
+        let sums = match span {
+            None => checksums_if(&info, &i.checksum_mode),
+            Some(_) => dto::Checksum::default(),
+        };
         Ok(S3Response::new(dto::GetObjectOutput {
             body: Some(StreamingBlob::new(Outgoing {
                 inner: sync_wrapper::SyncStream::new(stream),
@@ -323,11 +646,29 @@ impl S3 for S3Door {
             accept_ranges: Some("bytes".into()),
             content_length: Some(content_length as i64),
             content_range,
-            content_type: info.content_type.parse().ok(),
-            cache_control: info.cache_control.clone(),
+            // `response-*` query parameters override what is stored, as in S3.
+            content_type: i
+                .response_content_type
+                .clone()
+                .or_else(|| info.content_type.parse().ok()),
+            cache_control: i
+                .response_cache_control
+                .clone()
+                .or_else(|| info.cache_control.clone()),
+            content_encoding: i.response_content_encoding.clone().or(kept.encoding),
+            content_disposition: i.response_content_disposition.clone().or(kept.disposition),
+            content_language: i.response_content_language.clone().or(kept.language),
+            expires: i.response_expires.clone().or(kept.expires),
             e_tag: Some(etag(&info.etag)),
             last_modified: Some(ts(info.updated_at)),
             metadata: metadata_of(&info),
+            parts_count,
+            tag_count: Some(tag_set(&info).len() as i32).filter(|n| *n > 0),
+            checksum_crc32: sums.checksum_crc32,
+            checksum_crc32c: sums.checksum_crc32c,
+            checksum_crc64nvme: sums.checksum_crc64nvme,
+            checksum_sha1: sums.checksum_sha1,
+            checksum_sha256: sums.checksum_sha256,
             ..Default::default()
         }))
     }
@@ -338,11 +679,11 @@ impl S3 for S3Door {
     ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
         let actor = self.actor(&req).await?;
         let i = &req.input;
-        let info = self
-            .core
-            .head(&actor, &i.bucket, &i.key)
-            .await
-            .map_err(s3_err)?;
+        no_sse(&None, &i.sse_customer_algorithm)?;
+        let info = match self.core.head(&actor, &i.bucket, &i.key).await {
+            Ok(info) => info,
+            Err(e) => return Err(self.read_err(&actor, &i.bucket, e).await),
+        };
         preconditions(
             &info,
             &i.if_match,
@@ -350,16 +691,96 @@ impl S3 for S3Door {
             &i.if_modified_since,
             &i.if_unmodified_since,
         )?;
-        Ok(S3Response::new(dto::HeadObjectOutput {
+        let (content_length, parts_count) = match i.part_number {
+            Some(n) => {
+                let (range, count) = part_range(&info, n)?;
+                let len = match range {
+                    Some(ByteRange::From {
+                        first,
+                        last: Some(last),
+                    }) => last - first + 1,
+                    _ => 0,
+                };
+                (len, info.parts.is_some().then_some(count))
+            }
+            None => (info.size, None),
+        };
+        let kept = Kept::of(&info);
+        let sums = match i.part_number {
+            None => checksums_if(&info, &i.checksum_mode),
+            Some(_) => dto::Checksum::default(),
+        };
+        let tags = tag_set(&info).len();
+        let mut res = S3Response::new(dto::HeadObjectOutput {
             accept_ranges: Some("bytes".into()),
-            content_length: Some(info.size as i64),
+            content_length: Some(content_length as i64),
             content_type: info.content_type.parse().ok(),
             cache_control: info.cache_control.clone(),
+            content_encoding: kept.encoding,
+            content_disposition: kept.disposition,
+            content_language: kept.language,
+            expires: kept.expires,
             e_tag: Some(etag(&info.etag)),
             last_modified: Some(ts(info.updated_at)),
             metadata: metadata_of(&info),
+            parts_count,
+            checksum_crc32: sums.checksum_crc32,
+            checksum_crc32c: sums.checksum_crc32c,
+            checksum_crc64nvme: sums.checksum_crc64nvme,
+            checksum_sha1: sums.checksum_sha1,
+            checksum_sha256: sums.checksum_sha256,
             ..Default::default()
+        });
+        // HeadObject's output has no field for it; S3 sends it as GetObject does.
+        if tags > 0 {
+            res.headers
+                .insert("x-amz-tagging-count", http::HeaderValue::from(tags));
+        }
+        Ok(res)
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<dto::GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<dto::GetObjectTaggingOutput>> {
+        let actor = self.actor(&req).await?;
+        let i = &req.input;
+        let info = match self.core.head(&actor, &i.bucket, &i.key).await {
+            Ok(info) => info,
+            Err(e) => return Err(self.read_err(&actor, &i.bucket, e).await),
+        };
+        Ok(S3Response::new(dto::GetObjectTaggingOutput {
+            tag_set: tag_set(&info),
+            version_id: None,
         }))
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<dto::PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<dto::PutObjectTaggingOutput>> {
+        let actor = self.actor(&req).await?;
+        let i = req.input;
+        let tags = tags_value(
+            i.tagging
+                .tag_set
+                .into_iter()
+                .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
+                .collect(),
+        )?;
+        self.set_tags(&actor, &i.bucket, &i.key, tags).await?;
+        Ok(S3Response::new(dto::PutObjectTaggingOutput::default()))
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<dto::DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<dto::DeleteObjectTaggingOutput>> {
+        let actor = self.actor(&req).await?;
+        let i = &req.input;
+        self.set_tags(&actor, &i.bucket, &i.key, serde_json::json!({}))
+            .await?;
+        Ok(S3Response::new(dto::DeleteObjectTaggingOutput::default()))
     }
 
     async fn delete_object(
@@ -368,6 +789,19 @@ impl S3 for S3Door {
     ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
         let actor = self.actor(&req).await?;
         self.require_bucket(&actor, &req.input.bucket).await?;
+        let i = &req.input;
+        self.delete_conditions(
+            &actor,
+            &i.bucket,
+            &i.key,
+            i.if_match.as_ref().map(|c| match c {
+                dto::ETagCondition::Any => "*".to_string(),
+                dto::ETagCondition::ETag(e) => e.value().to_string(),
+            }),
+            i.if_match_last_modified_time.as_ref(),
+            i.if_match_size,
+        )
+        .await?;
         // S3 answers 204 whether or not the key existed.
         self.core
             .delete(
@@ -386,13 +820,38 @@ impl S3 for S3Door {
     ) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
         let actor = self.actor(&req).await?;
         self.require_bucket(&actor, &req.input.bucket).await?;
-        let keys: Vec<String> = req
-            .input
-            .delete
-            .objects
+        let objects = &req.input.delete.objects;
+        if objects.len() > 1000 {
+            return Err(s3_error!(
+                MalformedXML,
+                "A DeleteObjects request may name at most 1,000 keys"
+            ));
+        }
+        // Objects are not versioned: each has the one version `null` (as in an unversioned
+        // bucket on AWS); another version id names nothing.
+        let (keys, unknown): (Vec<_>, Vec<_>) = objects
             .iter()
-            .map(|o| o.key.clone())
-            .collect();
+            .partition(|o| o.version_id.as_deref().is_none_or(|v| v == "null"));
+        // Each key's own conditions (ETag, last-modified time, size), as DeleteObject's.
+        let mut refused = Vec::new();
+        let mut kept = Vec::new();
+        for o in keys {
+            match self
+                .delete_conditions(
+                    &actor,
+                    &req.input.bucket,
+                    &o.key,
+                    o.e_tag.as_ref().map(|e| e.value().to_string()),
+                    o.last_modified_time.as_ref(),
+                    o.size,
+                )
+                .await
+            {
+                Ok(()) => kept.push(o),
+                Err(e) => refused.push((o, e)),
+            }
+        }
+        let keys: Vec<String> = kept.iter().map(|o| o.key.clone()).collect();
         self.core
             .delete(&actor, &req.input.bucket, &keys)
             .await
@@ -400,11 +859,29 @@ impl S3 for S3Door {
         let quiet = req.input.delete.quiet.unwrap_or(false);
         Ok(S3Response::new(dto::DeleteObjectsOutput {
             deleted: (!quiet).then(|| {
-                keys.into_iter()
-                    .map(|k| dto::DeletedObject {
-                        key: Some(k),
+                kept.iter()
+                    .map(|o| dto::DeletedObject {
+                        key: Some(o.key.clone()),
+                        version_id: o.version_id.clone(),
                         ..Default::default()
                     })
+                    .collect()
+            }),
+            errors: (!unknown.is_empty() || !refused.is_empty()).then(|| {
+                unknown
+                    .iter()
+                    .map(|o| dto::Error {
+                        code: Some("NoSuchVersion".into()),
+                        key: Some(o.key.clone()),
+                        message: Some("The specified version does not exist".into()),
+                        version_id: o.version_id.clone(),
+                    })
+                    .chain(refused.iter().map(|(o, e)| dto::Error {
+                        code: Some(e.code().as_str().to_string()),
+                        key: Some(o.key.clone()),
+                        message: e.message().map(str::to_string),
+                        version_id: o.version_id.clone(),
+                    }))
                     .collect()
             }),
             ..Default::default()
@@ -418,15 +895,63 @@ impl S3 for S3Door {
         let actor = self.actor(&req).await?;
         let input = req.input;
         let (src_bucket, src_key) = copy_source(&input.copy_source)?;
-        let src = self
-            .core
-            .head(&actor, &src_bucket, &src_key)
-            .await
-            .map_err(s3_err)?;
+        let src = match self.core.head(&actor, &src_bucket, &src_key).await {
+            Ok(src) => src,
+            Err(e) => return Err(self.read_err(&actor, &src_bucket, e).await),
+        };
+        no_sse(&input.server_side_encryption, &input.sse_customer_algorithm)?;
+        no_sse(&None, &input.copy_source_sse_customer_algorithm)?;
+        // The source's conditions: any that fails is PreconditionFailed (no 304 for a copy).
+        preconditions(
+            &src,
+            &input.copy_source_if_match,
+            &input.copy_source_if_none_match,
+            &input.copy_source_if_modified_since,
+            &input.copy_source_if_unmodified_since,
+        )
+        .map_err(|e| match e.code() {
+            S3ErrorCode::NotModified => s3_error!(PreconditionFailed),
+            _ => e,
+        })?;
         let replace = input
             .metadata_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == dto::MetadataDirective::REPLACE);
+        if !replace && src_bucket == input.bucket && src_key == input.key {
+            return Err(s3_error!(
+                InvalidRequest,
+                "This copy request is illegal because it is trying to copy an object to itself \
+                 without changing the object's metadata"
+            ));
+        }
+        // The same bytes: their checksums go along; the content headers are the source's, or the
+        // request's with REPLACE.
+        let mut extra = serde_json::Map::new();
+        integrity::to_metadata(&integrity::from_metadata(&src.metadata), &mut extra);
+        let replace_tags = input
+            .tagging_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == dto::TaggingDirective::REPLACE);
+        match (replace_tags, &input.tagging, src.metadata.get("tags")) {
+            (true, Some(t), _) => {
+                extra.insert("tags".into(), tags_of_header(t)?);
+            }
+            (false, _, Some(t)) => {
+                extra.insert("tags".into(), t.clone());
+            }
+            _ => {}
+        }
+        if replace {
+            Kept {
+                encoding: input.content_encoding,
+                disposition: input.content_disposition,
+                language: input.content_language,
+                expires: input.expires,
+            }
+        } else {
+            Kept::of(&src)
+        }
+        .to_metadata(&mut extra);
         let spec = PutSpec {
             bucket: input.bucket,
             key: input.key,
@@ -446,6 +971,7 @@ impl S3 for S3Door {
                 src.user_metadata.clone()
             },
             declared_len: Some(src.size),
+            extra: (!extra.is_empty()).then_some(serde_json::Value::Object(extra)),
         };
         let info = self
             .core
@@ -483,11 +1009,12 @@ impl S3 for S3Door {
             )
             .await
             .map_err(s3_err)?;
-        let (contents, common_prefixes) = listed(&page, &i.encoding_type);
+        let (contents, common_prefixes) = listed(&page, &i.encoding_type, true);
         Ok(S3Response::new(dto::ListObjectsOutput {
             name: Some(i.bucket),
             prefix: Some(encode_key(&i.encoding_type, prefix)),
-            marker: i.marker.map(|m| encode_key(&i.encoding_type, m)),
+            // S3 always names the marker, empty when none was given.
+            marker: Some(encode_key(&i.encoding_type, i.marker.unwrap_or_default())),
             max_keys: Some(max as i32),
             is_truncated: Some(page.truncated),
             next_marker: page
@@ -497,7 +1024,10 @@ impl S3 for S3Door {
                 .map(|m| encode_key(&i.encoding_type, m)),
             contents,
             common_prefixes,
-            delimiter: i.delimiter.map(|d| encode_key(&i.encoding_type, d)),
+            delimiter: i
+                .delimiter
+                .filter(|d| !d.is_empty())
+                .map(|d| encode_key(&i.encoding_type, d)),
             encoding_type: i.encoding_type.clone(),
             ..Default::default()
         }))
@@ -535,7 +1065,8 @@ impl S3 for S3Door {
             )
             .await
             .map_err(s3_err)?;
-        let (contents, common_prefixes) = listed(&page, &i.encoding_type);
+        let (contents, common_prefixes) =
+            listed(&page, &i.encoding_type, i.fetch_owner.unwrap_or(false));
         Ok(S3Response::new(dto::ListObjectsV2Output {
             name: Some(i.bucket),
             prefix: Some(encode_key(&i.encoding_type, prefix)),
@@ -552,9 +1083,74 @@ impl S3 for S3Door {
                 }),
             contents,
             common_prefixes,
-            delimiter: i.delimiter.map(|d| encode_key(&i.encoding_type, d)),
+            delimiter: i
+                .delimiter
+                .filter(|d| !d.is_empty())
+                .map(|d| encode_key(&i.encoding_type, d)),
             encoding_type: i.encoding_type.clone(),
             start_after: i.start_after.map(|a| encode_key(&i.encoding_type, a)),
+            ..Default::default()
+        }))
+    }
+
+    /// Objects are not versioned: each key has one version, `null`, as in an unversioned bucket on
+    /// AWS (what tools that clean up by version, such as s3-tests' teardown, expect).
+    async fn list_object_versions(
+        &self,
+        req: S3Request<dto::ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<dto::ListObjectVersionsOutput>> {
+        let actor = self.actor(&req).await?;
+        let i = req.input;
+        self.require_bucket(&actor, &i.bucket).await?;
+        let max = max_keys(i.max_keys);
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let page = self
+            .core
+            .list(
+                &actor,
+                &i.bucket,
+                &prefix,
+                i.delimiter.as_deref(),
+                i.key_marker.as_deref().filter(|m| !m.is_empty()),
+                max,
+            )
+            .await
+            .map_err(s3_err)?;
+        let (_, common_prefixes) = listed(&page, &i.encoding_type, false);
+        let next = page.truncated.then(|| page.last.clone()).flatten();
+        Ok(S3Response::new(dto::ListObjectVersionsOutput {
+            name: Some(i.bucket),
+            prefix: Some(encode_key(&i.encoding_type, prefix)),
+            key_marker: Some(i.key_marker.unwrap_or_default()),
+            version_id_marker: Some(i.version_id_marker.unwrap_or_default()),
+            max_keys: Some(max as i32),
+            is_truncated: Some(page.truncated),
+            next_version_id_marker: next.as_ref().map(|_| "null".to_string()),
+            next_key_marker: next.map(|m| encode_key(&i.encoding_type, m)),
+            versions: Some(
+                page.objects
+                    .iter()
+                    .map(|o| dto::ObjectVersion {
+                        e_tag: Some(etag(&o.etag)),
+                        is_latest: Some(true),
+                        key: Some(encode_key(&i.encoding_type, o.name.clone())),
+                        last_modified: Some(ts(o.updated_at)),
+                        owner: Some(owner(o.owner_id.as_deref())),
+                        size: Some(o.size as i64),
+                        storage_class: Some(dto::ObjectVersionStorageClass::from_static(
+                            dto::ObjectVersionStorageClass::STANDARD,
+                        )),
+                        version_id: Some("null".into()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            common_prefixes,
+            delimiter: i
+                .delimiter
+                .filter(|d| !d.is_empty())
+                .map(|d| encode_key(&i.encoding_type, d)),
+            encoding_type: i.encoding_type.clone(),
             ..Default::default()
         }))
     }
@@ -565,6 +1161,18 @@ impl S3 for S3Door {
     ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
         let actor = self.actor(&req).await?;
         let i = req.input;
+        no_sse(&i.server_side_encryption, &i.sse_customer_algorithm)?;
+        let mut extra = serde_json::Map::new();
+        if let Some(t) = &i.tagging {
+            extra.insert("tags".into(), tags_of_header(t)?);
+        }
+        Kept {
+            encoding: i.content_encoding,
+            disposition: i.content_disposition,
+            language: i.content_language,
+            expires: i.expires,
+        }
+        .to_metadata(&mut extra);
         let spec = PutSpec {
             bucket: i.bucket.clone(),
             key: i.key.clone(),
@@ -573,6 +1181,7 @@ impl S3 for S3Door {
             cache_control: i.cache_control,
             user_metadata: user_metadata(i.metadata),
             declared_len: None,
+            extra: (!extra.is_empty()).then_some(serde_json::Value::Object(extra)),
         };
         let id = self
             .core
@@ -592,7 +1201,23 @@ impl S3 for S3Door {
         req: S3Request<dto::UploadPartInput>,
     ) -> S3Result<S3Response<dto::UploadPartOutput>> {
         let actor = self.actor(&req).await?;
+        let trailer = req.trailing_headers.clone();
         let i = req.input;
+        no_sse(&None, &i.sse_customer_algorithm)?;
+        let declared = integrity::Declared::new(
+            i.content_md5.clone(),
+            dto::Checksum {
+                checksum_crc32: i.checksum_crc32.clone(),
+                checksum_crc32c: i.checksum_crc32c.clone(),
+                checksum_crc64nvme: i.checksum_crc64nvme.clone(),
+                checksum_sha1: i.checksum_sha1.clone(),
+                checksum_sha256: i.checksum_sha256.clone(),
+                ..Default::default()
+            },
+            i.checksum_algorithm.as_ref().map(|a| a.as_str()),
+            trailer,
+        )?;
+        let (body, verdict) = integrity::checked(body_stream(i.body), declared);
         let (e, _) = self
             .core
             .upload_part(
@@ -601,13 +1226,19 @@ impl S3 for S3Door {
                 &i.key,
                 &i.upload_id,
                 i.part_number,
-                body_stream(i.body),
+                body,
                 None,
             )
             .await
-            .map_err(s3_err)?;
+            .map_err(|e| verdict.error(e))?;
+        let sums = verdict.verified();
         Ok(S3Response::new(dto::UploadPartOutput {
             e_tag: Some(etag(&e)),
+            checksum_crc32: sums.checksum_crc32,
+            checksum_crc32c: sums.checksum_crc32c,
+            checksum_crc64nvme: sums.checksum_crc64nvme,
+            checksum_sha1: sums.checksum_sha1,
+            checksum_sha256: sums.checksum_sha256,
             ..Default::default()
         }))
     }
@@ -619,18 +1250,44 @@ impl S3 for S3Door {
         let actor = self.actor(&req).await?;
         let i = req.input;
         let (src_bucket, src_key) = copy_source(&i.copy_source)?;
+        // A copy range is `bytes=first-last`, both given, within the source.
         let range = match &i.copy_source_range {
-            Some(r) => Some(
-                ByteRange::parse(r)
-                    .ok_or_else(|| s3_error!(InvalidArgument, "Invalid x-amz-copy-source-range"))?,
-            ),
+            Some(r) => match ByteRange::parse(r) {
+                Some(ByteRange::From {
+                    first,
+                    last: Some(last),
+                }) => Some((first, last)),
+                _ => {
+                    return Err(s3_error!(
+                        InvalidArgument,
+                        "Invalid x-amz-copy-source-range"
+                    ));
+                }
+            },
             None => None,
         };
-        let (_, stream, _) = self
+        let (src, stream, _) = match self
             .core
-            .get(&actor, &src_bucket, &src_key, range)
+            .get(
+                &actor,
+                &src_bucket,
+                &src_key,
+                range.map(|(first, last)| ByteRange::From {
+                    first,
+                    last: Some(last),
+                }),
+            )
             .await
-            .map_err(s3_err)?;
+        {
+            Ok(got) => got,
+            Err(e) => return Err(self.read_err(&actor, &src_bucket, e).await),
+        };
+        if range.is_some_and(|(_, last)| last >= src.size) {
+            return Err(s3_error!(
+                InvalidRange,
+                "The copy range goes past the end of the source object"
+            ));
+        }
         let (e, _) = self
             .core
             .upload_part(
@@ -756,11 +1413,45 @@ impl S3 for S3Door {
                 )
             })
             .collect();
-        let info = self
+        if i.if_match.is_some() || i.if_none_match.is_some() {
+            self.write_preconditions(&actor, &i.bucket, &i.key, &i.if_match, &i.if_none_match)
+                .await?;
+        }
+        // Every part but the last must be at least 5 MiB, as in S3.
+        let parts = self
             .core
-            .complete_upload(&actor, &i.bucket, &i.key, &i.upload_id, &listed)
-            .await
-            .map_err(s3_err)?;
+            .list_parts(&actor, &i.bucket, &i.key, &i.upload_id)
+            .await;
+        let info = match parts {
+            Ok(parts) => {
+                let small = listed.iter().rev().skip(1).any(|(n, _)| {
+                    parts
+                        .iter()
+                        .any(|p| p.number == *n && p.size < MIN_PART_SIZE)
+                });
+                if small {
+                    return Err(s3_error!(
+                        EntityTooSmall,
+                        "Each part but the last must be at least 5 MiB"
+                    ));
+                }
+                self.core
+                    .complete_upload(&actor, &i.bucket, &i.key, &i.upload_id, &listed)
+                    .await
+                    .map_err(s3_err)?
+            }
+            // A completion repeated after it succeeded answers as the first one did: the object
+            // is there with the ETag the listed parts make.
+            Err(StorageError::NoSuchUpload) => {
+                let done = self.core.head(&actor, &i.bucket, &i.key).await.ok();
+                let etags: Vec<String> = listed.iter().map(|(_, e)| e.clone()).collect();
+                match done {
+                    Some(o) if o.etag == crate::storage::core::multipart_etag(&etags) => o,
+                    _ => return Err(s3_err(StorageError::NoSuchUpload)),
+                }
+            }
+            Err(e) => return Err(s3_err(e)),
+        };
         Ok(S3Response::new(dto::CompleteMultipartUploadOutput {
             bucket: Some(i.bucket.clone()),
             key: Some(i.key.clone()),
@@ -770,6 +1461,9 @@ impl S3 for S3Door {
         }))
     }
 }
+
+/// S3's smallest part (all but the last of an upload).
+const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
 /// Serves S3 on `listener` (TLS when given) until `shutdown` turns true, then drains for `drain`.
 pub async fn run(
@@ -796,16 +1490,21 @@ pub async fn run(
     let s3 = builder.build();
     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         use futures_util::FutureExt;
+        if let Some(refused) = presign_expiry_refused(req.uri()) {
+            return futures_util::future::Either::Left(std::future::ready(Ok(with_request_id(
+                refused,
+            ))));
+        }
         let token = session_token(req.headers(), req.uri());
         let call = SESSION_TOKEN.scope(token, hyper::service::Service::call(&s3, req));
         // A panic in an operation is answered in S3's dialect (and logged), like the router does
         // for the doors behind it, instead of dropping the connection.
-        std::panic::AssertUnwindSafe(call)
-            .catch_unwind()
-            .map(|r| match r {
-                Ok(answer) => answer,
-                Err(panic) => Ok(panicked(panic.as_ref())),
-            })
+        futures_util::future::Either::Right(std::panic::AssertUnwindSafe(call).catch_unwind().map(
+            |r| match r {
+                Ok(answer) => answer.map(with_request_id),
+                Err(panic) => Ok(with_request_id(panicked(panic.as_ref()))),
+            },
+        ))
     });
     crate::http::server::accept(
         listener,
@@ -818,16 +1517,75 @@ pub async fn run(
     .await;
 }
 
+/// Names every answer with a fresh request id (`x-amz-request-id`), and writes it into an error's
+/// XML as `<RequestId>` too, as S3 does (s3s leaves both out).
+fn with_request_id(mut res: http::Response<s3s::Body>) -> http::Response<s3s::Body> {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_ascii_uppercase();
+    if let Ok(v) = http::HeaderValue::from_str(&id) {
+        res.headers_mut().insert("x-amz-request-id", v);
+    }
+    if res.status().as_u16() < 400 {
+        return res;
+    }
+    let Some(body) = res.body().bytes() else {
+        return res;
+    };
+    let Some(end) = body.windows(8).rposition(|w| w == b"</Error>") else {
+        return res;
+    };
+    if body.windows(11).any(|w| w == b"<RequestId>") {
+        return res;
+    }
+    let mut named = Vec::with_capacity(body.len() + 48);
+    named.extend_from_slice(&body[..end]);
+    named.extend_from_slice(format!("<RequestId>{id}</RequestId>").as_bytes());
+    named.extend_from_slice(&body[end..]);
+    if res.headers().contains_key(http::header::CONTENT_LENGTH) {
+        res.headers_mut().insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from(named.len()),
+        );
+    }
+    *res.body_mut() = s3s::Body::from(bytes::Bytes::from(named));
+    res
+}
+
 /// S3's InternalError, for an operation that panicked (the cause is logged, never sent).
 fn panicked(panic: &(dyn std::any::Any + Send)) -> http::Response<s3s::Body> {
     let what = crate::http::door::panic_message(panic);
     tracing::error!(panic = %what, "S3 operation panicked");
-    let mut res = http::Response::new(s3s::Body::from(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>\
-         <Message>We encountered an internal error. Please try again.</Message></Error>"
-            .to_string(),
-    ));
-    *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    xml_error(
+        http::StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalError",
+        "We encountered an internal error. Please try again.",
+    )
+}
+
+/// A presigned URL may live at most 7 days (604,800 s), and not less than nothing: AWS refuses
+/// other `X-Amz-Expires` values with 403 before it looks at the signature (s3s alone would accept
+/// a longer one).
+fn presign_expiry_refused(uri: &http::Uri) -> Option<http::Response<s3s::Body>> {
+    let expires = crate::http::query::pairs(uri.query()?)
+        .into_iter()
+        .find(|(k, _)| k == "X-Amz-Expires")?
+        .1;
+    match expires.parse::<u32>() {
+        Ok(secs) if secs <= 604_800 => None,
+        _ => Some(xml_error(
+            http::StatusCode::FORBIDDEN,
+            "AccessDenied",
+            "X-Amz-Expires must be between 0 and 604800 seconds",
+        )),
+    }
+}
+
+/// An S3 error answer built outside s3s (static texts only: nothing to escape).
+fn xml_error(status: http::StatusCode, code: &str, message: &str) -> http::Response<s3s::Body> {
+    let mut res = http::Response::new(s3s::Body::from(format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
+         <Message>{message}</Message></Error>"
+    )));
+    *res.status_mut() = status;
     res.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/xml"),

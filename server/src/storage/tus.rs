@@ -127,6 +127,7 @@ async fn create(
             .get("metadata")
             .and_then(|m| serde_json::from_str(m).ok()),
         declared_len: Some(length),
+        extra: None,
     };
     let id = core.create_upload(actor, &spec, Some(length)).await?;
     Ok(tus_response(StatusCode::CREATED)

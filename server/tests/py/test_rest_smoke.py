@@ -22,7 +22,7 @@ BIN = os.environ.get("DOSKA_BIN", str(REPO / "target" / "debug" / "doska"))
 class Doska:
     """The doska binary on a random port with its own data dir, the fixture as its migration."""
 
-    def __init__(self):
+    def __init__(self, serve_args=()):
         self.root = Path(tempfile.mkdtemp(prefix="doska-py-"))
         # mkdtemp makes it 0700; the `postgres` user (doska runs PostgreSQL as it under root) must
         # pass through, or the cluster is relocated outside the folder and outlives the test.
@@ -34,12 +34,13 @@ class Doska:
         shutil.copy(HERE.parent / "rest_fixture" / "fixture.sql", migrations / "0001_rest_fixture.sql")
         self.args = ["--data-dir", str(self.root / "data"), "--migrations", str(migrations), "--policies", str(policies)]
         self.proc = subprocess.Popen(
-            [BIN, "serve", "--listen", "127.0.0.1:0", "--log-format", "json", *self.args],
+            [BIN, "serve", "--listen", "127.0.0.1:0", "--log-format", "json", *serve_args, *self.args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
         )
         self.url = None
+        self.s3_url = None  # with --s3-listen: logged before the main listener's url
         self.log = []
         ready = threading.Event()
 
@@ -47,9 +48,11 @@ class Doska:
             for line in self.proc.stderr:
                 self.log.append(line)
                 try:
-                    url = json.loads(line).get("fields", {}).get("url")
+                    fields = json.loads(line).get("fields", {})
                 except ValueError:
-                    url = None
+                    fields = {}
+                url = fields.get("url")
+                self.s3_url = self.s3_url or fields.get("s3_url")
                 if url and not self.url:
                     self.url = url
                     ready.set()

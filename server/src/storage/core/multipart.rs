@@ -78,6 +78,7 @@ impl Storage {
                 cache_control: meta["cacheControl"].as_str().map(str::to_string),
                 user_metadata: row.get(3),
                 declared_len: meta["tusLength"].as_u64(),
+                extra: meta.get("extra").cloned(),
             },
             meta,
         })
@@ -98,6 +99,9 @@ impl Storage {
                               "upsert": spec.upsert});
         if let Some(l) = length {
             meta["tusLength"] = json!(l);
+        }
+        if let Some(extra) = &spec.extra {
+            meta["extra"] = extra.clone();
         }
         tx.client()
             .execute(
@@ -366,7 +370,7 @@ impl Storage {
         let (id, _) = self.check_write(actor, &spec).await?;
         let version = Uuid::new_v4();
         let etag = multipart_etag(&etags);
-        let metadata = object_metadata(size, &etag, &spec.content_type, &spec.cache_control);
+        let metadata = object_metadata(size, &etag, &spec);
         // One transaction makes the object visible and forgets the upload; the parts not listed
         // are removed after it. If it fails (the upload was aborted meanwhile) nothing is removed
         // here: the parts still belong to the upload, or the abort removed them.

@@ -24,6 +24,37 @@ impl Storage {
             .ok_or(StorageError::NoSuchKey)
     }
 
+    /// Sets keys of an object's `metadata` in place, keeping its version and bytes (S3's object
+    /// tags), as the caller: an UPDATE of the row, which the policies decide.
+    pub async fn patch_metadata(
+        &self,
+        actor: &Actor,
+        bucket: &str,
+        key: &str,
+        patch: &Value,
+    ) -> Result<ObjectInfo, StorageError> {
+        let rows = self
+            .pipelined(
+                actor,
+                &[(
+                    PATCH_METADATA_SQL,
+                    &[
+                        (&bucket, Type::TEXT),
+                        (&key, Type::TEXT),
+                        (patch, Type::JSONB),
+                    ],
+                )],
+                true,
+            )
+            .await?
+            .into_iter()
+            .next()
+            .expect("one result per statement")?;
+        rows.first()
+            .and_then(ObjectInfo::from_row)
+            .ok_or(StorageError::NoSuchKey)
+    }
+
     /// The object's row and a stream of its bytes (all, or `(start, len)`). The row is read in a short
     /// read-only transaction; the bytes stream afterwards with no connection held. An overwrite that
     /// removes the version between the two is answered by reading the row again.
@@ -205,8 +236,7 @@ impl Storage {
             .await
             .map_err(|e| write_error(e, limit))?;
         let etag = format!("\"{}\"", hex::encode(written.md5));
-        let metadata =
-            object_metadata(written.size, &etag, &spec.content_type, &spec.cache_control);
+        let metadata = object_metadata(written.size, &etag, spec);
         self.commit_write(actor, spec, (id, version), metadata)
             .await
     }
@@ -232,7 +262,7 @@ impl Storage {
         check_key(&spec.key)?;
         let size = bytes.len() as u64;
         let etag = format!("\"{}\"", hex::encode(Md5::digest(&bytes)));
-        let metadata = object_metadata(size, &etag, &spec.content_type, &spec.cache_control);
+        let metadata = object_metadata(size, &etag, spec);
         let version = Uuid::new_v4();
         let row = RowValues::new(actor, spec, self.backend.new_object_id(), version, metadata);
         let sql = if spec.upsert { UPSERT_SQL } else { INSERT_SQL };
@@ -316,12 +346,7 @@ impl Storage {
             )
             .await
             .map_err(|e| write_error(e, limit))?;
-        let metadata = object_metadata(
-            written.size,
-            &src.etag,
-            &spec.content_type,
-            &spec.cache_control,
-        );
+        let metadata = object_metadata(written.size, &src.etag, &spec);
         self.commit_write(actor, &spec, (id, version), metadata)
             .await
     }

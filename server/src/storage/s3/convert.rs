@@ -109,15 +109,44 @@ pub(super) fn preconditions(
     if let Some(c) = if_none_match
         && matches(c)
     {
-        return Err(S3Error::new(S3ErrorCode::NotModified));
+        return Err(not_modified(info));
     }
     if let Some(t) = if_modified_since
         && if_none_match.is_none()
         && modified_secs(modified) <= modified_secs(to_sys(t))
     {
-        return Err(S3Error::new(S3ErrorCode::NotModified));
+        return Err(not_modified(info));
     }
     Ok(())
+}
+
+/// 304, with the ETag and Last-Modified a cache revalidates against (as HTTP asks).
+fn not_modified(info: &ObjectInfo) -> S3Error {
+    let mut e = S3Error::new(S3ErrorCode::NotModified);
+    let mut headers = http::HeaderMap::new();
+    if let Ok(v) = http::HeaderValue::from_str(&info.etag) {
+        headers.insert(http::header::ETAG, v);
+    }
+    let mut date = Vec::new();
+    if ts(info.updated_at)
+        .format(dto::TimestampFormat::HttpDate, &mut date)
+        .is_ok()
+        && let Ok(v) = http::HeaderValue::from_bytes(&date)
+    {
+        headers.insert(http::header::LAST_MODIFIED, v);
+    }
+    e.set_headers(headers);
+    e
+}
+
+/// The checksums kept with an object, when the client asked for them (`x-amz-checksum-mode`).
+pub(super) fn checksums_if(info: &ObjectInfo, mode: &Option<dto::ChecksumMode>) -> dto::Checksum {
+    match mode {
+        Some(m) if m.as_str().eq_ignore_ascii_case("ENABLED") => {
+            integrity::from_metadata(&info.metadata)
+        }
+        _ => dto::Checksum::default(),
+    }
 }
 
 /// HTTP dates have whole seconds.
@@ -167,12 +196,13 @@ pub(super) fn max_keys(asked: Option<i32>) -> usize {
 pub(super) fn listed(
     page: &ListPage,
     enc: &Option<dto::EncodingType>,
+    with_owner: bool,
 ) -> (Option<dto::ObjectList>, Option<dto::CommonPrefixList>) {
     (
         Some(
             page.objects
                 .iter()
-                .map(|o| S3Door::s3_object(o, enc))
+                .map(|o| S3Door::s3_object(o, enc, with_owner))
                 .collect(),
         ),
         Some(
@@ -215,4 +245,195 @@ impl s3s::stream::ByteStream for Outgoing {
     fn remaining_length(&self) -> s3s::stream::RemainingLength {
         s3s::stream::RemainingLength::new_exact(self.remaining as usize)
     }
+}
+
+/// The owner S3 names for an object or bucket: its owner's id, else the operator (`doska`).
+pub(super) fn owner(id: Option<&str>) -> dto::Owner {
+    let id = id.unwrap_or("doska").to_string();
+    dto::Owner {
+        display_name: Some(id.clone()),
+        id: Some(id),
+    }
+}
+
+/// The content headers S3 keeps with an object besides Content-Type and Cache-Control.
+#[derive(Default)]
+pub(super) struct Kept {
+    pub encoding: Option<String>,
+    pub disposition: Option<String>,
+    pub language: Option<String>,
+    pub expires: Option<Timestamp>,
+}
+
+impl Kept {
+    /// As metadata keys of the object's row (`expires` as an HTTP date).
+    pub(super) fn to_metadata(&self, into: &mut serde_json::Map<String, serde_json::Value>) {
+        let mut put = |k: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                into.insert(k.into(), v.clone().into());
+            }
+        };
+        // `aws-chunked` names how the request's body was sent, not how the object is encoded.
+        let encoding = self.encoding.as_deref().map(|e| {
+            e.split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("aws-chunked"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        put("contentEncoding", &encoding.filter(|e| !e.is_empty()));
+        put("contentDisposition", &self.disposition);
+        put("contentLanguage", &self.language);
+        let mut date = Vec::new();
+        if let Some(t) = &self.expires
+            && t.format(dto::TimestampFormat::HttpDate, &mut date).is_ok()
+        {
+            put("expires", &String::from_utf8(date).ok());
+        }
+    }
+
+    /// What an object's row keeps.
+    pub(super) fn of(info: &ObjectInfo) -> Kept {
+        let get = |k: &str| {
+            info.metadata
+                .get(k)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        Kept {
+            encoding: get("contentEncoding"),
+            disposition: get("contentDisposition"),
+            language: get("contentLanguage"),
+            expires: get("expires")
+                .and_then(|d| Timestamp::parse(dto::TimestampFormat::HttpDate, &d).ok()),
+        }
+    }
+}
+
+/// Server-side encryption is not built: a request asking for it (SSE-S3, SSE-KMS or SSE-C) is
+/// refused, rather than its bytes stored in plain text as if encrypted.
+pub(super) fn no_sse(
+    sse: &Option<dto::ServerSideEncryption>,
+    customer: &Option<dto::SSECustomerAlgorithm>,
+) -> S3Result<()> {
+    if sse.is_some() || customer.is_some() {
+        return Err(s3_error!(
+            NotImplemented,
+            "Server-side encryption is not supported by this server"
+        ));
+    }
+    Ok(())
+}
+
+/// An object's `partNumber`: its byte range within the object and how many parts it has. An
+/// object stored whole is one part.
+pub(super) fn part_range(info: &ObjectInfo, number: i32) -> S3Result<(Option<ByteRange>, i32)> {
+    let sizes: Vec<u64> = match &info.parts {
+        Some(parts) => parts.iter().map(|(_, s)| *s).collect(),
+        None => vec![info.size],
+    };
+    let n = usize::try_from(number).unwrap_or(0);
+    if n == 0 || n > sizes.len() {
+        return Err(s3_error!(InvalidPart, "The object has no part {number}"));
+    }
+    let start: u64 = sizes[..n - 1].iter().sum();
+    let range = (sizes[n - 1] > 0).then(|| ByteRange::From {
+        first: start,
+        last: Some(start + sizes[n - 1] - 1),
+    });
+    Ok((range, sizes.len() as i32))
+}
+
+/// Object tags, kept as the object's metadata `tags` (a JSON object: listed in key order, as S3
+/// lists them), checked by S3's limits: at most 10 tags, keys of 1–128 characters, values of at
+/// most 256, no key twice.
+pub(super) fn tags_value(tags: Vec<(String, String)>) -> S3Result<serde_json::Value> {
+    let invalid = |why: &str| S3Error::with_message(S3ErrorCode::InvalidTag, why.to_string());
+    if tags.len() > 10 {
+        return Err(invalid("An object can have at most 10 tags"));
+    }
+    let mut map = serde_json::Map::new();
+    for (k, v) in tags {
+        if k.is_empty() || k.chars().count() > 128 {
+            return Err(invalid("A tag key must have 1 to 128 characters"));
+        }
+        if v.chars().count() > 256 {
+            return Err(invalid("A tag value can have at most 256 characters"));
+        }
+        if map.insert(k, v.into()).is_some() {
+            return Err(invalid("Tag keys must be unique"));
+        }
+    }
+    Ok(serde_json::Value::Object(map))
+}
+
+/// The tags of an `x-amz-tagging` header (a URL query: `k1=v1&k2`).
+pub(super) fn tags_of_header(h: &str) -> S3Result<serde_json::Value> {
+    tags_value(crate::http::query::pairs(h))
+}
+
+/// An object's tags as S3 lists them.
+pub(super) fn tag_set(info: &ObjectInfo) -> dto::TagSet {
+    info.metadata
+        .get("tags")
+        .and_then(|t| t.as_object())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| dto::Tag {
+                    key: Some(k.clone()),
+                    value: Some(v.as_str().unwrap_or_default().to_string()),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The one grant doska's access model can state: the owner's FULL_CONTROL. Who else may read or
+/// write is decided by the storage policies (RLS), which S3's ACLs cannot express.
+pub(super) fn owner_grants(o: &dto::Owner) -> dto::Grants {
+    vec![dto::Grant {
+        grantee: Some(dto::Grantee {
+            display_name: o.display_name.clone(),
+            email_address: None,
+            id: o.id.clone(),
+            type_: dto::Type::from_static(dto::Type::CANONICAL_USER),
+            uri: None,
+        }),
+        permission: Some(dto::Permission::from_static(dto::Permission::FULL_CONTROL)),
+    }]
+}
+
+/// A PutBucketAcl / PutObjectAcl: only what doska already is (`private`, or a policy granting
+/// the owner alone FULL_CONTROL) is accepted; anything else would not be enforced, so it is
+/// refused rather than stored as if it were.
+pub(super) fn acl_is_private(
+    canned: Option<&str>,
+    policy: &Option<dto::AccessControlPolicy>,
+    grants: bool,
+) -> S3Result<()> {
+    let owner_only = |p: &dto::AccessControlPolicy| {
+        p.grants.as_ref().is_none_or(|g| {
+            g.iter().all(|g| {
+                g.permission
+                    .as_ref()
+                    .is_some_and(|p| p.as_str() == dto::Permission::FULL_CONTROL)
+                    && g.grantee
+                        .as_ref()
+                        .is_some_and(|e| e.id == p.owner.as_ref().and_then(|o| o.id.clone()))
+            })
+        })
+    };
+    let private = match (canned, policy) {
+        (Some(c), None) => c == "private",
+        (None, Some(p)) => owner_only(p),
+        (None, None) => true,
+        (Some(_), Some(_)) => false,
+    };
+    if private && !grants {
+        return Ok(());
+    }
+    Err(s3_error!(
+        NotImplemented,
+        "Only the private ACL is supported: access is decided by the storage policies"
+    ))
 }
