@@ -293,6 +293,11 @@ fn size_limit(s: &str) -> Option<i64> {
         "gib" => 1024.0 * 1024.0 * 1024.0,
         _ => return None,
     };
+    // Whole numbers in integers (exact up to i64::MAX); fractions ("1.5mb") in floats.
+    if !num.contains('.') {
+        let bytes = num.parse::<i64>().ok()?.checked_mul(mult as i64)?;
+        return (bytes >= 1).then_some(bytes);
+    }
     let n: f64 = num.parse().ok()?;
     let bytes = (n * mult).round();
     (bytes >= 1.0 && bytes < i64::MAX as f64).then_some(bytes as i64)
@@ -836,7 +841,8 @@ mod tests {
         assert!(limit("9223372036854775808").is_err());
         assert!(limit("17179869184G").is_err());
         assert_eq!(limit("0").unwrap(), Some(None));
-        assert_eq!(limit("10K").unwrap(), Some(Some(10240)));
+        // Decimal units, as Supabase reads them.
+        assert_eq!(limit("10kb").unwrap(), Some(Some(10_000)));
         assert_eq!(limit("9223372036854775807").unwrap(), Some(Some(i64::MAX)));
     }
 }
