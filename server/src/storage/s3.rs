@@ -32,6 +32,11 @@ use crate::{config::S3Keys, state::SharedState};
 
 mod convert;
 mod integrity;
+mod listing;
+mod multipart;
+mod objects;
+mod respond;
+use respond::{panicked, presign_expiry_refused, with_request_id};
 
 use convert::*;
 
@@ -515,228 +520,21 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::PutObjectInput>,
     ) -> S3Result<S3Response<dto::PutObjectOutput>> {
-        let actor = self.actor(&req).await?;
-        let trailer = req.trailing_headers.clone();
-        let sdk_algorithm = req
-            .headers
-            .get("x-amz-sdk-checksum-algorithm")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let input = req.input;
-        no_sse(&input.server_side_encryption, &input.sse_customer_algorithm)?;
-        let declared = integrity::Declared::new(
-            input.content_md5.clone(),
-            dto::Checksum {
-                checksum_crc32: input.checksum_crc32.clone(),
-                checksum_crc32c: input.checksum_crc32c.clone(),
-                checksum_crc64nvme: input.checksum_crc64nvme.clone(),
-                checksum_sha1: input.checksum_sha1.clone(),
-                checksum_sha256: input.checksum_sha256.clone(),
-                ..Default::default()
-            },
-            input
-                .checksum_algorithm
-                .as_ref()
-                .map(|a| a.as_str())
-                .or(sdk_algorithm.as_deref()),
-            trailer,
-        )?;
-        // If-Match / If-None-Match: <etag> are answered against the current version just before
-        // the write (`If-None-Match: *` is the storage core's create-only write).
-        if input.if_match.is_some()
-            || matches!(input.if_none_match, Some(dto::ETagCondition::ETag(_)))
-        {
-            self.write_preconditions(
-                &actor,
-                &input.bucket,
-                &input.key,
-                &input.if_match,
-                &input.if_none_match,
-            )
-            .await?;
-        }
-        let mut extra = integrity::declared_metadata(&declared);
-        if let Some(t) = &input.tagging {
-            extra.insert("tags".into(), tags_of_header(t)?);
-        }
-        Kept {
-            encoding: input.content_encoding,
-            disposition: input.content_disposition,
-            language: input.content_language,
-            expires: input.expires,
-        }
-        .to_metadata(&mut extra);
-        let spec = PutSpec {
-            bucket: input.bucket,
-            key: input.key,
-            // `If-None-Match: *` asks for a create that fails when the key exists.
-            upsert: !matches!(input.if_none_match, Some(dto::ETagCondition::Any)),
-            content_type: content_type_or_default(input.content_type),
-            cache_control: input.cache_control,
-            user_metadata: user_metadata(input.metadata),
-            declared_len: input.content_length.map(|l| l as u64),
-            extra: (!extra.is_empty()).then_some(serde_json::Value::Object(extra)),
-        };
-        let (body, verdict) = integrity::checked(body_stream(input.body), declared);
-        let info = self
-            .core
-            .put(&actor, &spec, body)
-            .await
-            .map_err(|e| verdict.error(e))?;
-        let sums = verdict.verified();
-        Ok(S3Response::new(dto::PutObjectOutput {
-            e_tag: Some(etag(&info.etag)),
-            size: Some(info.size as i64),
-            checksum_crc32: sums.checksum_crc32,
-            checksum_crc32c: sums.checksum_crc32c,
-            checksum_crc64nvme: sums.checksum_crc64nvme,
-            checksum_sha1: sums.checksum_sha1,
-            checksum_sha256: sums.checksum_sha256,
-            ..Default::default()
-        }))
+        self.serve_put_object(req).await
     }
 
     async fn get_object(
         &self,
         req: S3Request<dto::GetObjectInput>,
     ) -> S3Result<S3Response<dto::GetObjectOutput>> {
-        let actor = self.actor(&req).await?;
-        let i = &req.input;
-        no_sse(&None, &i.sse_customer_algorithm)?;
-        let mut range = range_of(&i.range);
-        let mut parts_count = None;
-        if let Some(n) = i.part_number {
-            let info = match self.core.head(&actor, &i.bucket, &i.key).await {
-                Ok(info) => info,
-                Err(e) => return Err(self.read_err(&actor, &i.bucket, e).await),
-            };
-            let (r, count) = part_range(&info, n)?;
-            range = r;
-            parts_count = info.parts.is_some().then_some(count);
-        }
-        let (info, stream, span) = match self.core.get(&actor, &i.bucket, &i.key, range).await {
-            Ok(got) => got,
-            Err(e) => return Err(self.read_err(&actor, &i.bucket, e).await),
-        };
-        preconditions(
-            &info,
-            &i.if_match,
-            &i.if_none_match,
-            &i.if_modified_since,
-            &i.if_unmodified_since,
-        )?;
-        let (content_length, content_range) = match span {
-            Some((start, len)) => (
-                len,
-                Some(format!("bytes {start}-{}/{}", start + len - 1, info.size)),
-            ),
-            None => (info.size, None),
-        };
-        let kept = Kept::of(&info);
-        // The kept checksums are the whole object's: a range or a part has none to show.
-        let sums = match span {
-            None => checksums_if(&info, &i.checksum_mode),
-            Some(_) => dto::Checksum::default(),
-        };
-        Ok(S3Response::new(dto::GetObjectOutput {
-            body: Some(StreamingBlob::new(Outgoing {
-                inner: sync_wrapper::SyncStream::new(stream),
-                remaining: content_length,
-            })),
-            accept_ranges: Some("bytes".into()),
-            content_length: Some(content_length as i64),
-            content_range,
-            // `response-*` query parameters override what is stored, as in S3.
-            content_type: i
-                .response_content_type
-                .clone()
-                .or_else(|| info.content_type.parse().ok()),
-            cache_control: i
-                .response_cache_control
-                .clone()
-                .or_else(|| info.cache_control.clone()),
-            content_encoding: i.response_content_encoding.clone().or(kept.encoding),
-            content_disposition: i.response_content_disposition.clone().or(kept.disposition),
-            content_language: i.response_content_language.clone().or(kept.language),
-            expires: i.response_expires.clone().or(kept.expires),
-            e_tag: Some(etag(&info.etag)),
-            last_modified: Some(ts(info.updated_at)),
-            metadata: metadata_of(&info),
-            parts_count,
-            tag_count: Some(tag_set(&info).len() as i32).filter(|n| *n > 0),
-            checksum_crc32: sums.checksum_crc32,
-            checksum_crc32c: sums.checksum_crc32c,
-            checksum_crc64nvme: sums.checksum_crc64nvme,
-            checksum_sha1: sums.checksum_sha1,
-            checksum_sha256: sums.checksum_sha256,
-            ..Default::default()
-        }))
+        self.serve_get_object(req).await
     }
 
     async fn head_object(
         &self,
         req: S3Request<dto::HeadObjectInput>,
     ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
-        let actor = self.actor(&req).await?;
-        let i = &req.input;
-        no_sse(&None, &i.sse_customer_algorithm)?;
-        let info = match self.core.head(&actor, &i.bucket, &i.key).await {
-            Ok(info) => info,
-            Err(e) => return Err(self.read_err(&actor, &i.bucket, e).await),
-        };
-        preconditions(
-            &info,
-            &i.if_match,
-            &i.if_none_match,
-            &i.if_modified_since,
-            &i.if_unmodified_since,
-        )?;
-        let (content_length, parts_count) = match i.part_number {
-            Some(n) => {
-                let (range, count) = part_range(&info, n)?;
-                let len = match range {
-                    Some(ByteRange::From {
-                        first,
-                        last: Some(last),
-                    }) => last - first + 1,
-                    _ => 0,
-                };
-                (len, info.parts.is_some().then_some(count))
-            }
-            None => (info.size, None),
-        };
-        let kept = Kept::of(&info);
-        let sums = match i.part_number {
-            None => checksums_if(&info, &i.checksum_mode),
-            Some(_) => dto::Checksum::default(),
-        };
-        let tags = tag_set(&info).len();
-        let mut res = S3Response::new(dto::HeadObjectOutput {
-            accept_ranges: Some("bytes".into()),
-            content_length: Some(content_length as i64),
-            content_type: info.content_type.parse().ok(),
-            cache_control: info.cache_control.clone(),
-            content_encoding: kept.encoding,
-            content_disposition: kept.disposition,
-            content_language: kept.language,
-            expires: kept.expires,
-            e_tag: Some(etag(&info.etag)),
-            last_modified: Some(ts(info.updated_at)),
-            metadata: metadata_of(&info),
-            parts_count,
-            checksum_crc32: sums.checksum_crc32,
-            checksum_crc32c: sums.checksum_crc32c,
-            checksum_crc64nvme: sums.checksum_crc64nvme,
-            checksum_sha1: sums.checksum_sha1,
-            checksum_sha256: sums.checksum_sha256,
-            ..Default::default()
-        });
-        // HeadObject's output has no field for it; S3 sends it as GetObject does.
-        if tags > 0 {
-            res.headers
-                .insert("x-amz-tagging-count", http::HeaderValue::from(tags));
-        }
-        Ok(res)
+        self.serve_head_object(req).await
     }
 
     async fn get_object_tagging(
@@ -892,573 +690,77 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::CopyObjectInput>,
     ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
-        let actor = self.actor(&req).await?;
-        let input = req.input;
-        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
-        let src = match self.core.head(&actor, &src_bucket, &src_key).await {
-            Ok(src) => src,
-            Err(e) => return Err(self.read_err(&actor, &src_bucket, e).await),
-        };
-        no_sse(&input.server_side_encryption, &input.sse_customer_algorithm)?;
-        no_sse(&None, &input.copy_source_sse_customer_algorithm)?;
-        // The source's conditions: any that fails is PreconditionFailed (no 304 for a copy).
-        preconditions(
-            &src,
-            &input.copy_source_if_match,
-            &input.copy_source_if_none_match,
-            &input.copy_source_if_modified_since,
-            &input.copy_source_if_unmodified_since,
-        )
-        .map_err(|e| match e.code() {
-            S3ErrorCode::NotModified => s3_error!(PreconditionFailed),
-            _ => e,
-        })?;
-        let replace = input
-            .metadata_directive
-            .as_ref()
-            .is_some_and(|d| d.as_str() == dto::MetadataDirective::REPLACE);
-        if !replace && src_bucket == input.bucket && src_key == input.key {
-            return Err(s3_error!(
-                InvalidRequest,
-                "This copy request is illegal because it is trying to copy an object to itself \
-                 without changing the object's metadata"
-            ));
-        }
-        // The same bytes: their checksums go along; the content headers are the source's, or the
-        // request's with REPLACE.
-        let mut extra = serde_json::Map::new();
-        integrity::to_metadata(&integrity::from_metadata(&src.metadata), &mut extra);
-        let replace_tags = input
-            .tagging_directive
-            .as_ref()
-            .is_some_and(|d| d.as_str() == dto::TaggingDirective::REPLACE);
-        match (replace_tags, &input.tagging, src.metadata.get("tags")) {
-            (true, Some(t), _) => {
-                extra.insert("tags".into(), tags_of_header(t)?);
-            }
-            (false, _, Some(t)) => {
-                extra.insert("tags".into(), t.clone());
-            }
-            _ => {}
-        }
-        if replace {
-            Kept {
-                encoding: input.content_encoding,
-                disposition: input.content_disposition,
-                language: input.content_language,
-                expires: input.expires,
-            }
-        } else {
-            Kept::of(&src)
-        }
-        .to_metadata(&mut extra);
-        let spec = PutSpec {
-            bucket: input.bucket,
-            key: input.key,
-            upsert: true,
-            content_type: match (&input.content_type, replace) {
-                (Some(c), true) => c.to_string(),
-                _ => src.content_type.clone(),
-            },
-            cache_control: if replace {
-                input.cache_control
-            } else {
-                src.cache_control.clone()
-            },
-            user_metadata: if replace {
-                user_metadata(input.metadata)
-            } else {
-                src.user_metadata.clone()
-            },
-            declared_len: Some(src.size),
-            extra: (!extra.is_empty()).then_some(serde_json::Value::Object(extra)),
-        };
-        let info = self
-            .core
-            .copy(&actor, &src_bucket, &src_key, &spec)
-            .await
-            .map_err(s3_err)?;
-        Ok(S3Response::new(dto::CopyObjectOutput {
-            copy_object_result: Some(dto::CopyObjectResult {
-                e_tag: Some(etag(&info.etag)),
-                last_modified: Some(ts(info.updated_at)),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }))
+        self.serve_copy_object(req).await
     }
 
     async fn list_objects(
         &self,
         req: S3Request<dto::ListObjectsInput>,
     ) -> S3Result<S3Response<dto::ListObjectsOutput>> {
-        let actor = self.actor(&req).await?;
-        let i = req.input;
-        self.require_bucket(&actor, &i.bucket).await?;
-        let max = max_keys(i.max_keys);
-        let prefix = i.prefix.clone().unwrap_or_default();
-        let page = self
-            .core
-            .list(
-                &actor,
-                &i.bucket,
-                &prefix,
-                i.delimiter.as_deref(),
-                i.marker.as_deref(),
-                max,
-            )
-            .await
-            .map_err(s3_err)?;
-        let (contents, common_prefixes) = listed(&page, &i.encoding_type, true);
-        Ok(S3Response::new(dto::ListObjectsOutput {
-            name: Some(i.bucket),
-            prefix: Some(encode_key(&i.encoding_type, prefix)),
-            // S3 always names the marker, empty when none was given.
-            marker: Some(encode_key(&i.encoding_type, i.marker.unwrap_or_default())),
-            max_keys: Some(max as i32),
-            is_truncated: Some(page.truncated),
-            next_marker: page
-                .truncated
-                .then(|| page.last.clone())
-                .flatten()
-                .map(|m| encode_key(&i.encoding_type, m)),
-            contents,
-            common_prefixes,
-            delimiter: i
-                .delimiter
-                .filter(|d| !d.is_empty())
-                .map(|d| encode_key(&i.encoding_type, d)),
-            encoding_type: i.encoding_type.clone(),
-            ..Default::default()
-        }))
+        self.serve_list_objects(req).await
     }
 
     async fn list_objects_v2(
         &self,
         req: S3Request<dto::ListObjectsV2Input>,
     ) -> S3Result<S3Response<dto::ListObjectsV2Output>> {
-        let actor = self.actor(&req).await?;
-        let i = req.input;
-        self.require_bucket(&actor, &i.bucket).await?;
-        let max = max_keys(i.max_keys);
-        let prefix = i.prefix.clone().unwrap_or_default();
-        // Continuation tokens are opaque to clients: the last key, base64 (keys may hold anything).
-        let token = match &i.continuation_token {
-            Some(t) => Some(
-                base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, t)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| s3_error!(InvalidArgument, "Invalid continuation token"))?,
-            ),
-            None => None,
-        };
-        let after = token.as_deref().or(i.start_after.as_deref());
-        let page = self
-            .core
-            .list(
-                &actor,
-                &i.bucket,
-                &prefix,
-                i.delimiter.as_deref(),
-                after,
-                max,
-            )
-            .await
-            .map_err(s3_err)?;
-        let (contents, common_prefixes) =
-            listed(&page, &i.encoding_type, i.fetch_owner.unwrap_or(false));
-        Ok(S3Response::new(dto::ListObjectsV2Output {
-            name: Some(i.bucket),
-            prefix: Some(encode_key(&i.encoding_type, prefix)),
-            max_keys: Some(max as i32),
-            key_count: Some((page.objects.len() + page.prefixes.len()) as i32),
-            continuation_token: i.continuation_token,
-            is_truncated: Some(page.truncated),
-            next_continuation_token: page
-                .truncated
-                .then(|| page.last.clone())
-                .flatten()
-                .map(|l| {
-                    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, l)
-                }),
-            contents,
-            common_prefixes,
-            delimiter: i
-                .delimiter
-                .filter(|d| !d.is_empty())
-                .map(|d| encode_key(&i.encoding_type, d)),
-            encoding_type: i.encoding_type.clone(),
-            start_after: i.start_after.map(|a| encode_key(&i.encoding_type, a)),
-            ..Default::default()
-        }))
+        self.serve_list_objects_v2(req).await
     }
 
-    /// Objects are not versioned: each key has one version, `null`, as in an unversioned bucket on
-    /// AWS (what tools that clean up by version, such as s3-tests' teardown, expect).
     async fn list_object_versions(
         &self,
         req: S3Request<dto::ListObjectVersionsInput>,
     ) -> S3Result<S3Response<dto::ListObjectVersionsOutput>> {
-        let actor = self.actor(&req).await?;
-        let i = req.input;
-        self.require_bucket(&actor, &i.bucket).await?;
-        let max = max_keys(i.max_keys);
-        let prefix = i.prefix.clone().unwrap_or_default();
-        let page = self
-            .core
-            .list(
-                &actor,
-                &i.bucket,
-                &prefix,
-                i.delimiter.as_deref(),
-                i.key_marker.as_deref().filter(|m| !m.is_empty()),
-                max,
-            )
-            .await
-            .map_err(s3_err)?;
-        let (_, common_prefixes) = listed(&page, &i.encoding_type, false);
-        let next = page.truncated.then(|| page.last.clone()).flatten();
-        Ok(S3Response::new(dto::ListObjectVersionsOutput {
-            name: Some(i.bucket),
-            prefix: Some(encode_key(&i.encoding_type, prefix)),
-            key_marker: Some(i.key_marker.unwrap_or_default()),
-            version_id_marker: Some(i.version_id_marker.unwrap_or_default()),
-            max_keys: Some(max as i32),
-            is_truncated: Some(page.truncated),
-            next_version_id_marker: next.as_ref().map(|_| "null".to_string()),
-            next_key_marker: next.map(|m| encode_key(&i.encoding_type, m)),
-            versions: Some(
-                page.objects
-                    .iter()
-                    .map(|o| dto::ObjectVersion {
-                        e_tag: Some(etag(&o.etag)),
-                        is_latest: Some(true),
-                        key: Some(encode_key(&i.encoding_type, o.name.clone())),
-                        last_modified: Some(ts(o.updated_at)),
-                        owner: Some(owner(o.owner_id.as_deref())),
-                        size: Some(o.size as i64),
-                        storage_class: Some(dto::ObjectVersionStorageClass::from_static(
-                            dto::ObjectVersionStorageClass::STANDARD,
-                        )),
-                        version_id: Some("null".into()),
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
-            common_prefixes,
-            delimiter: i
-                .delimiter
-                .filter(|d| !d.is_empty())
-                .map(|d| encode_key(&i.encoding_type, d)),
-            encoding_type: i.encoding_type.clone(),
-            ..Default::default()
-        }))
+        self.serve_list_object_versions(req).await
     }
 
     async fn create_multipart_upload(
         &self,
         req: S3Request<dto::CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
-        let actor = self.actor(&req).await?;
-        let i = req.input;
-        no_sse(&i.server_side_encryption, &i.sse_customer_algorithm)?;
-        let mut extra = serde_json::Map::new();
-        if let Some(t) = &i.tagging {
-            extra.insert("tags".into(), tags_of_header(t)?);
-        }
-        Kept {
-            encoding: i.content_encoding,
-            disposition: i.content_disposition,
-            language: i.content_language,
-            expires: i.expires,
-        }
-        .to_metadata(&mut extra);
-        let spec = PutSpec {
-            bucket: i.bucket.clone(),
-            key: i.key.clone(),
-            upsert: true,
-            content_type: content_type_or_default(i.content_type),
-            cache_control: i.cache_control,
-            user_metadata: user_metadata(i.metadata),
-            declared_len: None,
-            extra: (!extra.is_empty()).then_some(serde_json::Value::Object(extra)),
-        };
-        let id = self
-            .core
-            .create_upload(&actor, &spec, None)
-            .await
-            .map_err(s3_err)?;
-        Ok(S3Response::new(dto::CreateMultipartUploadOutput {
-            bucket: Some(i.bucket),
-            key: Some(i.key),
-            upload_id: Some(id),
-            ..Default::default()
-        }))
+        self.serve_create_multipart_upload(req).await
     }
 
     async fn upload_part(
         &self,
         req: S3Request<dto::UploadPartInput>,
     ) -> S3Result<S3Response<dto::UploadPartOutput>> {
-        let actor = self.actor(&req).await?;
-        let trailer = req.trailing_headers.clone();
-        let i = req.input;
-        no_sse(&None, &i.sse_customer_algorithm)?;
-        let declared = integrity::Declared::new(
-            i.content_md5.clone(),
-            dto::Checksum {
-                checksum_crc32: i.checksum_crc32.clone(),
-                checksum_crc32c: i.checksum_crc32c.clone(),
-                checksum_crc64nvme: i.checksum_crc64nvme.clone(),
-                checksum_sha1: i.checksum_sha1.clone(),
-                checksum_sha256: i.checksum_sha256.clone(),
-                ..Default::default()
-            },
-            i.checksum_algorithm.as_ref().map(|a| a.as_str()),
-            trailer,
-        )?;
-        let (body, verdict) = integrity::checked(body_stream(i.body), declared);
-        let (e, _) = self
-            .core
-            .upload_part(
-                &actor,
-                &i.bucket,
-                &i.key,
-                &i.upload_id,
-                i.part_number,
-                body,
-                None,
-            )
-            .await
-            .map_err(|e| verdict.error(e))?;
-        let sums = verdict.verified();
-        Ok(S3Response::new(dto::UploadPartOutput {
-            e_tag: Some(etag(&e)),
-            checksum_crc32: sums.checksum_crc32,
-            checksum_crc32c: sums.checksum_crc32c,
-            checksum_crc64nvme: sums.checksum_crc64nvme,
-            checksum_sha1: sums.checksum_sha1,
-            checksum_sha256: sums.checksum_sha256,
-            ..Default::default()
-        }))
+        self.serve_upload_part(req).await
     }
 
     async fn upload_part_copy(
         &self,
         req: S3Request<dto::UploadPartCopyInput>,
     ) -> S3Result<S3Response<dto::UploadPartCopyOutput>> {
-        let actor = self.actor(&req).await?;
-        let i = req.input;
-        let (src_bucket, src_key) = copy_source(&i.copy_source)?;
-        // A copy range is `bytes=first-last`, both given, within the source.
-        let range = match &i.copy_source_range {
-            Some(r) => match ByteRange::parse(r) {
-                Some(ByteRange::From {
-                    first,
-                    last: Some(last),
-                }) => Some((first, last)),
-                _ => {
-                    return Err(s3_error!(
-                        InvalidArgument,
-                        "Invalid x-amz-copy-source-range"
-                    ));
-                }
-            },
-            None => None,
-        };
-        let (src, stream, _) = match self
-            .core
-            .get(
-                &actor,
-                &src_bucket,
-                &src_key,
-                range.map(|(first, last)| ByteRange::From {
-                    first,
-                    last: Some(last),
-                }),
-            )
-            .await
-        {
-            Ok(got) => got,
-            Err(e) => return Err(self.read_err(&actor, &src_bucket, e).await),
-        };
-        if range.is_some_and(|(_, last)| last >= src.size) {
-            return Err(s3_error!(
-                InvalidRange,
-                "The copy range goes past the end of the source object"
-            ));
-        }
-        let (e, _) = self
-            .core
-            .upload_part(
-                &actor,
-                &i.bucket,
-                &i.key,
-                &i.upload_id,
-                i.part_number,
-                stream,
-                None,
-            )
-            .await
-            .map_err(s3_err)?;
-        Ok(S3Response::new(dto::UploadPartCopyOutput {
-            copy_part_result: Some(dto::CopyPartResult {
-                e_tag: Some(etag(&e)),
-                last_modified: Some(ts(chrono::Utc::now())),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }))
+        self.serve_upload_part_copy(req).await
     }
 
     async fn list_parts(
         &self,
         req: S3Request<dto::ListPartsInput>,
     ) -> S3Result<S3Response<dto::ListPartsOutput>> {
-        let actor = self.actor(&req).await?;
-        let i = req.input;
-        let marker = i.part_number_marker.unwrap_or(0);
-        let max = i.max_parts.unwrap_or(1000).clamp(1, 1000) as usize;
-        let parts = self
-            .core
-            .list_parts(&actor, &i.bucket, &i.key, &i.upload_id)
-            .await
-            .map_err(s3_err)?;
-        let mut rest: Vec<_> = parts.into_iter().filter(|p| p.number > marker).collect();
-        let truncated = rest.len() > max;
-        rest.truncate(max);
-        Ok(S3Response::new(dto::ListPartsOutput {
-            bucket: Some(i.bucket),
-            key: Some(i.key),
-            upload_id: Some(i.upload_id),
-            is_truncated: Some(truncated),
-            max_parts: Some(max as i32),
-            part_number_marker: i.part_number_marker,
-            next_part_number_marker: rest.last().map(|p| p.number),
-            parts: Some(
-                rest.iter()
-                    .map(|p| dto::Part {
-                        e_tag: Some(etag(&p.etag)),
-                        last_modified: Some(ts(p.created_at)),
-                        part_number: Some(p.number),
-                        size: Some(p.size as i64),
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
-            ..Default::default()
-        }))
+        self.serve_list_parts(req).await
     }
 
     async fn list_multipart_uploads(
         &self,
         req: S3Request<dto::ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<dto::ListMultipartUploadsOutput>> {
-        let actor = self.actor(&req).await?;
-        let i = req.input;
-        self.require_bucket(&actor, &i.bucket).await?;
-        let prefix = i.prefix.clone().unwrap_or_default();
-        let uploads = self
-            .core
-            .list_uploads(&actor, &i.bucket, &prefix)
-            .await
-            .map_err(s3_err)?;
-        Ok(S3Response::new(dto::ListMultipartUploadsOutput {
-            bucket: Some(i.bucket),
-            prefix: Some(prefix),
-            is_truncated: Some(false),
-            uploads: Some(
-                uploads
-                    .into_iter()
-                    .map(|u| dto::MultipartUpload {
-                        initiated: Some(ts(u.created_at)),
-                        key: Some(u.key),
-                        upload_id: Some(u.id),
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
-            ..Default::default()
-        }))
+        self.serve_list_multipart_uploads(req).await
     }
 
     async fn abort_multipart_upload(
         &self,
         req: S3Request<dto::AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::AbortMultipartUploadOutput>> {
-        let actor = self.actor(&req).await?;
-        let i = &req.input;
-        self.core
-            .abort_upload(&actor, &i.bucket, &i.key, &i.upload_id)
-            .await
-            .map_err(s3_err)?;
-        Ok(S3Response::new(dto::AbortMultipartUploadOutput::default()))
+        self.serve_abort_multipart_upload(req).await
     }
 
     async fn complete_multipart_upload(
         &self,
         req: S3Request<dto::CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::CompleteMultipartUploadOutput>> {
-        let actor = self.actor(&req).await?;
-        let i = req.input;
-        let listed: Vec<(i32, String)> = i
-            .multipart_upload
-            .and_then(|m| m.parts)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|p| {
-                (
-                    p.part_number.unwrap_or(0),
-                    p.e_tag.map(|e| e.value().to_string()).unwrap_or_default(),
-                )
-            })
-            .collect();
-        if i.if_match.is_some() || i.if_none_match.is_some() {
-            self.write_preconditions(&actor, &i.bucket, &i.key, &i.if_match, &i.if_none_match)
-                .await?;
-        }
-        // Every part but the last must be at least 5 MiB, as in S3.
-        let parts = self
-            .core
-            .list_parts(&actor, &i.bucket, &i.key, &i.upload_id)
-            .await;
-        let info = match parts {
-            Ok(parts) => {
-                let small = listed.iter().rev().skip(1).any(|(n, _)| {
-                    parts
-                        .iter()
-                        .any(|p| p.number == *n && p.size < MIN_PART_SIZE)
-                });
-                if small {
-                    return Err(s3_error!(
-                        EntityTooSmall,
-                        "Each part but the last must be at least 5 MiB"
-                    ));
-                }
-                self.core
-                    .complete_upload(&actor, &i.bucket, &i.key, &i.upload_id, &listed)
-                    .await
-                    .map_err(s3_err)?
-            }
-            // A completion repeated after it succeeded answers as the first one did: the object
-            // is there with the ETag the listed parts make.
-            Err(StorageError::NoSuchUpload) => {
-                let done = self.core.head(&actor, &i.bucket, &i.key).await.ok();
-                let etags: Vec<String> = listed.iter().map(|(_, e)| e.clone()).collect();
-                match done {
-                    Some(o) if o.etag == crate::storage::core::multipart_etag(&etags) => o,
-                    _ => return Err(s3_err(StorageError::NoSuchUpload)),
-                }
-            }
-            Err(e) => return Err(s3_err(e)),
-        };
-        Ok(S3Response::new(dto::CompleteMultipartUploadOutput {
-            bucket: Some(i.bucket.clone()),
-            key: Some(i.key.clone()),
-            e_tag: Some(etag(&info.etag)),
-            location: Some(format!("/{}/{}", i.bucket, i.key)),
-            ..Default::default()
-        }))
+        self.serve_complete_multipart_upload(req).await
     }
 }
 
@@ -1515,82 +817,6 @@ pub async fn run(
         "s3",
     )
     .await;
-}
-
-/// Names every answer with a fresh request id (`x-amz-request-id`), and writes it into an error's
-/// XML as `<RequestId>` too, as S3 does (s3s leaves both out).
-fn with_request_id(mut res: http::Response<s3s::Body>) -> http::Response<s3s::Body> {
-    let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_ascii_uppercase();
-    if let Ok(v) = http::HeaderValue::from_str(&id) {
-        res.headers_mut().insert("x-amz-request-id", v);
-    }
-    if res.status().as_u16() < 400 {
-        return res;
-    }
-    let Some(body) = res.body().bytes() else {
-        return res;
-    };
-    let Some(end) = body.windows(8).rposition(|w| w == b"</Error>") else {
-        return res;
-    };
-    if body.windows(11).any(|w| w == b"<RequestId>") {
-        return res;
-    }
-    let mut named = Vec::with_capacity(body.len() + 48);
-    named.extend_from_slice(&body[..end]);
-    named.extend_from_slice(format!("<RequestId>{id}</RequestId>").as_bytes());
-    named.extend_from_slice(&body[end..]);
-    if res.headers().contains_key(http::header::CONTENT_LENGTH) {
-        res.headers_mut().insert(
-            http::header::CONTENT_LENGTH,
-            http::HeaderValue::from(named.len()),
-        );
-    }
-    *res.body_mut() = s3s::Body::from(bytes::Bytes::from(named));
-    res
-}
-
-/// S3's InternalError, for an operation that panicked (the cause is logged, never sent).
-fn panicked(panic: &(dyn std::any::Any + Send)) -> http::Response<s3s::Body> {
-    let what = crate::http::door::panic_message(panic);
-    tracing::error!(panic = %what, "S3 operation panicked");
-    xml_error(
-        http::StatusCode::INTERNAL_SERVER_ERROR,
-        "InternalError",
-        "We encountered an internal error. Please try again.",
-    )
-}
-
-/// A presigned URL may live at most 7 days (604,800 s), and not less than nothing: AWS refuses
-/// other `X-Amz-Expires` values with 403 before it looks at the signature (s3s alone would accept
-/// a longer one).
-fn presign_expiry_refused(uri: &http::Uri) -> Option<http::Response<s3s::Body>> {
-    let expires = crate::http::query::pairs(uri.query()?)
-        .into_iter()
-        .find(|(k, _)| k == "X-Amz-Expires")?
-        .1;
-    match expires.parse::<u32>() {
-        Ok(secs) if secs <= 604_800 => None,
-        _ => Some(xml_error(
-            http::StatusCode::FORBIDDEN,
-            "AccessDenied",
-            "X-Amz-Expires must be between 0 and 604800 seconds",
-        )),
-    }
-}
-
-/// An S3 error answer built outside s3s (static texts only: nothing to escape).
-fn xml_error(status: http::StatusCode, code: &str, message: &str) -> http::Response<s3s::Body> {
-    let mut res = http::Response::new(s3s::Body::from(format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
-         <Message>{message}</Message></Error>"
-    )));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/xml"),
-    );
-    res
 }
 
 /// The S3 listener as `startup::serve` runs it: logs its URL, serves until shutdown.

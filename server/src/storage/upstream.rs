@@ -593,71 +593,6 @@ async fn read_limited(mut body: Incoming, limit: usize) -> io::Result<Bytes> {
     Ok(out.freeze())
 }
 
-/// One page of ListMultipartUploads: its uploads (key, id, initiated) and where the next starts.
-#[derive(Debug, Default, PartialEq)]
-struct UploadsPage {
-    uploads: Vec<(String, String, String)>,
-    next: Option<(String, String)>,
-}
-
-impl UploadsPage {
-    fn parse(xml: &[u8]) -> io::Result<UploadsPage> {
-        use quick_xml::events::Event;
-        let mut reader = quick_xml::Reader::from_reader(xml);
-        let mut page = UploadsPage::default();
-        let (mut path, mut text) = (Vec::<String>::new(), String::new());
-        let (mut key, mut id, mut at) = (String::new(), String::new(), String::new());
-        let (mut truncated, mut next_key, mut next_id) = (false, String::new(), String::new());
-        let bad = |e: &dyn std::fmt::Display| {
-            io::Error::other(format!("ListMultipartUploads answer: {e}"))
-        };
-        let mut buf = Vec::new();
-        loop {
-            match reader.read_event_into(&mut buf).map_err(|e| bad(&e))? {
-                Event::Start(e) => {
-                    path.push(String::from_utf8_lossy(e.local_name().as_ref()).into_owned());
-                    text.clear();
-                }
-                Event::Text(t) => {
-                    let t = t.decode().map_err(|e| bad(&e))?;
-                    text.push_str(&quick_xml::escape::unescape(&t).map_err(|e| bad(&e))?);
-                }
-                Event::GeneralRef(r) => {
-                    let name = String::from_utf8_lossy(&r);
-                    let entity = format!("&{name};");
-                    text.push_str(&quick_xml::escape::unescape(&entity).map_err(|e| bad(&e))?);
-                }
-                Event::End(_) => {
-                    let name = path.pop().unwrap_or_default();
-                    let in_upload = path.last().is_some_and(|p| p == "Upload");
-                    match (in_upload, name.as_str()) {
-                        (true, "Key") => key = std::mem::take(&mut text),
-                        (true, "UploadId") => id = std::mem::take(&mut text),
-                        (true, "Initiated") => at = std::mem::take(&mut text),
-                        (false, "Upload") => page.uploads.push((
-                            std::mem::take(&mut key),
-                            std::mem::take(&mut id),
-                            std::mem::take(&mut at),
-                        )),
-                        (false, "IsTruncated") => truncated = text.trim() == "true",
-                        (false, "NextKeyMarker") => next_key = std::mem::take(&mut text),
-                        (false, "NextUploadIdMarker") => next_id = std::mem::take(&mut text),
-                        _ => {}
-                    }
-                    text.clear();
-                }
-                Event::Eof => break,
-                _ => {}
-            }
-            buf.clear();
-        }
-        if truncated {
-            page.next = Some((next_key, next_id));
-        }
-        Ok(page)
-    }
-}
-
 /// A multipart upload being written; aborted when dropped before it completes (a failed body, a
 /// cancelled request).
 struct PendingUpload {
@@ -915,68 +850,8 @@ impl Backend for Upstream {
     }
 }
 
+mod uploads;
+use uploads::UploadsPage;
+
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_mirror_the_disk_layout() {
-        let id = uuid::Uuid::parse_str("ab0f6f7e-51a8-4c1f-9d3c-7d1e6a2b9c01").unwrap();
-        let version = uuid::Uuid::parse_str("00000000-0000-4000-8000-000000000001").unwrap();
-        assert_eq!(
-            object_key(&BlobKey::Object { id, version }),
-            format!("data/ab/{id}.{version}")
-        );
-        assert_eq!(
-            object_key(&BlobKey::Part { id }),
-            format!("data/ab/{id}.part")
-        );
-    }
-
-    #[test]
-    fn service_errors_and_upload_listings_parse() {
-        let (code, message) = error_of(
-            b"<?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>",
-        );
-        assert_eq!(code, "NoSuchBucket");
-        assert_eq!(message, "The specified bucket does not exist");
-        assert_eq!(error_of(b"not xml"), (String::new(), String::new()));
-        let page = UploadsPage::parse(
-            br#"<?xml version="1.0" encoding="UTF-8"?>
-<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
-  <Bucket>b</Bucket><KeyMarker></KeyMarker><UploadIdMarker></UploadIdMarker>
-  <NextKeyMarker>data/ab/x.part</NextKeyMarker><NextUploadIdMarker>u2</NextUploadIdMarker>
-  <MaxUploads>2</MaxUploads><IsTruncated>true</IsTruncated>
-  <Upload><Key>data/ab/a&amp;b.1</Key><UploadId>u1</UploadId>
-    <Initiator><ID>i</ID></Initiator><Initiated>2026-01-01T00:00:00.000Z</Initiated></Upload>
-  <Upload><Key>data/ab/x.part</Key><UploadId>u2</UploadId><Initiated>2026-01-02T00:00:00Z</Initiated></Upload>
-</ListMultipartUploadsResult>"#,
-        )
-        .unwrap();
-        assert_eq!(
-            page.uploads,
-            vec![
-                (
-                    "data/ab/a&b.1".to_string(),
-                    "u1".to_string(),
-                    "2026-01-01T00:00:00.000Z".to_string()
-                ),
-                (
-                    "data/ab/x.part".to_string(),
-                    "u2".to_string(),
-                    "2026-01-02T00:00:00Z".to_string()
-                ),
-            ]
-        );
-        assert_eq!(
-            page.next,
-            Some(("data/ab/x.part".to_string(), "u2".to_string()))
-        );
-        assert!(UploadsPage::parse(b"<a><b></a>").is_err());
-        assert!(older("2000-01-01T00:00:00Z", Duration::from_secs(60)));
-        assert!(!older(
-            &chrono::Utc::now().to_rfc3339(),
-            Duration::from_secs(60)
-        ));
-    }
-}
+mod tests;
