@@ -5,8 +5,6 @@
 
 use serde_json::{Value, json};
 
-use super::request::RawBody;
-
 /// Errors of the request stage (PGRST1xx).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestError {
@@ -44,8 +42,8 @@ pub enum RequestError {
 pub enum SingleParam {
     /// A JSON body: a json or jsonb parameter, besides the named ones.
     Json,
-    /// A raw body: only a parameter of its type.
-    Raw(RawBody),
+    /// A raw body: only a parameter of its type (`text`, `xml` or `bytea`).
+    Raw(&'static str),
 }
 
 /// Errors of the planning stage (PGRST1xx, PGRST2xx, 42703).
@@ -337,7 +335,7 @@ impl PlanError {
                 let (in_message, in_details) = match single {
                     None => (in_message, in_details),
                     Some(SingleParam::Json) => (in_message, format!("{in_details} or with a single unnamed json/jsonb parameter")),
-                    Some(SingleParam::Raw(raw)) => (String::new(), format!(" with a single unnamed {} parameter", raw.param_type())),
+                    Some(SingleParam::Raw(ty)) => (String::new(), format!(" with a single unnamed {ty} parameter")),
                 };
                 body(
                     "PGRST202",

@@ -79,7 +79,7 @@ pub(super) fn call(
             let single = match req.content_type {
                 _ if !post => None,
                 ContentType::Json => Some(SingleParam::Json),
-                ContentType::Raw(raw) => Some(SingleParam::Raw(raw)),
+                ContentType::Raw(raw) => Some(SingleParam::Raw(raw.param_type())),
                 ContentType::Csv | ContentType::Form => None,
             };
             // A raw body looked only for a single unnamed parameter: PostgREST gives no hint.
