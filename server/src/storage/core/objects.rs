@@ -277,10 +277,11 @@ impl Storage {
             statements.push((LOCK_ROW_SQL, &key_params));
         }
         statements.push((sql, &params));
+        let request_info = Self::info(actor);
         let opened = RequestTx::pipelined_open(
             &self.pool,
             &actor.caller,
-            &Self::info(actor),
+            &request_info,
             self.statement_timeout_ms,
             &statements,
         );

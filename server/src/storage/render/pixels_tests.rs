@@ -127,7 +127,8 @@ fn output_follows_format_then_accept() {
     assert_eq!(output_kind(Gif, Format::Webp, false), Webp);
 }
 
-/// A PNG whose header claims `w`×`h` (and nothing else: it is refused before any pixel is read).
+/// A PNG whose header claims `w`×`h`, cut two bytes into its pixels (refused before they are read
+/// when too large, or when they are read otherwise).
 fn png_header(w: u32, h: u32) -> Vec<u8> {
     fn crc32(bytes: &[u8]) -> u32 {
         let mut crc = !0u32;
@@ -148,9 +149,11 @@ fn png_header(w: u32, h: u32) -> Vec<u8> {
     ihdr.extend(h.to_be_bytes());
     ihdr.extend([8, 2, 0, 0, 0]);
     let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    out.extend(13u32.to_be_bytes());
-    out.extend(&ihdr);
-    out.extend(crc32(&ihdr).to_be_bytes());
+    for chunk in [ihdr, b"IDAT\x78\x9c".to_vec()] {
+        out.extend((chunk.len() as u32 - 4).to_be_bytes());
+        out.extend(&chunk);
+        out.extend(crc32(&chunk).to_be_bytes());
+    }
     out
 }
 
