@@ -381,7 +381,10 @@ struct Api {
 enum Grant {
     Download,
     /// Upload once, owned by `owner` (the signer), overwriting when `upsert`.
-    Upload { owner: Option<Value>, upsert: bool },
+    Upload {
+        owner: Option<Value>,
+        upsert: bool,
+    },
     /// Download the image rendered as the token fixes it.
     Render(Transform),
 }

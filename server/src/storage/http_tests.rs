@@ -60,8 +60,7 @@ fn errors_have_fixed_statuses() {
 /// (refusing every upload), and "0" a limit of 0 where the number 0 clears the limit.
 #[test]
 fn size_strings_past_i64_are_refused_and_zero_clears() {
-    let limit =
-        |v: &str| bucket_spec(&json!({ "file_size_limit": v })).map(|s| s.file_size_limit);
+    let limit = |v: &str| bucket_spec(&json!({ "file_size_limit": v })).map(|s| s.file_size_limit);
     assert!(limit("9223372036854775808").is_err());
     assert!(limit("17179869184G").is_err());
     assert_eq!(limit("0").unwrap(), Some(None));

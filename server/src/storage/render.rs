@@ -132,7 +132,9 @@ impl Renderer {
                 async move { Ok(all) }
             })
             .await
-            .map_err(|e| ApiError::Storage(super::core::StorageError::Io(std::io::Error::other(e))))?;
+            .map_err(|e| {
+                ApiError::Storage(super::core::StorageError::Io(std::io::Error::other(e)))
+            })?;
         let permit = self
             .permits
             .clone()
@@ -154,7 +156,9 @@ impl Renderer {
 }
 
 /// Runs blocking work on tokio's blocking pool.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| {
         tracing::error!(error = %e, "image render task failed");
         ApiError::Refused {

@@ -191,8 +191,9 @@ mod tests {
             Cache::name(v, &t, true),
             "00000000000000000000000000000000.width_100_resize_fill.webp"
         );
-        let origin = Transform::from_query([("width", "100"), ("resize", "fill"), ("format", "origin")])
-            .unwrap();
+        let origin =
+            Transform::from_query([("width", "100"), ("resize", "fill"), ("format", "origin")])
+                .unwrap();
         assert_eq!(Cache::name(v, &origin, false), Cache::name(v, &t, false));
         assert_eq!(
             Cache::name(v, &Transform::default(), false),

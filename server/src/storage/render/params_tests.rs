@@ -30,7 +30,10 @@ fn good_queries() {
             "width=100&height=50&resize=contain",
             t(Some(100), Some(50), Contain, None, Auto),
         ),
-        ("height=%2B7&resize=fill", t(None, Some(7), Fill, None, Auto)),
+        (
+            "height=%2B7&resize=fill",
+            t(None, Some(7), Fill, None, Auto),
+        ),
         // Clamped as Supabase clamps: 1..=2000; 0 is not given.
         ("width=5000", t(Some(2000), None, Cover, None, Auto)),
         ("width=0&height=0", t(None, None, Cover, None, Auto)),
@@ -39,7 +42,10 @@ fn good_queries() {
             t(Some(2000), None, Cover, None, Auto),
         ),
         ("quality=20", t(None, None, Cover, Some(20), Auto)),
-        ("quality=100&format=origin", t(None, None, Cover, Some(100), Origin)),
+        (
+            "quality=100&format=origin",
+            t(None, None, Cover, Some(100), Origin),
+        ),
         ("format=webp", t(None, None, Cover, None, Webp)),
         // The last of a repeated name wins; unknown names are not this stage's.
         ("width=1&width=3", t(Some(3), None, Cover, None, Auto)),

@@ -123,12 +123,20 @@ pub fn render(bytes: &[u8], t: &Transform, out: Option<ImageKind>) -> Result<Ren
     }
     let alpha = img.color().has_alpha() && out != ImageKind::Jpeg;
     let (pixel_type, color, raw) = if alpha {
-        (PixelType::U8x4, ExtendedColorType::Rgba8, Raw::from(img.into_rgba8()))
+        (
+            PixelType::U8x4,
+            ExtendedColorType::Rgba8,
+            Raw::from(img.into_rgba8()),
+        )
     } else if img.color().has_alpha() {
         // JPEG has no alpha: transparent parts become white, as on a page.
         (PixelType::U8x3, ExtendedColorType::Rgb8, flatten(img))
     } else {
-        (PixelType::U8x3, ExtendedColorType::Rgb8, rgb_as_raw(img.into_rgb8()))
+        (
+            PixelType::U8x3,
+            ExtendedColorType::Rgb8,
+            rgb_as_raw(img.into_rgb8()),
+        )
     };
     let (sw, sh) = (raw.width, raw.height);
     let fit = geometry((sw, sh), t);

@@ -23,7 +23,12 @@ fn geometry_follows_imgproxy_without_enlarging() {
         ((400, 200), t(Some(100), None, Cover), (100, 50), false),
         ((400, 200), t(None, Some(50), Fill), (100, 50), false),
         ((400, 200), t(Some(100), Some(100), Cover), (100, 100), true),
-        ((400, 200), t(Some(100), Some(100), Contain), (100, 50), false),
+        (
+            (400, 200),
+            t(Some(100), Some(100), Contain),
+            (100, 50),
+            false,
+        ),
         ((400, 200), t(Some(100), Some(100), Fill), (100, 100), false),
         // Never enlarged: a small image keeps its size; cover still crops it to the box.
         ((50, 80), t(Some(100), Some(100), Cover), (50, 80), true),
@@ -34,12 +39,7 @@ fn geometry_follows_imgproxy_without_enlarging() {
         // Rounding never reaches zero.
         ((2000, 1), t(Some(10), None, Cover), (10, 1), false),
     ] {
-        assert_eq!(
-            geometry(src, &tr),
-            Fit { size, crop },
-            "{src:?} {}",
-            tr
-        );
+        assert_eq!(geometry(src, &tr), Fit { size, crop }, "{src:?} {}", tr);
     }
 }
 
@@ -82,7 +82,12 @@ fn renders_every_format_to_the_asked_size() {
         assert_eq!((r.kind, r.width, r.height), (kind, 64, 64), "{kind:?}");
         assert_eq!(ImageKind::sniff(&r.bytes), Some(kind));
         assert_eq!(decoded(&r.bytes).dimensions(), (64, 64));
-        let r = render(&src, &t(Some(100), None, Resize::Cover), Some(ImageKind::Webp)).unwrap();
+        let r = render(
+            &src,
+            &t(Some(100), None, Resize::Cover),
+            Some(ImageKind::Webp),
+        )
+        .unwrap();
         assert_eq!(ImageKind::sniff(&r.bytes), Some(ImageKind::Webp));
         assert_eq!(decoded(&r.bytes).dimensions(), (100, 75));
     }
