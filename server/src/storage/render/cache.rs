@@ -117,7 +117,7 @@ impl Cache {
     fn trim(&self) {
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
         let mut files: Vec<_> = entries(&self.dir)
-            .filter(|(p, _, _)| !p.extension().is_some_and(|e| e == "tmp"))
+            .filter(|(p, _, _)| p.extension().is_none_or(|e| e != "tmp"))
             .collect();
         let mut total: u64 = files.iter().map(|(_, size, _)| size).sum();
         files.sort_by_key(|(_, _, modified)| *modified);
