@@ -135,8 +135,9 @@ before(async () => {
       '--s3-listen', '127.0.0.1:0',
       '--s3-access-key-id', DOOR_KEY,
       '--s3-secret-access-key', DOOR_SECRET,
-      // The orphan cleanup runs every 10 s and removes blobs no row names once 3 s old.
-      '--storage-orphan-age', '3s',
+      // The orphan cleanup runs every 10 s and removes blobs no row names once 40 s old (long
+      // enough for any live write here to commit its row first).
+      '--storage-orphan-age', '40s',
     ],
   });
   admin = createClient(doska.url, doska.serviceKey, {
