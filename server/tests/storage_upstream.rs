@@ -208,19 +208,21 @@ fn s3_args(endpoint: &str, bucket: &str, secret: &str) -> Vec<String> {
         BACKEND_KEY,
         "--storage-s3-secret-access-key",
         secret,
-        "--storage-orphan-age",
-        "1s",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect()
 }
 
-/// A doska with its bytes on `b`, and its S3 door on.
-fn front(data: &Path, db: &str, b: &Backend) -> Proc {
+/// A doska with its bytes on `b`, and its S3 door on. Its orphan cleanup takes what is `orphan_age`
+/// old: an upload whose first part is still on its way counts as abandoned once that old, so only a
+/// doska restarted after a crash gets a short one (a loaded machine may take seconds per part).
+fn front(data: &Path, db: &str, b: &Backend, orphan_age: &str) -> Proc {
     let mut args = s3_args(&b.endpoint(), "blobs", BACKEND_SECRET);
     args.extend(
         [
+            "--storage-orphan-age",
+            orphan_age,
             "--s3-listen",
             "127.0.0.1:0",
             "--s3-access-key-id",
@@ -364,7 +366,7 @@ async fn bytes_live_in_the_backend_through_both_doors_and_two_instances() {
     let b = Backend::start().await;
     let (f_db_name, f_db) = database("upf").await;
     let f_data = common::temp_dir("up-front");
-    let f = front(&f_data, &f_db, &b);
+    let f = front(&f_data, &f_db, &b, "1h");
     create_bucket(&f.url, "docs").await;
 
     // A small body (one PUT upstream, buffered), a 20 MiB one of declared length (streamed on in
@@ -545,7 +547,7 @@ async fn bytes_live_in_the_backend_through_both_doors_and_two_instances() {
     );
 
     // A second doska on the same database and bucket reads what the first wrote, and back.
-    let f2 = front(&common::temp_dir("up-front2"), &f_db, &b);
+    let f2 = front(&common::temp_dir("up-front2"), &f_db, &b, "1h");
     let r = api(&f2.url, "GET", "/object/docs/a/big.bin", &[], "").await;
     assert_eq!(r.status, 200);
     assert!(
@@ -670,7 +672,7 @@ async fn backend_faults_answer_503_and_recover_and_a_crash_leaves_nothing_behind
     let mut b = Backend::start().await;
     let (f_db_name, f_db) = database("upf").await;
     let f_data = common::temp_dir("up-front");
-    let mut f = front(&f_data, &f_db, &b);
+    let mut f = front(&f_data, &f_db, &b, "1h");
     create_bucket(&f.url, "docs").await;
     let r = api(&f.url, "POST", "/object/docs/kept.txt", &[], "kept bytes").await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -758,7 +760,7 @@ async fn backend_faults_answer_503_and_recover_and_a_crash_leaves_nothing_behind
         .get(0);
     assert_eq!(n, 0, "no partial object");
     // Restarted with a 1 s orphan age, its cleanup aborts the upload and removes stray blobs.
-    let f = front(&f_data, &f_db, &b);
+    let f = front(&f_data, &f_db, &b, "1s");
     eventually(
         "cleanup leaves only live blobs and no upload upstream",
         || async { b.contents().await == (live_blobs(&f_db_name).await, 0) },
@@ -875,7 +877,7 @@ async fn storage_migrate_moves_a_data_dirs_files_to_the_backend_and_back() {
     objects.push(late);
     drop(f);
     // Switched: restarted on the backend, and the command run once more takes the late write.
-    let f = front(&f_data, &f_db, &b);
+    let f = front(&f_data, &f_db, &b, "1h");
     let report = storage_migrate(&f_data, &f_db, "s3", &b, &[]);
     assert_eq!(
         (report["copied"].as_u64(), report["already_there"].as_u64()),

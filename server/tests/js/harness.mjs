@@ -41,7 +41,11 @@ export async function startDoska({ migrations, policies, env = {}, args = [] } =
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let log = '';
-  const url = await new Promise((resolveUrl, reject) => {
+  // With `--s3-listen`, its S3 listener's URL too (logged on its own line, in either order).
+  const wantS3 = args.includes('--s3-listen');
+  let url;
+  let s3Url;
+  await new Promise((resolveUrl, reject) => {
     const timer = setTimeout(() => reject(new Error(`doska did not start within 60 s:\n${log}`)), 60_000);
     let buffered = '';
     child.stderr.on('data', (chunk) => {
@@ -52,8 +56,10 @@ export async function startDoska({ migrations, policies, env = {}, args = [] } =
         const line = buffered.slice(0, nl);
         buffered = buffered.slice(nl + 1);
         try {
-          const url = JSON.parse(line)?.fields?.url;
-          if (url) { clearTimeout(timer); resolveUrl(url); }
+          const fields = JSON.parse(line)?.fields;
+          url = fields?.url ?? url;
+          s3Url = fields?.s3_url ?? s3Url;
+          if (url && (s3Url || !wantS3)) { clearTimeout(timer); resolveUrl(); }
         } catch { /* not a JSON line */ }
       }
     });
@@ -63,6 +69,7 @@ export async function startDoska({ migrations, policies, env = {}, args = [] } =
   const keys = JSON.parse(stdout);
   return {
     url,
+    s3Url,
     anonKey: keys.anon_key,
     serviceKey: keys.service_role_key,
     dataDir,

@@ -55,8 +55,16 @@ pub async fn cleanup_orphans(
             &[],
         )
         .await?;
-    // Writes a crash left incomplete inside the backend (an S3 service's multipart uploads).
-    let mut removed = backend.sweep_incomplete(age).await?;
+    // Writes a crash left incomplete inside the backend (an S3 service's multipart uploads). A
+    // service that cannot list them (s3s-fs has no ListMultipartUploads) or fails to still gets its
+    // orphan blobs removed below.
+    let mut removed = match backend.sweep_incomplete(age).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "incomplete uploads in the storage backend not swept");
+            0
+        }
+    };
     let candidates = backend.older_than(age).await?;
     for chunk in candidates.chunks(500) {
         let mut objects: Vec<Uuid> = Vec::new();
