@@ -93,6 +93,10 @@ pub struct Settings {
     /// Age after which a stored file no row refers to is removed: seconds, or with a suffix s/m/h/d.
     #[arg(long, global = true, env = "DOSKA_STORAGE_ORPHAN_AGE")]
     pub storage_orphan_age: Option<String>,
+    /// How long a "day" of S3 lifecycle rules lasts (default 1d; shorter only for tests, as Ceph's
+    /// `rgw_lc_debug_interval`): seconds, or with a suffix s/m/h/d.
+    #[arg(long, global = true, env = "DOSKA_STORAGE_LIFECYCLE_DAY")]
+    pub storage_lifecycle_day: Option<String>,
     /// Where object bytes live: `disk` (the storage dir) or `s3` (an S3 service: AWS, MinIO, Ceph).
     #[arg(long, global = true, env = "DOSKA_STORAGE_BACKEND")]
     pub storage_backend: Option<StorageBackendKind>,
@@ -286,6 +290,7 @@ pub struct Config {
     pub trusted_proxies: Vec<crate::http::client_ip::IpNet>,
     pub storage_dir: PathBuf,
     pub storage_orphan_age_secs: u64,
+    pub storage_lifecycle_day_secs: u64,
     pub storage_backend: StorageBackend,
     pub realtime_replay_window_secs: u64,
     pub realtime_replay_max_rows: u64,
@@ -451,6 +456,7 @@ impl Settings {
             trusted_proxies,
             storage_dir,
             storage_orphan_age,
+            storage_lifecycle_day,
             storage_backend,
             storage_s3_endpoint,
             storage_s3_bucket,
@@ -627,6 +633,15 @@ impl Config {
                 reason: format!("`{a}` is not a duration (e.g. 3600, 90s, 15m, 1h)"),
             })?,
         };
+        let storage_lifecycle_day_secs = match s.storage_lifecycle_day.as_deref() {
+            None => 86_400,
+            Some(a) => parse_duration_secs(a)
+                .filter(|d| *d > 0)
+                .ok_or_else(|| ConfigError::Invalid {
+                    key: "storage_lifecycle_day",
+                    reason: format!("`{a}` is not a positive duration (e.g. 86400, 10s, 1d)"),
+                })?,
+        };
         let realtime_replay_window_secs = match s.realtime_replay_window.as_deref() {
             None => 300,
             Some(a) => parse_duration_secs(a).ok_or_else(|| ConfigError::Invalid {
@@ -655,6 +670,7 @@ impl Config {
             realtime_max_message_bytes,
             storage_dir: s.storage_dir.unwrap_or_else(|| data_dir.join("storage")),
             storage_orphan_age_secs,
+            storage_lifecycle_day_secs,
             storage_backend,
             s3_listen: s
                 .s3_listen
@@ -745,6 +761,7 @@ impl Config {
             "site_url": self.site_url,
             "storage_dir": self.storage_dir.display().to_string(),
             "storage_orphan_age": self.storage_orphan_age_secs,
+            "storage_lifecycle_day": self.storage_lifecycle_day_secs,
             "s3_listen": self.s3_listen.to_string(),
             "s3_access_key_id": self.s3_keys.as_ref().map(|k| k.access_key_id.clone()),
             "s3_secret_access_key": self.s3_keys.as_ref().map(|_| "********"),

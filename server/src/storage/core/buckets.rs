@@ -147,10 +147,36 @@ impl Storage {
                 &[&id],
             )
             .await?;
+        // Emptying removes every version for good (those just kept by the delete too).
+        let versions = tx
+            .client()
+            .query(
+                &format!(
+                    "delete from storage.doska_object_versions objects where bucket_id = $1
+                       and not delete_marker returning {GONE_COLUMNS}"
+                ),
+                &[&id],
+            )
+            .await?;
+        tx.client()
+            .execute(
+                "delete from storage.doska_object_versions where bucket_id = $1",
+                &[&id],
+            )
+            .await?;
         tx.commit().await?;
-        let gone: Vec<ObjectInfo> = rows.iter().filter_map(ObjectInfo::from_row).collect();
-        self.remove_blobs(gone.iter().flat_map(ObjectInfo::blobs))
-            .await;
+        let mut gone: Vec<BlobKey> = Vec::new();
+        for b in rows
+            .iter()
+            .chain(versions.iter())
+            .filter_map(ObjectInfo::from_row)
+            .flat_map(|o| o.blobs())
+        {
+            if !gone.contains(&b) {
+                gone.push(b);
+            }
+        }
+        self.remove_blobs(gone).await;
         Ok(rows.len() as u64)
     }
 

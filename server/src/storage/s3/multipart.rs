@@ -306,6 +306,7 @@ impl S3Door {
             key: Some(i.key.clone()),
             e_tag: Some(etag(&info.etag)),
             location: Some(format!("/{}/{}", i.bucket, i.key)),
+            version_id: versioning::version_header(&info),
             ..Default::default()
         }))
     }
