@@ -165,18 +165,12 @@ impl Storage {
             )
             .await?;
         tx.commit().await?;
-        let mut gone: Vec<BlobKey> = Vec::new();
-        for b in rows
-            .iter()
-            .chain(versions.iter())
-            .filter_map(ObjectInfo::from_row)
-            .flat_map(|o| o.blobs())
-        {
-            if !gone.contains(&b) {
-                gone.push(b);
-            }
-        }
-        self.remove_blobs(gone).await;
+        self.remove_versions(
+            rows.iter()
+                .chain(versions.iter())
+                .filter_map(ObjectInfo::from_row),
+        )
+        .await;
         Ok(rows.len() as u64)
     }
 

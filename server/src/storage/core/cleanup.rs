@@ -27,6 +27,17 @@ impl Storage {
         }
     }
 
+    /// Removes the bytes of versions deleted for good (each blob once, whatever lists it twice).
+    pub(super) async fn remove_versions(&self, gone: impl IntoIterator<Item = ObjectInfo>) {
+        let mut blobs: Vec<BlobKey> = Vec::new();
+        for b in gone.into_iter().flat_map(|o| o.blobs()) {
+            if !blobs.contains(&b) {
+                blobs.push(b);
+            }
+        }
+        self.remove_blobs(blobs).await;
+    }
+
     pub(super) async fn remove_blobs(&self, blobs: impl IntoIterator<Item = BlobKey>) {
         for b in blobs {
             if let Err(e) = self.backend.remove(&b).await {

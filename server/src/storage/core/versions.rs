@@ -427,18 +427,12 @@ impl Storage {
                 r.get::<_, Uuid>(0) == o.id && r.get::<_, String>(1) == o.version.to_string()
             })
         };
-        let replaced: Vec<ObjectInfo> = dropped
+        let replaced = dropped
             .iter()
             .filter(|r| !r.get::<_, bool>("delete_marker"))
-            .filter_map(ObjectInfo::from_row)
-            .collect();
-        let doomed = gone
-            .iter()
-            .filter(|o| !is_kept(o))
-            .chain(replaced.iter())
-            .flat_map(ObjectInfo::blobs)
-            .collect::<Vec<_>>();
-        self.remove_blobs(doomed).await;
+            .filter_map(ObjectInfo::from_row);
+        self.remove_versions(gone.iter().filter(|o| !is_kept(o)).cloned().chain(replaced))
+            .await;
         let deleted = keys
             .iter()
             .map(|k| Deleted {
@@ -500,19 +494,13 @@ impl Storage {
         let delete_marker = noncurrent
             .iter()
             .any(|r| r.get::<_, bool>("delete_marker"));
-        let mut blobs: Vec<BlobKey> = Vec::new();
-        for o in current
-            .iter()
-            .chain(noncurrent.iter().filter(|r| !r.get::<_, bool>("delete_marker")))
-            .filter_map(ObjectInfo::from_row)
-        {
-            for b in o.blobs() {
-                if !blobs.contains(&b) {
-                    blobs.push(b);
-                }
-            }
-        }
-        self.remove_blobs(blobs).await;
+        self.remove_versions(
+            current
+                .iter()
+                .chain(noncurrent.iter().filter(|r| !r.get::<_, bool>("delete_marker")))
+                .filter_map(ObjectInfo::from_row),
+        )
+        .await;
         Ok((!current.is_empty() || !noncurrent.is_empty()).then(|| DeletedVersion {
             version_id: version_id.to_string(),
             delete_marker,

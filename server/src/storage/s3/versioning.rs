@@ -8,11 +8,12 @@
 use super::*;
 use crate::storage::core::{VersionInfo, answered_version_id};
 
-/// An error answer that carries `x-amz-delete-marker: true` (and the marker's version id), as S3
-/// marks reads that ran into a delete marker.
+/// An error answer that carries `x-amz-delete-marker`: `true` (and the marker's version id) for a
+/// read that ran into a delete marker, `false` for a key with none, as S3 (Ceph) marks them.
 fn with_marker(mut e: S3Error, version_id: Option<&str>) -> S3Error {
     let mut h = http::HeaderMap::new();
-    h.insert("x-amz-delete-marker", http::HeaderValue::from_static("true"));
+    let marker = if version_id.is_some() { "true" } else { "false" };
+    h.insert("x-amz-delete-marker", http::HeaderValue::from_static(marker));
     if let Some(v) = version_id.and_then(|v| http::HeaderValue::from_str(v).ok()) {
         h.insert("x-amz-version-id", v);
     }
@@ -124,9 +125,9 @@ impl S3Door {
         let e = self.read_err(actor, bucket, e).await;
         if missing
             && e.code() == &S3ErrorCode::NoSuchKey
-            && let Ok(Some(marker)) = self.core.latest_marker(actor, bucket, key).await
+            && let Ok(marker) = self.core.latest_marker(actor, bucket, key).await
         {
-            return with_marker(e, Some(&marker));
+            return with_marker(e, marker.as_deref());
         }
         e
     }
