@@ -325,19 +325,6 @@ fn default_db_pool() -> usize {
     (4 * cores).max(8)
 }
 
-/// Parses `3600`, `90s`, `15m`, `1h`, `2d` into seconds.
-pub fn parse_duration_secs(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.chars().last()? {
-        's' => (&s[..s.len() - 1], 1),
-        'm' => (&s[..s.len() - 1], 60),
-        'h' => (&s[..s.len() - 1], 3600),
-        'd' => (&s[..s.len() - 1], 86400),
-        _ => (s, 1),
-    };
-    num.trim().parse::<u64>().ok()?.checked_mul(mult)
-}
-
 /// The auth front door's settings, unparsed: their grammar belongs to `auth`.
 #[derive(Debug, Clone, Default)]
 pub struct AuthSettings {
@@ -506,20 +493,6 @@ fn line_of(text: &str, byte: usize) -> usize {
     text[..byte.min(text.len())].matches('\n').count() + 1
 }
 
-/// Parses `10M`, `512K`, `5G` or plain bytes.
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let upper = s.to_ascii_uppercase();
-    let trimmed = upper.trim_end_matches("IB").trim_end_matches('B');
-    let (num, mult) = match trimmed.chars().last()? {
-        'K' => (&trimmed[..trimmed.len() - 1], 1024),
-        'M' => (&trimmed[..trimmed.len() - 1], MIB),
-        'G' => (&trimmed[..trimmed.len() - 1], 1024 * MIB),
-        _ => (trimmed, 1),
-    };
-    num.trim().parse::<u64>().ok()?.checked_mul(mult)
-}
-
 fn parse_body_limits(s: &str) -> Result<BodyLimits, ConfigError> {
     let mut limits = BodyLimits::default();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -626,29 +599,21 @@ impl Config {
                 });
             }
         };
-        let storage_orphan_age_secs = match s.storage_orphan_age.as_deref() {
-            None => 3600,
-            Some(a) => parse_duration_secs(a).ok_or_else(|| ConfigError::Invalid {
-                key: "storage_orphan_age",
-                reason: format!("`{a}` is not a duration (e.g. 3600, 90s, 15m, 1h)"),
-            })?,
-        };
-        let storage_lifecycle_day_secs = match s.storage_lifecycle_day.as_deref() {
-            None => 86_400,
-            Some(a) => parse_duration_secs(a)
-                .filter(|d| *d > 0)
-                .ok_or_else(|| ConfigError::Invalid {
-                    key: "storage_lifecycle_day",
-                    reason: format!("`{a}` is not a positive duration (e.g. 86400, 10s, 1d)"),
-                })?,
-        };
-        let realtime_replay_window_secs = match s.realtime_replay_window.as_deref() {
-            None => 300,
-            Some(a) => parse_duration_secs(a).ok_or_else(|| ConfigError::Invalid {
-                key: "realtime_replay_window",
-                reason: format!("`{a}` is not a duration (e.g. 300, 90s, 5m, 1h)"),
-            })?,
-        };
+        let storage_orphan_age_secs = duration_setting(
+            s.storage_orphan_age.as_deref(),
+            (3600, 0),
+            "storage_orphan_age",
+        )?;
+        let storage_lifecycle_day_secs = duration_setting(
+            s.storage_lifecycle_day.as_deref(),
+            (86_400, 1),
+            "storage_lifecycle_day",
+        )?;
+        let realtime_replay_window_secs = duration_setting(
+            s.realtime_replay_window.as_deref(),
+            (300, 0),
+            "realtime_replay_window",
+        )?;
         let realtime_max_message_bytes = match s.realtime_max_message_bytes {
             None => REALTIME_MAX_MESSAGE_BYTES,
             Some(n) if (1024..=64 * 1024 * 1024).contains(&n) => n,
@@ -906,6 +871,11 @@ fn default_site_url(
         (None, None) => format!("http://{listen}"),
     }
 }
+
+#[path = "config_values.rs"]
+mod values;
+pub use values::{parse_duration_secs, parse_size};
+use values::duration_setting;
 
 #[cfg(test)]
 #[path = "config_tests.rs"]

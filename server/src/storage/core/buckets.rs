@@ -148,7 +148,7 @@ impl Storage {
             )
             .await?;
         // Emptying removes every version for good (those just kept by the delete too).
-        let versions = tx
+        let old_versions = tx
             .client()
             .query(
                 &format!(
@@ -164,11 +164,14 @@ impl Storage {
                 &[&id],
             )
             .await?;
+        // A version the policies did not let the caller delete stays, with its bytes.
+        let current: Vec<ObjectInfo> = rows.iter().filter_map(ObjectInfo::from_row).collect();
+        let doomed = versions::not_kept(tx.client(), &current).await?;
         tx.commit().await?;
         self.remove_versions(
-            rows.iter()
-                .chain(versions.iter())
-                .filter_map(ObjectInfo::from_row),
+            doomed
+                .into_iter()
+                .chain(old_versions.iter().filter_map(ObjectInfo::from_row)),
         )
         .await;
         Ok(rows.len() as u64)

@@ -132,6 +132,27 @@ const MARK_SQL: &str = "insert into storage.doska_object_versions as v
      and not exists (select 1 from storage.objects o where o.bucket_id = $1::text and o.name = n)
   returning name, version_id";
 
+/// Of the current rows a statement just deleted, those not kept as noncurrent versions (asked in
+/// the same transaction): their bytes go once it commits.
+pub(super) async fn not_kept(
+    client: &tokio_postgres::Client,
+    gone: &[ObjectInfo],
+) -> Result<Vec<ObjectInfo>, StorageError> {
+    let ids: Vec<Uuid> = gone.iter().map(|o| o.id).collect();
+    let versions: Vec<String> = gone.iter().map(|o| o.version.to_string()).collect();
+    let kept = client.query(KEPT_SQL, &[&ids, &versions]).await?;
+    Ok(gone
+        .iter()
+        .filter(|o| {
+            !kept.iter().any(|r| {
+                r.get::<_, Uuid>(0) == o.id && r.get::<_, String>(1) == o.version.to_string()
+            })
+        })
+        .cloned()
+        .collect())
+}
+
+/// Which of the versions `($1[i], $2[i])` (object id, version) are kept as noncurrent versions.
 const KEPT_SQL: &str = "select c.id, c.version from unnest($1::uuid[], $2::text[]) as c(id, version)
   where storage.doska_version_kept(c.id, c.version)";
 
@@ -418,20 +439,13 @@ impl Storage {
             .query(MARK_SQL, &[&bucket, &keys, &actor.owner(), &actor.sub()])
             .await?;
         let gone: Vec<ObjectInfo> = rows.iter().filter_map(ObjectInfo::from_row).collect();
-        let ids: Vec<Uuid> = gone.iter().map(|o| o.id).collect();
-        let versions: Vec<String> = gone.iter().map(|o| o.version.to_string()).collect();
-        let kept = c.query(KEPT_SQL, &[&ids, &versions]).await?;
+        let doomed = not_kept(c, &gone).await?;
         tx.commit().await?;
-        let is_kept = |o: &ObjectInfo| {
-            kept.iter().any(|r| {
-                r.get::<_, Uuid>(0) == o.id && r.get::<_, String>(1) == o.version.to_string()
-            })
-        };
         let replaced = dropped
             .iter()
             .filter(|r| !r.get::<_, bool>("delete_marker"))
             .filter_map(ObjectInfo::from_row);
-        self.remove_versions(gone.iter().filter(|o| !is_kept(o)).cloned().chain(replaced))
+        self.remove_versions(doomed.into_iter().chain(replaced))
             .await;
         let deleted = keys
             .iter()
