@@ -726,7 +726,6 @@ impl Config {
             "site_url": self.site_url,
             "storage_dir": self.storage_dir.display().to_string(),
             "storage_orphan_age": self.storage_orphan_age_secs,
-            "storage_lifecycle_day": self.storage_lifecycle_day_secs,
             "s3_listen": self.s3_listen.to_string(),
             "s3_access_key_id": self.s3_keys.as_ref().map(|k| k.access_key_id.clone()),
             "s3_secret_access_key": self.s3_keys.as_ref().map(|_| "********"),
@@ -747,6 +746,7 @@ impl Config {
             "jwt_signing_key": self.auth.jwt_signing_key.as_ref().map(|p| p.display().to_string()),
         });
         // Past json!'s recursion limit, so set apart.
+        v["storage_lifecycle_day"] = self.storage_lifecycle_day_secs.into();
         v["realtime_replay_window"] = self.realtime_replay_window_secs.into();
         v["realtime_replay_max_rows"] = self.realtime_replay_max_rows.into();
         v["realtime_max_message_bytes"] = self.realtime_max_message_bytes.into();

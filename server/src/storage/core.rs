@@ -27,11 +27,9 @@ use uuid::Uuid;
 
 mod buckets;
 mod cleanup;
-mod lifecycle;
 mod listing;
 mod multipart;
 mod objects;
-mod versions;
 
 pub use cleanup::cleanup_orphans;
 pub use lifecycle::{Filter as LifecycleFilter, Rule as LifecycleRule, expiration_of};
@@ -835,6 +833,10 @@ pub async fn collect(mut s: ByteStream, limit: usize) -> Result<Bytes, StorageEr
     }
     Ok(out.freeze())
 }
+
+// After the column macros, which they use (`macro_rules!` are in scope only below their definition).
+mod lifecycle;
+mod versions;
 
 #[cfg(test)]
 mod tests {

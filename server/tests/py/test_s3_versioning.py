@@ -310,7 +310,7 @@ class S3Versioning(unittest.TestCase):
         r = self.s3.get_object_attributes(Bucket=b, Key="multi", ObjectAttributes=attrs, MaxParts=1, PartNumberMarker=1)
         self.assertEqual(r["ETag"], done["ETag"].strip('"'))
         op = r["ObjectParts"]
-        self.assertEqual((op["PartsCount"], op["IsTruncated"], op["NextPartNumberMarker"]), (3, True, 2))
+        self.assertEqual((op["TotalPartsCount"], op["IsTruncated"], op["NextPartNumberMarker"]), (3, True, 2))
         self.assertEqual([(p["PartNumber"], p["Size"]) for p in op["Parts"]], [(2, 5 * MIB)])
 
         self.s3.delete_object(Bucket=b, Key="one")

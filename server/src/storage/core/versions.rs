@@ -462,7 +462,8 @@ impl Storage {
 
     /// Deletes one version of a key for good (the current one, a noncurrent one or a delete
     /// marker), as the caller; its bytes are removed after the commit. When it was the current
-    /// version, the newest noncurrent version that is not a delete marker becomes current.
+    /// version or the delete marker in front, the newest version left, unless it is a delete marker,
+    /// becomes current.
     /// Deleting a version that does not exist succeeds with nothing done, as in S3.
     pub async fn delete_version(
         &self,
@@ -500,7 +501,9 @@ impl Storage {
                 &[&bucket, &key, &version_id],
             )
             .await?;
-        if !current.is_empty() {
+        // The current version or the delete marker in front gone: the newest version left (if it
+        // is no marker) becomes current.
+        if !current.is_empty() || !noncurrent.is_empty() {
             c.execute("select storage.doska_promote($1, $2)", &[&bucket, &key])
                 .await?;
         }

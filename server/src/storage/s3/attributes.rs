@@ -23,7 +23,13 @@ impl S3Door {
         let info = self
             .named_version(&actor, &i.bucket, &i.key, i.version_id.as_deref())
             .await?;
-        let wants = |a: &str| i.object_attributes.iter().any(|x| x.as_str() == a);
+        // The header is one comma-separated list (s3s may hand it over as one element).
+        let wants = |a: &str| {
+            i.object_attributes
+                .iter()
+                .flat_map(|x| x.as_str().split(','))
+                .any(|x| x.trim() == a)
+        };
         let sums = integrity::from_metadata(&info.metadata);
         let has_sums = sums.checksum_crc32.is_some()
             || sums.checksum_crc32c.is_some()
