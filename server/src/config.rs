@@ -874,8 +874,8 @@ fn default_site_url(
 
 #[path = "config_values.rs"]
 mod values;
-pub use values::{parse_duration_secs, parse_size};
 use values::duration_setting;
+pub use values::{parse_duration_secs, parse_size};
 
 #[cfg(test)]
 #[path = "config_tests.rs"]

@@ -28,7 +28,9 @@ pub(super) fn duration_setting(
         .filter(|d| *d >= least)
         .ok_or_else(|| ConfigError::Invalid {
             key,
-            reason: format!("`{a}` is not a duration of at least {least}s (e.g. {default}, 90s, 15m, 1h)"),
+            reason: format!(
+                "`{a}` is not a duration of at least {least}s (e.g. {default}, 90s, 15m, 1h)"
+            ),
         })
 }
 

@@ -739,9 +739,10 @@ async fn unquoted_attributes(res: http::Response<s3s::Body>) -> http::Response<s
     let fixed = attributes::unquote_attributes_etag(&bytes)
         .map(bytes::Bytes::from)
         .unwrap_or(bytes);
-    parts
-        .headers
-        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(fixed.len()));
+    parts.headers.insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(fixed.len()),
+    );
     http::Response::from_parts(parts, s3s::Body::from(fixed))
 }
 
@@ -783,19 +784,22 @@ pub async fn run(
         let call = SESSION_TOKEN.scope(token, hyper::service::Service::call(&s3, req));
         // A panic in an operation is answered in S3's dialect (and logged), like the router does
         // for the doors behind it, instead of dropping the connection.
-        futures_util::future::Either::Right(std::panic::AssertUnwindSafe(call).catch_unwind().map(
-            |r| match r {
-                Ok(answer) => answer.map(with_request_id),
-                Err(panic) => Ok(with_request_id(panicked(panic.as_ref()))),
-            },
-        ).then(move |r| async move {
-            match r {
-                Ok(res) if attributes && res.status() == http::StatusCode::OK => {
-                    Ok(unquoted_attributes(res).await)
-                }
-                other => other,
-            }
-        }))
+        futures_util::future::Either::Right(
+            std::panic::AssertUnwindSafe(call)
+                .catch_unwind()
+                .map(|r| match r {
+                    Ok(answer) => answer.map(with_request_id),
+                    Err(panic) => Ok(with_request_id(panicked(panic.as_ref()))),
+                })
+                .then(move |r| async move {
+                    match r {
+                        Ok(res) if attributes && res.status() == http::StatusCode::OK => {
+                            Ok(unquoted_attributes(res).await)
+                        }
+                        other => other,
+                    }
+                }),
+        )
     });
     crate::http::server::accept(
         listener,

@@ -318,7 +318,10 @@ mod tests {
             r.expiry_date(at("2026-01-01T00:00:00Z")),
             Some(at("2026-01-02T00:00:00Z"))
         );
-        assert_eq!(Rule::default().expiry_date(at("2026-01-01T00:00:00Z")), None);
+        assert_eq!(
+            Rule::default().expiry_date(at("2026-01-01T00:00:00Z")),
+            None
+        );
     }
 
     #[test]
@@ -338,7 +341,10 @@ mod tests {
         assert!(r.selects("tmp/a", 11, &tagged));
         assert!(!r.selects("tmp/a", 10, &tagged), "size must be greater");
         assert!(!r.selects("keep/a", 11, &tagged), "prefix");
-        assert!(!r.selects("tmp/a", 11, &json!({"tags": {"k": "w"}})), "tag value");
+        assert!(
+            !r.selects("tmp/a", 11, &json!({"tags": {"k": "w"}})),
+            "tag value"
+        );
         assert!(!r.selects("tmp/a", 11, &json!({})), "no tags");
         let legacy = Rule {
             prefix: Some("a/".into()),

@@ -153,7 +153,8 @@ pub(super) async fn not_kept(
 }
 
 /// Which of the versions `($1[i], $2[i])` (object id, version) are kept as noncurrent versions.
-const KEPT_SQL: &str = "select c.id, c.version from unnest($1::uuid[], $2::text[]) as c(id, version)
+const KEPT_SQL: &str =
+    "select c.id, c.version from unnest($1::uuid[], $2::text[]) as c(id, version)
   where storage.doska_version_kept(c.id, c.version)";
 
 impl Storage {
@@ -508,20 +509,24 @@ impl Storage {
                 .await?;
         }
         tx.commit().await?;
-        let delete_marker = noncurrent
-            .iter()
-            .any(|r| r.get::<_, bool>("delete_marker"));
+        let delete_marker = noncurrent.iter().any(|r| r.get::<_, bool>("delete_marker"));
         self.remove_versions(
             current
                 .iter()
-                .chain(noncurrent.iter().filter(|r| !r.get::<_, bool>("delete_marker")))
+                .chain(
+                    noncurrent
+                        .iter()
+                        .filter(|r| !r.get::<_, bool>("delete_marker")),
+                )
                 .filter_map(ObjectInfo::from_row),
         )
         .await;
-        Ok((!current.is_empty() || !noncurrent.is_empty()).then(|| DeletedVersion {
-            version_id: version_id.to_string(),
-            delete_marker,
-        }))
+        Ok(
+            (!current.is_empty() || !noncurrent.is_empty()).then(|| DeletedVersion {
+                version_id: version_id.to_string(),
+                delete_marker,
+            }),
+        )
     }
 
     /// Copies a version of an object (the current one without `version_id`) to `spec`'s place as

@@ -36,7 +36,10 @@ impl S3Door {
             || sums.checksum_crc64nvme.is_some()
             || sums.checksum_sha1.is_some()
             || sums.checksum_sha256.is_some();
-        let parts = info.parts.as_ref().filter(|_| wants(dto::ObjectAttributes::OBJECT_PARTS));
+        let parts = info
+            .parts
+            .as_ref()
+            .filter(|_| wants(dto::ObjectAttributes::OBJECT_PARTS));
         let object_parts = parts.map(|parts| {
             let max = i.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
             let after = i.part_number_marker.unwrap_or(0).max(0) as usize;

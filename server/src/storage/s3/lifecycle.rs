@@ -134,7 +134,9 @@ fn rule_of(r: &dto::LifecycleRule, n: usize) -> S3Result<LifecycleRule> {
             return Err(invalid("NoncurrentDays must be a positive integer"));
         }
         if n.newer_noncurrent_versions.is_some_and(|v| v < 1) {
-            return Err(invalid("NewerNoncurrentVersions must be a positive integer"));
+            return Err(invalid(
+                "NewerNoncurrentVersions must be a positive integer",
+            ));
         }
         rule.noncurrent_days = Some(days);
         rule.newer_noncurrent_versions = n.newer_noncurrent_versions;
@@ -226,10 +228,14 @@ fn dto_of(r: &LifecycleRule) -> dto::LifecycleRule {
 /// Checks a whole configuration: each rule, at most 1,000, IDs unique.
 fn rules_of(config: &dto::BucketLifecycleConfiguration) -> S3Result<Vec<LifecycleRule>> {
     if config.rules.is_empty() {
-        return Err(malformed("A lifecycle configuration needs at least one rule"));
+        return Err(malformed(
+            "A lifecycle configuration needs at least one rule",
+        ));
     }
     if config.rules.len() > MAX_RULES {
-        return Err(malformed("A lifecycle configuration has at most 1,000 rules"));
+        return Err(malformed(
+            "A lifecycle configuration has at most 1,000 rules",
+        ));
     }
     let rules = config
         .rules
@@ -277,10 +283,12 @@ impl S3Door {
             .await
             .map_err(s3_err)?
             .ok_or_else(|| s3_error!(NoSuchLifecycleConfiguration))?;
-        Ok(S3Response::new(dto::GetBucketLifecycleConfigurationOutput {
-            rules: Some(rules.iter().map(dto_of).collect()),
-            ..Default::default()
-        }))
+        Ok(S3Response::new(
+            dto::GetBucketLifecycleConfigurationOutput {
+                rules: Some(rules.iter().map(dto_of).collect()),
+                ..Default::default()
+            },
+        ))
     }
 
     pub(super) async fn serve_delete_bucket_lifecycle(
@@ -345,7 +353,10 @@ mod tests {
         assert_eq!(code(vec![rule("a", Some(1), "Enabled")]), None);
         assert_eq!(code(vec![rule("a", Some(1), "Disabled")]), None);
         let table: Vec<(Vec<dto::LifecycleRule>, &str)> = vec![
-            (vec![rule(&"x".repeat(256), Some(1), "Enabled")], "InvalidArgument"),
+            (
+                vec![rule(&"x".repeat(256), Some(1), "Enabled")],
+                "InvalidArgument",
+            ),
             (
                 vec![rule("a", Some(1), "Enabled"), rule("a", Some(2), "Enabled")],
                 "InvalidArgument",

@@ -12,8 +12,15 @@ use crate::storage::core::{VersionInfo, answered_version_id};
 /// read that ran into a delete marker, `false` for a key with none, as S3 (Ceph) marks them.
 fn with_marker(mut e: S3Error, version_id: Option<&str>) -> S3Error {
     let mut h = http::HeaderMap::new();
-    let marker = if version_id.is_some() { "true" } else { "false" };
-    h.insert("x-amz-delete-marker", http::HeaderValue::from_static(marker));
+    let marker = if version_id.is_some() {
+        "true"
+    } else {
+        "false"
+    };
+    h.insert(
+        "x-amz-delete-marker",
+        http::HeaderValue::from_static(marker),
+    );
     if let Some(v) = version_id.and_then(|v| http::HeaderValue::from_str(v).ok()) {
         h.insert("x-amz-version-id", v);
     }
@@ -38,19 +45,23 @@ impl S3Door {
         let actor = self.actor(&req).await?;
         let i = &req.input;
         let c = &i.versioning_configuration;
-        if c
-            .mfa_delete
+        if c.mfa_delete
             .as_ref()
             .is_some_and(|m| m.as_str() == dto::MFADelete::ENABLED)
         {
             return Err(s3_error!(NotImplemented, "MFA delete is not supported"));
         }
         let state = match c.status.as_ref().map(|s| s.as_str()) {
-            Some(s @ (dto::BucketVersioningStatus::ENABLED | dto::BucketVersioningStatus::SUSPENDED)) => {
-                s.to_string()
-            }
+            Some(
+                s @ (dto::BucketVersioningStatus::ENABLED | dto::BucketVersioningStatus::SUSPENDED),
+            ) => s.to_string(),
             Some(_) => return Err(s3_error!(MalformedXML, "Status is Enabled or Suspended")),
-            None => return Err(s3_error!(MalformedXML, "A versioning configuration needs a Status")),
+            None => {
+                return Err(s3_error!(
+                    MalformedXML,
+                    "A versioning configuration needs a Status"
+                ));
+            }
         };
         self.core
             .set_versioning(&actor, &i.bucket, &state)
@@ -97,7 +108,10 @@ impl S3Door {
                 delete_marker: true,
                 ..
             }) => Err(with_marker(
-                s3_error!(MethodNotAllowed, "The specified method is not allowed against a delete marker"),
+                s3_error!(
+                    MethodNotAllowed,
+                    "The specified method is not allowed against a delete marker"
+                ),
                 Some(v),
             )),
             Ok(found) => Ok(found.object),
@@ -165,7 +179,11 @@ impl S3Door {
         let max = max_keys(i.max_keys);
         let prefix = i.prefix.clone().unwrap_or_default();
         let key_marker = i.key_marker.clone().filter(|m| !m.is_empty());
-        if key_marker.is_none() && i.version_id_marker.as_deref().is_some_and(|v| !v.is_empty()) {
+        if key_marker.is_none()
+            && i.version_id_marker
+                .as_deref()
+                .is_some_and(|v| !v.is_empty())
+        {
             return Err(s3_error!(
                 InvalidArgument,
                 "A version-id marker cannot be specified without a key marker."
