@@ -35,7 +35,8 @@ pub use cleanup::cleanup_orphans;
 pub use lifecycle::{Filter as LifecycleFilter, Rule as LifecycleRule, expiration_of};
 pub use listing::{ListOrder, SortColumn, SortedList};
 pub use versions::{
-    Deleted, DeletedVersion, VersionInfo, VersionPage, answered_version_id, version_id_of,
+    Deleted, DeletedVersion, VersionInfo, VersionPage, VersionQuery, answered_version_id,
+    version_id_of,
 };
 
 pub use multipart::TusState;

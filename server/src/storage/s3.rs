@@ -528,7 +528,14 @@ impl S3 for S3Door {
         // So do noncurrent versions and delete markers, as in S3.
         let versions = self
             .core
-            .list_versions(&actor, bucket, "", None, None, None, 1)
+            .list_versions(
+                &actor,
+                bucket,
+                &crate::storage::core::VersionQuery {
+                    max: 1,
+                    ..Default::default()
+                },
+            )
             .await
             .map_err(s3_err)?;
         if !versions.versions.is_empty() {

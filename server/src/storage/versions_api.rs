@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{
     api::{ApiError, ApiResult},
-    core::{Actor, PutSpec, Storage},
+    core::{Actor, PutSpec, Storage, VersionQuery},
 };
 use crate::http::body;
 
@@ -53,11 +53,13 @@ pub(super) async fn list(core: &Storage, actor: &Actor, bucket: &str, key: &str)
             .list_versions(
                 actor,
                 bucket,
-                key,
-                None,
-                marker.as_ref().map(|m| m.0.as_str()),
-                marker.as_ref().and_then(|m| m.1.as_deref()),
-                1000,
+                &VersionQuery {
+                    prefix: key,
+                    delimiter: None,
+                    key_marker: marker.as_ref().map(|m| m.0.as_str()),
+                    version_marker: marker.as_ref().and_then(|m| m.1.as_deref()),
+                    max: 1000,
+                },
             )
             .await?;
         for v in page.versions.iter().filter(|v| v.object.name == key) {

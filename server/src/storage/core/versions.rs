@@ -46,6 +46,16 @@ pub struct VersionPage {
     pub next: Option<(String, Option<String>)>,
 }
 
+/// What [`Storage::list_versions`] lists.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VersionQuery<'a> {
+    pub prefix: &'a str,
+    pub delimiter: Option<&'a str>,
+    pub key_marker: Option<&'a str>,
+    pub version_marker: Option<&'a str>,
+    pub max: usize,
+}
+
 /// What deleting the current version of a key did.
 #[derive(Debug, Clone)]
 pub struct Deleted {
@@ -311,18 +321,21 @@ impl Storage {
         Ok((v, stream, span))
     }
 
-    /// Lists versions and delete markers under `prefix`, after `key_marker` (and, within that key,
-    /// after `version_marker`), grouping keys by `delimiter`; at most `max` entries.
+    /// Lists versions and delete markers under `q.prefix`, after `q.key_marker` (and, within that
+    /// key, after `q.version_marker`), grouping keys by `q.delimiter`; at most `q.max` entries.
     pub async fn list_versions(
         &self,
         actor: &Actor,
         bucket: &str,
-        prefix: &str,
-        delimiter: Option<&str>,
-        key_marker: Option<&str>,
-        version_marker: Option<&str>,
-        max: usize,
+        q: &VersionQuery<'_>,
     ) -> Result<VersionPage, StorageError> {
+        let VersionQuery {
+            prefix,
+            delimiter,
+            key_marker,
+            version_marker,
+            max,
+        } = *q;
         let mut page = VersionPage::default();
         if max == 0 {
             return Ok(page);

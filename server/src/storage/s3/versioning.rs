@@ -6,7 +6,7 @@
 //! (MethodNotAllowed, with `x-amz-delete-marker`).
 
 use super::*;
-use crate::storage::core::{VersionInfo, answered_version_id};
+use crate::storage::core::{VersionInfo, VersionQuery, answered_version_id};
 
 /// An error answer that carries `x-amz-delete-marker`: `true` (and the marker's version id) for a
 /// read that ran into a delete marker, `false` for a key with none, as S3 (Ceph) marks them.
@@ -194,11 +194,13 @@ impl S3Door {
             .list_versions(
                 &actor,
                 &i.bucket,
-                &prefix,
-                i.delimiter.as_deref(),
-                key_marker.as_deref(),
-                i.version_id_marker.as_deref(),
-                max,
+                &VersionQuery {
+                    prefix: &prefix,
+                    delimiter: i.delimiter.as_deref(),
+                    key_marker: key_marker.as_deref(),
+                    version_marker: i.version_id_marker.as_deref(),
+                    max,
+                },
             )
             .await
             .map_err(s3_err)?;
