@@ -9,6 +9,7 @@ discover server/tests/py (DOSKA_BIN picks the binary).
 """
 
 import json
+import threading
 import time
 import unittest
 import urllib.error
@@ -170,6 +171,24 @@ class S3Versioning(unittest.TestCase):
         out = self.s3.delete_objects(Bucket=b, Delete={"Objects": [{"Key": "never", "VersionId": marker}]})
         self.assertEqual(out["Deleted"][0]["VersionId"], marker)
         self.assertEqual(self.history(b)[1], [])
+
+    def test_concurrent_writes_and_version_deletes(self):
+        b = self.bucket("ver-race", "Enabled")
+
+        def run_all(calls):
+            threads = [threading.Thread(target=c) for c in calls]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+
+        for _ in range(3):
+            run_all([lambda i=i: self.s3.put_object(Bucket=b, Key="k", Body=str(i).encode()) for i in range(5)])
+            _, entries = self.history(b)
+            self.assertEqual(len(entries), 5)
+            # Each delete of the current version makes the next one current: none may come back.
+            run_all([lambda v=v: self.s3.delete_object(Bucket=b, Key="k", VersionId=v) for _, v, _, _ in entries])
+            self.assertEqual(self.history(b)[1], [])
 
     def test_list_versions_pages_with_prefix_and_delimiter(self):
         b = self.bucket("ver-list", "Enabled")

@@ -163,6 +163,13 @@ pub(super) async fn not_kept(
 }
 
 /// Which of the versions `($1[i], $2[i])` (object id, version) are kept as noncurrent versions.
+/// Serializes deletes of the same keys (`$1` bucket, `$2` keys) until the transaction ends, in one
+/// order so two deletes never wait on each other: a delete that makes an older version current
+/// again must be seen by the next delete of that key, or a version deleted meanwhile comes back.
+const LOCK_KEYS_SQL: &str = "select pg_advisory_xact_lock(h) from (
+    select distinct hashtextextended($1::text || '/' || k, 0) as h from unnest($2::text[]) as k
+  ) l order by h";
+
 const KEPT_SQL: &str =
     "select c.id, c.version from unnest($1::uuid[], $2::text[]) as c(id, version)
   where storage.doska_version_kept(c.id, c.version)";
@@ -447,6 +454,7 @@ impl Storage {
     ) -> Result<(Vec<ObjectInfo>, Vec<Deleted>), StorageError> {
         let tx = self.tx(actor, false).await?;
         let c = tx.client();
+        c.query(LOCK_KEYS_SQL, &[&bucket, &keys]).await?;
         let rows = c.query(DELETE_CURRENT_SQL, &[&bucket, &keys]).await?;
         let dropped = c.query(DROP_NULL_SQL, &[&bucket, &keys]).await?;
         let marks = c
@@ -488,6 +496,7 @@ impl Storage {
     ) -> Result<Option<DeletedVersion>, StorageError> {
         let tx = self.tx(actor, false).await?;
         let c = tx.client();
+        c.query(LOCK_KEYS_SQL, &[&bucket, &vec![key]]).await?;
         let current = c
             .query(
                 concat!(
