@@ -237,44 +237,6 @@ impl S3Door {
         Ok(())
     }
 
-    /// A delete's conditions (`If-Match`, `x-amz-if-match-last-modified-time`,
-    /// `x-amz-if-match-size`) against the key's current version: a mismatch is
-    /// PreconditionFailed; a missing key passes (deleting it changes nothing: 204, as in S3).
-    /// Checked just before the delete, as a write's are.
-    async fn delete_conditions(
-        &self,
-        actor: &Actor,
-        bucket: &str,
-        key: &str,
-        etag: Option<String>,
-        modified: Option<&Timestamp>,
-        size: Option<i64>,
-    ) -> S3Result<()> {
-        if etag.is_none() && modified.is_none() && size.is_none() {
-            return Ok(());
-        }
-        let info = match self.core.head(actor, bucket, key).await {
-            Ok(info) => info,
-            Err(StorageError::NoSuchKey) => return Ok(()),
-            Err(e) => return Err(s3_err(e)),
-        };
-        let etag_ok = etag
-            .as_deref()
-            .is_none_or(|e| e == "*" || e.trim_matches('"') == info.etag.trim_matches('"'));
-        let modified_ok = modified.is_none_or(|t| {
-            modified_secs(std::time::SystemTime::from(info.updated_at))
-                == modified_secs(std::time::SystemTime::from(time::OffsetDateTime::from(
-                    t.clone(),
-                )))
-        });
-        let size_ok = size.is_none_or(|s| s == info.size as i64);
-        if etag_ok && modified_ok && size_ok {
-            Ok(())
-        } else {
-            Err(s3_error!(PreconditionFailed))
-        }
-    }
-
     /// Replaces an object's tags in place (its version and bytes stay).
     async fn set_tags(
         &self,

@@ -190,6 +190,25 @@ class S3Versioning(unittest.TestCase):
             run_all([lambda v=v: self.s3.delete_object(Bucket=b, Key="k", VersionId=v) for _, v, _, _ in entries])
             self.assertEqual(self.history(b)[1], [])
 
+    def test_conditional_deletes_on_versions(self):
+        b = self.bucket("ver-cond", "Enabled")
+        put = self.s3.put_object(Bucket=b, Key="k", Body=b"x")
+        version, etag = put["VersionId"], put["ETag"]
+        self.assertEqual(self.error(self.s3.delete_object, Bucket=b, Key="k", IfMatch="bad"), (412, "PreconditionFailed"))
+        self.assertEqual(
+            self.error(self.s3.delete_object, Bucket=b, Key="k", VersionId=version, IfMatchSize=99),
+            (412, "PreconditionFailed"),
+        )
+        out = self.s3.delete_objects(Bucket=b, Delete={"Objects": [{"Key": "k", "VersionId": version, "ETag": "bad"}]})
+        self.assertEqual([e["Code"] for e in out["Errors"]], ["PreconditionFailed"])
+        self.assertTrue(self.s3.delete_object(Bucket=b, Key="k", IfMatch=etag)["DeleteMarker"])
+        # Behind a delete marker only `*` matches; a key that never existed matches anything.
+        self.assertEqual(self.error(self.s3.delete_object, Bucket=b, Key="k", IfMatch=etag), (412, "PreconditionFailed"))
+        self.s3.delete_object(Bucket=b, Key="k", IfMatch="*")
+        self.s3.delete_object(Bucket=b, Key="never", IfMatch="bad")
+        self.s3.delete_object(Bucket=b, Key="k", VersionId=version, IfMatch=etag)
+        self.assertEqual(self.error(self.s3.get_object, Bucket=b, Key="k", VersionId=version), (404, "NoSuchVersion"))
+
     def test_list_versions_pages_with_prefix_and_delimiter(self):
         b = self.bucket("ver-list", "Enabled")
         ids = {}

@@ -37,7 +37,83 @@ fn check_version_id(v: &str) -> S3Result<()> {
     }
 }
 
+/// A delete's conditions: the ETag (`*` for any), last-modified time and size it names.
+#[derive(Default)]
+struct DeleteConditions<'a> {
+    etag: Option<String>,
+    modified: Option<&'a Timestamp>,
+    size: Option<i64>,
+}
+
+impl DeleteConditions<'_> {
+    fn none(&self) -> bool {
+        self.etag.is_none() && self.modified.is_none() && self.size.is_none()
+    }
+
+    /// Whether they hold for a version; `None`: a delete marker, which only `If-Match: *` matches.
+    fn hold(&self, info: Option<&ObjectInfo>) -> bool {
+        let Some(info) = info else {
+            return self.modified.is_none()
+                && self.size.is_none()
+                && self.etag.as_deref().is_none_or(|e| e == "*");
+        };
+        let etag_ok = self
+            .etag
+            .as_deref()
+            .is_none_or(|e| e == "*" || e.trim_matches('"') == info.etag.trim_matches('"'));
+        let modified_ok = self.modified.is_none_or(|t| {
+            modified_secs(std::time::SystemTime::from(info.updated_at))
+                == modified_secs(std::time::SystemTime::from(time::OffsetDateTime::from(
+                    t.clone(),
+                )))
+        });
+        let size_ok = self.size.is_none_or(|s| s == info.size as i64);
+        etag_ok && modified_ok && size_ok
+    }
+}
+
 impl S3Door {
+    /// A delete's conditions (`If-Match`, `x-amz-if-match-last-modified-time`,
+    /// `x-amz-if-match-size`) against the version it deletes (the current one without
+    /// `version_id`): a mismatch is PreconditionFailed. A key or version that does not exist passes
+    /// (deleting it changes nothing, as in S3); a key whose latest version is a delete marker
+    /// matches only `If-Match: *`. Checked just before the delete, as a write's are.
+    async fn delete_conditions(
+        &self,
+        actor: &Actor,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        c: &DeleteConditions<'_>,
+    ) -> S3Result<()> {
+        if c.none() {
+            return Ok(());
+        }
+        let holds = match version_id {
+            Some(v) => match self.core.head_version(actor, bucket, key, v).await {
+                Ok(found) => c.hold((!found.delete_marker).then_some(&found.object)),
+                Err(StorageError::NoSuchVersion) => true,
+                Err(e) => return Err(s3_err(e)),
+            },
+            None => match self.core.head(actor, bucket, key).await {
+                Ok(info) => c.hold(Some(&info)),
+                Err(StorageError::NoSuchKey) => {
+                    match self.core.latest_marker(actor, bucket, key).await {
+                        Ok(Some(_)) => c.hold(None),
+                        Ok(None) => true,
+                        Err(e) => return Err(s3_err(e)),
+                    }
+                }
+                Err(e) => return Err(s3_err(e)),
+            },
+        };
+        if holds {
+            Ok(())
+        } else {
+            Err(s3_error!(PreconditionFailed))
+        }
+    }
+
     pub(super) async fn serve_put_bucket_versioning(
         &self,
         req: S3Request<dto::PutBucketVersioningInput>,
@@ -272,8 +348,18 @@ impl S3Door {
         let actor = self.actor(&req).await?;
         let i = &req.input;
         self.require_bucket(&actor, &i.bucket).await?;
+        let conditions = DeleteConditions {
+            etag: i.if_match.as_ref().map(|c| match c {
+                dto::ETagCondition::Any => "*".to_string(),
+                dto::ETagCondition::ETag(e) => e.value().to_string(),
+            }),
+            modified: i.if_match_last_modified_time.as_ref(),
+            size: i.if_match_size,
+        };
         if let Some(v) = i.version_id.as_deref() {
             check_version_id(v)?;
+            self.delete_conditions(&actor, &i.bucket, &i.key, Some(v), &conditions)
+                .await?;
             let gone = self
                 .core
                 .delete_version(&actor, &i.bucket, &i.key, v)
@@ -285,18 +371,8 @@ impl S3Door {
                 ..Default::default()
             }));
         }
-        self.delete_conditions(
-            &actor,
-            &i.bucket,
-            &i.key,
-            i.if_match.as_ref().map(|c| match c {
-                dto::ETagCondition::Any => "*".to_string(),
-                dto::ETagCondition::ETag(e) => e.value().to_string(),
-            }),
-            i.if_match_last_modified_time.as_ref(),
-            i.if_match_size,
-        )
-        .await?;
+        self.delete_conditions(&actor, &i.bucket, &i.key, None, &conditions)
+            .await?;
         // S3 answers 204 whether or not the key existed.
         let (_, deleted) = self
             .core
@@ -329,38 +405,40 @@ impl S3Door {
         let mut errors = Vec::new();
         let mut current = Vec::new();
         for o in objects {
-            if let Some(v) = o.version_id.as_deref() {
-                if let Err(e) = check_version_id(v) {
-                    errors.push((o, e));
-                    continue;
-                }
-                match self.core.delete_version(&actor, bucket, &o.key, v).await {
-                    Ok(gone) => deleted.push(dto::DeletedObject {
-                        key: Some(o.key.clone()),
-                        version_id: Some(v.to_string()),
-                        delete_marker: gone.as_ref().and_then(|g| g.delete_marker.then_some(true)),
-                        delete_marker_version_id: gone
-                            .filter(|g| g.delete_marker)
-                            .map(|g| g.version_id),
-                    }),
-                    Err(e) => errors.push((o, s3_err(e))),
-                }
+            // Each key's own conditions (ETag, last-modified time, size), as DeleteObject's.
+            let conditions = DeleteConditions {
+                etag: o.e_tag.as_ref().map(|e| e.value().to_string()),
+                modified: o.last_modified_time.as_ref(),
+                size: o.size,
+            };
+            let version = o.version_id.as_deref();
+            if let Some(v) = version
+                && let Err(e) = check_version_id(v)
+            {
+                errors.push((o, e));
                 continue;
             }
-            // Each key's own conditions (ETag, last-modified time, size), as DeleteObject's.
-            match self
-                .delete_conditions(
-                    &actor,
-                    bucket,
-                    &o.key,
-                    o.e_tag.as_ref().map(|e| e.value().to_string()),
-                    o.last_modified_time.as_ref(),
-                    o.size,
-                )
+            if let Err(e) = self
+                .delete_conditions(&actor, bucket, &o.key, version, &conditions)
                 .await
             {
-                Ok(()) => current.push(o.key.clone()),
-                Err(e) => errors.push((o, e)),
+                errors.push((o, e));
+                continue;
+            }
+            let Some(v) = version else {
+                current.push(o.key.clone());
+                continue;
+            };
+            match self.core.delete_version(&actor, bucket, &o.key, v).await {
+                Ok(gone) => deleted.push(dto::DeletedObject {
+                    key: Some(o.key.clone()),
+                    version_id: Some(v.to_string()),
+                    delete_marker: gone.as_ref().and_then(|g| g.delete_marker.then_some(true)),
+                    delete_marker_version_id: gone
+                        .filter(|g| g.delete_marker)
+                        .map(|g| g.version_id),
+                }),
+                Err(e) => errors.push((o, s3_err(e))),
             }
         }
         if !current.is_empty() {
