@@ -76,8 +76,9 @@ impl S3Door {
     /// A delete's conditions (`If-Match`, `x-amz-if-match-last-modified-time`,
     /// `x-amz-if-match-size`) against the version it deletes (the current one without
     /// `version_id`): a mismatch is PreconditionFailed. A key or version that does not exist passes
-    /// (deleting it changes nothing, as in S3); a key whose latest version is a delete marker
-    /// matches only `If-Match: *`. Checked just before the delete, as a write's are.
+    /// (deleting it changes nothing, as in S3: a conditional delete of a key without a current
+    /// version leaves no delete marker either — `Ok(false)`); a key whose latest version is a
+    /// delete marker matches only `If-Match: *`. Checked just before the delete, as a write's are.
     async fn delete_conditions(
         &self,
         actor: &Actor,
@@ -85,22 +86,25 @@ impl S3Door {
         key: &str,
         version_id: Option<&str>,
         c: &DeleteConditions<'_>,
-    ) -> S3Result<()> {
+    ) -> S3Result<bool> {
         if c.none() {
-            return Ok(());
+            return Ok(true);
         }
-        let holds = match version_id {
+        let (holds, something) = match version_id {
             Some(v) => match self.core.head_version(actor, bucket, key, v).await {
-                Ok(found) => c.hold((!found.delete_marker).then_some(&found.object)),
-                Err(StorageError::NoSuchVersion) => true,
+                Ok(found) => (
+                    c.hold((!found.delete_marker).then_some(&found.object)),
+                    true,
+                ),
+                Err(StorageError::NoSuchVersion) => (true, false),
                 Err(e) => return Err(s3_err(e)),
             },
             None => match self.core.head(actor, bucket, key).await {
-                Ok(info) => c.hold(Some(&info)),
+                Ok(info) => (c.hold(Some(&info)), true),
                 Err(StorageError::NoSuchKey) => {
                     match self.core.latest_marker(actor, bucket, key).await {
-                        Ok(Some(_)) => c.hold(None),
-                        Ok(None) => true,
+                        Ok(Some(_)) => (c.hold(None), false),
+                        Ok(None) => (true, false),
                         Err(e) => return Err(s3_err(e)),
                     }
                 }
@@ -108,7 +112,7 @@ impl S3Door {
             },
         };
         if holds {
-            Ok(())
+            Ok(something)
         } else {
             Err(s3_error!(PreconditionFailed))
         }
@@ -358,8 +362,12 @@ impl S3Door {
         };
         if let Some(v) = i.version_id.as_deref() {
             check_version_id(v)?;
-            self.delete_conditions(&actor, &i.bucket, &i.key, Some(v), &conditions)
-                .await?;
+            if !self
+                .delete_conditions(&actor, &i.bucket, &i.key, Some(v), &conditions)
+                .await?
+            {
+                return Ok(S3Response::new(dto::DeleteObjectOutput::default()));
+            }
             let gone = self
                 .core
                 .delete_version(&actor, &i.bucket, &i.key, v)
@@ -371,8 +379,12 @@ impl S3Door {
                 ..Default::default()
             }));
         }
-        self.delete_conditions(&actor, &i.bucket, &i.key, None, &conditions)
-            .await?;
+        if !self
+            .delete_conditions(&actor, &i.bucket, &i.key, None, &conditions)
+            .await?
+        {
+            return Ok(S3Response::new(dto::DeleteObjectOutput::default()));
+        }
         // S3 answers 204 whether or not the key existed.
         let (_, deleted) = self
             .core
@@ -418,12 +430,24 @@ impl S3Door {
                 errors.push((o, e));
                 continue;
             }
-            if let Err(e) = self
+            match self
                 .delete_conditions(&actor, bucket, &o.key, version, &conditions)
                 .await
             {
-                errors.push((o, e));
-                continue;
+                Ok(true) => {}
+                // Nothing there to delete: reported deleted, as S3 does.
+                Ok(false) => {
+                    deleted.push(dto::DeletedObject {
+                        key: Some(o.key.clone()),
+                        version_id: version.map(str::to_string),
+                        ..Default::default()
+                    });
+                    continue;
+                }
+                Err(e) => {
+                    errors.push((o, e));
+                    continue;
+                }
             }
             let Some(v) = version else {
                 current.push(o.key.clone());
