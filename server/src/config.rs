@@ -93,6 +93,10 @@ pub struct Settings {
     /// Age after which a stored file no row refers to is removed: seconds, or with a suffix s/m/h/d.
     #[arg(long, global = true, env = "DOSKA_STORAGE_ORPHAN_AGE")]
     pub storage_orphan_age: Option<String>,
+    /// How long a "day" of S3 lifecycle rules lasts (default 1d; shorter only for tests, as Ceph's
+    /// `rgw_lc_debug_interval`): seconds, or with a suffix s/m/h/d.
+    #[arg(long, global = true, env = "DOSKA_STORAGE_LIFECYCLE_DAY")]
+    pub storage_lifecycle_day: Option<String>,
     /// Where object bytes live: `disk` (the storage dir) or `s3` (an S3 service: AWS, MinIO, Ceph).
     #[arg(long, global = true, env = "DOSKA_STORAGE_BACKEND")]
     pub storage_backend: Option<StorageBackendKind>,
@@ -286,6 +290,7 @@ pub struct Config {
     pub trusted_proxies: Vec<crate::http::client_ip::IpNet>,
     pub storage_dir: PathBuf,
     pub storage_orphan_age_secs: u64,
+    pub storage_lifecycle_day_secs: u64,
     pub storage_backend: StorageBackend,
     pub realtime_replay_window_secs: u64,
     pub realtime_replay_max_rows: u64,
@@ -318,19 +323,6 @@ impl fmt::Debug for S3Keys {
 fn default_db_pool() -> usize {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     (4 * cores).max(8)
-}
-
-/// Parses `3600`, `90s`, `15m`, `1h`, `2d` into seconds.
-pub fn parse_duration_secs(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.chars().last()? {
-        's' => (&s[..s.len() - 1], 1),
-        'm' => (&s[..s.len() - 1], 60),
-        'h' => (&s[..s.len() - 1], 3600),
-        'd' => (&s[..s.len() - 1], 86400),
-        _ => (s, 1),
-    };
-    num.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
 /// The auth front door's settings, unparsed: their grammar belongs to `auth`.
@@ -451,6 +443,7 @@ impl Settings {
             trusted_proxies,
             storage_dir,
             storage_orphan_age,
+            storage_lifecycle_day,
             storage_backend,
             storage_s3_endpoint,
             storage_s3_bucket,
@@ -498,20 +491,6 @@ impl Settings {
 
 fn line_of(text: &str, byte: usize) -> usize {
     text[..byte.min(text.len())].matches('\n').count() + 1
-}
-
-/// Parses `10M`, `512K`, `5G` or plain bytes.
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let upper = s.to_ascii_uppercase();
-    let trimmed = upper.trim_end_matches("IB").trim_end_matches('B');
-    let (num, mult) = match trimmed.chars().last()? {
-        'K' => (&trimmed[..trimmed.len() - 1], 1024),
-        'M' => (&trimmed[..trimmed.len() - 1], MIB),
-        'G' => (&trimmed[..trimmed.len() - 1], 1024 * MIB),
-        _ => (trimmed, 1),
-    };
-    num.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
 fn parse_body_limits(s: &str) -> Result<BodyLimits, ConfigError> {
@@ -620,20 +599,21 @@ impl Config {
                 });
             }
         };
-        let storage_orphan_age_secs = match s.storage_orphan_age.as_deref() {
-            None => 3600,
-            Some(a) => parse_duration_secs(a).ok_or_else(|| ConfigError::Invalid {
-                key: "storage_orphan_age",
-                reason: format!("`{a}` is not a duration (e.g. 3600, 90s, 15m, 1h)"),
-            })?,
-        };
-        let realtime_replay_window_secs = match s.realtime_replay_window.as_deref() {
-            None => 300,
-            Some(a) => parse_duration_secs(a).ok_or_else(|| ConfigError::Invalid {
-                key: "realtime_replay_window",
-                reason: format!("`{a}` is not a duration (e.g. 300, 90s, 5m, 1h)"),
-            })?,
-        };
+        let storage_orphan_age_secs = duration_setting(
+            s.storage_orphan_age.as_deref(),
+            (3600, 0),
+            "storage_orphan_age",
+        )?;
+        let storage_lifecycle_day_secs = duration_setting(
+            s.storage_lifecycle_day.as_deref(),
+            (86_400, 1),
+            "storage_lifecycle_day",
+        )?;
+        let realtime_replay_window_secs = duration_setting(
+            s.realtime_replay_window.as_deref(),
+            (300, 0),
+            "realtime_replay_window",
+        )?;
         let realtime_max_message_bytes = match s.realtime_max_message_bytes {
             None => REALTIME_MAX_MESSAGE_BYTES,
             Some(n) if (1024..=64 * 1024 * 1024).contains(&n) => n,
@@ -655,6 +635,7 @@ impl Config {
             realtime_max_message_bytes,
             storage_dir: s.storage_dir.unwrap_or_else(|| data_dir.join("storage")),
             storage_orphan_age_secs,
+            storage_lifecycle_day_secs,
             storage_backend,
             s3_listen: s
                 .s3_listen
@@ -765,6 +746,7 @@ impl Config {
             "jwt_signing_key": self.auth.jwt_signing_key.as_ref().map(|p| p.display().to_string()),
         });
         // Past json!'s recursion limit, so set apart.
+        v["storage_lifecycle_day"] = self.storage_lifecycle_day_secs.into();
         v["realtime_replay_window"] = self.realtime_replay_window_secs.into();
         v["realtime_replay_max_rows"] = self.realtime_replay_max_rows.into();
         v["realtime_max_message_bytes"] = self.realtime_max_message_bytes.into();
@@ -889,6 +871,11 @@ fn default_site_url(
         (None, None) => format!("http://{listen}"),
     }
 }
+
+#[path = "config_values.rs"]
+mod values;
+use values::duration_setting;
+pub use values::{parse_duration_secs, parse_size};
 
 #[cfg(test)]
 #[path = "config_tests.rs"]

@@ -251,6 +251,12 @@ pub async fn apply_policies(config: &Config, database: &Database) -> Result<Stri
     for w in &outcome.warnings {
         tracing::warn!("{w}");
     }
+    // Object versions carry storage.objects' policies (internal migration 0017); event triggers
+    // copy them where doska's admin is a superuser, this where it is not.
+    client
+        .batch_execute("select storage.doska_mirror_object_policies()")
+        .await
+        .map_err(|e| StartError::Db(db::migrate::describe(&e)))?;
     tracing::info!(
         roles = outcome.roles,
         tables = outcome.tables,
@@ -456,9 +462,11 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     })?;
     // Database changes to realtime subscribers, from the replication slot, until shutdown.
     let realtime = crate::realtime::start(&state, doors.hub.clone(), database.target.admin.clone());
-    // Storage's own listener (S3) and its orphan cleanup; both stop with the shutdown signal.
+    // Storage's own listener (S3), its orphan cleanup and its lifecycle rules; all stop with the
+    // shutdown signal.
     let s3 = crate::storage::s3::spawn(s3_bound, tls.clone(), state.clone());
     let cleanup = tokio::spawn(crate::storage::orphan_cleanup(state.clone()));
+    let lifecycle = tokio::spawn(crate::storage::lifecycle(state.clone()));
     // A change to the policy files changes grants: REST reloads its schema cache.
     let (rest, admin) = (doors.rest.clone(), state.admin.clone());
     let on_applied: crate::policies::watch::OnApplied = Box::new(move || {
@@ -466,6 +474,14 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         Box::pin(async move {
             if let Err(e) = rest.reload(&admin).await {
                 tracing::warn!(error = %e, "reloading the REST schema cache after a policy change");
+            }
+            // Object versions follow storage.objects' policies (see `apply_policies`).
+            if let Ok(c) = admin.get().await
+                && let Err(e) = c
+                    .batch_execute("select storage.doska_mirror_object_policies()")
+                    .await
+            {
+                tracing::warn!(error = %e, "copying the storage policies to object versions");
             }
         })
     });
@@ -502,6 +518,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         let _ = s3.await;
     }
     let _ = cleanup.await;
+    let _ = lifecycle.await;
     let _ = watcher.await;
     state.pool.close();
     state.admin.close();

@@ -47,6 +47,8 @@ impl ApiError {
                     StorageError::NoSuchBucket => (S::NOT_FOUND, "NoSuchBucket"),
                     StorageError::NoSuchKey => (S::NOT_FOUND, "NoSuchKey"),
                     StorageError::NoSuchUpload => (S::NOT_FOUND, "NoSuchUpload"),
+                    StorageError::NoSuchVersion => (S::NOT_FOUND, "NoSuchVersion"),
+                    StorageError::IsDeleteMarker => (S::BAD_REQUEST, "InvalidRequest"),
                     StorageError::KeyExists => (S::CONFLICT, "Duplicate"),
                     StorageError::BucketExists => (S::CONFLICT, "BucketAlreadyExists"),
                     StorageError::BucketNotEmpty => (S::CONFLICT, "InvalidRequest"),

@@ -32,7 +32,12 @@ mod multipart;
 mod objects;
 
 pub use cleanup::cleanup_orphans;
+pub use lifecycle::{Filter as LifecycleFilter, Rule as LifecycleRule, expiration_of};
 pub use listing::{ListOrder, SortColumn, SortedList};
+pub use versions::{
+    Deleted, DeletedVersion, VersionInfo, VersionPage, VersionQuery, answered_version_id,
+    version_id_of,
+};
 
 pub use multipart::TusState;
 
@@ -50,6 +55,12 @@ pub enum StorageError {
     NoSuchKey,
     #[error("Upload not found")]
     NoSuchUpload,
+    /// A version id the key's history does not hold.
+    #[error("The specified version does not exist")]
+    NoSuchVersion,
+    /// A read named a delete marker, which has no bytes.
+    #[error("The specified version is a delete marker")]
+    IsDeleteMarker,
     /// The key exists and the write did not ask to overwrite it.
     #[error("The resource already exists")]
     KeyExists,
@@ -544,7 +555,8 @@ macro_rules! upsert_sql {
             "
   returning ",
             object_columns!(),
-            ", (select version from old) as old_version, (select parts from old) as old_parts"
+            ", (select version from old) as old_version, (select parts from old) as old_parts,
+  storage.doska_version_kept(o.id, (select version from old)) as old_kept"
         )
     };
 }
@@ -571,7 +583,7 @@ pub const INSERT_SQL: &str = concat!(
   values ($1, $2, $3, $4, $5, $6, $7, $8)
   returning ",
     object_columns!(),
-    ", null::text as old_version, null::jsonb as old_parts"
+    ", null::text as old_version, null::jsonb as old_parts, false as old_kept"
 );
 const HEAD_SQL: &str = concat!(
     "select ",
@@ -816,6 +828,10 @@ pub async fn collect(mut s: ByteStream, limit: usize) -> Result<Bytes, StorageEr
     }
     Ok(out.freeze())
 }
+
+// After the column macros, which they use (`macro_rules!` are in scope only below their definition).
+mod lifecycle;
+mod versions;
 
 #[cfg(test)]
 mod tests {

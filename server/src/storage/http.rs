@@ -27,6 +27,7 @@ use super::{
     form,
     render::{Renderer, params::Transform},
     route::{Reader, Route, route},
+    versions_api,
 };
 use crate::{
     http::{
@@ -143,6 +144,16 @@ async fn serve(door: &StorageDoor, req: Request<Incoming>, ctx: &RequestContext)
     let a = &actor;
     match route {
         Route::Tus(rest) => super::tus::handle(&api.core, a, req, &rest).await,
+        Route::GetVersioning(id) => versions_api::get_versioning(&api.core, a, &id).await,
+        Route::SetVersioning(id) => {
+            let v = json_body(req, limit).await?;
+            versions_api::set_versioning(&api.core, a, &id, &v).await
+        }
+        Route::Versions(bucket, key) => versions_api::list(&api.core, a, &bucket, &key).await,
+        Route::Restore(bucket, key) => {
+            let v = json_body(req, limit).await?;
+            versions_api::restore(&api.core, a, &bucket, &key, &v).await
+        }
         Route::ListBuckets => ok(to_json(api.core.list_buckets(a).await?)),
         Route::GetBucket(id) => ok(to_json(api.core.get_bucket(a, &id).await?)),
         Route::CreateBucket => api.create_bucket(a, &json_body(req, limit).await?).await,

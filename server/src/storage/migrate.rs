@@ -36,11 +36,15 @@ const MAX_PASSES: u32 = 10;
 async fn live_blobs(admin: &Client) -> Result<Vec<BlobKey>, tokio_postgres::Error> {
     let rows = admin
         .query(
-            "select o.id, o.version from storage.objects o
-             where o.version is not null and storage.doska_layout(o.id, o.version) is null
+            "with versions as (
+               select id, version from storage.objects where version is not null
+               union all
+               select id, version from storage.doska_object_versions where not delete_marker)
+             select o.id, o.version from versions o
+             where storage.doska_layout(o.id, o.version) is null
              union all
              select l.part_id, null from storage.doska_object_parts l
-               join storage.objects o on o.id = l.object_id and o.version = l.object_version
+               join versions o on o.id = l.object_id and o.version = l.object_version
              union all
              select p.id, null from storage.s3_multipart_uploads_parts p",
             &[],

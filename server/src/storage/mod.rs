@@ -17,6 +17,7 @@ pub mod s3;
 pub mod s3_keys;
 pub mod tus;
 pub mod upstream;
+mod versions_api;
 
 #[cfg(test)]
 mod props;
@@ -62,6 +63,31 @@ pub async fn orphan_cleanup(state: Arc<AppState>) {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Applies the buckets' lifecycle rules now and then, until shutdown: every fifth of a lifecycle
+/// day (`--storage-lifecycle-day`), between 1 s and 1 h.
+pub async fn lifecycle(state: Arc<AppState>) {
+    let day = Duration::from_secs(state.config.storage_lifecycle_day_secs);
+    let every = (day / 5).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let core = core_of(&state);
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        // Stopped mid-pass, a pass loses nothing: each removal is its own transaction.
+        let pass = tokio::select! {
+            r = core.apply_lifecycle(day) => r,
+            _ = shutdown.changed() => return,
+        };
+        match pass {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "applied storage lifecycle rules"),
+            Err(e) => tracing::warn!(error = %e, "applying storage lifecycle rules failed"),
         }
     }
 }

@@ -29,6 +29,12 @@ pub(super) enum Route {
     RemoveOne(String, String),
     /// TUS resumable uploads; what follows `/upload/resumable`.
     Tus(String),
+    /// doska: a bucket's versioning state (`GET`, `PUT /bucket/{id}/versioning`).
+    GetVersioning(String),
+    SetVersioning(String),
+    /// doska: a key's versions, and restoring one (`versions_api`).
+    Versions(String, String),
+    Restore(String, String),
     /// An image rendered (`/render/image/{authenticated|public|sign}/bucket/key`).
     Render(Reader, String, String),
 }
@@ -73,6 +79,12 @@ pub(super) fn route(method: &Method, path: &str) -> Option<Route> {
             ("POST", r) if r.ends_with("/empty") => {
                 Some(Route::EmptyBucket(r.trim_end_matches("/empty").to_string()))
             }
+            ("GET", r) if r.ends_with("/versioning") => Some(Route::GetVersioning(
+                r.trim_end_matches("/versioning").to_string(),
+            )),
+            ("PUT", r) if r.ends_with("/versioning") => Some(Route::SetVersioning(
+                r.trim_end_matches("/versioning").to_string(),
+            )),
             (_, r) if r.contains('/') => None,
             ("GET", r) => Some(Route::GetBucket(r.into())),
             ("PUT", r) => Some(Route::UpdateBucket(r.into())),
@@ -85,6 +97,14 @@ pub(super) fn route(method: &Method, path: &str) -> Option<Route> {
     let r = match (m, rest) {
         ("POST", "move") => Route::Move,
         ("POST", "copy") => Route::Copy,
+        ("GET", r) if r.starts_with("versions/") => {
+            let (b, k) = bk(&r["versions/".len()..])?;
+            Route::Versions(b, k)
+        }
+        ("POST", r) if r.starts_with("restore/") => {
+            let (b, k) = bk(&r["restore/".len()..])?;
+            Route::Restore(b, k)
+        }
         ("POST", r) if r.starts_with("list/") => Route::List(r["list/".len()..].into()),
         ("POST", r) if r.starts_with("list-v2/") => Route::ListV2(r["list-v2/".len()..].into()),
         ("POST", r) if r.starts_with("upload/sign/") => {
@@ -199,6 +219,18 @@ mod tests {
         assert_eq!(r("POST", "/render/image/public/b/k"), None);
         assert_eq!(r("GET", "/render/image/b/k"), None);
         assert_eq!(r("GET", "/render/image/public/b"), None);
+        assert_eq!(
+            r("GET", "/object/versions/b/d/k"),
+            Some(Route::Versions("b".into(), "d/k".into()))
+        );
+        assert_eq!(
+            r("POST", "/object/restore/b/k"),
+            Some(Route::Restore("b".into(), "k".into()))
+        );
+        assert_eq!(
+            r("PUT", "/bucket/b/versioning"),
+            Some(Route::SetVersioning("b".into()))
+        );
         assert_eq!(r("GET", "/object/b"), None);
         assert_eq!(r("GET", "/nothing"), None);
         assert_eq!(r("PATCH", "/bucket/a"), None);

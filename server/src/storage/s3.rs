@@ -30,12 +30,15 @@ use super::{
 };
 use crate::{config::S3Keys, state::SharedState};
 
+mod attributes;
 mod convert;
 mod integrity;
+mod lifecycle;
 mod listing;
 mod multipart;
 mod objects;
 mod respond;
+mod versioning;
 use respond::{panicked, presign_expiry_refused, with_request_id};
 
 use convert::*;
@@ -234,44 +237,6 @@ impl S3Door {
         Ok(())
     }
 
-    /// A delete's conditions (`If-Match`, `x-amz-if-match-last-modified-time`,
-    /// `x-amz-if-match-size`) against the key's current version: a mismatch is
-    /// PreconditionFailed; a missing key passes (deleting it changes nothing: 204, as in S3).
-    /// Checked just before the delete, as a write's are.
-    async fn delete_conditions(
-        &self,
-        actor: &Actor,
-        bucket: &str,
-        key: &str,
-        etag: Option<String>,
-        modified: Option<&Timestamp>,
-        size: Option<i64>,
-    ) -> S3Result<()> {
-        if etag.is_none() && modified.is_none() && size.is_none() {
-            return Ok(());
-        }
-        let info = match self.core.head(actor, bucket, key).await {
-            Ok(info) => info,
-            Err(StorageError::NoSuchKey) => return Ok(()),
-            Err(e) => return Err(s3_err(e)),
-        };
-        let etag_ok = etag
-            .as_deref()
-            .is_none_or(|e| e == "*" || e.trim_matches('"') == info.etag.trim_matches('"'));
-        let modified_ok = modified.is_none_or(|t| {
-            modified_secs(std::time::SystemTime::from(info.updated_at))
-                == modified_secs(std::time::SystemTime::from(time::OffsetDateTime::from(
-                    t.clone(),
-                )))
-        });
-        let size_ok = size.is_none_or(|s| s == info.size as i64);
-        if etag_ok && modified_ok && size_ok {
-            Ok(())
-        } else {
-            Err(s3_error!(PreconditionFailed))
-        }
-    }
-
     /// Replaces an object's tags in place (its version and bytes stay).
     async fn set_tags(
         &self,
@@ -464,15 +429,46 @@ impl S3 for S3Door {
         Ok(S3Response::new(dto::PutObjectAclOutput::default()))
     }
 
-    /// Versioning is not built: a bucket's versioning was never enabled (S3 answers an empty
-    /// configuration then).
     async fn get_bucket_versioning(
         &self,
         req: S3Request<dto::GetBucketVersioningInput>,
     ) -> S3Result<S3Response<dto::GetBucketVersioningOutput>> {
-        self.require_bucket(&self.actor(&req).await?, &req.input.bucket)
-            .await?;
-        Ok(S3Response::new(dto::GetBucketVersioningOutput::default()))
+        self.serve_get_bucket_versioning(req).await
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<dto::PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<dto::PutBucketVersioningOutput>> {
+        self.serve_put_bucket_versioning(req).await
+    }
+
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<dto::PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<dto::PutBucketLifecycleConfigurationOutput>> {
+        self.serve_put_bucket_lifecycle(req).await
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<dto::GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<dto::GetBucketLifecycleConfigurationOutput>> {
+        self.serve_get_bucket_lifecycle(req).await
+    }
+
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<dto::DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<dto::DeleteBucketLifecycleOutput>> {
+        self.serve_delete_bucket_lifecycle(req).await
+    }
+
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<dto::GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<dto::GetObjectAttributesOutput>> {
+        self.serve_get_object_attributes(req).await
     }
 
     async fn delete_bucket(
@@ -489,6 +485,22 @@ impl S3 for S3Door {
             .await
             .map_err(s3_err)?;
         if !page.objects.is_empty() {
+            return Err(s3_err(StorageError::BucketNotEmpty));
+        }
+        // So do noncurrent versions and delete markers, as in S3.
+        let versions = self
+            .core
+            .list_versions(
+                &actor,
+                bucket,
+                &crate::storage::core::VersionQuery {
+                    max: 1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(s3_err)?;
+        if !versions.versions.is_empty() {
             return Err(s3_err(StorageError::BucketNotEmpty));
         }
         loop {
@@ -585,105 +597,14 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::DeleteObjectInput>,
     ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
-        let actor = self.actor(&req).await?;
-        self.require_bucket(&actor, &req.input.bucket).await?;
-        let i = &req.input;
-        self.delete_conditions(
-            &actor,
-            &i.bucket,
-            &i.key,
-            i.if_match.as_ref().map(|c| match c {
-                dto::ETagCondition::Any => "*".to_string(),
-                dto::ETagCondition::ETag(e) => e.value().to_string(),
-            }),
-            i.if_match_last_modified_time.as_ref(),
-            i.if_match_size,
-        )
-        .await?;
-        // S3 answers 204 whether or not the key existed.
-        self.core
-            .delete(
-                &actor,
-                &req.input.bucket,
-                std::slice::from_ref(&req.input.key),
-            )
-            .await
-            .map_err(s3_err)?;
-        Ok(S3Response::new(dto::DeleteObjectOutput::default()))
+        self.serve_delete_object(req).await
     }
 
     async fn delete_objects(
         &self,
         req: S3Request<dto::DeleteObjectsInput>,
     ) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
-        let actor = self.actor(&req).await?;
-        self.require_bucket(&actor, &req.input.bucket).await?;
-        let objects = &req.input.delete.objects;
-        if objects.len() > 1000 {
-            return Err(s3_error!(
-                MalformedXML,
-                "A DeleteObjects request may name at most 1,000 keys"
-            ));
-        }
-        // Objects are not versioned: each has the one version `null` (as in an unversioned
-        // bucket on AWS); another version id names nothing.
-        let (keys, unknown): (Vec<_>, Vec<_>) = objects
-            .iter()
-            .partition(|o| o.version_id.as_deref().is_none_or(|v| v == "null"));
-        // Each key's own conditions (ETag, last-modified time, size), as DeleteObject's.
-        let mut refused = Vec::new();
-        let mut kept = Vec::new();
-        for o in keys {
-            match self
-                .delete_conditions(
-                    &actor,
-                    &req.input.bucket,
-                    &o.key,
-                    o.e_tag.as_ref().map(|e| e.value().to_string()),
-                    o.last_modified_time.as_ref(),
-                    o.size,
-                )
-                .await
-            {
-                Ok(()) => kept.push(o),
-                Err(e) => refused.push((o, e)),
-            }
-        }
-        let keys: Vec<String> = kept.iter().map(|o| o.key.clone()).collect();
-        self.core
-            .delete(&actor, &req.input.bucket, &keys)
-            .await
-            .map_err(s3_err)?;
-        let quiet = req.input.delete.quiet.unwrap_or(false);
-        Ok(S3Response::new(dto::DeleteObjectsOutput {
-            deleted: (!quiet).then(|| {
-                kept.iter()
-                    .map(|o| dto::DeletedObject {
-                        key: Some(o.key.clone()),
-                        version_id: o.version_id.clone(),
-                        ..Default::default()
-                    })
-                    .collect()
-            }),
-            errors: (!unknown.is_empty() || !refused.is_empty()).then(|| {
-                unknown
-                    .iter()
-                    .map(|o| dto::Error {
-                        code: Some("NoSuchVersion".into()),
-                        key: Some(o.key.clone()),
-                        message: Some("The specified version does not exist".into()),
-                        version_id: o.version_id.clone(),
-                    })
-                    .chain(refused.iter().map(|(o, e)| dto::Error {
-                        code: Some(e.code().as_str().to_string()),
-                        key: Some(o.key.clone()),
-                        message: e.message().map(str::to_string),
-                        version_id: o.version_id.clone(),
-                    }))
-                    .collect()
-            }),
-            ..Default::default()
-        }))
+        self.serve_delete_objects(req).await
     }
 
     async fn copy_object(
@@ -764,6 +685,36 @@ impl S3 for S3Door {
     }
 }
 
+/// Whether a request is GetObjectAttributes (`GET /bucket/key?attributes`).
+fn is_get_object_attributes<B>(req: &http::Request<B>) -> bool {
+    req.method() == http::Method::GET
+        && req.uri().query().is_some_and(|q| {
+            q.split('&')
+                .any(|p| p == "attributes" || p.starts_with("attributes="))
+        })
+}
+
+/// A GetObjectAttributes answer with its ETag unquoted (see `attributes`).
+async fn unquoted_attributes(res: http::Response<s3s::Body>) -> http::Response<s3s::Body> {
+    use http_body_util::BodyExt;
+    let (mut parts, body) = res.into_parts();
+    let bytes = match body.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            tracing::error!(error = %e, "reading GetObjectAttributes' answer");
+            return with_request_id(panicked(&"GetObjectAttributes' answer could not be read"));
+        }
+    };
+    let fixed = attributes::unquote_attributes_etag(&bytes)
+        .map(bytes::Bytes::from)
+        .unwrap_or(bytes);
+    parts.headers.insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(fixed.len()),
+    );
+    http::Response::from_parts(parts, s3s::Body::from(fixed))
+}
+
 /// S3's smallest part (all but the last of an upload).
 const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
@@ -798,15 +749,26 @@ pub async fn run(
             ))));
         }
         let token = session_token(req.headers(), req.uri());
+        let attributes = is_get_object_attributes(&req);
         let call = SESSION_TOKEN.scope(token, hyper::service::Service::call(&s3, req));
         // A panic in an operation is answered in S3's dialect (and logged), like the router does
         // for the doors behind it, instead of dropping the connection.
-        futures_util::future::Either::Right(std::panic::AssertUnwindSafe(call).catch_unwind().map(
-            |r| match r {
-                Ok(answer) => answer.map(with_request_id),
-                Err(panic) => Ok(with_request_id(panicked(panic.as_ref()))),
-            },
-        ))
+        futures_util::future::Either::Right(
+            std::panic::AssertUnwindSafe(call)
+                .catch_unwind()
+                .map(|r| match r {
+                    Ok(answer) => answer.map(with_request_id),
+                    Err(panic) => Ok(with_request_id(panicked(panic.as_ref()))),
+                })
+                .then(move |r| async move {
+                    match r {
+                        Ok(res) if attributes && res.status() == http::StatusCode::OK => {
+                            Ok(unquoted_attributes(res).await)
+                        }
+                        other => other,
+                    }
+                }),
+        )
     });
     crate::http::server::accept(
         listener,

@@ -22,7 +22,7 @@ BIN = os.environ.get("DOSKA_BIN", str(REPO / "target" / "debug" / "doska"))
 class Doska:
     """The doska binary on a random port with its own data dir, the fixture as its migration."""
 
-    def __init__(self, serve_args=()):
+    def __init__(self, serve_args=(), extra_migrations=()):
         self.root = Path(tempfile.mkdtemp(prefix="doska-py-"))
         # mkdtemp makes it 0700; the `postgres` user (doska runs PostgreSQL as it under root) must
         # pass through, or the cluster is relocated outside the folder and outlives the test.
@@ -32,6 +32,9 @@ class Doska:
         migrations.mkdir()
         policies.mkdir()
         shutil.copy(HERE.parent / "rest_fixture" / "fixture.sql", migrations / "0001_rest_fixture.sql")
+        # More migrations a test needs, as (file name, SQL), applied after the fixture.
+        for name, sql in extra_migrations:
+            (migrations / name).write_text(sql)
         self.args = ["--data-dir", str(self.root / "data"), "--migrations", str(migrations), "--policies", str(policies)]
         self.proc = subprocess.Popen(
             [BIN, "serve", "--listen", "127.0.0.1:0", "--log-format", "json", *serve_args, *self.args],

@@ -147,10 +147,33 @@ impl Storage {
                 &[&id],
             )
             .await?;
+        // Emptying removes every version for good (those just kept by the delete too).
+        let old_versions = tx
+            .client()
+            .query(
+                &format!(
+                    "delete from storage.doska_object_versions objects where bucket_id = $1
+                       and not delete_marker returning {GONE_COLUMNS}"
+                ),
+                &[&id],
+            )
+            .await?;
+        tx.client()
+            .execute(
+                "delete from storage.doska_object_versions where bucket_id = $1",
+                &[&id],
+            )
+            .await?;
+        // A version the policies did not let the caller delete stays, with its bytes.
+        let current: Vec<ObjectInfo> = rows.iter().filter_map(ObjectInfo::from_row).collect();
+        let doomed = versions::not_kept(tx.client(), &current).await?;
         tx.commit().await?;
-        let gone: Vec<ObjectInfo> = rows.iter().filter_map(ObjectInfo::from_row).collect();
-        self.remove_blobs(gone.iter().flat_map(ObjectInfo::blobs))
-            .await;
+        self.remove_versions(
+            doomed
+                .into_iter()
+                .chain(old_versions.iter().filter_map(ObjectInfo::from_row)),
+        )
+        .await;
         Ok(rows.len() as u64)
     }
 

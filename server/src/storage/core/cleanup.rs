@@ -5,15 +5,18 @@ use super::*;
 
 impl Storage {
     /// After a write committed: removes the bytes of the version it replaced (`old`, with its
-    /// part layout), if there was one and it is not the version just written.
+    /// part layout and whether the bucket kept it as a noncurrent version — the row statement's
+    /// `old_kept`), if there was one, it was not kept, and it is not the version just written.
     pub(super) async fn remove_replaced(
         &self,
         info: &ObjectInfo,
         old: Option<Uuid>,
         old_parts: Option<Vec<(Uuid, u64)>>,
+        kept: bool,
     ) {
         if let Some(old) = old
             && old != info.version
+            && !kept
         {
             let replaced = ObjectInfo {
                 version: old,
@@ -22,6 +25,17 @@ impl Storage {
             };
             self.remove_blobs(replaced.blobs()).await;
         }
+    }
+
+    /// Removes the bytes of versions deleted for good (each blob once, whatever lists it twice).
+    pub(super) async fn remove_versions(&self, gone: impl IntoIterator<Item = ObjectInfo>) {
+        let mut blobs: Vec<BlobKey> = Vec::new();
+        for b in gone.into_iter().flat_map(|o| o.blobs()) {
+            if !blobs.contains(&b) {
+                blobs.push(b);
+            }
+        }
+        self.remove_blobs(blobs).await;
     }
 
     pub(super) async fn remove_blobs(&self, blobs: impl IntoIterator<Item = BlobKey>) {
@@ -51,7 +65,9 @@ pub async fn cleanup_orphans(
         .execute(
             "delete from storage.doska_object_parts l where not exists
                (select 1 from storage.objects o
-                where o.id = l.object_id and o.version = l.object_version)",
+                where o.id = l.object_id and o.version = l.object_version)
+             and not exists (select 1 from storage.doska_object_versions v
+                where v.id = l.object_id and v.version = l.object_version)",
             &[],
         )
         .await?;
@@ -85,11 +101,18 @@ pub async fn cleanup_orphans(
                    join unnest($1::uuid[], $2::text[]) as c(id, version)
                      on o.id = c.id and o.version = c.version
                  union all
+                 select v.id, v.version from storage.doska_object_versions v
+                   join unnest($1::uuid[], $2::text[]) as c(id, version)
+                     on v.id = c.id and v.version = c.version
+                 union all
                  select p.id, null from storage.s3_multipart_uploads_parts p where p.id = any($3)
                  union all
                  select l.part_id, null from storage.doska_object_parts l
-                   join storage.objects o on o.id = l.object_id and o.version = l.object_version
-                 where l.part_id = any($3)",
+                 where l.part_id = any($3) and (
+                   exists (select 1 from storage.objects o
+                            where o.id = l.object_id and o.version = l.object_version)
+                   or exists (select 1 from storage.doska_object_versions v
+                            where v.id = l.object_id and v.version = l.object_version))",
                 &[&objects, &versions, &parts],
             )
             .await?;

@@ -201,9 +201,11 @@ impl Storage {
         };
         let old: Option<String> = row.get("old_version");
         let old_parts = parse_layout(row.get("old_parts"));
+        let kept: Option<bool> = row.get("old_kept");
         let info = ObjectInfo::from_row(&row).ok_or(StorageError::Conflict)?;
         let old = old.and_then(|o| Uuid::parse_str(&o).ok());
-        self.remove_replaced(&info, old, old_parts).await;
+        self.remove_replaced(&info, old, old_parts, kept.unwrap_or(false))
+            .await;
         Ok((info, rest))
     }
 
@@ -324,7 +326,13 @@ impl Storage {
             let info = ObjectInfo::from_row(&row).ok_or(StorageError::Conflict)?;
             let old: Option<String> = row.get("old_version");
             let old = old.and_then(|o| Uuid::parse_str(&o).ok());
-            Ok::<_, StorageError>((info, old, parse_layout(row.get("old_parts"))))
+            let kept: Option<bool> = row.get("old_kept");
+            Ok::<_, StorageError>((
+                info,
+                old,
+                parse_layout(row.get("old_parts")),
+                kept.unwrap_or(false),
+            ))
         })();
         let stored = match (checked, wrote_ahead) {
             (Err(e), _) => Err(e),
@@ -339,7 +347,7 @@ impl Storage {
                 Err(e) => Err(e.into()),
             },
         };
-        let (info, old, old_parts) = match stored {
+        let (info, old, old_parts, kept) = match stored {
             Ok(c) => c,
             Err(e) => {
                 tx.rollback().await.ok();
@@ -349,7 +357,7 @@ impl Storage {
         // A failed COMMIT leaves the blob: whether the row committed is unknown, and orphan cleanup
         // removes it later if no row names it.
         tx.commit().await?;
-        self.remove_replaced(&info, old, old_parts).await;
+        self.remove_replaced(&info, old, old_parts, kept).await;
         Ok(info)
     }
 
@@ -361,25 +369,7 @@ impl Storage {
         src_key: &str,
         spec: &PutSpec,
     ) -> Result<ObjectInfo, StorageError> {
-        let (src, stream, _) = self.get(actor, src_bucket, src_key, None).await?;
-        let spec = PutSpec {
-            declared_len: Some(src.size),
-            ..spec.clone()
-        };
-        let (id, limit) = self.check_write(actor, &spec).await?;
-        let version = Uuid::new_v4();
-        let written = self
-            .backend
-            .write_sized(
-                &BlobKey::Object { id, version },
-                stream,
-                limit,
-                Some(src.size),
-            )
-            .await
-            .map_err(|e| write_error(e, limit))?;
-        let metadata = object_metadata(written.size, &src.etag, &spec);
-        self.commit_write(actor, &spec, (id, version), metadata)
+        self.copy_version(actor, src_bucket, src_key, None, spec)
             .await
     }
 
@@ -410,27 +400,15 @@ impl Storage {
         Ok(())
     }
 
-    /// Deletes the named objects the caller may delete; returns those deleted.
+    /// Deletes the named objects the caller may delete; returns those deleted. In a versioned
+    /// bucket they stay as noncurrent versions behind a delete marker
+    /// ([`Storage::delete_current`]).
     pub async fn delete(
         &self,
         actor: &Actor,
         bucket: &str,
         keys: &[String],
     ) -> Result<Vec<ObjectInfo>, StorageError> {
-        let tx = self.tx(actor, false).await?;
-        let rows = tx
-            .client()
-            .query(
-                &format!(
-                    "delete from storage.objects where bucket_id = $1 and name = any($2) returning {GONE_COLUMNS}"
-                ),
-                &[&bucket, &keys],
-            )
-            .await?;
-        tx.commit().await?;
-        let gone: Vec<ObjectInfo> = rows.iter().filter_map(ObjectInfo::from_row).collect();
-        self.remove_blobs(gone.iter().flat_map(ObjectInfo::blobs))
-            .await;
-        Ok(gone)
+        Ok(self.delete_current(actor, bucket, keys).await?.0)
     }
 }

@@ -9,6 +9,8 @@ pub(super) fn s3_err(e: StorageError) -> S3Error {
         StorageError::NoSuchBucket => S3ErrorCode::NoSuchBucket,
         StorageError::NoSuchKey => S3ErrorCode::NoSuchKey,
         StorageError::NoSuchUpload => S3ErrorCode::NoSuchUpload,
+        StorageError::NoSuchVersion => S3ErrorCode::NoSuchVersion,
+        StorageError::IsDeleteMarker => S3ErrorCode::MethodNotAllowed,
         StorageError::KeyExists => S3ErrorCode::PreconditionFailed,
         StorageError::BucketExists => S3ErrorCode::BucketAlreadyOwnedByYou,
         StorageError::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,

@@ -1,4 +1,4 @@
-//! The S3 door's listings: ListObjects (v1, v2) and ListObjectVersions, over the storage core's
+//! The S3 door's listings: ListObjects (v1, v2) (ListObjectVersions is `versioning`'s), over the storage core's
 //! listing as the caller.
 
 use super::*;
@@ -105,68 +105,6 @@ impl S3Door {
                 .map(|d| encode_key(&i.encoding_type, d)),
             encoding_type: i.encoding_type.clone(),
             start_after: i.start_after.map(|a| encode_key(&i.encoding_type, a)),
-            ..Default::default()
-        }))
-    }
-
-    /// Objects are not versioned: each key has one version, `null`, as in an unversioned bucket on
-    /// AWS (what tools that clean up by version, such as s3-tests' teardown, expect).
-    pub(super) async fn serve_list_object_versions(
-        &self,
-        req: S3Request<dto::ListObjectVersionsInput>,
-    ) -> S3Result<S3Response<dto::ListObjectVersionsOutput>> {
-        let actor = self.actor(&req).await?;
-        let i = req.input;
-        self.require_bucket(&actor, &i.bucket).await?;
-        let max = max_keys(i.max_keys);
-        let prefix = i.prefix.clone().unwrap_or_default();
-        let page = self
-            .core
-            .list(
-                &actor,
-                &i.bucket,
-                &prefix,
-                i.delimiter.as_deref(),
-                i.key_marker.as_deref().filter(|m| !m.is_empty()),
-                max,
-            )
-            .await
-            .map_err(s3_err)?;
-        let (_, common_prefixes) = listed(&page, &i.encoding_type, false);
-        let next = page.truncated.then(|| page.last.clone()).flatten();
-        Ok(S3Response::new(dto::ListObjectVersionsOutput {
-            name: Some(i.bucket),
-            prefix: Some(encode_key(&i.encoding_type, prefix)),
-            key_marker: Some(i.key_marker.unwrap_or_default()),
-            version_id_marker: Some(i.version_id_marker.unwrap_or_default()),
-            max_keys: Some(max as i32),
-            is_truncated: Some(page.truncated),
-            next_version_id_marker: next.as_ref().map(|_| "null".to_string()),
-            next_key_marker: next.map(|m| encode_key(&i.encoding_type, m)),
-            versions: Some(
-                page.objects
-                    .iter()
-                    .map(|o| dto::ObjectVersion {
-                        e_tag: Some(etag(&o.etag)),
-                        is_latest: Some(true),
-                        key: Some(encode_key(&i.encoding_type, o.name.clone())),
-                        last_modified: Some(ts(o.updated_at)),
-                        owner: Some(owner(o.owner_id.as_deref())),
-                        size: Some(o.size as i64),
-                        storage_class: Some(dto::ObjectVersionStorageClass::from_static(
-                            dto::ObjectVersionStorageClass::STANDARD,
-                        )),
-                        version_id: Some("null".into()),
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
-            common_prefixes,
-            delimiter: i
-                .delimiter
-                .filter(|d| !d.is_empty())
-                .map(|d| encode_key(&i.encoding_type, d)),
-            encoding_type: i.encoding_type.clone(),
             ..Default::default()
         }))
     }

@@ -115,22 +115,22 @@ impl S3Door {
             },
             None => None,
         };
-        let (src, stream, _) = match self
-            .core
-            .get(
+        let src_version = match &i.copy_source {
+            dto::CopySource::Bucket { version_id, .. } => version_id.as_deref(),
+            _ => None,
+        };
+        let (src, stream, _) = self
+            .read_named(
                 &actor,
                 &src_bucket,
                 &src_key,
+                src_version,
                 range.map(|(first, last)| ByteRange::From {
                     first,
                     last: Some(last),
                 }),
             )
-            .await
-        {
-            Ok(got) => got,
-            Err(e) => return Err(self.read_err(&actor, &src_bucket, e).await),
-        };
+            .await?;
         if range.is_some_and(|(_, last)| last >= src.size) {
             return Err(s3_error!(
                 InvalidRange,
@@ -306,6 +306,7 @@ impl S3Door {
             key: Some(i.key.clone()),
             e_tag: Some(etag(&info.etag)),
             location: Some(format!("/{}/{}", i.bucket, i.key)),
+            version_id: versioning::version_header(&info),
             ..Default::default()
         }))
     }

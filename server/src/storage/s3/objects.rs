@@ -79,6 +79,7 @@ impl S3Door {
         let sums = verdict.verified();
         Ok(S3Response::new(dto::PutObjectOutput {
             e_tag: Some(etag(&info.etag)),
+            version_id: versioning::version_header(&info),
             size: Some(info.size as i64),
             checksum_crc32: sums.checksum_crc32,
             checksum_crc32c: sums.checksum_crc32c,
@@ -99,18 +100,16 @@ impl S3Door {
         let mut range = range_of(&i.range);
         let mut parts_count = None;
         if let Some(n) = i.part_number {
-            let info = match self.core.head(&actor, &i.bucket, &i.key).await {
-                Ok(info) => info,
-                Err(e) => return Err(self.read_err(&actor, &i.bucket, e).await),
-            };
+            let info = self
+                .named_version(&actor, &i.bucket, &i.key, i.version_id.as_deref())
+                .await?;
             let (r, count) = part_range(&info, n)?;
             range = r;
             parts_count = info.parts.is_some().then_some(count);
         }
-        let (info, stream, span) = match self.core.get(&actor, &i.bucket, &i.key, range).await {
-            Ok(got) => got,
-            Err(e) => return Err(self.read_err(&actor, &i.bucket, e).await),
-        };
+        let (info, stream, span) = self
+            .read_named(&actor, &i.bucket, &i.key, i.version_id.as_deref(), range)
+            .await?;
         preconditions(
             &info,
             &i.if_match,
@@ -155,6 +154,7 @@ impl S3Door {
             e_tag: Some(etag(&info.etag)),
             last_modified: Some(ts(info.updated_at)),
             metadata: metadata_of(&info),
+            version_id: versioning::version_header(&info),
             parts_count,
             tag_count: Some(tag_set(&info).len() as i32).filter(|n| *n > 0),
             checksum_crc32: sums.checksum_crc32,
@@ -173,10 +173,9 @@ impl S3Door {
         let actor = self.actor(&req).await?;
         let i = &req.input;
         no_sse(&None, &i.sse_customer_algorithm)?;
-        let info = match self.core.head(&actor, &i.bucket, &i.key).await {
-            Ok(info) => info,
-            Err(e) => return Err(self.read_err(&actor, &i.bucket, e).await),
-        };
+        let info = self
+            .named_version(&actor, &i.bucket, &i.key, i.version_id.as_deref())
+            .await?;
         preconditions(
             &info,
             &i.if_match,
@@ -216,6 +215,7 @@ impl S3Door {
             e_tag: Some(etag(&info.etag)),
             last_modified: Some(ts(info.updated_at)),
             metadata: metadata_of(&info),
+            version_id: versioning::version_header(&info),
             parts_count,
             checksum_crc32: sums.checksum_crc32,
             checksum_crc32c: sums.checksum_crc32c,
@@ -224,6 +224,9 @@ impl S3Door {
             checksum_sha256: sums.checksum_sha256,
             ..Default::default()
         });
+        if let Some(e) = self.expiration_header(&actor, &info).await {
+            res.headers.insert("x-amz-expiration", e);
+        }
         // HeadObject's output has no field for it; S3 sends it as GetObject does.
         if tags > 0 {
             res.headers
@@ -239,10 +242,13 @@ impl S3Door {
         let actor = self.actor(&req).await?;
         let input = req.input;
         let (src_bucket, src_key) = copy_source(&input.copy_source)?;
-        let src = match self.core.head(&actor, &src_bucket, &src_key).await {
-            Ok(src) => src,
-            Err(e) => return Err(self.read_err(&actor, &src_bucket, e).await),
+        let src_version = match &input.copy_source {
+            dto::CopySource::Bucket { version_id, .. } => version_id.as_deref().map(str::to_string),
+            _ => None,
         };
+        let src = self
+            .named_version(&actor, &src_bucket, &src_key, src_version.as_deref())
+            .await?;
         no_sse(&input.server_side_encryption, &input.sse_customer_algorithm)?;
         no_sse(&None, &input.copy_source_sse_customer_algorithm)?;
         // The source's conditions: any that fails is PreconditionFailed (no 304 for a copy).
@@ -261,7 +267,7 @@ impl S3Door {
             .metadata_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == dto::MetadataDirective::REPLACE);
-        if !replace && src_bucket == input.bucket && src_key == input.key {
+        if !replace && src_bucket == input.bucket && src_key == input.key && src_version.is_none() {
             return Err(s3_error!(
                 InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself \
@@ -319,10 +325,14 @@ impl S3Door {
         };
         let info = self
             .core
-            .copy(&actor, &src_bucket, &src_key, &spec)
+            .copy_version(&actor, &src_bucket, &src_key, src_version.as_deref(), &spec)
             .await
             .map_err(s3_err)?;
         Ok(S3Response::new(dto::CopyObjectOutput {
+            version_id: versioning::version_header(&info),
+            copy_source_version_id: src_version
+                .clone()
+                .or_else(|| versioning::version_header(&src)),
             copy_object_result: Some(dto::CopyObjectResult {
                 e_tag: Some(etag(&info.etag)),
                 last_modified: Some(ts(info.updated_at)),
