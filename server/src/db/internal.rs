@@ -47,6 +47,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0014_uuid_ossp",
         include_str!("internal/0014_uuid_ossp.sql"),
     ),
+    (
+        "0018_s3_bucket_settings",
+        include_str!("internal/0018_s3_bucket_settings.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

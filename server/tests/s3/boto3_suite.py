@@ -69,8 +69,15 @@ def fetch(url):
 def test_wrong_secret_and_unsigned_are_refused():
     code, status = error_of(client("not-the-secret").list_buckets)
     assert status == 403 and code == "SignatureDoesNotMatch", (code, status)
-    status, _ = fetch(URL + "/")
+    # Unsigned: a private bucket is refused; the bucket list is `anon`'s, under the storage
+    # policies (none here, so it is empty).
+    private = BUCKET + "-private"
+    s3.create_bucket(Bucket=private)
+    status, _ = fetch(URL + "/" + private + "/x")
     assert status == 403, status
+    s3.delete_bucket(Bucket=private)
+    status, body = fetch(URL + "/")
+    assert status == 200 and b"<Bucket>" not in body, (status, body)
 
 
 def test_buckets():
