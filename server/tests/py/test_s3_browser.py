@@ -253,8 +253,8 @@ class S3Browser(unittest.TestCase):
         b = self.bucket()
         expires = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-        def signed(key, acl):
-            policy = base64.b64encode(json.dumps({"expiration": expires, "conditions": [
+        def signed(key, acl, expiration=expires):
+            policy = base64.b64encode(json.dumps({"expiration": expiration, "conditions": [
                 {"bucket": b}, ["starts-with", "$key", ""], {"acl": acl}]}).encode())
             signature = base64.b64encode(hmac.new(SECRET.encode(), policy, hashlib.sha1).digest()).decode()
             return [("key", key), ("AWSAccessKeyId", KEY), ("acl", acl), ("policy", policy.decode()),
@@ -266,6 +266,19 @@ class S3Browser(unittest.TestCase):
         status, _, body = self.post(b, signed("public.txt", "public-read"))
         self.assertEqual((status, code_of(body)), (501, "NotImplemented"))
         self.assertEqual(self.error(self.s3.head_object, Bucket=b, Key="public.txt")[0], 404)
+        # A policy's expiration is an ISO 8601 UTC time; a policy without its signature proves nothing.
+        status, _, body = self.post(b, signed("date.txt", "private", expiration="2030-01-01 00:00:00+00:00"))
+        self.assertEqual((status, code_of(body)), (400, "InvalidPolicyDocument"))
+        unsigned = [(k, v) for k, v in signed("nosig.txt", "private") if k != "signature"]
+        status, _, body = self.post(b, unsigned)
+        self.assertEqual((status, code_of(body)), (400, "InvalidArgument"))
+        # Posted to another bucket than the policy's: refused as a broken condition.
+        other = self.bucket()
+        status, _, body = self.post(other, signed("other.txt", "private") + [("bucket", b)])
+        self.assertEqual((status, code_of(body)), (403, "AccessDenied"))
+        for key in ["date.txt", "nosig.txt"]:
+            self.assertEqual(self.error(self.s3.head_object, Bucket=b, Key=key)[0], 404)
+        self.assertEqual(self.error(self.s3.head_object, Bucket=other, Key="other.txt")[0], 404)
         # Unsigned, to a private bucket: refused.
         status, _, body = self.post(b, [("key", "anon.txt")])
         self.assertEqual((status, code_of(body)), (403, "AccessDenied"))

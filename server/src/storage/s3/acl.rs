@@ -57,6 +57,12 @@ impl S3Access for SignedOrPublic {
         if cx.s3_op().name() == "CreateBucket" {
             return Err(s3_error!(AccessDenied, "Signed requests only"));
         }
+        if post_object::unsigned_policy(cx.extensions_mut()) {
+            return Err(s3_error!(
+                InvalidArgument,
+                "A POST form with a policy must carry its signature"
+            ));
+        }
         let bucket = match cx.s3_path() {
             s3s::path::S3Path::Root => {
                 cx.extensions_mut().insert(Anonymous::Anon);
@@ -173,16 +179,20 @@ impl AclAsk<'_> {
 fn grants(owner: &dto::Owner, public: bool) -> dto::Grants {
     let mut g = owner_grants(owner);
     if public {
-        g.push(dto::Grant {
-            grantee: Some(dto::Grantee {
-                display_name: None,
-                email_address: None,
-                id: None,
-                type_: dto::Type::from_static(dto::Type::GROUP),
-                uri: Some(ALL_USERS.into()),
-            }),
-            permission: Some(dto::Permission::from_static(dto::Permission::READ)),
-        });
+        // Listed first, as Ceph lists them.
+        g.insert(
+            0,
+            dto::Grant {
+                grantee: Some(dto::Grantee {
+                    display_name: None,
+                    email_address: None,
+                    id: None,
+                    type_: dto::Type::from_static(dto::Type::GROUP),
+                    uri: Some(ALL_USERS.into()),
+                }),
+                permission: Some(dto::Permission::from_static(dto::Permission::READ)),
+            },
+        );
     }
     g
 }
@@ -588,7 +598,7 @@ mod tests {
         assert_eq!(a.wanted().unwrap(), Some(Wanted::Private));
         assert!(!a.is_public());
         let mut p = policy(true);
-        p.grants.as_mut().unwrap()[1].permission =
+        p.grants.as_mut().unwrap()[0].permission =
             Some(dto::Permission::from_static(dto::Permission::WRITE));
         let a = AclAsk {
             canned: None,

@@ -215,6 +215,9 @@ impl S3Door {
                     "A POST form's fields before its file are at most 2 MiB"
                 ));
             }
+            if let Some(policy) = seen.fields.get("policy") {
+                expiration_format(policy)?;
+            }
             let i = &mut req.input;
             if i.acl.is_none()
                 && let Some(acl) = seen.fields.get("acl")
@@ -233,6 +236,41 @@ impl S3Door {
     }
 }
 
+/// A policy document's `expiration` must be an ISO 8601 UTC time (`2026-12-06T18:00:00.000Z`), as S3
+/// requires (s3s 0.14 also takes other date forms).
+fn expiration_format(policy_b64: &str) -> S3Result<()> {
+    use base64::Engine as _;
+    let refused = || {
+        s3_error!(
+            InvalidPolicyDocument,
+            "Invalid Policy: Invalid 'expiration' value"
+        )
+    };
+    let doc = base64::engine::general_purpose::STANDARD
+        .decode(policy_b64.trim())
+        .map_err(|_| refused())?;
+    let doc: serde_json::Value = serde_json::from_slice(&doc).map_err(|_| refused())?;
+    let expiration = doc
+        .get("expiration")
+        .and_then(|e| e.as_str())
+        .ok_or_else(refused)?;
+    chrono::NaiveDateTime::parse_from_str(expiration, "%Y-%m-%dT%H:%M:%S%.fZ")
+        .map(|_| ())
+        .map_err(|_| refused())
+}
+
+/// Whether a form POST carries a policy document but no signature (S3 answers 400: a policy
+/// without a signature proves nothing, and the form is not an anonymous one either).
+pub(super) fn unsigned_policy(extensions: &http::Extensions) -> bool {
+    extensions.get::<SeenForm>().is_some_and(|SeenForm(seen)| {
+        seen.lock().is_ok_and(|s| {
+            s.fields.contains_key("policy")
+                && !s.fields.contains_key("signature")
+                && !s.fields.contains_key("x-amz-signature")
+        })
+    })
+}
+
 /// A form whose fields break one of its policy's conditions is refused as S3 refuses it: 403
 /// AccessDenied ("Invalid according to Policy"); s3s 0.14 answers 400 InvalidPolicyDocument, which
 /// S3 keeps for a policy document that does not parse.
@@ -247,7 +285,9 @@ pub(super) fn condition_refusal(mut res: http::Response<s3s::Body>) -> http::Res
     let Some(at) = find(&body, FROM) else {
         return res;
     };
-    if find(&body, b"<Message>Policy condition").is_none() {
+    if find(&body, b"<Message>Policy condition").is_none()
+        && find(&body, b"<Message>Bucket in form field").is_none()
+    {
         return res;
     }
     let mut out = Vec::with_capacity(body.len() + 32);
