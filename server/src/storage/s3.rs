@@ -43,7 +43,7 @@ mod objects;
 mod post_object;
 mod respond;
 use auth::{KeyAuth, SESSION_TOKEN, session_token};
-use respond::{panicked, presign_expiry_refused, with_request_id};
+use respond::{close_after_refusal, panicked, presign_expiry_refused, with_request_id};
 
 use convert::*;
 
@@ -734,6 +734,10 @@ pub async fn run(
                 return Ok(with_request_id(refused));
             }
             let ask = cors::CorsAsk::of(&req);
+            let expected_continue = req
+                .headers()
+                .get(http::header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
             let token = session_token(req.headers(), req.uri());
             // A POST form's body passes a tap that notes the fields s3s does not hand on.
             let call = SESSION_TOKEN.scope(token, s3.call(post_object::FormTap::of(req)));
@@ -747,6 +751,7 @@ pub async fn run(
                 Some(ask) => cors.decorate(ask, answer).await,
                 None => answer,
             };
+            let answer = close_after_refusal(expected_continue, answer);
             Ok::<_, s3s::HttpError>(with_request_id(answer))
         }
     });

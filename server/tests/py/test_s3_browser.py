@@ -309,6 +309,10 @@ class S3Browser(unittest.TestCase):
         self.assertEqual(self.error(self.anon.get_object, Bucket=b, Key="k"), (403, "AccessDenied"))
         self.assertNotEqual(http("GET", f"{self.doska.url}/storage/v1/object/public/{b}/k")[0], 200)
         self.assertEqual(self.error(self.anon.get_object, Bucket="no-such-bucket", Key="k"), (404, "NoSuchBucket"))
+        # A refusal of a request that waited for `100 Continue` closes the connection: its body may
+        # still come, and must not be read as the next request.
+        status, headers, _ = http("PUT", f"{self.doska.s3_url}/{b}/k", {"Expect": "100-continue"}, b"s")
+        self.assertEqual((status, headers["Connection"]), (403, "close"))
         # Anonymous bucket listing is anon's, under the policies (none: no buckets).
         self.assertEqual(self.anon.list_buckets()["Buckets"], [])
 
