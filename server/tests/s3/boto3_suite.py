@@ -253,8 +253,12 @@ def test_multipart_api():
 
 
 def test_unsupported_is_not_implemented():
-    code, status = error_of(s3.get_bucket_policy, Bucket=BUCKET)
+    # Bucket policies are refused (the storage policies decide); none is ever there to read.
+    policy = '{"Version": "2012-10-17", "Statement": []}'
+    code, status = error_of(s3.put_bucket_policy, Bucket=BUCKET, Policy=policy)
     assert code == "NotImplemented" and status == 501, (code, status)
+    code, status = error_of(s3.get_bucket_policy, Bucket=BUCKET)
+    assert code == "NoSuchBucketPolicy" and status == 404, (code, status)
 
 
 def test_delete_bucket_only_when_empty():
