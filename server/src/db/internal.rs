@@ -51,6 +51,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0017_object_versions",
         include_str!("internal/0017_object_versions.sql"),
     ),
+    (
+        "0018_s3_bucket_settings",
+        include_str!("internal/0018_s3_bucket_settings.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -30,6 +30,8 @@ mod cleanup;
 mod listing;
 mod multipart;
 mod objects;
+mod s3_settings;
+pub use s3_settings::BucketSetting;
 
 pub use cleanup::cleanup_orphans;
 pub use lifecycle::{Filter as LifecycleFilter, Rule as LifecycleRule, expiration_of};

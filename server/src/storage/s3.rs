@@ -1,9 +1,12 @@
 //! The S3 front door: the S3 protocol (via s3s) on its own listener, over the storage core. Requests
-//! must be signed (SigV4 headers or presigned URLs): with the operator's key pair (acting as
-//! `service_role`), a key from `doska s3-keys`, or — Supabase's session-token access — the fixed
-//! S3 session key with a user's JWT as the session token, acting as that JWT's role and claims.
-//! Unsigned or wrongly signed requests are refused by s3s before any operation runs; an invalid or
-//! expired session token is refused with AccessDenied before any operation runs.
+//! are signed (SigV4 headers, presigned URLs, POST policies; v2 too) with the operator's key pair
+//! (acting as `service_role`), a key from `doska s3-keys`, or — Supabase's session-token access —
+//! the fixed S3 session key with a user's JWT as the session token, acting as that JWT's role and
+//! claims (auth.rs). Wrongly signed requests are refused by s3s before any operation runs; an
+//! invalid or expired session token is refused with AccessDenied. Unsigned requests may read a
+//! public bucket and act as `anon` on it, or list buckets as `anon`; anything else unsigned is
+//! refused (acl.rs). Browsers' CORS preflights are answered from the bucket's rules before s3s,
+//! and actual requests' answers get the rules' headers (cors.rs).
 //! Operations not listed in `impl S3 for S3Door` answer NotImplemented (s3s's default). Errors carry
 //! S3's codes. SigV4 (the canonical request, built from the raw query and headers) is s3s's; the
 //! session token is read through `http::query`, with the same form rules s3s reads that query by.
@@ -16,7 +19,6 @@ use std::{
 
 use s3s::{
     S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result,
-    auth::{S3Auth, SecretKey},
     dto::{self, ETag, StreamingBlob, Timestamp},
     s3_error,
     service::S3ServiceBuilder,
@@ -30,102 +32,23 @@ use super::{
 };
 use crate::{config::S3Keys, state::SharedState};
 
+mod acl;
 mod attributes;
+mod auth;
 mod convert;
+mod cors;
 mod integrity;
 mod lifecycle;
 mod listing;
 mod multipart;
 mod objects;
+mod post_object;
 mod respond;
 mod versioning;
-use respond::{panicked, presign_expiry_refused, with_request_id};
+use auth::{KeyAuth, SESSION_TOKEN, session_token};
+use respond::{close_after_refusal, panicked, presign_expiry_refused, with_request_id};
 
 use convert::*;
-
-tokio::task_local! {
-    /// The session token of the request being served: s3s asks for a secret by access key alone,
-    /// and the token decides which secret applies.
-    static SESSION_TOKEN: Option<String>;
-}
-
-/// The session token a request carries: `X-Amz-Security-Token` as a header, or as a query parameter
-/// of a presigned URL. Either way SigV4 signs it.
-fn session_token(headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
-    if let Some(v) = headers.get("x-amz-security-token") {
-        return v.to_str().ok().map(str::to_string);
-    }
-    // Decoded as s3s decodes the same query (form rules), so both read one token.
-    crate::http::query::pairs(uri.query()?)
-        .into_iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("X-Amz-Security-Token"))
-        .map(|(_, v)| v)
-}
-
-/// Secrets for SigV4 verification: the fixed S3 session key when a session token rides along (as
-/// Supabase signs those with its anon key, whatever the access key id), else the operator's pair
-/// from config, then keys made with `doska s3-keys create` (looked up on the admin pool, decrypted
-/// with the JWT secret).
-#[derive(Clone)]
-struct KeyAuth {
-    operator: S3Keys,
-    admin: deadpool_postgres::Pool,
-    jwt_secret: std::sync::Arc<[u8]>,
-    session_key: std::sync::Arc<str>,
-}
-
-impl KeyAuth {
-    fn is_operator(&self, access_key: &str) -> bool {
-        use subtle::ConstantTimeEq;
-        bool::from(
-            access_key
-                .as_bytes()
-                .ct_eq(self.operator.access_key_id.as_bytes()),
-        )
-    }
-
-    async fn stored(&self, access_key: &str) -> S3Result<Option<super::s3_keys::StoredKey>> {
-        let client = self.admin.get().await.map_err(|e| {
-            tracing::error!(error = %e, "S3 key lookup: no database connection");
-            s3_error!(InternalError)
-        })?;
-        super::s3_keys::lookup(&**client, &self.jwt_secret, access_key)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "S3 key lookup failed");
-                s3_error!(InternalError)
-            })
-    }
-}
-
-#[async_trait::async_trait]
-impl S3Auth for KeyAuth {
-    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        if SESSION_TOKEN.try_with(Option::is_some).unwrap_or(false) {
-            return Ok(SecretKey::from(&*self.session_key));
-        }
-        if self.is_operator(access_key) {
-            return Ok(SecretKey::from(self.operator.secret_access_key.as_str()));
-        }
-        match self.stored(access_key).await? {
-            Some(k) => Ok(SecretKey::from(k.secret)),
-            None => Err(s3_error!(InvalidAccessKeyId)),
-        }
-    }
-}
-
-/// Only signed requests pass (s3s has verified the signature when credentials are present).
-struct SignedOnly;
-
-#[async_trait::async_trait]
-impl s3s::access::S3Access for SignedOnly {
-    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> S3Result<()> {
-        match cx.credentials() {
-            Some(_) => Ok(()),
-            None => Err(s3_error!(AccessDenied, "Signed requests only")),
-        }
-    }
-}
 
 struct S3Door {
     core: Storage,
@@ -135,47 +58,6 @@ struct S3Door {
 }
 
 impl S3Door {
-    /// Who a signed request acts as: with a session token, that JWT's role and claims (the signature
-    /// was checked against the S3 session key); the operator and unbound keys as service_role; a key
-    /// bound to a user as that user (role `authenticated`), under the storage policies.
-    async fn actor<T>(&self, req: &S3Request<T>) -> S3Result<Actor> {
-        let service = Actor::service(req.method.as_str(), req.uri.path());
-        let access_key = req
-            .credentials
-            .as_ref()
-            .map(|c| c.access_key.as_str())
-            .ok_or_else(|| s3_error!(AccessDenied, "Signed requests only"))?;
-        if let Some(token) = session_token(&req.headers, &req.uri) {
-            let caller = self.state.verifier.caller_from_token(&token).map_err(|e| {
-                S3Error::with_message(
-                    S3ErrorCode::AccessDenied,
-                    format!("Invalid session token: {}", e.message()),
-                )
-            })?;
-            return Ok(Actor { caller, ..service });
-        }
-        if self.auth.is_operator(access_key) {
-            return Ok(service);
-        }
-        match self.auth.stored(access_key).await? {
-            None => Err(s3_error!(InvalidAccessKeyId)),
-            Some(k) => match k.user_id {
-                None => Ok(service),
-                Some(user) => Ok(Actor {
-                    caller: crate::jwt::Caller {
-                        role: "authenticated".into(),
-                        claims: serde_json::json!({
-                            "sub": user.to_string(), "role": "authenticated", "aud": "authenticated"
-                        })
-                        .into(),
-                        token: None,
-                    },
-                    ..service
-                }),
-            },
-        }
-    }
-
     async fn require_bucket(&self, actor: &Actor, bucket: &str) -> S3Result<()> {
         match self
             .core
@@ -322,12 +204,27 @@ impl S3 for S3Door {
                 "A bucket name may not hold a dot next to a hyphen"
             ));
         }
+        let i = &req.input;
+        if i.object_ownership.is_some() {
+            return Err(s3_error!(
+                NotImplemented,
+                "Object ownership controls are not supported: each object is owned by its writer"
+            ));
+        }
+        let public = self.create_bucket_public(&acl::AclAsk {
+            canned: i.acl.as_ref().map(|a| a.as_str()),
+            policy: None,
+            grants: acl::grant_headers!(i)
+                .into_iter()
+                .chain(i.grant_write.as_deref())
+                .collect(),
+        })?;
         let actor = self.actor(&req).await?;
-        match self
-            .core
-            .create_bucket(&actor, b, b, &BucketSpec::default())
-            .await
-        {
+        let spec = BucketSpec {
+            public,
+            ..Default::default()
+        };
+        match self.core.create_bucket(&actor, b, b, &spec).await {
             // us-east-1 (doska's region) answers 200 to the operator re-creating a bucket, as AWS
             // does to a bucket's owner there; the bucket and its objects stay as they were.
             Err(StorageError::BucketExists) if actor.caller.role == "service_role" => {}
@@ -362,71 +259,98 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::GetBucketAclInput>,
     ) -> S3Result<S3Response<dto::GetBucketAclOutput>> {
-        self.require_bucket(&self.actor(&req).await?, &req.input.bucket)
-            .await?;
-        let o = owner(None);
-        Ok(S3Response::new(dto::GetBucketAclOutput {
-            grants: Some(owner_grants(&o)),
-            owner: Some(o),
-        }))
+        self.serve_get_bucket_acl(req).await
     }
 
     async fn put_bucket_acl(
         &self,
         req: S3Request<dto::PutBucketAclInput>,
     ) -> S3Result<S3Response<dto::PutBucketAclOutput>> {
-        let i = &req.input;
-        self.require_bucket(&self.actor(&req).await?, &i.bucket)
-            .await?;
-        acl_is_private(
-            i.acl.as_ref().map(|a| a.as_str()),
-            &i.access_control_policy,
-            i.grant_full_control.is_some()
-                || i.grant_read.is_some()
-                || i.grant_read_acp.is_some()
-                || i.grant_write.is_some()
-                || i.grant_write_acp.is_some(),
-        )?;
-        Ok(S3Response::new(dto::PutBucketAclOutput::default()))
+        self.serve_put_bucket_acl(req).await
     }
 
     async fn get_object_acl(
         &self,
         req: S3Request<dto::GetObjectAclInput>,
     ) -> S3Result<S3Response<dto::GetObjectAclOutput>> {
-        let actor = self.actor(&req).await?;
-        let i = &req.input;
-        let info = match self.core.head(&actor, &i.bucket, &i.key).await {
-            Ok(info) => info,
-            Err(e) => return Err(self.read_err(&actor, &i.bucket, e).await),
-        };
-        let o = owner(info.owner_id.as_deref());
-        Ok(S3Response::new(dto::GetObjectAclOutput {
-            grants: Some(owner_grants(&o)),
-            owner: Some(o),
-            ..Default::default()
-        }))
+        self.serve_get_object_acl(req).await
     }
 
     async fn put_object_acl(
         &self,
         req: S3Request<dto::PutObjectAclInput>,
     ) -> S3Result<S3Response<dto::PutObjectAclOutput>> {
-        let actor = self.actor(&req).await?;
-        let i = &req.input;
-        if let Err(e) = self.core.head(&actor, &i.bucket, &i.key).await {
-            return Err(self.read_err(&actor, &i.bucket, e).await);
-        }
-        acl_is_private(
-            i.acl.as_ref().map(|a| a.as_str()),
-            &i.access_control_policy,
-            i.grant_full_control.is_some()
-                || i.grant_read.is_some()
-                || i.grant_read_acp.is_some()
-                || i.grant_write.is_some()
-                || i.grant_write_acp.is_some(),
-        )?;
-        Ok(S3Response::new(dto::PutObjectAclOutput::default()))
+        self.serve_put_object_acl(req).await
+    }
+
+    async fn put_public_access_block(
+        &self,
+        req: S3Request<dto::PutPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<dto::PutPublicAccessBlockOutput>> {
+        self.serve_put_public_access_block(req).await
+    }
+
+    async fn get_public_access_block(
+        &self,
+        req: S3Request<dto::GetPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<dto::GetPublicAccessBlockOutput>> {
+        self.serve_get_public_access_block(req).await
+    }
+
+    async fn delete_public_access_block(
+        &self,
+        req: S3Request<dto::DeletePublicAccessBlockInput>,
+    ) -> S3Result<S3Response<dto::DeletePublicAccessBlockOutput>> {
+        self.serve_delete_public_access_block(req).await
+    }
+
+    async fn get_bucket_policy_status(
+        &self,
+        req: S3Request<dto::GetBucketPolicyStatusInput>,
+    ) -> S3Result<S3Response<dto::GetBucketPolicyStatusOutput>> {
+        self.serve_get_bucket_policy_status(req).await
+    }
+
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<dto::GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<dto::GetBucketPolicyOutput>> {
+        self.serve_get_bucket_policy(req).await
+    }
+
+    async fn get_bucket_ownership_controls(
+        &self,
+        req: S3Request<dto::GetBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<dto::GetBucketOwnershipControlsOutput>> {
+        self.serve_get_bucket_ownership_controls(req).await
+    }
+
+    async fn put_bucket_cors(
+        &self,
+        req: S3Request<dto::PutBucketCorsInput>,
+    ) -> S3Result<S3Response<dto::PutBucketCorsOutput>> {
+        self.serve_put_bucket_cors(req).await
+    }
+
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<dto::GetBucketCorsInput>,
+    ) -> S3Result<S3Response<dto::GetBucketCorsOutput>> {
+        self.serve_get_bucket_cors(req).await
+    }
+
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<dto::DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<dto::DeleteBucketCorsOutput>> {
+        self.serve_delete_bucket_cors(req).await
+    }
+
+    async fn post_object(
+        &self,
+        req: S3Request<dto::PostObjectInput>,
+    ) -> S3Result<S3Response<dto::PostObjectOutput>> {
+        self.serve_post_object(req).await
     }
 
     async fn get_bucket_versioning(
@@ -532,6 +456,8 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::PutObjectInput>,
     ) -> S3Result<S3Response<dto::PutObjectOutput>> {
+        self.write_acl_allowed(&req, &req.input.bucket, &acl::write_acl!(req.input))
+            .await?;
         self.serve_put_object(req).await
     }
 
@@ -611,6 +537,8 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::CopyObjectInput>,
     ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
+        self.write_acl_allowed(&req, &req.input.bucket, &acl::write_acl!(req.input))
+            .await?;
         self.serve_copy_object(req).await
     }
 
@@ -639,6 +567,8 @@ impl S3 for S3Door {
         &self,
         req: S3Request<dto::CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
+        self.write_acl_allowed(&req, &req.input.bucket, &acl::write_acl!(req.input))
+            .await?;
         self.serve_create_multipart_upload(req).await
     }
 
@@ -733,42 +663,54 @@ pub async fn run(
         jwt_secret: state.jwt_secret.clone(),
         session_key: crate::jwt::s3_session_key(&state.jwt_secret).into(),
     };
+    let core = super::core_of(&state);
     let mut builder = S3ServiceBuilder::new(S3Door {
-        core: super::core_of(&state),
+        core: core.clone(),
         auth: auth.clone(),
         state: state.clone(),
     });
     builder.set_auth(auth);
-    builder.set_access(SignedOnly);
+    builder.set_access(acl::SignedOrPublic { core: core.clone() });
     let s3 = builder.build();
+    let cors = cors::Cors { core };
     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        use futures_util::FutureExt;
-        if let Some(refused) = presign_expiry_refused(req.uri()) {
-            return futures_util::future::Either::Left(std::future::ready(Ok(with_request_id(
-                refused,
-            ))));
+        let (s3, cors) = (s3.clone(), cors.clone());
+        async move {
+            use futures_util::FutureExt;
+            // Browsers' preflights carry no credentials: answered from the bucket's CORS rules.
+            if req.method() == http::Method::OPTIONS {
+                return Ok(with_request_id(cors.preflight(&req).await));
+            }
+            if let Some(refused) = presign_expiry_refused(req.uri()) {
+                return Ok(with_request_id(refused));
+            }
+            let ask = cors::CorsAsk::of(&req);
+            let expected_continue = req
+                .headers()
+                .get(http::header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+            let token = session_token(req.headers(), req.uri());
+            let attributes = is_get_object_attributes(&req);
+            // A POST form's body passes a tap that notes the fields s3s does not hand on.
+            let call = SESSION_TOKEN.scope(token, s3.call(post_object::FormTap::of(req)));
+            // A panic in an operation is answered in S3's dialect (and logged), like the router
+            // does for the doors behind it, instead of dropping the connection.
+            let answer = match std::panic::AssertUnwindSafe(call).catch_unwind().await {
+                Ok(answer) => post_object::condition_refusal(answer?),
+                Err(panic) => panicked(panic.as_ref()),
+            };
+            let answer = if attributes && answer.status() == http::StatusCode::OK {
+                unquoted_attributes(answer).await
+            } else {
+                answer
+            };
+            let answer = match ask {
+                Some(ask) => cors.decorate(ask, answer).await,
+                None => answer,
+            };
+            let answer = close_after_refusal(expected_continue, answer);
+            Ok::<_, s3s::HttpError>(with_request_id(answer))
         }
-        let token = session_token(req.headers(), req.uri());
-        let attributes = is_get_object_attributes(&req);
-        let call = SESSION_TOKEN.scope(token, hyper::service::Service::call(&s3, req));
-        // A panic in an operation is answered in S3's dialect (and logged), like the router does
-        // for the doors behind it, instead of dropping the connection.
-        futures_util::future::Either::Right(
-            std::panic::AssertUnwindSafe(call)
-                .catch_unwind()
-                .map(|r| match r {
-                    Ok(answer) => answer.map(with_request_id),
-                    Err(panic) => Ok(with_request_id(panicked(panic.as_ref()))),
-                })
-                .then(move |r| async move {
-                    match r {
-                        Ok(res) if attributes && res.status() == http::StatusCode::OK => {
-                            Ok(unquoted_attributes(res).await)
-                        }
-                        other => other,
-                    }
-                }),
-        )
     });
     crate::http::server::accept(
         listener,

@@ -69,8 +69,15 @@ def fetch(url):
 def test_wrong_secret_and_unsigned_are_refused():
     code, status = error_of(client("not-the-secret").list_buckets)
     assert status == 403 and code == "SignatureDoesNotMatch", (code, status)
-    status, _ = fetch(URL + "/")
+    # Unsigned: a private bucket is refused; the bucket list is `anon`'s, under the storage
+    # policies (none here, so it is empty).
+    private = BUCKET + "-private"
+    s3.create_bucket(Bucket=private)
+    status, _ = fetch(URL + "/" + private + "/x")
     assert status == 403, status
+    s3.delete_bucket(Bucket=private)
+    status, body = fetch(URL + "/")
+    assert status == 200 and b"<Bucket>" not in body, (status, body)
 
 
 def test_buckets():
@@ -246,8 +253,12 @@ def test_multipart_api():
 
 
 def test_unsupported_is_not_implemented():
-    code, status = error_of(s3.get_bucket_policy, Bucket=BUCKET)
+    # Bucket policies are refused (the storage policies decide); none is ever there to read.
+    policy = '{"Version": "2012-10-17", "Statement": []}'
+    code, status = error_of(s3.put_bucket_policy, Bucket=BUCKET, Policy=policy)
     assert code == "NotImplemented" and status == 501, (code, status)
+    code, status = error_of(s3.get_bucket_policy, Bucket=BUCKET)
+    assert code == "NoSuchBucketPolicy" and status == 404, (code, status)
 
 
 def test_delete_bucket_only_when_empty():

@@ -390,8 +390,8 @@ pub(super) fn tag_set(info: &ObjectInfo) -> dto::TagSet {
         .unwrap_or_default()
 }
 
-/// The one grant doska's access model can state: the owner's FULL_CONTROL. Who else may read or
-/// write is decided by the storage policies (RLS), which S3's ACLs cannot express.
+/// The owner's FULL_CONTROL: the grant every bucket and object has (acl.rs adds everyone's READ
+/// for a public bucket). Who else may read or write is decided by the storage policies (RLS).
 pub(super) fn owner_grants(o: &dto::Owner) -> dto::Grants {
     vec![dto::Grant {
         grantee: Some(dto::Grantee {
@@ -403,39 +403,4 @@ pub(super) fn owner_grants(o: &dto::Owner) -> dto::Grants {
         }),
         permission: Some(dto::Permission::from_static(dto::Permission::FULL_CONTROL)),
     }]
-}
-
-/// A PutBucketAcl / PutObjectAcl: only what doska already is (`private`, or a policy granting
-/// the owner alone FULL_CONTROL) is accepted; anything else would not be enforced, so it is
-/// refused rather than stored as if it were.
-pub(super) fn acl_is_private(
-    canned: Option<&str>,
-    policy: &Option<dto::AccessControlPolicy>,
-    grants: bool,
-) -> S3Result<()> {
-    let owner_only = |p: &dto::AccessControlPolicy| {
-        p.grants.as_ref().is_none_or(|g| {
-            g.iter().all(|g| {
-                g.permission
-                    .as_ref()
-                    .is_some_and(|p| p.as_str() == dto::Permission::FULL_CONTROL)
-                    && g.grantee
-                        .as_ref()
-                        .is_some_and(|e| e.id == p.owner.as_ref().and_then(|o| o.id.clone()))
-            })
-        })
-    };
-    let private = match (canned, policy) {
-        (Some(c), None) => c == "private",
-        (None, Some(p)) => owner_only(p),
-        (None, None) => true,
-        (Some(_), Some(_)) => false,
-    };
-    if private && !grants {
-        return Ok(());
-    }
-    Err(s3_error!(
-        NotImplemented,
-        "Only the private ACL is supported: access is decided by the storage policies"
-    ))
 }

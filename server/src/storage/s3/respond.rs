@@ -34,6 +34,24 @@ pub(super) fn with_request_id(mut res: http::Response<s3s::Body>) -> http::Respo
     res
 }
 
+/// A request that asked `Expect: 100-continue` and was refused: its body may not have been read (s3s
+/// refuses many requests before it reads the body, and then hyper sends no `100 Continue`), yet a
+/// client that stopped waiting sends it anyway — on a kept-alive connection those bytes would open
+/// the next request (`sHEAD …`, refused as SignatureDoesNotMatch). Such answers close the
+/// connection instead.
+pub(super) fn close_after_refusal(
+    expected_continue: bool,
+    mut res: http::Response<s3s::Body>,
+) -> http::Response<s3s::Body> {
+    if expected_continue && res.status().as_u16() >= 400 {
+        res.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    res
+}
+
 /// S3's InternalError, for an operation that panicked (the cause is logged, never sent).
 pub(super) fn panicked(panic: &(dyn std::any::Any + Send)) -> http::Response<s3s::Body> {
     let what = crate::http::door::panic_message(panic);
