@@ -10,7 +10,9 @@
 
 pub mod authorize;
 pub mod decode;
+pub mod bus;
 pub mod deliver;
+pub mod gossip;
 pub mod hub;
 pub mod log;
 pub mod lsn;
