@@ -720,7 +720,6 @@ impl Config {
             "listen": self.listen.to_string(),
             "data_dir": self.data_dir.display().to_string(),
             "database_url": self.database_url.as_deref().map(mask_url),
-            "redis_url": self.redis_url.as_deref().map(mask_url),
             "jwt_secret": mask(&self.jwt_secret),
             "jwt_exp": self.jwt_exp,
             "migrations": self.migrations.display().to_string(),
@@ -764,6 +763,7 @@ impl Config {
         v["realtime_replay_window"] = self.realtime_replay_window_secs.into();
         v["realtime_replay_max_rows"] = self.realtime_replay_max_rows.into();
         v["realtime_max_message_bytes"] = self.realtime_max_message_bytes.into();
+        v["redis_url"] = self.redis_url.as_deref().map(mask_url).into();
         match &self.storage_backend {
             StorageBackend::Disk => v["storage_backend"] = "disk".into(),
             StorageBackend::S3(b) => {

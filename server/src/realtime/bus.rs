@@ -259,7 +259,7 @@ async fn publish(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Note>, mut shutdown: watc
                 ctx.sweep();
             }
             _ = trim.tick() => trim_stored(&ctx.admin).await,
-            _ = shutdown.wait_for(|s| *s) => {
+            _ = stopping(&mut shutdown) => {
                 send(&ctx, vec![Note::Bye]).await;
                 return;
             }
@@ -344,13 +344,18 @@ async fn trim_stored(admin: &deadpool_postgres::Pool) {
     }
 }
 
+/// Resolves once doska is shutting down (the watch's guard is not held across awaits).
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
 /// Sleeps `backoff` (doubling it up to 5 s); false when shutdown comes first.
 async fn pause(backoff: &mut Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
     let wait = *backoff;
     *backoff = (*backoff * 2).min(Duration::from_secs(5));
     tokio::select! {
         _ = tokio::time::sleep(wait) => true,
-        _ = shutdown.wait_for(|s| *s) => false,
+        _ = stopping(shutdown) => false,
     }
 }
 
@@ -399,7 +404,7 @@ async fn listen_pg(ctx: Arc<Ctx>, config: tokio_postgres::Config, mut shutdown: 
                     Some(p) => ctx.payload(&p).await,
                     None => break,
                 },
-                _ = shutdown.wait_for(|s| *s) => {
+                _ = stopping(&mut shutdown) => {
                     driver.abort();
                     return;
                 }
@@ -452,7 +457,7 @@ async fn listen_redis(ctx: Arc<Ctx>, link: Arc<RedisLink>, mut shutdown: watch::
                     }
                     None => break,
                 },
-                _ = shutdown.wait_for(|s| *s) => return,
+                _ = stopping(&mut shutdown) => return,
             }
         }
         link.mark_down("the subscription connection closed");
