@@ -174,7 +174,7 @@ try {
   const left = await pa.got.next((e) => e.kind === 'leave' && e.key === 'bob');
   assert.equal(left.leftPresences[0].at, 'B');
   assert.equal(await pb.ch.track({ at: 'B again' }), 'ok');
-  await pa.got.next((e) => e.kind === 'join' && e.key === 'bob');
+  await pa.got.next((e) => e.kind === 'join' && e.key === 'bob' && e.newPresences[0]?.at === 'B again');
   const late = await join(client(A_URL), 'lobby', { presence: { key: 'carol' } });
   const first = await late.got.next((e) => e.kind === 'sync');
   assert.equal(first.state.bob?.[0]?.at, 'B again', JSON.stringify(first.state));
