@@ -203,7 +203,10 @@ fn keys_verify_with_the_kept_secret_and_config_masks_it() {
             "a-very-secret-value-that-is-long-enough-1234",
         ])
         .env("DOSKA_DATABASE_URL", "postgres://u:hunter2@db.example/app")
-        .env("DOSKA_REDIS_URL", "redis://:redis-hunter3@cache.example:6379")
+        .env(
+            "DOSKA_REDIS_URL",
+            "redis://:redis-hunter3@cache.example:6379",
+        )
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -258,7 +258,8 @@ async fn nginx_terminates_tls_and_upgrades_realtime_to_doska() {
 fn local_cluster_starts_answers_through_nginx_and_stops() {
     let dir = temp_dir("local-cluster");
     let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
-    let (https, http, a, b, pg, redis) = (ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]);
+    let (https, http, a, b, pg, redis) =
+        (ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]);
     let script = repo().join("deploy/local-cluster.sh");
     let cluster = |what: &str| {
         run(
@@ -277,11 +278,22 @@ fn local_cluster_starts_answers_through_nginx_and_stops() {
         )
     };
     let logs = || {
-        ["a.log", "b.log", "redis.log", "run/pg.log", "nginx/error.log"]
-            .iter()
-            .map(|f| format!("--- {f}\n{}", fs::read_to_string(dir.join(f)).unwrap_or_default()))
-            .collect::<Vec<_>>()
-            .join("\n")
+        [
+            "a.log",
+            "b.log",
+            "redis.log",
+            "run/pg.log",
+            "nginx/error.log",
+        ]
+        .iter()
+        .map(|f| {
+            format!(
+                "--- {f}\n{}",
+                fs::read_to_string(dir.join(f)).unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
     };
     let started = cluster("start");
     if !started.status.success() {
@@ -317,22 +329,39 @@ fn local_cluster_starts_answers_through_nginx_and_stops() {
     ]);
     let direct: Vec<String> = [a, b]
         .iter()
-        .map(|p| curl(&["-o", "/dev/null", "-w", "%{http_code}", &format!("http://127.0.0.1:{p}/health")]))
+        .map(|p| {
+            curl(&[
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("http://127.0.0.1:{p}/health"),
+            ])
+        })
         .collect();
     let stopped = cluster("stop");
     let after = String::from_utf8_lossy(&cluster("status").stdout).into_owned();
     let again = cluster("stop");
     assert!(health.ends_with(" 200"), "{health}\n{}", logs());
-    assert!(rest.ends_with(" 200") && rest.contains("swagger"), "{rest}\n{}", logs());
+    assert!(
+        rest.ends_with(" 200") && rest.contains("swagger"),
+        "{rest}\n{}",
+        logs()
+    );
     assert_eq!(direct, ["200", "200"], "{}", logs());
     for part in ["nginx.pid", "a.pid", "b.pid", "redis.pid", "postmaster.pid"] {
         assert!(
-            status.lines().any(|l| l.starts_with("running") && l.contains(part)),
+            status
+                .lines()
+                .any(|l| l.starts_with("running") && l.contains(part)),
             "{part} not running after start:\n{status}"
         );
     }
     assert!(stopped.status.success(), "stop: {}", stderr(&stopped));
-    assert!(!after.contains("running"), "still running after stop:\n{after}");
+    assert!(
+        !after.contains("running"),
+        "still running after stop:\n{after}"
+    );
     assert!(again.status.success(), "a second stop: {}", stderr(&again));
     for port in [https, http, a, b, redis] {
         assert!(

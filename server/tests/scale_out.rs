@@ -34,7 +34,10 @@ create policy staff_write on realtime.messages for insert to authenticated
 ";
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn free_port() -> u16 {
@@ -81,7 +84,10 @@ impl Redis {
         self.child = Some(child);
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(20), "redis did not listen");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "redis did not listen"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -160,11 +166,18 @@ impl Setup {
     /// `doska serve` on the database (and Redis, when given), its own data dir.
     async fn serve(&self, tag: &str, redis: Option<String>) -> Serving {
         let mut c = common::doska(&common::temp_dir(tag), &self.migrations, &self.policies);
-        c.args(["--database-url", &self.url, "--static", "", "--jwt-secret", SECRET])
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-            .args(["--auth-autoconfirm", "true"])
-            // Only the failed sign-ins' limit is under test: the per-IP one stays out of the way.
-            .args(["--rate-limits", "sign_in=1000/60"]);
+        c.args([
+            "--database-url",
+            &self.url,
+            "--static",
+            "",
+            "--jwt-secret",
+            SECRET,
+        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(["--auth-autoconfirm", "true"])
+        // Only the failed sign-ins' limit is under test: the per-IP one stays out of the way.
+        .args(["--rate-limits", "sign_in=1000/60"]);
         if let Some(url) = redis {
             c.args(["--redis-url", &url]);
         }
@@ -205,7 +218,10 @@ fn alive(s: &mut Serving) {
 /// failures answer 400 `invalid_credentials`, the 11th (on either) 429 `over_request_rate_limit`.
 async fn failed_sign_ins_add_up(a: &str, b: &str, email: &str) {
     let anon = sign(json!({"role": "anon"}));
-    let headers = [("apikey", anon.as_str()), ("content-type", "application/json")];
+    let headers = [
+        ("apikey", anon.as_str()),
+        ("content-type", "application/json"),
+    ];
     let up = request(
         "POST",
         &format!("{a}/auth/v1/signup"),
@@ -222,7 +238,12 @@ async fn failed_sign_ins_add_up(a: &str, b: &str, email: &str) {
     for i in 0..10 {
         let r = attempt(if i % 2 == 0 { a } else { b }).await;
         assert_eq!(r.status, 400, "attempt {}: {}", i + 1, r.text());
-        assert_eq!(r.json()["error_code"], "invalid_credentials", "{}", r.text());
+        assert_eq!(
+            r.json()["error_code"],
+            "invalid_credentials",
+            "{}",
+            r.text()
+        );
     }
     for base in [a, b] {
         let r = attempt(base).await;
@@ -270,7 +291,10 @@ async fn two_instances_share_broadcast_presence_and_limits_through_postgres() {
     let a = setup.serve("scale-pg-a", None).await;
     let mut b = setup.serve("scale-pg-b", None).await;
     failed_sign_ins_add_up(&a.url, &b.url, "pg@school.test").await;
-    assert!(bucket_rows(&setup).await > 0, "the buckets are not in PostgreSQL");
+    assert!(
+        bucket_rows(&setup).await > 0,
+        "the buckets are not in PostgreSQL"
+    );
     clients_on_both(&a, &b);
     b.child.wait().unwrap();
     stop(a);
@@ -369,7 +393,10 @@ async fn redis_stopped_and_started_under_running_instances() {
     }
     broadcast_crosses(&a.url, &b.url, "after").await;
     failed_sign_ins_add_up(&b.url, &a.url, "after@school.test").await;
-    assert!(!redis.keys("doska:*:rl:*").is_empty(), "limits did not go back to Redis");
+    assert!(
+        !redis.keys("doska:*:rl:*").is_empty(),
+        "limits did not go back to Redis"
+    );
     alive(&mut a);
     alive(&mut b);
     stop(a);

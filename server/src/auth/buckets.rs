@@ -84,8 +84,12 @@ impl SharedBuckets {
                 .await;
             match answer.map(|t| t.parse::<f64>()) {
                 Ok(Ok(tokens)) => return fill_of(rate, tokens),
-                Ok(Err(e)) => tracing::warn!(error = %e, "auth: Redis's rate-limit answer is not a number"),
-                Err(e) => tracing::debug!(error = %e, "auth: rate limit through PostgreSQL (Redis did not answer)"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "auth: Redis's rate-limit answer is not a number")
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "auth: rate limit through PostgreSQL (Redis did not answer)")
+                }
             }
         }
         match self.in_postgres(&bucket, burst, per_sec, take).await {

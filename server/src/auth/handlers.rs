@@ -378,9 +378,13 @@ pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
                         // A stolen access token must not become a password-guessing oracle:
                         // only its holder can fail here, so the failures count per user.
                         let key = format!("user {}", user.id);
-                        ctx.auth.limiter.check(Class::SignInFailure, &key).await.map_err(
-                            |retry_after_secs| AuthError::RateLimited { retry_after_secs },
-                        )?;
+                        ctx.auth
+                            .limiter
+                            .check(Class::SignInFailure, &key)
+                            .await
+                            .map_err(|retry_after_secs| AuthError::RateLimited {
+                                retry_after_secs,
+                            })?;
                         if ctx.auth.hasher.verify(cur, stored).await? == Verified::No {
                             let _ = ctx.auth.limiter.record(Class::SignInFailure, &key).await;
                             return Err(AuthError::InvalidCredentials);

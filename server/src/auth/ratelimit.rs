@@ -354,7 +354,10 @@ mod tests {
         assert!(sign_in_allowed(&l, "7.7.7.1", email).await.is_err());
         // … which still does not hold back the teacher, nor another e-mail from the attacker.
         assert_eq!(sign_in_allowed(&l, teacher, email).await, Ok(()));
-        assert_eq!(sign_in_allowed(&l, "7.7.7.1", "other@school.test").await, Ok(()));
+        assert_eq!(
+            sign_in_allowed(&l, "7.7.7.1", "other@school.test").await,
+            Ok(())
+        );
         // Once the teacher mistypes while the backstop is empty, she waits too.
         sign_in_failed(&l, teacher, email).await;
         assert!(sign_in_allowed(&l, teacher, email).await.is_err());

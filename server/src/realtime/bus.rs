@@ -191,7 +191,10 @@ impl Ctx {
             Note::Heartbeat => {}
             Note::Bye => {
                 self.peers().remove(&i);
-                self.seen.lock().unwrap_or_else(|p| p.into_inner()).forget(&i);
+                self.seen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .forget(&i);
                 self.hub.replace_remote(&i, Vec::new());
                 ask = false;
             }
@@ -304,7 +307,9 @@ async fn send(ctx: &Ctx, notes: Vec<Note>) {
                 expected,
                 "realtime: not every instance is subscribed on Redis; NOTIFY too"
             ),
-            Err(e) => tracing::debug!(error = %e, "realtime: publishing on Redis failed; NOTIFY instead"),
+            Err(e) => {
+                tracing::debug!(error = %e, "realtime: publishing on Redis failed; NOTIFY instead")
+            }
         }
     }
     if let Err(e) = notify(&ctx.admin, encoded).await {
@@ -360,7 +365,11 @@ async fn pause(backoff: &mut Duration, shutdown: &mut watch::Receiver<bool>) -> 
 }
 
 /// LISTENs on [`CHANNEL`] over a connection of its own, reconnecting with backoff.
-async fn listen_pg(ctx: Arc<Ctx>, config: tokio_postgres::Config, mut shutdown: watch::Receiver<bool>) {
+async fn listen_pg(
+    ctx: Arc<Ctx>,
+    config: tokio_postgres::Config,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut backoff = Duration::from_millis(200);
     loop {
         if *shutdown.borrow() {

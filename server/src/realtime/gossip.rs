@@ -195,7 +195,9 @@ mod tests {
         assert_eq!(seen, small);
         // A big one goes alone, in its place.
         let chunks = pack(vec![env(10), env(9_000), env(10)]);
-        assert!(matches!(&chunks[..], [Chunk::Payload(_), Chunk::TooBig(b), Chunk::Payload(_)] if b.len() > 9_000));
+        assert!(
+            matches!(&chunks[..], [Chunk::Payload(_), Chunk::TooBig(b), Chunk::Payload(_)] if b.len() > 9_000)
+        );
         assert!(pack(Vec::new()).is_empty());
     }
 }

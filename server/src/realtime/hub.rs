@@ -288,8 +288,7 @@ impl Hub {
     pub fn replace_remote(&self, instance: &Arc<str>, presences: Vec<Presence>) {
         let mut inner = self.lock();
         // topic → (joins, leaves), each key → metas.
-        let mut diffs: HashMap<Arc<str>, (Map<String, Value>, Map<String, Value>)> =
-            HashMap::new();
+        let mut diffs: HashMap<Arc<str>, (Map<String, Value>, Map<String, Value>)> = HashMap::new();
         let is_theirs = |o: &Owner| o.0.as_deref() == Some(&**instance);
         let mut old: Vec<(Arc<str>, String, Owner, Value)> = Vec::new();
         for (topic, keys) in inner.presence.iter_mut() {
@@ -297,7 +296,10 @@ impl Hub {
                 let (gone, kept): (Vec<_>, Vec<_>) =
                     metas.drain(..).partition(|(o, _)| is_theirs(o));
                 *metas = kept;
-                old.extend(gone.into_iter().map(|(o, m)| (topic.clone(), key.clone(), o, m)));
+                old.extend(
+                    gone.into_iter()
+                        .map(|(o, m)| (topic.clone(), key.clone(), o, m)),
+                );
             }
             keys.retain(|_, metas| !metas.is_empty());
         }
@@ -320,7 +322,9 @@ impl Hub {
         }
         // Unchanged presences are in both lists: no diff for them.
         type Entry = (Arc<str>, String, Owner, Value);
-        let id = |(topic, key, (_, chan), meta): &Entry| (topic.clone(), key.clone(), *chan, meta.to_string());
+        let id = |(topic, key, (_, chan), meta): &Entry| {
+            (topic.clone(), key.clone(), *chan, meta.to_string())
+        };
         let old_ids: HashSet<_> = old.iter().map(id).collect();
         let new_ids: HashSet<_> = new.iter().map(id).collect();
         old.retain(|o| !new_ids.contains(&id(o)));
