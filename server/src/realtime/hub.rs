@@ -72,6 +72,9 @@ impl ChangeTarget {
     }
 }
 
+/// A presence diff's two halves, each key → `{metas}`.
+type JoinsLeaves = (Map<String, Value>, Map<String, Value>);
+
 /// Who tracked a presence: the instance (`None`: this one) and its channel there.
 type Owner = (Option<Arc<str>>, ChanId);
 
@@ -288,7 +291,7 @@ impl Hub {
     pub fn replace_remote(&self, instance: &Arc<str>, presences: Vec<Presence>) {
         let mut inner = self.lock();
         // topic → (joins, leaves), each key → metas.
-        let mut diffs: HashMap<Arc<str>, (Map<String, Value>, Map<String, Value>)> = HashMap::new();
+        let mut diffs: HashMap<Arc<str>, JoinsLeaves> = HashMap::new();
         let is_theirs = |o: &Owner| o.0.as_deref() == Some(&**instance);
         let mut old: Vec<(Arc<str>, String, Owner, Value)> = Vec::new();
         for (topic, keys) in inner.presence.iter_mut() {
