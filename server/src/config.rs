@@ -27,6 +27,10 @@ pub struct Settings {
     /// or CREATEROLE + REPLICATION + BYPASSRLS; see docs/operations.md).
     #[arg(long, global = true, env = "DOSKA_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Redis (`redis://[:password@]host[:port]`) for what several doska on one database share:
+    /// rate limits and realtime's broadcast and presence between them (else PostgreSQL carries it).
+    #[arg(long, global = true, env = "DOSKA_REDIS_URL")]
+    pub redis_url: Option<String>,
     /// HS256 secret for every JWT doska signs and checks; generated into the data dir when absent.
     #[arg(long, global = true, env = "DOSKA_JWT_SECRET")]
     pub jwt_secret: Option<String>,
@@ -269,6 +273,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
+    pub redis_url: Option<String>,
     /// `None` until the secret is loaded from (or created in) the data dir.
     pub jwt_secret: Option<String>,
     pub jwt_exp: i64,
@@ -422,6 +427,7 @@ impl Settings {
             listen,
             data_dir,
             database_url,
+            redis_url,
             jwt_secret,
             jwt_exp,
             migrations,
@@ -509,22 +515,6 @@ fn parse_body_limits(s: &str) -> Result<BodyLimits, ConfigError> {
         limits.by_prefix.push((prefix.to_string(), size));
     }
     Ok(limits)
-}
-
-fn parse_trusted_proxies(
-    list: Option<&str>,
-) -> Result<Vec<crate::http::client_ip::IpNet>, ConfigError> {
-    list.unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            crate::http::client_ip::IpNet::parse(p).ok_or_else(|| ConfigError::Invalid {
-                key: "trusted_proxies",
-                reason: format!("`{p}` is not an address or CIDR range (e.g. 10.0.0.0/8)"),
-            })
-        })
-        .collect()
 }
 
 impl Config {
@@ -672,7 +662,12 @@ impl Config {
             db_statement_timeout_ms: s.db_statement_timeout.unwrap_or(0),
             shutdown_timeout_secs: s.shutdown_timeout.unwrap_or(10),
             site_url: default_site_url(s.site_url, s.external_url.as_deref(), &listen, static_on),
-            trusted_proxies: parse_trusted_proxies(s.trusted_proxies.as_deref())?,
+            trusted_proxies: crate::http::client_ip::parse_list(s.trusted_proxies.as_deref())
+                .map_err(|reason| ConfigError::Invalid {
+                    key: "trusted_proxies",
+                    reason,
+                })?,
+            redis_url: s.redis_url,
             auth: AuthSettings {
                 external_url: s.external_url,
                 redirect_urls: s
@@ -750,6 +745,7 @@ impl Config {
         v["realtime_replay_window"] = self.realtime_replay_window_secs.into();
         v["realtime_replay_max_rows"] = self.realtime_replay_max_rows.into();
         v["realtime_max_message_bytes"] = self.realtime_max_message_bytes.into();
+        v["redis_url"] = self.redis_url.as_deref().map(mask_url).into();
         match &self.storage_backend {
             StorageBackend::Disk => v["storage_backend"] = "disk".into(),
             StorageBackend::S3(b) => {

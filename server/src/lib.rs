@@ -2,6 +2,7 @@
 //! command line on top of `commands`.
 
 pub mod auth;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod db;

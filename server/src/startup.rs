@@ -57,6 +57,8 @@ pub enum StartError {
     Policies(crate::policies::ApplyError),
     #[error("auth: {0}")]
     Auth(crate::auth::SetupError),
+    #[error("{0}")]
+    Redis(crate::cluster::RedisError),
     /// The embedded PostgreSQL kept dying: doska stops so that its own supervisor restarts it.
     #[error("{0}")]
     PgGaveUp(String),
@@ -379,9 +381,21 @@ pub async fn shutdown_signal() {
 /// `doska serve`.
 pub async fn serve(config: Config) -> Result<(), StartError> {
     // Settings that cannot work fail here, before anything starts; read once, kept for the door.
-    let auth = AuthConfig::from_config(&config)
+    let mut auth = AuthConfig::from_config(&config)
         .and_then(Auth::new)
         .map_err(StartError::Auth)?;
+    let redis = match config.redis_url.as_deref() {
+        Some(url) if config.database_url.is_some() => Some(Arc::new(
+            crate::cluster::RedisLink::open(url).map_err(StartError::Redis)?,
+        )),
+        Some(_) => {
+            tracing::warn!(
+                "--redis-url is ignored without --database-url: one doska on its embedded PostgreSQL shares nothing"
+            );
+            None
+        }
+        None => None,
+    };
     ensure_data_dir(&config.data_dir)?;
     let listener = bind(config.listen)?;
     // Storage's S3 listener, when an operator key pair is configured; bound here too so a taken
@@ -447,6 +461,19 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             return Err(e);
         }
     };
+    // Several doska may share an external database: rate limits count in one place (Redis, else
+    // PostgreSQL), and realtime's broadcasts and presence reach every instance (the bus).
+    let cluster = database
+        .target
+        .external
+        .then(|| crate::cluster::Cluster::new(jwt_secret.as_bytes(), redis));
+    if let Some(cluster) = &cluster {
+        auth.limiter = Box::new(crate::auth::buckets::SharedBuckets::new(
+            auth.config.rate_limits.clone(),
+            state.admin.clone(),
+            cluster,
+        ));
+    }
     // Each door's own state; REST's schema cache loaded now and kept fresh on NOTIFY pgrst.
     let doors = Doors::open(&state, auth);
     if let Err(e) = doors.rest.reload(&state.admin).await {
@@ -462,6 +489,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     })?;
     // Database changes to realtime subscribers, from the replication slot, until shutdown.
     let realtime = crate::realtime::start(&state, doors.hub.clone(), database.target.admin.clone());
+    let bus = cluster.map(|c| {
+        crate::realtime::bus::start(&state, doors.hub.clone(), c, database.target.admin.clone())
+    });
     // Storage's own listener (S3), its orphan cleanup and its lifecycle rules; all stop with the
     // shutdown signal.
     let s3 = crate::storage::s3::spawn(s3_bound, tls.clone(), state.clone());
@@ -514,6 +544,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let _ = shutdown_tx.send(true);
     let _ = server.await;
     let _ = realtime.await;
+    if let Some(bus) = bus {
+        let _ = bus.await;
+    }
     if let Some(s3) = s3 {
         let _ = s3.await;
     }

@@ -203,12 +203,20 @@ fn keys_verify_with_the_kept_secret_and_config_masks_it() {
             "a-very-secret-value-that-is-long-enough-1234",
         ])
         .env("DOSKA_DATABASE_URL", "postgres://u:hunter2@db.example/app")
+        .env(
+            "DOSKA_REDIS_URL",
+            "redis://:redis-hunter3@cache.example:6379",
+        )
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(
-        !text.contains("a-very-secret") && !text.contains("hunter2"),
+        !text.contains("a-very-secret") && !text.contains("hunter2") && !text.contains("hunter3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("redis_url = \"redis://:********@cache.example:6379\""),
         "{text}"
     );
     assert!(text.contains("jwt_secret = \"********\""), "{text}");
@@ -280,6 +288,19 @@ fn bad_input_gets_one_clear_line() {
                 "postgres://doska@127.0.0.1:1/none?connect_timeout=2".into(),
             ],
             "cannot connect",
+        ),
+        (
+            "redis url that is not redis://",
+            vec![
+                "serve".into(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--database-url".into(),
+                "postgres://doska@127.0.0.1:1/none?connect_timeout=2".into(),
+                "--redis-url".into(),
+                "https://cache.example".into(),
+            ],
+            "--redis-url https://cache.example: use redis://",
         ),
         (
             "short secret",

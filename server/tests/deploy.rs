@@ -250,3 +250,123 @@ async fn nginx_terminates_tls_and_upgrades_realtime_to_doska() {
         "{ws}"
     );
 }
+
+/// `deploy/local-cluster.sh` brings up the scaled configuration from Debian's packages
+/// (PostgreSQL, Redis, two doska, nginx with the shipped site file), a request through nginx
+/// reaches doska, and `stop` leaves nothing running; a second `stop` is harmless.
+#[test]
+fn local_cluster_starts_answers_through_nginx_and_stops() {
+    let dir = temp_dir("local-cluster");
+    let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
+    let (https, http, a, b, pg, redis) =
+        (ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]);
+    let script = repo().join("deploy/local-cluster.sh");
+    let cluster = |what: &str| {
+        run(
+            Command::new("bash")
+                .arg(&script)
+                .arg(what)
+                .env("DOSKA_BIN", BIN)
+                .env("DOSKA_CLUSTER_DIR", &dir)
+                .env("LC_HTTPS_PORT", https.to_string())
+                .env("LC_HTTP_PORT", http.to_string())
+                .env("LC_A_PORT", a.to_string())
+                .env("LC_B_PORT", b.to_string())
+                .env("LC_PG_PORT", pg.to_string())
+                .env("LC_REDIS_PORT", redis.to_string()),
+            "deploy/local-cluster.sh",
+        )
+    };
+    let logs = || {
+        [
+            "a.log",
+            "b.log",
+            "redis.log",
+            "run/pg.log",
+            "nginx/error.log",
+        ]
+        .iter()
+        .map(|f| {
+            format!(
+                "--- {f}\n{}",
+                fs::read_to_string(dir.join(f)).unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+    };
+    let started = cluster("start");
+    if !started.status.success() {
+        cluster("stop");
+        panic!("start failed: {}\n{}", stderr(&started), logs());
+    }
+    let status = String::from_utf8_lossy(&cluster("status").stdout).into_owned();
+    // Through nginx (TLS, self-signed): health, and REST answered by doska with the anon key of
+    // the database's shared secret.
+    let https_url = format!("https://127.0.0.1:{https}");
+    let health = curl(&["-w", " %{http_code}", &format!("{https_url}/health")]);
+    let keys = run(
+        Command::new(BIN)
+            .arg("keys")
+            .arg("--data-dir")
+            .arg(dir.join("a"))
+            .arg("--database-url")
+            .arg(format!(
+                "host={} port={pg} user=postgres dbname=postgres",
+                dir.join("run").display()
+            )),
+        "doska keys",
+    );
+    let anon = serde_json::from_slice::<serde_json::Value>(&keys.stdout)
+        .map(|k| k["anon_key"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default();
+    let rest = curl(&[
+        "-w",
+        " %{http_code}",
+        "-H",
+        &format!("apikey: {anon}"),
+        &format!("{https_url}/rest/v1/"),
+    ]);
+    let direct: Vec<String> = [a, b]
+        .iter()
+        .map(|p| {
+            curl(&[
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("http://127.0.0.1:{p}/health"),
+            ])
+        })
+        .collect();
+    let stopped = cluster("stop");
+    let after = String::from_utf8_lossy(&cluster("status").stdout).into_owned();
+    let again = cluster("stop");
+    assert!(health.ends_with(" 200"), "{health}\n{}", logs());
+    assert!(
+        rest.ends_with(" 200") && rest.contains("swagger"),
+        "{rest}\n{}",
+        logs()
+    );
+    assert_eq!(direct, ["200", "200"], "{}", logs());
+    for part in ["nginx.pid", "a.pid", "b.pid", "redis.pid", "postmaster.pid"] {
+        assert!(
+            status
+                .lines()
+                .any(|l| l.starts_with("running") && l.contains(part)),
+            "{part} not running after start:\n{status}"
+        );
+    }
+    assert!(stopped.status.success(), "stop: {}", stderr(&stopped));
+    assert!(
+        !after.contains("running"),
+        "still running after stop:\n{after}"
+    );
+    assert!(again.status.success(), "a second stop: {}", stderr(&again));
+    for port in [https, http, a, b, redis] {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "port {port} still open after stop"
+        );
+    }
+}

@@ -92,7 +92,7 @@ pub async fn signup(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     }
     let Some(email) = email else {
         // Anonymous sign-in.
-        rate_limit(ctx, Class::Anonymous, &ip_key(ctx))?;
+        rate_limit(ctx, Class::Anonymous, &ip_key(ctx)).await?;
         if !cfg.anonymous_enabled {
             return Err(AuthError::AnonymousDisabled);
         }
@@ -119,7 +119,7 @@ pub async fn signup(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         tx.commit().await?;
         return ok_json(&session);
     };
-    rate_limit(ctx, Class::SignIn, &ip_key(ctx))?;
+    rate_limit(ctx, Class::SignIn, &ip_key(ctx)).await?;
     if cfg.disable_signup {
         return Err(AuthError::SignupDisabled);
     }
@@ -209,7 +209,7 @@ fn id_token_issuer(ctx: &Ctx<'_>) -> String {
 }
 
 async fn password_grant(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
-    rate_limit(ctx, Class::SignIn, &ip_key(ctx))?;
+    rate_limit(ctx, Class::SignIn, &ip_key(ctx)).await?;
     let b: PasswordGrant = parse(ctx)?;
     let password = b.password.unwrap_or_default();
     if password.len() > MAX_PASSWORD_BYTES {
@@ -229,6 +229,7 @@ async fn password_grant(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     }
     let ip = ip_key(ctx);
     ratelimit::sign_in_allowed(ctx.auth.limiter.as_ref(), &ip, &email)
+        .await
         .map_err(|retry_after_secs| AuthError::RateLimited { retry_after_secs })?;
     let client = ctx.state.admin.get().await?;
     let user = users::by_email(&client, &email).await?;
@@ -239,7 +240,7 @@ async fn password_grant(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     let (user, rehash) = match (user, verified) {
         (Some(u), Verified::Yes { rehash }) => (u, rehash),
         _ => {
-            ratelimit::sign_in_failed(ctx.auth.limiter.as_ref(), &ip, &email);
+            ratelimit::sign_in_failed(ctx.auth.limiter.as_ref(), &ip, &email).await;
             return Err(AuthError::InvalidCredentials);
         }
     };
@@ -270,7 +271,7 @@ async fn password_grant(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
 }
 
 async fn refresh_grant(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
-    rate_limit(ctx, Class::Refresh, &ip_key(ctx))?;
+    rate_limit(ctx, Class::Refresh, &ip_key(ctx)).await?;
     let b: RefreshGrant = parse(ctx)?;
     let presented = b
         .refresh_token
@@ -377,11 +378,15 @@ pub async fn update_user(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
                         // A stolen access token must not become a password-guessing oracle:
                         // only its holder can fail here, so the failures count per user.
                         let key = format!("user {}", user.id);
-                        ctx.auth.limiter.check(Class::SignInFailure, &key).map_err(
-                            |retry_after_secs| AuthError::RateLimited { retry_after_secs },
-                        )?;
+                        ctx.auth
+                            .limiter
+                            .check(Class::SignInFailure, &key)
+                            .await
+                            .map_err(|retry_after_secs| AuthError::RateLimited {
+                                retry_after_secs,
+                            })?;
                         if ctx.auth.hasher.verify(cur, stored).await? == Verified::No {
-                            let _ = ctx.auth.limiter.record(Class::SignInFailure, &key);
+                            let _ = ctx.auth.limiter.record(Class::SignInFailure, &key).await;
                             return Err(AuthError::InvalidCredentials);
                         }
                     }

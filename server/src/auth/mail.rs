@@ -292,11 +292,11 @@ fn required_email(e: Option<String>) -> Result<String, AuthError> {
 }
 
 pub async fn recover(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
-    rate_limit(ctx, Class::Otp, &ip_key(ctx))?;
+    rate_limit(ctx, Class::Otp, &ip_key(ctx)).await?;
     let b: EmailBody = parse(ctx)?;
     let challenge = b.challenge()?;
     let email = required_email(b.email)?;
-    rate_limit(ctx, Class::OtpAccount, &email)?;
+    rate_limit(ctx, Class::OtpAccount, &email).await?;
     let mut client = ctx.state.admin.get().await?;
     let tx = client.transaction().await?;
     // Unknown addresses get the same answer: the endpoint does not reveal who has an account.
@@ -323,7 +323,7 @@ pub async fn recover(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
 }
 
 pub async fn otp(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
-    rate_limit(ctx, Class::Otp, &ip_key(ctx))?;
+    rate_limit(ctx, Class::Otp, &ip_key(ctx)).await?;
     let b: EmailBody = parse(ctx)?;
     if b.phone.as_deref().is_some_and(|p| !p.is_empty()) {
         return Err(AuthError::Validation(
@@ -332,7 +332,7 @@ pub async fn otp(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
     }
     let challenge = b.challenge()?;
     let email = required_email(b.email)?;
-    rate_limit(ctx, Class::OtpAccount, &email)?;
+    rate_limit(ctx, Class::OtpAccount, &email).await?;
     let data = Value::Object(metadata_object(b.data, "data")?);
     let mut client = ctx.state.admin.get().await?;
     let tx = client.transaction().await?;
@@ -372,7 +372,7 @@ struct ResendBody {
 /// Sends a sign-up confirmation or a pending e-mail change's link again. Like /recover it answers
 /// the same whether or not there is anything to resend.
 pub async fn resend(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
-    rate_limit(ctx, Class::Otp, &ip_key(ctx))?;
+    rate_limit(ctx, Class::Otp, &ip_key(ctx)).await?;
     let b: ResendBody = parse(ctx)?;
     let kind = match b.kind.as_deref() {
         Some("signup") => LinkKind::Signup,
@@ -390,7 +390,7 @@ pub async fn resend(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
         }
     };
     let email = required_email(b.email)?;
-    rate_limit(ctx, Class::OtpAccount, &email)?;
+    rate_limit(ctx, Class::OtpAccount, &email).await?;
     let mut client = ctx.state.admin.get().await?;
     let tx = client.transaction().await?;
     let target = match kind {
@@ -579,7 +579,7 @@ fn verify_input(b: &VerifyBody) -> Result<(LinkKind, String), AuthError> {
 }
 
 pub async fn verify(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
-    rate_limit(ctx, Class::Verify, &ip_key(ctx))?;
+    rate_limit(ctx, Class::Verify, &ip_key(ctx)).await?;
     let b: VerifyBody = parse(ctx)?;
     let (kind, th) = verify_input(&b)?;
     ok_json(&redeem(ctx, kind, &th).await?)
@@ -588,7 +588,7 @@ pub async fn verify(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
 /// The link in the mail: redeems and redirects with the session (or the error) in the fragment,
 /// as GoTrue's implicit flow does.
 pub async fn verify_link(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
-    rate_limit(ctx, Class::Verify, &ip_key(ctx))?;
+    rate_limit(ctx, Class::Verify, &ip_key(ctx)).await?;
     let b = VerifyBody {
         kind: ctx.q("type").map(str::to_owned),
         email: None,
@@ -634,7 +634,7 @@ pub async fn verify_link(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
 
 /// Mails the signed-in user a nonce that PUT /user accepts for a password change.
 pub async fn reauthenticate(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> {
-    rate_limit(ctx, Class::Otp, &ip_key(ctx))?;
+    rate_limit(ctx, Class::Otp, &ip_key(ctx)).await?;
     let client = ctx.state.admin.get().await?;
     let me = signed_in(ctx, &client).await?;
     let user = users::get(&client, me.user_id).await?;
@@ -644,7 +644,7 @@ pub async fn reauthenticate(ctx: &Ctx<'_>) -> Result<Response<Body>, AuthError> 
             "Reauthentication requires the user to have an email or a phone number".into(),
         )
     })?;
-    rate_limit(ctx, Class::OtpAccount, &email)?;
+    rate_limit(ctx, Class::OtpAccount, &email).await?;
     let code = new_code();
     client
         .execute(

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod buckets;
 pub mod error;
 pub mod handlers;
 pub mod keys;

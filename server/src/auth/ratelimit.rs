@@ -2,9 +2,9 @@
 //! the rule for failed password sign-ins (per IP and e-mail, with a per-e-mail backstop that never
 //! holds back an address that has not failed). Rejects: a request whose bucket is empty, with the
 //! seconds until one token is back (→ 429 `over_request_rate_limit` + `Retry-After`). Buckets sit
-//! behind [`RateStore`]; [`Limiter`] keeps them in this process, so several doska processes behind a
-//! balancer each enforce their own share until a shared store (PostgreSQL, Redis) implements the
-//! trait (see design.md, "Scale past one machine").
+//! behind [`RateStore`]; [`Limiter`] keeps them in this process (one doska on its embedded
+//! PostgreSQL), `buckets::SharedBuckets` in Redis or PostgreSQL, where every doska on the database
+//! counts against the same ones (docs/operations.md, "Scaling out").
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -141,14 +141,15 @@ pub enum Fill {
     Used,
 }
 
-/// Where the buckets live. [`Limiter`] keeps them in this process; a store shared by several doska
-/// processes (a PostgreSQL table, Redis) implements the same two calls.
+/// Where the buckets live. [`Limiter`] keeps them in this process; `buckets::SharedBuckets`, shared
+/// by every doska on the database (Redis, else a PostgreSQL table), implements the same two calls.
+#[async_trait::async_trait]
 pub trait RateStore: Send + Sync {
     /// Looks at `class`'s bucket for `key` without taking from it; `Err(secs)` until a token is back
     /// when it is empty.
-    fn check(&self, class: Class, key: &str) -> Result<Fill, u64>;
+    async fn check(&self, class: Class, key: &str) -> Result<Fill, u64>;
     /// Takes one token (a request, or a failure, happened); `Err(secs)` when there was none.
-    fn record(&self, class: Class, key: &str) -> Result<(), u64>;
+    async fn record(&self, class: Class, key: &str) -> Result<(), u64>;
 }
 
 /// The key of a failed-sign-in bucket for one client IP and one (normalized) e-mail.
@@ -160,19 +161,37 @@ fn ip_email(ip: &str, email: &str) -> String {
 /// e-mail, or when the e-mail's backstop is empty and this IP is one of those that failed for it.
 /// A client that has not failed for the e-mail in the window (the teacher at her own address) is
 /// never held back by other addresses' failures.
-pub fn sign_in_allowed(store: &dyn RateStore, ip: &str, email: &str) -> Result<(), u64> {
-    let pair = store.check(Class::SignInFailure, &ip_email(ip, email))?;
-    match store.check(Class::SignInAccount, email) {
+pub async fn sign_in_allowed(store: &dyn RateStore, ip: &str, email: &str) -> Result<(), u64> {
+    let pair = store
+        .check(Class::SignInFailure, &ip_email(ip, email))
+        .await?;
+    match store.check(Class::SignInAccount, email).await {
         Err(secs) if pair == Fill::Used => Err(secs),
         _ => Ok(()),
     }
 }
 
 /// After a wrong password (or an unknown e-mail): counts the failure for the pair and the e-mail.
-pub fn sign_in_failed(store: &dyn RateStore, ip: &str, email: &str) {
+pub async fn sign_in_failed(store: &dyn RateStore, ip: &str, email: &str) {
     // Either bucket being empty already is fine: the next attempt is refused by `sign_in_allowed`.
-    let _ = store.record(Class::SignInFailure, &ip_email(ip, email));
-    let _ = store.record(Class::SignInAccount, email);
+    let _ = store
+        .record(Class::SignInFailure, &ip_email(ip, email))
+        .await;
+    let _ = store.record(Class::SignInAccount, email).await;
+}
+
+/// How a bucket of `rate` stands given the tokens it held before a take (refilled to now): empty
+/// (`Err(secs)` until one token is back), full, or used. Shared stores answer with those tokens.
+pub fn fill_of(rate: Rate, tokens: f64) -> Result<Fill, u64> {
+    let per_sec = f64::from(rate.burst) / f64::from(rate.per_secs.max(1));
+    if tokens < 1.0 {
+        return Err(((1.0 - tokens) / per_sec).ceil().max(1.0) as u64);
+    }
+    Ok(if tokens >= f64::from(rate.burst) {
+        Fill::Untouched
+    } else {
+        Fill::Used
+    })
 }
 
 struct Bucket {
@@ -232,28 +251,32 @@ impl Limiter {
         };
         b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec).min(burst);
         b.at = now;
-        if b.tokens < 1.0 {
-            return Err(((1.0 - b.tokens) / per_sec).ceil().max(1.0) as u64);
-        }
-        let fill = if b.tokens >= burst {
-            Fill::Untouched
-        } else {
-            Fill::Used
-        };
+        let fill = fill_of(rate, b.tokens)?;
         if take {
             b.tokens -= 1.0;
         }
         Ok(fill)
     }
-}
 
-impl RateStore for Limiter {
-    fn check(&self, class: Class, key: &str) -> Result<Fill, u64> {
+    /// [`RateStore::check`] without waiting (the store is this process).
+    pub fn check_now(&self, class: Class, key: &str) -> Result<Fill, u64> {
         self.at(class, key, Instant::now(), false)
     }
 
-    fn record(&self, class: Class, key: &str) -> Result<(), u64> {
+    /// [`RateStore::record`] without waiting.
+    pub fn record_now(&self, class: Class, key: &str) -> Result<(), u64> {
         self.at(class, key, Instant::now(), true).map(drop)
+    }
+}
+
+#[async_trait::async_trait]
+impl RateStore for Limiter {
+    async fn check(&self, class: Class, key: &str) -> Result<Fill, u64> {
+        self.check_now(class, key)
+    }
+
+    async fn record(&self, class: Class, key: &str) -> Result<(), u64> {
+        self.record_now(class, key)
     }
 }
 
@@ -294,20 +317,20 @@ mod tests {
     #[test]
     fn check_looks_without_taking() {
         let l = limiter(Rate::new(2, 60));
-        assert_eq!(l.check(Class::SignIn, "k"), Ok(Fill::Untouched));
-        assert_eq!(l.check(Class::SignIn, "k"), Ok(Fill::Untouched));
-        l.record(Class::SignIn, "k").unwrap();
-        assert_eq!(l.check(Class::SignIn, "k"), Ok(Fill::Used));
-        l.record(Class::SignIn, "k").unwrap();
-        assert!(l.check(Class::SignIn, "k").is_err());
-        assert!(l.record(Class::SignIn, "k").is_err());
+        assert_eq!(l.check_now(Class::SignIn, "k"), Ok(Fill::Untouched));
+        assert_eq!(l.check_now(Class::SignIn, "k"), Ok(Fill::Untouched));
+        l.record_now(Class::SignIn, "k").unwrap();
+        assert_eq!(l.check_now(Class::SignIn, "k"), Ok(Fill::Used));
+        l.record_now(Class::SignIn, "k").unwrap();
+        assert!(l.check_now(Class::SignIn, "k").is_err());
+        assert!(l.record_now(Class::SignIn, "k").is_err());
     }
 
     /// The lockout an attacker could cause before: wrong passwords for the teacher's e-mail from
     /// another address lock out that address only, and the backstop never holds back an address
     /// that has not failed.
-    #[test]
-    fn failed_sign_ins_lock_the_pair_not_the_account() {
+    #[tokio::test]
+    async fn failed_sign_ins_lock_the_pair_not_the_account() {
         let l = Limiter::new(RateLimits {
             sign_in_failure: Rate::new(10, 300),
             sign_in_account: Rate::new(30, 300),
@@ -315,26 +338,29 @@ mod tests {
         });
         let (attacker, teacher, email) = ("6.6.6.6", "10.0.0.7", "t@school.test");
         for _ in 0..10 {
-            assert_eq!(sign_in_allowed(&l, attacker, email), Ok(()));
-            sign_in_failed(&l, attacker, email);
+            assert_eq!(sign_in_allowed(&l, attacker, email).await, Ok(()));
+            sign_in_failed(&l, attacker, email).await;
         }
-        assert!(sign_in_allowed(&l, attacker, email).is_err());
-        assert_eq!(sign_in_allowed(&l, teacher, email), Ok(()));
+        assert!(sign_in_allowed(&l, attacker, email).await.is_err());
+        assert_eq!(sign_in_allowed(&l, teacher, email).await, Ok(()));
         // Other addresses of the attacker drain the backstop …
         for i in 0..30 {
             let ip = format!("7.7.7.{i}");
-            if sign_in_allowed(&l, &ip, email).is_ok() {
-                sign_in_failed(&l, &ip, email);
+            if sign_in_allowed(&l, &ip, email).await.is_ok() {
+                sign_in_failed(&l, &ip, email).await;
             }
         }
-        assert!(l.check(Class::SignInAccount, email).is_err());
-        assert!(sign_in_allowed(&l, "7.7.7.1", email).is_err());
+        assert!(l.check_now(Class::SignInAccount, email).is_err());
+        assert!(sign_in_allowed(&l, "7.7.7.1", email).await.is_err());
         // … which still does not hold back the teacher, nor another e-mail from the attacker.
-        assert_eq!(sign_in_allowed(&l, teacher, email), Ok(()));
-        assert_eq!(sign_in_allowed(&l, "7.7.7.1", "other@school.test"), Ok(()));
+        assert_eq!(sign_in_allowed(&l, teacher, email).await, Ok(()));
+        assert_eq!(
+            sign_in_allowed(&l, "7.7.7.1", "other@school.test").await,
+            Ok(())
+        );
         // Once the teacher mistypes while the backstop is empty, she waits too.
-        sign_in_failed(&l, teacher, email);
-        assert!(sign_in_allowed(&l, teacher, email).is_err());
+        sign_in_failed(&l, teacher, email).await;
+        assert!(sign_in_allowed(&l, teacher, email).await.is_err());
     }
 
     #[test]
@@ -344,11 +370,11 @@ mod tests {
             ..RateLimits::default()
         });
         for _ in 0..1000 {
-            assert!(l.record(Class::SignIn, "k").is_ok());
+            assert!(l.record_now(Class::SignIn, "k").is_ok());
         }
         let l = limiter(Rate::parse("off").unwrap());
         for _ in 0..1000 {
-            assert!(l.record(Class::SignIn, "k").is_ok());
+            assert!(l.record_now(Class::SignIn, "k").is_ok());
         }
     }
 

@@ -46,10 +46,11 @@ pub fn parse<T: DeserializeOwned>(ctx: &Ctx<'_>) -> Result<T, AuthError> {
 }
 
 /// Counts one request against `class`'s bucket for `key`; 429 when it is empty.
-pub fn rate_limit(ctx: &Ctx<'_>, class: Class, key: &str) -> Result<(), AuthError> {
+pub async fn rate_limit(ctx: &Ctx<'_>, class: Class, key: &str) -> Result<(), AuthError> {
     ctx.auth
         .limiter
         .record(class, key)
+        .await
         .map_err(|retry_after_secs| AuthError::RateLimited { retry_after_secs })
 }
 

@@ -47,6 +47,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0014_uuid_ossp",
         include_str!("internal/0014_uuid_ossp.sql"),
     ),
+    ("0016_cluster", include_str!("internal/0016_cluster.sql")),
     (
         "0017_object_versions",
         include_str!("internal/0017_object_versions.sql"),

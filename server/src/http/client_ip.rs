@@ -14,6 +14,19 @@ pub struct IpNet {
     prefix: u8,
 }
 
+/// Parses a comma-separated list of addresses and CIDR ranges (`--trusted-proxies`).
+pub fn parse_list(list: Option<&str>) -> Result<Vec<IpNet>, String> {
+    list.unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            IpNet::parse(p)
+                .ok_or_else(|| format!("`{p}` is not an address or CIDR range (e.g. 10.0.0.0/8)"))
+        })
+        .collect()
+}
+
 impl IpNet {
     pub fn parse(s: &str) -> Option<IpNet> {
         let s = s.trim();

@@ -9,8 +9,10 @@
 //! every other path is a 404 in this door's JSON dialect.
 
 pub mod authorize;
+pub mod bus;
 pub mod decode;
 pub mod deliver;
+pub mod gossip;
 pub mod hub;
 pub mod log;
 pub mod lsn;
