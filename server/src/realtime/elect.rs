@@ -118,7 +118,8 @@ pub async fn acquire(
             let held = try_lock(&client, slot).await?;
             Ok::<_, ElectError>((client, held))
         };
-        match attempt.await {
+        let attempt = attempt.await;
+        match attempt {
             Ok((client, true)) => {
                 end_stale_walsender(&client, slot).await;
                 tracing::info!(slot, "realtime: this instance holds the replication slot");

@@ -126,33 +126,45 @@ pub async fn run(
                 }
             }
         }
-        let notified = async {
-            match listening.as_mut() {
-                Some(l) => l.payloads.recv().await,
-                None => std::future::pending().await,
+        let wake = {
+            let notified = async {
+                match listening.as_mut() {
+                    Some(l) => l.payloads.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                payload = notified => Wake::Announced(payload),
+                _ = cursor.wake.notified() => Wake::Read,
+                _ = poll.tick() => Wake::Read,
+                _ = shutdown.wait_for(|stop| *stop) => return,
             }
         };
-        tokio::select! {
-            payload = notified => match payload {
-                Some(payload) => {
-                    let mut through = cursor.lock().await;
-                    // Announced batches this instance delivered already (its own writer's) cost
-                    // no read.
-                    match payload.parse::<Position>() {
-                        Ok(last) if last <= *through => {}
-                        _ => catch_up(&state, &hub, &mut through).await,
-                    }
+        match wake {
+            Wake::Announced(Some(payload)) => {
+                let mut through = cursor.lock().await;
+                // Announced batches this instance delivered already (its own writer's) cost no
+                // read.
+                match payload.parse::<Position>() {
+                    Ok(last) if last <= *through => {}
+                    _ => catch_up(&state, &hub, &mut through).await,
                 }
-                None => {
-                    listening = None;
-                    reconnect_at = tokio::time::Instant::now() + RECONNECT;
-                }
-            },
-            _ = cursor.wake.notified() => catch_up(&state, &hub, &mut cursor.lock().await).await,
-            _ = poll.tick() => catch_up(&state, &hub, &mut cursor.lock().await).await,
-            _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            Wake::Announced(None) => {
+                listening = None;
+                reconnect_at = tokio::time::Instant::now() + RECONNECT;
+            }
+            Wake::Read => catch_up(&state, &hub, &mut cursor.lock().await).await,
         }
     }
+}
+
+/// Why the follower woke.
+enum Wake {
+    /// A `NOTIFY` (its payload), or `None`: the `LISTEN` session broke.
+    Announced(Option<String>),
+    /// The writer asked, or the safety poll.
+    Read,
 }
 
 /// Reads the log after `through` and delivers it, page by page, raising `through`. Stops early

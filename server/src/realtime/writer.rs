@@ -67,6 +67,31 @@ async fn measure_slot_lag(state: &SharedState, hub: &Hub, slot: &str) {
     }
 }
 
+/// Every [`TRIM_EVERY`] until `stop`: trims the change log and `realtime.messages`, and measures
+/// the slot's lag.
+async fn housekeeping(
+    state: SharedState,
+    hub: Arc<Hub>,
+    slot: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    let window = Duration::from_secs(state.config.realtime_replay_window_secs);
+    let max_rows = state.config.realtime_replay_max_rows;
+    let mut trim = tokio::time::interval(TRIM_EVERY);
+    trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = trim.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        trim_messages(&state.admin).await;
+        if let Err(e) = log::trim(&state.admin, window, max_rows).await {
+            tracing::warn!(error = %e, "realtime: trimming the change log failed");
+        }
+        measure_slot_lag(&state, &hub, &slot).await;
+    }
+}
+
 /// What stays of the writer between terms.
 pub struct Writer {
     state: SharedState,
@@ -157,6 +182,17 @@ impl Writer {
         mut stop: watch::Receiver<bool>,
     ) {
         let slot = options.slot.clone();
+        // Everything up to the log's end is logged (each holder logs the stream contiguously
+        // from the slot's confirmed position, which never passes what was not logged): the
+        // previous holder's unacknowledged tail, sent again, is skipped without a check.
+        let Some(tail) = retrying(&self.state, "reading the change log's end", || {
+            log::tail(&self.state.admin)
+        })
+        .await
+        else {
+            return;
+        };
+        self.handed = self.handed.max(tail);
         let mut source = Source::spawn(config.clone(), options.clone(), stop.clone());
         // The newest position taken from the stream.
         let mut taken = self.handed;
@@ -165,10 +201,13 @@ impl Writer {
         // The open transaction grew past MAX_BUFFERED: its changes go out in chunks as they stream.
         let mut streaming = false;
         let mut ready = Ready::default();
-        let mut trim = tokio::time::interval(TRIM_EVERY);
-        trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let window = Duration::from_secs(self.state.config.realtime_replay_window_secs);
-        let max_rows = self.state.config.realtime_replay_max_rows;
+        // Beside the stream, not in its way: a trim's deletes never hold up a batch.
+        let housekeeping = tokio::spawn(housekeeping(
+            self.state.clone(),
+            self.hub.clone(),
+            slot,
+            stop.clone(),
+        ));
         loop {
             let item = if ready.end_lsn.is_some() {
                 // Committed work is waiting: take what already arrived, else hand it over now.
@@ -185,14 +224,6 @@ impl Writer {
                 tokio::select! {
                     item = source.recv() => item,
                     _ = stop.wait_for(|stop| *stop) => None,
-                    _ = trim.tick() => {
-                        trim_messages(&self.state.admin).await;
-                        if let Err(e) = log::trim(&self.state.admin, window, max_rows).await {
-                            tracing::warn!(error = %e, "realtime: trimming the change log failed");
-                        }
-                        measure_slot_lag(&self.state, &self.hub, &slot).await;
-                        continue;
-                    }
                 }
             };
             let Some(item) = item else { break };
@@ -272,6 +303,7 @@ impl Writer {
                 SourceItem::Event(Event::Begin { .. } | Event::Truncate(_)) => {}
             }
         }
+        housekeeping.abort();
         source.close().await;
     }
 
