@@ -92,17 +92,22 @@ fn sign(claims: Value) -> String {
 
 fn user_token(sub: &str) -> String {
     let now = chrono::Utc::now().timestamp();
-    sign(json!({"sub": sub, "role": "authenticated", "aud": "authenticated",
-        "iat": now, "exp": now + 3600}))
+    sign(
+        json!({"sub": sub, "role": "authenticated", "aud": "authenticated",
+        "iat": now, "exp": now + 3600}),
+    )
 }
 
 /// The instance's `doska_realtime_slot_holder`, or `None` while it does not answer.
 async fn holder(url: &str) -> Option<bool> {
     let addr = url.trim_start_matches("http://").to_string();
-    tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(&addr))
-        .await
-        .ok()?
-        .ok()?;
+    tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(&addr),
+    )
+    .await
+    .ok()?
+    .ok()?;
     let metrics = common::get(&format!("{url}/metrics")).await.text();
     let value = metrics
         .lines()
@@ -119,7 +124,8 @@ async fn until_holder(s: &Serving) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("{} never became the slot holder: {}", s.url, s.log.lock().unwrap());
+    let log = s.log.lock().unwrap().clone();
+    panic!("{} never became the slot holder: {log}", s.url);
 }
 
 fn stop(s: Serving) {
@@ -170,17 +176,27 @@ async fn supabase_js_subscribers_on_one_instance_get_changes_written_through_ano
     })
     .await
     .unwrap();
+    let logs = || {
+        let (a, b) = (a.log.lock().unwrap().clone(), b.log.lock().unwrap().clone());
+        format!("A: {a}\nB: {b}")
+    };
     assert!(
         out.status.success(),
-        "node: {}\nA: {}\nB: {}",
+        "node: {}\n{}",
         String::from_utf8_lossy(&out.stderr),
-        a.log.lock().unwrap(),
-        b.log.lock().unwrap()
+        logs()
     );
     let received: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("node printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        panic!(
+            "node printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
     });
-    assert_eq!(received["alice"], json!([1, 2, 3]), "Alice on B: {received}");
+    assert_eq!(
+        received["alice"],
+        json!([1, 2, 3]),
+        "Alice on B: {received}"
+    );
     assert_eq!(received["bob"], json!([4, 5]), "Bob on B: {received}");
     // B delivered from the log all along: A still holds the slot.
     assert_eq!(holder(&a.url).await, Some(true));
@@ -288,11 +304,11 @@ async fn the_holders_sigkill_loses_and_repeats_nothing_on_the_survivor() {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
             let missing: Vec<i64> = (1..=ROWS).filter(|id| !ids.contains(id)).collect();
+            let log = b.log.lock().unwrap().clone();
             panic!(
-                "timed out with {} changes (writer done: {}), missing {missing:?}; B: {}",
+                "timed out with {} changes (writer done: {}), missing {missing:?}; B: {log}",
                 seen.changes.len(),
                 writer.is_finished(),
-                b.log.lock().unwrap()
             );
         }
         if let Some(m) = phx.next(left.min(Duration::from_secs(1))).await {
@@ -305,7 +321,11 @@ async fn the_holders_sigkill_loses_and_repeats_nothing_on_the_survivor() {
     }
     writer.await.unwrap();
     assert!(killed.is_some(), "the holder was never killed");
-    assert_eq!(holder(&b.url).await, Some(true), "the survivor holds the slot");
+    assert_eq!(
+        holder(&b.url).await,
+        Some(true),
+        "the survivor holds the slot"
+    );
 
     let Seen { changes, system } = seen;
     let mut ids: Vec<i64> = changes.iter().map(|(id, _)| *id).collect();

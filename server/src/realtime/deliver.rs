@@ -340,7 +340,11 @@ fn sql_broadcast(hub: &Hub, change: &Change) -> bool {
 
 /// Checks a batch of changes, retrying a failed check until it succeeds; `None` when doska
 /// stops first.
-pub(super) async fn check_retrying(state: &SharedState, hub: &Hub, changes: &[Change]) -> Option<Checked> {
+pub(super) async fn check_retrying(
+    state: &SharedState,
+    hub: &Hub,
+    changes: &[Change],
+) -> Option<Checked> {
     let mut shutdown = state.shutdown.clone();
     loop {
         match check_batch(&state.pool, hub, changes).await {

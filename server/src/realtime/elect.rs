@@ -128,7 +128,10 @@ pub async fn acquire(
             Ok((client, false)) => {
                 if !said_standby {
                     said_standby = true;
-                    tracing::info!(slot, "realtime: another instance holds the replication slot; standing by");
+                    tracing::info!(
+                        slot,
+                        "realtime: another instance holds the replication slot; standing by"
+                    );
                 }
                 session = Some(client);
             }

@@ -115,7 +115,7 @@ pub async fn run(
                 Ok(l) => {
                     listening = Some(l);
                     // Whatever was announced while no session listened.
-                    catch_up(&state, &hub, &mut cursor.lock().await).await;
+                    catch_up(&state, &hub, &mut *cursor.lock().await).await;
                 }
                 Err(e) => {
                     static REPEATS: crate::db::outage::Repeats = crate::db::outage::Repeats::new();
@@ -154,7 +154,7 @@ pub async fn run(
                 listening = None;
                 reconnect_at = tokio::time::Instant::now() + RECONNECT;
             }
-            Wake::Read => catch_up(&state, &hub, &mut cursor.lock().await).await,
+            Wake::Read => catch_up(&state, &hub, &mut *cursor.lock().await).await,
         }
     }
 }

@@ -131,7 +131,10 @@ impl Writer {
         let refs: Vec<&Change> = changes.iter().collect();
         let started = std::time::Instant::now();
         let logging = async {
-            let r = retrying(state, "logging changes", || log::append(&state.admin, &refs)).await;
+            let r = retrying(state, "logging changes", || {
+                log::append(&state.admin, &refs)
+            })
+            .await;
             (r, started.elapsed())
         };
         let checking = async {
