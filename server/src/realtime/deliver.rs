@@ -1,15 +1,13 @@
 //! Delivery of database changes to this instance's subscribers: finds the joined channels whose
 //! bindings want each change, has PostgreSQL decide which of their callers may see it
-//! ([`authorize`]), and queues a `postgres_changes` message to those. [`run`] wires the stages:
-//! the slot election ([`elect`](super::elect)), the holder's [`writer`](super::writer) (slot →
-//! durable log → its own subscribers) and every instance's log [`follow`](super::follow)er.
+//! ([`authorize`]), and queues a `postgres_changes` message to those. Called by the slot holder's
+//! [`writer`](super::writer) and every instance's log [`follow`](super::follow)er.
 //!
 //! Rejects nothing from clients (bindings were checked at join). Changes nobody subscribed to are
 //! acknowledged without a query; a failed authorization check is retried, never skipped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -20,7 +18,6 @@ use super::decode::{Change, ChangeKind};
 use super::hub::{ChangeTarget, Hub};
 use super::log::{self, Position};
 use super::phoenix::{BroadcastBody, ServerMessage};
-use super::source::SourceOptions;
 use crate::jwt::Caller;
 use crate::state::SharedState;
 
@@ -361,53 +358,6 @@ pub(super) async fn check_retrying(
             }
         }
     }
-}
-
-/// Delivers database changes to `hub`'s subscribers until shutdown. Every instance follows the
-/// durable change log ([`follow`](super::follow)); the one elected slot holder
-/// ([`elect`](super::elect)) also streams the replication slot (`options.slot`, through `config`,
-/// a superuser config) and writes the log ([`writer`](super::writer)), handing what it logged to
-/// its own subscribers at once when its follower is not behind.
-pub async fn run(
-    state: SharedState,
-    hub: Arc<Hub>,
-    config: tokio_postgres::Config,
-    options: SourceOptions,
-) {
-    run_with(state, hub, config, options, Arc::default()).await
-}
-
-/// [`run`], keeping `holder` true while this instance holds the slot (for /metrics).
-pub async fn run_with(
-    state: SharedState,
-    hub: Arc<Hub>,
-    config: tokio_postgres::Config,
-    options: SourceOptions,
-    holder: Arc<AtomicBool>,
-) {
-    // A follower starting now delivers what is logged from now on.
-    let Some(tail) = retrying(&state, "reading the change log's end", || {
-        log::tail(&state.admin)
-    })
-    .await
-    else {
-        return;
-    };
-    let cursor = Arc::new(super::follow::Cursor::new(tail));
-    let follower = tokio::spawn(super::follow::run(
-        state.clone(),
-        hub.clone(),
-        config.clone(),
-        cursor.clone(),
-    ));
-    let mut writer = super::writer::Writer::new(state.clone(), hub.clone(), cursor);
-    while let Some(term) = super::elect::acquire(&config, &options.slot, &state.shutdown).await {
-        holder.store(true, Ordering::Relaxed);
-        writer.term(&config, &options, term.stop()).await;
-        holder.store(false, Ordering::Relaxed);
-        drop(term);
-    }
-    let _ = follower.await;
 }
 
 /// Retries `attempt` every 500 ms until it succeeds; `None` when doska stops first.

@@ -20,6 +20,7 @@ pub mod log;
 pub mod lsn;
 pub mod outbox;
 pub mod phoenix;
+pub mod pipeline;
 pub mod replay;
 pub mod replication;
 pub mod socket;
@@ -76,7 +77,7 @@ pub fn start(
         "Joined realtime channels.",
         move || vec![(String::new(), h.channels() as f64)],
     );
-    tokio::spawn(deliver::run_with(
+    tokio::spawn(pipeline::run_with(
         state.clone(),
         hub,
         admin,
