@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use super::authorize::{self, key_only};
 use super::decode::{Change, ChangeKind};
 use super::hub::{ChangeTarget, Hub};
-use super::log::{self, Position};
+use super::log::Position;
 use super::phoenix::{BroadcastBody, ServerMessage};
 use crate::jwt::Caller;
 use crate::state::SharedState;
