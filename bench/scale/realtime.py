@@ -149,8 +149,8 @@ def backlog(pg, instances, loadgen, placement, changes, sockets, users):
     instances by `placement` (a list of (instance, tokens file, sockets))."""
     anon = rt.sign({'role': 'anon'})
     gens = [rt.Loadgen(loadgen, 'changes', '--url', inst.ws, '--apikey', anon, '--sockets', str(n),
-                       '--table', 'bench_rls', '--tokens', tokens, '--expect', str(changes * n // sockets),
-                       '--idle-secs', '20', '--max-secs', '300')
+                       '--table', 'bench_rls', '--tokens', tokens, '--expect', str(changes),
+                       '--idle-secs', '5', '--max-secs', '300')
             for inst, tokens, n in placement]
     for inst in instances:
         inst.signal(signal.SIGSTOP)
