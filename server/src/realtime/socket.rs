@@ -209,7 +209,9 @@ where
                 // A peer that stops reading blocks this write: it must not hold the socket (and
                 // its channels) hostage, so a full queue, shutdown or a long stall end it here.
                 tokio::select! {
-                    written = write_batch(&mut sink, &mut queue, conn.vsn, msg) => {
+                    // Boxed, as is `handle` below: an idle socket's task then holds only the small
+                    // futures it waits on, not the state of the work it does now and then.
+                    written = Box::pin(write_batch(&mut sink, &mut queue, conn.vsn, msg)) => {
                         if !written {
                             break 'socket Exit::ClientGone;
                         }
@@ -248,11 +250,11 @@ where
                 match message {
                     Message::Text(text) => {
                         let size = text.len();
-                        conn.handle(Frame::decode_text(conn.vsn, text.as_str()), size).await;
+                        Box::pin(conn.handle(Frame::decode_text(conn.vsn, text.as_str()), size)).await;
                     }
                     Message::Binary(bytes) => {
                         let size = bytes.len();
-                        conn.handle(Frame::decode_binary(conn.vsn, &bytes), size).await;
+                        Box::pin(conn.handle(Frame::decode_binary(conn.vsn, &bytes), size)).await;
                     }
                     Message::Close(_) => break Exit::ClientGone,
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
@@ -296,9 +298,9 @@ where
         }
         sink.send(close).await
     };
-    let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, Box::pin(goodbye)).await;
     if let Ok(mut ws) = sink.reunite(stream) {
-        linger(ws.get_mut()).await;
+        Box::pin(linger(ws.get_mut())).await;
     }
 }
 

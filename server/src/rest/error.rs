@@ -37,6 +37,15 @@ pub enum RequestError {
     InvalidIdempotencyKey,
 }
 
+/// Besides named parameters, the single unnamed one a POST's body could be (PGRST202's details).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SingleParam {
+    /// A JSON body: a json or jsonb parameter, besides the named ones.
+    Json,
+    /// A raw body: only a parameter of its type (`text`, `xml` or `bytea`).
+    Raw(&'static str),
+}
+
 /// Errors of the planning stage (PGRST1xx, PGRST2xx, 42703).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlanError {
@@ -69,8 +78,8 @@ pub enum PlanError {
         schema: String,
         name: String,
         args: Vec<String>,
-        /// A POST with a JSON body (PostgREST then also looked for a single json/jsonb parameter).
-        json_post: bool,
+        /// A POST's body: PostgREST also looked for a single unnamed parameter of its type.
+        single: Option<SingleParam>,
         hint: Option<String>,
     },
     /// PGRST203: several overloads match.
@@ -314,19 +323,24 @@ impl PlanError {
                 Some(Value::Array(candidates.clone())),
                 Some(hint.clone()),
             ),
-            PlanError::FunctionNotFound { schema, name, args, json_post, hint } => {
-                // PostgREST 13's words: "without parameters" when none were given, else the names.
+            PlanError::FunctionNotFound { schema, name, args, single, hint } => {
+                // PostgREST 13's words: "without parameters" when none were given, else the names;
+                // a raw body looked only for a single unnamed parameter of its type.
                 let (in_message, in_details) = if args.is_empty() {
                     (" without parameters".to_string(), " without parameters".to_string())
                 } else {
                     let s = if args.len() > 1 { "s" } else { "" };
                     (format!("({})", args.join(", ")), format!(" with parameter{s} {}", args.join(", ")))
                 };
-                let single = if *json_post { " or with a single unnamed json/jsonb parameter" } else { "" };
+                let (in_message, in_details) = match single {
+                    None => (in_message, in_details),
+                    Some(SingleParam::Json) => (in_message, format!("{in_details} or with a single unnamed json/jsonb parameter")),
+                    Some(SingleParam::Raw(ty)) => (String::new(), format!(" with a single unnamed {ty} parameter")),
+                };
                 body(
                     "PGRST202",
                     format!("Could not find the function {schema}.{name}{in_message} in the schema cache"),
-                    Some(json!(format!("Searched for the function {schema}.{name}{in_details}{single}, but no matches were found in the schema cache."))),
+                    Some(json!(format!("Searched for the function {schema}.{name}{in_details}, but no matches were found in the schema cache."))),
                     hint.clone(),
                 )
             }

@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod execute;
+pub mod fuzzy;
 pub mod grammar;
 pub mod idempotency;
 pub mod listen;
@@ -401,7 +402,7 @@ fn decode_body(api: &ApiRequest, bytes: &[u8]) -> Result<Payload, RestError> {
             Ok(Payload::Json(Value::Object(obj)))
         }
         ContentType::Csv => csv_rows(text).map(Payload::Json),
-        ContentType::Raw => Ok(Payload::Raw(text.to_string())),
+        ContentType::Raw(_) => Ok(Payload::Raw(text.to_string())),
     }
 }
 

@@ -483,3 +483,69 @@ fn bad_plans_table() {
         );
     }
 }
+
+/// PostgREST's doctests of `noRpcHint` (PostgREST 14.6+, where names need a 0.75 score), and the
+/// three cases of postgrest-js's snapshots with the suite's own function names.
+#[test]
+fn rpc_hints_as_postgrest() {
+    let hint = |name: &str, args: &[&str], functions: &[&str], overloads: &[Vec<&str>]| {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        call::rpc_hint("api", name, &args, functions, overloads)
+    };
+    let procs = ["test", "another"];
+    let perhaps = |s: &str| Some(format!("Perhaps you meant to call the function api.{s}"));
+    assert_eq!(
+        hint("testt", &["val", "param", "name"], &procs, &[]),
+        perhaps("test")
+    );
+    assert_eq!(hint("other", &[], &procs, &[]), None);
+    assert_eq!(hint("noclosealternative", &[], &procs, &[]), None);
+    let overloads = [vec!["val", "param", "name"], vec!["id", "attr"]];
+    let cases: [(&[&str], Option<&str>); 5] = [
+        (&["vall", "pqaram", "nam"], Some("test(name, param, val)")),
+        (&["val", "param"], Some("test(name, param, val)")),
+        (&["id", "attrs"], Some("test(attr, id)")),
+        (&["id"], Some("test(attr, id)")),
+        (&["noclosealternative"], None),
+    ];
+    for (args, want) in cases {
+        assert_eq!(
+            hint("test", args, &procs, &overloads),
+            want.and_then(perhaps),
+            "{args:?}"
+        );
+    }
+
+    // The callable functions of postgrest-js's fixture whose names come near the two asked for.
+    let fixture = [
+        "get_messages",
+        "get_messages_by_username",
+        "get_recent_messages_by_username",
+        "get_user_messages",
+        "polymorphic_function_with_different_return",
+        "polymorphic_function_with_no_params_or_unnamed",
+        "polymorphic_function_with_unnamed_default",
+        "polymorphic_function_with_unnamed_default_overload",
+        "polymorphic_function_with_unnamed_json",
+        "polymorphic_function_with_unnamed_jsonb",
+        "polymorphic_function_with_unnamed_text",
+    ];
+    assert_eq!(
+        hint(
+            "polymorphic_function_with_unnamed_integer",
+            &[""],
+            &fixture,
+            &[]
+        ),
+        perhaps("polymorphic_function_with_unnamed_text")
+    );
+    assert_eq!(hint("blurb_message", &[], &fixture, &[]), None);
+    assert_eq!(hint("blurb_message", &[""], &fixture, &[]), None);
+    // PostgREST 13.0's 0.33 would have suggested `get_messages` (7/13).
+    assert_eq!(
+        crate::rest::fuzzy::FuzzySet::from_list(&fixture)
+            .get_one("blurb_message")
+            .as_deref(),
+        Some("get_messages")
+    );
+}

@@ -128,8 +128,30 @@ pub enum ContentType {
     Json,
     Csv,
     Form,
-    /// text/plain, application/octet-stream: raw body for a single unnamed RPC argument.
-    Raw,
+    /// text/plain, text/xml, application/octet-stream: raw body for a single unnamed RPC argument.
+    Raw(RawBody),
+}
+
+/// Which raw body: PostgREST looks for a single unnamed parameter of the matching type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawBody {
+    /// text/plain: a `text` parameter.
+    Text,
+    /// text/xml: an `xml` parameter.
+    Xml,
+    /// application/octet-stream: a `bytea` parameter.
+    Bytes,
+}
+
+impl RawBody {
+    /// The type of the single unnamed parameter that takes this body.
+    pub fn param_type(self) -> &'static str {
+        match self {
+            RawBody::Text => "text",
+            RawBody::Xml => "xml",
+            RawBody::Bytes => "bytea",
+        }
+    }
 }
 
 /// `limit`/`offset` of one level.
@@ -542,7 +564,9 @@ fn parse_content_type(headers: &HeaderMap, method: &Method) -> Result<ContentTyp
         | "application/vnd.pgrst.array+json" => Ok(ContentType::Json),
         "text/csv" => Ok(ContentType::Csv),
         "application/x-www-form-urlencoded" => Ok(ContentType::Form),
-        "text/plain" | "application/octet-stream" | "text/xml" => Ok(ContentType::Raw),
+        "text/plain" => Ok(ContentType::Raw(RawBody::Text)),
+        "text/xml" => Ok(ContentType::Raw(RawBody::Xml)),
+        "application/octet-stream" => Ok(ContentType::Raw(RawBody::Bytes)),
         _ => Err(RequestError::UnsupportedMediaType(v.to_string())),
     }
 }

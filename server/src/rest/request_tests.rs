@@ -707,6 +707,9 @@ fn headers() {
         ("application/json", ContentType::Json),
         ("text/csv", ContentType::Csv),
         ("application/x-www-form-urlencoded", ContentType::Form),
+        ("text/plain; charset=utf-8", ContentType::Raw(RawBody::Text)),
+        ("text/xml", ContentType::Raw(RawBody::Xml)),
+        ("application/octet-stream", ContentType::Raw(RawBody::Bytes)),
     ];
     for (h, want) in cts {
         let r = with_headers(Method::POST, "/t", "", &[("content-type", h)]).unwrap();

@@ -262,7 +262,7 @@ SELECT coalesce(json_agg(f), '[]')::text FROM (
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
   JOIN pg_type t ON t.oid = p.prorettype
   LEFT JOIN pg_class rc ON rc.oid = t.typrelid LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
-  WHERE p.prokind = 'f' AND n.nspname = ANY($1::text[])
+  WHERE p.prokind = 'f' AND p.prorettype <> 'trigger'::regtype AND n.nspname = ANY($1::text[])
 ) f"#;
 
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,12 @@ pub enum ApiError {
     OffsetMismatch(u64),
     /// The router turned the request away (body over the limit, a panic).
     Rejected(crate::http::Rejection),
+    /// A refusal whose status and code a stage's own error enum fixed (the image render's).
+    Refused {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
 }
 
 impl From<StorageError> for ApiError {
@@ -102,6 +108,11 @@ impl ApiError {
             ApiError::Rejected(why @ crate::http::Rejection::Panicked) => {
                 (S::INTERNAL_SERVER_ERROR, "InternalError", why.message())
             }
+            ApiError::Refused {
+                status,
+                code,
+                message,
+            } => (*status, code, message.clone()),
             ApiError::OffsetMismatch(at) => (
                 S::CONFLICT,
                 "InvalidUploadOffset",

@@ -143,6 +143,19 @@ pub trait Backend: Send + Sync {
         }
     }
 
+    /// Whether [`Backend::rename`] is cheap (a local rename), so the core may write a small body
+    /// ahead of its row under a guessed name and rename it when the guess was wrong.
+    fn renames(&self) -> bool {
+        false
+    }
+
+    /// Gives blob `from` the name `to`, durably (the new name's folder entry synced) before
+    /// returning. Called only when [`Backend::renames`] says so.
+    async fn rename(&self, from: &BlobKey, to: &BlobKey) -> io::Result<()> {
+        let _ = (from, to);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
     /// Streams a blob, or `len` bytes of it from `start` when `range` is `(start, len)`.
     async fn read(&self, key: &BlobKey, range: Option<(u64, u64)>) -> io::Result<ByteStream>;
 

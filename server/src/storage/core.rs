@@ -727,16 +727,10 @@ impl Storage {
     }
 
     async fn tx(&self, actor: &Actor, read_only: bool) -> Result<RequestTx, StorageError> {
-        let info = RequestInfo {
-            method: &actor.method,
-            path: &actor.path,
-            headers: actor.headers.clone(),
-            search_path: None,
-        };
         Ok(RequestTx::begin(
             &self.pool,
             &actor.caller,
-            &info,
+            &Self::info(actor),
             read_only,
             self.statement_timeout_ms,
         )

@@ -285,6 +285,33 @@ impl Backend for Disk {
         .await
     }
 
+    fn renames(&self) -> bool {
+        true
+    }
+
+    /// A rename (the file's data is already synced), then the new name's folder fsync (shared).
+    /// The old name's removal need not be durable: a crash that brings it back leaves an orphan,
+    /// which cleanup removes by age.
+    async fn rename(&self, from: &BlobKey, to: &BlobKey) -> io::Result<()> {
+        let (from, shard, to) = (self.path(from), self.shard(to), self.path(to));
+        blocking(move || {
+            let moved = dir_sync::create_in(&shard, || std::fs::rename(&from, &to));
+            match moved {
+                // The row's folder may not exist yet (an id whose blobs were all multipart parts).
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !shard.exists() => {
+                    std::fs::create_dir_all(&shard)?;
+                    if let Some(data) = shard.parent() {
+                        dir_sync::sync_dir(data)?;
+                    }
+                    dir_sync::create_in(&shard, || std::fs::rename(&from, &to))?;
+                }
+                other => other?,
+            }
+            dir_sync::sync_dir(&shard)
+        })
+        .await
+    }
+
     async fn read(&self, key: &BlobKey, range: Option<(u64, u64)>) -> io::Result<ByteStream> {
         let path = self.path(key);
         read_pieces(vec![(path, range)]).await

@@ -25,7 +25,8 @@ use super::{
         Storage, StorageError,
     },
     form,
-    route::{Route, route},
+    render::{Renderer, params::Transform},
+    route::{Reader, Route, route},
 };
 use crate::{
     http::{
@@ -67,12 +68,14 @@ fn ok(v: Value) -> ApiResult {
 pub struct StorageDoor {
     state: SharedState,
     core: Storage,
+    renderer: Renderer,
 }
 
 impl StorageDoor {
     pub fn new(state: SharedState) -> StorageDoor {
         StorageDoor {
             core: super::core_of(&state),
+            renderer: Renderer::new(&state.config.data_dir),
             state,
         }
     }
@@ -105,7 +108,10 @@ async fn serve(door: &StorageDoor, req: Request<Incoming>, ctx: &RequestContext)
     // carry their own proof (signed URLs) or need none (public objects) stay open.
     let open = matches!(
         route,
-        Route::Public(..) | Route::GetSigned(..) | Route::PutSigned(..)
+        Route::Public(..)
+            | Route::GetSigned(..)
+            | Route::PutSigned(..)
+            | Route::Render(Reader::Public | Reader::Signed, ..)
     );
     if !open && matches!(crate::jwt::bearer_token(req.headers()), Ok(None)) {
         return Err(ApiError::InvalidJwt("Invalid Compact JWS".into()));
@@ -113,7 +119,12 @@ async fn serve(door: &StorageDoor, req: Request<Incoming>, ctx: &RequestContext)
     let caller = match state.verifier.caller(req.headers()) {
         Ok(c) => c,
         // Signed URLs carry their own token; a stale session header must not spoil them.
-        Err(_) if matches!(route, Route::GetSigned(..) | Route::PutSigned(..)) => {
+        Err(_)
+            if matches!(
+                route,
+                Route::GetSigned(..) | Route::PutSigned(..) | Route::Render(Reader::Signed, ..)
+            ) =>
+        {
             Caller::anonymous()
         }
         Err(e) => return Err(ApiError::InvalidJwt(e.message().into())),
@@ -179,9 +190,42 @@ async fn serve(door: &StorageDoor, req: Request<Incoming>, ctx: &RequestContext)
             api.download(&svc, &req, &bucket, &key).await
         }
         Route::Sign(bucket, key) => {
-            let secs = expires_in(&json_body(req, limit).await?)?;
+            let v = json_body(req, limit).await?;
+            let secs = expires_in(&v)?;
+            // With a transform, the URL renders the image, its transformations fixed by the token.
+            let t = Transform::from_json(&v["transform"])?;
             api.core.head(a, &bucket, &key).await?;
-            ok(json!({"signedURL": api.signed_url("sign", &bucket, &key, secs, None)}))
+            let grant = match t == Transform::default() {
+                true => Grant::Download,
+                false => Grant::Render(t),
+            };
+            let url = api.signed_url(&bucket, &key, secs, grant);
+            ok(json!({ "signedURL": url }))
+        }
+        Route::Render(reader, bucket, key) => {
+            let (svc, q) = (Actor::service(a.method.as_str(), &a.path), query(&req));
+            let (reader, t) = match reader {
+                Reader::Caller => (a, Transform::from_query(pairs(&q))?),
+                Reader::Public => {
+                    if !api.is_public(&bucket).await? {
+                        return Err(StorageError::NoSuchKey.into());
+                    }
+                    (&svc, Transform::from_query(pairs(&q))?)
+                }
+                Reader::Signed => {
+                    let claims = api.check_token(&req, &bucket, &key, false)?;
+                    let t = claims["transformations"].as_str().unwrap_or("");
+                    (&svc, Transform::from_token(t)?)
+                }
+            };
+            let mut res = (door.renderer)
+                .render(&api.core, reader, req.headers(), &bucket, &key, &t)
+                .await?;
+            if let Some(name) = q.get("download") {
+                res.headers_mut()
+                    .insert(header::CONTENT_DISPOSITION, attachment(name, &key));
+            }
+            Ok(res)
         }
         Route::SignMany(bucket) => {
             api.sign_many(a, &bucket, &json_body(req, limit).await?)
@@ -333,6 +377,18 @@ struct Api {
     state: SharedState,
 }
 
+/// What a signed URL lets its holder do.
+enum Grant {
+    Download,
+    /// Upload once, owned by `owner` (the signer), overwriting when `upsert`.
+    Upload {
+        owner: Option<Value>,
+        upsert: bool,
+    },
+    /// Download the image rendered as the token fixes it.
+    Render(Transform),
+}
+
 impl Api {
     async fn create_bucket(&self, actor: &Actor, v: &Value) -> ApiResult {
         let id = v["id"]
@@ -408,7 +464,7 @@ impl Api {
         for p in paths.iter().filter_map(Value::as_str) {
             out.push(match self.core.head(actor, bucket, p).await {
                 Ok(_) => json!({"error": null, "path": p,
-                    "signedURL": self.signed_url("sign", bucket, p, secs, None)}),
+                    "signedURL": self.signed_url(bucket, p, secs, Grant::Download)}),
                 Err(StorageError::NoSuchKey) => {
                     json!({"error": "Either the object does not exist or you do not have access to it", "path": p, "signedURL": null})
                 }
@@ -432,7 +488,7 @@ impl Api {
         };
         self.core.check_write(actor, &spec).await?;
         let owner = actor.caller.claims.get("sub").cloned();
-        let url = self.signed_url("upload/sign", bucket, key, 2 * 3600, Some((owner, upsert)));
+        let url = self.signed_url(bucket, key, 2 * 3600, Grant::Upload { owner, upsert });
         let token = url.split("token=").nth(1).unwrap_or_default().to_string();
         ok(json!({"url": url, "token": token}))
     }
@@ -469,23 +525,25 @@ impl Api {
         Ok(row.is_some_and(|r| r.get::<_, bool>(0)))
     }
 
-    fn signed_url(
-        &self,
-        kind: &str,
-        bucket: &str,
-        key: &str,
-        secs: i64,
-        upload: Option<(Option<Value>, bool)>,
-    ) -> String {
+    /// A signed URL for `grant` on `bucket/key`, for `secs` seconds.
+    fn signed_url(&self, bucket: &str, key: &str, secs: i64, grant: Grant) -> String {
         let now = chrono::Utc::now().timestamp();
         let mut claims = json!({"url": format!("{bucket}/{key}"), "iat": now, "exp": now + secs});
-        if let Some((owner, upsert)) = upload {
-            claims["owner"] = owner.unwrap_or(Value::Null);
-            claims["upsert"] = json!(upsert);
-        }
+        let path = match grant {
+            Grant::Download => "object/sign",
+            Grant::Upload { owner, upsert } => {
+                claims["owner"] = owner.unwrap_or(Value::Null);
+                claims["upsert"] = json!(upsert);
+                "object/upload/sign"
+            }
+            Grant::Render(t) => {
+                claims["transformations"] = json!(t.to_token());
+                "render/image/sign"
+            }
+        };
         let token = crate::jwt::sign(&self.state.jwt_secret, &claims);
         // Unencoded, as Supabase answers: storage-js runs the whole URL through `encodeURI`.
-        format!("/object/{kind}/{bucket}/{key}?token={token}")
+        format!("/{path}/{bucket}/{key}?token={token}")
     }
 
     /// A signed URL's token: ours, unexpired, for exactly this object (and an upload token for uploads).
@@ -611,16 +669,7 @@ impl Api {
             )
             .header(header::ACCEPT_RANGES, "bytes");
         if let Some(name) = query(req).get("download") {
-            let name = if name.is_empty() {
-                key.rsplit('/').next().unwrap_or(key)
-            } else {
-                name
-            };
-            let encoded = percent_encoding::utf8_percent_encode(name, ATTR_CHAR_ESCAPES);
-            res = res.header(
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename*=UTF-8''{encoded}"),
-            );
+            res = res.header(header::CONTENT_DISPOSITION, attachment(name, key));
         }
         if etag_matches {
             return Ok(res
@@ -767,6 +816,21 @@ impl Api {
     }
 }
 
+/// `Content-Disposition` for `?download=name` (empty: the key's last segment).
+fn attachment(name: &str, key: &str) -> http::HeaderValue {
+    let name = match name {
+        "" => key.rsplit('/').next().unwrap_or(key),
+        name => name,
+    };
+    let encoded = percent_encoding::utf8_percent_encode(name, ATTR_CHAR_ESCAPES);
+    http::HeaderValue::from_str(&format!("attachment; filename*=UTF-8''{encoded}"))
+        .expect("percent-encoded text is a valid header value")
+}
+
+fn pairs(q: &HashMap<String, String>) -> impl Iterator<Item = (&str, &str)> {
+    q.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+}
+
 fn body_is_form(h: &HeaderMap) -> bool {
     h.get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -775,74 +839,5 @@ fn body_is_form(h: &HeaderMap) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn list_v2_keys_are_the_listed_level_segment() {
-        for (prefix, name, key) in [
-            ("", "testpath/", "testpath"),
-            ("testpath", "testpath/a.jpg", "testpath"),
-            ("testpath/", "testpath/a.jpg", "a.jpg"),
-            ("school-1/", "school-1/unit 1/", "unit 1"),
-            ("a/b/", "a/b/c/d.txt", "c"),
-            ("", "top.txt", "top.txt"),
-        ] {
-            assert_eq!(v2_key(prefix, name), key, "{prefix:?} {name:?}");
-        }
-    }
-
-    #[test]
-    fn size_limits_are_decimal_as_in_supabase() {
-        for (text, bytes) in [
-            ("20mb", Some(20_000_000)),
-            ("1kb", Some(1000)),
-            ("1KB", Some(1000)),
-            ("2 GB", Some(2_000_000_000)),
-            ("1.5mb", Some(1_500_000)),
-            ("512", Some(512)),
-            ("512b", Some(512)),
-            ("1MiB", Some(1_048_576)),
-            ("", None),
-            ("mb", None),
-            ("0", None),
-            ("-1mb", None),
-            ("1tb", None),
-            ("1.2.3kb", None),
-            ("20 megabytes", None),
-            ("99999999999gb", None),
-        ] {
-            assert_eq!(size_limit(text), bytes, "{text:?}");
-        }
-    }
-
-    #[test]
-    fn errors_have_fixed_statuses() {
-        let s = |e: StorageError| ApiError::Storage(e).parts().0;
-        assert_eq!(s(StorageError::NoSuchKey), StatusCode::NOT_FOUND);
-        assert_eq!(s(StorageError::KeyExists), StatusCode::CONFLICT);
-        assert_eq!(
-            s(StorageError::TooLarge { limit: 1 }),
-            StatusCode::PAYLOAD_TOO_LARGE
-        );
-        assert_eq!(
-            s(StorageError::MimeNotAllowed("x".into())),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE
-        );
-        assert_eq!(s(StorageError::Denied), StatusCode::FORBIDDEN);
-    }
-
-    /// Found by the bucket-settings property: a size string past i64 became a negative limit
-    /// (refusing every upload), and "0" a limit of 0 where the number 0 clears the limit.
-    #[test]
-    fn size_strings_past_i64_are_refused_and_zero_clears() {
-        let limit =
-            |v: &str| bucket_spec(&json!({ "file_size_limit": v })).map(|s| s.file_size_limit);
-        assert!(limit("9223372036854775808").is_err());
-        assert!(limit("17179869184G").is_err());
-        assert_eq!(limit("0").unwrap(), Some(None));
-        // Decimal units, as Supabase reads them.
-        assert_eq!(limit("10kb").unwrap(), Some(Some(10_000)));
-        assert_eq!(limit("9223372036854775807").unwrap(), Some(Some(i64::MAX)));
-    }
-}
+#[path = "http_tests.rs"]
+mod tests;

@@ -11,6 +11,7 @@ pub mod disk;
 pub mod form;
 pub mod http;
 pub mod migrate;
+pub mod render;
 mod route;
 pub mod s3;
 pub mod s3_keys;

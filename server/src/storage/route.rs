@@ -29,6 +29,17 @@ pub(super) enum Route {
     RemoveOne(String, String),
     /// TUS resumable uploads; what follows `/upload/resumable`.
     Tus(String),
+    /// An image rendered (`/render/image/{authenticated|public|sign}/bucket/key`).
+    Render(Reader, String, String),
+}
+
+/// Who reads an object through a render route: the caller (under RLS), anyone (a public
+/// bucket), or the holder of a signed URL.
+#[derive(Debug, PartialEq, Clone, Copy)]
+pub(super) enum Reader {
+    Caller,
+    Public,
+    Signed,
 }
 
 /// Splits `bucket/rest/of/key` into bucket and key.
@@ -43,6 +54,17 @@ pub(super) fn route(method: &Method, path: &str) -> Option<Route> {
         return (rest.is_empty() || rest.starts_with('/')).then(|| Route::Tus(rest.into()));
     }
     let (m, p) = (method.as_str(), p);
+    if let Some(rest) = p.strip_prefix("render/image/") {
+        let (reader, rest) = [
+            ("authenticated/", Reader::Caller),
+            ("public/", Reader::Public),
+            ("sign/", Reader::Signed),
+        ]
+        .into_iter()
+        .find_map(|(prefix, reader)| Some((reader, rest.strip_prefix(prefix)?)))?;
+        let (b, k) = bucket_key(rest)?;
+        return (m == "GET").then_some(Route::Render(reader, b, k));
+    }
     if let Some(rest) = p.strip_prefix("bucket") {
         let rest = rest.trim_start_matches('/').trim_end_matches('/');
         return match (m, rest) {
@@ -162,6 +184,21 @@ mod tests {
         );
         assert_eq!(r("DELETE", "/object/b"), Some(Route::Remove("b".into())));
         assert_eq!(r("POST", "/object/list/b"), Some(Route::List("b".into())));
+        assert_eq!(
+            r("GET", "/render/image/authenticated/b/d/k.png"),
+            Some(Route::Render(Reader::Caller, "b".into(), "d/k.png".into()))
+        );
+        assert_eq!(
+            r("GET", "/render/image/public/b/k"),
+            Some(Route::Render(Reader::Public, "b".into(), "k".into()))
+        );
+        assert_eq!(
+            r("GET", "/render/image/sign/b/k"),
+            Some(Route::Render(Reader::Signed, "b".into(), "k".into()))
+        );
+        assert_eq!(r("POST", "/render/image/public/b/k"), None);
+        assert_eq!(r("GET", "/render/image/b/k"), None);
+        assert_eq!(r("GET", "/render/image/public/b"), None);
         assert_eq!(r("GET", "/object/b"), None);
         assert_eq!(r("GET", "/nothing"), None);
         assert_eq!(r("PATCH", "/bucket/a"), None);

@@ -2,6 +2,8 @@
 //! argument, and the shape of the result. Rejects unknown (PGRST202) and ambiguous (PGRST203) calls.
 
 use super::*;
+use crate::rest::error::SingleParam;
+use crate::rest::fuzzy::FuzzySet;
 use crate::rest::request::ContentType;
 
 pub(super) fn call(
@@ -51,7 +53,7 @@ pub(super) fn call(
             return false;
         }
         if f.params.is_empty() {
-            return given.is_empty() && !(post && req.content_type == ContentType::Raw);
+            return given.is_empty() && !(post && matches!(req.content_type, ContentType::Raw(_)));
         }
         given.iter().all(|g| f.params.iter().any(|p| &&p.name == g))
             && f.params
@@ -73,12 +75,24 @@ pub(super) fn call(
     let f = match matching.len() {
         1 => matching[0],
         0 => {
+            let args: Vec<String> = given.iter().map(|s| s.to_string()).collect();
+            let single = match req.content_type {
+                _ if !post => None,
+                ContentType::Json => Some(SingleParam::Json),
+                ContentType::Raw(raw) => Some(SingleParam::Raw(raw.param_type())),
+                ContentType::Csv | ContentType::Form => None,
+            };
+            // A raw body looked only for a single unnamed parameter: PostgREST gives no hint.
+            let hint = match single {
+                Some(SingleParam::Raw(_)) => None,
+                _ => no_rpc_hint(ctx.cache, ctx.schema, name, &args),
+            };
             return Err(PlanError::FunctionNotFound {
                 schema: ctx.schema.into(),
                 name: name.into(),
-                args: given.iter().map(|s| s.to_string()).collect(),
-                json_post: post && req.content_type == ContentType::Json,
-                hint: None,
+                args,
+                single,
+                hint,
             });
         }
         _ => {
@@ -167,6 +181,67 @@ pub(super) fn call(
         },
         f.volatility,
     ))
+}
+
+/// The least score a function name needs to be suggested. PostgREST 13.0 used the library's 0.33;
+/// from 14.6 (#4675, "leaking table and function names") names need 0.75, parameter lists keep
+/// 0.33. postgrest-js's snapshots were recorded with the latter: `blurb_message` (no callable
+/// function of that name) gets no hint, though `get_messages` scores 7/13.
+const NAME_MIN_SCORE: f64 = 0.75;
+
+/// PostgREST's PGRST202 hint (`noRpcHint`). When callable functions of that name exist, the
+/// closest of their parameter lists to the arguments given; else the closest callable function
+/// name in the schema. Functions are listed by name, as PostgREST lists its schema cache's keys
+/// (whose hash order only decides between equal scores).
+fn no_rpc_hint(cache: &SchemaCache, schema: &str, name: &str, args: &[String]) -> Option<String> {
+    let overloads: Vec<Vec<&str>> = cache
+        .functions
+        .get(&QualifiedName::new(schema, name))
+        .into_iter()
+        .flatten()
+        .filter(|f| callable(f))
+        .map(|f| f.params.iter().map(|p| p.name.as_str()).collect())
+        .collect();
+    let mut names: Vec<&str> = if overloads.is_empty() {
+        cache
+            .functions
+            .iter()
+            .filter(|(q, fs)| q.schema == schema && fs.iter().any(callable))
+            .map(|(q, _)| q.name.as_str())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    names.sort_unstable();
+    rpc_hint(schema, name, args, &names, &overloads)
+}
+
+/// The hint from the names of the schema's callable functions, or (when some exist) the
+/// parameter names of each callable overload of `name`.
+pub(super) fn rpc_hint(
+    schema: &str,
+    name: &str,
+    args: &[String],
+    functions: &[&str],
+    overloads: &[Vec<&str>],
+) -> Option<String> {
+    let found = if overloads.is_empty() {
+        FuzzySet::from_list(functions).get_one_with_min_score(NAME_MIN_SCORE, name)?
+    } else {
+        let lists: Vec<String> = overloads.iter().map(|p| param_list(p)).collect();
+        let found = FuzzySet::from_list(&lists).get_one(&param_list(args))?;
+        format!("{name}{found}")
+    };
+    Some(format!(
+        "Perhaps you meant to call the function {schema}.{found}"
+    ))
+}
+
+/// Parameter names sorted and joined as PostgREST compares them: `(name, param, val)`.
+fn param_list<S: AsRef<str>>(names: &[S]) -> String {
+    let mut names: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
+    names.sort_unstable();
+    format!("({})", names.join(", "))
 }
 
 /// Types that take the whole body as a single unnamed argument.

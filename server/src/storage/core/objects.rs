@@ -243,16 +243,19 @@ impl Storage {
 
     /// Stores an object whose bytes are all in hand, in ONE transaction as the caller: its first
     /// round trip runs the bucket's limits and the row statement (RLS decides, as in the check of a
-    /// streamed write, but the row is the real one, with its ETag and size); then the bytes go to a
-    /// new blob, durable with its folder entry, while the transaction waits; then COMMIT. Refused or
-    /// failed before the commit, the transaction rolls back and the blob (if made) is removed; the
-    /// version replaced is removed only after the commit. Holding the transaction during a small
-    /// write costs a pooled connection for one `fdatasync`; it saves the second transaction (the
-    /// probe and its rollback) that a streamed write needs, because a streamed write must not hold
-    /// a connection while bytes flow from the network and here none do.
+    /// streamed write, but the row is the real one, with its ETag and size); then COMMIT. The bytes
+    /// go to a new blob, durable with its folder entry, before the COMMIT. Refused or failed before
+    /// the commit, the transaction rolls back and the blob (if made) is removed; the version
+    /// replaced is removed only after the commit. Holding the transaction during a small write
+    /// costs a pooled connection for one `fdatasync`; it saves the second transaction (the probe
+    /// and its rollback) that a streamed write needs, because a streamed write must not hold a
+    /// connection while bytes flow from the network and here none do.
     ///
-    /// The blob is named after the row's id, which for an overwrite is the existing row's: that is
-    /// why the row statement runs before the bytes are written, not after.
+    /// The blob is named after the row's id, which for an overwrite is the existing row's and is
+    /// known only once the row statement has run. Where the backend renames cheaply (the disk), the
+    /// bytes are written and synced *while* the row statement runs, under the id a new object gets;
+    /// when the row turns out to keep another id, the blob is renamed (and its folder synced)
+    /// before the COMMIT. Elsewhere the bytes are written after the row statement.
     pub(super) async fn put_small(
         &self,
         actor: &Actor,
@@ -263,8 +266,8 @@ impl Storage {
         let size = bytes.len() as u64;
         let etag = format!("\"{}\"", hex::encode(Md5::digest(&bytes)));
         let metadata = object_metadata(size, &etag, spec);
-        let version = Uuid::new_v4();
-        let row = RowValues::new(actor, spec, self.backend.new_object_id(), version, metadata);
+        let (fresh, version) = (self.backend.new_object_id(), Uuid::new_v4());
+        let row = RowValues::new(actor, spec, fresh, version, metadata);
         let sql = if spec.upsert { UPSERT_SQL } else { INSERT_SQL };
         let (params, key_params) = (row.params(), row.key_params());
         let bucket_params: [Param; 1] = [(&spec.bucket, Type::TEXT)];
@@ -274,14 +277,34 @@ impl Storage {
             statements.push((LOCK_ROW_SQL, &key_params));
         }
         statements.push((sql, &params));
-        let (tx, results) = RequestTx::pipelined_open(
+        let request_info = Self::info(actor);
+        let opened = RequestTx::pipelined_open(
             &self.pool,
             &actor.caller,
-            &Self::info(actor),
+            &request_info,
             self.statement_timeout_ms,
             &statements,
-        )
-        .await?;
+        );
+        let ahead = BlobKey::Object { id: fresh, version };
+        let (opened, wrote_ahead) = if self.backend.renames() {
+            let write = self.backend.write_small(&ahead, bytes.clone());
+            let (opened, written) = tokio::join!(opened, write);
+            (opened, Some(written))
+        } else {
+            (opened.await, None)
+        };
+        // From here every refusal removes what was written ahead (if it was).
+        let ahead_made = matches!(wrote_ahead, Some(Ok(())));
+        let discard = async |e: StorageError| {
+            if ahead_made {
+                self.backend.remove(&ahead).await.ok();
+            }
+            Err::<ObjectInfo, _>(e)
+        };
+        let (tx, results) = match opened {
+            Ok(o) => o,
+            Err(e) => return discard(e.into()).await,
+        };
         let checked = (|| {
             let mut results = results.into_iter();
             let limits = results.next().expect("one result per statement");
@@ -303,17 +326,26 @@ impl Storage {
             let old = old.and_then(|o| Uuid::parse_str(&o).ok());
             Ok::<_, StorageError>((info, old, parse_layout(row.get("old_parts"))))
         })();
-        let (info, old, old_parts) = match checked {
+        let stored = match (checked, wrote_ahead) {
+            (Err(e), _) => Err(e),
+            (Ok(_), Some(Err(e))) => Err(e.into()),
+            (Ok(c), Some(Ok(()))) if c.0.blob() == ahead => Ok(c),
+            (Ok(c), Some(Ok(()))) => match self.backend.rename(&ahead, &c.0.blob()).await {
+                Ok(()) => Ok(c),
+                Err(e) => Err(e.into()),
+            },
+            (Ok(c), None) => match self.backend.write_small(&c.0.blob(), bytes).await {
+                Ok(()) => Ok(c),
+                Err(e) => Err(e.into()),
+            },
+        };
+        let (info, old, old_parts) = match stored {
             Ok(c) => c,
             Err(e) => {
                 tx.rollback().await.ok();
-                return Err(e);
+                return discard(e).await;
             }
         };
-        if let Err(e) = self.backend.write_small(&info.blob(), bytes).await {
-            tx.rollback().await.ok();
-            return Err(e.into());
-        }
         // A failed COMMIT leaves the blob: whether the row committed is unknown, and orphan cleanup
         // removes it later if no row names it.
         tx.commit().await?;
