@@ -1,8 +1,7 @@
-//! Delivery of database changes: takes committed transactions from the change [`Source`],
-//! finds the joined channels whose bindings want each change, has PostgreSQL decide which of
-//! their callers may see it ([`authorize`]), queues a `postgres_changes` message to those, and
-//! only then acknowledges the transaction's WAL — so a restart resumes with whatever was not
-//! handed to every matching subscriber.
+//! Delivery of database changes to this instance's subscribers: finds the joined channels whose
+//! bindings want each change, has PostgreSQL decide which of their callers may see it
+//! ([`authorize`]), and queues a `postgres_changes` message to those. Called by the slot holder's
+//! [`writer`](super::writer) and every instance's log [`follow`](super::follow)er.
 //!
 //! Rejects nothing from clients (bindings were checked at join). Changes nobody subscribed to are
 //! acknowledged without a query; a failed authorization check is retried, never skipped.
@@ -15,25 +14,15 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::authorize::{self, key_only};
-use super::decode::{Change, ChangeKind, Event};
+use super::decode::{Change, ChangeKind};
 use super::hub::{ChangeTarget, Hub};
-use super::log::{self, Position};
+use super::log::Position;
 use super::phoenix::{BroadcastBody, ServerMessage};
-use super::source::{Source, SourceItem, SourceOptions};
 use crate::jwt::Caller;
 use crate::state::SharedState;
 
-/// Transactions larger than this are delivered as they stream instead of at their commit,
-/// so one huge transaction cannot hold unbounded memory.
-const MAX_BUFFERED: usize = 10_000;
-/// While a huge transaction streams, its changes are logged and delivered this many at a time.
-const STREAM_CHUNK: usize = 1_000;
-/// Committed changes logged together in one statement at most.
-const MAX_BATCH: usize = 1_000;
 /// How long one batch's delivery waits for room in full socket queues before closing them.
 const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(2);
-/// How often the change log and `realtime.messages` are trimmed.
-const TRIM_EVERY: Duration = Duration::from_secs(10);
 
 /// How long a change's rows may take to become visible after the WAL reader got its commit.
 const VISIBILITY_WAIT: Duration = Duration::from_millis(10);
@@ -171,11 +160,11 @@ pub async fn deliver_batch(
     changes: &[Change],
 ) -> Result<usize, authorize::AuthorizeError> {
     let checked = check_batch(pool, hub, changes).await?;
-    Ok(send_checked(hub, changes, checked).await)
+    Ok(send_checked(hub, changes, checked, Some(Position::default())).await)
 }
 
 /// A batch's targets and what PostgreSQL answered for them, not yet sent.
-struct Checked {
+pub(super) struct Checked {
     planned: Vec<Option<Planned>>,
     allowed: Vec<Vec<bool>>,
 }
@@ -259,10 +248,16 @@ async fn check_batch(
     Ok(Checked { planned, allowed })
 }
 
-/// Queues each change of a checked batch, in order, to the targets allowed to see it. A socket
+/// Queues each change of a checked batch, in order, to the targets allowed to see it: database
+/// changes past `after` (none when `None`), and every `realtime.send` broadcast. A socket
 /// whose queue is full gets until [`SLOW_CONSUMER_GRACE`] after the batch started for room, and
 /// meanwhile nothing else is sent (the replication stream waits); still full then, it is closed.
-async fn send_checked(hub: &Hub, changes: &[Change], checked: Checked) -> usize {
+pub(super) async fn send_checked(
+    hub: &Hub,
+    changes: &[Change],
+    checked: Checked,
+    after: Option<Position>,
+) -> usize {
     let deadline = tokio::time::Instant::now() + SLOW_CONSUMER_GRACE;
     let Checked { planned, allowed } = checked;
     let mut sent = 0;
@@ -271,6 +266,9 @@ async fn send_checked(hub: &Hub, changes: &[Change], checked: Checked) -> usize 
             sent += usize::from(sql_broadcast(hub, change));
             continue;
         };
+        if after.is_none_or(|after| Position::of(change) <= after) {
+            continue;
+        }
         tracing::debug!(
             schema = %change.schema,
             table = %change.table,
@@ -337,25 +335,13 @@ fn sql_broadcast(hub: &Hub, change: &Change) -> bool {
     true
 }
 
-/// How long `realtime.messages` rows are kept (they are only needed until delivered).
-const MESSAGES_KEPT: &str = "10 minutes";
-
-async fn trim_messages(admin: &deadpool_postgres::Pool) {
-    let sql = format!(
-        "delete from realtime.messages where inserted_at < now() - interval '{MESSAGES_KEPT}'"
-    );
-    let result = match admin.get().await {
-        Ok(c) => c.execute(&sql, &[]).await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "realtime: trimming realtime.messages failed");
-    }
-}
-
 /// Checks a batch of changes, retrying a failed check until it succeeds; `None` when doska
 /// stops first.
-async fn check_retrying(state: &SharedState, hub: &Hub, changes: &[Change]) -> Option<Checked> {
+pub(super) async fn check_retrying(
+    state: &SharedState,
+    hub: &Hub,
+    changes: &[Change],
+) -> Option<Checked> {
     let mut shutdown = state.shutdown.clone();
     loop {
         match check_batch(&state.pool, hub, changes).await {
@@ -374,37 +360,21 @@ async fn check_retrying(state: &SharedState, hub: &Hub, changes: &[Change]) -> O
     }
 }
 
-/// Records how many WAL bytes the slot has not confirmed (for /metrics).
-async fn measure_slot_lag(state: &SharedState, hub: &Hub, slot: &str) {
-    let lag = match state.admin.get().await {
-        Ok(c) => c
-            .query_opt(
-                "select pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint \
-                 from pg_replication_slots where slot_name = $1",
-                &[&slot],
-            )
-            .await
-            .map(|row| row.and_then(|r| r.get::<_, Option<i64>>(0)))
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    match lag {
-        Ok(lag) => hub.set_slot_lag(lag.unwrap_or(0)),
-        Err(e) => tracing::debug!(error = %e, "realtime: measuring slot lag failed"),
-    }
-}
-
-/// Retries `attempt` every 500 ms until it succeeds; false when doska stops first.
-async fn retrying<F, Fut, E>(state: &SharedState, what: &str, mut attempt: F) -> bool
+/// Retries `attempt` every 500 ms until it succeeds; `None` when doska stops first.
+pub(super) async fn retrying<F, Fut, T, E>(
+    state: &SharedState,
+    what: &str,
+    mut attempt: F,
+) -> Option<T>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), E>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
     E: std::fmt::Display,
 {
     let mut shutdown = state.shutdown.clone();
     loop {
         match attempt().await {
-            Ok(()) => return true,
+            Ok(value) => return Some(value),
             Err(e) => {
                 static REPEATS: crate::db::outage::Repeats = crate::db::outage::Repeats::new();
                 if let Some(held) = REPEATS.check() {
@@ -412,214 +382,9 @@ where
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    _ = shutdown.changed() => return false,
+                    _ = shutdown.changed() => return None,
                 }
             }
         }
     }
-}
-
-/// Logs `changes` durably (one statement) while PostgreSQL checks who may see them (one
-/// authorization round trip for the batch); once both are done — logged before anything is
-/// sent — hands them to their subscribers. False when doska stops first.
-async fn hand_over(state: &SharedState, hub: &Hub, changes: &[Change]) -> bool {
-    if changes.is_empty() {
-        return true;
-    }
-    let refs: Vec<&Change> = changes.iter().collect();
-    let started = std::time::Instant::now();
-    let logging = async {
-        let r = retrying(state, "logging changes", || {
-            log::append(&state.admin, &refs)
-        })
-        .await;
-        (r, started.elapsed())
-    };
-    let checking = async {
-        let r = check_retrying(state, hub, changes).await;
-        (r, started.elapsed())
-    };
-    let ((logged, tl), (checked, tc)) = tokio::join!(logging, checking);
-    tracing::debug!(
-        changes = changes.len(),
-        logged_in = ?tl,
-        checked_in = ?tc,
-        "realtime: batch logged and checked"
-    );
-    let (true, Some(checked)) = (logged, checked) else {
-        return false;
-    };
-    send_checked(hub, changes, checked).await;
-    true
-}
-
-/// Committed transactions waiting to be logged, delivered and acknowledged together.
-#[derive(Default)]
-struct Ready {
-    changes: Vec<Change>,
-    end_lsn: Option<super::lsn::Lsn>,
-    /// Position of the newest change handed over (logged and delivered).
-    handed: Position,
-}
-
-impl Ready {
-    /// Logs, delivers, then acknowledges the batch. False when doska stops first.
-    async fn flush(&mut self, state: &SharedState, hub: &Hub, source: &Source) -> bool {
-        if !hand_over(state, hub, &self.changes).await {
-            return false;
-        }
-        if let Some(last) = self.changes.last() {
-            self.handed = Position::of(last);
-        }
-        self.changes.clear();
-        if let Some(end) = self.end_lsn.take() {
-            source.ack(end);
-        }
-        true
-    }
-}
-
-/// Runs the change source and delivers its transactions until shutdown: each batch of
-/// committed transactions (whatever arrived together, up to `MAX_BATCH` changes) is logged in
-/// one statement, delivered, and only then acknowledged.
-pub async fn run(
-    state: SharedState,
-    hub: Arc<Hub>,
-    config: tokio_postgres::Config,
-    options: SourceOptions,
-) {
-    let slot = options.slot.clone();
-    let mut source = Source::spawn(config, options, state.shutdown.clone());
-    // The newest position taken from the stream: after the stream restarts, PostgreSQL sends
-    // again what was not acknowledged yet, and what was handed over already is not taken twice
-    // (so live subscribers get each change once across reconnects).
-    let mut taken = Position::default();
-    // The open transaction's changes (until its Commit).
-    let mut open: Vec<Change> = Vec::new();
-    // The open transaction grew past MAX_BUFFERED: its changes go out in chunks as they stream.
-    let mut streaming = false;
-    let mut ready = Ready::default();
-    let mut started_before = false;
-    let mut shutdown = state.shutdown.clone();
-    let mut trim = tokio::time::interval(TRIM_EVERY);
-    trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let window = Duration::from_secs(state.config.realtime_replay_window_secs);
-    let max_rows = state.config.realtime_replay_max_rows;
-    loop {
-        let item = if ready.end_lsn.is_some() {
-            // Committed work is waiting: take what already arrived, else hand it over now.
-            match source.try_recv() {
-                Some(item) => Some(item),
-                None => {
-                    if !ready.flush(&state, &hub, &source).await {
-                        break;
-                    }
-                    continue;
-                }
-            }
-        } else {
-            tokio::select! {
-                item = source.recv() => item,
-                _ = shutdown.changed() => None,
-                _ = trim.tick() => {
-                    trim_messages(&state.admin).await;
-                    if let Err(e) = log::trim(&state.admin, window, max_rows).await {
-                        tracing::warn!(error = %e, "realtime: trimming the change log failed");
-                    }
-                    measure_slot_lag(&state, &hub, &slot).await;
-                    continue;
-                }
-            }
-        };
-        let Some(item) = item else { break };
-        match item {
-            SourceItem::Started { slot_created } => {
-                let started_before = std::mem::replace(&mut started_before, true);
-                // Everything not acknowledged comes again: what was handed over already is not
-                // taken twice, what was still being collected is taken again.
-                open.clear();
-                ready = Ready {
-                    handed: ready.handed,
-                    ..Ready::default()
-                };
-                taken = ready.handed;
-                streaming = false;
-                tracing::info!(
-                    slot_created = slot_created.is_some(),
-                    "realtime: streaming changes from the replication slot"
-                );
-                if let Some(lsn) = slot_created {
-                    tracing::info!(%lsn, "realtime: replication slot created");
-                    // Nothing before the slot was captured: older `since` positions must refetch.
-                    let floor = log::Position::end_of(lsn);
-                    if !retrying(&state, "raising the log floor", || {
-                        log::raise_floor(&state.admin, floor)
-                    })
-                    .await
-                    {
-                        break;
-                    }
-                    if started_before {
-                        // The slot was lost while we streamed: subscribers missed changes.
-                        hub.tell_changes_lost(super::outbox::CHANGES_LOST_MESSAGE);
-                    }
-                }
-            }
-            SourceItem::Interrupted { error, retry_in } => {
-                tracing::warn!(%error, ?retry_in, "realtime: change stream interrupted");
-            }
-            SourceItem::Event(Event::Change(change)) => {
-                let position = Position::of(&change);
-                if position <= taken {
-                    continue;
-                }
-                taken = position;
-                open.push(*change);
-                let limit = if streaming {
-                    STREAM_CHUNK
-                } else {
-                    MAX_BUFFERED
-                };
-                if open.len() >= limit {
-                    // Delivered before the commit is known: nothing to wait for yet, so rows
-                    // of a still-running transaction are checked as they stand. Earlier
-                    // transactions go first.
-                    if !ready.flush(&state, &hub, &source).await {
-                        break;
-                    }
-                    streaming = true;
-                    if !hand_over(&state, &hub, &open).await {
-                        break;
-                    }
-                    ready.handed = taken;
-                    open.clear();
-                } else if ready.changes.len() + open.len() >= MAX_BATCH
-                    && !ready.flush(&state, &hub, &source).await
-                {
-                    break;
-                }
-            }
-            SourceItem::Event(Event::Commit { end_lsn, .. }) => {
-                tracing::debug!(%end_lsn, changes = open.len(), "realtime: commit");
-                if streaming {
-                    if !hand_over(&state, &hub, &open).await {
-                        break;
-                    }
-                    ready.handed = taken;
-                    open.clear();
-                    streaming = false;
-                    source.ack(end_lsn);
-                } else {
-                    ready.changes.append(&mut open);
-                    ready.end_lsn = Some(end_lsn);
-                    if ready.changes.len() >= MAX_BATCH && !ready.flush(&state, &hub, &source).await
-                    {
-                        break;
-                    }
-                }
-            }
-            SourceItem::Event(Event::Begin { .. } | Event::Truncate(_)) => {}
-        }
-    }
-    source.close().await;
 }

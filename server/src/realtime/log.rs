@@ -207,13 +207,64 @@ fn broadcast_entry(event: &str, body: &BroadcastBody) -> Value {
 /// One batch row: positions of its first and last change, how many, and the entries. A batch
 /// whose last change is not past everything logged (PostgreSQL resending what was logged but not
 /// acknowledged) is not logged again; a batch that only starts with such changes is, and readers
-/// skip what they saw.
-const APPEND_CHANGES: &str = "insert into doska.realtime_changes \
-     (first_lsn, first_idx, last_lsn, last_idx, n, upto, entries) \
-     select $1::text::pg_lsn, $2, $3::text::pg_lsn, $4, $5, \
-       coalesce((select upto from doska.realtime_changes order by seq desc limit 1), 0) + $5, $6 \
-     where not exists (select 1 from doska.realtime_changes \
-                       where (last_lsn, last_idx) >= ($3::text::pg_lsn, $4))";
+/// skip what they saw. In the same statement: the newest position logged before it and the floor
+/// (the writer's instance may hand the batch to its own subscribers without reading it back when
+/// it delivered everything before), and a `NOTIFY` ([`CHANNEL`], the batch's last position) that
+/// wakes every instance's [log follower](super::follow) once the row commits.
+const APPEND_CHANGES: &str = "with prev as (
+       select last_lsn, last_idx from doska.realtime_changes
+       order by last_lsn desc, last_idx desc limit 1),
+     ins as (
+       insert into doska.realtime_changes (first_lsn, first_idx, last_lsn, last_idx, n, upto, entries)
+       select $1::text::pg_lsn, $2, $3::text::pg_lsn, $4, $5,
+         coalesce((select upto from doska.realtime_changes order by seq desc limit 1), 0) + $5, $6
+       where not exists (select 1 from prev
+                         where (prev.last_lsn, prev.last_idx) >= ($3::text::pg_lsn, $4))
+       returning seq),
+     notified as (select pg_notify('doska_realtime_log', $3 || ':' || $4) from ins)
+     select (select last_lsn::text from prev), (select last_idx from prev),
+            f.commit_lsn::text, f.idx,
+            (select count(*) from ins)::int4, (select count(*) from notified)::int4
+     from doska.realtime_log_floor f";
+
+/// The `LISTEN`/`NOTIFY` channel on which a logged batch is announced (payload: its last
+/// position, `X/X:N`).
+pub const CHANNEL: &str = "doska_realtime_log";
+
+/// The newest position in the log, or the floor when that is higher (an empty or trimmed log).
+const TAIL: &str = "select (select last_lsn::text from doska.realtime_changes
+                            order by last_lsn desc, last_idx desc limit 1),
+        (select last_idx from doska.realtime_changes order by last_lsn desc, last_idx desc limit 1),
+        f.commit_lsn::text, f.idx
+     from doska.realtime_log_floor f";
+
+/// The higher of a row's (newest logged, floor) positions in columns 0..4.
+fn tail_of(row: &tokio_postgres::Row) -> Position {
+    let newest = match (row.get::<_, Option<&str>>(0), row.get::<_, Option<i64>>(1)) {
+        (Some(lsn), Some(idx)) => parse_row_position(lsn, idx).unwrap_or_default(),
+        _ => Position::default(),
+    };
+    let floor = parse_row_position(row.get(2), row.get(3)).unwrap_or_default();
+    newest.max(floor)
+}
+
+/// Where the log ends: the newest logged position, or the floor when that is higher. A log
+/// follower starting now delivers what comes after it.
+pub async fn tail(admin: &deadpool_postgres::Pool) -> Result<Position, LogError> {
+    let row = client(admin).await?.query_one(TAIL, &[]).await?;
+    Ok(tail_of(&row))
+}
+
+/// What [`append`] did with a batch's changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Where the log ended before the batch (the newest position, or the floor when higher);
+    /// `None` when the batch had no change to log (only `realtime.messages` inserts).
+    pub before: Option<Position>,
+    /// Every row of the batch was new: none had been logged already (by an instance that held
+    /// the slot before, or before a reconnect).
+    pub fresh: bool,
+}
 
 /// Private broadcasts sent from SQL, one row each (`broadcast.replay` reads them by topic).
 const APPEND_BROADCASTS: &str = "insert into doska.realtime_log (commit_lsn, idx, topic, entry) \
@@ -222,9 +273,12 @@ const APPEND_BROADCASTS: &str = "insert into doska.realtime_log (commit_lsn, idx
      on conflict (commit_lsn, idx) do nothing";
 
 /// Logs a batch of decoded changes: one row holding them all (one statement, one round trip;
-/// a batch past ~8 MiB of JSON takes a row per chunk). `realtime.messages` inserts are logged
-/// only as private broadcasts.
-pub async fn append(admin: &deadpool_postgres::Pool, changes: &[&Change]) -> Result<(), LogError> {
+/// a batch past ~8 MiB of JSON takes a row per chunk), announced on [`CHANNEL`].
+/// `realtime.messages` inserts are logged only as private broadcasts.
+pub async fn append(
+    admin: &deadpool_postgres::Pool,
+    changes: &[&Change],
+) -> Result<Appended, LogError> {
     let mut broadcasts = Vec::new();
     // (first, last, count, entries) per row.
     let mut rows: Vec<(Position, Position, i32, Vec<u8>)> = Vec::new();
@@ -249,8 +303,12 @@ pub async fn append(admin: &deadpool_postgres::Pool, changes: &[&Change]) -> Res
         }
     }
     rows.extend(open);
+    let mut appended = Appended {
+        before: None,
+        fresh: true,
+    };
     if rows.is_empty() && broadcasts.is_empty() {
-        return Ok(());
+        return Ok(appended);
     }
     let client = client(admin).await?;
     if !rows.is_empty() {
@@ -271,19 +329,21 @@ pub async fn append(admin: &deadpool_postgres::Pool, changes: &[&Change]) -> Res
             entries.push(b']');
             let (first_lsn, last_lsn) = (first.lsn.to_string(), last.lsn.to_string());
             let (first_idx, last_idx) = (i64::from(first.index), i64::from(last.index));
-            client
-                .execute(
+            let row = client
+                .query_one(
                     &statement,
                     &[&first_lsn, &first_idx, &last_lsn, &last_idx, &n, &entries],
                 )
                 .await?;
+            appended.before.get_or_insert_with(|| tail_of(&row));
+            appended.fresh &= row.get::<_, i32>(4) == 1;
         }
     }
     if !broadcasts.is_empty() {
         let text = Value::Array(broadcasts).to_string();
         client.execute(APPEND_BROADCASTS, &[&text]).await?;
     }
-    Ok(())
+    Ok(appended)
 }
 
 /// Past this much JSON, a batch is logged as several rows.

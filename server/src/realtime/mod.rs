@@ -1,7 +1,9 @@
 //! Realtime: database changes, broadcast and presence to Phoenix channel subscribers. Pipeline
 //! stages, one module each: `replication` (the WAL stream from PostgreSQL) → `decode` (pgoutput
-//! bytes → typed changes), run together and kept alive by `source`; then `subscriptions` (which
-//! binding wants which change) → `authorize` (RLS, per caller) → `deliver` (queue, then ack WAL).
+//! bytes → typed changes), run together and kept alive by `source`, on the instance `elect`
+//! chose; its `writer` puts them in the durable `log` (then acks WAL), which every instance's
+//! `follow`er reads; then `subscriptions` (which binding wants which change) → `authorize` (RLS,
+//! per caller) → `deliver` (queue).
 //! The socket side: `phoenix` (wire messages) → `socket` (one connection) ↔ `hub` (who joined
 //! what). See docs/realtime.md.
 //!
@@ -12,18 +14,22 @@ pub mod authorize;
 pub mod bus;
 pub mod decode;
 pub mod deliver;
+pub mod elect;
+pub mod follow;
 pub mod gossip;
 pub mod hub;
 pub mod log;
 pub mod lsn;
 pub mod outbox;
 pub mod phoenix;
+pub mod pipeline;
 pub mod replay;
 pub mod replication;
 pub mod socket;
 pub mod source;
 pub mod subscriptions;
 pub mod wire;
+pub mod writer;
 
 use std::sync::Arc;
 
@@ -51,6 +57,16 @@ pub fn start(
         "WAL bytes between the server's current position and what the realtime slot confirmed (refreshed every 10 s).",
         move || vec![(String::new(), h.slot_lag() as f64)],
     );
+    let holder = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let h = holder.clone();
+    state.metrics.gauge(
+        "doska_realtime_slot_holder",
+        "1 while this instance holds the replication slot (reads it and writes the change log), else 0.",
+        move || {
+            let held = h.load(std::sync::atomic::Ordering::Relaxed);
+            vec![(String::new(), f64::from(u8::from(held)))]
+        },
+    );
     let h = hub.clone();
     state.metrics.gauge(
         "doska_realtime_sockets",
@@ -63,11 +79,12 @@ pub fn start(
         "Joined realtime channels.",
         move || vec![(String::new(), h.channels() as f64)],
     );
-    tokio::spawn(deliver::run(
+    tokio::spawn(pipeline::run_with(
         state.clone(),
         hub,
         admin,
         source::SourceOptions::default(),
+        holder,
     ))
 }
 

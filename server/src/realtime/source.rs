@@ -121,12 +121,16 @@ enum Ended {
     /// Shutdown, or the consumer is gone: stop for good.
     Stop,
     Failed(String),
+    /// Another walsender still streams the slot (the previous holder's, ending): retried soon,
+    /// without growing the backoff.
+    Busy(String),
 }
 
 impl From<ReplicationError> for Ended {
     fn from(e: ReplicationError) -> Self {
         match e {
             ReplicationError::Shutdown => Ended::Stop,
+            e if e.is_slot_in_use() => Ended::Busy(e.to_string()),
             e => Ended::Failed(e.to_string()),
         }
     }
@@ -152,9 +156,10 @@ async fn run(
             return;
         }
         let (ended, streamed) = session(&config, &options, &acker, &items, &shutdown, first).await;
-        let error = match ended {
+        let (error, busy) = match ended {
             Ended::Stop => return,
-            Ended::Failed(error) => error,
+            Ended::Failed(error) => (error, false),
+            Ended::Busy(error) => (error, true),
         };
         if *shutdown.borrow() {
             return;
@@ -162,6 +167,9 @@ async fn run(
         if streamed {
             // It worked for a while: start the backoff over.
             first = false;
+        }
+        if streamed || busy {
+            // (A busy slot is only waited for, at the shortest interval.)
             backoff = options.retry_min;
         }
         tracing::warn!(slot = %options.slot, %error, retry_in = ?backoff, "realtime replication interrupted");
@@ -178,7 +186,9 @@ async fn run(
             _ = stop.wait_for(|stop| *stop) => return,
             _ = items.closed() => return,
         }
-        backoff = (backoff * 2).min(options.retry_max);
+        if !busy {
+            backoff = (backoff * 2).min(options.retry_max);
+        }
     }
 }
 

@@ -266,7 +266,7 @@ impl TestDb {
         };
         let before = log::floor(&self.state.admin).await.unwrap();
         let doors = self.doors().await;
-        tokio::spawn(doska::realtime::deliver::run(
+        tokio::spawn(doska::realtime::pipeline::run(
             self.state.clone(),
             doors.hub.clone(),
             cluster().config(&self.name),
