@@ -84,3 +84,41 @@ export async function startDoska({ migrations, policies, env = {}, args = [] } =
     },
   };
 }
+
+/** Subscribes and resolves once SUBSCRIBED (rejects on error or timeout). */
+export function subscribed(channel) {
+  return new Promise((resolve, reject) => {
+    channel.subscribe((status, err) => {
+      if (status === 'SUBSCRIBED') resolve(channel);
+      else if (status !== 'CLOSED') reject(err ?? new Error(status));
+    });
+  });
+}
+
+/** Collects events; `next(pred)` waits for the first not yet taken that matches. */
+export function collector() {
+  const seen = [];
+  const waiters = [];
+  return {
+    seen,
+    push(e) {
+      seen.push(e);
+      for (const w of [...waiters]) {
+        const i = seen.findIndex(w.pred);
+        if (i >= 0) {
+          waiters.splice(waiters.indexOf(w), 1);
+          clearTimeout(w.timer);
+          w.resolve(seen.splice(i, 1)[0]);
+        }
+      }
+    },
+    next(pred = () => true, ms = 10_000) {
+      const i = seen.findIndex(pred);
+      if (i >= 0) return Promise.resolve(seen.splice(i, 1)[0]);
+      return new Promise((resolve, reject) => {
+        const w = { pred, resolve, timer: setTimeout(() => reject(new Error(`no matching event within ${ms} ms; seen: ${JSON.stringify(seen).slice(0, 2000)}`)), ms) };
+        waiters.push(w);
+      });
+    },
+  };
+}

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createHmac, randomUUID } from 'node:crypto';
 import { createClient } from '@supabase/supabase-js';
 import WebSocket from 'ws';
-import { startDoska } from './harness.mjs';
+import { collector, startDoska, subscribed } from './harness.mjs';
 
 const SECRET = 'realtime-js-secret-realtime-js-secret-0123';
 const ALICE = randomUUID();
@@ -69,43 +69,6 @@ function client(key, { token, vsn } = {}) {
   return c;
 }
 
-/** Subscribes and resolves once SUBSCRIBED (rejects on error or timeout). */
-function subscribed(channel) {
-  return new Promise((resolve, reject) => {
-    channel.subscribe((status, err) => {
-      if (status === 'SUBSCRIBED') resolve(channel);
-      else if (status !== 'CLOSED') reject(err ?? new Error(status));
-    });
-  });
-}
-
-/** Collects events; `next(pred)` waits for the first not yet taken that matches. */
-function collector() {
-  const seen = [];
-  const waiters = [];
-  return {
-    seen,
-    push(e) {
-      seen.push(e);
-      for (const w of [...waiters]) {
-        const i = seen.findIndex(w.pred);
-        if (i >= 0) {
-          waiters.splice(waiters.indexOf(w), 1);
-          clearTimeout(w.timer);
-          w.resolve(seen.splice(i, 1)[0]);
-        }
-      }
-    },
-    next(pred = () => true, ms = 10_000) {
-      const i = seen.findIndex(pred);
-      if (i >= 0) return Promise.resolve(seen.splice(i, 1)[0]);
-      return new Promise((resolve, reject) => {
-        const w = { pred, resolve, timer: setTimeout(() => reject(new Error(`no matching event within ${ms} ms; seen: ${JSON.stringify(seen)}`)), ms) };
-        waiters.push(w);
-      });
-    },
-  };
-}
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { createClient } from '@supabase/supabase-js';
 import WebSocket from 'ws';
+import { collector, subscribed } from '../harness.mjs';
 
 const { A_URL, B_URL, SECRET, B_PID } = process.env;
 const ALICE = '00000000-0000-4000-8000-00000000a11c';
@@ -33,43 +34,6 @@ function client(url, { token, key = anon } = {}) {
   if (token) c.realtime.setAuth(token);
   clients.push(c);
   return c;
-}
-
-function subscribed(channel) {
-  return new Promise((resolve, reject) => {
-    channel.subscribe((status, err) => {
-      if (status === 'SUBSCRIBED') resolve(channel);
-      else if (status !== 'CLOSED') reject(err ?? new Error(status));
-    });
-  });
-}
-
-/** Collects events; `next(pred)` waits for the first not yet taken that matches. */
-function collector() {
-  const seen = [];
-  const waiters = [];
-  return {
-    seen,
-    push(e) {
-      seen.push(e);
-      for (const w of [...waiters]) {
-        const i = seen.findIndex(w.pred);
-        if (i >= 0) {
-          waiters.splice(waiters.indexOf(w), 1);
-          clearTimeout(w.timer);
-          w.resolve(seen.splice(i, 1)[0]);
-        }
-      }
-    },
-    next(pred = () => true, ms = 10_000) {
-      const i = seen.findIndex(pred);
-      if (i >= 0) return Promise.resolve(seen.splice(i, 1)[0]);
-      return new Promise((resolve, reject) => {
-        const w = { pred, resolve, timer: setTimeout(() => reject(new Error(`no matching event within ${ms} ms; seen: ${JSON.stringify(seen).slice(0, 2000)}`)), ms) };
-        waiters.push(w);
-      });
-    },
-  };
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
