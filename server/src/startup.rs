@@ -213,13 +213,30 @@ pub async fn prepare(
         let verifier = postgres_protocol::password::scram_sha_256(
             db::pools::authenticator_password(jwt_secret.as_bytes()).as_bytes(),
         );
-        client
-            .batch_execute(&format!(
-                "alter role authenticator password {}",
-                db::quote_literal(&verifier)
-            ))
-            .await
-            .map_err(|e| StartError::Db(db::migrate::describe(&e)))?;
+        let sql = format!(
+            "alter role authenticator password {}",
+            db::quote_literal(&verifier)
+        );
+        // Roles are the cluster's, not the database's: instances starting together (on this
+        // database or another of the cluster) update the same pg_authid row, and PostgreSQL
+        // refuses the loser ("tuple concurrently updated", XX000) instead of waiting. Retried.
+        let mut attempt = 0;
+        loop {
+            match client.batch_execute(&sql).await {
+                Ok(()) => break,
+                Err(e)
+                    if attempt < 20
+                        && e.as_db_error().is_some_and(|d| {
+                            d.code() == &tokio_postgres::error::SqlState::INTERNAL_ERROR
+                                && d.message().contains("concurrently updated")
+                        }) =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20 + 10 * attempt)).await;
+                }
+                Err(e) => return Err(StartError::Db(db::migrate::describe(&e))),
+            }
+        }
     }
     db::grants::apply_default_grants(&client, config.default_grants, &config.db_schemas)
         .await

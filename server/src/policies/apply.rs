@@ -732,3 +732,18 @@ fn check(
     }
     diags
 }
+
+#[cfg(test)]
+mod lock_tests {
+    /// Copying storage.objects' policies to object versions (internal migration 0017) takes this
+    /// module's lock by its number: the two must stay equal.
+    #[test]
+    fn object_version_policy_copies_take_the_policy_lock() {
+        let sql = crate::db::internal::MIGRATIONS
+            .iter()
+            .find(|(name, _)| *name == "0017_object_versions")
+            .expect("migration 0017")
+            .1;
+        assert!(sql.contains(&format!("pg_advisory_xact_lock({})", super::POLICY_LOCK)));
+    }
+}

@@ -190,6 +190,10 @@ language plpgsql security definer set search_path = '' as $$
 declare
   p record;
 begin
+  -- Serialized with policy applies (policies::apply's POLICY_LOCK, "doska_po"): instances starting
+  -- together would otherwise drop and create the same policies at once ("tuple concurrently
+  -- updated"). Re-entrant inside an apply, whose event triggers call this.
+  perform pg_advisory_xact_lock(7237130031240015983);
   for p in select polname from pg_policy
             where polrelid = 'storage.doska_object_versions'::regclass loop
     execute format('drop policy %I on storage.doska_object_versions', p.polname);
