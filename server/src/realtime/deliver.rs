@@ -167,6 +167,9 @@ pub async fn deliver_batch(
 pub(super) struct Checked {
     planned: Vec<Option<Planned>>,
     allowed: Vec<Vec<bool>>,
+    /// Distinct callers asked, and how often the visibility wait ran (for tracing).
+    pub callers: usize,
+    pub retries: usize,
 }
 
 /// Finds each change's targets and asks PostgreSQL who may see it; sends nothing.
@@ -245,7 +248,12 @@ async fn check_batch(
         elapsed = ?started.elapsed(),
         "realtime: batch checked"
     );
-    Ok(Checked { planned, allowed })
+    Ok(Checked {
+        planned,
+        allowed,
+        callers: who.len(),
+        retries,
+    })
 }
 
 /// Queues each change of a checked batch, in order, to the targets allowed to see it: database
@@ -259,7 +267,9 @@ pub(super) async fn send_checked(
     after: Option<Position>,
 ) -> usize {
     let deadline = tokio::time::Instant::now() + SLOW_CONSUMER_GRACE;
-    let Checked { planned, allowed } = checked;
+    let Checked {
+        planned, allowed, ..
+    } = checked;
     let mut sent = 0;
     for ((change, plan), allowed) in changes.iter().zip(&planned).zip(&allowed) {
         let Some(plan) = plan else {

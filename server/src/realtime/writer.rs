@@ -141,16 +141,19 @@ impl Writer {
             let r = check_retrying(state, hub, changes).await;
             (r, started.elapsed())
         };
+        let age = |c: Option<&Change>| {
+            c.map_or(0, |c| {
+                (chrono::Utc::now() - c.commit_timestamp)
+                    .num_microseconds()
+                    .unwrap_or(0)
+            })
+        };
+        let (oldest, newest) = (age(changes.first()), age(changes.last()));
         let ((appended, tl), (checked, tc)) = tokio::join!(logging, checking);
-        tracing::debug!(
-            changes = changes.len(),
-            logged_in = ?tl,
-            checked_in = ?tc,
-            "realtime: batch logged and checked"
-        );
         let (Some(appended), Some(checked)) = (appended, checked) else {
             return false;
         };
+        let (callers, retries) = (checked.callers, checked.retries);
         let last_logged = changes
             .iter()
             .rev()
@@ -171,6 +174,17 @@ impl Writer {
                 }
             }
         }
+        tracing::debug!(
+            changes = changes.len(),
+            callers,
+            retries,
+            oldest_us = oldest,
+            newest_us = newest,
+            logged_us = tl.as_micros() as u64,
+            checked_us = tc.as_micros() as u64,
+            total_us = started.elapsed().as_micros() as u64,
+            "realtime: batch handed over"
+        );
         true
     }
 
