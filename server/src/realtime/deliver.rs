@@ -167,9 +167,11 @@ pub async fn deliver_batch(
 pub(super) struct Checked {
     planned: Vec<Option<Planned>>,
     allowed: Vec<Vec<bool>>,
-    /// Distinct callers asked, and how often the visibility wait ran (for tracing).
+    /// Distinct callers asked, how often the visibility wait ran, and how long finding the
+    /// targets took (for tracing).
     pub callers: usize,
     pub retries: usize,
+    pub planned_in: Duration,
 }
 
 /// Finds each change's targets and asks PostgreSQL who may see it; sends nothing.
@@ -181,6 +183,7 @@ async fn check_batch(
     let mut who: Vec<Caller> = Vec::new();
     let mut index: HashMap<Caller, usize> = HashMap::new();
     let mut planned: Vec<Option<Planned>> = Vec::with_capacity(changes.len());
+    let planning = std::time::Instant::now();
     for change in changes {
         if change.schema == "realtime" && change.table == "messages" {
             planned.push(None);
@@ -211,6 +214,7 @@ async fn check_batch(
             asks,
         }));
     }
+    let planned_in = planning.elapsed();
     let refs: Vec<&Change> = changes.iter().collect();
     let asks: Vec<Vec<usize>> = planned
         .iter()
@@ -253,6 +257,7 @@ async fn check_batch(
         allowed,
         callers: who.len(),
         retries,
+        planned_in,
     })
 }
 

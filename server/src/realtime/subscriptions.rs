@@ -290,9 +290,12 @@ fn compare(type_oid: u32, value: &Value, filter: &str) -> Comparison {
             .zip(parse_bool(filter))
             .map(|(a, b)| a.cmp(&b))
             .into(),
+        // Case-insensitive, compared in place: every binding of a table meets every change,
+        // so this runs subscribers × changes times and must not allocate.
         2950 => Comparison::Ordered(
-            text.to_ascii_lowercase()
-                .cmp(&filter.trim().to_ascii_lowercase()),
+            text.bytes()
+                .map(|b| b.to_ascii_lowercase())
+                .cmp(filter.trim().bytes().map(|b| b.to_ascii_lowercase())),
         ),
         1184 => parse_timestamptz(text)
             .zip(parse_timestamptz(filter))

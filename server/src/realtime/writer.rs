@@ -153,7 +153,7 @@ impl Writer {
         let (Some(appended), Some(checked)) = (appended, checked) else {
             return false;
         };
-        let (callers, retries) = (checked.callers, checked.retries);
+        let (callers, retries, planned) = (checked.callers, checked.retries, checked.planned_in);
         let last_logged = changes
             .iter()
             .rev()
@@ -182,6 +182,7 @@ impl Writer {
             newest_us = newest,
             logged_us = tl.as_micros() as u64,
             checked_us = tc.as_micros() as u64,
+            planned_us = planned.as_micros() as u64,
             total_us = started.elapsed().as_micros() as u64,
             "realtime: batch handed over"
         );
