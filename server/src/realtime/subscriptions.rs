@@ -484,18 +484,156 @@ impl PostgresChanges {
 /// (schema, table) of a bucket of bindings.
 type TableKey = (String, Option<String>);
 
+/// Column types whose `eq` filter [`compare`]s the text exactly or, for uuid, ASCII
+/// case-insensitively: a value equal to a filter's has the same [`fold`], so such bindings can
+/// be found by it.
+fn foldable(type_oid: u32) -> bool {
+    matches!(type_oid, 19 | 25 | 1043 | 2950)
+}
+
+/// The index key of a value or filter of a [`foldable`] column.
+fn fold(text: &str) -> String {
+    text.trim().to_ascii_lowercase()
+}
+
+/// One binding of a bucket, numbered in insertion order.
+#[derive(Debug, Clone)]
+struct Entry<K> {
+    seq: u64,
+    key: K,
+    binding: PostgresChanges,
+}
+
+/// The bindings of one (schema, table). `column=eq.value` bindings (the usual "my rows"
+/// subscription) are indexed by column and folded value, so a change meets only those under
+/// its own value — not every subscriber's — and each candidate is still tested in full.
+#[derive(Debug, Clone)]
+struct Bucket<K> {
+    /// Tested against every change.
+    scan: Vec<Entry<K>>,
+    /// column → [`fold`]ed filter value → bindings.
+    eq: HashMap<String, HashMap<String, Vec<Entry<K>>>>,
+}
+
+impl<K> Default for Bucket<K> {
+    fn default() -> Self {
+        Bucket {
+            scan: Vec::new(),
+            eq: HashMap::new(),
+        }
+    }
+}
+
+/// What a change offers an indexed column.
+enum Probe {
+    /// No value to compare (no such column, a delete's non-key column): nothing matches.
+    Nothing,
+    /// Only bindings under this folded value can match.
+    Key(String),
+    /// A type or value the index cannot fold: every binding on the column is tested.
+    Every,
+}
+
+fn probe(change: &Change, column: &str) -> Probe {
+    let Some(info) = change.columns.iter().find(|c| c.name == column) else {
+        return Probe::Nothing;
+    };
+    let row = match change.kind {
+        ChangeKind::Insert | ChangeKind::Update => Some(&change.record),
+        ChangeKind::Delete if info.key => change.old_record.as_ref(),
+        ChangeKind::Delete => None,
+    };
+    match row.and_then(|r| r.get(column)) {
+        None => Probe::Nothing,
+        Some(Value::String(text)) if foldable(info.type_oid) => Probe::Key(fold(text)),
+        Some(_) => Probe::Every,
+    }
+}
+
+impl<K: Eq> Bucket<K> {
+    fn insert(&mut self, entry: Entry<K>) {
+        let indexed = entry
+            .binding
+            .filter
+            .as_ref()
+            .and_then(|f| match &f.values[..] {
+                [Some(value)] if f.op == FilterOp::Eq && !f.negate => {
+                    Some((f.column.clone(), fold(value)))
+                }
+                _ => None,
+            });
+        match indexed {
+            Some((column, value)) => self
+                .eq
+                .entry(column)
+                .or_default()
+                .entry(value)
+                .or_default()
+                .push(entry),
+            None => self.scan.push(entry),
+        }
+    }
+
+    fn remove(&mut self, key: &K) -> usize {
+        let before = self.len();
+        self.scan.retain(|e| e.key != *key);
+        self.eq.retain(|_, by_value| {
+            by_value.retain(|_, entries| {
+                entries.retain(|e| e.key != *key);
+                !entries.is_empty()
+            });
+            !by_value.is_empty()
+        });
+        before - self.len()
+    }
+
+    fn len(&self) -> usize {
+        let indexed: usize = self
+            .eq
+            .values()
+            .flat_map(HashMap::values)
+            .map(Vec::len)
+            .sum();
+        self.scan.len() + indexed
+    }
+
+    /// Adds the (number, key) of every binding that wants `change` to `out`.
+    fn matching<'a>(&'a self, change: &Change, out: &mut Vec<(u64, &'a K)>) {
+        let mut test = |e: &'a Entry<K>| {
+            if e.binding.matches(change) {
+                out.push((e.seq, &e.key));
+            }
+        };
+        self.scan.iter().for_each(&mut test);
+        for (column, by_value) in &self.eq {
+            match probe(change, column) {
+                Probe::Nothing => {}
+                Probe::Key(value) => by_value
+                    .get(&value)
+                    .into_iter()
+                    .flatten()
+                    .for_each(&mut test),
+                Probe::Every => by_value.values().flatten().for_each(&mut test),
+            }
+        }
+    }
+}
+
 /// All live bindings, keyed by whatever identifies a binding to its socket (e.g. connection,
 /// channel and binding id), bucketed by table so a change only meets its table's bindings.
 #[derive(Debug, Clone)]
 pub struct SubscriptionSet<K> {
     /// (schema, table) → bindings; table `None` = whole-schema bindings, schema `*` = all.
-    by_table: HashMap<TableKey, Vec<(K, PostgresChanges)>>,
+    by_table: HashMap<TableKey, Bucket<K>>,
+    /// The next binding's insertion number.
+    next: u64,
 }
 
 impl<K> Default for SubscriptionSet<K> {
     fn default() -> Self {
         SubscriptionSet {
             by_table: HashMap::new(),
+            next: 0,
         }
     }
 }
@@ -506,26 +644,26 @@ impl<K: Clone + Eq + Hash> SubscriptionSet<K> {
     }
 
     pub fn insert(&mut self, key: K, binding: PostgresChanges) {
+        let seq = self.next;
+        self.next += 1;
         self.by_table
             .entry((binding.schema.clone(), binding.table.clone()))
             .or_default()
-            .push((key, binding));
+            .insert(Entry { seq, key, binding });
     }
 
     /// Removes every binding with this key; returns how many there were.
     pub fn remove(&mut self, key: &K) -> usize {
         let mut removed = 0;
-        self.by_table.retain(|_, bindings| {
-            let before = bindings.len();
-            bindings.retain(|(k, _)| k != key);
-            removed += before - bindings.len();
-            !bindings.is_empty()
+        self.by_table.retain(|_, bucket| {
+            removed += bucket.remove(key);
+            bucket.len() > 0
         });
         removed
     }
 
     pub fn len(&self) -> usize {
-        self.by_table.values().map(Vec::len).sum()
+        self.by_table.values().map(Bucket::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -542,9 +680,16 @@ impl<K: Clone + Eq + Hash> SubscriptionSet<K> {
         ];
         let mut seen: HashSet<&K> = HashSet::new();
         let mut out = Vec::new();
+        let mut hits = Vec::new();
         for bucket in &buckets {
-            for (key, binding) in self.by_table.get(bucket).into_iter().flatten() {
-                if binding.matches(change) && seen.insert(key) {
+            let Some(bucket) = self.by_table.get(bucket) else {
+                continue;
+            };
+            hits.clear();
+            bucket.matching(change, &mut hits);
+            hits.sort_unstable_by_key(|&(seq, _)| seq);
+            for &(_, key) in &hits {
+                if seen.insert(key) {
                     out.push(key.clone());
                 }
             }
