@@ -4,8 +4,7 @@
 //! that the caller may read the table at all. Changes are checked in batches: per caller one
 //! transaction with one statement per table covering all its rows, and every caller's
 //! transaction pipelined on one connection — one round trip per batch of changes, never one
-//! per subscriber or per change; a batch with many callers is split over a few connections
-//! checked at once, so PostgreSQL uses every core for it.
+//! per subscriber or per change.
 //!
 //! Rejects (answers "not visible"): tables the caller lacks SELECT on, rows its policies hide,
 //! rows gone since the change, and — for tables without a key — any caller for whom the table
@@ -37,20 +36,19 @@ pub enum AuthorizeError {
 const CHECK_TIMEOUT: &str = "5000";
 
 /// What PostgreSQL answered for a batch: `allowed[c][j]` for change `c` and its `j`-th asked
-/// caller, and the snapshots taken before the checks ran (one per connection the checks were
-/// spread over; none when nothing was asked).
+/// caller, and the snapshot taken before the checks ran (`None` when nothing was asked).
 #[derive(Debug)]
 pub struct Answers {
     pub allowed: Vec<Vec<bool>>,
-    pub snapshots: Vec<Snapshot>,
+    pub snapshot: Option<Snapshot>,
 }
 
 impl Answers {
     /// Whether the checks could see transaction `xid`'s rows. PostgreSQL may hand a commit to
     /// the WAL reader a moment before other sessions see it; until then a row check's "no"
-    /// means "not yet". Checks spread over several connections saw it only if every one did.
+    /// means "not yet".
     pub fn saw_commit(&self, xid: u32) -> bool {
-        self.snapshots.iter().all(|s| s.sees(xid))
+        self.snapshot.as_ref().is_none_or(|s| s.sees(xid))
     }
 }
 
@@ -204,7 +202,7 @@ pub async fn visible(
     let mut answers = visible_batch(pool, &[change], who, &[asks]).await?;
     Ok(Answers {
         allowed: vec![answers.allowed.pop().unwrap_or_default()],
-        snapshots: answers.snapshots,
+        snapshot: answers.snapshot,
     })
 }
 
@@ -323,8 +321,7 @@ impl Ctx<'_> {
 /// Each distinct caller gets, per table, two statements — set role and claims, then one check
 /// covering all its rows of that table — so PostgreSQL decides every row as that caller with
 /// the settings fixed for the statement. All of them run in one read-only transaction, rolled
-/// back, pipelined on one connection: one round trip for the whole batch (with many callers,
-/// split over a few connections at once: one round trip on each). If a statement fails
+/// back, pipelined on one connection: one round trip for the whole batch. If a statement fails
 /// (a caller without privilege on the table), the ones after it are asked again, each in its
 /// own transaction: a second round trip, never a wrong answer. A check that fails (a
 /// statement error) answers "not visible" for what it covered; a broken connection is an
@@ -339,7 +336,7 @@ pub async fn visible_batch(
     if asks.iter().all(Vec::is_empty) {
         return Ok(Answers {
             allowed: answers,
-            snapshots: Vec::new(),
+            snapshot: None,
         });
     }
     let checks: Vec<Check> = changes.iter().map(|c| check_for(c)).collect();
@@ -354,6 +351,33 @@ pub async fn visible_batch(
                     check: &checks[c],
                     changes: vec![c],
                 }),
+            }
+        }
+    }
+    let client = tokio::time::timeout(Duration::from_secs(10), pool.get())
+        .await
+        .map_err(|_| AuthorizeError::Pool("timed out".into()))?
+        .map_err(|e| AuthorizeError::Pool(e.to_string()))?;
+    // Statements are prepared once per connection and reused: only binds go out per batch.
+    let set_caller = client
+        .prepare_typed_cached(SET_CALLER, &[Type::TEXT, Type::TEXT, Type::TEXT])
+        .await
+        .map_err(AuthorizeError::Db)?;
+    let snapshot_statement = client
+        .prepare_typed_cached(SNAPSHOT, &[])
+        .await
+        .map_err(AuthorizeError::Db)?;
+    // A check statement that cannot be prepared outside the caller's role (a schema only the
+    // caller may use) is sent unprepared, parsed as the caller.
+    let mut prepared: HashMap<&Check, Option<tokio_postgres::Statement>> = HashMap::new();
+    for plan in &plans {
+        for s in plan {
+            if !prepared.contains_key(s.check) {
+                let st = client
+                    .prepare_typed_cached(check_sql(s.check), &[Type::TEXT])
+                    .await
+                    .ok();
+                prepared.insert(s.check, st);
             }
         }
     }
@@ -375,6 +399,7 @@ pub async fn visible_batch(
                 .collect()
         })
         .collect();
+    let client: &tokio_postgres::Client = &client;
     let units: Vec<Unit<'_>> = plans
         .iter()
         .enumerate()
@@ -389,17 +414,30 @@ pub async fn visible_batch(
                 })
         })
         .collect();
-    // Many callers' checks are split over several connections run at once, so PostgreSQL
-    // decides them on every core (one backend runs on one) instead of one after another.
-    let parts = parallel_parts(units.len());
-    let size = units.len().div_ceil(parts);
-    let runs = join_all(units.chunks(size).map(|part| run_part(pool, part))).await;
-    let mut snapshots = Vec::with_capacity(runs.len());
-    let mut outcomes = Vec::with_capacity(units.len());
-    for run in runs {
-        let (snapshot, part) = run?;
-        snapshots.extend(snapshot);
-        outcomes.extend(part);
+    let ctx = Ctx {
+        client,
+        set_caller: &set_caller,
+        prepared: &prepared,
+    };
+    // First every unit in one transaction (each sets its own caller before its check). A
+    // statement that fails aborts the rest of that transaction: those units are asked again,
+    // each in its own transaction, so one caller's missing privilege never answers for another.
+    // The snapshot is taken before any check runs: a transaction it sees as committed is seen by
+    // every check after it.
+    let (snapshot, outcomes) = tokio::join!(
+        client.query_one(&snapshot_statement, &[]),
+        ctx.run(&units, true)
+    );
+    let snapshot = Snapshot::parse(snapshot.map_err(AuthorizeError::Db)?.get::<_, &str>(0));
+    let mut outcomes = outcomes?;
+    let aborted: Vec<usize> = (0..units.len())
+        .filter(|&i| matches!(outcomes[i], Outcome::Aborted))
+        .collect();
+    if !aborted.is_empty() {
+        let again: Vec<Unit<'_>> = aborted.iter().map(|&i| units[i].clone()).collect();
+        for (i, outcome) in aborted.into_iter().zip(ctx.run(&again, false).await?) {
+            outcomes[i] = outcome;
+        }
     }
     for (unit, outcome) in units.iter().zip(outcomes) {
         let Outcome::Rows(rows) = outcome else {
@@ -432,80 +470,8 @@ pub async fn visible_batch(
     }
     Ok(Answers {
         allowed: answers,
-        snapshots,
+        snapshot,
     })
-}
-
-/// Units per connection below which a batch's checks are not split: one round trip on one
-/// connection costs less than the parts' extra round trips.
-const UNITS_PER_PART: usize = 64;
-
-/// Over how many connections `units` checks are spread: one per [`UNITS_PER_PART`], at most
-/// one per core (PostgreSQL runs a backend on one core at a time) and never more than 4, so the
-/// request pool keeps connections for REST.
-fn parallel_parts(units: usize) -> usize {
-    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-    (units / UNITS_PER_PART).clamp(1, cores.clamp(2, 4))
-}
-
-/// Runs `units` on one pooled connection: the snapshot taken before any check ran, and each
-/// unit's outcome. All in one read-only transaction first (each unit sets its own caller before
-/// its check); a statement that fails aborts the rest of that transaction, so those units are
-/// asked again, each in its own transaction: one caller's missing privilege never answers for
-/// another.
-async fn run_part(
-    pool: &deadpool_postgres::Pool,
-    units: &[Unit<'_>],
-) -> Result<(Option<Snapshot>, Vec<Outcome>), AuthorizeError> {
-    let client = tokio::time::timeout(Duration::from_secs(10), pool.get())
-        .await
-        .map_err(|_| AuthorizeError::Pool("timed out".into()))?
-        .map_err(|e| AuthorizeError::Pool(e.to_string()))?;
-    // Statements are prepared once per connection and reused: only binds go out per batch.
-    let set_caller = client
-        .prepare_typed_cached(SET_CALLER, &[Type::TEXT, Type::TEXT, Type::TEXT])
-        .await
-        .map_err(AuthorizeError::Db)?;
-    let snapshot_statement = client
-        .prepare_typed_cached(SNAPSHOT, &[])
-        .await
-        .map_err(AuthorizeError::Db)?;
-    // A check statement that cannot be prepared outside the caller's role (a schema only the
-    // caller may use) is sent unprepared, parsed as the caller.
-    let mut prepared: HashMap<&Check, Option<tokio_postgres::Statement>> = HashMap::new();
-    for u in units {
-        if !prepared.contains_key(u.statement.check) {
-            let st = client
-                .prepare_typed_cached(check_sql(u.statement.check), &[Type::TEXT])
-                .await
-                .ok();
-            prepared.insert(u.statement.check, st);
-        }
-    }
-    let client: &tokio_postgres::Client = &client;
-    let ctx = Ctx {
-        client,
-        set_caller: &set_caller,
-        prepared: &prepared,
-    };
-    // The snapshot is taken before any check runs: a transaction it sees as committed is seen
-    // by every check after it.
-    let (snapshot, outcomes) = tokio::join!(
-        client.query_one(&snapshot_statement, &[]),
-        ctx.run(units, true)
-    );
-    let snapshot = Snapshot::parse(snapshot.map_err(AuthorizeError::Db)?.get::<_, &str>(0));
-    let mut outcomes = outcomes?;
-    let aborted: Vec<usize> = (0..units.len())
-        .filter(|&i| matches!(outcomes[i], Outcome::Aborted))
-        .collect();
-    if !aborted.is_empty() {
-        let again: Vec<Unit<'_>> = aborted.iter().map(|&i| units[i].clone()).collect();
-        for (i, outcome) in aborted.into_iter().zip(ctx.run(&again, false).await?) {
-            outcomes[i] = outcome;
-        }
-    }
-    Ok((snapshot, outcomes))
 }
 
 /// What RLS on `realtime.messages` lets a caller do on a private channel's topic.
