@@ -30,7 +30,8 @@ class S3BucketTagging(unittest.TestCase):
         config = dict(s3={"addressing_style": "path"}, retries={"max_attempts": 1})
         cls.s3 = boto3.client(
             "s3", endpoint_url=cls.doska.s3_url, aws_access_key_id=KEY, aws_secret_access_key=SECRET,
-            region_name="us-east-1", config=Config(signature_version="s3v4", **config),
+            # boto3 would refuse an empty tag key itself: doska's answer is what is tested.
+            region_name="us-east-1", config=Config(signature_version="s3v4", parameter_validation=False, **config),
         )
         cls.anonymous = boto3.client(
             "s3", endpoint_url=cls.doska.s3_url, region_name="us-east-1",
@@ -109,10 +110,12 @@ class S3BucketTagging(unittest.TestCase):
         b = "public-handouts"
         self.s3.create_bucket(Bucket=b, ACL="public-read")
         self.s3.put_bucket_tagging(Bucket=b, Tagging=tag_set([("owner", "school")]))
-        self.assertEqual(
-            self.error(self.anonymous.put_bucket_tagging, Bucket=b, Tagging=tag_set([("owner", "me")]))[0] // 100, 4
-        )
-        self.assertEqual(self.error(self.anonymous.delete_bucket_tagging, Bucket=b)[0] // 100, 4)
+        # No policy lets anon see storage.buckets' rows either: to anon the bucket's settings are
+        # not there (as for its CORS rules and public access block).
+        hidden = (404, "NoSuchBucket")
+        self.assertEqual(self.error(self.anonymous.put_bucket_tagging, Bucket=b, Tagging=tag_set([("owner", "me")])), hidden)
+        self.assertEqual(self.error(self.anonymous.delete_bucket_tagging, Bucket=b), hidden)
+        self.assertEqual(self.error(self.anonymous.get_bucket_tagging, Bucket=b), hidden)
         self.assertEqual(self.tags(b), [("owner", "school")])
         # A private bucket's tags are not for unsigned requests at all.
         self.s3.create_bucket(Bucket="private-notes")
