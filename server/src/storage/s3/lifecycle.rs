@@ -33,18 +33,21 @@ const RULES_CACHED: usize = 1024;
 /// objects reads the rules afresh.
 #[derive(Default)]
 pub(super) struct RulesCache {
-    rules: Mutex<HashMap<String, (Instant, Option<Arc<Vec<LifecycleRule>>>)>>,
+    rules: Mutex<HashMap<String, (Instant, Rules)>>,
 }
 
+/// A bucket's rules (`None`: no configuration).
+type Rules = Option<Arc<Vec<LifecycleRule>>>;
+
 impl RulesCache {
-    fn fresh(&self, bucket: &str) -> Option<Option<Arc<Vec<LifecycleRule>>>> {
+    fn fresh(&self, bucket: &str) -> Option<Rules> {
         let map = self.rules.lock().expect("lifecycle rules cache");
         map.get(bucket)
             .filter(|(at, _)| at.elapsed() < RULES_FRESH)
             .map(|(_, rules)| rules.clone())
     }
 
-    fn keep(&self, bucket: &str, rules: Option<Arc<Vec<LifecycleRule>>>) {
+    fn keep(&self, bucket: &str, rules: Rules) {
         let mut map = self.rules.lock().expect("lifecycle rules cache");
         if map.len() >= RULES_CACHED {
             map.retain(|_, (at, _)| at.elapsed() < RULES_FRESH);
