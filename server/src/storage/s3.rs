@@ -41,6 +41,7 @@ mod integrity;
 mod lifecycle;
 mod listing;
 mod multipart;
+mod object_lock;
 mod objects;
 mod post_object;
 mod respond;
@@ -190,6 +191,7 @@ impl S3 for S3Door {
             ));
         }
         let i = &req.input;
+        self.no_object_lock(i)?;
         if i.object_ownership.is_some() {
             return Err(s3_error!(
                 NotImplemented,
@@ -477,6 +479,48 @@ impl S3 for S3Door {
             NoSuchKey,
             "doska keeps no torrent for this object: torrents are not built"
         ))
+    }
+
+    async fn put_object_lock_configuration(
+        &self,
+        req: S3Request<dto::PutObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<dto::PutObjectLockConfigurationOutput>> {
+        self.serve_put_object_lock_configuration(req).await
+    }
+
+    async fn get_object_lock_configuration(
+        &self,
+        req: S3Request<dto::GetObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<dto::GetObjectLockConfigurationOutput>> {
+        self.serve_get_object_lock_configuration(req).await
+    }
+
+    async fn put_object_retention(
+        &self,
+        req: S3Request<dto::PutObjectRetentionInput>,
+    ) -> S3Result<S3Response<dto::PutObjectRetentionOutput>> {
+        self.serve_put_object_retention(req).await
+    }
+
+    async fn get_object_retention(
+        &self,
+        req: S3Request<dto::GetObjectRetentionInput>,
+    ) -> S3Result<S3Response<dto::GetObjectRetentionOutput>> {
+        self.serve_get_object_retention(req).await
+    }
+
+    async fn put_object_legal_hold(
+        &self,
+        req: S3Request<dto::PutObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<dto::PutObjectLegalHoldOutput>> {
+        self.serve_put_object_legal_hold(req).await
+    }
+
+    async fn get_object_legal_hold(
+        &self,
+        req: S3Request<dto::GetObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<dto::GetObjectLegalHoldOutput>> {
+        self.serve_get_object_legal_hold(req).await
     }
 
     async fn get_object_tagging(
