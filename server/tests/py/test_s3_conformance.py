@@ -6,7 +6,7 @@ content headers kept and overridden, NoSuchBucket on reads, partNumber, listing 
 names, object tagging, DeleteObjects' limit, parts under 5 MiB, UploadPartCopy past the end, a repeated Complete,
 presigned expiry limits, DeleteBucket with pending uploads, SSE refused, unversioned
 ListObjectVersions, and what rustfs's gated list found (a part listed twice at completion, v1's
-Prefix, x-amz-expiration on PutObject, GetObjectTorrent). Run: python -m unittest discover server/tests/py (DOSKA_BIN picks the binary).
+Prefix, x-amz-expiration on PutObject, GetObjectTorrent, buckets without Object Lock). Run: python -m unittest discover server/tests/py (DOSKA_BIN picks the binary).
 """
 
 import base64
@@ -315,6 +315,34 @@ class S3Conformance(unittest.TestCase):
         self.assertEqual(self.error(self.s3.get_object_torrent, Bucket="conf", Key="resent"), (404, "NoSuchKey"))
         self.assertEqual(self.error(self.s3.get_object_torrent, Bucket="conf", Key="never"), (404, "NoSuchKey"))
         self.assertEqual(self.error(self.s3.get_object_torrent, Bucket="conf-missing", Key="x"), (404, "NoSuchBucket"))
+
+    def test_buckets_have_no_object_lock(self):
+        """Object Lock is not built: a bucket cannot be made with it, and every bucket answers as a
+        bucket without it does."""
+        self.assertEqual(
+            self.error(self.s3.create_bucket, Bucket="conf-locked", ObjectLockEnabledForBucket=True), (501, "NotImplemented")
+        )
+        self.assertEqual(self.error(self.s3.head_bucket, Bucket="conf-locked")[0], 404)
+        self.s3.put_object(Bucket="conf", Key="held", Body=b"held")
+        conf = {"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}}
+        retention = {"Mode": "GOVERNANCE", "RetainUntilDate": datetime.datetime(2100, 1, 1, tzinfo=datetime.timezone.utc)}
+        cases = [
+            (self.s3.put_object_lock_configuration, {"ObjectLockConfiguration": conf}, (409, "InvalidBucketState")),
+            (self.s3.get_object_lock_configuration, {}, (404, "ObjectLockConfigurationNotFoundError")),
+            (self.s3.put_object_retention, {"Key": "held", "Retention": retention}, (400, "InvalidRequest")),
+            (self.s3.get_object_retention, {"Key": "held"}, (400, "InvalidRequest")),
+            (self.s3.put_object_legal_hold, {"Key": "held", "LegalHold": {"Status": "ON"}}, (400, "InvalidRequest")),
+            (self.s3.get_object_legal_hold, {"Key": "held"}, (400, "InvalidRequest")),
+            (self.s3.get_object_retention, {"Key": "never"}, (404, "NoSuchKey")),
+            (self.s3.put_object_legal_hold, {"Key": "never", "LegalHold": {"Status": "ON"}}, (404, "NoSuchKey")),
+        ]
+        for fn, kwargs, want in cases:
+            with self.subTest(fn.__name__, **{k: str(v) for k, v in kwargs.items()}):
+                self.assertEqual(self.error(fn, Bucket="conf", **kwargs), want)
+                self.assertEqual(self.error(fn, Bucket="conf-missing", **kwargs), (404, "NoSuchBucket"))
+        # Nothing was held: the object deletes as any other.
+        self.s3.delete_object(Bucket="conf", Key="held")
+        self.absent("held")
 
     def test_bucket_names_and_delete_with_pending_uploads(self):
         self.assertEqual(self.error(self.s3.create_bucket, Bucket="foo.-bar"), (400, "InvalidBucketName"))
