@@ -1,9 +1,9 @@
 //! The S3 door's bucket lifecycle: Put/Get/DeleteBucketLifecycleConfiguration, validated as S3
 //! validates them, kept as the storage core's rules (which a background pass applies), and the
-//! `x-amz-expiration` header HEAD and PutObject answer for an object a rule will expire. Refuses an ID over 255
-//! characters, repeated IDs, a Days or NoncurrentDays under 1, a Date not at midnight UTC
-//! (InvalidArgument), a Status other than Enabled/Disabled, a rule without an action or an
-//! Expiration with none or several of Days/Date/ExpiredObjectDeleteMarker (MalformedXML), and
+//! `x-amz-expiration` header HEAD and PutObject answer for an object a rule will expire. Refuses
+//! an ID over 255 characters, repeated IDs, a Days or NoncurrentDays under 1, a Date not at
+//! midnight UTC (InvalidArgument), a Status other than Enabled/Disabled, a rule without an action
+//! or an Expiration with none or several of Days/Date/ExpiredObjectDeleteMarker (MalformedXML), and
 //! transitions (InvalidStorageClass: doska has one storage class, STANDARD).
 
 use std::{
