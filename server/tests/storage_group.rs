@@ -257,10 +257,10 @@ async fn a_burst_of_small_writes_each_decided_as_its_caller() {
             ("ok or exists", Ok(_)) => dup_stored += 1,
             _ => panic!("{key}: expected {expect}, got {got:?}"),
         }
-        if let Ok(info) = got {
-            if key.ends_with("old.txt") {
-                assert_eq!(info.id, old.id, "an overwrite keeps the row's id");
-            }
+        if let Ok(info) = got
+            && key.ends_with("old.txt")
+        {
+            assert_eq!(info.id, old.id, "an overwrite keeps the row's id");
         }
     }
     assert_eq!(

@@ -177,6 +177,12 @@ fn values<'v>(params: &[(&'v (dyn ToSql + Sync), Type)]) -> Vec<&'v (dyn ToSql +
     params.iter().map(|(v, _)| *v).collect()
 }
 
+/// A typed bind parameter of a pipelined statement.
+pub type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+
+/// A fixed SQL text and its parameters.
+pub type Statement<'a> = (&'static str, &'a [Param<'a>]);
+
 /// One caller's work in a shared transaction ([`RequestTx::run_shared`]).
 pub struct Work<'a> {
     /// Names the work's savepoint (`doska_w<n>`): unique within the transaction.
@@ -184,7 +190,7 @@ pub struct Work<'a> {
     pub caller: &'a Caller,
     pub info: &'a RequestInfo<'a>,
     pub statement_timeout_ms: u64,
-    pub statements: &'a [(&'static str, &'a [(&'a (dyn ToSql + Sync), Type)])],
+    pub statements: &'a [Statement<'a>],
 }
 
 /// What a round of shared work starts with.

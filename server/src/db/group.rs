@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio_postgres::types::{ToSql, Type};
 
-use super::caller::{Caller, Lead, RequestInfo, RequestTx, Work};
+use super::caller::{Caller, Lead, Param, RequestInfo, RequestTx, Statement, Work};
 
 /// The results of a request's statements, one per statement, in order.
 pub type Results = Vec<Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>>;
@@ -183,7 +183,7 @@ impl Group {
                     search_path: None,
                 })
                 .collect();
-            let params: Vec<Vec<Vec<(&(dyn ToSql + Sync), Type)>>> = idx
+            let params: Vec<Vec<Vec<Param>>> = idx
                 .iter()
                 .map(|&i| {
                     jobs[i]
@@ -197,7 +197,7 @@ impl Group {
                         .collect()
                 })
                 .collect();
-            let statements: Vec<Vec<(&'static str, &[(&(dyn ToSql + Sync), Type)])>> = idx
+            let statements: Vec<Vec<Statement>> = idx
                 .iter()
                 .zip(&params)
                 .map(|(&i, p)| {

@@ -106,8 +106,8 @@ impl Storage {
         }
     }
 
-    /// A small write in a group transaction: its bytes go to `ahead` in a task of their own while
-    /// the group runs its statements; the group commits once they are durable.
+    /// A small write in a group transaction: its bytes go to `ahead` while the group runs its
+    /// statements; the group commits once they are durable.
     async fn put_grouped(
         &self,
         group: &Arc<Group>,
@@ -119,18 +119,10 @@ impl Storage {
     ) -> Result<ObjectInfo, StorageError> {
         let size = bytes.len() as u64;
         let (ready_tx, ready) = oneshot::channel();
-        let write = {
-            let (backend, key, bytes) = (self.backend.clone(), ahead.clone(), bytes.clone());
-            tokio::spawn(async move {
-                let written = backend.write_small(&key, bytes).await;
-                let _ = ready_tx.send(written.is_ok());
-                written
-            })
-        };
-        let written = async || {
-            write
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        let write = async {
+            let written = self.backend.write_small(&ahead, bytes.clone()).await;
+            let _ = ready_tx.send(written.is_ok());
+            written
         };
         let bucket: OwnedParam = (Box::new(spec.bucket.clone()), Type::TEXT);
         let mut statements = vec![(LIMITS_SQL, vec![bucket])];
@@ -141,7 +133,7 @@ impl Storage {
         let sql = if spec.upsert { UPSERT_SQL } else { INSERT_SQL };
         statements.push((sql, row.owned_params()));
         let keep = {
-            let (spec, ahead) = (spec.clone(), ahead.clone());
+            let spec = spec.clone();
             Box::new(
                 move |r: &Results| matches!(small_row(r, &spec, size), Ok(s) if s.0.blob() == ahead),
             )
@@ -157,7 +149,9 @@ impl Storage {
             keep,
             ready,
         };
-        match group.submit(job).await {
+        // The bytes are written by this task, beside the group's statements.
+        let (wrote, outcome) = tokio::join!(write, group.submit(job));
+        match outcome {
             Outcome::Committed(results) => {
                 let (info, old, old_parts, kept) =
                     small_row(&results, spec, size).map_err(|why| refused(results, why))?;
@@ -165,7 +159,6 @@ impl Storage {
                 Ok(info)
             }
             Outcome::Refused(results) => {
-                let wrote = written().await;
                 let why = match results {
                     Err(e) => Err(StorageError::from(e)),
                     Ok(results) => match small_row(&results, spec, size) {
@@ -187,12 +180,11 @@ impl Storage {
                     }
                 }
             }
-            Outcome::NotReady => Err(written().await.err().map_or_else(
+            Outcome::NotReady => Err(wrote.err().map_or_else(
                 || StorageError::Io(std::io::Error::other("the bytes were not stored")),
                 StorageError::from,
             )),
             Outcome::Alone => {
-                let wrote = written().await;
                 self.put_alone(actor, spec, bytes, &row, ahead, Some(wrote))
                     .await
             }
