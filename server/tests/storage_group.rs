@@ -131,6 +131,50 @@ async fn a_refused_member_rolls_back_alone_while_the_rest_commit_together() {
     assert_eq!(rows, ["0-first", "a", "f"]);
 }
 
+#[tokio::test]
+async fn a_shared_transaction_that_fails_commits_nothing_and_sends_each_member_alone() {
+    let t = TestDb::new().await;
+    t.admin()
+        .batch_execute(
+            "create table public.gc (k text primary key, v int check (v >= 0));
+             grant insert on public.gc to authenticated;",
+        )
+        .await
+        .unwrap();
+    let group = Group::new(t.state.pool.clone(), 1);
+    let (first, release_first) = job("0-first", 1, true);
+    let g = group.clone();
+    let first = tokio::spawn(async move { g.submit(first).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A statement PostgreSQL cannot even prepare breaks the shared transaction, not one savepoint.
+    let (good, good_ready) = job("a", 1, true);
+    let (mut bad, bad_ready) = job("b", 2, true);
+    bad.statements[0].0 = "insert into public.gc (k, v) valuez ($1, $2)";
+    let (g1, g2) = (group.clone(), group.clone());
+    let good = tokio::spawn(async move { g1.submit(good).await });
+    let bad = tokio::spawn(async move { g2.submit(bad).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    release_first.send(true).unwrap();
+    good_ready.send(true).unwrap();
+    bad_ready.send(true).unwrap();
+    txid(&first.await.unwrap());
+    assert!(matches!(good.await.unwrap(), Outcome::Alone));
+    assert!(matches!(bad.await.unwrap(), Outcome::Alone));
+    // The group goes on with a fresh connection.
+    let (next, next_ready) = job("c", 3, true);
+    next_ready.send(true).unwrap();
+    txid(&group.submit(next).await);
+    let rows: Vec<String> = t
+        .admin()
+        .query("select k from public.gc order by k", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows, ["0-first", "c"]);
+}
+
 fn user(sub: &str) -> Actor {
     Actor {
         caller: Caller {
