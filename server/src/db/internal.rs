@@ -56,6 +56,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0018_s3_bucket_settings",
         include_str!("internal/0018_s3_bucket_settings.sql"),
     ),
+    (
+        "0019_s3_bucket_tagging",
+        include_str!("internal/0019_s3_bucket_tagging.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -41,9 +41,11 @@ mod integrity;
 mod lifecycle;
 mod listing;
 mod multipart;
+mod object_lock;
 mod objects;
 mod post_object;
 mod respond;
+mod tagging;
 mod versioning;
 use auth::{KeyAuth, SESSION_TOKEN, session_token};
 use respond::{close_after_refusal, panicked, presign_expiry_refused, with_request_id};
@@ -55,6 +57,8 @@ struct S3Door {
     auth: KeyAuth,
     /// For the JWT verifier of session tokens.
     state: SharedState,
+    /// Buckets' lifecycle rules for PutObject's `x-amz-expiration`.
+    lifecycle_rules: lifecycle::RulesCache,
 }
 
 impl S3Door {
@@ -117,24 +121,6 @@ impl S3Door {
             return Err(s3_error!(PreconditionFailed));
         }
         Ok(())
-    }
-
-    /// Replaces an object's tags in place (its version and bytes stay).
-    async fn set_tags(
-        &self,
-        actor: &Actor,
-        bucket: &str,
-        key: &str,
-        tags: serde_json::Value,
-    ) -> S3Result<()> {
-        match self
-            .core
-            .patch_metadata(actor, bucket, key, &serde_json::json!({ "tags": tags }))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => Err(self.read_err(actor, bucket, e).await),
-        }
     }
 
     fn s3_object(o: &ObjectInfo, enc: &Option<dto::EncodingType>, with_owner: bool) -> dto::Object {
@@ -205,6 +191,7 @@ impl S3 for S3Door {
             ));
         }
         let i = &req.input;
+        self.no_object_lock(i)?;
         if i.object_ownership.is_some() {
             return Err(s3_error!(
                 NotImplemented,
@@ -449,6 +436,7 @@ impl S3 for S3Door {
             .delete_bucket(&actor, bucket)
             .await
             .map_err(s3_err)?;
+        self.lifecycle_rules.forget(bucket);
         Ok(S3Response::new(dto::DeleteBucketOutput {}))
     }
 
@@ -475,48 +463,106 @@ impl S3 for S3Door {
         self.serve_head_object(req).await
     }
 
+    /// doska makes no torrents (BitTorrent is not built): for an object the caller can see, the
+    /// answer is that its torrent does not exist (NoSuchKey, as Ceph answers for an object it
+    /// keeps no torrent for); a missing object or bucket answers as a read of it would.
+    async fn get_object_torrent(
+        &self,
+        req: S3Request<dto::GetObjectTorrentInput>,
+    ) -> S3Result<S3Response<dto::GetObjectTorrentOutput>> {
+        let actor = self.actor(&req).await?;
+        let i = &req.input;
+        if let Err(e) = self.core.head(&actor, &i.bucket, &i.key).await {
+            return Err(self.read_err(&actor, &i.bucket, e).await);
+        }
+        Err(s3_error!(
+            NoSuchKey,
+            "doska keeps no torrent for this object: torrents are not built"
+        ))
+    }
+
+    async fn put_object_lock_configuration(
+        &self,
+        req: S3Request<dto::PutObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<dto::PutObjectLockConfigurationOutput>> {
+        self.serve_put_object_lock_configuration(req).await
+    }
+
+    async fn get_object_lock_configuration(
+        &self,
+        req: S3Request<dto::GetObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<dto::GetObjectLockConfigurationOutput>> {
+        self.serve_get_object_lock_configuration(req).await
+    }
+
+    async fn put_object_retention(
+        &self,
+        req: S3Request<dto::PutObjectRetentionInput>,
+    ) -> S3Result<S3Response<dto::PutObjectRetentionOutput>> {
+        self.serve_put_object_retention(req).await
+    }
+
+    async fn get_object_retention(
+        &self,
+        req: S3Request<dto::GetObjectRetentionInput>,
+    ) -> S3Result<S3Response<dto::GetObjectRetentionOutput>> {
+        self.serve_get_object_retention(req).await
+    }
+
+    async fn put_object_legal_hold(
+        &self,
+        req: S3Request<dto::PutObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<dto::PutObjectLegalHoldOutput>> {
+        self.serve_put_object_legal_hold(req).await
+    }
+
+    async fn get_object_legal_hold(
+        &self,
+        req: S3Request<dto::GetObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<dto::GetObjectLegalHoldOutput>> {
+        self.serve_get_object_legal_hold(req).await
+    }
+
     async fn get_object_tagging(
         &self,
         req: S3Request<dto::GetObjectTaggingInput>,
     ) -> S3Result<S3Response<dto::GetObjectTaggingOutput>> {
-        let actor = self.actor(&req).await?;
-        let i = &req.input;
-        let info = match self.core.head(&actor, &i.bucket, &i.key).await {
-            Ok(info) => info,
-            Err(e) => return Err(self.read_err(&actor, &i.bucket, e).await),
-        };
-        Ok(S3Response::new(dto::GetObjectTaggingOutput {
-            tag_set: tag_set(&info),
-            version_id: None,
-        }))
+        self.serve_get_object_tagging(req).await
     }
 
     async fn put_object_tagging(
         &self,
         req: S3Request<dto::PutObjectTaggingInput>,
     ) -> S3Result<S3Response<dto::PutObjectTaggingOutput>> {
-        let actor = self.actor(&req).await?;
-        let i = req.input;
-        let tags = tags_value(
-            i.tagging
-                .tag_set
-                .into_iter()
-                .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
-                .collect(),
-        )?;
-        self.set_tags(&actor, &i.bucket, &i.key, tags).await?;
-        Ok(S3Response::new(dto::PutObjectTaggingOutput::default()))
+        self.serve_put_object_tagging(req).await
     }
 
     async fn delete_object_tagging(
         &self,
         req: S3Request<dto::DeleteObjectTaggingInput>,
     ) -> S3Result<S3Response<dto::DeleteObjectTaggingOutput>> {
-        let actor = self.actor(&req).await?;
-        let i = &req.input;
-        self.set_tags(&actor, &i.bucket, &i.key, serde_json::json!({}))
-            .await?;
-        Ok(S3Response::new(dto::DeleteObjectTaggingOutput::default()))
+        self.serve_delete_object_tagging(req).await
+    }
+
+    async fn put_bucket_tagging(
+        &self,
+        req: S3Request<dto::PutBucketTaggingInput>,
+    ) -> S3Result<S3Response<dto::PutBucketTaggingOutput>> {
+        self.serve_put_bucket_tagging(req).await
+    }
+
+    async fn get_bucket_tagging(
+        &self,
+        req: S3Request<dto::GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<dto::GetBucketTaggingOutput>> {
+        self.serve_get_bucket_tagging(req).await
+    }
+
+    async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<dto::DeleteBucketTaggingInput>,
+    ) -> S3Result<S3Response<dto::DeleteBucketTaggingOutput>> {
+        self.serve_delete_bucket_tagging(req).await
     }
 
     async fn delete_object(
@@ -668,6 +714,7 @@ pub async fn run(
         core: core.clone(),
         auth: auth.clone(),
         state: state.clone(),
+        lifecycle_rules: Default::default(),
     });
     builder.set_auth(auth);
     builder.set_access(acl::SignedOrPublic { core: core.clone() });

@@ -5,7 +5,8 @@ If-None-Match on PUT and CompleteMultipartUpload, x-amz-copy-source-if-*, 304 ca
 content headers kept and overridden, NoSuchBucket on reads, partNumber, listing details, bucket
 names, object tagging, DeleteObjects' limit, parts under 5 MiB, UploadPartCopy past the end, a repeated Complete,
 presigned expiry limits, DeleteBucket with pending uploads, SSE refused, unversioned
-ListObjectVersions. Run: python -m unittest discover server/tests/py (DOSKA_BIN picks the binary).
+ListObjectVersions, and what rustfs's gated list found (a part listed twice at completion, v1's
+Prefix, x-amz-expiration on PutObject, GetObjectTorrent, buckets without Object Lock). Run: python -m unittest discover server/tests/py (DOSKA_BIN picks the binary).
 """
 
 import base64
@@ -268,6 +269,80 @@ class S3Conformance(unittest.TestCase):
         page = self.s3.list_buckets(MaxBuckets=1)
         self.assertEqual(len(page["Buckets"]), 1)
         self.assertIn("ContinuationToken", page)
+
+    def test_gated_list_fixes(self):
+        """What rustfs's gated list of s3-tests found: a part listed twice at completion, v1's
+        Prefix as sent, x-amz-expiration on PutObject, GetObjectTorrent."""
+        # A part uploaded again while its first upload was in flight: listed twice, the last entry
+        # (the upload kept) counts; the first entry's stale ETag alone is InvalidPart.
+        up = self.s3.create_multipart_upload(Bucket="conf", Key="resent")["UploadId"]
+        stale = self.s3.upload_part(Bucket="conf", Key="resent", UploadId=up, PartNumber=1, Body=b"BBBBBBBB")["ETag"]
+        kept = self.s3.upload_part(Bucket="conf", Key="resent", UploadId=up, PartNumber=1, Body=b"AAAAAAAA")["ETag"]
+        only_stale = {"Parts": [{"PartNumber": 1, "ETag": stale}]}
+        self.assertEqual(
+            self.error(self.s3.complete_multipart_upload, Bucket="conf", Key="resent", UploadId=up, MultipartUpload=only_stale),
+            (400, "InvalidPart"),
+        )
+        out_of_order = {"Parts": [{"PartNumber": 2, "ETag": kept}, {"PartNumber": 1, "ETag": kept}]}
+        self.assertEqual(
+            self.error(self.s3.complete_multipart_upload, Bucket="conf", Key="resent", UploadId=up, MultipartUpload=out_of_order),
+            (400, "InvalidPartOrder"),
+        )
+        twice = {"Parts": [{"PartNumber": 1, "ETag": stale}, {"PartNumber": 1, "ETag": kept}]}
+        self.s3.complete_multipart_upload(Bucket="conf", Key="resent", UploadId=up, MultipartUpload=twice)
+        self.assertEqual(self.s3.get_object(Bucket="conf", Key="resent")["Body"].read(), b"AAAAAAAA")
+
+        # ListObjects v1 answers its Prefix as sent (boto3 asks for encoding-type=url and does not
+        # decode v1's Prefix); v2 encodes it (and boto3 decodes it).
+        self.assertEqual(self.s3.list_objects(Bucket="conf", Prefix="\n")["Prefix"], "\n")
+        self.assertEqual(self.s3.list_objects(Bucket="conf", Prefix="a b/ц")["Prefix"], "a b/ц")
+        self.assertEqual(self.s3.list_objects_v2(Bucket="conf", Prefix="\n")["Prefix"], "\n")
+
+        # PutObject states the expiry a lifecycle rule gives the object, as HeadObject does; a key
+        # no rule selects gets none; a rule deleted is seen by the next write.
+        self.s3.create_bucket(Bucket="conf-expiring")
+        rule = {"ID": "drafts", "Filter": {"Prefix": "drafts/"}, "Status": "Enabled", "Expiration": {"Days": 3}}
+        self.s3.put_bucket_lifecycle_configuration(Bucket="conf-expiring", LifecycleConfiguration={"Rules": [rule]})
+        put = self.s3.put_object(Bucket="conf-expiring", Key="drafts/plan.txt", Body=b"plan")
+        head = self.s3.head_object(Bucket="conf-expiring", Key="drafts/plan.txt")
+        self.assertIn('rule-id="drafts"', put["Expiration"])
+        self.assertEqual(put["Expiration"], head["Expiration"])
+        self.assertNotIn("Expiration", self.s3.put_object(Bucket="conf-expiring", Key="final/plan.txt", Body=b"plan"))
+        self.s3.delete_bucket_lifecycle(Bucket="conf-expiring")
+        self.assertNotIn("Expiration", self.s3.put_object(Bucket="conf-expiring", Key="drafts/two.txt", Body=b"two"))
+
+        # No torrents are made: an object's is not there; a missing object or bucket as for a read.
+        self.assertEqual(self.error(self.s3.get_object_torrent, Bucket="conf", Key="resent"), (404, "NoSuchKey"))
+        self.assertEqual(self.error(self.s3.get_object_torrent, Bucket="conf", Key="never"), (404, "NoSuchKey"))
+        self.assertEqual(self.error(self.s3.get_object_torrent, Bucket="conf-missing", Key="x"), (404, "NoSuchBucket"))
+
+    def test_buckets_have_no_object_lock(self):
+        """Object Lock is not built: a bucket cannot be made with it, and every bucket answers as a
+        bucket without it does."""
+        self.assertEqual(
+            self.error(self.s3.create_bucket, Bucket="conf-locked", ObjectLockEnabledForBucket=True), (501, "NotImplemented")
+        )
+        self.assertEqual(self.error(self.s3.head_bucket, Bucket="conf-locked")[0], 404)
+        self.s3.put_object(Bucket="conf", Key="held", Body=b"held")
+        conf = {"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}}
+        retention = {"Mode": "GOVERNANCE", "RetainUntilDate": datetime.datetime(2100, 1, 1, tzinfo=datetime.timezone.utc)}
+        cases = [
+            (self.s3.put_object_lock_configuration, {"ObjectLockConfiguration": conf}, (409, "InvalidBucketState")),
+            (self.s3.get_object_lock_configuration, {}, (404, "ObjectLockConfigurationNotFoundError")),
+            (self.s3.put_object_retention, {"Key": "held", "Retention": retention}, (400, "InvalidRequest")),
+            (self.s3.get_object_retention, {"Key": "held"}, (400, "InvalidRequest")),
+            (self.s3.put_object_legal_hold, {"Key": "held", "LegalHold": {"Status": "ON"}}, (400, "InvalidRequest")),
+            (self.s3.get_object_legal_hold, {"Key": "held"}, (400, "InvalidRequest")),
+            (self.s3.get_object_retention, {"Key": "never"}, (404, "NoSuchKey")),
+            (self.s3.put_object_legal_hold, {"Key": "never", "LegalHold": {"Status": "ON"}}, (404, "NoSuchKey")),
+        ]
+        for fn, kwargs, want in cases:
+            with self.subTest(fn.__name__, **{k: str(v) for k, v in kwargs.items()}):
+                self.assertEqual(self.error(fn, Bucket="conf", **kwargs), want)
+                self.assertEqual(self.error(fn, Bucket="conf-missing", **kwargs), (404, "NoSuchBucket"))
+        # Nothing was held: the object deletes as any other.
+        self.s3.delete_object(Bucket="conf", Key="held")
+        self.absent("held")
 
     def test_bucket_names_and_delete_with_pending_uploads(self):
         self.assertEqual(self.error(self.s3.create_bucket, Bucket="foo.-bar"), (400, "InvalidBucketName"))

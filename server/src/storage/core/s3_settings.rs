@@ -1,5 +1,5 @@
 //! The storage core's S3 bucket settings kept on the bucket's row (`storage.buckets.s3_cors`,
-//! `s3_public_access_block`): read and written as the caller, so the storage.buckets policies
+//! `s3_public_access_block`, `s3_tagging`): read and written as the caller, so the storage.buckets policies
 //! decide who may see and change them, as for the bucket's `public` flag.
 
 use super::*;
@@ -9,6 +9,7 @@ use super::*;
 pub enum BucketSetting {
     Cors,
     PublicAccessBlock,
+    Tagging,
 }
 
 impl BucketSetting {
@@ -18,6 +19,7 @@ impl BucketSetting {
             BucketSetting::PublicAccessBlock => {
                 "select s3_public_access_block as v from storage.buckets where id = $1"
             }
+            BucketSetting::Tagging => "select s3_tagging as v from storage.buckets where id = $1",
         }
     }
 
@@ -28,6 +30,10 @@ impl BucketSetting {
             }
             BucketSetting::PublicAccessBlock => {
                 "update storage.buckets set s3_public_access_block = $2, updated_at = now() \
+                 where id = $1 returning id"
+            }
+            BucketSetting::Tagging => {
+                "update storage.buckets set s3_tagging = $2, updated_at = now() \
                  where id = $1 returning id"
             }
         }

@@ -346,24 +346,49 @@ pub(super) fn part_range(info: &ObjectInfo, number: i32) -> S3Result<(Option<Byt
     Ok((range, sizes.len() as i32))
 }
 
-/// Object tags, kept as the object's metadata `tags` (a JSON object: listed in key order, as S3
-/// lists them), checked by S3's limits: at most 10 tags, keys of 1–128 characters, values of at
-/// most 256, no key twice.
-pub(super) fn tags_value(tags: Vec<(String, String)>) -> S3Result<serde_json::Value> {
-    let invalid = |why: &str| S3Error::with_message(S3ErrorCode::InvalidTag, why.to_string());
-    if tags.len() > 10 {
-        return Err(invalid("An object can have at most 10 tags"));
+/// What carries a tag set, and how many tags S3 lets it have.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Tagged {
+    Object,
+    Bucket,
+}
+
+impl Tagged {
+    fn limit(self) -> usize {
+        match self {
+            Tagged::Object => 10,
+            Tagged::Bucket => 50,
+        }
+    }
+}
+
+/// A tag set (object tags are kept as the object's metadata `tags`, bucket tags on the bucket's
+/// row: a JSON object, listed in key order), checked by S3's limits: at most 10 tags on an object
+/// or 50 on a bucket, keys of 1–128 characters, values of at most 256, no key twice.
+pub(super) fn tags_value(on: Tagged, tags: Vec<(String, String)>) -> S3Result<serde_json::Value> {
+    let invalid = |why: String| S3Error::with_message(S3ErrorCode::InvalidTag, why);
+    if tags.len() > on.limit() {
+        return Err(invalid(format!(
+            "A {} can have at most {} tags",
+            match on {
+                Tagged::Object => "object",
+                Tagged::Bucket => "bucket",
+            },
+            on.limit()
+        )));
     }
     let mut map = serde_json::Map::new();
     for (k, v) in tags {
         if k.is_empty() || k.chars().count() > 128 {
-            return Err(invalid("A tag key must have 1 to 128 characters"));
+            return Err(invalid("A tag key must have 1 to 128 characters".into()));
         }
         if v.chars().count() > 256 {
-            return Err(invalid("A tag value can have at most 256 characters"));
+            return Err(invalid(
+                "A tag value can have at most 256 characters".into(),
+            ));
         }
         if map.insert(k, v.into()).is_some() {
-            return Err(invalid("Tag keys must be unique"));
+            return Err(invalid("Tag keys must be unique".into()));
         }
     }
     Ok(serde_json::Value::Object(map))
@@ -371,14 +396,17 @@ pub(super) fn tags_value(tags: Vec<(String, String)>) -> S3Result<serde_json::Va
 
 /// The tags of an `x-amz-tagging` header (a URL query: `k1=v1&k2`).
 pub(super) fn tags_of_header(h: &str) -> S3Result<serde_json::Value> {
-    tags_value(crate::http::query::pairs(h))
+    tags_value(Tagged::Object, crate::http::query::pairs(h))
 }
 
 /// An object's tags as S3 lists them.
 pub(super) fn tag_set(info: &ObjectInfo) -> dto::TagSet {
-    info.metadata
-        .get("tags")
-        .and_then(|t| t.as_object())
+    tag_set_of(info.metadata.get("tags"))
+}
+
+/// A kept tag set (see [`tags_value`]) as S3 lists it.
+pub(super) fn tag_set_of(tags: Option<&serde_json::Value>) -> dto::TagSet {
+    tags.and_then(|t| t.as_object())
         .map(|m| {
             m.iter()
                 .map(|(k, v)| dto::Tag {

@@ -1,10 +1,16 @@
 //! The S3 door's bucket lifecycle: Put/Get/DeleteBucketLifecycleConfiguration, validated as S3
 //! validates them, kept as the storage core's rules (which a background pass applies), and the
-//! `x-amz-expiration` header HEAD answers for an object a rule will expire. Refuses an ID over 255
-//! characters, repeated IDs, a Days or NoncurrentDays under 1, a Date not at midnight UTC
-//! (InvalidArgument), a Status other than Enabled/Disabled, a rule without an action or an
-//! Expiration with none or several of Days/Date/ExpiredObjectDeleteMarker (MalformedXML), and
+//! `x-amz-expiration` header HEAD and PutObject answer for an object a rule will expire. Refuses
+//! an ID over 255 characters, repeated IDs, a Days or NoncurrentDays under 1, a Date not at
+//! midnight UTC (InvalidArgument), a Status other than Enabled/Disabled, a rule without an action
+//! or an Expiration with none or several of Days/Date/ExpiredObjectDeleteMarker (MalformedXML), and
 //! transitions (InvalidStorageClass: doska has one storage class, STANDARD).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
 
 use chrono::{DateTime, Utc};
 
@@ -13,6 +19,56 @@ use crate::storage::core::{LifecycleFilter, LifecycleRule, expiration_of};
 
 /// S3's limit on a configuration's rules.
 const MAX_RULES: usize = 1000;
+
+/// How long PutObject reuses a bucket's lifecycle rules it read for `x-amz-expiration`.
+const RULES_FRESH: Duration = Duration::from_secs(1);
+/// Past this many buckets, stale entries are dropped from [`RulesCache`].
+const RULES_CACHED: usize = 1024;
+
+/// Buckets' lifecycle rules as PutObject last read them, so a write's `x-amz-expiration` costs no
+/// read of its own: each bucket's rules are read at most once per [`RULES_FRESH`] (as the
+/// bucket's settings are, not as the caller: the header only describes the object just written).
+/// A change made through this instance is seen at once; one made through another instance of a
+/// cluster within [`RULES_FRESH`]. Only the header can lag: the background pass that expires
+/// objects reads the rules afresh.
+#[derive(Default)]
+pub(super) struct RulesCache {
+    rules: Mutex<HashMap<String, (Instant, Rules)>>,
+}
+
+/// A bucket's rules (`None`: no configuration).
+type Rules = Option<Arc<Vec<LifecycleRule>>>;
+
+impl RulesCache {
+    fn fresh(&self, bucket: &str) -> Option<Rules> {
+        let map = self.rules.lock().expect("lifecycle rules cache");
+        map.get(bucket)
+            .filter(|(at, _)| at.elapsed() < RULES_FRESH)
+            .map(|(_, rules)| rules.clone())
+    }
+
+    fn keep(&self, bucket: &str, rules: Rules) {
+        let mut map = self.rules.lock().expect("lifecycle rules cache");
+        if map.len() >= RULES_CACHED {
+            map.retain(|_, (at, _)| at.elapsed() < RULES_FRESH);
+        }
+        map.insert(bucket.to_string(), (Instant::now(), rules));
+    }
+
+    pub(super) fn forget(&self, bucket: &str) {
+        self.rules
+            .lock()
+            .expect("lifecycle rules cache")
+            .remove(bucket);
+    }
+}
+
+/// The `x-amz-expiration` value for an object the rules expire.
+fn expiration_value(rules: &[LifecycleRule], info: &ObjectInfo) -> Option<String> {
+    let (date, id) = expiration_of(rules, info)?;
+    let date = date.format("%a, %d %b %Y %H:%M:%S GMT");
+    Some(format!("expiry-date=\"{date}\", rule-id=\"{id}\""))
+}
 
 fn invalid(why: &str) -> S3Error {
     S3Error::with_message(S3ErrorCode::InvalidArgument, why.to_string())
@@ -267,6 +323,7 @@ impl S3Door {
             .set_lifecycle(&actor, &i.bucket, Some(&rules))
             .await
             .map_err(s3_err)?;
+        self.lifecycle_rules.forget(&i.bucket);
         Ok(S3Response::new(
             dto::PutBucketLifecycleConfigurationOutput::default(),
         ))
@@ -300,6 +357,7 @@ impl S3Door {
             .set_lifecycle(&actor, &req.input.bucket, None)
             .await
             .map_err(s3_err)?;
+        self.lifecycle_rules.forget(&req.input.bucket);
         Ok(S3Response::new(dto::DeleteBucketLifecycleOutput::default()))
     }
 
@@ -315,9 +373,29 @@ impl S3Door {
             .await
             .ok()
             .flatten()?;
-        let (date, id) = expiration_of(&rules, info)?;
-        let date = date.format("%a, %d %b %Y %H:%M:%S GMT");
-        http::HeaderValue::from_str(&format!("expiry-date=\"{date}\", rule-id=\"{id}\"")).ok()
+        http::HeaderValue::from_str(&expiration_value(&rules, info)?).ok()
+    }
+
+    /// PutObject's `x-amz-expiration` for the object just written, from the bucket's rules as
+    /// [`RulesCache`] keeps them. A failed read of the rules leaves the header out (the write
+    /// itself has succeeded).
+    pub(super) async fn put_expiration(&self, info: &ObjectInfo) -> Option<String> {
+        let bucket = &info.bucket_id;
+        let rules = match self.lifecycle_rules.fresh(bucket) {
+            Some(rules) => rules,
+            None => {
+                let service = Actor::service("GET", bucket);
+                let rules = self
+                    .core
+                    .lifecycle(&service, bucket)
+                    .await
+                    .ok()?
+                    .map(Arc::new);
+                self.lifecycle_rules.keep(bucket, rules.clone());
+                rules
+            }
+        };
+        expiration_value(&rules?, info)
     }
 }
 

@@ -28,7 +28,10 @@ impl S3Door {
         let (contents, common_prefixes) = listed(&page, &i.encoding_type, true);
         Ok(S3Response::new(dto::ListObjectsOutput {
             name: Some(i.bucket),
-            prefix: Some(encode_key(&i.encoding_type, prefix)),
+            // v1 answers its Prefix as sent even with `encoding-type=url`, as AWS does (boto3,
+            // which asks for URL encoding on every listing, decodes v1's Delimiter, Marker,
+            // NextMarker and keys, not its Prefix).
+            prefix: Some(prefix),
             // S3 always names the marker, empty when none was given.
             marker: Some(encode_key(&i.encoding_type, i.marker.unwrap_or_default())),
             max_keys: Some(max as i32),

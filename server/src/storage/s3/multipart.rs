@@ -262,6 +262,7 @@ impl S3Door {
                 )
             })
             .collect();
+        let listed = last_of_repeats(listed);
         if i.if_match.is_some() || i.if_none_match.is_some() {
             self.write_preconditions(&actor, &i.bucket, &i.key, &i.if_match, &i.if_none_match)
                 .await?;
@@ -310,4 +311,15 @@ impl S3Door {
             ..Default::default()
         }))
     }
+}
+
+/// A part number listed twice in a row (a part uploaded again while its first upload was still in
+/// flight, the client noting both answers) counts once, with its last entry's ETag, as Ceph does:
+/// the part kept is the upload that finished last. Part numbers out of order are left for the
+/// storage core to refuse (InvalidPartOrder).
+fn last_of_repeats(mut listed: Vec<(i32, String)>) -> Vec<(i32, String)> {
+    listed.reverse();
+    listed.dedup_by_key(|(n, _)| *n);
+    listed.reverse();
+    listed
 }

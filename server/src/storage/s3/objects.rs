@@ -79,6 +79,7 @@ impl S3Door {
         let sums = verdict.verified();
         Ok(S3Response::new(dto::PutObjectOutput {
             e_tag: Some(etag(&info.etag)),
+            expiration: self.put_expiration(&info).await,
             version_id: versioning::version_header(&info),
             size: Some(info.size as i64),
             checksum_crc32: sums.checksum_crc32,
