@@ -332,6 +332,7 @@ pub fn build_state(
         jwt_secret: Arc::from(jwt_secret.as_bytes()),
         config,
         admin,
+        commit_group: crate::db::group::Group::new(pool.clone(), crate::db::group::RUNNING),
         pool,
         metrics,
         shutdown,

@@ -15,6 +15,8 @@ pub struct AppState {
     pub admin: deadpool_postgres::Pool,
     /// Connections logged in as `authenticator`, which can only SET ROLE to the API roles.
     pub pool: deadpool_postgres::Pool,
+    /// Group commit of short writes on `pool` (storage's small uploads).
+    pub commit_group: Arc<crate::db::group::Group>,
     pub verifier: Verifier,
     /// The HS256 secret, for front doors that sign tokens (auth, signed storage URLs).
     pub jwt_secret: Arc<[u8]>,

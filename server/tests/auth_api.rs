@@ -1463,6 +1463,7 @@ async fn es256_signing_key_tokens_and_jwks() {
         config: db.state.config.clone(),
         admin: db.state.admin.clone(),
         pool: db.state.pool.clone(),
+        commit_group: db.state.commit_group.clone(),
         verifier: doska::jwt::Verifier::hs256(common::JWT_SECRET.as_bytes()).with_key(
             Some(key.kid.clone()),
             jsonwebtoken::Algorithm::ES256,

@@ -664,6 +664,7 @@ async fn health_is_503_with_the_reason_when_the_database_is_down() {
     let state = std::sync::Arc::new(doska::state::AppState {
         config: t.state.config.clone(),
         admin: pool.clone(),
+        commit_group: db::group::Group::new(pool.clone(), db::group::RUNNING),
         pool,
         verifier: doska::jwt::Verifier::hs256(common::JWT_SECRET.as_bytes()),
         jwt_secret: t.state.jwt_secret.clone(),

@@ -169,6 +169,39 @@ impl<'a> Settings<'a> {
     }
 }
 
+fn types(params: &[(&(dyn ToSql + Sync), Type)]) -> Vec<Type> {
+    params.iter().map(|(_, t)| t.clone()).collect()
+}
+
+fn values<'v>(params: &[(&'v (dyn ToSql + Sync), Type)]) -> Vec<&'v (dyn ToSql + Sync)> {
+    params.iter().map(|(v, _)| *v).collect()
+}
+
+/// A typed bind parameter of a pipelined statement.
+pub type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+
+/// A fixed SQL text and its parameters.
+pub type Statement<'a> = (&'static str, &'a [Param<'a>]);
+
+/// One caller's work in a shared transaction ([`RequestTx::run_shared`]).
+pub struct Work<'a> {
+    /// Names the work's savepoint (`doska_w<n>`): unique within the transaction.
+    pub savepoint: usize,
+    pub caller: &'a Caller,
+    pub info: &'a RequestInfo<'a>,
+    pub statement_timeout_ms: u64,
+    pub statements: &'a [Statement<'a>],
+}
+
+/// What a round of shared work starts with.
+#[derive(Debug, Clone, Copy)]
+pub enum Lead {
+    Begin,
+    /// ROLLBACK TO SAVEPOINT of the work with this savepoint number: it and every work after it
+    /// are undone.
+    UndoTo(usize),
+}
+
 /// How a request's transaction starts: read-only when its work only reads.
 fn begin_sql(read_only: bool) -> &'static str {
     if read_only {
@@ -332,12 +365,6 @@ impl RequestTx {
         // Statements are prepared once per connection and kept, so PostgreSQL neither parses them
         // nor, once it settles on a generic plan, plans them again; it still re-plans when the role,
         // a policy or a table changes. Fixed SQL texts only: the cache keeps every text it sees.
-        fn types(params: &[(&(dyn ToSql + Sync), Type)]) -> Vec<Type> {
-            params.iter().map(|(_, t)| t.clone()).collect()
-        }
-        fn values<'v>(params: &[(&'v (dyn ToSql + Sync), Type)]) -> Vec<&'v (dyn ToSql + Sync)> {
-            params.iter().map(|(v, _)| *v).collect()
-        }
         // The settings statement needs no privileges: it can be prepared before the transaction.
         let settings_stmt = client
             .prepare_typed_cached(settings.sql(), &types(&settings_params))
@@ -403,6 +430,123 @@ impl RequestTx {
         b?;
         s?;
         Ok((client, results?))
+    }
+
+    /// A connection for a transaction several callers share (`db::group`'s group commit); the
+    /// first [`RequestTx::run_shared`] begins it.
+    pub async fn shared(pool: &Pool) -> Result<RequestTx, TxError> {
+        let client = pool.get().await.map_err(TxError::Pool)?;
+        Ok(RequestTx {
+            client: Some(client),
+        })
+    }
+
+    /// Runs `works` in the shared transaction, each as its own caller in a savepoint of its own:
+    /// after `lead` (BEGIN, or a rollback to an earlier work's savepoint), for each work SAVEPOINT,
+    /// its caller's settings and its statements — every message written before any answer is read.
+    /// A work's result is its statements' results, or the error that stopped its savepoint or
+    /// settings. After a failed statement the transaction is aborted and the works after it fail
+    /// too: roll back to the failed work's savepoint ([`Lead::UndoTo`]) and run them again. `Err`
+    /// when the lead or a preparation failed: the transaction is unusable then.
+    #[allow(clippy::type_complexity)]
+    pub async fn run_shared(
+        &self,
+        lead: Lead,
+        works: &[Work<'_>],
+    ) -> Result<
+        Vec<
+            Result<
+                Vec<Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>>,
+                tokio_postgres::Error,
+            >,
+        >,
+        TxError,
+    > {
+        let c = self.client.as_ref().expect("transaction already finished");
+        let lead_sql = match lead {
+            Lead::Begin => "BEGIN".to_string(),
+            Lead::UndoTo(n) => format!("ROLLBACK TO SAVEPOINT doska_w{n}"),
+        };
+        let savepoints: Vec<String> = works
+            .iter()
+            .map(|w| format!("SAVEPOINT doska_w{}", w.savepoint))
+            .collect();
+        let settings: Vec<Settings> = works
+            .iter()
+            .map(|w| Settings::new(w.caller, w.info, w.statement_timeout_ms))
+            .collect();
+        let settings_params: Vec<_> = settings.iter().map(Settings::params).collect();
+        let settings_types: Vec<_> = settings_params.iter().map(|p| types(p)).collect();
+        // The settings statements need no privileges: prepared before anything else is written.
+        let settings_stmts = futures_util::future::try_join_all(
+            settings
+                .iter()
+                .zip(&settings_types)
+                .map(|(s, t)| c.prepare_typed_cached(s.sql(), t)),
+        )
+        .await
+        .map_err(TxError::Db)?;
+        let settings_values: Vec<_> = settings_params.iter().map(|p| values(p)).collect();
+        let statement_values: Vec<Vec<_>> = works
+            .iter()
+            .map(|w| w.statements.iter().map(|(_, p)| values(p)).collect())
+            .collect();
+        let statement_types: Vec<Vec<_>> = works
+            .iter()
+            .map(|w| w.statements.iter().map(|(_, p)| types(p)).collect())
+            .collect();
+        // As in `pipeline`: the row statements are prepared after the first work's settings (as its
+        // role); once cached that takes no round trip and everything goes out together.
+        let rest = async {
+            let prepared =
+                futures_util::future::try_join_all(works.iter().enumerate().map(|(i, w)| {
+                    futures_util::future::try_join_all(
+                        w.statements
+                            .iter()
+                            .zip(&statement_types[i])
+                            .map(|((sql, _), t)| c.prepare_typed_cached(sql, t)),
+                    )
+                }))
+                .await?;
+            let run = |i: usize| {
+                futures_util::future::join_all(
+                    prepared[i]
+                        .iter()
+                        .zip(&statement_values[i])
+                        .map(|(stmt, v)| c.query(stmt, v)),
+                )
+            };
+            // join_all polls in order: each work's messages are written in order.
+            let later = futures_util::future::join_all((1..works.len()).map(|i| {
+                let (sp, st, sv) = (&savepoints[i], &settings_stmts[i], &settings_values[i]);
+                let run = &run;
+                async move {
+                    let (p, s, r) = tokio::join!(c.batch_execute(sp), c.query(st, sv), run(i));
+                    p?;
+                    s?;
+                    Ok::<_, tokio_postgres::Error>(r)
+                }
+            }));
+            let (first, later) = tokio::join!(run(0), later);
+            Ok::<_, tokio_postgres::Error>((first, later))
+        };
+        if works.is_empty() {
+            c.batch_execute(&lead_sql).await.map_err(TxError::Db)?;
+            return Ok(Vec::new());
+        }
+        let (l, p0, s0, rest) = tokio::join!(
+            c.batch_execute(&lead_sql),
+            c.batch_execute(&savepoints[0]),
+            c.query(&settings_stmts[0], &settings_values[0]),
+            rest,
+        );
+        l.map_err(TxError::Db)?;
+        let (first, later) = rest.map_err(TxError::Db)?;
+        let first = match (p0, s0) {
+            (Err(e), _) | (Ok(()), Err(e)) => Err(e),
+            (Ok(()), Ok(_)) => Ok(first),
+        };
+        Ok(std::iter::once(first).chain(later).collect())
     }
 
     pub fn client(&self) -> &tokio_postgres::Client {

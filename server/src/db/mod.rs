@@ -1,10 +1,12 @@
 //! Everything doska does with PostgreSQL outside the front doors: connecting (admin and request pools),
 //! TLS to it (`tls`), checking an external server, the internal schema, the app's migrations, default grants, and acting
-//! as the caller (`caller`: the transaction every door runs a caller's work in).
+//! as the caller (`caller`: the transaction every door runs a caller's work in), and group commit of
+//! short writes (`group`).
 
 pub mod caller;
 pub mod checks;
 pub mod grants;
+pub mod group;
 pub mod internal;
 pub mod migrate;
 pub mod outage;

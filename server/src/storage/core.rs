@@ -31,7 +31,9 @@ mod listing;
 mod multipart;
 mod objects;
 mod s3_settings;
+mod small;
 pub use s3_settings::BucketSetting;
+use small::{Gathered, RowValues, gather};
 
 pub use cleanup::cleanup_orphans;
 pub use lifecycle::{Filter as LifecycleFilter, Rule as LifecycleRule, expiration_of};
@@ -45,7 +47,10 @@ pub use multipart::TusState;
 
 use super::backend::{Backend, BlobKey, ByteStream, WriteError};
 use crate::{
-    db::caller::{RequestInfo, RequestTx, TxError},
+    db::{
+        caller::{RequestInfo, RequestTx, TxError},
+        group::Group,
+    },
     jwt::Caller,
 };
 
@@ -558,7 +563,8 @@ macro_rules! upsert_sql {
   returning ",
             object_columns!(),
             ", (select version from old) as old_version, (select parts from old) as old_parts,
-  storage.doska_version_kept(o.id, (select version from old)) as old_kept"
+  case when (select version from old) is null then false
+    else storage.doska_version_kept(o.id, (select version from old)) end as old_kept"
         )
     };
 }
@@ -638,86 +644,8 @@ fn bucket_limits(
 /// happens, and written in one transaction instead of two (see [`Storage::put`]).
 pub const SMALL_PUT: u64 = 64 << 10;
 
-/// A body read up to a bound: whole, or (longer than the bound) the bytes read so far put back in
-/// front of the rest.
-enum Gathered {
-    Whole(Bytes),
-    Longer(ByteStream),
-}
-
-/// Reads `body` whole when it ends within `bound` bytes.
-async fn gather(mut body: ByteStream, bound: usize) -> Result<Gathered, StorageError> {
-    let mut chunks: Vec<Bytes> = Vec::new();
-    let mut len = 0;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| StorageError::Body(e.to_string()))?;
-        len += chunk.len();
-        chunks.push(chunk);
-        if len > bound {
-            let read = futures_util::stream::iter(chunks.into_iter().map(Ok));
-            return Ok(Gathered::Longer(Box::pin(read.chain(body))));
-        }
-    }
-    Ok(Gathered::Whole(match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.pop().expect("one chunk"),
-        _ => {
-            let mut all = bytes::BytesMut::with_capacity(len);
-            for c in &chunks {
-                all.extend_from_slice(c);
-            }
-            all.freeze()
-        }
-    }))
-}
-
 /// A typed bind parameter of a pipelined statement.
 type Param<'a> = (&'a (dyn ToSql + Sync), Type);
-
-/// The values of a write's row statement (`$1`–`$8` of the statements above).
-struct RowValues {
-    id: Uuid,
-    bucket: String,
-    key: String,
-    owner: Option<Uuid>,
-    owner_id: Option<String>,
-    version: String,
-    metadata: Value,
-    user_metadata: Option<Value>,
-}
-
-impl RowValues {
-    fn new(actor: &Actor, spec: &PutSpec, id: Uuid, version: Uuid, metadata: Value) -> RowValues {
-        RowValues {
-            id,
-            bucket: spec.bucket.clone(),
-            key: spec.key.clone(),
-            owner: actor.owner(),
-            owner_id: actor.sub(),
-            version: version.to_string(),
-            metadata,
-            user_metadata: spec.user_metadata.clone(),
-        }
-    }
-
-    /// `$1` bucket, `$2` key: the parameters of [`LOCK_ROW_SQL`].
-    fn key_params(&self) -> [(&(dyn ToSql + Sync), Type); 2] {
-        [(&self.bucket, Type::TEXT), (&self.key, Type::TEXT)]
-    }
-
-    fn params(&self) -> [(&(dyn ToSql + Sync), Type); 8] {
-        [
-            (&self.id, Type::UUID),
-            (&self.bucket, Type::TEXT),
-            (&self.key, Type::TEXT),
-            (&self.owner, Type::UUID),
-            (&self.owner_id, Type::TEXT),
-            (&self.version, Type::TEXT),
-            (&self.metadata, Type::JSONB),
-            (&self.user_metadata, Type::JSONB),
-        ]
-    }
-}
 
 /// The storage core. Cheap to build per request: it holds pool handles and the backend.
 #[derive(Clone)]
@@ -725,6 +653,8 @@ pub struct Storage {
     backend: Arc<dyn Backend>,
     pool: Pool,
     statement_timeout_ms: u64,
+    /// Group commit for small writes (see [`Storage::put_small`]); `None`: each alone.
+    group: Option<Arc<Group>>,
 }
 
 impl Storage {
@@ -733,6 +663,15 @@ impl Storage {
             backend,
             pool,
             statement_timeout_ms,
+            group: None,
+        }
+    }
+
+    /// Small writes share transactions through `group` (which must run on the same pool).
+    pub fn with_group(self, group: Arc<Group>) -> Storage {
+        Storage {
+            group: Some(group),
+            ..self
         }
     }
 

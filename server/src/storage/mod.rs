@@ -45,6 +45,7 @@ pub fn core_of(state: &AppState) -> core::Storage {
         state.pool.clone(),
         state.config.db_statement_timeout_ms,
     )
+    .with_group(state.commit_group.clone())
 }
 
 /// Removes orphan blobs (no row refers to them, older than `--storage-orphan-age`) now and then, until

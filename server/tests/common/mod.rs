@@ -203,6 +203,7 @@ impl TestDb {
         let state = Arc::new(doska::state::AppState {
             config: Arc::new(config),
             admin: admin_pool,
+            commit_group: db::group::Group::new(pool.clone(), db::group::RUNNING),
             pool,
             verifier: doska::jwt::Verifier::hs256(JWT_SECRET.as_bytes()),
             jwt_secret: Arc::from(JWT_SECRET.as_bytes()),
