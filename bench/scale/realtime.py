@@ -163,7 +163,7 @@ def backlog(pg, instances, loadgen, placement, changes, sockets, users):
     outs = [g.result() for g in gens]
     received = sum(o['received'] for o in outs)
     if received < changes:
-        print(f'  only {received} of {changes} changes arrived', file=sys.stderr)
+        print(f'  only {received} of {changes} changes arrived: {[o["received"] for o in outs]}', file=sys.stderr)
     last = max(o['last_micros'] for o in outs) / 1e6
     return received / max(last - t1, 1e-6)
 
