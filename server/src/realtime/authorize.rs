@@ -302,12 +302,12 @@ impl Ctx<'_> {
                 (Ok(_), Ok(rows)) => Outcome::Rows(rows),
                 (Err(e), _) if aborted(&e) => Outcome::Aborted,
                 (Err(e), _) => {
-                    tracing::debug!(error = %e, "realtime: setting the caller failed");
+                    tracing::debug!(error = ?e, "realtime: setting the caller failed");
                     Outcome::Failed
                 }
                 (Ok(_), Err(e)) if aborted(&e) => Outcome::Aborted,
                 (Ok(_), Err(e)) => {
-                    tracing::debug!(error = %e, "realtime: visibility check failed");
+                    tracing::debug!(error = ?e, "realtime: visibility check failed");
                     Outcome::Failed
                 }
             })
