@@ -375,3 +375,69 @@ async fn a_full_queue_marks_the_slow_consumer() {
     hub.leave(chan);
     assert_eq!(hub.channels(), 0);
 }
+
+/// Hundreds of distinct callers in one batch, on a runtime with several threads: every caller's
+/// check runs as that caller inside the batch's transaction (none is written after its ROLLBACK,
+/// where it would run as the login role and be refused), in the shared transaction and in the
+/// one-by-one rerun after a refused caller alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hundreds_of_callers_in_one_batch_each_decide_as_themselves() {
+    const USERS: usize = 400;
+    let db = fixture().await;
+    let pool = db.pool();
+    let owners: Vec<String> = (0..USERS)
+        .map(|i| format!("00000000-0000-0000-0001-{i:012x}"))
+        .collect();
+    db.admin()
+        .execute(
+            "insert into public.notes select 1000 + i, o::uuid, 'x' \
+             from unnest($1::text[]) with ordinality u(o, i)",
+            &[&owners],
+        )
+        .await
+        .unwrap();
+    let changes: Vec<Change> = owners
+        .iter()
+        .enumerate()
+        .map(|(i, o)| note(ChangeKind::Update, 1001 + i as i64, o))
+        .collect();
+    let refs: Vec<&Change> = changes.iter().collect();
+    // The first caller may not become its role: its refusal sends every caller after it to the
+    // one-by-one rerun. Then one batch without it.
+    for refused_first in [true, false] {
+        let mut callers: Vec<Caller> = owners.iter().map(|o| user(o)).collect();
+        let shift = usize::from(refused_first);
+        if refused_first {
+            callers.insert(0, role("postgres"));
+        }
+        // Change i: its owner, and the next user (who must not see it).
+        let asks: Vec<Vec<usize>> = (0..USERS)
+            .map(|i| {
+                let mut ask = vec![i + shift, (i + 1) % USERS + shift];
+                if refused_first {
+                    ask.insert(0, 0);
+                }
+                ask
+            })
+            .collect();
+        let want: Vec<Vec<bool>> = (0..USERS)
+            .map(|_| {
+                if refused_first {
+                    vec![false, true, false]
+                } else {
+                    vec![true, false]
+                }
+            })
+            .collect();
+        for round in 0..10 {
+            let got = batch(pool, &refs, &callers, &asks).await.unwrap();
+            let wrong: Vec<usize> = (0..USERS).filter(|&c| got[c] != want[c]).collect();
+            assert!(
+                wrong.is_empty(),
+                "round {round} (refused first: {refused_first}): {} changes answered wrongly, e.g. {:?}",
+                wrong.len(),
+                wrong.first().map(|&c| &got[c])
+            );
+        }
+    }
+}

@@ -394,9 +394,9 @@ impl RequestTx {
                             None => Ok(()),
                         }
                     };
-                    // join_all polls its futures in order, so the statements are written in order.
+                    // Each statement is written when first polled: all of them before `end`.
                     let (results, end) = tokio::join!(
-                        futures_util::future::join_all(
+                        super::ordered::join_in_order(
                             stmts
                                 .iter()
                                 .zip(&statement_values)
@@ -509,15 +509,15 @@ impl RequestTx {
                 }))
                 .await?;
             let run = |i: usize| {
-                futures_util::future::join_all(
+                super::ordered::join_in_order(
                     prepared[i]
                         .iter()
                         .zip(&statement_values[i])
                         .map(|(stmt, v)| c.query(stmt, v)),
                 )
             };
-            // join_all polls in order: each work's messages are written in order.
-            let later = futures_util::future::join_all((1..works.len()).map(|i| {
+            // Each work's messages are written when it is first polled: in order, whole.
+            let later = super::ordered::join_in_order((1..works.len()).map(|i| {
                 let (sp, st, sv) = (&savepoints[i], &settings_stmts[i], &settings_values[i]);
                 let run = &run;
                 async move {

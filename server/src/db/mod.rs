@@ -9,6 +9,7 @@ pub mod grants;
 pub mod group;
 pub mod internal;
 pub mod migrate;
+pub mod ordered;
 pub mod outage;
 pub mod pools;
 pub mod tls;

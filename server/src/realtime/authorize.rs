@@ -13,13 +13,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use serde_json::{Map, Value};
 use tokio_postgres::types::{ToSql, Type};
 
 use super::decode::{Change, ChangeKind};
 use crate::db::{
     caller::{Caller, SET_CALLER, SET_CHANNEL_CALLER},
+    ordered::join_in_order,
     quote_ident, quote_literal,
 };
 
@@ -30,6 +30,9 @@ pub enum AuthorizeError {
     /// The connection broke mid-check (a denial is not an error; this is).
     #[error("realtime authorization: {0}")]
     Db(tokio_postgres::Error),
+    /// A check failed for a reason that may pass ([`transient`]): the batch is checked again.
+    #[error("realtime authorization: a check failed and will be asked again: {0}")]
+    Transient(tokio_postgres::Error),
 }
 
 /// How long one check may run (`statement_timeout`): a policy that hangs must not stall delivery.
@@ -224,9 +227,11 @@ struct Unit<'a> {
 /// What one unit answered.
 enum Outcome {
     Rows(Vec<tokio_postgres::Row>),
-    /// Its own statement failed (no privilege, a role it may not become): not visible.
+    /// Its own statement was refused (no privilege, a role it may not become, a policy that
+    /// raises or times out): not visible.
     Failed,
-    /// An earlier statement of a shared transaction failed: not asked yet.
+    /// Not answered: an earlier statement of a shared transaction failed, or its own failed
+    /// for a reason that may pass. Asked again in a transaction of its own.
     Aborted,
 }
 
@@ -263,14 +268,15 @@ impl Ctx<'_> {
     }
 
     /// Runs `units` pipelined — all in one read-only transaction (`shared`), or each in its
-    /// own — and rolls back. Polled together, tokio-postgres writes every message before
-    /// reading any answer, in this order.
+    /// own — and rolls back. tokio-postgres writes a message when its future is first polled:
+    /// `join_in_order` polls every unit before the ROLLBACK, so every message goes out before
+    /// any answer is read, in this order.
     async fn run(&self, units: &[Unit<'_>], shared: bool) -> Result<Vec<Outcome>, AuthorizeError> {
         let client = self.client;
         let results = if shared {
             let (b, results, r) = tokio::join!(
                 client.batch_execute("BEGIN READ ONLY"),
-                join_all(units.iter().map(|u| self.unit(u))),
+                join_in_order(units.iter().map(|u| self.unit(u))),
                 client.batch_execute("ROLLBACK"),
             );
             b.map_err(AuthorizeError::Db)?;
@@ -286,7 +292,7 @@ impl Ctx<'_> {
                 (b, result, r)
             });
             let mut results = Vec::with_capacity(units.len());
-            for (b, result, r) in join_all(each).await {
+            for (b, result, r) in join_in_order(each).await {
                 b.map_err(AuthorizeError::Db)?;
                 r.map_err(AuthorizeError::Db)?;
                 results.push(result);
@@ -296,23 +302,39 @@ impl Ctx<'_> {
         let aborted = |e: &tokio_postgres::Error| {
             e.code() == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION)
         };
-        Ok(results
-            .into_iter()
-            .map(|(s, c)| match (s, c) {
-                (Ok(_), Ok(rows)) => Outcome::Rows(rows),
-                (Err(e), _) if aborted(&e) => Outcome::Aborted,
-                (Err(e), _) => {
-                    tracing::debug!(error = ?e, "realtime: setting the caller failed");
-                    Outcome::Failed
+        let mut outcomes = Vec::with_capacity(results.len());
+        for (s, c) in results {
+            let e = match (s, c) {
+                (Ok(_), Ok(rows)) => {
+                    outcomes.push(Outcome::Rows(rows));
+                    continue;
                 }
-                (Ok(_), Err(e)) if aborted(&e) => Outcome::Aborted,
-                (Ok(_), Err(e)) => {
-                    tracing::debug!(error = ?e, "realtime: visibility check failed");
-                    Outcome::Failed
-                }
-            })
-            .collect())
+                (Err(e), _) | (Ok(_), Err(e)) => e,
+            };
+            // Not answered yet: asked again, each in its own transaction. A unit that fails
+            // there for a passing reason fails the batch, which is checked again whole.
+            if aborted(&e) || (shared && transient(&e)) {
+                outcomes.push(Outcome::Aborted);
+            } else if transient(&e) {
+                return Err(AuthorizeError::Transient(e));
+            } else {
+                tracing::debug!(error = ?e, "realtime: visibility check refused");
+                outcomes.push(Outcome::Failed);
+            }
+        }
+        Ok(outcomes)
     }
+}
+
+/// Whether a check's error says nothing about the caller's access and may pass when asked again:
+/// a broken connection, a transaction rolled back (serialization, deadlock), resources or I/O
+/// short, PostgreSQL's internal errors. Everything else — no privilege, a policy that raises or
+/// runs past the check's statement timeout — is the caller's answer: not visible.
+fn transient(e: &tokio_postgres::Error) -> bool {
+    let Some(code) = e.code() else {
+        return true;
+    };
+    matches!(&code.code()[..2], "08" | "40" | "53" | "58" | "XX")
 }
 
 /// For many changes at once: `asks[c]` lists the callers (indices into `who`) to check
@@ -323,9 +345,10 @@ impl Ctx<'_> {
 /// the settings fixed for the statement. All of them run in one read-only transaction, rolled
 /// back, pipelined on one connection: one round trip for the whole batch. If a statement fails
 /// (a caller without privilege on the table), the ones after it are asked again, each in its
-/// own transaction: a second round trip, never a wrong answer. A check that fails (a
-/// statement error) answers "not visible" for what it covered; a broken connection is an
-/// error.
+/// own transaction: a second round trip, never a wrong answer. A check PostgreSQL refuses (no
+/// privilege, a policy that raises or times out) answers "not visible" for what it covered; one
+/// that fails for a reason that may pass ([`transient`]) or a broken connection is an error, and
+/// the caller checks the batch again.
 pub async fn visible_batch(
     pool: &deadpool_postgres::Pool,
     changes: &[&Change],
