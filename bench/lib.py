@@ -89,7 +89,17 @@ class Doska:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        keep_log(self.log.name)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def keep_log(path):
+    """Copies a doska.log about to be removed into $DOSKA_BENCH_KEEP_LOGS (a folder), if set: with
+    DOSKA_BENCH_LOG raising the level, what a run did can be read afterwards."""
+    keep = os.environ.get('DOSKA_BENCH_KEEP_LOGS')
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        shutil.copy(path, os.path.join(keep, f'doska-{time.strftime("%H%M%S")}-{os.getpid()}-{id(path)}.log'))
 
 
 def wrk(url, seconds, conns, script=None, headers=()):

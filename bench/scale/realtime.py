@@ -128,6 +128,7 @@ class Instance:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+        lib.keep_log(self.log.name)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
