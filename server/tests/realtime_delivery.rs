@@ -441,3 +441,70 @@ async fn hundreds_of_callers_in_one_batch_each_decide_as_themselves() {
         }
     }
 }
+
+/// A check that fails for a reason that says nothing about the caller (here a policy raising a
+/// serialization failure while the test holds a lock) is an error to retry, not "not visible";
+/// one PostgreSQL refuses (a policy raising an ordinary exception) is "not visible".
+#[tokio::test]
+async fn a_failing_check_is_retried_unless_postgresql_refused() {
+    let db = fixture().await;
+    let admin = db.admin();
+    admin
+        .batch_execute(
+            "create table public.flaky (id bigint primary key, owner uuid not null);
+             alter table public.flaky enable row level security;
+             create function public.flaky_gate(kind text) returns boolean language plpgsql stable as $$
+             begin
+               if kind = 'refuse' then
+                 raise exception 'this policy refuses';
+               end if;
+               if not pg_try_advisory_xact_lock_shared(424242) then
+                 raise exception 'busy' using errcode = '40001';
+               end if;
+               return true;
+             end $$;
+             create policy own on public.flaky for select to authenticated
+               using (owner = auth.uid() and public.flaky_gate(current_setting('request.jwt.claims')::json->>'kind'));
+             grant select on public.flaky to authenticated;
+             insert into public.flaky values (1, '00000000-0000-0000-0000-00000000000a');",
+        )
+        .await
+        .unwrap();
+    let flaky = change(
+        "flaky",
+        ChangeKind::Insert,
+        columns(&[("id", "int8", true), ("owner", "uuid", false)]),
+        json!({"id": 1, "owner": ALICE}),
+    );
+    let alice = user(ALICE);
+    let refusing = Caller::new(
+        "authenticated",
+        json!({"sub": ALICE, "role": "authenticated", "kind": "refuse"}),
+    );
+    let pool = db.pool();
+    assert_eq!(see(pool, &flaky, &[alice.clone()]).await.unwrap(), [true]);
+    // Refused by PostgreSQL: "not visible", for that caller only.
+    assert_eq!(
+        see(pool, &flaky, &[refusing.clone(), alice.clone()])
+            .await
+            .unwrap(),
+        [false, true]
+    );
+    // Failing for a passing reason: an error, so the batch is checked again later.
+    let holder = db.admin();
+    holder
+        .execute("select pg_advisory_lock(424242)", &[])
+        .await
+        .unwrap();
+    match see(pool, &flaky, &[alice.clone()]).await {
+        Err(authorize::AuthorizeError::Transient(e)) => {
+            assert_eq!(e.code().map(|c| c.code()), Some("40001"), "{e:?}")
+        }
+        other => panic!("expected a transient error, got {other:?}"),
+    }
+    holder
+        .execute("select pg_advisory_unlock(424242)", &[])
+        .await
+        .unwrap();
+    assert_eq!(see(pool, &flaky, &[alice]).await.unwrap(), [true]);
+}
