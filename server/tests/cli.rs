@@ -340,20 +340,7 @@ fn bad_input_gets_one_clear_line() {
 async fn external_database_with_logical_wal_works_and_without_is_refused() {
     // An external server with wal_level=logical: doska's own embedded code path starts one for us.
     let ext_dir = common::temp_dir("cli-ext");
-    let cluster = tokio::task::spawn_blocking(move || {
-        doska::pg::Cluster::start(&doska::pg::EmbeddedOptions {
-            data_dir: ext_dir,
-            mode: doska::pg::Mode::Serve,
-        })
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let url = format!(
-        "host={} port={} user=postgres dbname=postgres",
-        cluster.socket_dir().display(),
-        cluster.port()
-    );
+    let (cluster, url) = common::external_cluster(ext_dir).await;
     let data = common::temp_dir("cli-ext-data");
     let mig = common::temp_dir("cli-ext-mig");
     std::fs::write(mig.join("001.sql"), "create table ext_t (id int);\n").unwrap();

@@ -41,20 +41,7 @@ impl Db {
         let dir = common::temp_dir("rt-instances-pg");
         let migrations = common::temp_dir("rt-instances-migrations");
         std::fs::write(migrations.join("0001_notes.sql"), MIGRATION).unwrap();
-        let cluster = tokio::task::spawn_blocking(move || {
-            doska::pg::Cluster::start(&doska::pg::EmbeddedOptions {
-                data_dir: dir,
-                mode: doska::pg::Mode::Serve,
-            })
-        })
-        .await
-        .unwrap()
-        .unwrap();
-        let url = format!(
-            "host={} port={} user=postgres dbname=postgres",
-            cluster.socket_dir().display(),
-            cluster.port()
-        );
+        let (cluster, url) = common::external_cluster(dir).await;
         Db {
             cluster: Some(cluster),
             url,

@@ -136,20 +136,7 @@ impl Setup {
     async fn new(tag: &str) -> Setup {
         let dir = common::temp_dir(tag);
         let data = dir.join("pg");
-        let cluster = tokio::task::spawn_blocking(move || {
-            doska::pg::Cluster::start(&doska::pg::EmbeddedOptions {
-                data_dir: data,
-                mode: doska::pg::Mode::Serve,
-            })
-        })
-        .await
-        .unwrap()
-        .unwrap();
-        let url = format!(
-            "host={} port={} user=postgres dbname=postgres",
-            cluster.socket_dir().display(),
-            cluster.port()
-        );
+        let (cluster, url) = common::external_cluster(data).await;
         let migrations = dir.join("migrations");
         std::fs::create_dir_all(&migrations).unwrap();
         std::fs::write(migrations.join("0001_scale.sql"), MIGRATION).unwrap();

@@ -47,20 +47,7 @@ fn stop(s: Serving) {
 #[tokio::test(flavor = "multi_thread")]
 async fn instances_without_a_jwt_secret_share_the_databases() {
     let ext_dir = common::temp_dir("shared-db-pg");
-    let cluster = tokio::task::spawn_blocking(move || {
-        doska::pg::Cluster::start(&doska::pg::EmbeddedOptions {
-            data_dir: ext_dir,
-            mode: doska::pg::Mode::Serve,
-        })
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let url = format!(
-        "host={} port={} user=postgres dbname=postgres",
-        cluster.socket_dir().display(),
-        cluster.port()
-    );
+    let (cluster, url) = common::external_cluster(ext_dir).await;
 
     // A ran alone before, with its own data dir's secret; now it joins the database first.
     let (a_dir, b_dir) = (

@@ -146,6 +146,26 @@ pub fn cluster() -> &'static pg::Cluster {
     })
 }
 
+/// A PostgreSQL of its own in `data_dir`, started like doska's embedded one, for tests that use it
+/// as an external server (`--database-url`): the cluster (stopped when dropped) and its URL.
+pub async fn external_cluster(data_dir: PathBuf) -> (pg::Cluster, String) {
+    let cluster = tokio::task::spawn_blocking(move || {
+        pg::Cluster::start(&pg::EmbeddedOptions {
+            data_dir,
+            mode: pg::Mode::Serve,
+        })
+    })
+    .await
+    .expect("the start-up task")
+    .expect("starting an external PostgreSQL");
+    let url = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        cluster.socket_dir().display(),
+        cluster.port()
+    );
+    (cluster, url)
+}
+
 pub async fn connect(config: &tokio_postgres::Config) -> Client {
     let (client, conn) = config
         .connect(NoTls)

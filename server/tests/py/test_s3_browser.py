@@ -18,12 +18,7 @@ import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
 
-import boto3
-from botocore import UNSIGNED
-from botocore.config import Config
-from botocore.exceptions import ClientError
-
-from test_rest_smoke import Doska
+from s3_case import S3Case
 
 KEY = "DOSKAPYBROWSERKEY"
 SECRET = "doska-py-browser-secret-access-key"
@@ -56,31 +51,8 @@ def form(fields, file_body, filename="upload.txt"):
     return out, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
-class S3Browser(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.doska = Doska(
-            ["--s3-listen", "127.0.0.1:0", "--s3-access-key-id", KEY, "--s3-secret-access-key", SECRET]
-        )
-        config = dict(s3={"addressing_style": "path"}, retries={"max_attempts": 1})
-        cls.s3 = boto3.client(
-            "s3", endpoint_url=cls.doska.s3_url, aws_access_key_id=KEY, aws_secret_access_key=SECRET,
-            region_name="us-east-1", config=Config(signature_version="s3v4", **config),
-        )
-        cls.anon = boto3.client(
-            "s3", endpoint_url=cls.doska.s3_url, region_name="us-east-1",
-            config=Config(signature_version=UNSIGNED, **config),
-        )
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.doska.stop()
-
-    def error(self, fn, **kwargs):
-        with self.assertRaises(ClientError) as ctx:
-            fn(**kwargs)
-        r = ctx.exception.response
-        return r["ResponseMetadata"]["HTTPStatusCode"], r["Error"]["Code"]
+class S3Browser(S3Case):
+    KEY, SECRET = KEY, SECRET
 
     def bucket(self, **kwargs):
         name = "b-" + uuid.uuid4().hex[:12]
@@ -295,26 +267,26 @@ class S3Browser(unittest.TestCase):
         self.s3.put_object(Bucket=b, Key="k", Body=b"public bytes", ACL="public-read")
         self.assertEqual(self.grants(self.s3.get_object_acl(Bucket=b, Key="k")), sorted([("doska", "FULL_CONTROL"), all_users]))
         # Anyone may read; writing stays the storage policies' (none here: anon may not).
-        self.assertEqual(self.anon.get_object(Bucket=b, Key="k")["Body"].read(), b"public bytes")
-        self.assertEqual(self.anon.head_object(Bucket=b, Key="k")["ContentLength"], 12)
-        self.assertEqual(self.error(self.anon.get_object, Bucket=b, Key="missing"), (404, "NoSuchKey"))
-        self.assertEqual(self.error(self.anon.put_object, Bucket=b, Key="k", Body=b"x"), (403, "AccessDenied"))
-        self.assertEqual(self.anon.get_object(Bucket=b, Key="k")["Body"].read(), b"public bytes")
+        self.assertEqual(self.anonymous.get_object(Bucket=b, Key="k")["Body"].read(), b"public bytes")
+        self.assertEqual(self.anonymous.head_object(Bucket=b, Key="k")["ContentLength"], 12)
+        self.assertEqual(self.error(self.anonymous.get_object, Bucket=b, Key="missing"), (404, "NoSuchKey"))
+        self.assertEqual(self.error(self.anonymous.put_object, Bucket=b, Key="k", Body=b"x"), (403, "AccessDenied"))
+        self.assertEqual(self.anonymous.get_object(Bucket=b, Key="k")["Body"].read(), b"public bytes")
         # Supabase's public URL serves it too: one flag.
         status, _, body = http("GET", f"{self.doska.url}/storage/v1/object/public/{b}/k")
         self.assertEqual((status, body), (200, b"public bytes"))
         # Back to private: anonymous reads are refused again, on both doors.
         self.s3.put_bucket_acl(Bucket=b, ACL="private")
         self.assertEqual(self.grants(self.s3.get_bucket_acl(Bucket=b)), [("doska", "FULL_CONTROL")])
-        self.assertEqual(self.error(self.anon.get_object, Bucket=b, Key="k"), (403, "AccessDenied"))
+        self.assertEqual(self.error(self.anonymous.get_object, Bucket=b, Key="k"), (403, "AccessDenied"))
         self.assertNotEqual(http("GET", f"{self.doska.url}/storage/v1/object/public/{b}/k")[0], 200)
-        self.assertEqual(self.error(self.anon.get_object, Bucket="no-such-bucket", Key="k"), (404, "NoSuchBucket"))
+        self.assertEqual(self.error(self.anonymous.get_object, Bucket="no-such-bucket", Key="k"), (404, "NoSuchBucket"))
         # A refusal of a request that waited for `100 Continue` closes the connection: its body may
         # still come, and must not be read as the next request.
         status, headers, _ = http("PUT", f"{self.doska.s3_url}/{b}/k", {"Expect": "100-continue"}, b"s")
         self.assertEqual((status, headers["Connection"]), (403, "close"))
         # Anonymous bucket listing is anon's, under the policies (none: no buckets).
-        self.assertEqual(self.anon.list_buckets()["Buckets"], [])
+        self.assertEqual(self.anonymous.list_buckets()["Buckets"], [])
 
     def test_acls_doska_cannot_enforce_are_refused(self):
         b = self.bucket()
@@ -353,12 +325,12 @@ class S3Browser(unittest.TestCase):
         # IgnorePublicAcls: a public bucket reads as private to anonymous readers, on both doors.
         p = self.bucket(ACL="public-read")
         self.s3.put_object(Bucket=p, Key="k", Body=b"k")
-        self.assertEqual(self.anon.get_object(Bucket=p, Key="k")["Body"].read(), b"k")
+        self.assertEqual(self.anonymous.get_object(Bucket=p, Key="k")["Body"].read(), b"k")
         self.s3.put_public_access_block(Bucket=p, PublicAccessBlockConfiguration={"IgnorePublicAcls": True})
-        self.assertEqual(self.error(self.anon.get_object, Bucket=p, Key="k"), (403, "AccessDenied"))
+        self.assertEqual(self.error(self.anonymous.get_object, Bucket=p, Key="k"), (403, "AccessDenied"))
         self.assertNotEqual(http("GET", f"{self.doska.url}/storage/v1/object/public/{p}/k")[0], 200)
         self.s3.delete_public_access_block(Bucket=p)
-        self.assertEqual(self.anon.get_object(Bucket=p, Key="k")["Body"].read(), b"k")
+        self.assertEqual(self.anonymous.get_object(Bucket=p, Key="k")["Body"].read(), b"k")
         self.assertEqual(self.error(self.s3.get_public_access_block, Bucket=p),
                          (404, "NoSuchPublicAccessBlockConfiguration"))
         self.assertEqual(self.error(self.s3.get_public_access_block, Bucket="no-such-bucket"), (404, "NoSuchBucket"))

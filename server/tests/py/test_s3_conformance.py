@@ -17,11 +17,9 @@ import urllib.error
 import urllib.request
 import zlib
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from test_rest_smoke import Doska
+from s3_case import S3Case
 
 KEY = "DOSKAPYTESTKEY"
 SECRET = "doska-py-test-secret-access-key"
@@ -36,31 +34,13 @@ def crc32(data):
     return b64(zlib.crc32(data).to_bytes(4, "big"))
 
 
-class S3Conformance(unittest.TestCase):
+class S3Conformance(S3Case):
+    KEY, SECRET = KEY, SECRET
+
     @classmethod
     def setUpClass(cls):
-        cls.doska = Doska(
-            ["--s3-listen", "127.0.0.1:0", "--s3-access-key-id", KEY, "--s3-secret-access-key", SECRET]
-        )
-        cls.s3 = boto3.client(
-            "s3",
-            endpoint_url=cls.doska.s3_url,
-            aws_access_key_id=KEY,
-            aws_secret_access_key=SECRET,
-            region_name="us-east-1",
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-        )
+        super().setUpClass()
         cls.s3.create_bucket(Bucket="conf")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.doska.stop()
-
-    def error(self, fn, **kwargs):
-        with self.assertRaises(ClientError) as ctx:
-            fn(**kwargs)
-        r = ctx.exception.response
-        return r["ResponseMetadata"]["HTTPStatusCode"], r["Error"]["Code"]
 
     def absent(self, key):
         self.assertEqual(self.error(self.s3.head_object, Bucket="conf", Key=key)[0], 404)

@@ -15,11 +15,9 @@ import unittest
 import urllib.error
 import urllib.request
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from test_rest_smoke import Doska
+from s3_case import S3Case
 
 KEY = "DOSKAPYVERSIONKEY"
 SECRET = "doska-py-versioning-secret-key"
@@ -49,34 +47,10 @@ def eventually(check, what, limit=90):
     raise AssertionError(f"never happened: {what}")
 
 
-class S3Versioning(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.doska = Doska(
-            [
-                "--s3-listen", "127.0.0.1:0", "--s3-access-key-id", KEY, "--s3-secret-access-key", SECRET,
-                "--storage-lifecycle-day", "2s",
-            ],
-            extra_migrations=[("0002_material_policies.sql", POLICIES)],
-        )
-        cls.s3 = boto3.client(
-            "s3",
-            endpoint_url=cls.doska.s3_url,
-            aws_access_key_id=KEY,
-            aws_secret_access_key=SECRET,
-            region_name="us-east-1",
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-        )
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.doska.stop()
-
-    def error(self, fn, **kwargs):
-        with self.assertRaises(ClientError) as ctx:
-            fn(**kwargs)
-        r = ctx.exception.response
-        return r["ResponseMetadata"]["HTTPStatusCode"], r["Error"]["Code"]
+class S3Versioning(S3Case):
+    KEY, SECRET = KEY, SECRET
+    DOSKA_ARGS = ("--storage-lifecycle-day", "2s")
+    MIGRATIONS = (("0002_material_policies.sql", POLICIES),)
 
     def bucket(self, name, versioning=None):
         self.s3.create_bucket(Bucket=name)
