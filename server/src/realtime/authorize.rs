@@ -39,11 +39,12 @@ pub enum AuthorizeError {
 const CHECK_TIMEOUT: &str = "5000";
 
 /// What PostgreSQL answered for a batch: `allowed[c][j]` for change `c` and its `j`-th asked
-/// caller, and the snapshot taken before the checks ran (`None` when nothing was asked).
+/// caller, and the snapshots taken before the checks ran, one per connection they ran on (none
+/// when nothing was asked).
 #[derive(Debug)]
 pub struct Answers {
     pub allowed: Vec<Vec<bool>>,
-    pub snapshot: Option<Snapshot>,
+    pub snapshots: Vec<Snapshot>,
 }
 
 impl Answers {
@@ -51,7 +52,7 @@ impl Answers {
     /// the WAL reader a moment before other sessions see it; until then a row check's "no"
     /// means "not yet".
     pub fn saw_commit(&self, xid: u32) -> bool {
-        self.snapshot.as_ref().is_none_or(|s| s.sees(xid))
+        self.snapshots.iter().all(|s| s.sees(xid))
     }
 }
 
@@ -205,7 +206,7 @@ pub async fn visible(
     let mut answers = visible_batch(pool, &[change], who, &[asks]).await?;
     Ok(Answers {
         allowed: vec![answers.allowed.pop().unwrap_or_default()],
-        snapshot: answers.snapshot,
+        snapshots: answers.snapshots,
     })
 }
 
@@ -343,7 +344,9 @@ fn transient(e: &tokio_postgres::Error) -> bool {
 /// Each distinct caller gets, per table, two statements — set role and claims, then one check
 /// covering all its rows of that table — so PostgreSQL decides every row as that caller with
 /// the settings fixed for the statement. All of them run in one read-only transaction, rolled
-/// back, pipelined on one connection: one round trip for the whole batch. If a statement fails
+/// back, pipelined on one connection: one round trip for the whole batch (more than
+/// [`SPLIT_AT`] statements are split in two halves, each so on a connection of its own, checked
+/// at once). If a statement fails
 /// (a caller without privilege on the table), the ones after it are asked again, each in its
 /// own transaction: a second round trip, never a wrong answer. A check PostgreSQL refuses (no
 /// privilege, a policy that raises or times out) answers "not visible" for what it covered; one
@@ -359,7 +362,7 @@ pub async fn visible_batch(
     if asks.iter().all(Vec::is_empty) {
         return Ok(Answers {
             allowed: answers,
-            snapshot: None,
+            snapshots: Vec::new(),
         });
     }
     let checks: Vec<Check> = changes.iter().map(|c| check_for(c)).collect();
@@ -374,33 +377,6 @@ pub async fn visible_batch(
                     check: &checks[c],
                     changes: vec![c],
                 }),
-            }
-        }
-    }
-    let client = tokio::time::timeout(Duration::from_secs(10), pool.get())
-        .await
-        .map_err(|_| AuthorizeError::Pool("timed out".into()))?
-        .map_err(|e| AuthorizeError::Pool(e.to_string()))?;
-    // Statements are prepared once per connection and reused: only binds go out per batch.
-    let set_caller = client
-        .prepare_typed_cached(SET_CALLER, &[Type::TEXT, Type::TEXT, Type::TEXT])
-        .await
-        .map_err(AuthorizeError::Db)?;
-    let snapshot_statement = client
-        .prepare_typed_cached(SNAPSHOT, &[])
-        .await
-        .map_err(AuthorizeError::Db)?;
-    // A check statement that cannot be prepared outside the caller's role (a schema only the
-    // caller may use) is sent unprepared, parsed as the caller.
-    let mut prepared: HashMap<&Check, Option<tokio_postgres::Statement>> = HashMap::new();
-    for plan in &plans {
-        for s in plan {
-            if !prepared.contains_key(s.check) {
-                let st = client
-                    .prepare_typed_cached(check_sql(s.check), &[Type::TEXT])
-                    .await
-                    .ok();
-                prepared.insert(s.check, st);
             }
         }
     }
@@ -422,7 +398,6 @@ pub async fn visible_batch(
                 .collect()
         })
         .collect();
-    let client: &tokio_postgres::Client = &client;
     let units: Vec<Unit<'_>> = plans
         .iter()
         .enumerate()
@@ -437,30 +412,18 @@ pub async fn visible_batch(
                 })
         })
         .collect();
-    let ctx = Ctx {
-        client,
-        set_caller: &set_caller,
-        prepared: &prepared,
+    // Many units are split over two connections: two backends check them at once.
+    let per = if units.len() >= SPLIT_AT {
+        units.len().div_ceil(2)
+    } else {
+        units.len()
     };
-    // First every unit in one transaction (each sets its own caller before its check). A
-    // statement that fails aborts the rest of that transaction: those units are asked again,
-    // each in its own transaction, so one caller's missing privilege never answers for another.
-    // The snapshot is taken before any check runs: a transaction it sees as committed is seen by
-    // every check after it.
-    let (snapshot, outcomes) = tokio::join!(
-        client.query_one(&snapshot_statement, &[]),
-        ctx.run(&units, true)
-    );
-    let snapshot = Snapshot::parse(snapshot.map_err(AuthorizeError::Db)?.get::<_, &str>(0));
-    let mut outcomes = outcomes?;
-    let aborted: Vec<usize> = (0..units.len())
-        .filter(|&i| matches!(outcomes[i], Outcome::Aborted))
-        .collect();
-    if !aborted.is_empty() {
-        let again: Vec<Unit<'_>> = aborted.iter().map(|&i| units[i].clone()).collect();
-        for (i, outcome) in aborted.into_iter().zip(ctx.run(&again, false).await?) {
-            outcomes[i] = outcome;
-        }
+    let mut snapshots = Vec::new();
+    let mut outcomes = Vec::with_capacity(units.len());
+    for part in join_in_order(units.chunks(per).map(|part| check_part(pool, part))).await {
+        let (snapshot, part) = part?;
+        snapshots.extend(snapshot);
+        outcomes.extend(part);
     }
     for (unit, outcome) in units.iter().zip(outcomes) {
         let Outcome::Rows(rows) = outcome else {
@@ -493,8 +456,73 @@ pub async fn visible_batch(
     }
     Ok(Answers {
         allowed: answers,
-        snapshot,
+        snapshots,
     })
+}
+
+/// Fewer units than this run on one connection; more are split over two.
+const SPLIT_AT: usize = 64;
+
+/// Checks `units` on one pooled connection: the snapshot, then every unit in one read-only
+/// transaction, all pipelined; the units a failed statement left unanswered are asked again,
+/// each in a transaction of its own.
+async fn check_part(
+    pool: &deadpool_postgres::Pool,
+    units: &[Unit<'_>],
+) -> Result<(Option<Snapshot>, Vec<Outcome>), AuthorizeError> {
+    let client = tokio::time::timeout(Duration::from_secs(10), pool.get())
+        .await
+        .map_err(|_| AuthorizeError::Pool("timed out".into()))?
+        .map_err(|e| AuthorizeError::Pool(e.to_string()))?;
+    // Statements are prepared once per connection and reused: only binds go out per batch.
+    let set_caller = client
+        .prepare_typed_cached(SET_CALLER, &[Type::TEXT, Type::TEXT, Type::TEXT])
+        .await
+        .map_err(AuthorizeError::Db)?;
+    let snapshot_statement = client
+        .prepare_typed_cached(SNAPSHOT, &[])
+        .await
+        .map_err(AuthorizeError::Db)?;
+    // A check statement that cannot be prepared outside the caller's role (a schema only the
+    // caller may use) is sent unprepared, parsed as the caller.
+    let mut prepared: HashMap<&Check, Option<tokio_postgres::Statement>> = HashMap::new();
+    for u in units {
+        let check = u.statement.check;
+        if !prepared.contains_key(check) {
+            let st = client
+                .prepare_typed_cached(check_sql(check), &[Type::TEXT])
+                .await
+                .ok();
+            prepared.insert(check, st);
+        }
+    }
+    let client: &tokio_postgres::Client = &client;
+    let ctx = Ctx {
+        client,
+        set_caller: &set_caller,
+        prepared: &prepared,
+    };
+    // First every unit in one transaction (each sets its own caller before its check). A
+    // statement that fails aborts the rest of that transaction: those units are asked again,
+    // each in its own transaction, so one caller's missing privilege never answers for another.
+    // The snapshot is taken before any check runs: a transaction it sees as committed is seen by
+    // every check after it.
+    let (snapshot, outcomes) = tokio::join!(
+        client.query_one(&snapshot_statement, &[]),
+        ctx.run(units, true)
+    );
+    let snapshot = Snapshot::parse(snapshot.map_err(AuthorizeError::Db)?.get::<_, &str>(0));
+    let mut outcomes = outcomes?;
+    let aborted: Vec<usize> = (0..units.len())
+        .filter(|&i| matches!(outcomes[i], Outcome::Aborted))
+        .collect();
+    if !aborted.is_empty() {
+        let again: Vec<Unit<'_>> = aborted.iter().map(|&i| units[i].clone()).collect();
+        for (i, outcome) in aborted.into_iter().zip(ctx.run(&again, false).await?) {
+            outcomes[i] = outcome;
+        }
+    }
+    Ok((snapshot, outcomes))
 }
 
 /// What RLS on `realtime.messages` lets a caller do on a private channel's topic.
