@@ -137,28 +137,55 @@ pub fn single_check(change: &Change) -> (String, String) {
     match check_for(change) {
         Check::Rows(sql) => (
             format!("select exists ({sql})"),
-            Value::Array(vec![Value::Object(key_only(change, &change.record))]).to_string(),
+            key_records(std::iter::once(change)),
         ),
         Check::Table(sql, table) => (sql.to_string(), table),
     }
 }
 
+/// What decides a change's check: its table, whether it is a DELETE, and which key columns its
+/// record holds. Changes with equal keys share one check (and its SQL is written once).
+#[derive(PartialEq, Eq, Hash)]
+struct CheckKey<'a> {
+    schema: &'a str,
+    table: &'a str,
+    delete: bool,
+    keys: Vec<&'a str>,
+}
+
+impl<'a> CheckKey<'a> {
+    fn of(change: &'a Change) -> CheckKey<'a> {
+        let delete = change.kind == ChangeKind::Delete;
+        let keys = if delete {
+            Vec::new()
+        } else {
+            change
+                .columns
+                .iter()
+                .filter(|c| c.key && change.record.contains_key(&c.name))
+                .map(|c| c.name.as_str())
+                .collect()
+        };
+        CheckKey {
+            schema: &change.schema,
+            table: &change.table,
+            delete,
+            keys,
+        }
+    }
+}
+
 /// The check `change` needs.
 fn check_for(change: &Change) -> Check {
-    let table = format!(
-        "{}.{}",
-        quote_ident(&change.schema),
-        quote_ident(&change.table)
-    );
-    if change.kind == ChangeKind::Delete {
+    check_of(&CheckKey::of(change))
+}
+
+fn check_of(key: &CheckKey<'_>) -> Check {
+    let table = format!("{}.{}", quote_ident(key.schema), quote_ident(key.table));
+    if key.delete {
         return Check::Table(CAN_READ_TABLE, table);
     }
-    let keys: Vec<String> = change
-        .columns
-        .iter()
-        .filter(|c| c.key && change.record.contains_key(&c.name))
-        .map(|c| quote_ident(&c.name))
-        .collect();
+    let keys: Vec<String> = key.keys.iter().map(|k| quote_ident(k)).collect();
     if keys.is_empty() {
         return Check::Table(CAN_READ_UNKEYED, table);
     }
@@ -183,6 +210,27 @@ fn check_for(change: &Change) -> Check {
          or exists (select 1 from json_populate_record(null::{table}, o.v) k, {table} x \
                     where ({row}) = ({key}))"
     ))
+}
+
+/// The key records of `changes` as a JSON array (a row check's parameter), written straight
+/// from their records.
+fn key_records<'a>(changes: impl Iterator<Item = &'a Change>) -> String {
+    struct Keys<'a>(&'a Change);
+    impl serde::Serialize for Keys<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let change = self.0;
+            let mut map = s.serialize_map(None)?;
+            for c in change.columns.iter().filter(|c| c.key) {
+                if let Some(v) = change.record.get(&c.name) {
+                    map.serialize_entry(&c.name, v)?;
+                }
+            }
+            map.end()
+        }
+    }
+    let keys: Vec<Keys<'_>> = changes.map(Keys).collect();
+    serde_json::to_string(&keys).expect("key records serialize to JSON")
 }
 
 /// The key columns of a change's record (what a DELETE may reveal, and what finds the row).
@@ -213,6 +261,8 @@ pub async fn visible(
 /// One statement of a caller's transaction: which check, on which of the batch's changes.
 struct Statement<'a> {
     check: &'a Check,
+    /// Which of the batch's distinct checks `check` is.
+    ix: usize,
     changes: Vec<usize>,
 }
 
@@ -240,7 +290,8 @@ enum Outcome {
 struct Ctx<'a> {
     client: &'a tokio_postgres::Client,
     set_caller: &'a tokio_postgres::Statement,
-    prepared: &'a HashMap<&'a Check, Option<tokio_postgres::Statement>>,
+    /// By the check's index among the batch's distinct checks.
+    prepared: &'a HashMap<usize, Option<tokio_postgres::Statement>>,
 }
 
 impl Ctx<'_> {
@@ -255,7 +306,7 @@ impl Ctx<'_> {
         let client = self.client;
         let set: [&(dyn ToSql + Sync); 3] = [&u.who.role, &u.who.claims.text(), &CHECK_TIMEOUT];
         let check = async move {
-            match &self.prepared[u.statement.check] {
+            match &self.prepared[&u.statement.ix] {
                 Some(st) => client.query(st, &[u.param as &(dyn ToSql + Sync)]).await,
                 None => {
                     let typed: [(&(dyn ToSql + Sync), Type); 1] = [(u.param, Type::TEXT)];
@@ -365,16 +416,28 @@ pub async fn visible_batch(
             snapshots: Vec::new(),
         });
     }
-    let checks: Vec<Check> = changes.iter().map(|c| check_for(c)).collect();
+    // Each change's check, as an index into the batch's distinct checks.
+    let mut distinct: Vec<Check> = Vec::new();
+    let mut index: HashMap<CheckKey<'_>, usize> = HashMap::new();
+    let checks: Vec<usize> = changes
+        .iter()
+        .map(|c| {
+            *index.entry(CheckKey::of(c)).or_insert_with_key(|key| {
+                distinct.push(check_of(key));
+                distinct.len() - 1
+            })
+        })
+        .collect();
     // Per caller, its statements in first-seen order.
     let mut plans: Vec<Vec<Statement<'_>>> = (0..who.len()).map(|_| Vec::new()).collect();
     for (c, ask) in asks.iter().enumerate() {
         for &w in ask {
             let plan = &mut plans[w];
-            match plan.iter_mut().find(|s| *s.check == checks[c]) {
+            match plan.iter_mut().find(|s| s.ix == checks[c]) {
                 Some(s) => s.changes.push(c),
                 None => plan.push(Statement {
-                    check: &checks[c],
+                    check: &distinct[checks[c]],
+                    ix: checks[c],
                     changes: vec![c],
                 }),
             }
@@ -386,13 +449,7 @@ pub async fn visible_batch(
         .map(|plan| {
             plan.iter()
                 .map(|s| match s.check {
-                    Check::Rows(_) => Value::Array(
-                        s.changes
-                            .iter()
-                            .map(|&c| Value::Object(key_only(changes[c], &changes[c].record)))
-                            .collect(),
-                    )
-                    .to_string(),
+                    Check::Rows(_) => key_records(s.changes.iter().map(|&c| changes[c])),
                     Check::Table(_, table) => table.clone(),
                 })
                 .collect()
@@ -485,15 +542,14 @@ async fn check_part(
         .map_err(AuthorizeError::Db)?;
     // A check statement that cannot be prepared outside the caller's role (a schema only the
     // caller may use) is sent unprepared, parsed as the caller.
-    let mut prepared: HashMap<&Check, Option<tokio_postgres::Statement>> = HashMap::new();
+    let mut prepared: HashMap<usize, Option<tokio_postgres::Statement>> = HashMap::new();
     for u in units {
-        let check = u.statement.check;
-        if !prepared.contains_key(check) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = prepared.entry(u.statement.ix) {
             let st = client
-                .prepare_typed_cached(check_sql(check), &[Type::TEXT])
+                .prepare_typed_cached(check_sql(u.statement.check), &[Type::TEXT])
                 .await
                 .ok();
-            prepared.insert(check, st);
+            slot.insert(st);
         }
     }
     let client: &tokio_postgres::Client = &client;

@@ -169,11 +169,15 @@ pub(super) async fn stream_task(
     let mut pending: Option<XLogData> = None;
     let mut shutdown = conn.shutdown.clone();
     let acked_now = || Lsn(acked.load(Ordering::Acquire));
+    // Made once and polled in every round: not a new waiter per frame.
+    let stopping = wait_shutdown(&mut shutdown);
+    let consumer_gone = events.closed();
+    tokio::pin!(stopping, consumer_gone);
     let result = loop {
         tokio::select! {
             biased;
-            _ = wait_shutdown(&mut shutdown) => break Ok(()),
-            _ = events.closed() => break Ok(()),
+            _ = &mut stopping => break Ok(()),
+            _ = &mut consumer_gone => break Ok(()),
             _ = ticker.tick() => {
                 if let Err(e) = send_raw(&mut conn.io, &standby_status(&progress, acked_now(), false)).await {
                     break Err(e);
