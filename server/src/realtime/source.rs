@@ -255,11 +255,14 @@ async fn session(
     // pgoutput describes relations once per connection: a fresh decoder per session.
     let mut decoder = Decoder::new();
     let mut catalog = Catalog::default();
+    // Made once and polled in every round: not a new waiter per message.
+    let consumer_gone = items.closed();
+    tokio::pin!(consumer_gone);
     loop {
         let received = tokio::select! {
             received = stream.recv() => received,
             // The consumer is gone: close cleanly so the final status update goes out.
-            _ = items.closed() => {
+            _ = &mut consumer_gone => {
                 let _ = stream.close().await;
                 return (Ended::Stop, true);
             }

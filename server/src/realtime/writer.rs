@@ -226,6 +226,9 @@ impl Writer {
             slot,
             stop.clone(),
         ));
+        // Made once and polled in every round: not a new waiter per item.
+        let stopping = stop.wait_for(|stop| *stop);
+        tokio::pin!(stopping);
         loop {
             let item = if ready.end_lsn.is_some() {
                 // Committed work is waiting: take what already arrived, else hand it over now.
@@ -241,7 +244,7 @@ impl Writer {
             } else {
                 tokio::select! {
                     item = source.recv() => item,
-                    _ = stop.wait_for(|stop| *stop) => None,
+                    _ = &mut stopping => None,
                 }
             };
             let Some(item) = item else { break };
