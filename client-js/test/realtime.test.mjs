@@ -36,8 +36,13 @@ test('postgres_changes: a user receives only the rows its RLS shows, in realtime
   const a = await user(d), b = await user(d);
   const { got } = await watch(a);
   assert.equal((await b.from('notes').insert({ body: 'b secret' })).error, null);
+  // Each change arrives before the next write: an INSERT or UPDATE is checked against the row as
+  // it stands (by key, as Supabase does), so one whose row is deleted before its check runs is not
+  // delivered — with the writes back to back, the UPDATE could miss.
   const { data } = await a.from('notes').insert({ body: 'a1' }).select().single();
+  await until(() => got.length >= 1, 'the insert');
   await a.from('notes').update({ body: 'a2' }).eq('id', data.id);
+  await until(() => got.length >= 2, 'the update');
   await a.from('notes').delete().eq('id', data.id);
   await until(() => got.length >= 3, 'three changes');
   assert.deepEqual(got.map((p) => [p.eventType, p.new.body ?? null]), [['INSERT', 'a1'], ['UPDATE', 'a2'], ['DELETE', null]]);
