@@ -24,16 +24,7 @@ const ALICE: &str = "7f1d2a3e-0000-4000-8000-00000000000a";
 const BOB: &str = "7f1d2a3e-0000-4000-8000-00000000000b";
 
 fn user(sub: &str) -> Actor {
-    Actor {
-        caller: Caller {
-            role: "authenticated".into(),
-            claims: json!({"sub": sub, "role": "authenticated"}).into(),
-            token: None,
-        },
-        method: "POST".into(),
-        path: "/object".into(),
-        headers: json!({}),
-    }
+    common::storage_user(sub, "POST")
 }
 
 fn service() -> Actor {

@@ -48,6 +48,34 @@ fn job(k: &str, v: i32, keep: bool) -> (Job, oneshot::Sender<bool>) {
     (job, ready_tx)
 }
 
+/// A group running one transaction at a time, held by a first job ("0-first") that is not ready
+/// yet: members submitted now queue behind it and run together in the next group transaction.
+async fn held_group(
+    t: &TestDb,
+) -> (
+    std::sync::Arc<Group>,
+    tokio::task::JoinHandle<Outcome>,
+    oneshot::Sender<bool>,
+) {
+    let group = Group::new(t.state.pool.clone(), 1);
+    let (first, release_first) = job("0-first", 1, true);
+    let g = group.clone();
+    let first = tokio::spawn(async move { g.submit(first).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    (group, first, release_first)
+}
+
+/// The keys in `public.gc`, in order.
+async fn keys(t: &TestDb) -> Vec<String> {
+    t.admin()
+        .query("select k from public.gc order by k", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 fn txid(o: &Outcome) -> String {
     match o {
         Outcome::Committed(r) => r[0].as_ref().unwrap()[0].get(0),
@@ -69,11 +97,7 @@ async fn a_refused_member_rolls_back_alone_while_the_rest_commit_together() {
         .unwrap();
     // One group at a time: the first job holds it (not ready) while the others queue behind it,
     // so they all run in the second group transaction.
-    let group = Group::new(t.state.pool.clone(), 1);
-    let (first, release_first) = job("0-first", 1, true);
-    let g = group.clone();
-    let first = tokio::spawn(async move { g.submit(first).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (group, first, release_first) = held_group(&t).await;
     let mut readies = Vec::new();
     let mut waiting = Vec::new();
     // (key, value, keep, ready)
@@ -120,14 +144,7 @@ async fn a_refused_member_rolls_back_alone_while_the_rest_commit_together() {
     let (a, f) = (txid(&outcomes[0]), txid(&outcomes[5]));
     assert_eq!(a, f);
     assert_ne!(a, txid(&first));
-    let rows: Vec<String> = t
-        .admin()
-        .query("select k from public.gc order by k", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let rows = keys(&t).await;
     assert_eq!(rows, ["0-first", "a", "f"]);
 }
 
@@ -141,11 +158,7 @@ async fn a_shared_transaction_that_fails_commits_nothing_and_sends_each_member_a
         )
         .await
         .unwrap();
-    let group = Group::new(t.state.pool.clone(), 1);
-    let (first, release_first) = job("0-first", 1, true);
-    let g = group.clone();
-    let first = tokio::spawn(async move { g.submit(first).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (group, first, release_first) = held_group(&t).await;
     // A statement PostgreSQL cannot even prepare breaks the shared transaction, not one savepoint.
     let (good, good_ready) = job("a", 1, true);
     let (mut bad, bad_ready) = job("b", 2, true);
@@ -164,28 +177,12 @@ async fn a_shared_transaction_that_fails_commits_nothing_and_sends_each_member_a
     let (next, next_ready) = job("c", 3, true);
     next_ready.send(true).unwrap();
     txid(&group.submit(next).await);
-    let rows: Vec<String> = t
-        .admin()
-        .query("select k from public.gc order by k", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let rows = keys(&t).await;
     assert_eq!(rows, ["0-first", "c"]);
 }
 
 fn user(sub: &str) -> Actor {
-    Actor {
-        caller: Caller {
-            role: "authenticated".into(),
-            claims: json!({"sub": sub, "role": "authenticated"}).into(),
-            token: None,
-        },
-        method: "PUT".into(),
-        path: "/object".into(),
-        headers: json!({}),
-    }
+    common::storage_user(sub, "PUT")
 }
 
 fn small(key: &str, upsert: bool, len: usize, content_type: &str) -> PutSpec {

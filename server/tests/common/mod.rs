@@ -166,6 +166,21 @@ pub async fn external_cluster(data_dir: PathBuf) -> (pg::Cluster, String) {
     (cluster, url)
 }
 
+/// The storage core's actor for an authenticated user `sub`, as a request with `method` on
+/// `/object` would make it.
+pub fn storage_user(sub: &str, method: &str) -> doska::storage::core::Actor {
+    doska::storage::core::Actor {
+        caller: doska::jwt::Caller {
+            role: "authenticated".into(),
+            claims: serde_json::json!({"sub": sub, "role": "authenticated"}).into(),
+            token: None,
+        },
+        method: method.into(),
+        path: "/object".into(),
+        headers: serde_json::json!({}),
+    }
+}
+
 pub async fn connect(config: &tokio_postgres::Config) -> Client {
     let (client, conn) = config
         .connect(NoTls)
