@@ -113,7 +113,7 @@ const CAN_READ_UNKEYED: &str = "select coalesce((select has_table_privilege(curr
      where c.oid = to_regclass($1) and r.rolname = current_user), false)";
 
 /// How one change is checked; changes with equal checks share one statement per caller.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 enum Check {
     /// INSERT/UPDATE with a key: the rows must be visible by key. The statement takes a JSON
     /// array of key records as `$1` and returns the (0-based) positions of the visible ones.
@@ -218,28 +218,29 @@ fn key_records<'a>(changes: impl Iterator<Item = &'a Change>) -> String {
     struct Keys<'a>(&'a Change);
     impl serde::Serialize for Keys<'_> {
         fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            use serde::ser::SerializeMap;
-            let change = self.0;
-            let mut map = s.serialize_map(None)?;
-            for c in change.columns.iter().filter(|c| c.key) {
-                if let Some(v) = change.record.get(&c.name) {
-                    map.serialize_entry(&c.name, v)?;
-                }
-            }
-            map.end()
+            s.collect_map(key_entries(self.0, &self.0.record))
         }
     }
     let keys: Vec<Keys<'_>> = changes.map(Keys).collect();
     serde_json::to_string(&keys).expect("key records serialize to JSON")
 }
 
-/// The key columns of a change's record (what a DELETE may reveal, and what finds the row).
-pub fn key_only(change: &Change, record: &Map<String, Value>) -> Map<String, Value> {
+/// The key columns of `record` that it holds, by name, in the table's column order.
+fn key_entries<'a>(
+    change: &'a Change,
+    record: &'a Map<String, Value>,
+) -> impl Iterator<Item = (&'a String, &'a Value)> {
     change
         .columns
         .iter()
         .filter(|c| c.key)
-        .filter_map(|c| record.get(&c.name).map(|v| (c.name.clone(), v.clone())))
+        .filter_map(|c| record.get(&c.name).map(|v| (&c.name, v)))
+}
+
+/// The key columns of a change's record (what a DELETE may reveal, and what finds the row).
+pub fn key_only(change: &Change, record: &Map<String, Value>) -> Map<String, Value> {
+    key_entries(change, record)
+        .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
 
